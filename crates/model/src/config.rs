@@ -1,0 +1,718 @@
+//! The configuration file: `[server]` and `[[site]]` tables, their defaults, and validation that
+//! names the file, line and key of every mistake.
+//!
+//! Every default below is documented in `docs/config.md`; keep the two in step.
+
+use crate::duration::{as_text, as_text_opt};
+use crate::{HostPattern, Origin};
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// A validated configuration: what the edge builds its snapshot from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub server: ServerSettings,
+    pub sites: Vec<Site>,
+}
+
+/// The `[server]` table: listeners, data directory, limits that apply to every site.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    /// Cleartext listeners: HTTP/1.1 and h2c with prior knowledge.
+    pub listen: Vec<SocketAddr>,
+    /// TLS listeners: ALPN h2 and http/1.1, certificate chosen by SNI.
+    pub listen_tls: Vec<SocketAddr>,
+    /// Admin listener: `/metrics`, `/healthz`.
+    pub admin: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Peers whose `X-Forwarded-*` and `Forwarded` headers are believed and appended to.
+    pub trusted_proxies: Vec<IpNet>,
+    pub access_log: AccessLogTarget,
+    pub limits: ServerLimits,
+}
+
+/// Where access-log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Stdout,
+    Off,
+    File(PathBuf),
+}
+
+/// Connection and request limits. Defaults are chosen to stop slowloris-style abuse without
+/// hurting real browsers; each is documented in docs/config.md.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerLimits {
+    /// Time a client has, from its first byte, to send a request's complete header section.
+    pub header_read_timeout: Duration,
+    /// How long a connection may sit with no request in progress before it is closed.
+    pub idle_timeout: Duration,
+    /// Time allowed for a TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Largest request header section, in bytes (HTTP/1.1 and HTTP/2).
+    pub max_header_bytes: usize,
+    /// Most header fields in one request.
+    pub max_headers: usize,
+    /// Open client connections in total; over it, new connections are closed at once.
+    pub max_connections: u32,
+    /// Open client connections from one IP address.
+    pub max_connections_per_ip: u32,
+    /// After SIGTERM, how long requests in flight may take to finish.
+    pub shutdown_grace: Duration,
+    /// Idle origin connections are closed after this long.
+    pub origin_idle_timeout: Duration,
+    /// Idle connections kept open per origin.
+    pub origin_max_idle: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
+            shutdown_grace: Duration::from_secs(30),
+            origin_idle_timeout: Duration::from_secs(60),
+            origin_max_idle: 256,
+        }
+    }
+}
+
+/// One protected website: the names it answers to and the origins behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Site {
+    /// Identifier used in metrics, logs and (later) the API: `[a-z0-9_-]`, 1 to 63 characters.
+    pub name: String,
+    pub hosts: Vec<HostPattern>,
+    pub origins: Vec<Origin>,
+    pub tls: Option<TlsFiles>,
+    /// Largest request body accepted; over it, 413.
+    pub max_body_bytes: u64,
+    /// Time to open a TCP connection to an origin.
+    pub connect_timeout: Duration,
+    /// Time from sending a request to receiving the origin's response header.
+    pub response_timeout: Duration,
+    pub health: Option<HealthCheck>,
+    /// Passive ejection: after this many consecutive failures an origin is taken out...
+    pub max_fails: u32,
+    /// ...for this long (or until an active check sees it healthy again).
+    pub fail_timeout: Duration,
+}
+
+/// A site's certificate chain and private key (PEM files).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Where the `tls` key stands in the file, so loading errors can point at it.
+    pub line: Option<usize>,
+}
+
+/// Active health check: an HTTP probe sent to every origin of the site.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes that bring an origin back.
+    pub rise: u32,
+    /// Consecutive failures that take it out.
+    pub fall: u32,
+}
+
+/// A configuration mistake, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// The key's path, e.g. `site[0].origins[1]`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ": line {line}")?;
+            if let Some(column) = self.column {
+                write!(f, ", column {column}")?;
+            }
+        }
+        if !self.key.is_empty() {
+            write!(f, ": key `{}`", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates a configuration file. Relative paths inside it (data_dir, TLS files,
+    /// a log file) are resolved against the file's own directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            column: None,
+            key: String::new(),
+            message: format!("cannot read the file: {e}"),
+        })?;
+        let mut config = Config::from_toml_str(&path.display().to_string(), &text)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Parses and validates configuration text; `file` is only used in error messages.
+    pub fn from_toml_str(file: &str, text: &str) -> Result<Config, ConfigError> {
+        let place = |span: Option<std::ops::Range<usize>>| match span {
+            Some(span) => {
+                let (line, column) = line_and_column(text, span.start);
+                (Some(line), Some(column))
+            }
+            None => (None, None),
+        };
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| {
+            let (line, column) = place(e.span());
+            ConfigError {
+                file: file.to_string(),
+                line,
+                column,
+                key: String::new(),
+                message: e.message().to_string(),
+            }
+        })?;
+        let raw: FileConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            // Spanned<T> shows up in serde's path as a private field name; readers want the key.
+            let key = e
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "");
+            let inner = e.into_inner();
+            let (line, column) = place(inner.span());
+            ConfigError {
+                file: file.to_string(),
+                line,
+                column,
+                key: if key == "." { String::new() } else { key },
+                message: inner.message().to_string(),
+            }
+        })?;
+        raw.validate(text).map_err(|(span, key, message)| {
+            let (line, column) = place(span);
+            ConfigError {
+                file: file.to_string(),
+                line,
+                column,
+                key,
+                message,
+            }
+        })
+    }
+
+    /// The one-origin set-up of `palisade serve --origin URL`: a catch-all site named `default`.
+    pub fn single_origin(origin: Origin) -> Config {
+        Config {
+            server: FileServer::default().into_settings(),
+            sites: vec![Site {
+                name: "default".into(),
+                hosts: vec![HostPattern::Any],
+                origins: vec![origin],
+                tls: None,
+                max_body_bytes: default_max_body_bytes(),
+                connect_timeout: default_connect_timeout(),
+                response_timeout: default_response_timeout(),
+                health: None,
+                max_fails: default_max_fails(),
+                fail_timeout: default_fail_timeout(),
+            }],
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.server.data_dir);
+        if let AccessLogTarget::File(p) = &mut self.server.access_log {
+            resolve(p);
+        }
+        for site in &mut self.sites {
+            if let Some(tls) = &mut site.tls {
+                resolve(&mut tls.cert);
+                resolve(&mut tls.key);
+            }
+        }
+    }
+}
+
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+    (line, column)
+}
+
+type Invalid = (Option<std::ops::Range<usize>>, String, String);
+
+// ---- The file as written ------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    server: FileServer,
+    #[serde(default, rename = "site")]
+    sites: Vec<FileSite>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileServer {
+    listen: Vec<SocketAddr>,
+    listen_tls: Vec<SocketAddr>,
+    admin: SocketAddr,
+    data_dir: PathBuf,
+    trusted_proxies: Vec<IpNet>,
+    access_log: String,
+    #[serde(with = "as_text_opt")]
+    header_read_timeout: Option<Duration>,
+    #[serde(with = "as_text_opt")]
+    idle_timeout: Option<Duration>,
+    #[serde(with = "as_text_opt")]
+    tls_handshake_timeout: Option<Duration>,
+    max_header_bytes: Option<usize>,
+    max_headers: Option<usize>,
+    max_connections: Option<u32>,
+    max_connections_per_ip: Option<u32>,
+    #[serde(with = "as_text_opt")]
+    shutdown_grace: Option<Duration>,
+    #[serde(with = "as_text_opt")]
+    origin_idle_timeout: Option<Duration>,
+    origin_max_idle: Option<usize>,
+}
+
+impl Default for FileServer {
+    fn default() -> Self {
+        FileServer {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            listen_tls: Vec::new(),
+            admin: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            data_dir: PathBuf::from("./palisade-data"),
+            trusted_proxies: Vec::new(),
+            access_log: "stdout".into(),
+            header_read_timeout: None,
+            idle_timeout: None,
+            tls_handshake_timeout: None,
+            max_header_bytes: None,
+            max_headers: None,
+            max_connections: None,
+            max_connections_per_ip: None,
+            shutdown_grace: None,
+            origin_idle_timeout: None,
+            origin_max_idle: None,
+        }
+    }
+}
+
+impl FileServer {
+    fn into_settings(self) -> ServerSettings {
+        let d = ServerLimits::default();
+        ServerSettings {
+            access_log: match self.access_log.as_str() {
+                "stdout" => AccessLogTarget::Stdout,
+                "off" => AccessLogTarget::Off,
+                path => AccessLogTarget::File(PathBuf::from(path)),
+            },
+            listen: self.listen,
+            listen_tls: self.listen_tls,
+            admin: self.admin,
+            data_dir: self.data_dir,
+            trusted_proxies: self.trusted_proxies,
+            limits: ServerLimits {
+                header_read_timeout: self.header_read_timeout.unwrap_or(d.header_read_timeout),
+                idle_timeout: self.idle_timeout.unwrap_or(d.idle_timeout),
+                tls_handshake_timeout: self
+                    .tls_handshake_timeout
+                    .unwrap_or(d.tls_handshake_timeout),
+                max_header_bytes: self.max_header_bytes.unwrap_or(d.max_header_bytes),
+                max_headers: self.max_headers.unwrap_or(d.max_headers),
+                max_connections: self.max_connections.unwrap_or(d.max_connections),
+                max_connections_per_ip: self
+                    .max_connections_per_ip
+                    .unwrap_or(d.max_connections_per_ip),
+                shutdown_grace: self.shutdown_grace.unwrap_or(d.shutdown_grace),
+                origin_idle_timeout: self.origin_idle_timeout.unwrap_or(d.origin_idle_timeout),
+                origin_max_idle: self.origin_max_idle.unwrap_or(d.origin_max_idle),
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSite {
+    name: Spanned<String>,
+    hosts: Spanned<Vec<Spanned<HostPattern>>>,
+    origins: Spanned<Vec<Origin>>,
+    tls: Option<Spanned<FileTls>>,
+    #[serde(default = "default_max_body_bytes")]
+    max_body_bytes: u64,
+    #[serde(default = "default_connect_timeout", with = "as_text")]
+    connect_timeout: Duration,
+    #[serde(default = "default_response_timeout", with = "as_text")]
+    response_timeout: Duration,
+    health: Option<FileHealth>,
+    #[serde(default = "default_max_fails")]
+    max_fails: u32,
+    #[serde(default = "default_fail_timeout", with = "as_text")]
+    fail_timeout: Duration,
+}
+
+fn default_max_body_bytes() -> u64 {
+    100 * 1024 * 1024
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_response_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_fails() -> u32 {
+    3
+}
+fn default_fail_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHealth {
+    #[serde(default = "default_health_path")]
+    path: String,
+    #[serde(default = "default_health_interval", with = "as_text")]
+    interval: Duration,
+    #[serde(default = "default_health_timeout", with = "as_text")]
+    timeout: Duration,
+    #[serde(default = "default_rise_fall")]
+    rise: u32,
+    #[serde(default = "default_rise_fall")]
+    fall: u32,
+}
+
+fn default_health_path() -> String {
+    "/".into()
+}
+fn default_health_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_health_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_rise_fall() -> u32 {
+    2
+}
+
+impl FileConfig {
+    fn validate(self, text: &str) -> Result<Config, Invalid> {
+        let server = self.server.into_settings();
+        let l = &server.limits;
+        let positive = [
+            ("server.header_read_timeout", l.header_read_timeout),
+            ("server.idle_timeout", l.idle_timeout),
+            ("server.tls_handshake_timeout", l.tls_handshake_timeout),
+        ];
+        for (key, value) in positive {
+            if value.is_zero() {
+                return Err((None, key.into(), "must be more than zero".into()));
+            }
+        }
+        if l.max_header_bytes < 8192 {
+            return Err((
+                None,
+                "server.max_header_bytes".into(),
+                "must be at least 8192 (browsers send several KiB of headers)".into(),
+            ));
+        }
+        if l.max_headers == 0 || l.max_connections == 0 || l.max_connections_per_ip == 0 {
+            return Err((
+                None,
+                "server".into(),
+                "max_headers, max_connections and max_connections_per_ip must be at least 1"
+                    .into(),
+            ));
+        }
+        if server.listen.is_empty() && server.listen_tls.is_empty() {
+            return Err((
+                None,
+                "server.listen".into(),
+                "no listener: set listen or listen_tls".into(),
+            ));
+        }
+        if !server.listen_tls.is_empty() && !self.sites.iter().any(|s| s.tls.is_some()) {
+            return Err((
+                None,
+                "server.listen_tls".into(),
+                "a TLS listener needs at least one site with a `tls` certificate".into(),
+            ));
+        }
+
+        let mut sites = Vec::with_capacity(self.sites.len());
+        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut claimed: HashMap<HostPattern, String> = HashMap::new();
+        for (i, site) in self.sites.into_iter().enumerate() {
+            let key = |field: &str| format!("site[{i}].{field}");
+            let name = site.name.get_ref().clone();
+            if !valid_site_name(&name) {
+                return Err((
+                    Some(site.name.span()),
+                    key("name"),
+                    format!(
+                        "site name {name:?} must be 1 to 63 characters of a-z, 0-9, '-' and '_'"
+                    ),
+                ));
+            }
+            if let Some(first) = names.insert(name.clone(), i) {
+                return Err((
+                    Some(site.name.span()),
+                    key("name"),
+                    format!("site name {name:?} is already used by site[{first}]"),
+                ));
+            }
+            if site.hosts.get_ref().is_empty() {
+                return Err((
+                    Some(site.hosts.span()),
+                    key("hosts"),
+                    "a site needs at least one host".into(),
+                ));
+            }
+            let mut hosts = Vec::new();
+            for (j, host) in site.hosts.into_inner().into_iter().enumerate() {
+                let span = host.span();
+                let host = host.into_inner();
+                if let Some(other) = claimed.insert(host.clone(), name.clone()) {
+                    return Err((
+                        Some(span),
+                        format!("site[{i}].hosts[{j}]"),
+                        format!("host {host} is already claimed by site {other:?}"),
+                    ));
+                }
+                hosts.push(host);
+            }
+            if site.origins.get_ref().is_empty() {
+                return Err((
+                    Some(site.origins.span()),
+                    key("origins"),
+                    "a site needs at least one origin".into(),
+                ));
+            }
+            let health = match site.health {
+                None => None,
+                Some(h) => {
+                    if !h.path.starts_with('/') || h.path.bytes().any(|b| b <= b' ' || b == 0x7f)
+                    {
+                        return Err((
+                            None,
+                            key("health.path"),
+                            format!("health path {:?} must start with '/' and hold no spaces", h.path),
+                        ));
+                    }
+                    if h.interval.is_zero() || h.timeout.is_zero() || h.rise == 0 || h.fall == 0
+                    {
+                        return Err((
+                            None,
+                            key("health"),
+                            "interval, timeout, rise and fall must be more than zero".into(),
+                        ));
+                    }
+                    Some(HealthCheck {
+                        path: h.path,
+                        interval: h.interval,
+                        timeout: h.timeout,
+                        rise: h.rise,
+                        fall: h.fall,
+                    })
+                }
+            };
+            if site.connect_timeout.is_zero() || site.response_timeout.is_zero() {
+                return Err((
+                    None,
+                    key("response_timeout"),
+                    "connect_timeout and response_timeout must be more than zero".into(),
+                ));
+            }
+            let tls = site.tls.map(|tls| {
+                let line = line_and_column(text, tls.span().start).0;
+                let tls = tls.into_inner();
+                TlsFiles {
+                    cert: tls.cert,
+                    key: tls.key,
+                    line: Some(line),
+                }
+            });
+            sites.push(Site {
+                name,
+                hosts,
+                origins: site.origins.into_inner(),
+                tls,
+                max_body_bytes: site.max_body_bytes,
+                connect_timeout: site.connect_timeout,
+                response_timeout: site.response_timeout,
+                health,
+                max_fails: site.max_fails.max(1),
+                fail_timeout: site.fail_timeout,
+            });
+        }
+        Ok(Config { server, sites })
+    }
+}
+
+fn valid_site_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str("palisade.toml", text)
+    }
+
+    const ISSUE_EXAMPLE: &str = r#"
+[server]
+listen = ["127.0.0.1:8080"]
+listen_tls = ["127.0.0.1:8443"]
+admin = "127.0.0.1:9090"
+data_dir = "./palisade-data"
+
+[[site]]
+name = "blog"
+hosts = ["blog.example", "*.blog.example"]
+origins = ["http://127.0.0.1:3000", "http://127.0.0.1:3001"]
+tls = { cert = "certs/blog.pem", key = "certs/blog.key" }
+"#;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let config = parse(ISSUE_EXAMPLE).unwrap();
+        assert_eq!(config.server.listen_tls.len(), 1);
+        let site = &config.sites[0];
+        assert_eq!(site.hosts.len(), 2);
+        assert_eq!(site.origins[1].url.port, 3001);
+        assert_eq!(site.tls.as_ref().unwrap().line, Some(12));
+    }
+
+    #[test]
+    fn an_empty_file_gets_every_default() {
+        let config = parse("").unwrap();
+        assert_eq!(config.server.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+        assert_eq!(config.server.admin, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(config.server.limits, ServerLimits::default());
+        assert_eq!(config.server.access_log, AccessLogTarget::Stdout);
+    }
+
+    #[test]
+    fn a_bad_origin_names_file_line_and_key() {
+        let err = parse("[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigins = [\"not a url\"]\n")
+            .unwrap_err();
+        assert_eq!(err.line, Some(4));
+        assert_eq!(err.key, "site[0].origins[0]");
+        let shown = err.to_string();
+        assert!(shown.starts_with("palisade.toml: line 4"), "{shown}");
+        assert!(shown.contains("origins"), "{shown}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_line() {
+        let err = parse("[server]\nlisten = []\nlisten_tsl = []\n").unwrap_err();
+        assert_eq!(err.line, Some(3));
+        assert!(err.message.contains("listen_tsl"), "{err}");
+    }
+
+    #[test]
+    fn a_syntax_error_has_a_line() {
+        let err = parse("[server\n").unwrap_err();
+        assert_eq!(err.line, Some(1));
+    }
+
+    #[test]
+    fn a_bad_duration_names_its_key() {
+        let err = parse("[server]\nidle_timeout = \"forever\"\n").unwrap_err();
+        assert_eq!(err.key, "server.idle_timeout");
+        assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn a_host_claimed_twice_is_refused() {
+        let err = parse(
+            "[[site]]\nname = \"a\"\nhosts = [\"x.example\"]\norigins = [\"http://127.0.0.1:1\"]\n\
+             [[site]]\nname = \"b\"\nhosts = [\"X.example\"]\norigins = [\"http://127.0.0.1:2\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "site[1].hosts[0]");
+        assert_eq!(err.line, Some(7));
+    }
+
+    #[test]
+    fn duplicate_site_names_and_bad_names_are_refused() {
+        let site = |name: &str| {
+            format!("[[site]]\nname = \"{name}\"\nhosts = [\"{name}.example\"]\norigins = [\"http://127.0.0.1:1\"]\n")
+        };
+        assert!(parse(&format!("{}{}", site("a"), site("a"))).is_err());
+        assert!(parse(&site("Has Space")).is_err());
+    }
+
+    #[test]
+    fn weighted_origins_use_the_table_form() {
+        let config = parse(
+            "[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigins = [{ url = \"http://127.0.0.1:1\", weight = 3 }, \"http://127.0.0.1:2\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.sites[0].origins[0].weight, 3);
+        assert_eq!(config.sites[0].origins[1].weight, 1);
+    }
+
+    #[test]
+    fn a_tls_listener_without_any_certificate_is_refused() {
+        let err = parse("[server]\nlisten_tls = [\"127.0.0.1:8443\"]\n").unwrap_err();
+        assert_eq!(err.key, "server.listen_tls");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let dir = std::env::temp_dir().join(format!("palisade-model-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.toml");
+        std::fs::write(&path, ISSUE_EXAMPLE).unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.server.data_dir, dir.join("./palisade-data"));
+        assert_eq!(config.sites[0].tls.as_ref().unwrap().cert, dir.join("certs/blog.pem"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

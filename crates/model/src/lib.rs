@@ -1,0 +1,34 @@
+//! Palisade's shared vocabulary: what a [`Site`] is, how the server is set up, and how the TOML
+//! configuration file becomes those types.
+//!
+//! This crate is what every other Palisade crate agrees on. It holds plain data and the rules that
+//! make it valid; it does no I/O beyond reading the configuration text it is handed, and depends on
+//! nothing heavy (serde and toml). The edge turns a validated [`Config`] into its runtime snapshot;
+//! the control plane (later) will edit the same structures.
+//!
+//! ```
+//! let config = model::Config::from_toml_str(
+//!     "palisade.toml",
+//!     r#"
+//!     [[site]]
+//!     name = "blog"
+//!     hosts = ["blog.example", "*.blog.example"]
+//!     origins = ["http://127.0.0.1:3000"]
+//!     "#,
+//! )
+//! .unwrap();
+//! assert_eq!(config.sites[0].name, "blog");
+//! ```
+
+mod config;
+mod duration;
+mod host;
+mod origin;
+
+pub use config::{
+    AccessLogTarget, Config, ConfigError, HealthCheck, ServerLimits, ServerSettings, Site,
+    TlsFiles,
+};
+pub use duration::parse_duration;
+pub use host::{HostPattern, normalize_host};
+pub use origin::{Origin, OriginScheme, OriginUrl};

@@ -1,3 +1,207 @@
-fn main() {
-    println!("Hello, world!");
+//! `palisade`: the command line. `serve` runs the edge; `check` validates a configuration.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use model::{Config, Origin, OriginUrl};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Parser)]
+#[command(name = "palisade", version, about = "A self-hosted edge shield for websites")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Protect and cache sites: one origin with --origin, or many with --config.
+    Serve {
+        /// A TOML file describing the server and its sites.
+        #[arg(long, conflicts_with = "origin")]
+        config: Option<PathBuf>,
+        /// Protect this one origin (any Host is forwarded to it).
+        #[arg(long)]
+        origin: Option<String>,
+        /// Cleartext listener(s), HTTP/1.1 and h2c [default: 127.0.0.1:8080].
+        #[arg(long)]
+        listen: Vec<SocketAddr>,
+        /// Admin listener (/metrics, /healthz) [default: 127.0.0.1:9090].
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+        /// Data directory [default: ./palisade-data].
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Validate a configuration file without serving.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Serve {
+            config,
+            origin,
+            listen,
+            admin,
+            data,
+        } => serve(config, origin, listen, admin, data),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("palisade: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &Path) -> Result<()> {
+    let config = Config::load(path)?;
+    // Loading certificates is part of checking: a missing key file is a broken config.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(edge::server::validate(&config, &path.display().to_string()))?;
+    println!(
+        "{}: ok ({} site{})",
+        path.display(),
+        config.sites.len(),
+        if config.sites.len() == 1 { "" } else { "s" }
+    );
+    Ok(())
+}
+
+fn serve(
+    config_path: Option<PathBuf>,
+    origin: Option<String>,
+    listen: Vec<SocketAddr>,
+    admin: Option<SocketAddr>,
+    data: Option<PathBuf>,
+) -> Result<()> {
+    let overrides = Overrides {
+        listen,
+        admin,
+        data,
+    };
+    let (config, source) = match (&config_path, origin) {
+        (Some(path), _) => (overrides.apply(Config::load(path)?), path.display().to_string()),
+        (None, Some(origin)) => {
+            let url = OriginUrl::parse(&origin).map_err(anyhow::Error::msg)?;
+            (
+                overrides.apply(Config::single_origin(Origin { url, weight: 1 })),
+                "--origin".to_string(),
+            )
+        }
+        (None, None) => bail!("say what to protect: --origin http://127.0.0.1:3000 or --config palisade.toml"),
+    };
+    // Every connection is a file descriptor; the soft limit of 1024 would cap the edge far
+    // below max_connections.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "could not raise the open-file limit");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("palisade")
+        .build()?;
+    runtime.block_on(run(config, source, config_path, overrides))
+}
+
+/// Command-line flags that override the file's `[server]` values.
+struct Overrides {
+    listen: Vec<SocketAddr>,
+    admin: Option<SocketAddr>,
+    data: Option<PathBuf>,
+}
+
+impl Overrides {
+    fn apply(&self, mut config: Config) -> Config {
+        if !self.listen.is_empty() {
+            config.server.listen = self.listen.clone();
+        }
+        if let Some(admin) = self.admin {
+            config.server.admin = admin;
+        }
+        if let Some(data) = &self.data {
+            config.server.data_dir = data.clone();
+        }
+        config
+    }
+}
+
+async fn run(
+    config: Config,
+    source: String,
+    config_path: Option<PathBuf>,
+    overrides: Overrides,
+) -> Result<()> {
+    let edge = edge::Edge::start(config, source).await?;
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut last_text = match &config_path {
+        Some(path) => std::fs::read(path).ok(),
+        None => None,
+    };
+    let mut watch = tokio::time::interval(CONFIG_POLL);
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                if let Some(path) = &config_path {
+                    last_text = std::fs::read(path).ok();
+                    reload(&edge, path, &overrides);
+                } else {
+                    tracing::info!("SIGHUP ignored: no --config file to reload");
+                }
+            }
+            _ = watch.tick() => {
+                // The file watch: reload when the file's bytes change. Polling is immune to
+                // the rename-over and editor-swap patterns that trip inotify watchers.
+                if let Some(path) = &config_path {
+                    let now = std::fs::read(path).ok();
+                    if now.is_some() && now != last_text {
+                        last_text = now;
+                        reload(&edge, path, &overrides);
+                    }
+                }
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    let grace = edge.shutdown_grace();
+    tracing::info!(grace = ?grace, "shutting down: no new connections; draining requests in flight");
+    if edge.shutdown(grace).await {
+        tracing::info!("drained; bye");
+    }
+    Ok(())
+}
+
+/// How often the configuration file is checked for changes.
+const CONFIG_POLL: Duration = Duration::from_secs(1);
+
+fn reload(edge: &edge::Edge, path: &Path, overrides: &Overrides) {
+    let result = Config::load(path)
+        .map_err(|e| e.to_string())
+        .and_then(|config| edge.reload(&overrides.apply(config)));
+    match result {
+        Ok(generation) => tracing::info!(generation, file = %path.display(), "configuration reloaded"),
+        Err(e) => tracing::error!("configuration not reloaded, the previous one keeps running: {e}"),
+    }
 }

@@ -1,0 +1,207 @@
+//! Bodies that cross the edge: streamed both ways frame by frame, never collected in memory.
+//!
+//! - [`OriginBody`]: what is sent to an origin, the client's body metered against the site's
+//!   `max_body_bytes`.
+//! - [`EdgeBody`]: what is sent to a client, which finishes the request's log record when the
+//!   last frame leaves (or the client goes away).
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Counts a client's request body and notices when it passes the site's limit.
+#[derive(Debug, Default)]
+pub struct BodyMeter {
+    bytes: AtomicU64,
+    too_large: AtomicBool,
+}
+
+impl BodyMeter {
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+    pub fn too_large(&self) -> bool {
+        self.too_large.load(Ordering::Relaxed)
+    }
+}
+
+/// The request body was longer than the site allows.
+#[derive(Debug, thiserror::Error)]
+#[error("request body exceeds the site's max_body_bytes")]
+pub struct BodyTooLarge;
+
+/// The body of a request forwarded to an origin.
+pub enum OriginBody {
+    Empty,
+    Client {
+        inner: Incoming,
+        meter: Arc<BodyMeter>,
+        limit: u64,
+    },
+}
+
+impl Body for OriginBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            OriginBody::Empty => Poll::Ready(None),
+            OriginBody::Client {
+                inner,
+                meter,
+                limit,
+            } => {
+                let frame = match ready!(Pin::new(inner).poll_frame(cx)) {
+                    None => return Poll::Ready(None),
+                    Some(Err(e)) => return Poll::Ready(Some(Err(Box::new(e)))),
+                    Some(Ok(frame)) => frame,
+                };
+                if let Some(data) = frame.data_ref() {
+                    let total =
+                        meter.bytes.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
+                    if total > *limit {
+                        meter.too_large.store(true, Ordering::Relaxed);
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            OriginBody::Empty => true,
+            OriginBody::Client { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            OriginBody::Empty => SizeHint::with_exact(0),
+            OriginBody::Client { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+/// Runs once when a response has been sent completely, or abandoned.
+pub trait Finish: Send + Sync {
+    fn finish(self: Box<Self>, bytes_out: u64, complete: bool);
+}
+
+/// What a client receives.
+pub struct EdgeBody {
+    source: Source,
+    bytes_out: u64,
+    finish: Option<Box<dyn Finish>>,
+}
+
+enum Source {
+    Origin(Incoming),
+    Fixed(Option<Bytes>),
+}
+
+impl EdgeBody {
+    pub fn origin(body: Incoming) -> EdgeBody {
+        EdgeBody {
+            source: Source::Origin(body),
+            bytes_out: 0,
+            finish: None,
+        }
+    }
+
+    pub fn fixed(bytes: impl Into<Bytes>) -> EdgeBody {
+        let bytes = bytes.into();
+        EdgeBody {
+            source: Source::Fixed((!bytes.is_empty()).then_some(bytes)),
+            bytes_out: 0,
+            finish: None,
+        }
+    }
+
+    pub fn empty() -> EdgeBody {
+        EdgeBody::fixed(Bytes::new())
+    }
+
+    /// Attaches what runs when the body is done.
+    pub fn on_finish(&mut self, finish: Box<dyn Finish>) {
+        self.finish = Some(finish);
+    }
+
+    fn done(&mut self, complete: bool) {
+        if let Some(finish) = self.finish.take() {
+            finish.finish(self.bytes_out, complete);
+        }
+    }
+}
+
+impl Body for EdgeBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = match &mut this.source {
+            Source::Fixed(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
+            Source::Origin(body) => match ready!(Pin::new(body).poll_frame(cx)) {
+                None => None,
+                Some(Ok(frame)) => Some(Ok(frame)),
+                Some(Err(e)) => {
+                    // The origin broke off mid-body; the client sees a truncated response
+                    // (hyper resets the stream or closes the connection), never a forged end.
+                    this.done(false);
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+            },
+        };
+        match polled {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes_out += data.len() as u64;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            None => {
+                this.done(true);
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.source {
+            Source::Fixed(bytes) => bytes.is_none(),
+            Source::Origin(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.source {
+            Source::Fixed(None) => SizeHint::with_exact(0),
+            Source::Fixed(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
+            Source::Origin(body) => body.size_hint(),
+        }
+    }
+}
+
+impl Drop for EdgeBody {
+    fn drop(&mut self) {
+        // hyper drops a body it did not read to the end when the client went away.
+        let complete = self.is_end_stream();
+        self.done(complete);
+    }
+}

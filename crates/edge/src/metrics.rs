@@ -1,0 +1,246 @@
+//! Prometheus metrics: plain atomics on the hot path, text exposition on scrape.
+//!
+//! Per-site counters live in a [`SiteMetrics`] that the snapshot hands to each request, so
+//! counting never takes a lock or looks up a label. Series survive reloads: a site keeps its
+//! counters as long as its name does.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the request-duration histogram buckets.
+const BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The label used for requests that matched no site (421s, framing errors).
+pub const UNROUTED: &str = "_unrouted";
+
+/// Counters for one site.
+#[derive(Debug, Default)]
+pub struct SiteMetrics {
+    /// Responses by status class: index 0 is 1xx ... index 4 is 5xx.
+    responses: [AtomicU64; 5],
+    /// Non-cumulative bucket counts; the last slot is +Inf.
+    duration_buckets: [AtomicU64; BUCKETS.len() + 1],
+    duration_micros_sum: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+impl SiteMetrics {
+    /// Records one finished request.
+    pub fn record(&self, status: u16, duration: Duration, bytes_in: u64, bytes_out: u64) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.responses[class].fetch_add(1, Ordering::Relaxed);
+        let secs = duration.as_secs_f64();
+        let bucket = BUCKETS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(BUCKETS.len());
+        self.duration_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.duration_micros_sum
+            .fetch_add(duration.as_micros() as u64, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+    }
+}
+
+/// Every metric the edge exposes.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    sites: Mutex<BTreeMap<String, Arc<SiteMetrics>>>,
+    pub connections_refused_total_cap: AtomicU64,
+    pub connections_refused_client_cap: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+    pub access_log_dropped: AtomicU64,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+}
+
+/// One origin's state as the metrics page shows it.
+pub struct OriginReport {
+    pub site: String,
+    pub origin: String,
+    pub healthy: bool,
+    pub connect_errors: u64,
+    pub timeouts: u64,
+    pub other_errors: u64,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        Arc::new(Metrics::default())
+    }
+
+    /// The counters for `site`, created on first use and kept across reloads.
+    pub fn site(&self, site: &str) -> Arc<SiteMetrics> {
+        let mut sites = self.sites.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(sites.entry(site.to_string()).or_default())
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self, open_connections: u32, origins: &[OriginReport]) -> String {
+        let mut out = String::with_capacity(4096);
+        let sites = self.sites.lock().unwrap_or_else(|p| p.into_inner()).clone();
+
+        out.push_str("# HELP palisade_requests_total Requests answered, by site and status class.\n");
+        out.push_str("# TYPE palisade_requests_total counter\n");
+        for (name, m) in &sites {
+            for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+                let n = m.responses[i].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "palisade_requests_total{{site=\"{name}\",class=\"{class}\"}} {n}"
+                );
+            }
+        }
+
+        out.push_str("# HELP palisade_request_duration_seconds Time from request head to the end of the response body.\n");
+        out.push_str("# TYPE palisade_request_duration_seconds histogram\n");
+        for (name, m) in &sites {
+            let mut cumulative = 0;
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                cumulative += m.duration_buckets[i].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "palisade_request_duration_seconds_bucket{{site=\"{name}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            cumulative += m.duration_buckets[BUCKETS.len()].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "palisade_request_duration_seconds_bucket{{site=\"{name}\",le=\"+Inf\"}} {cumulative}"
+            );
+            let sum = m.duration_micros_sum.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "palisade_request_duration_seconds_sum{{site=\"{name}\"}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "palisade_request_duration_seconds_count{{site=\"{name}\"}} {cumulative}"
+            );
+        }
+
+        for (metric, help, pick) in [
+            (
+                "palisade_received_bytes_total",
+                "Request body bytes received from clients.",
+                (|m: &SiteMetrics| m.bytes_in.load(Ordering::Relaxed)) as fn(&SiteMetrics) -> u64,
+            ),
+            (
+                "palisade_sent_bytes_total",
+                "Response body bytes sent to clients.",
+                |m: &SiteMetrics| m.bytes_out.load(Ordering::Relaxed),
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
+            for (name, m) in &sites {
+                let _ = writeln!(out, "{metric}{{site=\"{name}\"}} {}", pick(m));
+            }
+        }
+
+        out.push_str("# HELP palisade_origin_healthy 1 when the origin takes traffic, 0 when a health check or passive ejection took it out.\n");
+        out.push_str("# TYPE palisade_origin_healthy gauge\n");
+        for o in origins {
+            let _ = writeln!(
+                out,
+                "palisade_origin_healthy{{site=\"{}\",origin=\"{}\"}} {}",
+                o.site, o.origin, o.healthy as u8
+            );
+        }
+        out.push_str("# HELP palisade_origin_errors_total Failed origin requests by kind.\n");
+        out.push_str("# TYPE palisade_origin_errors_total counter\n");
+        for o in origins {
+            for (kind, n) in [
+                ("connect", o.connect_errors),
+                ("timeout", o.timeouts),
+                ("other", o.other_errors),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "palisade_origin_errors_total{{site=\"{}\",origin=\"{}\",kind=\"{kind}\"}} {n}",
+                    o.site, o.origin
+                );
+            }
+        }
+
+        let _ = writeln!(
+            out,
+            "# HELP palisade_open_connections Client connections open now.\n# TYPE palisade_open_connections gauge\npalisade_open_connections {open_connections}"
+        );
+        out.push_str("# HELP palisade_connections_refused_total Connections closed at accept by a cap.\n");
+        out.push_str("# TYPE palisade_connections_refused_total counter\n");
+        for (reason, counter) in [
+            ("max_connections", &self.connections_refused_total_cap),
+            ("max_connections_per_ip", &self.connections_refused_client_cap),
+        ] {
+            let _ = writeln!(
+                out,
+                "palisade_connections_refused_total{{reason=\"{reason}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        for (metric, help, counter) in [
+            (
+                "palisade_tls_handshake_failures_total",
+                "TLS handshakes that failed or timed out.",
+                &self.tls_handshake_failures,
+            ),
+            (
+                "palisade_access_log_dropped_total",
+                "Access-log lines dropped because the writer fell behind.",
+                &self.access_log_dropped,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {metric} {help}\n# TYPE {metric} counter\n{metric} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP palisade_config_reloads_total Configuration reloads by result.\n");
+        out.push_str("# TYPE palisade_config_reloads_total counter\n");
+        let _ = writeln!(
+            out,
+            "palisade_config_reloads_total{{result=\"ok\"}} {}\npalisade_config_reloads_total{{result=\"error\"}} {}",
+            self.reloads_ok.load(Ordering::Relaxed),
+            self.reloads_failed.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_by_class_and_renders_cumulative_buckets() {
+        let metrics = Metrics::new();
+        let blog = metrics.site("blog");
+        blog.record(200, Duration::from_millis(3), 10, 100);
+        blog.record(503, Duration::from_secs(20), 0, 5);
+        let text = metrics.render(7, &[]);
+        assert!(text.contains("palisade_requests_total{site=\"blog\",class=\"2xx\"} 1"));
+        assert!(text.contains("palisade_requests_total{site=\"blog\",class=\"5xx\"} 1"));
+        assert!(text.contains("palisade_request_duration_seconds_bucket{site=\"blog\",le=\"0.005\"} 1"));
+        assert!(text.contains("palisade_request_duration_seconds_bucket{site=\"blog\",le=\"10\"} 1"));
+        assert!(text.contains("palisade_request_duration_seconds_bucket{site=\"blog\",le=\"+Inf\"} 2"));
+        assert!(text.contains("palisade_sent_bytes_total{site=\"blog\"} 105"));
+        assert!(text.contains("palisade_open_connections 7"));
+    }
+
+    #[test]
+    fn a_site_keeps_its_counters_when_asked_again() {
+        let metrics = Metrics::new();
+        metrics.site("blog").record(200, Duration::ZERO, 0, 0);
+        metrics.site("blog").record(200, Duration::ZERO, 0, 0);
+        assert!(metrics
+            .render(0, &[])
+            .contains("palisade_requests_total{site=\"blog\",class=\"2xx\"} 2"));
+    }
+}

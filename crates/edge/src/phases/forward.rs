@@ -1,0 +1,320 @@
+//! The request half of the `origin` phase: rewriting a client's request header for the origin.
+//!
+//! - Hop-by-hop fields (RFC 9110 §7.6.1) are removed, including every field the client named in
+//!   Connection, so a client cannot make the edge pass on (or drop) a connection-level header.
+//! - `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded` (RFC 7239) are
+//!   set from what the edge saw. A client's own values are replaced, unless the peer is a trusted
+//!   proxy, whose values are kept and appended to: origins get a chain they can believe.
+//! - `Via` (RFC 9110 §7.6.3) gains this hop.
+//! - `Expect` is dropped: hyper has already answered `100-continue` when the body was read.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Version;
+use std::net::IpAddr;
+
+/// Request and response fields that describe one connection, never the message.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// What is known about a client connection, computed once at accept so requests on it do not
+/// format addresses again.
+#[derive(Debug, Clone)]
+pub struct ClientFacts {
+    pub peer: IpAddr,
+    pub tls: bool,
+    /// The peer is in `trusted_proxies`.
+    pub trusted: bool,
+    peer_text: HeaderValue,
+    /// `for=...;proto=...` (host is added per request).
+    forwarded_base: String,
+}
+
+impl ClientFacts {
+    pub fn new(peer: IpAddr, tls: bool, trusted: bool) -> ClientFacts {
+        let peer = match peer {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(peer),
+            v4 => v4,
+        };
+        let text = peer.to_string();
+        let node = match peer {
+            IpAddr::V4(_) => text.clone(),
+            IpAddr::V6(_) => format!("\"[{text}]\""),
+        };
+        ClientFacts {
+            peer,
+            tls,
+            trusted,
+            peer_text: HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("unknown")),
+            forwarded_base: format!("for={node};proto={}", proto(tls)),
+        }
+    }
+}
+
+fn proto(tls: bool) -> &'static str {
+    if tls { "https" } else { "http" }
+}
+
+/// Whether the request asks to switch to WebSocket (RFC 6455 §4.1), the one upgrade the edge
+/// passes through.
+pub fn is_websocket_upgrade(version: Version, headers: &HeaderMap) -> bool {
+    version == Version::HTTP_11
+        && has_token(headers, &header::CONNECTION, "upgrade")
+        && has_token(headers, &header::UPGRADE, "websocket")
+}
+
+/// Whether a comma-separated field holds `token` (case-insensitive).
+pub fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+/// Removes hop-by-hop fields and those the Connection field names. Used both ways.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// Rewrites `headers` (a client's request header) for the origin. `authority` is the host the
+/// client asked for; `upgrade` keeps a WebSocket handshake's Connection/Upgrade pair.
+pub fn origin_request_headers(
+    headers: &mut HeaderMap,
+    version: Version,
+    authority: &str,
+    client: &ClientFacts,
+    upgrade: bool,
+) {
+    let wants_trailers = has_token(headers, &header::TE, "trailers");
+    strip_hop_by_hop(headers);
+    headers.remove(header::EXPECT);
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    }
+    if wants_trailers {
+        // TE is hop-by-hop, but "trailers" is the client telling every hop it accepts them;
+        // without it an HTTP/1.1 origin may drop them.
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if let Ok(value) = HeaderValue::from_str(authority) {
+        // An HTTP/2 client sends no Host; an absolute-form target overrides the Host field.
+        headers.insert(header::HOST, value.clone());
+        if !(client.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+            headers.insert(X_FORWARDED_HOST.clone(), value);
+        }
+    }
+
+    if client.trusted {
+        append_list(headers, &X_FORWARDED_FOR, &client.peer_text);
+    } else {
+        headers.insert(X_FORWARDED_FOR.clone(), client.peer_text.clone());
+    }
+    if !(client.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(proto(client.tls)),
+        );
+    }
+    let mut element = String::with_capacity(client.forwarded_base.len() + authority.len() + 8);
+    element.push_str(&client.forwarded_base);
+    element.push_str(";host=\"");
+    element.push_str(authority);
+    element.push('"');
+    if let Ok(element) = HeaderValue::from_str(&element) {
+        if client.trusted {
+            append_list(headers, &header::FORWARDED, &element);
+        } else {
+            headers.insert(header::FORWARDED, element);
+        }
+    }
+    append_list(headers, &header::VIA, &via(version));
+}
+
+/// This hop's `Via` entry for a message of `version`.
+pub fn via(version: Version) -> HeaderValue {
+    HeaderValue::from_static(match version {
+        Version::HTTP_09 => "0.9 palisade",
+        Version::HTTP_10 => "1.0 palisade",
+        Version::HTTP_2 => "2 palisade",
+        Version::HTTP_3 => "3 palisade",
+        _ => "1.1 palisade",
+    })
+}
+
+/// Appends `value` to a comma-separated field, folding existing lines into one.
+pub fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
+    let mut joined: Vec<u8> = Vec::new();
+    for existing in headers.get_all(name) {
+        joined.extend_from_slice(existing.as_bytes());
+        joined.extend_from_slice(b", ");
+    }
+    if joined.is_empty() {
+        headers.insert(name.clone(), value.clone());
+        return;
+    }
+    joined.extend_from_slice(value.as_bytes());
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(name.clone(), value);
+    }
+}
+
+/// The client's address for logs and limits: the peer, or when the peer is a trusted proxy, the
+/// rightmost address in X-Forwarded-For that is not itself trusted.
+pub fn real_client_ip(
+    headers: &HeaderMap,
+    client: &ClientFacts,
+    is_trusted: impl Fn(IpAddr) -> bool,
+) -> IpAddr {
+    if !client.trusted {
+        return client.peer;
+    }
+    let mut found = client.peer;
+    let values: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    for hop in values.iter().rev().flat_map(|v| v.rsplit(',')) {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                found = ip;
+                if !is_trusted(ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn peer() -> ClientFacts {
+        ClientFacts::new("192.0.2.7".parse().unwrap(), false, false)
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_fields() {
+        let mut h = request(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "gzip"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "Basic eA=="),
+            ("x-normal", "1"),
+        ]);
+        origin_request_headers(&mut h, Version::HTTP_11, "blog.example", &peer(), false);
+        for gone in [
+            "connection",
+            "x-secret",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "upgrade",
+            "proxy-authorization",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} leaked");
+        }
+        assert_eq!(h["x-normal"], "1");
+    }
+
+    #[test]
+    fn untrusted_peer_cannot_spoof_forwarding_headers() {
+        let mut h = request(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("forwarded", "for=6.6.6.6"),
+        ]);
+        origin_request_headers(&mut h, Version::HTTP_11, "blog.example", &peer(), false);
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "blog.example");
+        assert_eq!(h["forwarded"], "for=192.0.2.7;proto=http;host=\"blog.example\"");
+        assert_eq!(h["host"], "blog.example");
+        assert_eq!(h["via"], "1.1 palisade");
+    }
+
+    #[test]
+    fn trusted_peer_chain_is_kept_and_appended() {
+        let trusted = ClientFacts::new("10.0.0.1".parse().unwrap(), true, true);
+        let mut h = request(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=203.0.113.9"),
+            ("via", "1.1 cdn"),
+        ]);
+        origin_request_headers(&mut h, Version::HTTP_2, "blog.example", &trusted, false);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(
+            h["forwarded"],
+            "for=203.0.113.9, for=10.0.0.1;proto=https;host=\"blog.example\""
+        );
+        assert_eq!(h["via"], "1.1 cdn, 2 palisade");
+        let ip = real_client_ip(&h, &trusted, |ip| ip.to_string().starts_with("10."));
+        assert_eq!(ip.to_string(), "203.0.113.9");
+    }
+
+    #[test]
+    fn ipv6_peers_are_quoted_in_forwarded() {
+        let v6 = ClientFacts::new("2001:db8::1".parse().unwrap(), false, false);
+        let mut h = HeaderMap::new();
+        origin_request_headers(&mut h, Version::HTTP_11, "a.example", &v6, false);
+        assert_eq!(h["forwarded"], "for=\"[2001:db8::1]\";proto=http;host=\"a.example\"");
+        assert_eq!(h["x-forwarded-for"], "2001:db8::1");
+    }
+
+    #[test]
+    fn websocket_upgrade_keeps_its_handshake_fields() {
+        let mut h = request(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(is_websocket_upgrade(Version::HTTP_11, &h));
+        origin_request_headers(&mut h, Version::HTTP_11, "a.example", &peer(), true);
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+    }
+
+    #[test]
+    fn te_trailers_survives_as_the_only_te_value() {
+        let mut h = request(&[("te", "trailers, deflate")]);
+        origin_request_headers(&mut h, Version::HTTP_11, "a.example", &peer(), false);
+        assert_eq!(h["te"], "trailers");
+    }
+}

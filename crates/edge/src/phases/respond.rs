@@ -1,0 +1,111 @@
+//! The `respond` phase: cleaning an origin's response for the client, and the edge's own pages.
+//!
+//! Error pages are fixed text: they say what went wrong in the visitor's terms and never show
+//! an origin's address, port or error message (those go to the log and metrics).
+
+use super::forward::{append_list, strip_hop_by_hop, via};
+use crate::body::EdgeBody;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode, Version};
+
+/// Removes hop-by-hop fields from an origin's response and adds this hop to `Via`.
+/// A 101 keeps its Upgrade/Connection pair: it is the handshake being passed through.
+pub fn client_response_headers(response: &mut Response<EdgeBody>, client_version: Version) {
+    // The response is ours to frame: speak the client's HTTP version, not the origin's (an
+    // HTTP/1.0 origin must not turn a keep-alive HTTP/1.1 client connection into 1.0).
+    *response.version_mut() = client_version;
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    let upgrade = switching.then(|| headers.get(header::UPGRADE).cloned()).flatten();
+    strip_hop_by_hop(headers);
+    if let Some(upgrade) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, upgrade);
+    }
+    append_list(headers, &header::VIA, &via(client_version));
+}
+
+/// A page the edge answers with itself.
+pub fn edge_page(status: StatusCode, close: bool) -> Response<EdgeBody> {
+    let (title, text) = page_text(status);
+    let body = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{code} {title}</title></head>\
+         <body><h1>{code} {title}</h1><p>{text}</p><hr><p>palisade</p></body></html>\n",
+        code = status.as_u16()
+    );
+    let mut response = Response::new(EdgeBody::fixed(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if close {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+fn page_text(status: StatusCode) -> (&'static str, &'static str) {
+    match status.as_u16() {
+        400 => ("Bad Request", "The request could not be understood."),
+        405 => ("Method Not Allowed", "This server does not accept that method."),
+        413 => ("Content Too Large", "The request body is larger than this site accepts."),
+        421 => (
+            "Misdirected Request",
+            "This server does not serve the requested host on this connection.",
+        ),
+        502 => (
+            "Bad Gateway",
+            "The site's server could not be reached. Please try again in a moment.",
+        ),
+        503 => (
+            "Service Unavailable",
+            "The site is temporarily unable to answer. Please try again in a moment.",
+        ),
+        504 => (
+            "Gateway Timeout",
+            "The site's server took too long to answer. Please try again in a moment.",
+        ),
+        _ => ("Error", "The request could not be completed."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn error_pages_say_nothing_about_origins_and_are_not_stored() {
+        for status in [StatusCode::BAD_GATEWAY, StatusCode::GATEWAY_TIMEOUT] {
+            let response = edge_page(status, false);
+            assert_eq!(response.headers()["cache-control"], "no-store");
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            let text = String::from_utf8(body.to_vec()).unwrap();
+            assert!(text.contains(&status.as_u16().to_string()));
+            assert!(!text.contains("127.0.0.1") && !text.contains("http://"), "{text}");
+        }
+    }
+
+    #[test]
+    fn strips_hop_by_hop_from_responses_but_keeps_a_101_handshake() {
+        let mut response = Response::new(EdgeBody::empty());
+        response.headers_mut().insert("connection", HeaderValue::from_static("x-secret"));
+        response.headers_mut().insert("x-secret", HeaderValue::from_static("1"));
+        response.headers_mut().insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        client_response_headers(&mut response, Version::HTTP_11);
+        assert!(!response.headers().contains_key("x-secret"));
+        assert!(!response.headers().contains_key("keep-alive"));
+        assert_eq!(response.headers()["via"], "1.1 palisade");
+
+        let mut switching = Response::new(EdgeBody::empty());
+        *switching.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        switching.headers_mut().insert("connection", HeaderValue::from_static("Upgrade"));
+        switching.headers_mut().insert("upgrade", HeaderValue::from_static("websocket"));
+        client_response_headers(&mut switching, Version::HTTP_11);
+        assert_eq!(switching.headers()["upgrade"], "websocket");
+        assert_eq!(switching.headers()["connection"], "upgrade");
+    }
+}

@@ -1,0 +1,264 @@
+//! A request's path through the edge, phase by phase. Each phase can end the request.
+//!
+//! ```text
+//! http     framing checks (smuggling shapes → 400, close)       phases::framing
+//! route    Host/:authority → site; unknown → 421, CONNECT → 405   phases::route
+//! limits   declared body over max_body_bytes → 413
+//! origin   rewrite the header, pick an origin, forward, failover  phases::forward, origin
+//! respond  clean the origin's header, or the edge's own page      phases::respond
+//! log      when the body is done: metrics and one access line     RequestLog
+//! ```
+//! (`accept`, `tls` and the `http` timeouts run before this, per connection: see `conn`.)
+//! Later issues slot `shield` between route and origin, and `cache` before origin.
+
+use crate::access_log::{AccessLog, AccessRecord};
+use crate::body::{BodyMeter, EdgeBody, Finish, OriginBody};
+use crate::conn::ConnContext;
+use crate::metrics::{Metrics, SiteMetrics, UNROUTED};
+use crate::origin::{OriginFailure, OriginRequest, OriginState};
+use crate::phases::route::RouteRefusal;
+use crate::phases::{forward, framing, respond, route};
+use crate::snapshot::Snapshot;
+use arc_swap::ArcSwap;
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, StatusCode, Uri, Version, header};
+use hyper::body::Incoming;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// What every request reads: the current snapshot and the shared sinks.
+pub struct EdgeState {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub access_log: AccessLog,
+    pub metrics: Arc<Metrics>,
+    unrouted: Arc<SiteMetrics>,
+}
+
+impl EdgeState {
+    pub fn new(snapshot: Snapshot, access_log: AccessLog, metrics: Arc<Metrics>) -> EdgeState {
+        EdgeState {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            access_log,
+            unrouted: metrics.site(UNROUTED),
+            metrics,
+        }
+    }
+}
+
+/// Runs one request through every phase and returns what the client gets.
+pub async fn handle(
+    state: &Arc<EdgeState>,
+    conn: &Arc<ConnContext>,
+    mut request: Request<Incoming>,
+) -> Response<EdgeBody> {
+    let started = Instant::now();
+    conn.activity.request_started();
+    let snapshot = state.snapshot.load_full();
+    let mut log = RequestLog {
+        state: Arc::clone(state),
+        conn: Arc::clone(conn),
+        site: None,
+        client_ip: conn.client.peer,
+        method: request.method().clone(),
+        uri: request.uri().clone(),
+        host: None,
+        version: request.version(),
+        status: 0,
+        meter: None,
+        origin: None,
+        upstream_time: None,
+        started,
+    };
+
+    // http: framing that could be read two ways never reaches routing.
+    if let Err(e) = framing::check(request.version(), request.headers()) {
+        tracing::debug!(peer = %conn.client.peer, reason = e.reason(), "refused request framing");
+        return log.finish_with(respond::edge_page(StatusCode::BAD_REQUEST, true));
+    }
+
+    // route
+    let routed = match route::route(
+        &snapshot,
+        request.method(),
+        request.uri(),
+        request.version(),
+        request.headers(),
+        conn.sni_site.as_deref(),
+    ) {
+        Ok(routed) => routed,
+        Err(refusal) => {
+            let status = match refusal {
+                RouteRefusal::Connect => StatusCode::METHOD_NOT_ALLOWED,
+                RouteRefusal::BadHost => StatusCode::BAD_REQUEST,
+                RouteRefusal::UnknownHost | RouteRefusal::SniMismatch => {
+                    StatusCode::MISDIRECTED_REQUEST
+                }
+            };
+            let close = refusal != RouteRefusal::UnknownHost;
+            return log.finish_with(respond::edge_page(status, close));
+        }
+    };
+    let site = &snapshot.sites[routed.site];
+    log.site = Some((Arc::clone(&site.name), Arc::clone(&site.metrics)));
+    if state.access_log.enabled() {
+        log.host = Some(routed.host.to_string());
+    }
+    log.client_ip = forward::real_client_ip(request.headers(), &conn.client, |ip| {
+        snapshot.is_trusted_proxy(ip)
+    });
+    let authority = routed.authority.to_string();
+
+    // limits: a declared length over the site's limit is refused before any byte is read.
+    if declared_length(&request).is_some_and(|n| n > site.config.max_body_bytes) {
+        return log.finish_with(respond::edge_page(StatusCode::PAYLOAD_TOO_LARGE, true));
+    }
+
+    // origin
+    let version = request.version();
+    let upgrade = forward::is_websocket_upgrade(version, request.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let (parts, body) = request.into_parts();
+    let mut headers = parts.headers;
+    forward::origin_request_headers(&mut headers, version, &authority, &conn.client, upgrade);
+    let has_body = !http_body::Body::is_end_stream(&body);
+    let body = if has_body {
+        let meter = Arc::new(BodyMeter::default());
+        log.meter = Some(Arc::clone(&meter));
+        OriginBody::Client {
+            inner: body,
+            meter,
+            limit: site.config.max_body_bytes,
+        }
+    } else {
+        OriginBody::Empty
+    };
+    let origin_request = OriginRequest {
+        retryable: !has_body && parts.method.is_idempotent(),
+        method: parts.method,
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        headers,
+        body,
+    };
+    let answer = match site.upstream.forward(origin_request).await {
+        Ok(answer) => answer,
+        Err(failure) => {
+            let status = match &failure {
+                OriginFailure::Unreachable { origin } | OriginFailure::Broken { origin } => {
+                    log.origin = Some(Arc::clone(origin));
+                    StatusCode::BAD_GATEWAY
+                }
+                OriginFailure::TimedOut { origin } => {
+                    log.origin = Some(Arc::clone(origin));
+                    StatusCode::GATEWAY_TIMEOUT
+                }
+                OriginFailure::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            };
+            // A body we stopped reading leaves the connection unusable for the next request.
+            return log.finish_with(respond::edge_page(status, has_body));
+        }
+    };
+    log.origin = Some(Arc::clone(&answer.origin));
+    log.upstream_time = Some(answer.upstream_time);
+    let mut origin_response = answer.response;
+
+    if origin_response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        match client_upgrade {
+            Some(client_upgrade) => {
+                let origin_upgrade = hyper::upgrade::on(&mut origin_response);
+                crate::conn::spawn_tunnel(
+                    Arc::clone(conn),
+                    client_upgrade,
+                    origin_upgrade,
+                    snapshot.limits.idle_timeout,
+                );
+            }
+            // An origin may not switch protocols the client did not ask for.
+            None => return log.finish_with(respond::edge_page(StatusCode::BAD_GATEWAY, false)),
+        }
+    }
+
+    // respond
+    let mut response = origin_response.map(EdgeBody::origin);
+    respond::client_response_headers(&mut response, version);
+    log.finish_with(response)
+}
+
+fn declared_length(request: &Request<Incoming>) -> Option<u64> {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Everything the `log` phase needs, carried to the end of the response body.
+struct RequestLog {
+    state: Arc<EdgeState>,
+    conn: Arc<ConnContext>,
+    site: Option<(Arc<str>, Arc<SiteMetrics>)>,
+    client_ip: IpAddr,
+    method: Method,
+    uri: Uri,
+    host: Option<String>,
+    version: Version,
+    status: u16,
+    meter: Option<Arc<BodyMeter>>,
+    origin: Option<Arc<OriginState>>,
+    upstream_time: Option<Duration>,
+    started: Instant,
+}
+
+impl RequestLog {
+    fn finish_with(mut self, mut response: Response<EdgeBody>) -> Response<EdgeBody> {
+        self.status = response.status().as_u16();
+        response.body_mut().on_finish(Box::new(self));
+        response
+    }
+}
+
+impl Finish for RequestLog {
+    fn finish(self: Box<Self>, bytes_out: u64, _complete: bool) {
+        let duration = self.started.elapsed();
+        let bytes_in = self.meter.as_ref().map_or(0, |m| m.bytes());
+        let (site_name, metrics) = match &self.site {
+            Some((name, metrics)) => (&**name, metrics),
+            None => (UNROUTED, &self.state.unrouted),
+        };
+        metrics.record(self.status, duration, bytes_in, bytes_out);
+        if self.state.access_log.enabled() {
+            self.state.access_log.write(&AccessRecord {
+                time: SystemTime::now() - duration,
+                site: site_name,
+                client_ip: self.client_ip,
+                method: self.method.as_str(),
+                host: self.host.as_deref().unwrap_or(""),
+                path: self.uri.path(),
+                protocol: protocol(self.version),
+                status: self.status,
+                bytes_in,
+                bytes_out,
+                duration_ms: duration.as_secs_f64() * 1000.0,
+                origin: self.origin.as_ref().map(|o| o.label.as_str()),
+                upstream_ms: self.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
+            });
+        }
+        self.conn.activity.request_finished();
+    }
+}
+
+fn protocol(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}

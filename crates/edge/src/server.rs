@@ -1,0 +1,235 @@
+//! Running the edge: bind listeners, reload snapshots, drain on shutdown.
+//!
+//! ```no_run
+//! # async fn run(config: model::Config) -> Result<(), edge::EdgeError> {
+//! let edge = edge::Edge::start(config, "palisade.toml".into()).await?;
+//! // ... on SIGHUP: edge.reload(&new_config)
+//! edge.shutdown(std::time::Duration::from_secs(30)).await;
+//! # Ok(()) }
+//! ```
+
+use crate::access_log::AccessLog;
+use crate::conn_guard::ConnGuard;
+use crate::listener::{self, ListenerKind};
+use crate::metrics::Metrics;
+use crate::origin::UpstreamRegistry;
+use crate::pipeline::EdgeState;
+use crate::snapshot::{BuildContext, Snapshot};
+use crate::tls::TlsShared;
+use model::{Config, ServerSettings};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Why the edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot listen on {addr} ({kind}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        kind: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot open the access log: {0}")]
+    AccessLog(std::io::Error),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// A running edge.
+pub struct Edge {
+    state: Arc<EdgeState>,
+    guard: Arc<ConnGuard>,
+    upstreams: UpstreamRegistry,
+    tls: TlsShared,
+    shutdown: watch::Sender<bool>,
+    generation: AtomicU64,
+    source: String,
+    started_with: ServerSettings,
+    addrs: Vec<(ListenerKind, SocketAddr)>,
+    admin_addr: SocketAddr,
+}
+
+impl Edge {
+    /// Builds the first snapshot, binds every listener and starts serving. `source` names the
+    /// configuration in errors (its file path).
+    pub async fn start(config: Config, source: String) -> Result<Edge, EdgeError> {
+        std::fs::create_dir_all(&config.server.data_dir).map_err(|e| EdgeError::DataDir {
+            path: config.server.data_dir.display().to_string(),
+            source: e,
+        })?;
+        let metrics = Metrics::new();
+        let upstreams = UpstreamRegistry::default();
+        let tls = TlsShared::new().map_err(EdgeError::Config)?;
+        let snapshot = Snapshot::build(
+            &config,
+            &BuildContext {
+                upstreams: &upstreams,
+                metrics: &metrics,
+                tls: &tls,
+                source: &source,
+                generation: 1,
+            },
+        )
+        .map_err(EdgeError::Config)?;
+        let access_log = AccessLog::start(&config.server.access_log, Arc::clone(&metrics))
+            .map_err(EdgeError::AccessLog)?;
+        let state = Arc::new(EdgeState::new(snapshot, access_log, metrics));
+        let guard = ConnGuard::new();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+
+        let mut addrs = Vec::new();
+        let wanted = config
+            .server
+            .listen
+            .iter()
+            .map(|a| (ListenerKind::Http, *a))
+            .chain(config.server.listen_tls.iter().map(|a| (ListenerKind::Https, *a)));
+        let mut listeners = Vec::new();
+        for (kind, addr) in wanted {
+            let socket = listener::bind(addr).map_err(|e| EdgeError::Bind {
+                addr,
+                kind: kind.label(),
+                source: e,
+            })?;
+            let local = socket.local_addr().unwrap_or(addr);
+            addrs.push((kind, local));
+            listeners.push((kind, socket));
+        }
+        let admin = listener::bind(config.server.admin).map_err(|e| EdgeError::Bind {
+            addr: config.server.admin,
+            kind: "admin",
+            source: e,
+        })?;
+        let admin_addr = admin.local_addr().unwrap_or(config.server.admin);
+
+        for (kind, socket) in listeners {
+            tokio::spawn(listener::accept_loop(
+                socket,
+                kind,
+                Arc::clone(&state),
+                Arc::clone(&guard),
+                shutdown_rx.clone(),
+            ));
+        }
+        tokio::spawn(crate::admin::serve(
+            admin,
+            Arc::clone(&state),
+            Arc::clone(&guard),
+            shutdown_rx,
+        ));
+        for (kind, addr) in &addrs {
+            tracing::info!(kind = kind.label(), addr = %addr, "listening");
+        }
+        tracing::info!(kind = "admin", addr = %admin_addr, "listening");
+
+        Ok(Edge {
+            state,
+            guard,
+            upstreams,
+            tls,
+            shutdown,
+            generation: AtomicU64::new(1),
+            source,
+            started_with: config.server,
+            addrs,
+            admin_addr,
+        })
+    }
+
+    /// Bound addresses of the HTTP and HTTPS listeners (useful with port 0).
+    pub fn listen_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        self.addrs.iter().map(|(k, a)| (k.label(), *a)).collect()
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Swaps in a snapshot built from `config`. Requests in flight keep the snapshot they
+    /// started with. On error nothing changes and the error names what is wrong.
+    /// Listener addresses, the data directory and the access-log target apply at start only.
+    pub fn reload(&self, config: &Config) -> Result<u64, String> {
+        let generation = self.generation.load(Ordering::Relaxed) + 1;
+        let built = Snapshot::build(
+            config,
+            &BuildContext {
+                upstreams: &self.upstreams,
+                metrics: &self.state.metrics,
+                tls: &self.tls,
+                source: &self.source,
+                generation,
+            },
+        );
+        let snapshot = match built {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                self.state.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        let s = &self.started_with;
+        let n = &config.server;
+        if s.listen != n.listen
+            || s.listen_tls != n.listen_tls
+            || s.admin != n.admin
+            || s.data_dir != n.data_dir
+            || s.access_log != n.access_log
+        {
+            tracing::warn!(
+                "listen, listen_tls, admin, data_dir and access_log changes take effect at the next restart"
+            );
+        }
+        self.state.snapshot.store(Arc::new(snapshot));
+        self.generation.store(generation, Ordering::Relaxed);
+        self.state.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        Ok(generation)
+    }
+
+    /// Stops accepting, lets requests in flight finish for up to `grace`, and returns whether
+    /// every connection closed in time.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        let _ = self.shutdown.send(true);
+        let deadline = Instant::now() + grace;
+        while self.guard.open() > 0 {
+            if Instant::now() >= deadline {
+                tracing::warn!(open = self.guard.open(), "grace period over; closing remaining connections");
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        true
+    }
+
+    /// The configured shutdown grace of the current snapshot.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.state.snapshot.load().limits.shutdown_grace
+    }
+}
+
+/// Checks everything a start would check short of binding sockets: that every certificate and
+/// key loads and every origin is well-formed.
+pub async fn validate(config: &Config, source: &str) -> Result<(), EdgeError> {
+    let metrics = Metrics::new();
+    let upstreams = UpstreamRegistry::default();
+    let tls = TlsShared::new().map_err(EdgeError::Config)?;
+    Snapshot::build(
+        config,
+        &BuildContext {
+            upstreams: &upstreams,
+            metrics: &metrics,
+            tls: &tls,
+            source,
+            generation: 0,
+        },
+    )
+    .map(|_| ())
+    .map_err(EdgeError::Config)
+}

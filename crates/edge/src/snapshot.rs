@@ -1,0 +1,84 @@
+//! The config snapshot: everything a request needs, immutable, swapped whole on reload.
+//!
+//! A request loads the current snapshot once and keeps it to the end, so a reload never changes
+//! the rules under a request in flight, and the hot path takes no lock.
+
+use crate::metrics::{Metrics, OriginReport, SiteMetrics};
+use crate::origin::{PoolLimits, Upstream, UpstreamRegistry};
+use crate::router::HostRouter;
+use crate::tls::{self, TlsShared};
+use ipnet::IpNet;
+use model::{Config, ServerLimits, Site};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// A site as the edge runs it.
+pub struct SiteRuntime {
+    pub name: Arc<str>,
+    pub config: Site,
+    pub upstream: Arc<Upstream>,
+    pub metrics: Arc<SiteMetrics>,
+}
+
+/// One immutable version of the edge's configuration.
+pub struct Snapshot {
+    pub sites: Vec<SiteRuntime>,
+    pub router: HostRouter,
+    pub limits: ServerLimits,
+    trusted_proxies: Vec<IpNet>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Counts reloads; 1 is the configuration the edge started with.
+    pub generation: u64,
+}
+
+/// What building a snapshot borrows from the running edge.
+pub struct BuildContext<'a> {
+    pub upstreams: &'a UpstreamRegistry,
+    pub metrics: &'a Metrics,
+    pub tls: &'a TlsShared,
+    /// Names the configuration's source in errors.
+    pub source: &'a str,
+    pub generation: u64,
+}
+
+impl Snapshot {
+    pub fn build(config: &Config, ctx: &BuildContext<'_>) -> Result<Snapshot, String> {
+        let pool = PoolLimits {
+            idle_timeout: config.server.limits.origin_idle_timeout,
+            max_idle: config.server.limits.origin_max_idle,
+        };
+        let tls = tls::server_config(&config.sites, ctx.source, ctx.tls)?;
+        let mut sites = Vec::with_capacity(config.sites.len());
+        for site in &config.sites {
+            sites.push(SiteRuntime {
+                name: site.name.as_str().into(),
+                upstream: ctx
+                    .upstreams
+                    .upstream_for(site, &pool)
+                    .map_err(|e| format!("{}: {e}", ctx.source))?,
+                metrics: ctx.metrics.site(&site.name),
+                config: site.clone(),
+            });
+        }
+        Ok(Snapshot {
+            router: HostRouter::new(&config.sites),
+            sites,
+            limits: config.server.limits.clone(),
+            trusted_proxies: config.server.trusted_proxies.clone(),
+            tls,
+            generation: ctx.generation,
+        })
+    }
+
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        !self.trusted_proxies.is_empty() && self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    pub fn origin_reports(&self) -> Vec<OriginReport> {
+        let mut reports = Vec::new();
+        for site in &self.sites {
+            site.upstream.report(&mut reports);
+        }
+        reports
+    }
+}

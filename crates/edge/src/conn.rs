@@ -11,6 +11,7 @@
 
 use crate::clock;
 use crate::conn_guard::ConnPermit;
+use crate::phases::framing::{FramingError, FramingTracker};
 use crate::phases::forward::ClientFacts;
 use crate::pipeline::{self, EdgeState};
 use model::ServerLimits;
@@ -21,7 +22,7 @@ use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -61,6 +62,11 @@ pub struct ConnActivity {
     idle_since_ms: AtomicU64,
     /// HTTP/2 multiplexes and pings; only the idle timeout applies to it.
     h2: AtomicBool,
+    /// Requests the pipeline has started on this connection.
+    requests: AtomicU64,
+    /// 1 + the index of the first request whose head the framing tracker found ambiguous.
+    ambiguous_request: AtomicU64,
+    ambiguous_reason: AtomicU8,
 }
 
 enum Verdict {
@@ -78,12 +84,40 @@ impl ConnActivity {
             header_clock_ms: AtomicU64::new(if h2 { 0 } else { now }),
             idle_since_ms: AtomicU64::new(now),
             h2: AtomicBool::new(h2),
+            requests: AtomicU64::new(0),
+            ambiguous_request: AtomicU64::new(0),
+            ambiguous_reason: AtomicU8::new(0),
         }
     }
 
-    pub fn request_started(&self) {
+    /// Marks a request as started; returns the framing error its head had on the wire, if any.
+    pub fn request_started(&self) -> Option<FramingError> {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.header_clock_ms.store(0, Ordering::Release);
+        let index = self.requests.fetch_add(1, Ordering::AcqRel);
+        if self.ambiguous_request.load(Ordering::Acquire) == index + 1 {
+            return Some(match self.ambiguous_reason.load(Ordering::Acquire) {
+                0 => FramingError::LengthAndChunked,
+                1 => FramingError::RepeatedLength,
+                _ => FramingError::ChunkedInHttp10,
+            });
+        }
+        None
+    }
+
+    fn record_ambiguous(&self, index: u64, error: FramingError) {
+        let reason = match error {
+            FramingError::LengthAndChunked => 0,
+            FramingError::RepeatedLength => 1,
+            FramingError::ChunkedInHttp10 => 2,
+        };
+        self.ambiguous_reason.store(reason, Ordering::Release);
+        let _ = self.ambiguous_request.compare_exchange(
+            0,
+            index + 1,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
     }
 
     pub fn request_finished(&self) {
@@ -125,11 +159,13 @@ impl ConnActivity {
     }
 }
 
-/// Reports arriving bytes to [`ConnActivity`], and notices the HTTP/2 preface.
+/// Reports arriving bytes to [`ConnActivity`], notices the HTTP/2 preface, and runs the
+/// HTTP/1.x framing tracker over what the client sends.
 struct WatchedIo<I> {
     inner: I,
     ctx: Arc<ConnContext>,
     first_read: bool,
+    framing: Option<Box<FramingTracker>>,
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
@@ -147,9 +183,16 @@ impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
                 if got.starts_with(b"PRI * HTTP/2.0") {
                     self.ctx.activity.h2.store(true, Ordering::Relaxed);
                     self.ctx.activity.header_clock_ms.store(0, Ordering::Release);
+                    self.framing = None;
                 }
             }
             self.ctx.activity.bytes_arrived();
+            let got = &buf.filled()[before..];
+            if let Some(tracker) = self.framing.as_mut() {
+                if let Some((index, error)) = tracker.feed(got) {
+                    self.ctx.activity.record_ambiguous(index, error);
+                }
+            }
         }
         polled
     }
@@ -210,10 +253,12 @@ pub async fn serve<I>(
 {
     let limits = state.snapshot.load().limits.clone();
     let builder = http_builder(&limits);
+    let h2 = ctx.activity.h2.load(Ordering::Relaxed);
     let io = WatchedIo {
         inner: io,
         ctx: Arc::clone(&ctx),
         first_read: true,
+        framing: (!h2).then(|| Box::new(FramingTracker::new(limits.max_header_bytes.max(8192)))),
     };
     let service_ctx = Arc::clone(&ctx);
     let service = service_fn(move |request| {

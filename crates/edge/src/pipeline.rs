@@ -53,7 +53,7 @@ pub async fn handle(
     mut request: Request<Incoming>,
 ) -> Response<EdgeBody> {
     let started = Instant::now();
-    conn.activity.request_started();
+    let ambiguous_on_wire = conn.activity.request_started();
     let snapshot = state.snapshot.load_full();
     let mut log = RequestLog {
         state: Arc::clone(state),
@@ -72,7 +72,11 @@ pub async fn handle(
     };
 
     // http: framing that could be read two ways never reaches routing.
-    if let Err(e) = framing::check(request.version(), request.headers()) {
+    let framing = match ambiguous_on_wire {
+        Some(e) => Err(e),
+        None => framing::check(request.version(), request.headers()),
+    };
+    if let Err(e) = framing {
         tracing::debug!(peer = %conn.client.peer, reason = e.reason(), "refused request framing");
         return log.finish_with(respond::edge_page(StatusCode::BAD_REQUEST, true));
     }

@@ -126,9 +126,9 @@ impl Edge {
             shutdown_rx,
         ));
         for (kind, addr) in &addrs {
-            tracing::info!(kind = kind.label(), addr = %addr, "listening");
+            tracing::info!(kind = %kind.label(), addr = %addr, "listening");
         }
-        tracing::info!(kind = "admin", addr = %admin_addr, "listening");
+        tracing::info!(kind = %"admin", addr = %admin_addr, "listening");
 
         Ok(Edge {
             state,

@@ -10,6 +10,13 @@
 //! - Transfer-Encoding in an HTTP/1.0 request (RFC 9112 §6.1: treat as faulty framing).
 //!
 //! Each gets 400 and the connection is closed, since what follows on it cannot be trusted.
+//!
+//! hyper normalises the first two before the pipeline sees the request (it drops the
+//! Content-Length beside a Transfer-Encoding, and folds equal repeated lengths into one), so
+//! the header map alone cannot show them. [`FramingTracker`] therefore reads the HTTP/1.x byte
+//! stream as it arrives, follows each message's framing (heads, fixed-length and chunked
+//! bodies) to find where every head starts, and records which request, by its position on the
+//! connection, carried an ambiguous head.
 
 use http::{HeaderMap, Version, header};
 
@@ -51,10 +58,283 @@ pub fn check(version: Version, headers: &HeaderMap) -> Result<(), FramingError> 
     Ok(())
 }
 
+/// Follows HTTP/1.x message framing on a connection's incoming bytes to inspect every request
+/// head as the client sent it.
+#[derive(Debug)]
+pub struct FramingTracker {
+    state: Track,
+    /// Head bytes, kept only while a head spans several reads.
+    partial: Vec<u8>,
+    /// Heads completed so far on this connection.
+    heads: u64,
+    max_head: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Track {
+    Head,
+    Fixed(u64),
+    /// Inside a chunk-size line (digits, extensions) until its LF.
+    ChunkSize { size: u64, digits: bool, in_ext: bool },
+    ChunkData(u64),
+    /// The CRLF after a chunk's data: bytes still to skip.
+    ChunkEnd(u8),
+    /// After the last chunk: trailer fields until an empty line. `at_line_start` is true
+    /// right after a LF.
+    Trailers { at_line_start: bool },
+    /// Framing can no longer be followed (an upgrade, a head hyper will refuse); stop looking.
+    Opaque,
+}
+
+impl FramingTracker {
+    pub fn new(max_head: usize) -> FramingTracker {
+        FramingTracker {
+            state: Track::Head,
+            partial: Vec::new(),
+            heads: 0,
+            max_head,
+        }
+    }
+
+    /// Feeds bytes as read from the client. Returns the index (0-based, in order on the
+    /// connection) of a request whose head is ambiguous, with the reason.
+    pub fn feed(&mut self, mut bytes: &[u8]) -> Option<(u64, FramingError)> {
+        let mut found = None;
+        while !bytes.is_empty() {
+            match self.state {
+                Track::Opaque => return found,
+                Track::Head => {
+                    if self.partial.is_empty() {
+                        // RFC 9112 §2.2: tolerate empty lines before a request line.
+                        let skip = bytes.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+                        bytes = &bytes[skip..];
+                        if bytes.is_empty() {
+                            break;
+                        }
+                    }
+                    let start = self.partial.len().saturating_sub(3);
+                    let end = if self.partial.is_empty() {
+                        find_head_end(bytes, 0).map(|end| (end, true))
+                    } else {
+                        let take = bytes.len().min(self.max_head + 4);
+                        self.partial.extend_from_slice(&bytes[..take]);
+                        find_head_end(&self.partial, start).map(|end| (end, false))
+                    };
+                    match end {
+                        Some((end, in_place)) => {
+                            let (head_result, consumed) = if in_place {
+                                (inspect_head(&bytes[..end]), end)
+                            } else {
+                                let before = self.partial.len() - bytes.len().min(self.max_head + 4);
+                                let result = inspect_head(&self.partial[..end]);
+                                (result, end - before)
+                            };
+                            self.partial = Vec::new();
+                            let index = self.heads;
+                            self.heads += 1;
+                            bytes = &bytes[consumed..];
+                            match head_result {
+                                Head::Ambiguous(e) => {
+                                    found.get_or_insert((index, e));
+                                    self.state = Track::Opaque;
+                                }
+                                Head::Body(body) => self.state = body,
+                            }
+                        }
+                        None => {
+                            if self.partial.is_empty() {
+                                self.partial.extend_from_slice(bytes);
+                            }
+                            if self.partial.len() > self.max_head {
+                                // hyper answers 431 and closes; nothing more to follow.
+                                self.state = Track::Opaque;
+                            }
+                            return found;
+                        }
+                    }
+                }
+                Track::Fixed(left) => {
+                    let n = (bytes.len() as u64).min(left);
+                    bytes = &bytes[n as usize..];
+                    self.state = if left == n { Track::Head } else { Track::Fixed(left - n) };
+                }
+                Track::ChunkData(left) => {
+                    let n = (bytes.len() as u64).min(left);
+                    bytes = &bytes[n as usize..];
+                    self.state = if left == n { Track::ChunkEnd(2) } else { Track::ChunkData(left - n) };
+                }
+                Track::ChunkEnd(left) => {
+                    bytes = &bytes[1..];
+                    self.state = if left == 1 {
+                        Track::ChunkSize { size: 0, digits: false, in_ext: false }
+                    } else {
+                        Track::ChunkEnd(left - 1)
+                    };
+                }
+                Track::ChunkSize { size, digits, in_ext } => {
+                    let b = bytes[0];
+                    bytes = &bytes[1..];
+                    self.state = match b {
+                        b'\n' if !digits => Track::Opaque,
+                        b'\n' if size == 0 => Track::Trailers { at_line_start: true },
+                        b'\n' => Track::ChunkData(size),
+                        _ if in_ext => Track::ChunkSize { size, digits, in_ext },
+                        b';' | b' ' | b'\t' | b'\r' => Track::ChunkSize { size, digits, in_ext: true },
+                        _ => match (b as char).to_digit(16) {
+                            Some(d) if size < (1 << 56) => Track::ChunkSize {
+                                size: size * 16 + u64::from(d),
+                                digits: true,
+                                in_ext,
+                            },
+                            // hyper refuses this chunk; the connection ends.
+                            _ => Track::Opaque,
+                        },
+                    };
+                }
+                Track::Trailers { at_line_start } => {
+                    let b = bytes[0];
+                    bytes = &bytes[1..];
+                    self.state = match b {
+                        b'\n' if at_line_start => Track::Head,
+                        b'\n' => Track::Trailers { at_line_start: true },
+                        b'\r' => Track::Trailers { at_line_start },
+                        _ => Track::Trailers { at_line_start: false },
+                    };
+                }
+            }
+        }
+        found
+    }
+}
+
+enum Head {
+    Ambiguous(FramingError),
+    /// How the body that follows is framed.
+    Body(Track),
+}
+
+/// Finds the end of a head (just past CRLFCRLF, or LFLF which hyper also accepts).
+fn find_head_end(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i < bytes.len() {
+        if bytes[i] == b'\n' {
+            if bytes.get(i + 1) == Some(&b'\n') {
+                return Some(i + 2);
+            }
+            if bytes.get(i + 1) == Some(&b'\r') && bytes.get(i + 2) == Some(&b'\n') {
+                return Some(i + 3);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+fn inspect_head(head: &[u8]) -> Head {
+    let mut lengths = 0;
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut upgrade = false;
+    let mut lines = head.split(|b| *b == b'\n');
+    let request_line = lines.next().unwrap_or_default();
+    let http10 = request_line.trim_ascii_end().ends_with(b"HTTP/1.0");
+    for line in lines {
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let name = &line[..colon];
+        let value = line[colon + 1..].trim_ascii();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            lengths += 1;
+            if value.contains(&b',') {
+                lengths += 1;
+            }
+            length = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            chunked = true;
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            upgrade = true;
+        }
+    }
+    if lengths > 1 {
+        return Head::Ambiguous(FramingError::RepeatedLength);
+    }
+    if chunked && lengths > 0 {
+        return Head::Ambiguous(FramingError::LengthAndChunked);
+    }
+    if chunked && http10 {
+        return Head::Ambiguous(FramingError::ChunkedInHttp10);
+    }
+    if upgrade {
+        // After a 101 the bytes are another protocol's.
+        return Head::Body(Track::Opaque);
+    }
+    Head::Body(if chunked {
+        Track::ChunkSize { size: 0, digits: false, in_ext: false }
+    } else {
+        match (lengths, length) {
+            (0, _) | (_, Some(0)) => Track::Head,
+            (_, Some(n)) => Track::Fixed(n),
+            // An unparsable length: hyper refuses the request and closes.
+            (_, None) => Track::Opaque,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    fn feed_all(chunks: &[&[u8]]) -> Option<(u64, FramingError)> {
+        let mut tracker = FramingTracker::new(8192);
+        let mut found = None;
+        for chunk in chunks {
+            if let Some(f) = tracker.feed(chunk) {
+                found.get_or_insert(f);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn tracker_flags_length_with_chunked_in_either_order() {
+        let a: &[u8] = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(feed_all(&[a]), Some((0, FramingError::LengthAndChunked)));
+        let b: &[u8] = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\ncontent-length: 5\r\n\r\n";
+        assert_eq!(feed_all(&[b]), Some((0, FramingError::LengthAndChunked)));
+    }
+
+    #[test]
+    fn tracker_flags_repeated_equal_lengths() {
+        let a: &[u8] = b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello";
+        assert_eq!(feed_all(&[a]), Some((0, FramingError::RepeatedLength)));
+    }
+
+    #[test]
+    fn tracker_follows_bodies_to_find_the_second_head() {
+        // A clean request with a fixed body, then a chunked one with trailers, then a bad one,
+        // split at awkward places.
+        let stream: &[u8] = b"POST /a HTTP/1.1\r\nContent-Length: 4\r\n\r\nab\r\n\
+POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n0\r\nX-T: 1\r\n\r\n\
+GET /c HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n";
+        for split in [1, 7, 30, 45, 60, 70, 90] {
+            let (x, y) = stream.split_at(split.min(stream.len()));
+            assert_eq!(
+                feed_all(&[x, y]),
+                Some((2, FramingError::RepeatedLength)),
+                "split at {split}"
+            );
+        }
+        assert_eq!(feed_all(&stream.chunks(1).collect::<Vec<_>>()), Some((2, FramingError::RepeatedLength)));
+    }
+
+    #[test]
+    fn tracker_passes_clean_pipelines() {
+        let stream: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(feed_all(&[stream]), None);
+        assert_eq!(feed_all(&stream.chunks(3).collect::<Vec<_>>()), None);
+    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut map = HeaderMap::new();

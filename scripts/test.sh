@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit tests and black-box tests against the real
+# binary. Installs what the tests need when it is missing. Used by `.ci/run`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v curl >/dev/null || need_apt+=(curl)
+if ((${#need_apt[@]})); then
+    echo "installing: ${need_apt[*]}"
+    apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "installing cargo-nextest"
+    cargo install --locked cargo-nextest
+fi
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+# The black-box tests run the real binary; build it first.
+cargo build --bin palisade
+cargo nextest run --workspace --no-fail-fast
+cargo test --workspace --doc

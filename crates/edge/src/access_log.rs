@@ -90,7 +90,9 @@ impl AccessLog {
         match sender.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.metrics.access_log_dropped.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .access_log_dropped
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
     }

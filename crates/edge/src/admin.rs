@@ -48,17 +48,29 @@ pub async fn serve(
     }
 }
 
-fn answer(request: &Request<Incoming>, state: &EdgeState, guard: &ConnGuard) -> Response<Full<Bytes>> {
+fn answer(
+    request: &Request<Incoming>,
+    state: &EdgeState,
+    guard: &ConnGuard,
+) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => {
             let snapshot = state.snapshot.load();
             let text = state
                 .metrics
                 .render(guard.open(), &snapshot.origin_reports());
-            (StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text)
+            (
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                text,
+            )
         }
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_string(),
+        ),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;

@@ -67,8 +67,8 @@ impl Body for OriginBody {
                     Some(Ok(frame)) => frame,
                 };
                 if let Some(data) = frame.data_ref() {
-                    let total =
-                        meter.bytes.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
+                    let total = meter.bytes.fetch_add(data.len() as u64, Ordering::Relaxed)
+                        + data.len() as u64;
                     if total > *limit {
                         meter.too_large.store(true, Ordering::Relaxed);
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));

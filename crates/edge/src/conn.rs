@@ -11,13 +11,13 @@
 
 use crate::clock;
 use crate::conn_guard::ConnPermit;
-use crate::phases::framing::{FramingError, FramingTracker};
 use crate::phases::forward::ClientFacts;
+use crate::phases::framing::{FramingError, FramingTracker};
 use crate::pipeline::{self, EdgeState};
-use model::ServerLimits;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use model::ServerLimits;
 use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
@@ -131,7 +131,8 @@ impl ConnActivity {
             && self.header_clock_ms.load(Ordering::Acquire) == 0
             && !self.h2.load(Ordering::Relaxed)
         {
-            self.header_clock_ms.store(clock::now_ms(), Ordering::Release);
+            self.header_clock_ms
+                .store(clock::now_ms(), Ordering::Release);
         }
     }
 
@@ -182,16 +183,19 @@ impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
                 self.first_read = false;
                 if got.starts_with(b"PRI * HTTP/2.0") {
                     self.ctx.activity.h2.store(true, Ordering::Relaxed);
-                    self.ctx.activity.header_clock_ms.store(0, Ordering::Release);
+                    self.ctx
+                        .activity
+                        .header_clock_ms
+                        .store(0, Ordering::Release);
                     self.framing = None;
                 }
             }
             self.ctx.activity.bytes_arrived();
             let got = &buf.filled()[before..];
-            if let Some(tracker) = self.framing.as_mut() {
-                if let Some((index, error)) = tracker.feed(got) {
-                    self.ctx.activity.record_ambiguous(index, error);
-                }
+            if let Some(tracker) = self.framing.as_mut()
+                && let Some((index, error)) = tracker.feed(got)
+            {
+                self.ctx.activity.record_ambiguous(index, error);
             }
         }
         polled

@@ -4,7 +4,7 @@
 //! otherwise open the per-address cap on every address in it.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -84,9 +84,7 @@ impl ConnGuard {
     }
 
     fn shard(&self, client: &IpAddr) -> std::sync::MutexGuard<'_, HashMap<IpAddr, u32>> {
-        let mut h = self.hasher.build_hasher();
-        client.hash(&mut h);
-        let index = (h.finish() as usize) % SHARDS;
+        let index = (self.hasher.hash_one(client) as usize) % SHARDS;
         // A poisoned shard only means another thread panicked mid-update of a counter; the
         // counts are still usable, and refusing all connections would be worse.
         self.per_client[index]
@@ -133,8 +131,13 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let a = guard.try_acquire(ip, 10, 2).unwrap();
         let _b = guard.try_acquire(ip, 10, 2).unwrap();
-        assert_eq!(guard.try_acquire(ip, 10, 2).unwrap_err(), Refusal::ClientCap);
-        let _other = guard.try_acquire("192.0.2.2".parse().unwrap(), 10, 2).unwrap();
+        assert_eq!(
+            guard.try_acquire(ip, 10, 2).unwrap_err(),
+            Refusal::ClientCap
+        );
+        let _other = guard
+            .try_acquire("192.0.2.2".parse().unwrap(), 10, 2)
+            .unwrap();
         drop(a);
         let _again = guard.try_acquire(ip, 10, 2).unwrap();
         assert_eq!(guard.open(), 3);
@@ -143,7 +146,9 @@ mod tests {
     #[test]
     fn total_cap_refuses_beyond_the_limit() {
         let guard = ConnGuard::new();
-        let _a = guard.try_acquire("192.0.2.1".parse().unwrap(), 1, 5).unwrap();
+        let _a = guard
+            .try_acquire("192.0.2.1".parse().unwrap(), 1, 5)
+            .unwrap();
         let refused = guard.try_acquire("192.0.2.2".parse().unwrap(), 1, 5);
         assert_eq!(refused.unwrap_err(), Refusal::TotalCap);
         assert_eq!(guard.open(), 1);
@@ -152,9 +157,15 @@ mod tests {
     #[test]
     fn ipv6_clients_are_counted_per_slash_64() {
         let guard = ConnGuard::new();
-        let _a = guard.try_acquire("2001:db8::1".parse().unwrap(), 10, 1).unwrap();
+        let _a = guard
+            .try_acquire("2001:db8::1".parse().unwrap(), 10, 1)
+            .unwrap();
         let same_64 = guard.try_acquire("2001:db8::ffff:1".parse().unwrap(), 10, 1);
         assert_eq!(same_64.unwrap_err(), Refusal::ClientCap);
-        assert!(guard.try_acquire("2001:db8:0:1::1".parse().unwrap(), 10, 1).is_ok());
+        assert!(
+            guard
+                .try_acquire("2001:db8:0:1::1".parse().unwrap(), 10, 1)
+                .is_ok()
+        );
     }
 }

@@ -123,12 +123,18 @@ fn admit(
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => stream,
                         Ok(Err(e)) => {
-                            state.metrics.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                            state
+                                .metrics
+                                .tls_handshake_failures
+                                .fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
                             return;
                         }
                         Err(_) => {
-                            state.metrics.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                            state
+                                .metrics
+                                .tls_handshake_failures
+                                .fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(peer = %peer, "TLS handshake timed out");
                             return;
                         }

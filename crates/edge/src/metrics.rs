@@ -86,7 +86,9 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         let sites = self.sites.lock().unwrap_or_else(|p| p.into_inner()).clone();
 
-        out.push_str("# HELP palisade_requests_total Requests answered, by site and status class.\n");
+        out.push_str(
+            "# HELP palisade_requests_total Requests answered, by site and status class.\n",
+        );
         out.push_str("# TYPE palisade_requests_total counter\n");
         for (name, m) in &sites {
             for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
@@ -172,11 +174,16 @@ impl Metrics {
             out,
             "# HELP palisade_open_connections Client connections open now.\n# TYPE palisade_open_connections gauge\npalisade_open_connections {open_connections}"
         );
-        out.push_str("# HELP palisade_connections_refused_total Connections closed at accept by a cap.\n");
+        out.push_str(
+            "# HELP palisade_connections_refused_total Connections closed at accept by a cap.\n",
+        );
         out.push_str("# TYPE palisade_connections_refused_total counter\n");
         for (reason, counter) in [
             ("max_connections", &self.connections_refused_total_cap),
-            ("max_connections_per_ip", &self.connections_refused_client_cap),
+            (
+                "max_connections_per_ip",
+                &self.connections_refused_client_cap,
+            ),
         ] {
             let _ = writeln!(
                 out,
@@ -227,9 +234,15 @@ mod tests {
         let text = metrics.render(7, &[]);
         assert!(text.contains("palisade_requests_total{site=\"blog\",class=\"2xx\"} 1"));
         assert!(text.contains("palisade_requests_total{site=\"blog\",class=\"5xx\"} 1"));
-        assert!(text.contains("palisade_request_duration_seconds_bucket{site=\"blog\",le=\"0.005\"} 1"));
-        assert!(text.contains("palisade_request_duration_seconds_bucket{site=\"blog\",le=\"10\"} 1"));
-        assert!(text.contains("palisade_request_duration_seconds_bucket{site=\"blog\",le=\"+Inf\"} 2"));
+        assert!(
+            text.contains("palisade_request_duration_seconds_bucket{site=\"blog\",le=\"0.005\"} 1")
+        );
+        assert!(
+            text.contains("palisade_request_duration_seconds_bucket{site=\"blog\",le=\"10\"} 1")
+        );
+        assert!(
+            text.contains("palisade_request_duration_seconds_bucket{site=\"blog\",le=\"+Inf\"} 2")
+        );
         assert!(text.contains("palisade_sent_bytes_total{site=\"blog\"} 105"));
         assert!(text.contains("palisade_open_connections 7"));
     }
@@ -239,8 +252,10 @@ mod tests {
         let metrics = Metrics::new();
         metrics.site("blog").record(200, Duration::ZERO, 0, 0);
         metrics.site("blog").record(200, Duration::ZERO, 0, 0);
-        assert!(metrics
-            .render(0, &[])
-            .contains("palisade_requests_total{site=\"blog\",class=\"2xx\"} 2"));
+        assert!(
+            metrics
+                .render(0, &[])
+                .contains("palisade_requests_total{site=\"blog\",class=\"2xx\"} 2")
+        );
     }
 }

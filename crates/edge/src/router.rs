@@ -66,7 +66,10 @@ mod tests {
         });
         let mut site = config.sites.remove(0);
         site.name = name.into();
-        site.hosts = hosts.iter().map(|h| HostPattern::parse(h).unwrap()).collect();
+        site.hosts = hosts
+            .iter()
+            .map(|h| HostPattern::parse(h).unwrap())
+            .collect();
         site
     }
 

@@ -91,7 +91,13 @@ impl Edge {
             .listen
             .iter()
             .map(|a| (ListenerKind::Http, *a))
-            .chain(config.server.listen_tls.iter().map(|a| (ListenerKind::Https, *a)));
+            .chain(
+                config
+                    .server
+                    .listen_tls
+                    .iter()
+                    .map(|a| (ListenerKind::Https, *a)),
+            );
         let mut listeners = Vec::new();
         for (kind, addr) in wanted {
             let socket = listener::bind(addr).map_err(|e| EdgeError::Bind {
@@ -171,7 +177,10 @@ impl Edge {
         let snapshot = match built {
             Ok(snapshot) => snapshot,
             Err(e) => {
-                self.state.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                self.state
+                    .metrics
+                    .reloads_failed
+                    .fetch_add(1, Ordering::Relaxed);
                 return Err(e);
             }
         };
@@ -189,7 +198,10 @@ impl Edge {
         }
         self.state.snapshot.store(Arc::new(snapshot));
         self.generation.store(generation, Ordering::Relaxed);
-        self.state.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        self.state
+            .metrics
+            .reloads_ok
+            .fetch_add(1, Ordering::Relaxed);
         Ok(generation)
     }
 
@@ -200,7 +212,10 @@ impl Edge {
         let deadline = Instant::now() + grace;
         while self.guard.open() > 0 {
             if Instant::now() >= deadline {
-                tracing::warn!(open = self.guard.open(), "grace period over; closing remaining connections");
+                tracing::warn!(
+                    open = self.guard.open(),
+                    "grace period over; closing remaining connections"
+                );
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;

@@ -55,7 +55,10 @@ pub fn server_config(
         certs.push(match &site.tls {
             None => None,
             Some(files) => Some(Arc::new(load(files).map_err(|e| {
-                let line = files.line.map(|l| format!(": line {l}")).unwrap_or_default();
+                let line = files
+                    .line
+                    .map(|l| format!(": line {l}"))
+                    .unwrap_or_default();
                 format!("{config_file}{line}: key `site[{i}].tls`: {e}")
             })?)),
         });
@@ -92,8 +95,12 @@ fn load(files: &TlsFiles) -> Result<CertifiedKey, String> {
     let signing = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| format!("unsupported private key in {}: {e}", files.key.display()))?;
     let certified = CertifiedKey::new(chain, signing);
-    certified
-        .keys_match()
-        .map_err(|e| format!("{} does not match {}: {e}", files.key.display(), files.cert.display()))?;
+    certified.keys_match().map_err(|e| {
+        format!(
+            "{} does not match {}: {e}",
+            files.key.display(),
+            files.cert.display()
+        )
+    })?;
     Ok(certified)
 }

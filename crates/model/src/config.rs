@@ -460,8 +460,7 @@ impl FileConfig {
             return Err((
                 None,
                 "server".into(),
-                "max_headers, max_connections and max_connections_per_ip must be at least 1"
-                    .into(),
+                "max_headers, max_connections and max_connections_per_ip must be at least 1".into(),
             ));
         }
         if server.listen.is_empty() && server.listen_tls.is_empty() {
@@ -531,16 +530,17 @@ impl FileConfig {
             let health = match site.health {
                 None => None,
                 Some(h) => {
-                    if !h.path.starts_with('/') || h.path.bytes().any(|b| b <= b' ' || b == 0x7f)
-                    {
+                    if !h.path.starts_with('/') || h.path.bytes().any(|b| b <= b' ' || b == 0x7f) {
                         return Err((
                             None,
                             key("health.path"),
-                            format!("health path {:?} must start with '/' and hold no spaces", h.path),
+                            format!(
+                                "health path {:?} must start with '/' and hold no spaces",
+                                h.path
+                            ),
                         ));
                     }
-                    if h.interval.is_zero() || h.timeout.is_zero() || h.rise == 0 || h.fall == 0
-                    {
+                    if h.interval.is_zero() || h.timeout.is_zero() || h.rise == 0 || h.fall == 0 {
                         return Err((
                             None,
                             key("health"),
@@ -631,7 +631,10 @@ tls = { cert = "certs/blog.pem", key = "certs/blog.key" }
     #[test]
     fn an_empty_file_gets_every_default() {
         let config = parse("").unwrap();
-        assert_eq!(config.server.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+        assert_eq!(
+            config.server.listen,
+            vec!["127.0.0.1:8080".parse().unwrap()]
+        );
         assert_eq!(config.server.admin, "127.0.0.1:9090".parse().unwrap());
         assert_eq!(config.server.limits, ServerLimits::default());
         assert_eq!(config.server.access_log, AccessLogTarget::Stdout);
@@ -639,8 +642,9 @@ tls = { cert = "certs/blog.pem", key = "certs/blog.key" }
 
     #[test]
     fn a_bad_origin_names_file_line_and_key() {
-        let err = parse("[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigins = [\"not a url\"]\n")
-            .unwrap_err();
+        let err =
+            parse("[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigins = [\"not a url\"]\n")
+                .unwrap_err();
         assert_eq!(err.line, Some(4));
         assert_eq!(err.key, "site[0].origins[0]");
         let shown = err.to_string();
@@ -682,7 +686,9 @@ tls = { cert = "certs/blog.pem", key = "certs/blog.key" }
     #[test]
     fn duplicate_site_names_and_bad_names_are_refused() {
         let site = |name: &str| {
-            format!("[[site]]\nname = \"{name}\"\nhosts = [\"{name}.example\"]\norigins = [\"http://127.0.0.1:1\"]\n")
+            format!(
+                "[[site]]\nname = \"{name}\"\nhosts = [\"{name}.example\"]\norigins = [\"http://127.0.0.1:1\"]\n"
+            )
         };
         assert!(parse(&format!("{}{}", site("a"), site("a"))).is_err());
         assert!(parse(&site("Has Space")).is_err());
@@ -712,7 +718,10 @@ tls = { cert = "certs/blog.pem", key = "certs/blog.key" }
         std::fs::write(&path, ISSUE_EXAMPLE).unwrap();
         let config = Config::load(&path).unwrap();
         assert_eq!(config.server.data_dir, dir.join("./palisade-data"));
-        assert_eq!(config.sites[0].tls.as_ref().unwrap().cert, dir.join("certs/blog.pem"));
+        assert_eq!(
+            config.sites[0].tls.as_ref().unwrap().cert,
+            dir.join("certs/blog.pem")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -125,15 +125,24 @@ mod tests {
 
     #[test]
     fn normalize_strips_port_trailing_dot_and_case() {
-        assert_eq!(normalize_host("Blog.Example:8080").as_deref(), Some("blog.example"));
-        assert_eq!(normalize_host("blog.example.").as_deref(), Some("blog.example"));
+        assert_eq!(
+            normalize_host("Blog.Example:8080").as_deref(),
+            Some("blog.example")
+        );
+        assert_eq!(
+            normalize_host("blog.example.").as_deref(),
+            Some("blog.example")
+        );
         assert_eq!(normalize_host("[::1]:443").as_deref(), Some("[::1]"));
         assert_eq!(normalize_host("127.0.0.1").as_deref(), Some("127.0.0.1"));
     }
 
     #[test]
     fn normalize_borrows_when_already_normal() {
-        assert!(matches!(normalize_host("blog.example"), Some(Cow::Borrowed(_))));
+        assert!(matches!(
+            normalize_host("blog.example"),
+            Some(Cow::Borrowed(_))
+        ));
     }
 
     #[test]

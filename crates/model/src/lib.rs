@@ -26,8 +26,7 @@ mod host;
 mod origin;
 
 pub use config::{
-    AccessLogTarget, Config, ConfigError, HealthCheck, ServerLimits, ServerSettings, Site,
-    TlsFiles,
+    AccessLogTarget, Config, ConfigError, HealthCheck, ServerLimits, ServerSettings, Site, TlsFiles,
 };
 pub use duration::parse_duration;
 pub use host::{HostPattern, normalize_host};

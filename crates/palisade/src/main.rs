@@ -10,7 +10,11 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
-#[command(name = "palisade", version, about = "A self-hosted edge shield for websites")]
+#[command(
+    name = "palisade",
+    version,
+    about = "A self-hosted edge shield for websites"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -101,7 +105,10 @@ fn serve(
         data,
     };
     let (config, source) = match (&config_path, origin) {
-        (Some(path), _) => (overrides.apply(Config::load(path)?), path.display().to_string()),
+        (Some(path), _) => (
+            overrides.apply(Config::load(path)?),
+            path.display().to_string(),
+        ),
         (None, Some(origin)) => {
             let url = OriginUrl::parse(&origin).map_err(anyhow::Error::msg)?;
             (
@@ -109,7 +116,9 @@ fn serve(
                 "--origin".to_string(),
             )
         }
-        (None, None) => bail!("say what to protect: --origin http://127.0.0.1:3000 or --config palisade.toml"),
+        (None, None) => {
+            bail!("say what to protect: --origin http://127.0.0.1:3000 or --config palisade.toml")
+        }
     };
     // Every connection is a file descriptor; the soft limit of 1024 would cap the edge far
     // below max_connections.
@@ -153,7 +162,8 @@ async fn run(
 ) -> Result<()> {
     let edge = edge::Edge::start(config, source).await?;
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut last_text = match &config_path {
         Some(path) => std::fs::read(path).ok(),
@@ -202,7 +212,11 @@ fn reload(edge: &edge::Edge, path: &Path, overrides: &Overrides) {
         .map_err(|e| e.to_string())
         .and_then(|config| edge.reload(&overrides.apply(config)));
     match result {
-        Ok(generation) => tracing::info!(generation, file = %path.display(), "configuration reloaded"),
-        Err(e) => tracing::error!("configuration not reloaded, the previous one keeps running: {e}"),
+        Ok(generation) => {
+            tracing::info!(generation, file = %path.display(), "configuration reloaded")
+        }
+        Err(e) => {
+            tracing::error!("configuration not reloaded, the previous one keeps running: {e}")
+        }
     }
 }

@@ -142,7 +142,9 @@ impl Upstream {
                 Some(h) => h,
                 None => spare.clone().unwrap_or_default(),
             };
-            let mut builder = Request::builder().method(method.clone()).version(Version::HTTP_11);
+            let mut builder = Request::builder()
+                .method(method.clone())
+                .version(Version::HTTP_11);
             if let Some(h) = builder.headers_mut() {
                 *h = request_headers;
             }

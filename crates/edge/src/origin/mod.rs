@@ -43,8 +43,8 @@ pub struct OriginState {
 impl OriginState {
     fn new(url: &model::OriginUrl) -> Result<OriginState, String> {
         let label = url.authority();
-        let authority = Authority::try_from(label.as_str())
-            .map_err(|e| format!("origin {url}: {e}"))?;
+        let authority =
+            Authority::try_from(label.as_str()).map_err(|e| format!("origin {url}: {e}"))?;
         Ok(OriginState {
             label,
             authority,
@@ -184,10 +184,10 @@ impl UpstreamRegistry {
         };
         let mut by_site = self.by_site.lock().unwrap_or_else(|p| p.into_inner());
         let previous = by_site.get(&site.name).and_then(Weak::upgrade);
-        if let Some(previous) = &previous {
-            if previous.settings == settings {
-                return Ok(Arc::clone(previous));
-            }
+        if let Some(previous) = &previous
+            && previous.settings == settings
+        {
+            return Ok(Arc::clone(previous));
         }
         let mut origins = Vec::with_capacity(site.origins.len());
         for origin in &site.origins {

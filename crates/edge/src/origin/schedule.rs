@@ -49,7 +49,9 @@ mod tests {
     #[test]
     fn weights_are_honoured_over_a_cycle_and_spread_out() {
         let schedule = Schedule::smooth_weighted(&[5, 1, 1]);
-        let picks: Vec<usize> = (0..7).map(|_| schedule.iter_from_next().next().unwrap()).collect();
+        let picks: Vec<usize> = (0..7)
+            .map(|_| schedule.iter_from_next().next().unwrap())
+            .collect();
         assert_eq!(picks.iter().filter(|i| **i == 0).count(), 5);
         assert_eq!(picks, vec![0, 0, 1, 0, 2, 0, 0]);
     }
@@ -57,7 +59,9 @@ mod tests {
     #[test]
     fn equal_weights_alternate() {
         let schedule = Schedule::smooth_weighted(&[1, 1]);
-        let picks: Vec<usize> = (0..4).map(|_| schedule.iter_from_next().next().unwrap()).collect();
+        let picks: Vec<usize> = (0..4)
+            .map(|_| schedule.iter_from_next().next().unwrap())
+            .collect();
         assert_eq!(picks, vec![0, 1, 0, 1]);
     }
 }

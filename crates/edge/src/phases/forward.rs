@@ -8,8 +8,8 @@
 //! - `Via` (RFC 9110 §7.6.3) gains this hop.
 //! - `Expect` is dropped: hyper has already answered `100-continue` when the body was read.
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Version;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
 /// Request and response fields that describe one connection, never the message.
@@ -267,7 +267,10 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "blog.example");
-        assert_eq!(h["forwarded"], "for=192.0.2.7;proto=http;host=\"blog.example\"");
+        assert_eq!(
+            h["forwarded"],
+            "for=192.0.2.7;proto=http;host=\"blog.example\""
+        );
         assert_eq!(h["host"], "blog.example");
         assert_eq!(h["via"], "1.1 palisade");
     }
@@ -298,7 +301,10 @@ mod tests {
         let v6 = ClientFacts::new("2001:db8::1".parse().unwrap(), false, false);
         let mut h = HeaderMap::new();
         origin_request_headers(&mut h, Version::HTTP_11, "a.example", &v6, false);
-        assert_eq!(h["forwarded"], "for=\"[2001:db8::1]\";proto=http;host=\"a.example\"");
+        assert_eq!(
+            h["forwarded"],
+            "for=\"[2001:db8::1]\";proto=http;host=\"a.example\""
+        );
         assert_eq!(h["x-forwarded-for"], "2001:db8::1");
     }
 

@@ -75,13 +75,19 @@ enum Track {
     Head,
     Fixed(u64),
     /// Inside a chunk-size line (digits, extensions) until its LF.
-    ChunkSize { size: u64, digits: bool, in_ext: bool },
+    ChunkSize {
+        size: u64,
+        digits: bool,
+        in_ext: bool,
+    },
     ChunkData(u64),
     /// The CRLF after a chunk's data: bytes still to skip.
     ChunkEnd(u8),
     /// After the last chunk: trailer fields until an empty line. `at_line_start` is true
     /// right after a LF.
-    Trailers { at_line_start: bool },
+    Trailers {
+        at_line_start: bool,
+    },
     /// Framing can no longer be followed (an upgrade, a head hyper will refuse); stop looking.
     Opaque,
 }
@@ -106,7 +112,10 @@ impl FramingTracker {
                 Track::Head => {
                     if self.partial.is_empty() {
                         // RFC 9112 §2.2: tolerate empty lines before a request line.
-                        let skip = bytes.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+                        let skip = bytes
+                            .iter()
+                            .take_while(|b| **b == b'\r' || **b == b'\n')
+                            .count();
                         bytes = &bytes[skip..];
                         if bytes.is_empty() {
                             break;
@@ -125,7 +134,8 @@ impl FramingTracker {
                             let (head_result, consumed) = if in_place {
                                 (inspect_head(&bytes[..end]), end)
                             } else {
-                                let before = self.partial.len() - bytes.len().min(self.max_head + 4);
+                                let before =
+                                    self.partial.len() - bytes.len().min(self.max_head + 4);
                                 let result = inspect_head(&self.partial[..end]);
                                 (result, end - before)
                             };
@@ -156,30 +166,56 @@ impl FramingTracker {
                 Track::Fixed(left) => {
                     let n = (bytes.len() as u64).min(left);
                     bytes = &bytes[n as usize..];
-                    self.state = if left == n { Track::Head } else { Track::Fixed(left - n) };
+                    self.state = if left == n {
+                        Track::Head
+                    } else {
+                        Track::Fixed(left - n)
+                    };
                 }
                 Track::ChunkData(left) => {
                     let n = (bytes.len() as u64).min(left);
                     bytes = &bytes[n as usize..];
-                    self.state = if left == n { Track::ChunkEnd(2) } else { Track::ChunkData(left - n) };
+                    self.state = if left == n {
+                        Track::ChunkEnd(2)
+                    } else {
+                        Track::ChunkData(left - n)
+                    };
                 }
                 Track::ChunkEnd(left) => {
                     bytes = &bytes[1..];
                     self.state = if left == 1 {
-                        Track::ChunkSize { size: 0, digits: false, in_ext: false }
+                        Track::ChunkSize {
+                            size: 0,
+                            digits: false,
+                            in_ext: false,
+                        }
                     } else {
                         Track::ChunkEnd(left - 1)
                     };
                 }
-                Track::ChunkSize { size, digits, in_ext } => {
+                Track::ChunkSize {
+                    size,
+                    digits,
+                    in_ext,
+                } => {
                     let b = bytes[0];
                     bytes = &bytes[1..];
                     self.state = match b {
                         b'\n' if !digits => Track::Opaque,
-                        b'\n' if size == 0 => Track::Trailers { at_line_start: true },
+                        b'\n' if size == 0 => Track::Trailers {
+                            at_line_start: true,
+                        },
                         b'\n' => Track::ChunkData(size),
-                        _ if in_ext => Track::ChunkSize { size, digits, in_ext },
-                        b';' | b' ' | b'\t' | b'\r' => Track::ChunkSize { size, digits, in_ext: true },
+                        _ if in_ext => Track::ChunkSize {
+                            size,
+                            digits,
+                            in_ext,
+                        },
+                        b';' | b' ' | b'\t' | b'\r' => Track::ChunkSize {
+                            size,
+                            digits,
+                            in_ext: true,
+                        },
                         _ => match (b as char).to_digit(16) {
                             Some(d) if size < (1 << 56) => Track::ChunkSize {
                                 size: size * 16 + u64::from(d),
@@ -196,9 +232,13 @@ impl FramingTracker {
                     bytes = &bytes[1..];
                     self.state = match b {
                         b'\n' if at_line_start => Track::Head,
-                        b'\n' => Track::Trailers { at_line_start: true },
+                        b'\n' => Track::Trailers {
+                            at_line_start: true,
+                        },
                         b'\r' => Track::Trailers { at_line_start },
-                        _ => Track::Trailers { at_line_start: false },
+                        _ => Track::Trailers {
+                            at_line_start: false,
+                        },
                     };
                 }
             }
@@ -270,7 +310,11 @@ fn inspect_head(head: &[u8]) -> Head {
         return Head::Body(Track::Opaque);
     }
     Head::Body(if chunked {
-        Track::ChunkSize { size: 0, digits: false, in_ext: false }
+        Track::ChunkSize {
+            size: 0,
+            digits: false,
+            in_ext: false,
+        }
     } else {
         match (lengths, length) {
             (0, _) | (_, Some(0)) => Track::Head,
@@ -301,7 +345,8 @@ mod tests {
     fn tracker_flags_length_with_chunked_in_either_order() {
         let a: &[u8] = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
         assert_eq!(feed_all(&[a]), Some((0, FramingError::LengthAndChunked)));
-        let b: &[u8] = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\ncontent-length: 5\r\n\r\n";
+        let b: &[u8] =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\ncontent-length: 5\r\n\r\n";
         assert_eq!(feed_all(&[b]), Some((0, FramingError::LengthAndChunked)));
     }
 
@@ -326,7 +371,10 @@ GET /c HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n";
                 "split at {split}"
             );
         }
-        assert_eq!(feed_all(&stream.chunks(1).collect::<Vec<_>>()), Some((2, FramingError::RepeatedLength)));
+        assert_eq!(
+            feed_all(&stream.chunks(1).collect::<Vec<_>>()),
+            Some((2, FramingError::RepeatedLength))
+        );
     }
 
     #[test]
@@ -347,26 +395,41 @@ GET /c HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n";
     #[test]
     fn length_with_chunked_is_refused() {
         let h = headers(&[("content-length", "5"), ("transfer-encoding", "chunked")]);
-        assert_eq!(check(Version::HTTP_11, &h), Err(FramingError::LengthAndChunked));
+        assert_eq!(
+            check(Version::HTTP_11, &h),
+            Err(FramingError::LengthAndChunked)
+        );
     }
 
     #[test]
     fn repeated_length_is_refused_even_when_equal() {
         let h = headers(&[("content-length", "5"), ("content-length", "5")]);
-        assert_eq!(check(Version::HTTP_11, &h), Err(FramingError::RepeatedLength));
+        assert_eq!(
+            check(Version::HTTP_11, &h),
+            Err(FramingError::RepeatedLength)
+        );
         let h = headers(&[("content-length", "5, 5")]);
-        assert_eq!(check(Version::HTTP_11, &h), Err(FramingError::RepeatedLength));
+        assert_eq!(
+            check(Version::HTTP_11, &h),
+            Err(FramingError::RepeatedLength)
+        );
     }
 
     #[test]
     fn chunked_in_http10_is_refused() {
         let h = headers(&[("transfer-encoding", "chunked")]);
-        assert_eq!(check(Version::HTTP_10, &h), Err(FramingError::ChunkedInHttp10));
+        assert_eq!(
+            check(Version::HTTP_10, &h),
+            Err(FramingError::ChunkedInHttp10)
+        );
     }
 
     #[test]
     fn ordinary_framing_passes() {
-        assert_eq!(check(Version::HTTP_11, &headers(&[("content-length", "5")])), Ok(()));
+        assert_eq!(
+            check(Version::HTTP_11, &headers(&[("content-length", "5")])),
+            Ok(())
+        );
         let chunked = headers(&[("transfer-encoding", "chunked")]);
         assert_eq!(check(Version::HTTP_11, &chunked), Ok(()));
         assert_eq!(check(Version::HTTP_11, &HeaderMap::new()), Ok(()));

@@ -16,7 +16,9 @@ pub fn client_response_headers(response: &mut Response<EdgeBody>, client_version
     *response.version_mut() = client_version;
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
-    let upgrade = switching.then(|| headers.get(header::UPGRADE).cloned()).flatten();
+    let upgrade = switching
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten();
     strip_hop_by_hop(headers);
     if let Some(upgrade) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -50,8 +52,14 @@ pub fn edge_page(status: StatusCode, close: bool) -> Response<EdgeBody> {
 fn page_text(status: StatusCode) -> (&'static str, &'static str) {
     match status.as_u16() {
         400 => ("Bad Request", "The request could not be understood."),
-        405 => ("Method Not Allowed", "This server does not accept that method."),
-        413 => ("Content Too Large", "The request body is larger than this site accepts."),
+        405 => (
+            "Method Not Allowed",
+            "This server does not accept that method.",
+        ),
+        413 => (
+            "Content Too Large",
+            "The request body is larger than this site accepts.",
+        ),
         421 => (
             "Misdirected Request",
             "This server does not serve the requested host on this connection.",
@@ -85,16 +93,25 @@ mod tests {
             let body = response.into_body().collect().await.unwrap().to_bytes();
             let text = String::from_utf8(body.to_vec()).unwrap();
             assert!(text.contains(&status.as_u16().to_string()));
-            assert!(!text.contains("127.0.0.1") && !text.contains("http://"), "{text}");
+            assert!(
+                !text.contains("127.0.0.1") && !text.contains("http://"),
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn strips_hop_by_hop_from_responses_but_keeps_a_101_handshake() {
         let mut response = Response::new(EdgeBody::empty());
-        response.headers_mut().insert("connection", HeaderValue::from_static("x-secret"));
-        response.headers_mut().insert("x-secret", HeaderValue::from_static("1"));
-        response.headers_mut().insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        response
+            .headers_mut()
+            .insert("connection", HeaderValue::from_static("x-secret"));
+        response
+            .headers_mut()
+            .insert("x-secret", HeaderValue::from_static("1"));
+        response
+            .headers_mut()
+            .insert("keep-alive", HeaderValue::from_static("timeout=5"));
         client_response_headers(&mut response, Version::HTTP_11);
         assert!(!response.headers().contains_key("x-secret"));
         assert!(!response.headers().contains_key("keep-alive"));
@@ -102,8 +119,12 @@ mod tests {
 
         let mut switching = Response::new(EdgeBody::empty());
         *switching.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        switching.headers_mut().insert("connection", HeaderValue::from_static("Upgrade"));
-        switching.headers_mut().insert("upgrade", HeaderValue::from_static("websocket"));
+        switching
+            .headers_mut()
+            .insert("connection", HeaderValue::from_static("Upgrade"));
+        switching
+            .headers_mut()
+            .insert("upgrade", HeaderValue::from_static("websocket"));
         client_response_headers(&mut switching, Version::HTTP_11);
         assert_eq!(switching.headers()["upgrade"], "websocket");
         assert_eq!(switching.headers()["connection"], "upgrade");

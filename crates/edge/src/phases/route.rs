@@ -80,10 +80,10 @@ pub fn route<'a>(
         .router
         .route(&host)
         .ok_or(RouteRefusal::UnknownHost)?;
-    if let Some(sni_site) = sni_site {
-        if snapshot.sites[site].name.as_ref() != sni_site {
-            return Err(RouteRefusal::SniMismatch);
-        }
+    if let Some(sni_site) = sni_site
+        && snapshot.sites[site].name.as_ref() != sni_site
+    {
+        return Err(RouteRefusal::SniMismatch);
     }
     Ok(Routed {
         site,

@@ -1,0 +1,61 @@
+//! Black-box tests for Palisade: they drive the real `palisade` binary over real sockets.
+//!
+//! This crate is the harness; the tests live in `tests/edge_*.rs`. It knows nothing of the
+//! proxy's code (it does not depend on any crate in `crates/`): everything it asserts is what
+//! a client, an origin, an operator or a log reader can observe. It is not a place for unit tests
+//! of the proxy's internals; those sit next to the code.
+//!
+//! The pieces:
+//!
+//! | piece | what it is |
+//! | --- | --- |
+//! | [`Palisade`] | the binary, started on a config in a temp dir, its ports read from its log |
+//! | [`Origin`] | a real HTTP/1.1 origin server (`/echo`, `/bytes/N`, `/slow/MS`, `/ws`, ...) |
+//! | [`client`] | HTTP/1.1, h2c, TLS and WebSocket clients over plain sockets |
+//! | [`raw`] | byte-exact HTTP/1.1 exchanges, for framing attacks and connection state |
+//! | [`TestCa`] | a throwaway certificate authority and leaf certificates as PEM files |
+//!
+//! Build the binary before running the tests:
+//!
+//! ```text
+//! cargo build --bin palisade && cargo nextest run -p palisade-blackbox
+//! ```
+//!
+//! A typical test:
+//!
+//! ```no_run
+//! use palisade_blackbox::{Origin, Palisade, client};
+//!
+//! # async fn example() {
+//! let origin = Origin::start("a");
+//! let proxy = Palisade::start(&format!(
+//!     r#"
+//! [server]
+//! listen = ["127.0.0.1:0"]
+//!
+//! [[site]]
+//! name = "blog"
+//! hosts = ["blog.example"]
+//! origins = ["{}"]
+//! "#,
+//!     origin.url()
+//! ));
+//! let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
+//! assert_eq!(reply.status, 200);
+//! # }
+//! ```
+//!
+//! Every piece cleans up on drop, also when a test panics: the proxy process is killed and the
+//! origin's runtime is shut down.
+
+pub mod client;
+mod echo;
+mod origin;
+mod palisade;
+pub mod raw;
+mod tls;
+
+pub use echo::Echo;
+pub use origin::Origin;
+pub use palisade::{CheckRun, Palisade, RssSampler, binary_path, free_port};
+pub use tls::{LeafCert, TestCa, negotiated_alpn, peer_leaf};

@@ -1,0 +1,219 @@
+//! Config changes: `palisade check` explains a broken file, SIGHUP applies a good one without
+//! dropping a request, and a broken one is refused while the old config keeps serving.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use palisade_blackbox::client::{self, h1_request};
+use palisade_blackbox::{Origin, Palisade};
+
+fn config(origin_url: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[[site]]
+name = "blog"
+hosts = ["blog.example"]
+origins = ["{origin_url}"]
+"#
+    )
+}
+
+/// The 1-based line of `path`'s file that contains `needle`.
+fn line_of(path: &std::path::Path, needle: &str) -> usize {
+    let text = std::fs::read_to_string(path).expect("read config back");
+    text.lines()
+        .position(|line| line.contains(needle))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("{needle:?} not in {}", path.display()))
+}
+
+async fn keep_alive_connection(
+    addr: std::net::SocketAddr,
+) -> hyper::client::conn::http1::SendRequest<client::ClientBody> {
+    let tcp = client::tcp(addr).await.expect("connect");
+    client::h1_handshake(tcp).await.expect("handshake")
+}
+
+#[test]
+fn check_accepts_a_valid_config() {
+    let run = Palisade::check(&config("http://127.0.0.1:3000"));
+    assert!(
+        run.status.success(),
+        "check failed on a valid config: {run:?}"
+    );
+}
+
+#[test]
+fn check_names_file_line_and_key_of_a_bad_origin() {
+    let broken = "[server]\n\
+                  listen = [\"127.0.0.1:0\"]\n\
+                  \n\
+                  [[site]]\n\
+                  name = \"blog\"\n\
+                  hosts = [\"blog.example\"]\n\
+                  origins = [\"not a url\"]\n";
+    let run = Palisade::check(broken);
+    let line = line_of(&run.config_path, "not a url");
+    assert_eq!(line, 7);
+
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    let path = run.config_path.display().to_string();
+    assert!(
+        run.stderr.contains(&path),
+        "stderr does not name {path}: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("line {line}")),
+        "stderr does not say `line {line}`: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("origins"),
+        "stderr does not name the key: {}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_switches_origins_without_failing_a_request() {
+    let old = Origin::start("old");
+    let new = Origin::start("new");
+    let proxy = Palisade::start(&config(&old.url()));
+    let addr = proxy.http_addr();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut loops = Vec::new();
+    // One client opens a connection per request, one keeps a single connection alive across
+    // the reload: both kinds must see no failure.
+    {
+        let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+        loops.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match client::try_get(addr, "blog.example", "/echo").await {
+                    Ok(reply) if reply.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                    Ok(reply) => {
+                        failures
+                            .lock()
+                            .expect("lock")
+                            .push(format!("status {}", reply.status));
+                        0
+                    }
+                    Err(e) => {
+                        failures
+                            .lock()
+                            .expect("lock")
+                            .push(format!("new connection: {e}"));
+                        0
+                    }
+                };
+            }
+        }));
+    }
+    {
+        let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+        loops.push(tokio::spawn(async move {
+            let mut sender = keep_alive_connection(addr).await;
+            while !stop.load(Ordering::Relaxed) {
+                // A connection the proxy closed while idle, between requests, fails no request:
+                // reconnect, as any client would. A request in flight must not fail.
+                if sender.ready().await.is_err() {
+                    sender = keep_alive_connection(addr).await;
+                    continue;
+                }
+                let request = h1_request("GET", "blog.example", "/echo", client::empty());
+                match client::send_h1(&mut sender, request).await {
+                    Ok(reply) if reply.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                    Ok(reply) => {
+                        failures
+                            .lock()
+                            .expect("lock")
+                            .push(format!("status {}", reply.status));
+                        0
+                    }
+                    Err(e) => {
+                        failures
+                            .lock()
+                            .expect("lock")
+                            .push(format!("keep-alive: {e}"));
+                        0
+                    }
+                };
+            }
+        }));
+    }
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.rewrite_config(&config(&new.url()));
+    proxy.sighup();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in loops {
+        task.await.expect("client loop");
+    }
+
+    let failures = failures.lock().expect("lock").clone();
+    assert!(
+        failures.is_empty(),
+        "failed requests during reload: {failures:?}"
+    );
+    assert!(ok.load(Ordering::Relaxed) > 20, "the load loop barely ran");
+    assert!(
+        old.requests() > 0,
+        "old origin never served before the reload"
+    );
+    let after: Vec<_> = {
+        let mut ids = Vec::new();
+        for _ in 0..10 {
+            let reply = client::get(addr, "blog.example", "/echo").await;
+            ids.push(reply.origin_id().unwrap_or_default().to_owned());
+        }
+        ids
+    };
+    assert!(
+        after.iter().all(|id| id == "new"),
+        "after the reload, served by {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn broken_config_on_reload_is_rejected_and_old_config_keeps_serving() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&config(&origin.url()));
+    assert_eq!(
+        client::get(proxy.http_addr(), "blog.example", "/echo")
+            .await
+            .status,
+        200
+    );
+
+    proxy.rewrite_config(&config("not a url"));
+    let line = line_of(proxy.config_path(), "not a url");
+    proxy.sighup();
+
+    let path = proxy.config_path().display().to_string();
+    let complaint = proxy.wait_for_stderr(Duration::from_secs(5), |l| {
+        l.contains(&path) && l.contains(&format!("line {line}"))
+    });
+    assert!(
+        complaint.is_some(),
+        "no stderr line names {path} and line {line} after a broken reload:\n{}",
+        proxy.stderr_text()
+    );
+    for _ in 0..5 {
+        let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
+        assert_eq!(
+            reply.status,
+            200,
+            "old config stopped serving: {}",
+            reply.text()
+        );
+        assert_eq!(reply.origin_id(), Some("a"));
+    }
+}

@@ -1,0 +1,105 @@
+//! A request reaches an origin only when it names a configured site; Palisade is not an open
+//! proxy.
+
+use palisade_blackbox::raw::raw_request;
+use palisade_blackbox::{Origin, Palisade, client};
+
+fn blog_config(origin: &Origin) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[[site]]
+name = "blog"
+hosts = ["blog.example", "*.blog.example"]
+origins = ["{}"]
+"#,
+        origin.url()
+    )
+}
+
+#[tokio::test]
+async fn unknown_host_gets_421_and_origin_sees_nothing() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&blog_config(&origin));
+
+    let reply = client::get(proxy.http_addr(), "unknown.example", "/echo").await;
+
+    assert_eq!(reply.status, 421, "body: {}", reply.text());
+    assert_eq!(origin.requests(), 0);
+}
+
+#[tokio::test]
+async fn wildcard_host_matches_subdomain() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&blog_config(&origin));
+
+    let reply = client::get(proxy.http_addr(), "www.blog.example", "/echo").await;
+
+    assert_eq!(reply.status, 200, "body: {}", reply.text());
+    assert_eq!(reply.echo().header("host"), Some("www.blog.example"));
+}
+
+#[tokio::test]
+async fn host_with_port_matches_site() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&blog_config(&origin));
+
+    let reply = client::get(proxy.http_addr(), "blog.example:8080", "/echo").await;
+
+    assert_eq!(reply.status, 200, "body: {}", reply.text());
+}
+
+#[tokio::test]
+async fn absolute_form_naming_unknown_host_gets_421_despite_known_host_header() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&blog_config(&origin));
+
+    let response = raw_request(
+        proxy.http_addr(),
+        b"GET http://evil.example/echo HTTP/1.1\r\nHost: blog.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+
+    assert_eq!(response.status(), Some(421), "{response:?}");
+    assert_eq!(origin.requests(), 0);
+}
+
+#[tokio::test]
+async fn connect_method_is_refused_and_origin_sees_nothing() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&blog_config(&origin));
+
+    let response = raw_request(
+        proxy.http_addr(),
+        b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+
+    let status = response.status().unwrap_or(0);
+    assert!(
+        (400..500).contains(&status),
+        "CONNECT was not refused: {response:?}"
+    );
+    assert_eq!(origin.requests(), 0);
+}
+
+#[tokio::test]
+async fn connect_to_a_configured_host_is_refused_too() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&blog_config(&origin));
+
+    let response = raw_request(
+        proxy.http_addr(),
+        b"CONNECT blog.example:443 HTTP/1.1\r\nHost: blog.example:443\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+
+    let status = response.status().unwrap_or(0);
+    assert!(
+        (400..500).contains(&status),
+        "CONNECT was not refused: {response:?}"
+    );
+    assert_eq!(origin.requests(), 0);
+}

@@ -1,0 +1,116 @@
+//! What an operator sees: Prometheus metrics and a health probe on the admin listener, and one
+//! JSON access-log line per request.
+
+use std::time::{Duration, Instant};
+
+use palisade_blackbox::{Origin, Palisade, client};
+
+fn config(origin: &Origin) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+admin = "127.0.0.1:0"
+access_log = "stdout"
+
+[[site]]
+name = "blog"
+hosts = ["blog.example"]
+origins = ["{}"]
+"#,
+        origin.url()
+    )
+}
+
+/// The value of the sample whose series (name and labels) is exactly `series`.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.trim();
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_site_and_status_class() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&config(&origin));
+    assert_eq!(
+        client::get(proxy.http_addr(), "blog.example", "/echo")
+            .await
+            .status,
+        200
+    );
+
+    let series = r#"palisade_requests_total{site="blog",class="2xx"}"#;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let (status, metrics) = loop {
+        let reply = client::admin_get(proxy.admin_addr(), "/metrics").await;
+        let found = sample(&reply.text(), series).is_some_and(|n| n > 0.0);
+        if found || Instant::now() >= deadline {
+            break (reply.status, reply.text());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    assert_eq!(status, 200);
+    let count = sample(&metrics, series);
+    assert!(
+        count.is_some_and(|n| n >= 1.0),
+        "{series} is {count:?} after a 200; /metrics said:\n{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn healthz_on_admin_listener_returns_200() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&config(&origin));
+
+    let reply = client::admin_get(proxy.admin_addr(), "/healthz").await;
+
+    assert_eq!(reply.status, 200, "body: {}", reply.text());
+}
+
+#[tokio::test]
+async fn access_log_has_a_json_line_describing_each_request() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&config(&origin));
+    let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
+    assert_eq!(reply.status, 200);
+
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let entry = loop {
+        let found = proxy
+            .access_log_entries()
+            .into_iter()
+            .find(|e| e["path"].as_str().is_some_and(|p| p.starts_with("/echo")));
+        if found.is_some() || Instant::now() >= deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let entry = entry.unwrap_or_else(|| {
+        panic!(
+            "no JSON access-log line for GET /echo; stdout was:\n{}",
+            proxy.access_log_lines().join("\n")
+        )
+    });
+    assert_eq!(entry["site"], "blog", "{entry}");
+    assert_eq!(entry["status"], 200, "{entry}");
+    assert_eq!(entry["method"], "GET", "{entry}");
+    assert_eq!(entry["path"], "/echo", "{entry}");
+    assert_eq!(entry["client_ip"], "127.0.0.1", "{entry}");
+    for field in [
+        "time",
+        "bytes_in",
+        "bytes_out",
+        "duration_ms",
+        "origin",
+        "upstream_ms",
+    ] {
+        assert!(
+            entry.get(field).is_some(),
+            "access-log line lacks `{field}`: {entry}"
+        );
+    }
+}

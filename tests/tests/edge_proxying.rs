@@ -1,0 +1,161 @@
+//! Requests reach the origin over every client protocol Palisade speaks in cleartext:
+//! HTTP/1.1, h2c with prior knowledge, and WebSocket upgrades.
+
+use futures_util::{SinkExt, StreamExt};
+use palisade_blackbox::client::{self, h2_request};
+use palisade_blackbox::raw::raw_request;
+use palisade_blackbox::{Origin, Palisade};
+use tokio_tungstenite::tungstenite::Message;
+
+fn blog_config(origin: &Origin) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[[site]]
+name = "blog"
+hosts = ["blog.example"]
+origins = ["{}"]
+"#,
+        origin.url()
+    )
+}
+
+#[tokio::test]
+async fn http1_request_reaches_origin_with_original_host() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&blog_config(&origin));
+
+    let reply = client::get(proxy.http_addr(), "blog.example", "/echo?q=1").await;
+
+    assert_eq!(reply.status, 200, "body: {}", reply.text());
+    assert_eq!(reply.origin_id(), Some("a"));
+    let echo = reply.echo();
+    assert_eq!(echo.method, "GET");
+    assert_eq!(echo.path, "/echo?q=1");
+    assert_eq!(echo.header("host"), Some("blog.example"));
+    assert_eq!(origin.requests(), 1);
+}
+
+#[tokio::test]
+async fn http1_request_body_reaches_origin_whole() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&blog_config(&origin));
+
+    let request = client::h1_request(
+        "POST",
+        "blog.example",
+        "/echo",
+        client::full("x".repeat(10_000)),
+    );
+    let reply = client::try_send(proxy.http_addr(), request)
+        .await
+        .expect("POST through the proxy");
+
+    let echo = reply.echo();
+    assert_eq!(echo.method, "POST");
+    assert_eq!(echo.body_len, 10_000);
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_request_reaches_origin_as_http1_with_host_from_authority() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&blog_config(&origin));
+
+    let tcp = client::tcp(proxy.http_addr()).await.expect("connect");
+    let mut h2 = client::h2_handshake(tcp)
+        .await
+        .expect("h2c prior-knowledge handshake");
+    let reply = client::send_h2(
+        &mut h2,
+        h2_request("GET", "http", "blog.example", "/echo?via=h2c"),
+    )
+    .await
+    .expect("h2c request");
+
+    assert_eq!(reply.version, hyper::Version::HTTP_2);
+    assert_eq!(reply.status, 200, "body: {}", reply.text());
+    let echo = reply.echo();
+    assert_eq!(echo.version, "HTTP/1.1");
+    assert_eq!(echo.path, "/echo?via=h2c");
+    assert_eq!(echo.header("host"), Some("blog.example"));
+}
+
+#[tokio::test]
+async fn h2c_connection_carries_concurrent_streams() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&blog_config(&origin));
+
+    let tcp = client::tcp(proxy.http_addr()).await.expect("connect");
+    let h2 = client::h2_handshake(tcp).await.expect("h2c handshake");
+    let mut streams = Vec::new();
+    for i in 0..8 {
+        let mut sender = h2.clone();
+        streams.push(tokio::spawn(async move {
+            let path = format!("/slow/{}", 100 + i * 10);
+            client::send_h2(
+                &mut sender,
+                h2_request("GET", "http", "blog.example", &path),
+            )
+            .await
+        }));
+    }
+    for stream in streams {
+        let reply = stream.await.expect("task").expect("h2c stream");
+        assert_eq!(reply.status, 200);
+    }
+    assert_eq!(origin.requests(), 8);
+}
+
+#[tokio::test]
+async fn websocket_text_and_binary_messages_round_trip_through_proxy() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&blog_config(&origin));
+
+    let mut ws = client::websocket(proxy.http_addr(), "blog.example", "/ws")
+        .await
+        .expect("websocket upgrade through the proxy");
+    ws.send(Message::text("hello through palisade"))
+        .await
+        .expect("send text");
+    let echoed = ws.next().await.expect("an echo").expect("no error");
+    assert_eq!(echoed, Message::text("hello through palisade"));
+
+    ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .expect("send binary");
+    let echoed = ws.next().await.expect("an echo").expect("no error");
+    assert_eq!(echoed, Message::binary(vec![0u8, 1, 2, 255]));
+}
+
+#[tokio::test]
+async fn response_trailers_reach_http1_client_that_accepts_them() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&blog_config(&origin));
+
+    let response = raw_request(
+        proxy.http_addr(),
+        b"GET /trailers HTTP/1.1\r\nHost: blog.example\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+
+    assert_eq!(response.status(), Some(200), "{response:?}");
+    assert_eq!(response.body_text(), "first part, second part");
+    assert_eq!(
+        response.trailers,
+        vec![("x-checksum".to_owned(), "abc".to_owned())],
+        "{response:?}"
+    );
+}
+
+#[tokio::test]
+async fn serve_with_origin_flag_proxies_any_host() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::serve_origin(&origin.url());
+
+    let reply = client::get(proxy.http_addr(), "anything.example", "/echo").await;
+
+    assert_eq!(reply.status, 200, "body: {}", reply.text());
+    assert_eq!(reply.echo().header("host"), Some("anything.example"));
+}

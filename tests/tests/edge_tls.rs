@@ -1,0 +1,156 @@
+//! One TLS port serves several sites: SNI picks the certificate, ALPN picks the protocol, and a
+//! request may only name the site its handshake was for.
+
+use palisade_blackbox::client::{self, h1_request, h2_request};
+use palisade_blackbox::{LeafCert, Origin, Palisade, TestCa, negotiated_alpn, peer_leaf};
+
+/// Two sites on one TLS listener, each with its own certificate and origin.
+struct TwoSites {
+    blog_origin: Origin,
+    shop_origin: Origin,
+    blog_cert: LeafCert,
+    shop_cert: LeafCert,
+    ca: TestCa,
+    proxy: Palisade,
+}
+
+fn two_sites() -> TwoSites {
+    let ca = TestCa::new();
+    let blog_cert = ca.issue(&["blog.example"]);
+    let shop_cert = ca.issue(&["shop.example"]);
+    let blog_origin = Origin::start("blog-origin");
+    let shop_origin = Origin::start("shop-origin");
+    let proxy = Palisade::start(&format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+listen_tls = ["127.0.0.1:0"]
+
+[[site]]
+name = "blog"
+hosts = ["blog.example"]
+origins = ["{}"]
+tls = {}
+
+[[site]]
+name = "shop"
+hosts = ["shop.example"]
+origins = ["{}"]
+tls = {}
+"#,
+        blog_origin.url(),
+        blog_cert.toml(),
+        shop_origin.url(),
+        shop_cert.toml()
+    ));
+    TwoSites {
+        blog_origin,
+        shop_origin,
+        blog_cert,
+        shop_cert,
+        ca,
+        proxy,
+    }
+}
+
+#[tokio::test]
+async fn sni_selects_each_sites_certificate_and_request_reaches_its_origin() {
+    let sites = two_sites();
+    for (name, cert, origin) in [
+        ("blog.example", &sites.blog_cert, &sites.blog_origin),
+        ("shop.example", &sites.shop_cert, &sites.shop_origin),
+    ] {
+        // The handshake itself verifies the chain against the test CA and the name against SNI.
+        let tls = sites
+            .ca
+            .connect(sites.proxy.https_addr(), name, &["http/1.1"])
+            .await
+            .unwrap_or_else(|e| panic!("TLS handshake for {name}: {e}"));
+        assert_eq!(
+            peer_leaf(&tls).as_ref(),
+            Some(&cert.der),
+            "SNI {name} got another site's certificate"
+        );
+        let mut sender = client::h1_handshake(tls).await.expect("HTTP/1.1 over TLS");
+        let reply = client::send_h1(
+            &mut sender,
+            h1_request("GET", name, "/echo", client::empty()),
+        )
+        .await
+        .expect("request over TLS");
+        assert_eq!(reply.status, 200, "body: {}", reply.text());
+        assert_eq!(reply.origin_id(), Some(origin.id()));
+        assert_eq!(reply.echo().header("host"), Some(name));
+    }
+    assert_eq!(sites.blog_origin.requests(), 1);
+    assert_eq!(sites.shop_origin.requests(), 1);
+}
+
+#[tokio::test]
+async fn host_naming_another_site_than_sni_gets_421() {
+    let sites = two_sites();
+    let tls = sites
+        .ca
+        .connect(sites.proxy.https_addr(), "blog.example", &["http/1.1"])
+        .await
+        .expect("TLS handshake for blog.example");
+    let mut sender = client::h1_handshake(tls).await.expect("HTTP/1.1 over TLS");
+
+    let reply = client::send_h1(
+        &mut sender,
+        h1_request("GET", "shop.example", "/echo", client::empty()),
+    )
+    .await
+    .expect("a response");
+
+    assert_eq!(reply.status, 421, "body: {}", reply.text());
+    assert_eq!(sites.shop_origin.requests(), 0);
+    assert_eq!(sites.blog_origin.requests(), 0);
+}
+
+#[tokio::test]
+async fn h2_negotiated_by_alpn_reaches_the_origin_of_the_sni_site() {
+    let sites = two_sites();
+    let tls = sites
+        .ca
+        .connect(
+            sites.proxy.https_addr(),
+            "shop.example",
+            &["h2", "http/1.1"],
+        )
+        .await
+        .expect("TLS handshake for shop.example");
+    assert_eq!(negotiated_alpn(&tls).as_deref(), Some("h2"));
+    let mut h2 = client::h2_handshake(tls).await.expect("h2 over TLS");
+
+    let reply = client::send_h2(&mut h2, h2_request("GET", "https", "shop.example", "/echo"))
+        .await
+        .expect("h2 request");
+
+    assert_eq!(reply.version, hyper::Version::HTTP_2);
+    assert_eq!(reply.status, 200, "body: {}", reply.text());
+    assert_eq!(reply.origin_id(), Some("shop-origin"));
+    let echo = reply.echo();
+    assert_eq!(echo.version, "HTTP/1.1");
+    assert_eq!(echo.header("host"), Some("shop.example"));
+}
+
+#[tokio::test]
+async fn tls_request_reaches_origin_with_forwarded_proto_https() {
+    let sites = two_sites();
+    let tls = sites
+        .ca
+        .connect(sites.proxy.https_addr(), "blog.example", &["http/1.1"])
+        .await
+        .expect("TLS handshake for blog.example");
+    let mut sender = client::h1_handshake(tls).await.expect("HTTP/1.1 over TLS");
+
+    let reply = client::send_h1(
+        &mut sender,
+        h1_request("GET", "blog.example", "/echo", client::empty()),
+    )
+    .await
+    .expect("request over TLS");
+
+    assert_eq!(reply.echo().header("x-forwarded-proto"), Some("https"));
+}

@@ -1,0 +1,195 @@
+//! The harness's own origin and clients, talked to directly (no proxy in between).
+//!
+//! The edge tests lean on these: when an edge test fails, these passing says the proxy, not the
+//! origin or the client, did it.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use palisade_blackbox::client::{self, h1_request};
+use palisade_blackbox::raw::raw_request;
+use palisade_blackbox::{Origin, TestCa, negotiated_alpn, peer_leaf};
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn origin_echo_reports_method_path_headers_and_body_length() {
+    let origin = Origin::start("a");
+    let request = h1_request("PUT", "blog.example", "/echo?x=1", client::full("hello"));
+    let reply = client::try_send(origin.addr(), request)
+        .await
+        .expect("echo");
+    assert_eq!(reply.origin_id(), Some("a"));
+    let echo = reply.echo();
+    assert_eq!(echo.method, "PUT");
+    assert_eq!(echo.path, "/echo?x=1");
+    assert_eq!(echo.version, "HTTP/1.1");
+    assert_eq!(echo.header("host"), Some("blog.example"));
+    assert_eq!(echo.body_len, 5);
+    assert_eq!(origin.requests(), 1);
+}
+
+#[tokio::test]
+async fn origin_hop_route_sends_hop_by_hop_headers() {
+    let origin = Origin::start("a");
+    let response = raw_request(
+        origin.addr(),
+        b"GET /hop HTTP/1.1\r\nHost: o\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(response.status(), Some(200), "{response:?}");
+    assert_eq!(response.header("x-secret"), Some("1"));
+    assert_eq!(response.header("keep-alive"), Some("timeout=5"));
+    assert_eq!(response.header("proxy-connection"), Some("keep-alive"));
+    assert_eq!(response.header("x-normal"), Some("1"));
+    assert!(
+        response
+            .headers
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.contains("x-secret")),
+        "{response:?}"
+    );
+}
+
+#[tokio::test]
+async fn origin_trailers_route_sends_trailer_when_asked() {
+    let origin = Origin::start("a");
+    let response = raw_request(
+        origin.addr(),
+        b"GET /trailers HTTP/1.1\r\nHost: o\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(response.status(), Some(200), "{response:?}");
+    assert_eq!(response.body_text(), "first part, second part");
+    assert_eq!(
+        response.trailers,
+        vec![("x-checksum".to_owned(), "abc".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn origin_streams_bytes_and_counts_uploads() {
+    let origin = Origin::start("a");
+    let response = client::try_get(origin.addr(), "o", "/bytes/200000")
+        .await
+        .expect("bytes");
+    assert_eq!(response.body.len(), 200_000);
+    let upload = h1_request("POST", "o", "/upload", client::generated(300_000));
+    let reply = client::try_send(origin.addr(), upload)
+        .await
+        .expect("upload");
+    assert_eq!(reply.text(), r#"{"bytes":300000}"#);
+}
+
+#[tokio::test]
+async fn origin_status_slow_and_health_routes_answer_as_scripted() {
+    let origin = Origin::start("a");
+    let reply = client::get(origin.addr(), "o", "/status/418").await;
+    assert_eq!(reply.status, 418);
+    let started = Instant::now();
+    let reply = client::get(origin.addr(), "o", "/slow/300").await;
+    assert_eq!(reply.status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(client::get(origin.addr(), "o", "/health").await.status, 200);
+    origin.set_healthy(false);
+    assert_eq!(client::get(origin.addr(), "o", "/health").await.status, 503);
+    assert_eq!(origin.health_checks(), 2);
+    assert_eq!(origin.requests(), 2, "/health is not counted as a request");
+}
+
+#[tokio::test]
+async fn origin_websocket_echoes_messages() {
+    let origin = Origin::start("a");
+    let mut ws = client::websocket(origin.addr(), "o", "/ws")
+        .await
+        .expect("websocket handshake");
+    ws.send(Message::text("ping")).await.expect("send");
+    let echoed = ws.next().await.expect("a message").expect("no error");
+    assert_eq!(echoed, Message::text("ping"));
+}
+
+#[tokio::test]
+async fn origin_stop_refuses_connections_and_start_on_takes_the_port_back() {
+    let mut origin = Origin::start("a");
+    let addr = origin.addr();
+    // A keep-alive connection that must die with the origin.
+    let mut sender = client::h1_handshake(client::tcp(addr).await.expect("connect"))
+        .await
+        .expect("handshake");
+    let reply = client::send_h1(
+        &mut sender,
+        h1_request("GET", "o", "/echo", client::empty()),
+    )
+    .await
+    .expect("first request");
+    assert_eq!(reply.status, 200);
+    origin.stop().await;
+    assert!(client::tcp(addr).await.is_err(), "port still accepts");
+    let again = client::send_h1(
+        &mut sender,
+        h1_request("GET", "o", "/echo", client::empty()),
+    )
+    .await;
+    assert!(again.is_err(), "keep-alive connection survived stop");
+    let back = Origin::start_on("b", addr);
+    assert_eq!(client::get(addr, "o", "/echo").await.origin_id(), Some("b"));
+    drop(back);
+}
+
+#[tokio::test]
+async fn test_ca_leaf_verifies_for_its_names_only() {
+    let ca = TestCa::new();
+    let leaf = ca.issue(&["blog.example"]);
+    let pem = std::fs::read_to_string(&leaf.cert_path).expect("chain file");
+    assert_eq!(pem.matches("BEGIN CERTIFICATE").count(), 2, "leaf + CA");
+    // A minimal TLS server with the leaf, to prove the client side verifies against the CA.
+    let certs: Vec<_> = rustls_pem_certs(&pem);
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+        pkcs8_from_pem(&std::fs::read_to_string(&leaf.key_path).expect("key file")).into(),
+    );
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+    server.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+                }
+            });
+        }
+    });
+    let good = ca
+        .connect(addr, "blog.example", &["h2"])
+        .await
+        .expect("valid name");
+    assert_eq!(peer_leaf(&good).as_ref(), Some(&leaf.der));
+    assert_eq!(negotiated_alpn(&good).as_deref(), Some("h2"));
+    assert!(ca.connect(addr, "shop.example", &["h2"]).await.is_err());
+}
+
+fn rustls_pem_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .map(|c| c.expect("PEM certificate"))
+        .collect()
+}
+
+fn pkcs8_from_pem(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::PrivatePkcs8KeyDer;
+    use rustls::pki_types::pem::PemObject;
+    PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+        .expect("PKCS#8 key")
+        .secret_pkcs8_der()
+        .to_vec()
+}

@@ -82,13 +82,29 @@ pub fn full(data: impl Into<Bytes>) -> ClientBody {
 /// A body of `len` bytes made on the fly from one shared 64 KiB chunk: nothing is buffered, and
 /// its exact size hint makes hyper send `Content-Length: len`.
 pub fn generated(len: u64) -> ClientBody {
-    Generated { left: len }.boxed()
+    Generated {
+        left: len,
+        announce_len: true,
+    }
+    .boxed()
+}
+
+/// Like [`generated`], but the size is kept to itself, so hyper sends the body with
+/// `Transfer-Encoding: chunked`: the proxy learns how big it is only by reading it.
+pub fn generated_chunked(len: u64) -> ClientBody {
+    Generated {
+        left: len,
+        announce_len: false,
+    }
+    .boxed()
 }
 
 static CHUNK: [u8; 64 * 1024] = [b'u'; 64 * 1024];
 
 struct Generated {
     left: u64,
+    /// Whether the size hint is exact (Content-Length) or unknown (chunked).
+    announce_len: bool,
 }
 
 impl Body for Generated {
@@ -112,7 +128,11 @@ impl Body for Generated {
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.left)
+        if self.announce_len {
+            SizeHint::with_exact(self.left)
+        } else {
+            SizeHint::default()
+        }
     }
 }
 

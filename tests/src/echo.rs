@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 ///
 /// ```
 /// let echo = palisade_blackbox::Echo::parse(
-///     br#"{"method":"GET","path":"/echo","version":"HTTP/1.1","headers":[["host","blog.example"]],"body_len":0}"#,
+///     br#"{"method":"GET","path":"/echo","version":"HTTP/1.1","headers":[["host","blog.example"]],"body_len":0,"trailers":[]}"#,
 /// );
 /// assert_eq!(echo.header("Host"), Some("blog.example"));
 /// ```
@@ -20,6 +20,8 @@ pub struct Echo {
     /// Every header line in order, names lower-cased, values as received (lossy UTF-8).
     pub headers: Vec<(String, String)>,
     pub body_len: u64,
+    /// Trailer fields after a chunked body, in order, names lower-cased.
+    pub trailers: Vec<(String, String)>,
 }
 
 impl Echo {
@@ -34,29 +36,40 @@ impl Echo {
                 .unwrap_or_else(|| panic!("/echo body lacks `{name}`: {text}"))
                 .to_owned()
         };
-        let headers = value["headers"]
-            .as_array()
-            .unwrap_or_else(|| panic!("/echo body lacks `headers`: {text}"))
-            .iter()
-            .map(|pair| {
-                (
-                    pair[0].as_str().unwrap_or_default().to_owned(),
-                    pair[1].as_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect();
+        let pairs = |name: &str| -> Vec<(String, String)> {
+            value[name]
+                .as_array()
+                .unwrap_or_else(|| panic!("/echo body lacks `{name}`: {text}"))
+                .iter()
+                .map(|pair| {
+                    (
+                        pair[0].as_str().unwrap_or_default().to_owned(),
+                        pair[1].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        };
         Echo {
             method: field("method"),
             path: field("path"),
             version: field("version"),
-            headers,
+            headers: pairs("headers"),
             body_len: value["body_len"].as_u64().unwrap_or_default(),
+            trailers: pairs("trailers"),
         }
     }
 
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of trailer field `name` (case-insensitive).
+    pub fn trailer(&self, name: &str) -> Option<&str> {
+        self.trailers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
@@ -83,6 +96,7 @@ impl Echo {
             "version": self.version,
             "headers": self.headers.iter().map(|(n, v)| [n, v]).collect::<Vec<_>>(),
             "body_len": self.body_len,
+            "trailers": self.trailers.iter().map(|(n, v)| [n, v]).collect::<Vec<_>>(),
         })
     }
 }

@@ -13,6 +13,7 @@
 //! | [`Origin`] | a real HTTP/1.1 origin server (`/echo`, `/bytes/N`, `/slow/MS`, `/ws`, ...) |
 //! | [`client`] | HTTP/1.1, h2c, TLS and WebSocket clients over plain sockets |
 //! | [`raw`] | byte-exact HTTP/1.1 exchanges, for framing attacks and connection state |
+//! | [`metrics`] | samples read out of the admin listener's Prometheus text |
 //! | [`TestCa`] | a throwaway certificate authority and leaf certificates as PEM files |
 //!
 //! Build the binary before running the tests:
@@ -50,6 +51,7 @@
 
 pub mod client;
 mod echo;
+pub mod metrics;
 mod origin;
 mod palisade;
 pub mod raw;

@@ -35,6 +35,11 @@ struct OriginState {
     id: String,
     requests: AtomicU64,
     health_checks: AtomicU64,
+    /// TCP connections accepted, so tests can see whether the proxy reuses them.
+    connections: AtomicU64,
+    /// Request body bytes read so far by every route, counted as they arrive (a body cut off
+    /// midway counts what did arrive).
+    body_bytes: AtomicU64,
     healthy: AtomicBool,
 }
 
@@ -45,7 +50,7 @@ struct OriginState {
 ///
 /// | route | response |
 /// | --- | --- |
-/// | `/echo` (any method, any suffix or query) | 200, JSON [`Echo`] of the request it received |
+/// | `/echo` (any method, any suffix or query) | 200, JSON [`Echo`] of the request it received, trailers included |
 /// | `/bytes/N` | 200, N bytes of `x`, streamed in 64 KiB chunks, with `Content-Length: N` |
 /// | `/status/N` | status N |
 /// | `/slow/MS` | 200 after MS milliseconds |
@@ -57,7 +62,8 @@ struct OriginState {
 /// | anything else | 404 |
 ///
 /// [`Origin::requests`] counts every request except `/health`, so health checks do not blur
-/// "the origin saw nothing" assertions.
+/// "the origin saw nothing" assertions. [`Origin::connections`] counts accepted TCP connections
+/// and [`Origin::body_bytes`] the request body bytes that arrived, whole bodies or not.
 pub struct Origin {
     addr: SocketAddr,
     state: Arc<OriginState>,
@@ -90,6 +96,8 @@ impl Origin {
             id: id.to_owned(),
             requests: AtomicU64::new(0),
             health_checks: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            body_bytes: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
         });
         let (shutdown, stop_rx) = watch::channel(false);
@@ -124,6 +132,17 @@ impl Origin {
     /// `/health` requests received so far.
     pub fn health_checks(&self) -> u64 {
         self.state.health_checks.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far (health checks' included).
+    pub fn connections(&self) -> u64 {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// Request body bytes received so far, over every route and request, counted as they
+    /// arrive: a body the proxy cut off counts the part that got through.
+    pub fn body_bytes(&self) -> u64 {
+        self.state.body_bytes.load(Ordering::SeqCst)
     }
 
     /// Makes `/health` answer 200 (`true`) or 503 (`false`); other routes are unaffected.
@@ -167,6 +186,7 @@ async fn serve(listener: TcpListener, state: Arc<OriginState>, mut stop: watch::
             _ = stop.changed() => break,
             accepted = listener.accept() => {
                 let Ok((tcp, _peer)) = accepted else { continue };
+                state.connections.fetch_add(1, Ordering::SeqCst);
                 let _ = tcp.set_nodelay(true);
                 let state = state.clone();
                 let stop = stop.clone();
@@ -201,7 +221,7 @@ async fn route(
         None => (path.trim_start_matches('/').to_owned(), String::new()),
     };
     let mut response = match first.as_str() {
-        "echo" => echo(req).await,
+        "echo" => echo(&state, req).await,
         "bytes" => match rest.parse::<u64>() {
             Ok(n) => bytes(n),
             Err(_) => text(StatusCode::BAD_REQUEST, "bad byte count"),
@@ -221,7 +241,7 @@ async fn route(
             }
             Err(_) => text(StatusCode::BAD_REQUEST, "bad delay"),
         },
-        "upload" => upload(req).await,
+        "upload" => upload(&state, req).await,
         "hop" => hop(),
         "trailers" => trailers(),
         "ws" => websocket(req, stop),
@@ -254,22 +274,47 @@ fn json(value: serde_json::Value) -> Response<OriginBody> {
     response
 }
 
-/// Reads a body frame by frame, keeping only the count.
-async fn count_body(mut body: Incoming) -> Result<u64, hyper::Error> {
-    let mut total = 0;
-    while let Some(frame) = body.frame().await {
-        if let Some(data) = frame?.data_ref() {
-            total += data.len() as u64;
-        }
-    }
-    Ok(total)
+/// What arrived of a request body: its length and its trailer fields.
+struct ReadBody {
+    len: u64,
+    trailers: Vec<(String, String)>,
 }
 
-async fn echo(req: Request<Incoming>) -> Response<OriginBody> {
+/// Reads a body frame by frame, keeping only the count (also added to the origin's
+/// `body_bytes` as it goes) and the trailers.
+async fn read_body(state: &OriginState, mut body: Incoming) -> Result<ReadBody, hyper::Error> {
+    let mut read = ReadBody {
+        len: 0,
+        trailers: Vec::new(),
+    };
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        if let Some(data) = frame.data_ref() {
+            read.len += data.len() as u64;
+            state
+                .body_bytes
+                .fetch_add(data.len() as u64, Ordering::SeqCst);
+        } else if let Some(trailers) = frame.trailers_ref() {
+            read.trailers.extend(fields(trailers));
+        }
+    }
+    Ok(read)
+}
+
+/// Header or trailer fields as (lower-case name, lossy UTF-8 value) pairs, in order.
+fn fields(map: &HeaderMap) -> impl Iterator<Item = (String, String)> + '_ {
+    map.iter().map(|(name, value)| {
+        (
+            name.as_str().to_owned(),
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        )
+    })
+}
+
+async fn echo(state: &OriginState, req: Request<Incoming>) -> Response<OriginBody> {
     let (head, body) = req.into_parts();
-    let body_len = match count_body(body).await {
-        Ok(n) => n,
-        Err(_) => return text(StatusCode::BAD_REQUEST, "request body failed"),
+    let Ok(body) = read_body(state, body).await else {
+        return text(StatusCode::BAD_REQUEST, "request body failed");
     };
     let version = match head.version {
         Version::HTTP_09 => "HTTP/0.9",
@@ -286,17 +331,9 @@ async fn echo(req: Request<Incoming>) -> Response<OriginBody> {
             .path_and_query()
             .map_or_else(|| head.uri.to_string(), |pq| pq.to_string()),
         version: version.to_owned(),
-        headers: head
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body_len,
+        headers: fields(&head.headers).collect(),
+        body_len: body.len,
+        trailers: body.trailers,
     };
     json(seen.to_json())
 }
@@ -317,9 +354,9 @@ fn bytes(n: u64) -> Response<OriginBody> {
     response
 }
 
-async fn upload(req: Request<Incoming>) -> Response<OriginBody> {
-    match count_body(req.into_body()).await {
-        Ok(n) => json(serde_json::json!({ "bytes": n })),
+async fn upload(state: &OriginState, req: Request<Incoming>) -> Response<OriginBody> {
+    match read_body(state, req.into_body()).await {
+        Ok(body) => json(serde_json::json!({ "bytes": body.len })),
         Err(_) => text(StatusCode::BAD_REQUEST, "request body failed"),
     }
 }

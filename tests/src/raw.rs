@@ -4,11 +4,11 @@
 //! No HTTP library sits in between, so requests that a library would refuse to produce
 //! (two `Content-Length`s, obs-fold, NUL bytes) reach the proxy exactly as written.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// How long to wait for a response, and then for the server to close the connection.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,7 +73,21 @@ pub struct RawConn {
 
 impl RawConn {
     pub async fn connect(addr: SocketAddr) -> std::io::Result<RawConn> {
-        let stream = TcpStream::connect(addr).await?;
+        Self::from_stream(TcpStream::connect(addr).await?)
+    }
+
+    /// Connects from `source` (any port), e.g. `127.0.0.2`: the whole of 127.0.0.0/8 is
+    /// loopback on Linux, so one test can be several clients to per-address limits.
+    pub async fn connect_from(source: IpAddr, addr: SocketAddr) -> std::io::Result<RawConn> {
+        let socket = match source {
+            IpAddr::V4(_) => TcpSocket::new_v4()?,
+            IpAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        Self::from_stream(socket.connect(addr).await?)
+    }
+
+    fn from_stream(stream: TcpStream) -> std::io::Result<RawConn> {
         stream.set_nodelay(true)?;
         Ok(RawConn {
             stream,
@@ -109,6 +123,16 @@ impl RawConn {
     /// by a close or the timeout comes back with whatever arrived, `status_line` empty if the
     /// head was incomplete.
     pub async fn read_response(&mut self, timeout: Duration) -> RawResponse {
+        self.read_next(timeout, true).await
+    }
+
+    /// Like [`RawConn::read_response`], but an interim response (`100 Continue`, `103 Early
+    /// Hints`) comes back on its own, for exchanges that wait for one before going on.
+    pub async fn read_interim_or_response(&mut self, timeout: Duration) -> RawResponse {
+        self.read_next(timeout, false).await
+    }
+
+    async fn read_next(&mut self, timeout: Duration, skip_interim: bool) -> RawResponse {
         let deadline = Instant::now() + timeout;
         loop {
             let mut response = RawResponse::default();
@@ -131,7 +155,10 @@ impl RawConn {
                 .collect();
             let status = response.status().unwrap_or(0);
             if (100..200).contains(&status) && status != 101 {
-                continue;
+                if skip_interim {
+                    continue;
+                }
+                return response;
             }
             if status == 101 || status == 204 || status == 304 {
                 return response;

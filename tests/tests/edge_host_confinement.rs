@@ -1,8 +1,9 @@
 //! A request reaches an origin only when it names a configured site; Palisade is not an open
 //! proxy.
 
+use palisade_blackbox::client::{self, h2_request};
 use palisade_blackbox::raw::raw_request;
-use palisade_blackbox::{Origin, Palisade, client};
+use palisade_blackbox::{Origin, Palisade};
 
 fn blog_config(origin: &Origin) -> String {
     format!(
@@ -28,6 +29,58 @@ async fn unknown_host_gets_421_and_origin_sees_nothing() {
 
     assert_eq!(reply.status, 421, "body: {}", reply.text());
     assert_eq!(origin.requests(), 0);
+}
+
+#[tokio::test]
+async fn h2c_request_for_unknown_authority_gets_421_and_origin_sees_nothing() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&blog_config(&origin));
+    let tcp = client::tcp(proxy.http_addr()).await.expect("connect");
+    let mut h2 = client::h2_handshake(tcp).await.expect("h2c handshake");
+
+    let reply = client::send_h2(
+        &mut h2,
+        h2_request("GET", "http", "unknown.example", "/echo"),
+    )
+    .await
+    .expect("h2c request");
+
+    assert_eq!(reply.status, 421, "body: {}", reply.text());
+    assert_eq!(origin.requests(), 0);
+}
+
+#[tokio::test]
+async fn http10_request_without_host_is_not_forwarded_to_exact_host_sites() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&blog_config(&origin));
+
+    let response = raw_request(proxy.http_addr(), b"GET /echo HTTP/1.0\r\n\r\n").await;
+
+    let status = response.status().unwrap_or(0);
+    assert!(status == 400 || status == 421, "{response:?}");
+    assert_eq!(origin.requests(), 0);
+}
+
+#[tokio::test]
+async fn http10_request_without_host_reaches_catch_all_site() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[[site]]
+name = "any"
+hosts = ["*"]
+origins = ["{}"]
+"#,
+        origin.url()
+    ));
+
+    let response = raw_request(proxy.http_addr(), b"GET /echo HTTP/1.0\r\n\r\n").await;
+
+    assert_eq!(response.status(), Some(200), "{response:?}");
+    assert_eq!(origin.requests(), 1);
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
 //! Resource limits from `[server]` and `[[site]]` hold against clients that push them.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
+use palisade_blackbox::client::{self, h1_request};
 use palisade_blackbox::raw::{RawConn, raw_request};
 use palisade_blackbox::{Origin, Palisade};
 
@@ -26,10 +28,17 @@ const KEEP_ALIVE_GET: &[u8] = b"GET /echo HTTP/1.1\r\nHost: blog.example\r\n\r\n
 
 /// A connection that has been served one request and stays open.
 async fn served_connection(proxy: &Palisade) -> RawConn {
-    let mut conn = RawConn::connect(proxy.http_addr()).await.expect("connect");
+    served_connection_from(proxy, Ipv4Addr::LOCALHOST).await
+}
+
+/// [`served_connection`] from another loopback address, `127.0.0.N`.
+async fn served_connection_from(proxy: &Palisade, source: Ipv4Addr) -> RawConn {
+    let mut conn = RawConn::connect_from(IpAddr::V4(source), proxy.http_addr())
+        .await
+        .unwrap_or_else(|e| panic!("connect from {source}: {e}"));
     conn.send(KEEP_ALIVE_GET).await.expect("send");
     let response = conn.read_response(Duration::from_secs(5)).await;
-    assert_eq!(response.status(), Some(200), "{response:?}");
+    assert_eq!(response.status(), Some(200), "from {source}: {response:?}");
     conn
 }
 
@@ -62,6 +71,110 @@ async fn third_concurrent_connection_from_one_ip_is_refused_when_limit_is_two() 
     drop(first);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _again = served_connection(&proxy).await;
+}
+
+#[tokio::test]
+async fn connection_beyond_max_connections_is_closed_without_a_response() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&config(&origin, "max_connections = 3", ""));
+    // Three source addresses, so the per-address cap (256) cannot be what refuses the fourth.
+    let first = served_connection_from(&proxy, Ipv4Addr::new(127, 0, 0, 1)).await;
+    let _second = served_connection_from(&proxy, Ipv4Addr::new(127, 0, 0, 2)).await;
+    let _third = served_connection_from(&proxy, Ipv4Addr::new(127, 0, 0, 3)).await;
+
+    let fourth_source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 4));
+    if let Ok(mut fourth) = RawConn::connect_from(fourth_source, proxy.http_addr()).await {
+        // Closed at accept: the request may not even be taken.
+        let _ = fourth.send(KEEP_ALIVE_GET).await;
+        let response = fourth.read_response(Duration::from_secs(3)).await;
+        assert!(
+            response.status_line.is_empty(),
+            "a fourth connection got a response: {response:?}"
+        );
+        assert!(
+            response.connection_closed,
+            "a fourth connection was left open and silent"
+        );
+    }
+    assert_eq!(
+        origin.requests(),
+        3,
+        "the fourth request reached the origin"
+    );
+
+    // The cap counts open connections: once one closes, a new one is served. The proxy
+    // learns of the close asynchronously, so give it a bounded moment.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut conn = RawConn::connect_from(fourth_source, proxy.http_addr())
+            .await
+            .expect("connect after one closed");
+        let _ = conn.send(KEEP_ALIVE_GET).await;
+        let response = conn.read_response(Duration::from_secs(3)).await;
+        if response.status() == Some(200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still refused 3 s after one of the three connections closed: {response:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connection_is_closed_after_idle_timeout() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&config(&origin, r#"idle_timeout = "1s""#, ""));
+    let mut conn = served_connection(&proxy).await;
+    let started = Instant::now();
+
+    let closed = conn.closed_within(Duration::from_secs(3)).await;
+    let waited = started.elapsed();
+
+    assert!(
+        closed,
+        "an idle keep-alive connection was still open 3 s into a 1 s idle timeout"
+    );
+    assert!(
+        waited >= Duration::from_millis(800),
+        "closed after {waited:?}, before the 1 s idle timeout could have run"
+    );
+}
+
+#[tokio::test]
+async fn keep_alive_connection_in_steady_use_outlives_idle_timeout() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&config(&origin, r#"idle_timeout = "1s""#, ""));
+    let mut conn = served_connection(&proxy).await;
+    let started = Instant::now();
+
+    let mut served = 1;
+    while started.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let at = started.elapsed();
+        conn.send(KEEP_ALIVE_GET)
+            .await
+            .unwrap_or_else(|e| panic!("send at {at:?} on the kept-alive connection: {e}"));
+        let response = conn.read_response(Duration::from_secs(5)).await;
+        assert_eq!(
+            response.status(),
+            Some(200),
+            "request {served} at {at:?} on the same connection: {response:?}"
+        );
+        assert!(
+            !response.connection_closed,
+            "closed after request {served} at {at:?}"
+        );
+        served += 1;
+    }
+
+    assert!(
+        served >= 8,
+        "only {served} requests in 3 s at one per 300 ms"
+    );
+    assert_eq!(origin.requests(), served);
 }
 
 #[tokio::test]
@@ -116,6 +229,39 @@ async fn body_within_max_body_bytes_is_proxied() {
 
     assert_eq!(response.status(), Some(200), "{response:?}");
     assert_eq!(response.body_text(), r#"{"bytes":1024}"#);
+}
+
+#[tokio::test]
+async fn chunked_body_growing_past_max_body_bytes_gets_413_and_origin_never_gets_it_whole() {
+    const LIMIT: u64 = 1 << 20;
+    const SENT: u64 = 4 << 20;
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&config(&origin, "", &format!("max_body_bytes = {LIMIT}")));
+    let request = h1_request(
+        "POST",
+        "blog.example",
+        "/upload",
+        client::generated_chunked(SENT),
+    );
+
+    // /upload answers only after the whole body, so the only response before the body ends
+    // can be the proxy's.
+    let reply = client::try_send(proxy.http_addr(), request)
+        .await
+        .unwrap_or_else(|e| panic!("no response to a 4 MiB chunked body over a 1 MiB limit: {e}"));
+
+    assert_eq!(reply.status, 413, "body: {}", reply.text());
+    // Let whatever the proxy forwarded land before counting it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let received = origin.body_bytes();
+    assert!(
+        received < SENT,
+        "the origin received the whole {SENT}-byte body"
+    );
+    assert!(
+        received <= LIMIT,
+        "the origin received {received} body bytes, over max_body_bytes = {LIMIT}"
+    );
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use palisade_blackbox::{Origin, Palisade, client};
+use palisade_blackbox::{Origin, Palisade, client, metrics};
 
 fn config(origin: &Origin) -> String {
     format!(
@@ -22,14 +22,6 @@ origins = ["{}"]
     )
 }
 
-/// The value of the sample whose series (name and labels) is exactly `series`.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let value = line.strip_prefix(series)?.trim();
-        value.split_whitespace().next()?.parse().ok()
-    })
-}
-
 #[tokio::test]
 async fn metrics_count_requests_by_site_and_status_class() {
     let origin = Origin::start("a");
@@ -41,33 +33,43 @@ async fn metrics_count_requests_by_site_and_status_class() {
         200
     );
 
-    let series = r#"palisade_requests_total{site="blog",class="2xx"}"#;
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let (status, metrics) = loop {
-        let reply = client::admin_get(proxy.admin_addr(), "/metrics").await;
-        let found = sample(&reply.text(), series).is_some_and(|n| n > 0.0);
-        if found || Instant::now() >= deadline {
-            break (reply.status, reply.text());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let labels = [("site", "blog"), ("class", "2xx")];
+    let metrics = metrics::scrape_until(proxy.admin_addr(), Duration::from_secs(3), |text| {
+        metrics::sample(text, "palisade_requests_total", &labels).is_some_and(|n| n > 0.0)
+    })
+    .await;
 
-    assert_eq!(status, 200);
-    let count = sample(&metrics, series);
+    let count = metrics::sample(&metrics, "palisade_requests_total", &labels);
     assert!(
         count.is_some_and(|n| n >= 1.0),
-        "{series} is {count:?} after a 200; /metrics said:\n{metrics}"
+        "palisade_requests_total{labels:?} is {count:?} after a 200; /metrics said:\n{metrics}"
     );
 }
 
 #[tokio::test]
-async fn healthz_on_admin_listener_returns_200() {
+async fn healthz_on_admin_listener_returns_200_ok() {
     let origin = Origin::start("a");
     let proxy = Palisade::start(&config(&origin));
 
     let reply = client::admin_get(proxy.admin_addr(), "/healthz").await;
 
     assert_eq!(reply.status, 200, "body: {}", reply.text());
+    assert_eq!(reply.text().trim_end(), "ok");
+}
+
+#[tokio::test]
+async fn unknown_path_on_admin_listener_gets_404() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&config(&origin));
+
+    let reply = client::admin_get(proxy.admin_addr(), "/nope").await;
+
+    assert_eq!(reply.status, 404, "body: {}", reply.text());
+    assert_eq!(
+        origin.requests(),
+        0,
+        "the admin listener forwarded to an origin"
+    );
 }
 
 #[tokio::test]

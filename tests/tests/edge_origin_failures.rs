@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use palisade_blackbox::{Origin, Palisade, client, free_port};
+use palisade_blackbox::client::{self, Reply, h1_request};
+use palisade_blackbox::{Origin, Palisade, free_port, metrics};
 
 fn config(origins: &[String], site_extra: &str) -> String {
     let origins = origins
@@ -41,6 +42,202 @@ async fn origin_down_gets_502_without_revealing_origin_address() {
     assert!(
         !body.contains(&port.to_string()),
         "502 body reveals the origin port: {body:?}"
+    );
+}
+
+/// Asserts that a proxy error page is HTML that no cache may keep (a cached 502 would outlive
+/// the outage).
+fn assert_uncacheable_html(reply: &Reply) {
+    let content_type = reply.header("content-type").unwrap_or_default();
+    assert!(
+        content_type.to_ascii_lowercase().starts_with("text/html"),
+        "{} page has content-type {content_type:?}",
+        reply.status
+    );
+    let cache_control = reply.header("cache-control").unwrap_or_default();
+    assert!(
+        cache_control
+            .split(',')
+            .any(|directive| directive.trim().eq_ignore_ascii_case("no-store")),
+        "{} page has cache-control {cache_control:?}",
+        reply.status
+    );
+}
+
+#[tokio::test]
+async fn bad_gateway_page_is_uncacheable_html() {
+    let proxy = Palisade::start(&config(&[format!("http://127.0.0.1:{}", free_port())], ""));
+
+    let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
+
+    assert_eq!(reply.status, 502, "body: {}", reply.text());
+    assert_uncacheable_html(&reply);
+}
+
+#[tokio::test]
+async fn gateway_timeout_page_is_uncacheable_html() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&config(&[origin.url()], r#"response_timeout = "300ms""#));
+
+    let reply = client::get(proxy.http_addr(), "blog.example", "/slow/2000").await;
+
+    assert_eq!(reply.status, 504, "body: {}", reply.text());
+    assert_uncacheable_html(&reply);
+}
+
+#[tokio::test]
+async fn post_that_could_not_connect_is_not_retried_on_another_origin() {
+    let live = Origin::start("live");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    // Never eject the dead origin, so round robin keeps sending it every other request.
+    let proxy = Palisade::start(&config(&[live.url(), dead], "max_fails = 1000"));
+
+    let mut served = 0;
+    let mut bad_gateway = 0;
+    for i in 0..10 {
+        let request = h1_request(
+            "POST",
+            "blog.example",
+            "/upload",
+            client::full("small body"),
+        );
+        let reply = client::try_send(proxy.http_addr(), request)
+            .await
+            .unwrap_or_else(|e| panic!("POST {i}: {e}"));
+        match reply.status.as_u16() {
+            200 => {
+                assert_eq!(reply.origin_id(), Some("live"));
+                assert_eq!(reply.text(), r#"{"bytes":10}"#);
+                served += 1;
+            }
+            502 => bad_gateway += 1,
+            other => panic!("POST {i} got {other}: {}", reply.text()),
+        }
+    }
+
+    assert!(
+        bad_gateway >= 1,
+        "all 10 POSTs succeeded: those that met the dead origin were replayed on the live one"
+    );
+    assert_eq!(
+        live.requests(),
+        served,
+        "the live origin saw {} POSTs for {served} answered ones",
+        live.requests()
+    );
+}
+
+#[tokio::test]
+async fn round_robin_moves_on_after_a_post_the_dead_origin_refused() {
+    let live = Origin::start("live");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let proxy = Palisade::start(&config(&[live.url(), dead], "max_fails = 1000"));
+
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let request = h1_request(
+            "POST",
+            "blog.example",
+            "/upload",
+            client::full("small body"),
+        );
+        let reply = client::try_send(proxy.http_addr(), request)
+            .await
+            .unwrap_or_else(|e| panic!("POST {i}: {e}"));
+        statuses.push(reply.status.as_u16());
+    }
+
+    // Equal weights alternate (L D L D ...): a failed, unretried attempt must still count as
+    // the dead origin's turn, or the dead origin takes every request that follows.
+    let served = statuses.iter().filter(|&&s| s == 200).count();
+    assert!(
+        (4..=6).contains(&served),
+        "{served} of 10 POSTs reached the live origin of two equal-weight origins; statuses in \
+         order: {statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn get_that_could_not_connect_is_retried_on_another_origin() {
+    let live = Origin::start("live");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    // Never eject the dead origin, so round robin keeps trying it first every other request.
+    let proxy = Palisade::start(&config(&[live.url(), dead], "max_fails = 1000"));
+
+    for i in 0..10 {
+        let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
+        assert_eq!(reply.status, 200, "GET {i}: {}", reply.text());
+        assert_eq!(reply.origin_id(), Some("live"));
+    }
+
+    assert_eq!(live.requests(), 10, "a GET reached the live origin twice");
+}
+
+#[tokio::test]
+async fn dead_origin_is_ejected_after_max_fails_and_reported_unhealthy() {
+    let live = Origin::start("live");
+    let dead_port = free_port();
+    let dead = format!("127.0.0.1:{dead_port}");
+    // Defaults: max_fails = 3, fail_timeout = 10s; no active health check.
+    let proxy = Palisade::start(&config(&[live.url(), format!("http://{dead}")], ""));
+    for i in 0..10 {
+        let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
+        assert_eq!(reply.status, 200, "GET {i}: {}", reply.text());
+    }
+    let dead_health = [("site", "blog"), ("origin", dead.as_str())];
+    let dead_connect_errors = [
+        ("site", "blog"),
+        ("origin", dead.as_str()),
+        ("kind", "connect"),
+    ];
+
+    let scrape = metrics::scrape_until(proxy.admin_addr(), Duration::from_secs(3), |text| {
+        metrics::sample(text, "palisade_origin_healthy", &dead_health) == Some(0.0)
+    })
+    .await;
+
+    assert_eq!(
+        metrics::sample(&scrape, "palisade_origin_healthy", &dead_health),
+        Some(0.0),
+        "/metrics said:\n{scrape}"
+    );
+    let live_addr = live.addr().to_string();
+    assert_eq!(
+        metrics::sample(
+            &scrape,
+            "palisade_origin_healthy",
+            &[("site", "blog"), ("origin", live_addr.as_str())]
+        ),
+        Some(1.0),
+        "/metrics said:\n{scrape}"
+    );
+    let errors = metrics::sample(
+        &scrape,
+        "palisade_origin_errors_total",
+        &dead_connect_errors,
+    );
+    assert!(
+        errors.is_some_and(|n| n > 0.0),
+        "connect errors of the dead origin: {errors:?}; /metrics said:\n{scrape}"
+    );
+
+    // Ejected means not tried: more requests add no connect errors.
+    for i in 0..10 {
+        let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
+        assert_eq!(
+            reply.status,
+            200,
+            "GET {i} after the ejection: {}",
+            reply.text()
+        );
+    }
+    let later = client::admin_get(proxy.admin_addr(), "/metrics")
+        .await
+        .text();
+    assert_eq!(
+        metrics::sample(&later, "palisade_origin_errors_total", &dead_connect_errors),
+        errors,
+        "the ejected origin was still tried; /metrics said:\n{later}"
     );
 }
 

@@ -1,10 +1,13 @@
 //! Requests reach the origin over every client protocol Palisade speaks in cleartext:
-//! HTTP/1.1, h2c with prior knowledge, and WebSocket upgrades.
+//! HTTP/1.1, h2c with prior knowledge, and WebSocket upgrades; bodies, trailers and
+//! `Expect: 100-continue` make it through, over origin connections that are kept alive.
+
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use palisade_blackbox::client::{self, h2_request};
-use palisade_blackbox::raw::raw_request;
-use palisade_blackbox::{Origin, Palisade};
+use palisade_blackbox::client::{self, h1_request, h2_request};
+use palisade_blackbox::raw::{RawConn, raw_request};
+use palisade_blackbox::{Echo, Origin, Palisade};
 use tokio_tungstenite::tungstenite::Message;
 
 fn blog_config(origin: &Origin) -> String {
@@ -146,6 +149,96 @@ async fn response_trailers_reach_http1_client_that_accepts_them() {
         response.trailers,
         vec![("x-checksum".to_owned(), "abc".to_owned())],
         "{response:?}"
+    );
+}
+
+#[tokio::test]
+async fn expect_100_continue_gets_interim_response_before_body_is_sent() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&blog_config(&origin));
+    let mut conn = RawConn::connect(proxy.http_addr()).await.expect("connect");
+    conn.send(
+        b"POST /upload HTTP/1.1\r\nHost: blog.example\r\nContent-Length: 5000\r\n\
+          Expect: 100-continue\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("send the head alone");
+
+    // A client that waits for 100 Continue sends nothing more until it comes.
+    let interim = conn.read_interim_or_response(Duration::from_secs(3)).await;
+    assert_eq!(
+        interim.status(),
+        Some(100),
+        "instead of 100 Continue: {interim:?}"
+    );
+    assert!(interim.status_line.starts_with("HTTP/1.1 "), "{interim:?}");
+    conn.send(&[b'e'; 5000]).await.expect("send the body");
+    let response = conn.read_response(Duration::from_secs(5)).await;
+
+    assert_eq!(response.status(), Some(200), "{response:?}");
+    assert_eq!(response.body_text(), r#"{"bytes":5000}"#);
+}
+
+#[tokio::test]
+async fn chunked_request_trailers_reach_origin() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&blog_config(&origin));
+
+    let response = raw_request(
+        proxy.http_addr(),
+        b"POST /echo HTTP/1.1\r\nHost: blog.example\r\nTransfer-Encoding: chunked\r\n\
+          TE: trailers\r\nTrailer: x-sum\r\nConnection: close\r\n\r\n\
+          5\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 42\r\n\r\n",
+    )
+    .await;
+
+    assert_eq!(response.status(), Some(200), "{response:?}");
+    let echo = Echo::parse(&response.body);
+    assert_eq!(echo.body_len, 11);
+    assert_eq!(echo.trailer("x-sum"), Some("42"), "origin saw {echo:?}");
+}
+
+#[tokio::test]
+async fn sequential_requests_on_one_client_connection_reuse_origin_connections() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&blog_config(&origin));
+    let mut sender = client::h1_handshake(client::tcp(proxy.http_addr()).await.expect("connect"))
+        .await
+        .expect("handshake");
+
+    for i in 0..20 {
+        let reply = client::send_h1(
+            &mut sender,
+            h1_request("GET", "blog.example", "/echo", client::empty()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("request {i} on the kept-alive connection: {e}"));
+        assert_eq!(reply.status, 200, "request {i}: {}", reply.text());
+    }
+
+    assert_eq!(origin.requests(), 20);
+    assert!(
+        origin.connections() <= 2,
+        "20 sequential requests took {} origin connections",
+        origin.connections()
+    );
+}
+
+#[tokio::test]
+async fn sequential_requests_on_fresh_client_connections_reuse_origin_connections() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&blog_config(&origin));
+
+    for i in 0..20 {
+        let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
+        assert_eq!(reply.status, 200, "request {i}: {}", reply.text());
+    }
+
+    assert_eq!(origin.requests(), 20);
+    assert!(
+        origin.connections() <= 2,
+        "20 sequential requests from 20 client connections took {} origin connections",
+        origin.connections()
     );
 }
 

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use palisade_blackbox::client::{self, h1_request};
-use palisade_blackbox::raw::raw_request;
-use palisade_blackbox::{Origin, TestCa, negotiated_alpn, peer_leaf};
+use palisade_blackbox::raw::{RawConn, raw_request};
+use palisade_blackbox::{Echo, Origin, TestCa, negotiated_alpn, peer_leaf};
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
@@ -78,6 +78,65 @@ async fn origin_streams_bytes_and_counts_uploads() {
         .await
         .expect("upload");
     assert_eq!(reply.text(), r#"{"bytes":300000}"#);
+}
+
+#[tokio::test]
+async fn origin_counts_accepted_connections_and_request_body_bytes() {
+    let origin = Origin::start("a");
+    let mut sender = client::h1_handshake(client::tcp(origin.addr()).await.expect("connect"))
+        .await
+        .expect("handshake");
+    for body in ["12345", "678"] {
+        let reply = client::send_h1(
+            &mut sender,
+            h1_request("POST", "o", "/upload", client::full(body)),
+        )
+        .await
+        .expect("upload on a kept-alive connection");
+        assert_eq!(reply.status, 200);
+    }
+    assert_eq!(origin.connections(), 1, "two requests on one connection");
+    let reply = client::try_send(
+        origin.addr(),
+        h1_request("POST", "o", "/echo", client::full("90")),
+    )
+    .await
+    .expect("echo on a second connection");
+    assert_eq!(reply.status, 200);
+    assert_eq!(origin.connections(), 2);
+    assert_eq!(origin.body_bytes(), 10, "body bytes of /upload and /echo");
+}
+
+#[tokio::test]
+async fn origin_echo_reports_request_trailers() {
+    let origin = Origin::start("a");
+    let response = raw_request(
+        origin.addr(),
+        b"POST /echo HTTP/1.1\r\nHost: o\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\
+          Connection: close\r\n\r\n5\r\nhello\r\n0\r\nx-sum: 42\r\n\r\n",
+    )
+    .await;
+    assert_eq!(response.status(), Some(200), "{response:?}");
+    let echo = Echo::parse(&response.body);
+    assert_eq!(echo.body_len, 5);
+    assert_eq!(echo.trailer("x-sum"), Some("42"), "{echo:?}");
+}
+
+#[tokio::test]
+async fn origin_answers_expect_100_continue_before_reading_the_body() {
+    let origin = Origin::start("a");
+    let mut conn = RawConn::connect(origin.addr()).await.expect("connect");
+    conn.send(
+        b"POST /upload HTTP/1.1\r\nHost: o\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\
+          Connection: close\r\n\r\n",
+    )
+    .await
+    .expect("send head");
+    let interim = conn.read_interim_or_response(Duration::from_secs(3)).await;
+    assert_eq!(interim.status(), Some(100), "{interim:?}");
+    conn.send(b"abc").await.expect("send body");
+    let response = conn.read_response(Duration::from_secs(3)).await;
+    assert_eq!(response.body_text(), r#"{"bytes":3}"#, "{response:?}");
 }
 
 #[tokio::test]

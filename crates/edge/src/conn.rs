@@ -26,7 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::watch;
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch};
 
 /// What the pipeline knows about the connection a request came on.
 pub struct ConnContext {
@@ -54,7 +55,9 @@ impl ConnContext {
     }
 }
 
-/// Timestamps (clock ms) the watchdog reads.
+/// Timestamps (clock ms) and counters the watchdog reads; the I/O wrapper and the pipeline
+/// write them. All on one connection, so relaxed orderings would do; acquire/release keeps the
+/// reasoning simple.
 pub struct ConnActivity {
     in_flight: AtomicU32,
     /// When the header clock started (accept, or the first byte after an idle spell); 0 = not running.
@@ -64,9 +67,15 @@ pub struct ConnActivity {
     h2: AtomicBool,
     /// Requests the pipeline has started on this connection.
     requests: AtomicU64,
+    /// Request heads the framing tracker has read completely.
+    heads_read: AtomicU64,
+    /// The tracker is inside a message (a partial head or a body), or can no longer follow.
+    mid_message: AtomicBool,
     /// 1 + the index of the first request whose head the framing tracker found ambiguous.
     ambiguous_request: AtomicU64,
     ambiguous_reason: AtomicU8,
+    /// Set while hyper is being told to let go of the socket so it can be parked.
+    parking: AtomicBool,
 }
 
 enum Verdict {
@@ -74,6 +83,8 @@ enum Verdict {
     Keep(u64),
     HeaderTimeout,
     Idle,
+    /// Idle long enough at a message boundary: release hyper's buffers, keep the socket.
+    Park,
 }
 
 impl ConnActivity {
@@ -85,8 +96,11 @@ impl ConnActivity {
             idle_since_ms: AtomicU64::new(now),
             h2: AtomicBool::new(h2),
             requests: AtomicU64::new(0),
+            heads_read: AtomicU64::new(0),
+            mid_message: AtomicBool::new(false),
             ambiguous_request: AtomicU64::new(0),
             ambiguous_reason: AtomicU8::new(0),
+            parking: AtomicBool::new(false),
         }
     }
 
@@ -136,10 +150,34 @@ impl ConnActivity {
         }
     }
 
-    fn verdict(&self, limits: &ServerLimits) -> Verdict {
+    /// Whether every byte read so far belongs to a request the pipeline has already taken, so
+    /// hyper holds nothing that would be lost if it let go of the socket now.
+    fn at_message_boundary(&self) -> bool {
+        !self.mid_message.load(Ordering::Acquire)
+            && self.heads_read.load(Ordering::Acquire) == self.requests.load(Ordering::Acquire)
+    }
+
+    /// The deadline while parked: the header clock if it runs (a fresh connection that has
+    /// sent nothing yet), else the idle timeout.
+    fn parked_deadline(&self, limits: &ServerLimits) -> u64 {
+        let header_clock = self.header_clock_ms.load(Ordering::Acquire);
+        if header_clock != 0 {
+            header_clock + limits.header_read_timeout.as_millis() as u64
+        } else {
+            self.idle_since_ms.load(Ordering::Acquire) + limits.idle_timeout.as_millis() as u64
+        }
+    }
+
+    fn verdict(&self, limits: &ServerLimits, parkable: bool) -> Verdict {
         let now = clock::now_ms();
+        let park_after = PARK_AFTER.as_millis() as u64;
         if self.in_flight.load(Ordering::Acquire) > 0 {
-            return Verdict::Keep(now + limits.idle_timeout.as_millis() as u64);
+            let recheck = if parkable {
+                park_after
+            } else {
+                limits.idle_timeout.as_millis() as u64
+            };
+            return Verdict::Keep(now + recheck);
         }
         let header_clock = self.header_clock_ms.load(Ordering::Acquire);
         if header_clock != 0 {
@@ -150,23 +188,61 @@ impl ConnActivity {
                 Verdict::Keep(deadline)
             };
         }
-        let deadline =
-            self.idle_since_ms.load(Ordering::Acquire) + limits.idle_timeout.as_millis() as u64;
+        let idle_since = self.idle_since_ms.load(Ordering::Acquire);
+        let deadline = idle_since + limits.idle_timeout.as_millis() as u64;
         if now >= deadline {
-            Verdict::Idle
-        } else {
-            Verdict::Keep(deadline)
+            return Verdict::Idle;
         }
+        if parkable && !self.h2.load(Ordering::Relaxed) && self.at_message_boundary() {
+            let park_at = idle_since + park_after;
+            if now >= park_at {
+                return Verdict::Park;
+            }
+            return Verdict::Keep(park_at.min(deadline));
+        }
+        Verdict::Keep(deadline)
     }
 }
 
-/// Reports arriving bytes to [`ConnActivity`], notices the HTTP/2 preface, and runs the
-/// HTTP/1.x framing tracker over what the client sends.
+/// How long a cleartext HTTP/1.1 connection sits idle before it is parked: hyper's read and
+/// write buffers (about 10 KiB) are freed and only the socket is kept, so ten thousand idle
+/// keep-alive connections cost little more than their sockets. A busy connection is never
+/// parked, so parking costs nothing on the hot path.
+const PARK_AFTER: Duration = Duration::from_secs(1);
+
+/// Reports arriving bytes to [`ConnActivity`], notices the HTTP/2 preface, runs the HTTP/1.x
+/// framing tracker over what the client sends, and hands the socket back when parking.
 struct WatchedIo<I> {
-    inner: I,
+    inner: Option<I>,
     ctx: Arc<ConnContext>,
     first_read: bool,
     framing: Option<Box<FramingTracker>>,
+    /// Requests already taken on this connection before this hyper instance started.
+    heads_base: u64,
+    give_back: Option<oneshot::Sender<I>>,
+}
+
+impl<I> WatchedIo<I> {
+    fn inner(&mut self) -> Pin<&mut I>
+    where
+        I: Unpin,
+    {
+        Pin::new(
+            self.inner
+                .as_mut()
+                .expect("the socket is only taken on drop"),
+        )
+    }
+}
+
+impl<I> Drop for WatchedIo<I> {
+    fn drop(&mut self) {
+        if self.ctx.activity.parking.load(Ordering::Acquire)
+            && let (Some(io), Some(back)) = (self.inner.take(), self.give_back.take())
+        {
+            let _ = back.send(io);
+        }
+    }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
@@ -175,27 +251,31 @@ impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
         let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let polled = this.inner().poll_read(cx, buf);
         let got = &buf.filled()[before..];
         if matches!(polled, Poll::Ready(Ok(()))) && !got.is_empty() {
-            if self.first_read {
-                self.first_read = false;
+            let activity = &this.ctx.activity;
+            if this.first_read {
+                this.first_read = false;
                 if got.starts_with(b"PRI * HTTP/2.0") {
-                    self.ctx.activity.h2.store(true, Ordering::Relaxed);
-                    self.ctx
-                        .activity
-                        .header_clock_ms
-                        .store(0, Ordering::Release);
-                    self.framing = None;
+                    activity.h2.store(true, Ordering::Relaxed);
+                    activity.header_clock_ms.store(0, Ordering::Release);
+                    this.framing = None;
                 }
             }
-            self.ctx.activity.bytes_arrived();
-            let got = &buf.filled()[before..];
-            if let Some(tracker) = self.framing.as_mut()
-                && let Some((index, error)) = tracker.feed(got)
-            {
-                self.ctx.activity.record_ambiguous(index, error);
+            activity.bytes_arrived();
+            if let Some(tracker) = this.framing.as_mut() {
+                if let Some((index, error)) = tracker.feed(got) {
+                    activity.record_ambiguous(index, error);
+                }
+                activity
+                    .heads_read
+                    .store(this.heads_base + tracker.heads(), Ordering::Release);
+                activity
+                    .mid_message
+                    .store(!tracker.at_message_start(), Ordering::Release);
             }
         }
         polled
@@ -208,28 +288,32 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for WatchedIo<I> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        self.inner().poll_write(cx, buf)
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        self.inner().poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.inner.as_ref().is_some_and(|i| i.is_write_vectored())
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        self.inner().poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        if self.ctx.activity.parking.load(Ordering::Acquire) {
+            // Parking: hyper is done with the socket, the connection is not.
+            return self.inner().poll_flush(cx);
+        }
+        self.inner().poll_shutdown(cx)
     }
 }
 
 /// hyper's settings for client connections, from the server limits.
-pub fn http_builder(limits: &ServerLimits) -> auto::Builder<TokioExecutor> {
+pub fn http_builder(limits: &ServerLimits, http1_only: bool) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -243,26 +327,86 @@ pub fn http_builder(limits: &ServerLimits) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_bytes as u32)
         .max_concurrent_streams(128);
+    if http1_only {
+        builder = builder.http1_only();
+    }
     builder
 }
 
-/// Serves one connection until it closes, times out, or shutdown completes.
+/// Serves a cleartext connection: parked (socket only) while idle, handed to hyper when bytes
+/// arrive, parked again after a quiet second at a message boundary.
+pub async fn serve_parkable(
+    mut stream: TcpStream,
+    ctx: Arc<ConnContext>,
+    state: Arc<EdgeState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut known_http1 = false;
+    loop {
+        if *shutdown.borrow_and_update() {
+            return;
+        }
+        let deadline = ctx.activity.parked_deadline(&state.snapshot.load().limits);
+        tokio::select! {
+            ready = stream.readable() => if ready.is_err() { return },
+            () = tokio::time::sleep_until(instant_at(deadline)) => return,
+            _ = shutdown.changed() => return,
+        }
+        // Boxed so that a parked connection's task does not reserve room for hyper's state.
+        let served = Box::pin(serve(
+            stream,
+            Arc::clone(&ctx),
+            Arc::clone(&state),
+            shutdown.clone(),
+            Some(known_http1),
+        ))
+        .await;
+        match served {
+            Some(back) => {
+                tracing::trace!(peer = %ctx.client.peer, "connection parked");
+                stream = back;
+                known_http1 = true;
+                ctx.activity.parking.store(false, Ordering::Release);
+            }
+            None => return,
+        }
+    }
+}
+
+/// Serves a connection with hyper until it closes, times out, shutdown completes, or (when
+/// `parkable` is `Some`) it is parked, in which case the socket is returned.
+/// `parkable == Some(true)` says the connection is known to speak HTTP/1.1.
 pub async fn serve<I>(
     io: I,
     ctx: Arc<ConnContext>,
     state: Arc<EdgeState>,
     mut shutdown: watch::Receiver<bool>,
-) where
+    parkable: Option<bool>,
+) -> Option<I>
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = state.snapshot.load().limits.clone();
-    let builder = http_builder(&limits);
+    let builder = http_builder(&limits, parkable == Some(true));
     let h2 = ctx.activity.h2.load(Ordering::Relaxed);
+    let (give_back, taken_back) = match parkable {
+        Some(_) => {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
+    // A fresh hyper instance starts reading at a message boundary; so does its tracker.
+    let heads_base = ctx.activity.requests.load(Ordering::Acquire);
+    ctx.activity.heads_read.store(heads_base, Ordering::Release);
+    ctx.activity.mid_message.store(false, Ordering::Release);
     let io = WatchedIo {
-        inner: io,
+        inner: Some(io),
+        heads_base,
         ctx: Arc::clone(&ctx),
-        first_read: true,
+        first_read: parkable != Some(true),
         framing: (!h2).then(|| Box::new(FramingTracker::new(limits.max_header_bytes.max(8192)))),
+        give_back,
     };
     let service_ctx = Arc::clone(&ctx);
     let service = service_fn(move |request| {
@@ -270,39 +414,54 @@ pub async fn serve<I>(
         let ctx = Arc::clone(&service_ctx);
         async move { Ok::<_, Infallible>(pipeline::handle(&state, &ctx, request).await) }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let sleep = tokio::time::sleep(limits.header_read_timeout.min(limits.idle_timeout));
-    tokio::pin!(sleep);
-    let mut draining = false;
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(peer = %ctx.client.peer, error = %e, "connection ended with an error");
+    let parked = {
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(sleep);
+        let mut draining = false;
+        let mut parking = false;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(peer = %ctx.client.peer, error = %e, "connection ended with an error");
+                    }
+                    break parking;
                 }
-                return;
-            }
-            () = &mut sleep => match ctx.activity.verdict(&limits) {
-                Verdict::Keep(at) => sleep.as_mut().reset(instant_at(at)),
-                Verdict::HeaderTimeout => {
-                    tracing::debug!(peer = %ctx.client.peer, "request header not received in time; closing");
-                    return;
-                }
-                Verdict::Idle if draining => return,
-                Verdict::Idle => {
+                () = &mut sleep => match ctx.activity.verdict(&limits, parkable.is_some() && !draining) {
+                    Verdict::Keep(at) => sleep.as_mut().reset(instant_at(at)),
+                    Verdict::HeaderTimeout => {
+                        tracing::debug!(peer = %ctx.client.peer, "request header not received in time; closing");
+                        break false;
+                    }
+                    Verdict::Idle if draining || parking => break false,
+                    Verdict::Idle => {
+                        conn.as_mut().graceful_shutdown();
+                        draining = true;
+                        // A connection that does not wind down by itself is dropped at the next look.
+                        sleep.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(1));
+                    }
+                    Verdict::Park => {
+                        ctx.activity.parking.store(true, Ordering::Release);
+                        conn.as_mut().graceful_shutdown();
+                        parking = true;
+                        sleep.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(1));
+                    }
+                },
+                _ = shutdown.changed(), if !draining => {
                     conn.as_mut().graceful_shutdown();
                     draining = true;
-                    // A connection that does not wind down by itself is dropped at the next look.
-                    sleep.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(1));
                 }
-            },
-            _ = shutdown.changed(), if !draining => {
-                conn.as_mut().graceful_shutdown();
-                draining = true;
             }
         }
+    };
+    // `conn` is dropped here, and with it the wrapper, which sends the socket back if parking.
+    if parked && let Some(mut rx) = taken_back {
+        return rx.try_recv().ok();
     }
+    ctx.activity.parking.store(false, Ordering::Release);
+    None
 }
 
 fn instant_at(clock_ms: u64) -> tokio::time::Instant {

@@ -109,7 +109,7 @@ fn admit(
     match kind {
         ListenerKind::Http => {
             let ctx = Arc::new(ConnContext::new(client, None, false, permit));
-            tokio::spawn(conn::serve(stream, ctx, state, shutdown));
+            tokio::spawn(conn::serve_parkable(stream, ctx, state, shutdown));
         }
         ListenerKind::Https => {
             let Some(tls) = snapshot.tls.clone() else {
@@ -148,7 +148,7 @@ fn admit(
                     Some(Arc::clone(&snapshot.sites[site].name))
                 });
                 let ctx = Arc::new(ConnContext::new(client, sni_site, h2, permit));
-                conn::serve(stream, ctx, state, shutdown).await;
+                conn::serve(stream, ctx, state, shutdown, None).await;
             });
         }
     }

@@ -9,6 +9,19 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
+/// jemalloc rather than the system allocator: under churn (many connections opening, parking
+/// and closing) glibc's per-thread arenas keep freed memory, so the edge's footprint would
+/// stay at its peak; jemalloc hands it back within seconds (see `malloc_conf` below) and is
+/// at least as fast on the request path.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Purge freed pages from a background thread after one second, so memory released by parked
+/// and closed connections returns to the system even when the edge is otherwise quiet.
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000\0";
+
 #[derive(Parser)]
 #[command(
     name = "palisade",

@@ -180,8 +180,10 @@ impl Upstream {
                 Err(Attempt::ConnectFailed) => {
                     origin.connect_errors.fetch_add(1, Ordering::Relaxed);
                     origin.record_failure(self.settings.max_fails, self.settings.fail_timeout);
-                    let more = self.pick(tried).is_some();
-                    if !(retryable && more) {
+                    // Only look for another origin when a retry is allowed: `pick` advances the
+                    // round-robin cursor, and a needless advance would skew the rotation.
+                    let untried = (0..self.origins.len()).any(|i| tried & (1 << i) == 0);
+                    if !(retryable && untried) {
                         return Err(OriginFailure::Unreachable {
                             origin: Arc::clone(origin),
                         });

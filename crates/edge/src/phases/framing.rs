@@ -102,6 +102,16 @@ impl FramingTracker {
         }
     }
 
+    /// Request heads read completely so far.
+    pub fn heads(&self) -> u64 {
+        self.heads
+    }
+
+    /// True between messages: nothing of a next request has been read yet.
+    pub fn at_message_start(&self) -> bool {
+        self.state == Track::Head && self.partial.is_empty()
+    }
+
     /// Feeds bytes as read from the client. Returns the index (0-based, in order on the
     /// connection) of a request whose head is ambiguous, with the reason.
     pub fn feed(&mut self, mut bytes: &[u8]) -> Option<(u64, FramingError)> {

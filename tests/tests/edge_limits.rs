@@ -297,3 +297,59 @@ async fn header_section_over_max_header_bytes_gets_431() {
     assert!(status == 431 || status == 400, "{response:?}");
     assert_eq!(origin.requests(), 0);
 }
+
+/// An idle HTTP/1.1 connection is parked after about a second (hyper's buffers freed, socket
+/// kept). Parking must be invisible to the client: the same connection keeps serving plain,
+/// body-carrying and pipelined requests afterwards.
+#[tokio::test]
+async fn parked_keep_alive_connection_keeps_serving_gets_posts_and_pipelines() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&config(&origin, "", ""));
+    let mut conn = served_connection(&proxy).await;
+
+    for round in 0..2 {
+        // Long enough for the connection to be parked.
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        conn.send(b"POST /upload HTTP/1.1\r\nHost: blog.example\r\nContent-Length: 5\r\n\r\nhello")
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: send after parking: {e}"));
+        let response = conn.read_response(Duration::from_secs(5)).await;
+        assert_eq!(response.status(), Some(200), "round {round}: {response:?}");
+        assert!(
+            response.body_text().contains("\"bytes\":5"),
+            "round {round}: origin did not get the body: {}",
+            response.body_text()
+        );
+        assert!(
+            !response.connection_closed,
+            "round {round}: closed after parking"
+        );
+    }
+    let metrics = palisade_blackbox::client::get(proxy.admin_addr(), "admin", "/metrics").await;
+    let parked = palisade_blackbox::metrics::sample(
+        &metrics.text(),
+        "palisade_connections_parked_total",
+        &[],
+    );
+    assert!(
+        parked.is_some_and(|n| n >= 2.0),
+        "the connection was not parked while idle: {parked:?}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let mut pipelined = Vec::new();
+    for _ in 0..3 {
+        pipelined.extend_from_slice(KEEP_ALIVE_GET);
+    }
+    conn.send(&pipelined)
+        .await
+        .expect("send pipelined requests");
+    for i in 0..3 {
+        let response = conn.read_response(Duration::from_secs(5)).await;
+        assert_eq!(
+            response.status(),
+            Some(200),
+            "pipelined request {i}: {response:?}"
+        );
+    }
+}

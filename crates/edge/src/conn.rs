@@ -184,6 +184,10 @@ impl ConnActivity {
             let deadline = header_clock + limits.header_read_timeout.as_millis() as u64;
             return if now >= deadline {
                 Verdict::HeaderTimeout
+            } else if parkable {
+                // The request this header starts may finish long before the deadline; look
+                // again soon so the connection can be parked once it is idle.
+                Verdict::Keep(deadline.min(now + park_after))
             } else {
                 Verdict::Keep(deadline)
             };
@@ -364,6 +368,10 @@ pub async fn serve_parkable(
         match served {
             Some(back) => {
                 tracing::trace!(peer = %ctx.client.peer, "connection parked");
+                state
+                    .metrics
+                    .connections_parked
+                    .fetch_add(1, Ordering::Relaxed);
                 stream = back;
                 known_http1 = true;
                 ctx.activity.parking.store(false, Ordering::Release);

@@ -55,6 +55,7 @@ pub struct Metrics {
     pub connections_refused_total_cap: AtomicU64,
     pub connections_refused_client_cap: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
+    pub connections_parked: AtomicU64,
     pub access_log_dropped: AtomicU64,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
@@ -196,6 +197,11 @@ impl Metrics {
                 "palisade_tls_handshake_failures_total",
                 "TLS handshakes that failed or timed out.",
                 &self.tls_handshake_failures,
+            ),
+            (
+                "palisade_connections_parked_total",
+                "Times an idle HTTP/1.1 connection released its buffers and kept only its socket.",
+                &self.connections_parked,
             ),
             (
                 "palisade_access_log_dropped_total",

@@ -28,19 +28,16 @@ use tokio::sync::watch;
 pub enum EdgeError {
     #[error("{0}")]
     Config(String),
-    #[error("cannot listen on {addr} ({kind}): {source}")]
+    #[error("cannot listen on {addr} ({kind}): {error}")]
     Bind {
         addr: SocketAddr,
         kind: &'static str,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
-    #[error("cannot create the data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot create the data directory {path}: {error}")]
+    DataDir { path: String, error: std::io::Error },
 }
 
 /// A running edge.
@@ -63,7 +60,7 @@ impl Edge {
     pub async fn start(config: Config, source: String) -> Result<Edge, EdgeError> {
         std::fs::create_dir_all(&config.server.data_dir).map_err(|e| EdgeError::DataDir {
             path: config.server.data_dir.display().to_string(),
-            source: e,
+            error: e,
         })?;
         let metrics = Metrics::new();
         let upstreams = UpstreamRegistry::default();
@@ -103,7 +100,7 @@ impl Edge {
             let socket = listener::bind(addr).map_err(|e| EdgeError::Bind {
                 addr,
                 kind: kind.label(),
-                source: e,
+                error: e,
             })?;
             let local = socket.local_addr().unwrap_or(addr);
             addrs.push((kind, local));
@@ -112,7 +109,7 @@ impl Edge {
         let admin = listener::bind(config.server.admin).map_err(|e| EdgeError::Bind {
             addr: config.server.admin,
             kind: "admin",
-            source: e,
+            error: e,
         })?;
         let admin_addr = admin.local_addr().unwrap_or(config.server.admin);
 

@@ -18,9 +18,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Purge freed pages from a background thread after one second, so memory released by parked
 /// and closed connections returns to the system even when the edge is otherwise quiet.
+/// jemalloc reads this as a C `const char *`, hence a thin pointer to a NUL-terminated string.
 #[allow(non_upper_case_globals)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
-pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000\0";
+pub static malloc_conf: Option<&'static u8> =
+    Some(&b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000\0"[0]);
 
 #[derive(Parser)]
 #[command(

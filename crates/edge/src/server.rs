@@ -193,6 +193,9 @@ impl Edge {
                 "listen, listen_tls, admin, data_dir and access_log changes take effect at the next restart"
             );
         }
+        if config.sites.is_empty() {
+            tracing::warn!("the new configuration has no sites: every request will get 421");
+        }
         self.state.snapshot.store(Arc::new(snapshot));
         self.generation.store(generation, Ordering::Relaxed);
         self.state

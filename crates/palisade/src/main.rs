@@ -202,8 +202,15 @@ async fn run(
                 if let Some(path) = &config_path {
                     let now = std::fs::read(path).ok();
                     if now.is_some() && now != last_text {
-                        last_text = now;
-                        reload(&edge, path, &overrides);
+                        // An editor or a deploy script may be halfway through writing the
+                        // file (a truncated file is valid TOML with no sites!): wait until it
+                        // holds still before believing it.
+                        tokio::time::sleep(CONFIG_SETTLE).await;
+                        let settled = std::fs::read(path).ok();
+                        if settled == now {
+                            last_text = now;
+                            reload(&edge, path, &overrides);
+                        }
                     }
                 }
             }
@@ -221,6 +228,8 @@ async fn run(
 
 /// How often the configuration file is checked for changes.
 const CONFIG_POLL: Duration = Duration::from_secs(1);
+/// How long a changed file must stay unchanged before it is loaded.
+const CONFIG_SETTLE: Duration = Duration::from_millis(250);
 
 fn reload(edge: &edge::Edge, path: &Path, overrides: &Overrides) {
     let result = Config::load(path)

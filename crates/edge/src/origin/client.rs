@@ -124,8 +124,9 @@ impl Upstream {
             retryable,
         } = request;
         let mut tried = 0u64;
-        // Keep the parts only when a retry is possible; the common case moves them once.
-        let spare = retryable.then(|| headers.clone());
+        // Keep a copy of the header only when a retry is possible (an idempotent request and
+        // another origin to try); the common case moves it once.
+        let spare = (retryable && self.origins.len() > 1).then(|| headers.clone());
         let mut headers = Some(headers);
         let mut body = Some(body);
         loop {

@@ -9,7 +9,7 @@
 //! | module | job |
 //! |---|---|
 //! | [`server`] | starts listeners and the admin endpoint, reload, graceful shutdown |
-//! | `listener`, `conn`, `conn_guard` | accept loops, per-connection HTTP serving and timeouts, connection caps |
+//! | `listener`, `conn`, `conn_guard` | accept loops, per-connection HTTP serving, timeouts and parking, connection caps |
 //! | `tls` | certificates by SNI |
 //! | [`pipeline`] | the request's phases in order |
 //! | `phases/*` | one module per phase |
@@ -18,22 +18,37 @@
 //! | `metrics`, `access_log`, `admin` | what an operator sees |
 //!
 //! ## Invariants (each pinned by a named test)
-//! 1. Never an open proxy: a request whose host no site claims gets 421 and no origin is contacted;
-//!    CONNECT is refused; on TLS the Host must belong to the site SNI chose
-//!    (`router::tests::unknown_host_routes_nowhere`, blackbox `unknown_host_gets_421_*`,
-//!    `connect_is_refused_*`, `tls_host_sni_mismatch_gets_421`).
-//! 2. Ambiguous framing is rejected before routing: Content-Length with Transfer-Encoding,
-//!    duplicate Content-Length → 400 and the connection closes
-//!    (`phases::framing::tests::*`, blackbox `smuggling_*`).
+//! 1. Never an open proxy: a request whose host no site claims gets 421 and no origin is
+//!    contacted; CONNECT is refused; on TLS the Host must belong to the site SNI chose.
+//!    (`router::tests::unknown_host_routes_nowhere`; black-box
+//!    `unknown_host_gets_421_and_origin_sees_nothing`,
+//!    `absolute_form_naming_unknown_host_gets_421_despite_known_host_header`,
+//!    `connect_method_is_refused_and_origin_sees_nothing`,
+//!    `host_naming_another_site_than_sni_gets_421`.)
+//! 2. Ambiguous framing is rejected before routing, judged on the bytes as sent (hyper
+//!    normalises some shapes away): Content-Length with Transfer-Encoding, repeated
+//!    Content-Length → 400 and the connection closes. (`phases::framing::tests::tracker_*`;
+//!    black-box `edge_smuggling::*`.)
 //! 3. Hop-by-hop headers, including those named in Connection, never cross the edge in either
-//!    direction (`phases::forward::tests::strips_hop_by_hop_*`, blackbox `hop_by_hop_*`).
-//! 4. Client-supplied forwarding headers are replaced unless the peer is a trusted proxy
-//!    (`phases::forward::tests::untrusted_peer_*`, blackbox `x_forwarded_for_spoofing_*`).
-//! 5. Error pages never show an origin's address (`phases::respond::tests::error_pages_*`,
-//!    blackbox `origin_down_gets_502_*`).
-//! 6. Never panic on network input: every parse of a header value is fallible.
-//! 7. Requests in flight finish on the snapshot they started with; a reload never drops one
-//!    (blackbox `reload_under_load_*`).
+//!    direction. (`phases::forward::tests::strips_hop_by_hop_and_connection_named_fields`;
+//!    black-box `hop_by_hop_request_headers_do_not_reach_origin`,
+//!    `hop_by_hop_response_headers_do_not_reach_client`.)
+//! 4. Client-supplied forwarding headers are replaced unless the peer is a trusted proxy.
+//!    (`phases::forward::tests::untrusted_peer_cannot_spoof_forwarding_headers`; black-box
+//!    `forwarding_headers_from_untrusted_peer_are_replaced`.)
+//! 5. Error pages never show an origin's address.
+//!    (`phases::respond::tests::error_pages_say_nothing_about_origins_and_are_not_stored`;
+//!    black-box `origin_down_gets_502_without_revealing_origin_address`.)
+//! 6. Never panic on network input: every parse of a header value is fallible, and hostile
+//!    hosts are refused before they reach the router or the logs.
+//!    (`model::host::tests::normalize_refuses_hostile_values`; black-box `edge_smuggling::*`.)
+//! 7. Requests in flight finish on the snapshot they started with; a reload never drops one.
+//!    (black-box `reload_under_load_switches_origins_without_failing_a_request`.)
+//! 8. A request that reached an origin is never sent again.
+//!    (black-box `post_that_could_not_connect_is_not_retried_on_another_origin`.)
+//! 9. Parking an idle connection is invisible to its client: it happens only at a message
+//!    boundary with nothing of a next request read.
+//!    (black-box `parked_keep_alive_connection_keeps_serving_gets_posts_and_pipelines`.)
 
 pub mod access_log;
 mod admin;

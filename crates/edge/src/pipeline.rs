@@ -238,7 +238,9 @@ impl Finish for RequestLog {
         metrics.record(self.status, duration, bytes_in, bytes_out);
         if self.state.access_log.enabled() {
             self.state.access_log.write(&AccessRecord {
-                time: SystemTime::now() - duration,
+                time: SystemTime::now()
+                    .checked_sub(duration)
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
                 site: site_name,
                 client_ip: self.client_ip,
                 method: self.method.as_str(),

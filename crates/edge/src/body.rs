@@ -5,6 +5,7 @@
 //! - [`EdgeBody`]: what is sent to a client, which finishes the request's log record when the
 //!   last frame leaves (or the client goes away).
 
+use crate::origin::PooledConn;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -104,6 +105,8 @@ pub struct EdgeBody {
     source: Source,
     bytes_out: u64,
     finish: Option<Box<dyn Finish>>,
+    /// The origin connection the body arrives on, reused once the body is read to the end.
+    origin_conn: Option<PooledConn>,
 }
 
 enum Source {
@@ -112,11 +115,12 @@ enum Source {
 }
 
 impl EdgeBody {
-    pub fn origin(body: Incoming) -> EdgeBody {
+    pub fn origin(body: Incoming, conn: Option<PooledConn>) -> EdgeBody {
         EdgeBody {
             source: Source::Origin(body),
             bytes_out: 0,
             finish: None,
+            origin_conn: conn,
         }
     }
 
@@ -126,6 +130,7 @@ impl EdgeBody {
             source: Source::Fixed((!bytes.is_empty()).then_some(bytes)),
             bytes_out: 0,
             finish: None,
+            origin_conn: None,
         }
     }
 
@@ -139,6 +144,11 @@ impl EdgeBody {
     }
 
     fn done(&mut self, complete: bool) {
+        if let Some(conn) = self.origin_conn.take()
+            && complete
+        {
+            conn.release();
+        }
         if let Some(finish) = self.finish.take() {
             finish.finish(self.bytes_out, complete);
         }

@@ -169,10 +169,13 @@ pub async fn handle(
     log.origin = Some(Arc::clone(&answer.origin));
     log.upstream_time = Some(answer.upstream_time);
     let mut origin_response = answer.response;
+    let mut origin_conn = Some(answer.conn);
 
     if origin_response.status() == StatusCode::SWITCHING_PROTOCOLS {
         match client_upgrade {
             Some(client_upgrade) => {
+                // The origin connection now belongs to the tunnel, never to the pool.
+                origin_conn = None;
                 let origin_upgrade = hyper::upgrade::on(&mut origin_response);
                 crate::conn::spawn_tunnel(
                     Arc::clone(conn),
@@ -187,7 +190,7 @@ pub async fn handle(
     }
 
     // respond
-    let mut response = origin_response.map(EdgeBody::origin);
+    let mut response = origin_response.map(|body| EdgeBody::origin(body, origin_conn));
     respond::client_response_headers(&mut response, version);
     log.finish_with(response)
 }

@@ -5,62 +5,16 @@
 //! never reached an origin (the TCP connect failed) *and* it is idempotent with no body. A
 //! request that reached an origin is never replayed: the origin may have acted on it.
 
-use super::{OriginState, Upstream, UpstreamSettings};
+use super::pool::{ConnPool, PooledConn};
+use super::{OriginState, Upstream};
 use crate::body::{BodyTooLarge, OriginBody};
-use http::uri::{PathAndQuery, Scheme};
-use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method, Request, Response, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-pub struct Client {
-    inner: hyper_util::client::legacy::Client<HttpConnector, OriginBody>,
-}
-
-impl Client {
-    pub(super) fn new(settings: &UpstreamSettings) -> Client {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let inner = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_max_idle_per_host(settings.pool_max_idle)
-            // The edge sets Host itself: the client's, not the origin's address.
-            .set_host(false)
-            .build(connector);
-        Client { inner }
-    }
-
-    /// One request to one origin, with the response timeout applied.
-    pub(super) async fn send(
-        &self,
-        origin: &OriginState,
-        request: Request<OriginBody>,
-        timeout: Duration,
-    ) -> Result<Response<Incoming>, Attempt> {
-        match tokio::time::timeout(timeout, self.inner.request(request)).await {
-            Err(_) => Err(Attempt::TimedOut),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if e.is_connect() => {
-                tracing::debug!(origin = %origin.label, error = %e, "origin connect failed");
-                Err(Attempt::ConnectFailed)
-            }
-            Ok(Err(e)) => {
-                if has_source::<BodyTooLarge>(&e) {
-                    return Err(Attempt::BodyTooLarge);
-                }
-                tracing::debug!(origin = %origin.label, error = ?e, "origin request failed");
-                Err(Attempt::Broken)
-            }
-        }
-    }
-}
+use tokio::time::timeout_at;
 
 fn has_source<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
@@ -82,6 +36,63 @@ pub(super) enum Attempt {
     BodyTooLarge,
 }
 
+/// One request on one origin, within `timeout` (connect included): the response header and
+/// the connection that carries its body.
+///
+/// A reused connection the origin had closed meanwhile is not a failure of the origin: when
+/// hyper hands the request back unsent, it goes out again on a new connection, whatever its
+/// method, since the origin never saw it.
+async fn exchange(
+    origin: &OriginState,
+    pool: &Arc<ConnPool>,
+    mut request: Request<OriginBody>,
+    timeout: Duration,
+) -> Result<(Response<Incoming>, PooledConn), Attempt> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut fresh = false;
+    loop {
+        let mut conn = match timeout_at(deadline, pool.checkout(fresh)).await {
+            Err(_) => return Err(Attempt::TimedOut),
+            Ok(Err(e)) => {
+                tracing::debug!(origin = %origin.label, error = %e, "origin connect failed");
+                return Err(Attempt::ConnectFailed);
+            }
+            Ok(Ok(conn)) => conn,
+        };
+        match timeout_at(deadline, conn.sender().ready()).await {
+            Err(_) => return Err(Attempt::TimedOut),
+            Ok(Err(_)) if conn.reused => {
+                fresh = true;
+                continue;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(origin = %origin.label, error = %e, "new origin connection failed");
+                return Err(Attempt::Broken);
+            }
+            Ok(Ok(())) => {}
+        }
+        match timeout_at(deadline, conn.sender().try_send_request(request)).await {
+            Err(_) => return Err(Attempt::TimedOut),
+            Ok(Ok(response)) => return Ok((response, conn)),
+            Ok(Err(mut e)) => {
+                if has_source::<BodyTooLarge>(e.error()) {
+                    return Err(Attempt::BodyTooLarge);
+                }
+                match e.take_message() {
+                    Some(unsent) if conn.reused => {
+                        request = unsent;
+                        fresh = true;
+                    }
+                    _ => {
+                        tracing::debug!(origin = %origin.label, error = ?e.error(), "origin request failed");
+                        return Err(Attempt::Broken);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A request ready to be forwarded; headers already rewritten by the forward phase.
 pub struct OriginRequest {
     pub method: Method,
@@ -95,6 +106,8 @@ pub struct OriginRequest {
 /// The origin's answer.
 pub struct OriginResponse {
     pub response: Response<Incoming>,
+    /// The connection the body arrives on; released for reuse when the body has been read.
+    pub conn: PooledConn,
     pub origin: Arc<OriginState>,
     /// From sending the request to receiving the response header.
     pub upstream_time: Duration,
@@ -135,44 +148,29 @@ impl Upstream {
                 .expect("the first pick always finds an origin");
             tried |= 1 << index;
             let origin = &self.origins[index];
-            let uri = Uri::builder()
-                .scheme(Scheme::HTTP)
-                .authority(origin.authority.clone())
-                .path_and_query(path_and_query.clone());
             let request_headers = match headers.take() {
                 Some(h) => h,
                 None => spare.clone().unwrap_or_default(),
             };
-            let mut builder = Request::builder()
-                .method(method.clone())
-                .version(Version::HTTP_11);
-            if let Some(h) = builder.headers_mut() {
-                *h = request_headers;
-            }
-            let request = match uri.build().ok().and_then(|uri| {
-                builder
-                    .uri(uri)
-                    .body(body.take().unwrap_or(OriginBody::Empty))
-                    .ok()
-            }) {
-                Some(r) => r,
-                // Unreachable with validated parts; treated as a broken attempt, not a panic.
-                None => {
-                    return Err(OriginFailure::Broken {
-                        origin: Arc::clone(origin),
-                    });
-                }
-            };
+            let mut request = Request::new(body.take().unwrap_or(OriginBody::Empty));
+            *request.method_mut() = method.clone();
+            *request.uri_mut() = path_and_query.clone().into();
+            *request.version_mut() = Version::HTTP_11;
+            *request.headers_mut() = request_headers;
             let started = Instant::now();
-            match self
-                .client
-                .send(origin, request, self.settings.response_timeout)
-                .await
+            match exchange(
+                origin,
+                &self.pools[index],
+                request,
+                self.settings.response_timeout,
+            )
+            .await
             {
-                Ok(response) => {
+                Ok((response, conn)) => {
                     origin.record_success();
                     return Ok(OriginResponse {
                         response,
+                        conn,
                         origin: Arc::clone(origin),
                         upstream_time: started.elapsed(),
                     });
@@ -209,32 +207,30 @@ impl Upstream {
     }
 
     /// A health probe: GET `path` with the site's Host; true on 2xx or 3xx within `timeout`.
-    pub(super) async fn probe(&self, origin: &OriginState, path: &str, timeout: Duration) -> bool {
-        let Ok(uri) = Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(origin.authority.clone())
-            .path_and_query(path)
-            .build()
-        else {
-            return false;
-        };
+    pub(super) async fn probe(&self, index: usize, path: &str, timeout: Duration) -> bool {
+        let origin = &self.origins[index];
         let host = if self.settings.probe_host.is_empty() {
             origin.label.as_str()
         } else {
             self.settings.probe_host.as_str()
         };
-        let Ok(request) = Request::get(uri)
+        let Ok(request) = Request::get(path)
             .header(http::header::HOST, host)
             .header(http::header::USER_AGENT, "palisade-health-check")
             .body(OriginBody::Empty)
         else {
             return false;
         };
-        match self.client.send(origin, request, timeout).await {
-            Ok(response) => {
+        match exchange(origin, &self.pools[index], request, timeout).await {
+            Ok((response, conn)) => {
                 let status = response.status();
-                // Drain the (small) body so the connection goes back to the pool.
-                let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+                // Read the (small) body so the connection can be reused.
+                if http_body_util::BodyExt::collect(response.into_body())
+                    .await
+                    .is_ok()
+                {
+                    conn.release();
+                }
                 status.is_success() || status.is_redirection()
             }
             Err(_) => false,

@@ -28,9 +28,7 @@ pub(super) fn spawn_checker(upstream: Weak<Upstream>, check: HealthCheck) {
                     .map(|o| o.probe_healthy.load(std::sync::atomic::Ordering::Relaxed))
                     .collect();
             }
-            let probes = origins
-                .iter()
-                .map(|origin| upstream.probe(origin, &check.path, check.timeout));
+            let probes = (0..origins.len()).map(|i| upstream.probe(i, &check.path, check.timeout));
             let results = futures_join_all(probes).await;
             for (i, ok) in results.into_iter().enumerate() {
                 if ok == healthy[i] {

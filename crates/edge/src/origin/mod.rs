@@ -7,9 +7,11 @@
 
 mod client;
 mod health;
+mod pool;
 mod schedule;
 
 pub use client::{OriginFailure, OriginRequest};
+pub use pool::PooledConn;
 
 use crate::clock;
 use crate::metrics::OriginReport;
@@ -109,7 +111,8 @@ pub struct Upstream {
     settings: UpstreamSettings,
     origins: Vec<Arc<OriginState>>,
     schedule: Schedule,
-    client: client::Client,
+    /// Keep-alive connections, one pool per origin (same order as `origins`).
+    pools: Vec<Arc<pool::ConnPool>>,
 }
 
 impl Upstream {
@@ -203,9 +206,20 @@ impl UpstreamRegistry {
             });
         }
         let weights: Vec<u32> = site.origins.iter().map(|o| o.weight).collect();
+        let pools = origins
+            .iter()
+            .map(|o: &Arc<OriginState>| {
+                pool::ConnPool::new(
+                    o.label.clone(),
+                    settings.pool_max_idle,
+                    settings.pool_idle_timeout,
+                    settings.connect_timeout,
+                )
+            })
+            .collect();
         let upstream = Arc::new(Upstream {
             site: site.name.clone(),
-            client: client::Client::new(&settings),
+            pools,
             schedule: Schedule::smooth_weighted(&weights),
             origins,
             settings,

@@ -1,0 +1,163 @@
+//! Keep-alive connections to one origin.
+//!
+//! A plain LIFO stack of idle HTTP/1.1 connections behind a mutex held for a push or a pop.
+//! A connection goes back on the stack when the response body it carried has been read to the
+//! end (see [`PooledConn::release`]), so it is ready for the next request; one whose body was
+//! abandoned is simply dropped. The most recently used connection is reused first: it is the
+//! least likely to have been closed by the origin's own idle timeout.
+//!
+//! hyper-util's general-purpose client did this job before; on the proxy path it cost a shared
+//! pool keyed by scheme and authority, a task spawned per request to wait for a connection to
+//! become ready again, and large futures moved around per request. Measured with the bench
+//! (1 KiB responses), this pool lowered the edge's CPU time per request.
+
+use crate::body::OriginBody;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// Why no connection could be had.
+#[derive(Debug)]
+pub enum ConnectError {
+    Refused(std::io::Error),
+    TimedOut,
+    Handshake(hyper::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Refused(e) => write!(f, "connect failed: {e}"),
+            ConnectError::TimedOut => f.write_str("connect timed out"),
+            ConnectError::Handshake(e) => write!(f, "HTTP handshake failed: {e}"),
+        }
+    }
+}
+
+struct Idle {
+    sender: http1::SendRequest<OriginBody>,
+    since: Instant,
+}
+
+/// Idle connections to one origin.
+pub struct ConnPool {
+    /// `host:port`.
+    address: String,
+    idle: Mutex<Vec<Idle>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+/// A connection checked out of the pool. Dropping it closes the connection once its current
+/// exchange ends; [`PooledConn::release`] returns it for reuse.
+pub struct PooledConn {
+    sender: Option<http1::SendRequest<OriginBody>>,
+    pool: Arc<ConnPool>,
+    /// Whether it came from the pool (and so may have been closed by the origin meanwhile).
+    pub reused: bool,
+}
+
+impl ConnPool {
+    pub fn new(
+        address: String,
+        max_idle: usize,
+        idle_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Arc<ConnPool> {
+        Arc::new(ConnPool {
+            address,
+            idle: Mutex::new(Vec::new()),
+            max_idle,
+            idle_timeout,
+            connect_timeout,
+        })
+    }
+
+    /// An idle connection, or a new one. `fresh` skips the idle ones (after a reused
+    /// connection turned out to be closed).
+    pub async fn checkout(self: &Arc<Self>, fresh: bool) -> Result<PooledConn, ConnectError> {
+        if !fresh && let Some(sender) = self.take_idle() {
+            return Ok(PooledConn {
+                sender: Some(sender),
+                pool: Arc::clone(self),
+                reused: true,
+            });
+        }
+        let stream = match tokio::time::timeout(
+            self.connect_timeout,
+            TcpStream::connect(self.address.as_str()),
+        )
+        .await
+        {
+            Err(_) => return Err(ConnectError::TimedOut),
+            Ok(Err(e)) => return Err(ConnectError::Refused(e)),
+            Ok(Ok(stream)) => stream,
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(ConnectError::Handshake)?;
+        tokio::spawn(async move {
+            // Ends when the origin closes, the last sender is dropped, or after an upgrade
+            // hands the socket to a tunnel.
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(error = %e, "origin connection ended with an error");
+            }
+        });
+        Ok(PooledConn {
+            sender: Some(sender),
+            pool: Arc::clone(self),
+            reused: false,
+        })
+    }
+
+    fn take_idle(&self) -> Option<http1::SendRequest<OriginBody>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(entry) = idle.pop() {
+            if !entry.sender.is_closed() && entry.since.elapsed() < self.idle_timeout {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, sender: http1::SendRequest<OriginBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // The oldest sit at the bottom; drop those past the idle timeout so their sockets close.
+        let expired = idle
+            .iter()
+            .take_while(|e| e.since.elapsed() >= self.idle_timeout)
+            .count();
+        if expired > 0 {
+            idle.drain(..expired);
+        }
+        if idle.len() < self.max_idle {
+            idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+impl PooledConn {
+    pub fn sender(&mut self) -> &mut http1::SendRequest<OriginBody> {
+        self.sender
+            .as_mut()
+            .expect("a pooled connection holds its sender until released")
+    }
+
+    /// The response carried on this connection has been read completely: reuse it.
+    pub fn release(mut self) {
+        if let Some(sender) = self.sender.take() {
+            self.pool.checkin(sender);
+        }
+    }
+}

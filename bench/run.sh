@@ -16,10 +16,10 @@
 #   BENCH_WARMUP         unmeasured wrk warm-up before each run [2s]
 #   BENCH_CONNECTIONS    wrk connections [64]
 #   BENCH_THREADS        wrk threads [2]
-#   BENCH_WORKERS        nginx worker_processes / HAProxy nbthread [1]
+#   BENCH_WORKERS        nginx worker_processes / HAProxy nbthread / Palisade workers [1]
 #   BENCH_ORIGIN_WORKERS origin nginx worker_processes [1]
-#   BENCH_PALISADE_THREADS  if set, exported as TOKIO_WORKER_THREADS for Palisade
-#                        [unset: tokio default = one thread per core]
+#   BENCH_PALISADE_THREADS  Palisade's `workers` (threads) [BENCH_WORKERS, so every
+#                        proxy gets the same number of workers]
 #   BENCH_IDLE_CONNS     idle keep-alive connections per proxy [10000]
 #   BENCH_IDLE_SETTLE    seconds to wait after the idle conns are open, before
 #                        sampling RSS [3]
@@ -338,6 +338,7 @@ listen = ["127.0.0.1:$PALISADE_PORT"]
 admin = "127.0.0.1:$PALISADE_ADMIN_PORT"
 data_dir = "$WORK/palisade-data"
 access_log = "off"
+workers = ${BENCH_PALISADE_THREADS:-$WORKERS}
 max_connections = 100000
 max_connections_per_ip = 100000
 $PALISADE_EXTRA
@@ -366,11 +367,7 @@ start_server() { # name -> starts it, sets SERVER_PID
         nginx) start_bg nginx "$logf" nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" ;;
         haproxy) start_bg haproxy "$logf" haproxy -db -f "$WORK/haproxy/haproxy.cfg" ;;
         palisade)
-            if [[ -n ${BENCH_PALISADE_THREADS:-} ]]; then
-                start_bg palisade "$logf" env TOKIO_WORKER_THREADS="$BENCH_PALISADE_THREADS" "$PALISADE" serve --config "$WORK/palisade.toml"
-            else
-                start_bg palisade "$logf" "$PALISADE" serve --config "$WORK/palisade.toml"
-            fi ;;
+            start_bg palisade "$logf" "$PALISADE" serve --config "$WORK/palisade.toml" ;;
         *) return 1 ;;
     esac
     SERVER_PID=$LAST_PID
@@ -556,8 +553,7 @@ idle_test() { # name pid port -> fills MEM_RSS/MEM_PSS/MEM_NOTE[name]
 # --------------------------------------------------------------------- run --
 has_proxy() { [[ " $PROXIES " == *" $1 "* ]]; }
 CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || echo unknown)
-PALISADE_THREADS_DESC="tokio multi-thread runtime, default worker threads = $(nproc) (one per core)"
-[[ -n ${BENCH_PALISADE_THREADS:-} ]] && PALISADE_THREADS_DESC="tokio multi-thread runtime, TOKIO_WORKER_THREADS=$BENCH_PALISADE_THREADS"
+PALISADE_THREADS_DESC="workers = ${BENCH_PALISADE_THREADS:-$WORKERS} (tokio worker threads; the product's default is one per core)"
 HEADER=$(cat <<EOF
 # Palisade edge benchmark ($(date -u +%Y-%m-%dT%H:%MZ))
 machine : $(nproc) cores ($CPU_MODEL), $(uname -r); nothing is pinned: wrk, origin and proxy share all cores

@@ -429,8 +429,14 @@ where
         tokio::pin!(sleep);
         let mut draining = false;
         let mut parking = false;
+        // Made once: a fresh `changed()` per wake-up would re-register with the channel on
+        // every poll of a busy connection.
+        let shutdown_signal = shutdown.changed();
+        tokio::pin!(shutdown_signal);
         loop {
             tokio::select! {
+                // The connection first: it is what almost every wake-up is for.
+                biased;
                 result = conn.as_mut() => {
                     if let Err(e) = result {
                         tracing::debug!(peer = %ctx.client.peer, error = %e, "connection ended with an error");
@@ -457,7 +463,7 @@ where
                         sleep.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(1));
                     }
                 },
-                _ = shutdown.changed(), if !draining => {
+                _ = &mut shutdown_signal, if !draining => {
                     conn.as_mut().graceful_shutdown();
                     draining = true;
                 }

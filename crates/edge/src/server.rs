@@ -188,9 +188,10 @@ impl Edge {
             || s.admin != n.admin
             || s.data_dir != n.data_dir
             || s.access_log != n.access_log
+            || s.workers != n.workers
         {
             tracing::warn!(
-                "listen, listen_tls, admin, data_dir and access_log changes take effect at the next restart"
+                "listen, listen_tls, admin, data_dir, access_log and workers changes take effect at the next restart"
             );
         }
         if config.sites.is_empty() {

@@ -34,6 +34,8 @@ pub struct ServerSettings {
     /// Peers whose `X-Forwarded-*` and `Forwarded` headers are believed and appended to.
     pub trusted_proxies: Vec<IpNet>,
     pub access_log: AccessLogTarget,
+    /// Threads serving connections; `None` means one per CPU core.
+    pub workers: Option<usize>,
     pub limits: ServerLimits,
 }
 
@@ -290,6 +292,7 @@ struct FileServer {
     data_dir: PathBuf,
     trusted_proxies: Vec<IpNet>,
     access_log: String,
+    workers: Option<usize>,
     #[serde(with = "as_text_opt")]
     header_read_timeout: Option<Duration>,
     #[serde(with = "as_text_opt")]
@@ -316,6 +319,7 @@ impl Default for FileServer {
             data_dir: PathBuf::from("./palisade-data"),
             trusted_proxies: Vec::new(),
             access_log: "stdout".into(),
+            workers: None,
             header_read_timeout: None,
             idle_timeout: None,
             tls_handshake_timeout: None,
@@ -344,6 +348,7 @@ impl FileServer {
             admin: self.admin,
             data_dir: self.data_dir,
             trusted_proxies: self.trusted_proxies,
+            workers: self.workers.filter(|n| *n > 0),
             limits: ServerLimits {
                 header_read_timeout: self.header_read_timeout.unwrap_or(d.header_read_timeout),
                 idle_timeout: self.idle_timeout.unwrap_or(d.idle_timeout),

@@ -140,10 +140,11 @@ fn serve(
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(error = %e, "could not raise the open-file limit");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("palisade")
-        .build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = config.server.workers {
+        builder.worker_threads(workers);
+    }
+    let runtime = builder.enable_all().thread_name("palisade").build()?;
     runtime.block_on(run(config, source, config_path, overrides))
 }
 

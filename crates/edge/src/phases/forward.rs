@@ -13,7 +13,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
 /// Request and response fields that describe one connection, never the message.
-const HOP_BY_HOP: [HeaderName; 7] = [
+const HOP_COUNT: usize = 7;
+const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
     header::CONNECTION,
     header::PROXY_AUTHORIZATION,
     header::TE,
@@ -84,14 +85,28 @@ pub fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
 
 /// Removes hop-by-hop fields and those the Connection field names. Used both ways.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the (few) fields present is cheaper than hashing every hop-by-hop name,
+    // and most messages carry at most Connection.
+    let mut present: [Option<HeaderName>; HOP_COUNT] = Default::default();
+    let mut count = 0;
+    for name in headers.keys() {
+        if HOP_BY_HOP.contains(name) {
+            present[count] = Some(name.clone());
+            count += 1;
+        }
+    }
+    if count == 0 {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|name| !HOP_BY_HOP.contains(name))
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    for name in present.iter().flatten().chain(named.iter()) {
         headers.remove(name);
     }
 }

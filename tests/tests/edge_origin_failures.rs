@@ -365,3 +365,84 @@ fall = 2
         "`a` got no traffic 3 s after it became healthy again"
     );
 }
+
+/// An origin that answers the first request on each connection, keeps the connection open,
+/// and then reads the second request and closes without answering: what a client sees when
+/// an origin's keep-alive timeout fires just as a request is written.
+async fn origin_closing_on_second_request() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut seen = Vec::new();
+                let mut answered = 0;
+                loop {
+                    let Ok(n) = socket.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        if answered == 1 {
+                            return; // drop the connection without a response
+                        }
+                        answered += 1;
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn get_on_a_pooled_connection_the_origin_closed_is_resent_on_a_new_one() {
+    let (addr, origin) = origin_closing_on_second_request().await;
+    let proxy = Palisade::start(&config(&[format!("http://{addr}")], ""));
+    let first = client::get(proxy.http_addr(), "blog.example", "/a").await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    // Past the point where a pooled connection counts as at risk of a keep-alive race.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let second = client::get(proxy.http_addr(), "blog.example", "/b").await;
+    assert_eq!(
+        second.status,
+        200,
+        "a GET that met a connection the origin closed was not resent: {}",
+        second.text()
+    );
+    origin.abort();
+}
+
+#[tokio::test]
+async fn post_on_a_pooled_connection_the_origin_closed_is_not_resent() {
+    let (addr, origin) = origin_closing_on_second_request().await;
+    let proxy = Palisade::start(&config(&[format!("http://{addr}")], ""));
+    let first = client::get(proxy.http_addr(), "blog.example", "/a").await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let request = h1_request("POST", "blog.example", "/b", client::full("x=1"));
+    let second = client::try_send(proxy.http_addr(), request)
+        .await
+        .expect("the proxy answers");
+    assert_eq!(
+        second.status,
+        502,
+        "a POST the origin may have seen must not be sent twice: {}",
+        second.text()
+    );
+    origin.abort();
+}

@@ -36,17 +36,25 @@ pub(super) enum Attempt {
     BodyTooLarge,
 }
 
+/// A pooled connection idle longer than this may be closed by the origin's own keep-alive
+/// timeout just as a request is written on it (Node.js closes after 5 s by default).
+const STALE_RISK_AFTER: Duration = Duration::from_secs(1);
+
 /// One request on one origin, within `timeout` (connect included): the response header and
 /// the connection that carries its body.
 ///
-/// A reused connection the origin had closed meanwhile is not a failure of the origin: when
-/// hyper hands the request back unsent, it goes out again on a new connection, whatever its
-/// method, since the origin never saw it.
+/// A reused connection the origin had closed meanwhile is not a failure of the origin:
+/// - when hyper hands the request back unsent, it goes out again on a new connection, whatever
+///   its method, since the origin never saw it;
+/// - when it was sent but the connection closed before any response, an idempotent request
+///   without a body is sent again on a new connection (RFC 9110 §9.2.2), as browsers and nginx
+///   do. A copy is kept for that only when the connection sat idle long enough to be at risk.
 async fn exchange(
     origin: &OriginState,
     pool: &Arc<ConnPool>,
     mut request: Request<OriginBody>,
     timeout: Duration,
+    retryable: bool,
 ) -> Result<(Response<Incoming>, PooledConn), Attempt> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut fresh = false;
@@ -71,6 +79,8 @@ async fn exchange(
             }
             Ok(Ok(())) => {}
         }
+        let copy = (retryable && conn.reused && conn.idle_for >= STALE_RISK_AFTER)
+            .then(|| copy_bodiless(&request));
         match timeout_at(deadline, conn.sender().try_send_request(request)).await {
             Err(_) => return Err(Attempt::TimedOut),
             Ok(Ok(response)) => return Ok((response, conn)),
@@ -78,19 +88,28 @@ async fn exchange(
                 if has_source::<BodyTooLarge>(e.error()) {
                     return Err(Attempt::BodyTooLarge);
                 }
-                match e.take_message() {
-                    Some(unsent) if conn.reused => {
-                        request = unsent;
-                        fresh = true;
-                    }
+                match (e.take_message(), copy) {
+                    (Some(unsent), _) if conn.reused => request = unsent,
+                    (None, Some(copy)) => request = copy,
                     _ => {
                         tracing::debug!(origin = %origin.label, error = ?e.error(), "origin request failed");
                         return Err(Attempt::Broken);
                     }
                 }
+                tracing::debug!(origin = %origin.label, "pooled connection was closed; sending on a new one");
+                fresh = true;
             }
         }
     }
+}
+
+fn copy_bodiless(request: &Request<OriginBody>) -> Request<OriginBody> {
+    let mut copy = Request::new(OriginBody::Empty);
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    copy
 }
 
 /// A request ready to be forwarded; headers already rewritten by the forward phase.
@@ -163,6 +182,7 @@ impl Upstream {
                 &self.pools[index],
                 request,
                 self.settings.response_timeout,
+                retryable,
             )
             .await
             {
@@ -221,7 +241,7 @@ impl Upstream {
         else {
             return false;
         };
-        match exchange(origin, &self.pools[index], request, timeout).await {
+        match exchange(origin, &self.pools[index], request, timeout, true).await {
             Ok((response, conn)) => {
                 let status = response.status();
                 // Read the (small) body so the connection can be reused.

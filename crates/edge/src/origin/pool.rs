@@ -58,6 +58,8 @@ pub struct PooledConn {
     pool: Arc<ConnPool>,
     /// Whether it came from the pool (and so may have been closed by the origin meanwhile).
     pub reused: bool,
+    /// How long it sat idle in the pool before this checkout.
+    pub idle_for: Duration,
 }
 
 impl ConnPool {
@@ -79,11 +81,12 @@ impl ConnPool {
     /// An idle connection, or a new one. `fresh` skips the idle ones (after a reused
     /// connection turned out to be closed).
     pub async fn checkout(self: &Arc<Self>, fresh: bool) -> Result<PooledConn, ConnectError> {
-        if !fresh && let Some(sender) = self.take_idle() {
+        if !fresh && let Some((sender, idle_for)) = self.take_idle() {
             return Ok(PooledConn {
                 sender: Some(sender),
                 pool: Arc::clone(self),
                 reused: true,
+                idle_for,
             });
         }
         let stream = match tokio::time::timeout(
@@ -112,14 +115,16 @@ impl ConnPool {
             sender: Some(sender),
             pool: Arc::clone(self),
             reused: false,
+            idle_for: Duration::ZERO,
         })
     }
 
-    fn take_idle(&self) -> Option<http1::SendRequest<OriginBody>> {
+    fn take_idle(&self) -> Option<(http1::SendRequest<OriginBody>, Duration)> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(entry) = idle.pop() {
-            if !entry.sender.is_closed() && entry.since.elapsed() < self.idle_timeout {
-                return Some(entry.sender);
+            let idle_for = entry.since.elapsed();
+            if !entry.sender.is_closed() && idle_for < self.idle_timeout {
+                return Some((entry.sender, idle_for));
             }
         }
         None

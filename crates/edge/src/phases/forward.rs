@@ -12,17 +12,39 @@ use http::Version;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
-/// Request and response fields that describe one connection, never the message.
+/// Request and response fields that describe one connection, never the message
+/// (RFC 9110 §7.6.1), plus Proxy-Authorization, which is meant for the edge itself.
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authorization"
+            | "te"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// A Connection token that is an option or names a field removed anyway (any case).
+fn is_connection_option(token: &[u8]) -> bool {
+    [
+        &b"close"[..],
+        b"keep-alive",
+        b"upgrade",
+        b"te",
+        b"transfer-encoding",
+        b"proxy-connection",
+        b"proxy-authorization",
+        b"connection",
+    ]
+    .iter()
+    .any(|known| token.eq_ignore_ascii_case(known))
+}
+
+/// Most hop-by-hop fields one message can carry (the list above).
 const HOP_COUNT: usize = 7;
-const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
-    header::CONNECTION,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-];
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -84,13 +106,15 @@ pub fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
 }
 
 /// Removes hop-by-hop fields and those the Connection field names. Used both ways.
+///
+/// On the hot path (run twice per request), so it avoids hashing names that are not there:
+/// one pass over the fields present finds the hop-by-hop ones, and Connection's tokens become
+/// header names only when they name something other than a connection option.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the (few) fields present is cheaper than hashing every hop-by-hop name,
-    // and most messages carry at most Connection.
     let mut present: [Option<HeaderName>; HOP_COUNT] = Default::default();
     let mut count = 0;
     for name in headers.keys() {
-        if HOP_BY_HOP.contains(name) {
+        if count < HOP_COUNT && is_hop_by_hop(name.as_str()) {
             present[count] = Some(name.clone());
             count += 1;
         }
@@ -98,14 +122,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if count == 0 {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|name| !HOP_BY_HOP.contains(name))
-        .collect();
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        for token in value.as_bytes().split(|b| *b == b',') {
+            let token = token.trim_ascii();
+            if token.is_empty() || is_connection_option(token) {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token) {
+                named.push(name);
+            }
+        }
+    }
     for name in present.iter().flatten().chain(named.iter()) {
         headers.remove(name);
     }
@@ -156,7 +184,7 @@ pub fn origin_request_headers(
     element.push_str(";host=\"");
     element.push_str(authority);
     element.push('"');
-    if let Ok(element) = HeaderValue::from_str(&element) {
+    if let Ok(element) = HeaderValue::from_maybe_shared(bytes::Bytes::from(element)) {
         if client.trusted {
             append_list(headers, &header::FORWARDED, &element);
         } else {
@@ -179,18 +207,21 @@ pub fn via(version: Version) -> HeaderValue {
 
 /// Appends `value` to a comma-separated field, folding existing lines into one.
 pub fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
-    let mut joined: Vec<u8> = Vec::new();
-    for existing in headers.get_all(name) {
-        joined.extend_from_slice(existing.as_bytes());
-        joined.extend_from_slice(b", ");
-    }
-    if joined.is_empty() {
-        headers.insert(name.clone(), value.clone());
-        return;
-    }
-    joined.extend_from_slice(value.as_bytes());
-    if let Ok(value) = HeaderValue::from_bytes(&joined) {
-        headers.insert(name.clone(), value);
+    match headers.entry(name) {
+        header::Entry::Vacant(slot) => {
+            slot.insert(value.clone());
+        }
+        header::Entry::Occupied(mut slot) => {
+            let mut joined: Vec<u8> = Vec::new();
+            for existing in slot.iter() {
+                joined.extend_from_slice(existing.as_bytes());
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(value.as_bytes());
+            if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
+                slot.insert(value);
+            }
+        }
     }
 }
 

@@ -200,19 +200,26 @@ pub async fn collect(response: Response<Incoming>) -> Result<Reply, BoxError> {
     })
 }
 
+/// Runs `exchange`, failing it if it takes longer than [`REQUEST_TIMEOUT`].
+async fn within_request_timeout(
+    exchange: impl Future<Output = Result<Reply, BoxError>>,
+) -> Result<Reply, BoxError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .map_err(|_| BoxError::from("request timed out"))?
+}
+
 /// Sends one request on an HTTP/1.1 connection and reads the whole reply, within
 /// [`REQUEST_TIMEOUT`].
 pub async fn send_h1(
     sender: &mut http1::SendRequest<ClientBody>,
     request: Request<ClientBody>,
 ) -> Result<Reply, BoxError> {
-    tokio::time::timeout(REQUEST_TIMEOUT, async {
+    within_request_timeout(async {
         sender.ready().await?;
-        let response = sender.send_request(request).await?;
-        collect(response).await
+        collect(sender.send_request(request).await?).await
     })
     .await
-    .map_err(|_| BoxError::from("request timed out"))?
 }
 
 /// Sends one request on an HTTP/2 connection and reads the whole reply, within
@@ -221,13 +228,11 @@ pub async fn send_h2(
     sender: &mut http2::SendRequest<ClientBody>,
     request: Request<ClientBody>,
 ) -> Result<Reply, BoxError> {
-    tokio::time::timeout(REQUEST_TIMEOUT, async {
+    within_request_timeout(async {
         sender.ready().await?;
-        let response = sender.send_request(request).await?;
-        collect(response).await
+        collect(sender.send_request(request).await?).await
     })
     .await
-    .map_err(|_| BoxError::from("request timed out"))?
 }
 
 /// One request on a fresh HTTP/1.1 connection to `addr`.

@@ -11,6 +11,7 @@
 //! | --- | --- |
 //! | [`Palisade`] | the binary, started on a config in a temp dir, its ports read from its log |
 //! | [`Origin`] | a real HTTP/1.1 origin server (`/echo`, `/bytes/N`, `/slow/MS`, `/ws`, ...) |
+//! | [`SiteConfig`] | the config most tests start from: one site, plus the lines a test adds |
 //! | [`client`] | HTTP/1.1, h2c, TLS and WebSocket clients over plain sockets |
 //! | [`raw`] | byte-exact HTTP/1.1 exchanges, for framing attacks and connection state |
 //! | [`metrics`] | samples read out of the admin listener's Prometheus text |
@@ -25,22 +26,11 @@
 //! A typical test:
 //!
 //! ```no_run
-//! use palisade_blackbox::{Origin, Palisade, client};
+//! use palisade_blackbox::{Origin, Palisade, SiteConfig, client};
 //!
 //! # async fn example() {
 //! let origin = Origin::start("a");
-//! let proxy = Palisade::start(&format!(
-//!     r#"
-//! [server]
-//! listen = ["127.0.0.1:0"]
-//!
-//! [[site]]
-//! name = "blog"
-//! hosts = ["blog.example"]
-//! origins = ["{}"]
-//! "#,
-//!     origin.url()
-//! ));
+//! let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
 //! let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
 //! assert_eq!(reply.status, 200);
 //! # }
@@ -50,6 +40,7 @@
 //! origin's runtime is shut down.
 
 pub mod client;
+mod config;
 mod echo;
 pub mod metrics;
 mod origin;
@@ -57,6 +48,7 @@ mod palisade;
 pub mod raw;
 mod tls;
 
+pub use config::SiteConfig;
 pub use echo::Echo;
 pub use origin::Origin;
 pub use palisade::{CheckRun, Palisade, RssSampler, binary_path, free_port};

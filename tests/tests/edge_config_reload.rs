@@ -1,26 +1,12 @@
 //! Config changes: `palisade check` explains a broken file, SIGHUP applies a good one without
 //! dropping a request, and a broken one is refused while the old config keeps serving.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_blackbox::client::{self, h1_request};
-use palisade_blackbox::{Origin, Palisade};
-
-fn config(origin_url: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-
-[[site]]
-name = "blog"
-hosts = ["blog.example"]
-origins = ["{origin_url}"]
-"#
-    )
-}
+use palisade_blackbox::{Origin, Palisade, SiteConfig};
 
 /// The 1-based line of `path`'s file that contains `needle`.
 fn line_of(path: &std::path::Path, needle: &str) -> usize {
@@ -29,6 +15,25 @@ fn line_of(path: &std::path::Path, needle: &str) -> usize {
         .position(|line| line.contains(needle))
         .map(|i| i + 1)
         .unwrap_or_else(|| panic!("{needle:?} not in {}", path.display()))
+}
+
+/// Counts a 200 in `ok`; records any other status, or the error, in `failures`.
+fn tally(
+    outcome: Result<client::Reply, client::BoxError>,
+    kind: &str,
+    ok: &AtomicU64,
+    failures: &Mutex<Vec<String>>,
+) {
+    match outcome {
+        Ok(reply) if reply.status == 200 => {
+            ok.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(reply) => failures
+            .lock()
+            .expect("lock")
+            .push(format!("status {}", reply.status)),
+        Err(e) => failures.lock().expect("lock").push(format!("{kind}: {e}")),
+    }
 }
 
 async fn keep_alive_connection(
@@ -40,7 +45,7 @@ async fn keep_alive_connection(
 
 #[test]
 fn check_accepts_a_valid_config() {
-    let run = Palisade::check(&config("http://127.0.0.1:3000"));
+    let run = Palisade::check(&SiteConfig::blog("http://127.0.0.1:3000").to_toml());
     assert!(
         run.status.success(),
         "check failed on a valid config: {run:?}"
@@ -83,12 +88,12 @@ fn check_names_file_line_and_key_of_a_bad_origin() {
 async fn reload_under_load_switches_origins_without_failing_a_request() {
     let old = Origin::start("old");
     let new = Origin::start("new");
-    let proxy = Palisade::start(&config(&old.url()));
+    let proxy = Palisade::start(&SiteConfig::blog(old.url()).to_toml());
     let addr = proxy.http_addr();
 
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut loops = Vec::new();
     // One client opens a connection per request, one keeps a single connection alive across
     // the reload: both kinds must see no failure.
@@ -96,23 +101,12 @@ async fn reload_under_load_switches_origins_without_failing_a_request() {
         let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
         loops.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                match client::try_get(addr, "blog.example", "/echo").await {
-                    Ok(reply) if reply.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                    Ok(reply) => {
-                        failures
-                            .lock()
-                            .expect("lock")
-                            .push(format!("status {}", reply.status));
-                        0
-                    }
-                    Err(e) => {
-                        failures
-                            .lock()
-                            .expect("lock")
-                            .push(format!("new connection: {e}"));
-                        0
-                    }
-                };
+                tally(
+                    client::try_get(addr, "blog.example", "/echo").await,
+                    "new connection",
+                    &ok,
+                    &failures,
+                );
             }
         }));
     }
@@ -128,29 +122,18 @@ async fn reload_under_load_switches_origins_without_failing_a_request() {
                     continue;
                 }
                 let request = h1_request("GET", "blog.example", "/echo", client::empty());
-                match client::send_h1(&mut sender, request).await {
-                    Ok(reply) if reply.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                    Ok(reply) => {
-                        failures
-                            .lock()
-                            .expect("lock")
-                            .push(format!("status {}", reply.status));
-                        0
-                    }
-                    Err(e) => {
-                        failures
-                            .lock()
-                            .expect("lock")
-                            .push(format!("keep-alive: {e}"));
-                        0
-                    }
-                };
+                tally(
+                    client::send_h1(&mut sender, request).await,
+                    "keep-alive",
+                    &ok,
+                    &failures,
+                );
             }
         }));
     }
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    proxy.rewrite_config(&config(&new.url()));
+    proxy.rewrite_config(&SiteConfig::blog(new.url()).to_toml());
     proxy.sighup();
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
@@ -185,7 +168,7 @@ async fn reload_under_load_switches_origins_without_failing_a_request() {
 #[tokio::test]
 async fn broken_config_on_reload_is_rejected_and_old_config_keeps_serving() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin.url()));
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
     assert_eq!(
         client::get(proxy.http_addr(), "blog.example", "/echo")
             .await
@@ -193,7 +176,7 @@ async fn broken_config_on_reload_is_rejected_and_old_config_keeps_serving() {
         200
     );
 
-    proxy.rewrite_config(&config("not a url"));
+    proxy.rewrite_config(&SiteConfig::blog("not a url").to_toml());
     let line = line_of(proxy.config_path(), "not a url");
     proxy.sighup();
 

@@ -2,22 +2,12 @@
 //! an origin trusts are written by Palisade, not by the client.
 
 use palisade_blackbox::raw::{READ_TIMEOUT, RawConn};
-use palisade_blackbox::{Echo, Origin, Palisade, client};
+use palisade_blackbox::{Echo, Origin, Palisade, SiteConfig, client};
 
 fn config(origin: &Origin, trusted_proxies: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-trusted_proxies = {trusted_proxies}
-
-[[site]]
-name = "blog"
-hosts = ["blog.example"]
-origins = ["{}"]
-"#,
-        origin.url()
-    )
+    SiteConfig::blog(origin.url())
+        .server(&format!("trusted_proxies = {trusted_proxies}"))
+        .to_toml()
 }
 
 /// Sends `request` as written on a keep-alive connection and reads the `/echo` report.

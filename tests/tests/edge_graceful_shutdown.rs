@@ -3,24 +3,16 @@
 use std::time::{Duration, Instant};
 
 use palisade_blackbox::raw::RawConn;
-use palisade_blackbox::{Origin, Palisade, client};
+use palisade_blackbox::{Origin, Palisade, SiteConfig, client};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_request_finish_refuses_new_ones_and_exits_zero() {
     let origin = Origin::start("a");
-    let mut proxy = Palisade::start(&format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-shutdown_grace = "5s"
-
-[[site]]
-name = "blog"
-hosts = ["blog.example"]
-origins = ["{}"]
-"#,
-        origin.url()
-    ));
+    let mut proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .server(r#"shutdown_grace = "5s""#)
+            .to_toml(),
+    );
     let addr = proxy.http_addr();
 
     let in_flight =

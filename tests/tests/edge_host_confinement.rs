@@ -3,21 +3,12 @@
 
 use palisade_blackbox::client::{self, h2_request};
 use palisade_blackbox::raw::raw_request;
-use palisade_blackbox::{Origin, Palisade};
+use palisade_blackbox::{Origin, Palisade, SiteConfig};
 
 fn blog_config(origin: &Origin) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-
-[[site]]
-name = "blog"
-hosts = ["blog.example", "*.blog.example"]
-origins = ["{}"]
-"#,
-        origin.url()
-    )
+    SiteConfig::blog(origin.url())
+        .hosts(&["blog.example", "*.blog.example"])
+        .to_toml()
 }
 
 #[tokio::test]
@@ -64,18 +55,12 @@ async fn http10_request_without_host_is_not_forwarded_to_exact_host_sites() {
 #[tokio::test]
 async fn http10_request_without_host_reaches_catch_all_site() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-
-[[site]]
-name = "any"
-hosts = ["*"]
-origins = ["{}"]
-"#,
-        origin.url()
-    ));
+    let proxy = Palisade::start(
+        &SiteConfig::new("any")
+            .hosts(&["*"])
+            .origin(origin.url())
+            .to_toml(),
+    );
 
     let response = raw_request(proxy.http_addr(), b"GET /echo HTTP/1.0\r\n\r\n").await;
 

@@ -5,24 +5,7 @@ use std::time::{Duration, Instant};
 
 use palisade_blackbox::client::{self, h1_request};
 use palisade_blackbox::raw::{RawConn, raw_request};
-use palisade_blackbox::{Origin, Palisade};
-
-fn config(origin: &Origin, server_extra: &str, site_extra: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-{server_extra}
-
-[[site]]
-name = "blog"
-hosts = ["blog.example"]
-origins = ["{}"]
-{site_extra}
-"#,
-        origin.url()
-    )
-}
+use palisade_blackbox::{Origin, Palisade, SiteConfig};
 
 const KEEP_ALIVE_GET: &[u8] = b"GET /echo HTTP/1.1\r\nHost: blog.example\r\n\r\n";
 
@@ -45,7 +28,11 @@ async fn served_connection_from(proxy: &Palisade, source: Ipv4Addr) -> RawConn {
 #[tokio::test]
 async fn third_concurrent_connection_from_one_ip_is_refused_when_limit_is_two() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin, "max_connections_per_ip = 2", ""));
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .server("max_connections_per_ip = 2")
+            .to_toml(),
+    );
     let first = served_connection(&proxy).await;
     let _second = served_connection(&proxy).await;
 
@@ -76,7 +63,11 @@ async fn third_concurrent_connection_from_one_ip_is_refused_when_limit_is_two() 
 #[tokio::test]
 async fn connection_beyond_max_connections_is_closed_without_a_response() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin, "max_connections = 3", ""));
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .server("max_connections = 3")
+            .to_toml(),
+    );
     // Three source addresses, so the per-address cap (256) cannot be what refuses the fourth.
     let first = served_connection_from(&proxy, Ipv4Addr::new(127, 0, 0, 1)).await;
     let _second = served_connection_from(&proxy, Ipv4Addr::new(127, 0, 0, 2)).await;
@@ -126,7 +117,11 @@ async fn connection_beyond_max_connections_is_closed_without_a_response() {
 #[tokio::test]
 async fn idle_keep_alive_connection_is_closed_after_idle_timeout() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin, r#"idle_timeout = "1s""#, ""));
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .server(r#"idle_timeout = "1s""#)
+            .to_toml(),
+    );
     let mut conn = served_connection(&proxy).await;
     let started = Instant::now();
 
@@ -146,7 +141,11 @@ async fn idle_keep_alive_connection_is_closed_after_idle_timeout() {
 #[tokio::test]
 async fn keep_alive_connection_in_steady_use_outlives_idle_timeout() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin, r#"idle_timeout = "1s""#, ""));
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .server(r#"idle_timeout = "1s""#)
+            .to_toml(),
+    );
     let mut conn = served_connection(&proxy).await;
     let started = Instant::now();
 
@@ -180,7 +179,11 @@ async fn keep_alive_connection_in_steady_use_outlives_idle_timeout() {
 #[tokio::test]
 async fn client_stalling_mid_headers_is_disconnected_after_header_read_timeout() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin, r#"header_read_timeout = "1s""#, ""));
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .server(r#"header_read_timeout = "1s""#)
+            .to_toml(),
+    );
     let mut conn = RawConn::connect(proxy.http_addr()).await.expect("connect");
     conn.send(b"GET /echo HTTP/1.1\r\nHost: blog.ex")
         .await
@@ -204,7 +207,11 @@ async fn client_stalling_mid_headers_is_disconnected_after_header_read_timeout()
 #[tokio::test]
 async fn body_over_max_body_bytes_by_content_length_gets_413() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin, "", "max_body_bytes = 1024"));
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .site("max_body_bytes = 1024")
+            .to_toml(),
+    );
     let mut request =
         b"POST /upload HTTP/1.1\r\nHost: blog.example\r\nContent-Length: 4096\r\nConnection: close\r\n\r\n"
             .to_vec();
@@ -219,7 +226,11 @@ async fn body_over_max_body_bytes_by_content_length_gets_413() {
 #[tokio::test]
 async fn body_within_max_body_bytes_is_proxied() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin, "", "max_body_bytes = 1024"));
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .site("max_body_bytes = 1024")
+            .to_toml(),
+    );
     let mut request =
         b"POST /upload HTTP/1.1\r\nHost: blog.example\r\nContent-Length: 1024\r\nConnection: close\r\n\r\n"
             .to_vec();
@@ -236,7 +247,11 @@ async fn chunked_body_growing_past_max_body_bytes_gets_413_and_origin_never_gets
     const LIMIT: u64 = 1 << 20;
     const SENT: u64 = 4 << 20;
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin, "", &format!("max_body_bytes = {LIMIT}")));
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .site(&format!("max_body_bytes = {LIMIT}"))
+            .to_toml(),
+    );
     let request = h1_request(
         "POST",
         "blog.example",
@@ -267,7 +282,11 @@ async fn chunked_body_growing_past_max_body_bytes_gets_413_and_origin_never_gets
 #[tokio::test]
 async fn more_headers_than_max_headers_gets_431() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin, "max_headers = 10", ""));
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .server("max_headers = 10")
+            .to_toml(),
+    );
     let mut request = b"GET /echo HTTP/1.1\r\nHost: blog.example\r\nConnection: close\r\n".to_vec();
     for i in 0..20 {
         request.extend_from_slice(format!("X-Extra-{i}: {i}\r\n").as_bytes());
@@ -285,7 +304,11 @@ async fn more_headers_than_max_headers_gets_431() {
 async fn header_section_over_max_header_bytes_gets_431() {
     let origin = Origin::start("a");
     // 8 KiB is the smallest limit palisade accepts (browsers send several KiB of headers).
-    let proxy = Palisade::start(&config(&origin, "max_header_bytes = 8192", ""));
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .server("max_header_bytes = 8192")
+            .to_toml(),
+    );
     let request = format!(
         "GET /echo HTTP/1.1\r\nHost: blog.example\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
         "v".repeat(16 * 1024)
@@ -304,7 +327,7 @@ async fn header_section_over_max_header_bytes_gets_431() {
 #[tokio::test]
 async fn parked_keep_alive_connection_keeps_serving_gets_posts_and_pipelines() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin, "", ""));
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
     let mut conn = served_connection(&proxy).await;
 
     for round in 0..2 {

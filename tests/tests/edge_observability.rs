@@ -3,23 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use palisade_blackbox::{Origin, Palisade, client, metrics};
+use palisade_blackbox::{Origin, Palisade, SiteConfig, client, metrics};
 
 fn config(origin: &Origin) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-admin = "127.0.0.1:0"
-access_log = "stdout"
-
-[[site]]
-name = "blog"
-hosts = ["blog.example"]
-origins = ["{}"]
-"#,
-        origin.url()
-    )
+    SiteConfig::blog(origin.url())
+        .server(r#"admin = "127.0.0.1:0""#)
+        .server(r#"access_log = "stdout""#)
+        .to_toml()
 }
 
 #[tokio::test]

@@ -4,32 +4,12 @@
 use std::time::{Duration, Instant};
 
 use palisade_blackbox::client::{self, Reply, h1_request};
-use palisade_blackbox::{Origin, Palisade, free_port, metrics};
-
-fn config(origins: &[String], site_extra: &str) -> String {
-    let origins = origins
-        .iter()
-        .map(|url| format!("\"{url}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-
-[[site]]
-name = "blog"
-hosts = ["blog.example"]
-origins = [{origins}]
-{site_extra}
-"#
-    )
-}
+use palisade_blackbox::{Origin, Palisade, SiteConfig, free_port, metrics};
 
 #[tokio::test]
 async fn origin_down_gets_502_without_revealing_origin_address() {
     let port = free_port();
-    let proxy = Palisade::start(&config(&[format!("http://127.0.0.1:{port}")], ""));
+    let proxy = Palisade::start(&SiteConfig::blog(format!("http://127.0.0.1:{port}")).to_toml());
 
     let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
 
@@ -66,7 +46,8 @@ fn assert_uncacheable_html(reply: &Reply) {
 
 #[tokio::test]
 async fn bad_gateway_page_is_uncacheable_html() {
-    let proxy = Palisade::start(&config(&[format!("http://127.0.0.1:{}", free_port())], ""));
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let proxy = Palisade::start(&SiteConfig::blog(dead).to_toml());
 
     let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
 
@@ -77,7 +58,11 @@ async fn bad_gateway_page_is_uncacheable_html() {
 #[tokio::test]
 async fn gateway_timeout_page_is_uncacheable_html() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&[origin.url()], r#"response_timeout = "300ms""#));
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .site(r#"response_timeout = "300ms""#)
+            .to_toml(),
+    );
 
     let reply = client::get(proxy.http_addr(), "blog.example", "/slow/2000").await;
 
@@ -85,25 +70,43 @@ async fn gateway_timeout_page_is_uncacheable_html() {
     assert_uncacheable_html(&reply);
 }
 
-#[tokio::test]
-async fn post_that_could_not_connect_is_not_retried_on_another_origin() {
+/// Origin `live` and a dead origin (nothing listens on its port) behind site `blog`, with
+/// `max_fails` so high that the dead one is never ejected.
+fn live_and_never_ejected_dead() -> (Origin, Palisade) {
     let live = Origin::start("live");
     let dead = format!("http://127.0.0.1:{}", free_port());
+    let proxy = Palisade::start(
+        &SiteConfig::blog(live.url())
+            .origin(dead)
+            .site("max_fails = 1000")
+            .to_toml(),
+    );
+    (live, proxy)
+}
+
+/// POST number `i`: `/upload` with a 10-byte body on a fresh connection; panics on a
+/// transport error.
+async fn post_small_body(proxy: &Palisade, i: usize) -> Reply {
+    let request = h1_request(
+        "POST",
+        "blog.example",
+        "/upload",
+        client::full("small body"),
+    );
+    client::try_send(proxy.http_addr(), request)
+        .await
+        .unwrap_or_else(|e| panic!("POST {i}: {e}"))
+}
+
+#[tokio::test]
+async fn post_that_could_not_connect_is_not_retried_on_another_origin() {
     // Never eject the dead origin, so round robin keeps sending it every other request.
-    let proxy = Palisade::start(&config(&[live.url(), dead], "max_fails = 1000"));
+    let (live, proxy) = live_and_never_ejected_dead();
 
     let mut served = 0;
     let mut bad_gateway = 0;
     for i in 0..10 {
-        let request = h1_request(
-            "POST",
-            "blog.example",
-            "/upload",
-            client::full("small body"),
-        );
-        let reply = client::try_send(proxy.http_addr(), request)
-            .await
-            .unwrap_or_else(|e| panic!("POST {i}: {e}"));
+        let reply = post_small_body(&proxy, i).await;
         match reply.status.as_u16() {
             200 => {
                 assert_eq!(reply.origin_id(), Some("live"));
@@ -129,21 +132,11 @@ async fn post_that_could_not_connect_is_not_retried_on_another_origin() {
 
 #[tokio::test]
 async fn round_robin_moves_on_after_a_post_the_dead_origin_refused() {
-    let live = Origin::start("live");
-    let dead = format!("http://127.0.0.1:{}", free_port());
-    let proxy = Palisade::start(&config(&[live.url(), dead], "max_fails = 1000"));
+    let (_live, proxy) = live_and_never_ejected_dead();
 
     let mut statuses = Vec::new();
     for i in 0..10 {
-        let request = h1_request(
-            "POST",
-            "blog.example",
-            "/upload",
-            client::full("small body"),
-        );
-        let reply = client::try_send(proxy.http_addr(), request)
-            .await
-            .unwrap_or_else(|e| panic!("POST {i}: {e}"));
+        let reply = post_small_body(&proxy, i).await;
         statuses.push(reply.status.as_u16());
     }
 
@@ -159,10 +152,8 @@ async fn round_robin_moves_on_after_a_post_the_dead_origin_refused() {
 
 #[tokio::test]
 async fn get_that_could_not_connect_is_retried_on_another_origin() {
-    let live = Origin::start("live");
-    let dead = format!("http://127.0.0.1:{}", free_port());
     // Never eject the dead origin, so round robin keeps trying it first every other request.
-    let proxy = Palisade::start(&config(&[live.url(), dead], "max_fails = 1000"));
+    let (live, proxy) = live_and_never_ejected_dead();
 
     for i in 0..10 {
         let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
@@ -179,7 +170,11 @@ async fn dead_origin_is_ejected_after_max_fails_and_reported_unhealthy() {
     let dead_port = free_port();
     let dead = format!("127.0.0.1:{dead_port}");
     // Defaults: max_fails = 3, fail_timeout = 10s; no active health check.
-    let proxy = Palisade::start(&config(&[live.url(), format!("http://{dead}")], ""));
+    let proxy = Palisade::start(
+        &SiteConfig::blog(live.url())
+            .origin(format!("http://{dead}"))
+            .to_toml(),
+    );
     for i in 0..10 {
         let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
         assert_eq!(reply.status, 200, "GET {i}: {}", reply.text());
@@ -244,7 +239,11 @@ async fn dead_origin_is_ejected_after_max_fails_and_reported_unhealthy() {
 #[tokio::test]
 async fn slow_origin_beyond_response_timeout_gets_504() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&[origin.url()], r#"response_timeout = "1s""#));
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .site(r#"response_timeout = "1s""#)
+            .to_toml(),
+    );
 
     let started = Instant::now();
     let reply = client::get(proxy.http_addr(), "blog.example", "/slow/3000").await;
@@ -261,7 +260,7 @@ async fn slow_origin_beyond_response_timeout_gets_504() {
 async fn stopped_origin_fails_over_to_live_one() {
     let live = Origin::start("live");
     let mut dead = Origin::start("dead");
-    let proxy = Palisade::start(&config(&[live.url(), dead.url()], ""));
+    let proxy = Palisade::start(&SiteConfig::blog(live.url()).origin(dead.url()).to_toml());
     // Warm up while both are up, so the proxy may hold pooled connections to the one that dies.
     for _ in 0..4 {
         assert_eq!(
@@ -319,9 +318,11 @@ async fn wait_for_traffic(
 async fn unhealthy_origin_leaves_rotation_and_returns_when_healthy() {
     let a = Origin::start("a");
     let b = Origin::start("b");
-    let proxy = Palisade::start(&config(
-        &[a.url(), b.url()],
-        r#"
+    let proxy = Palisade::start(
+        &SiteConfig::blog(a.url())
+            .origin(b.url())
+            .site(
+                r#"
 [site.health]
 path = "/health"
 interval = "200ms"
@@ -329,7 +330,9 @@ timeout = "1s"
 rise = 2
 fall = 2
 "#,
-    ));
+            )
+            .to_toml(),
+    );
     let both = |ids: &[String]| ids.iter().any(|id| id == "a") && ids.iter().any(|id| id == "b");
     let only_b = |ids: &[String]| ids.iter().all(|id| id == "b");
     assert!(
@@ -412,7 +415,7 @@ async fn origin_closing_on_second_request() -> (std::net::SocketAddr, tokio::tas
 #[tokio::test]
 async fn get_on_a_pooled_connection_the_origin_closed_is_resent_on_a_new_one() {
     let (addr, origin) = origin_closing_on_second_request().await;
-    let proxy = Palisade::start(&config(&[format!("http://{addr}")], ""));
+    let proxy = Palisade::start(&SiteConfig::blog(format!("http://{addr}")).to_toml());
     let first = client::get(proxy.http_addr(), "blog.example", "/a").await;
     assert_eq!(first.status, 200, "{}", first.text());
     // Past the point where a pooled connection counts as at risk of a keep-alive race.
@@ -430,7 +433,7 @@ async fn get_on_a_pooled_connection_the_origin_closed_is_resent_on_a_new_one() {
 #[tokio::test]
 async fn post_on_a_pooled_connection_the_origin_closed_is_not_resent() {
     let (addr, origin) = origin_closing_on_second_request().await;
-    let proxy = Palisade::start(&config(&[format!("http://{addr}")], ""));
+    let proxy = Palisade::start(&SiteConfig::blog(format!("http://{addr}")).to_toml());
     let first = client::get(proxy.http_addr(), "blog.example", "/a").await;
     assert_eq!(first.status, 200, "{}", first.text());
     tokio::time::sleep(Duration::from_millis(1300)).await;

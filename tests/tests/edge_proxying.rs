@@ -7,28 +7,13 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use palisade_blackbox::client::{self, h1_request, h2_request};
 use palisade_blackbox::raw::{RawConn, raw_request};
-use palisade_blackbox::{Echo, Origin, Palisade};
+use palisade_blackbox::{Echo, Origin, Palisade, SiteConfig};
 use tokio_tungstenite::tungstenite::Message;
-
-fn blog_config(origin: &Origin) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-
-[[site]]
-name = "blog"
-hosts = ["blog.example"]
-origins = ["{}"]
-"#,
-        origin.url()
-    )
-}
 
 #[tokio::test]
 async fn http1_request_reaches_origin_with_original_host() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&blog_config(&origin));
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
 
     let reply = client::get(proxy.http_addr(), "blog.example", "/echo?q=1").await;
 
@@ -44,7 +29,7 @@ async fn http1_request_reaches_origin_with_original_host() {
 #[tokio::test]
 async fn http1_request_body_reaches_origin_whole() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&blog_config(&origin));
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
 
     let request = client::h1_request(
         "POST",
@@ -64,7 +49,7 @@ async fn http1_request_body_reaches_origin_whole() {
 #[tokio::test]
 async fn h2c_prior_knowledge_request_reaches_origin_as_http1_with_host_from_authority() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&blog_config(&origin));
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
 
     let tcp = client::tcp(proxy.http_addr()).await.expect("connect");
     let mut h2 = client::h2_handshake(tcp)
@@ -88,7 +73,7 @@ async fn h2c_prior_knowledge_request_reaches_origin_as_http1_with_host_from_auth
 #[tokio::test]
 async fn h2c_connection_carries_concurrent_streams() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&blog_config(&origin));
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
 
     let tcp = client::tcp(proxy.http_addr()).await.expect("connect");
     let h2 = client::h2_handshake(tcp).await.expect("h2c handshake");
@@ -114,7 +99,7 @@ async fn h2c_connection_carries_concurrent_streams() {
 #[tokio::test]
 async fn websocket_text_and_binary_messages_round_trip_through_proxy() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&blog_config(&origin));
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
 
     let mut ws = client::websocket(proxy.http_addr(), "blog.example", "/ws")
         .await
@@ -135,7 +120,7 @@ async fn websocket_text_and_binary_messages_round_trip_through_proxy() {
 #[tokio::test]
 async fn response_trailers_reach_http1_client_that_accepts_them() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&blog_config(&origin));
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
 
     let response = raw_request(
         proxy.http_addr(),
@@ -155,7 +140,7 @@ async fn response_trailers_reach_http1_client_that_accepts_them() {
 #[tokio::test]
 async fn expect_100_continue_gets_interim_response_before_body_is_sent() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&blog_config(&origin));
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
     let mut conn = RawConn::connect(proxy.http_addr()).await.expect("connect");
     conn.send(
         b"POST /upload HTTP/1.1\r\nHost: blog.example\r\nContent-Length: 5000\r\n\
@@ -182,7 +167,7 @@ async fn expect_100_continue_gets_interim_response_before_body_is_sent() {
 #[tokio::test]
 async fn chunked_request_trailers_reach_origin() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&blog_config(&origin));
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
 
     let response = raw_request(
         proxy.http_addr(),
@@ -201,7 +186,7 @@ async fn chunked_request_trailers_reach_origin() {
 #[tokio::test]
 async fn sequential_requests_on_one_client_connection_reuse_origin_connections() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&blog_config(&origin));
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
     let mut sender = client::h1_handshake(client::tcp(proxy.http_addr()).await.expect("connect"))
         .await
         .expect("handshake");
@@ -227,7 +212,7 @@ async fn sequential_requests_on_one_client_connection_reuse_origin_connections()
 #[tokio::test]
 async fn sequential_requests_on_fresh_client_connections_reuse_origin_connections() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&blog_config(&origin));
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
 
     for i in 0..20 {
         let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;

@@ -3,23 +3,12 @@
 //! into seeing a second request (request smuggling, RFC 9112 §6.3 and §11.2).
 
 use palisade_blackbox::raw::raw_request;
-use palisade_blackbox::{Origin, Palisade};
+use palisade_blackbox::{Origin, Palisade, SiteConfig};
 
 /// Sends `request` raw to a fresh proxy and asserts it was refused the safe way.
 async fn assert_rejected(request: &[u8]) {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-
-[[site]]
-name = "blog"
-hosts = ["blog.example"]
-origins = ["{}"]
-"#,
-        origin.url()
-    ));
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
 
     let response = raw_request(proxy.http_addr(), request).await;
 

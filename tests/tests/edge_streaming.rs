@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use palisade_blackbox::client::{self, h1_request};
-use palisade_blackbox::{Origin, Palisade};
+use palisade_blackbox::{Origin, Palisade, SiteConfig};
 
 const GIB: u64 = 1 << 30;
 
@@ -16,19 +16,9 @@ const RSS_LIMIT_KIB: u64 = 200 * 1024;
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(90);
 
 fn config(origin: &Origin) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:0"]
-
-[[site]]
-name = "blog"
-hosts = ["blog.example"]
-origins = ["{}"]
-max_body_bytes = 2147483648
-"#,
-        origin.url()
-    )
+    SiteConfig::blog(origin.url())
+        .site("max_body_bytes = 2147483648")
+        .to_toml()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

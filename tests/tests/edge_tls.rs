@@ -1,7 +1,8 @@
 //! One TLS port serves several sites: SNI picks the certificate, ALPN picks the protocol, and a
 //! request may only name the site its handshake was for.
 
-use palisade_blackbox::client::{self, h1_request, h2_request};
+use hyper::client::conn::http1::SendRequest;
+use palisade_blackbox::client::{self, ClientBody, h1_request, h2_request};
 use palisade_blackbox::{LeafCert, Origin, Palisade, TestCa, negotiated_alpn, peer_leaf};
 
 /// Two sites on one TLS listener, each with its own certificate and origin.
@@ -12,6 +13,18 @@ struct TwoSites {
     shop_cert: LeafCert,
     ca: TestCa,
     proxy: Palisade,
+}
+
+impl TwoSites {
+    /// An HTTP/1.1 connection over TLS with SNI `blog.example`, verified against the test CA.
+    async fn h1_over_tls_to_blog(&self) -> SendRequest<ClientBody> {
+        let tls = self
+            .ca
+            .connect(self.proxy.https_addr(), "blog.example", &["http/1.1"])
+            .await
+            .expect("TLS handshake for blog.example");
+        client::h1_handshake(tls).await.expect("HTTP/1.1 over TLS")
+    }
 }
 
 fn two_sites() -> TwoSites {
@@ -89,12 +102,7 @@ async fn sni_selects_each_sites_certificate_and_request_reaches_its_origin() {
 #[tokio::test]
 async fn host_naming_another_site_than_sni_gets_421() {
     let sites = two_sites();
-    let tls = sites
-        .ca
-        .connect(sites.proxy.https_addr(), "blog.example", &["http/1.1"])
-        .await
-        .expect("TLS handshake for blog.example");
-    let mut sender = client::h1_handshake(tls).await.expect("HTTP/1.1 over TLS");
+    let mut sender = sites.h1_over_tls_to_blog().await;
 
     let reply = client::send_h1(
         &mut sender,
@@ -138,12 +146,7 @@ async fn h2_negotiated_by_alpn_reaches_the_origin_of_the_sni_site() {
 #[tokio::test]
 async fn tls_request_reaches_origin_with_forwarded_proto_https() {
     let sites = two_sites();
-    let tls = sites
-        .ca
-        .connect(sites.proxy.https_addr(), "blog.example", &["http/1.1"])
-        .await
-        .expect("TLS handshake for blog.example");
-    let mut sender = client::h1_handshake(tls).await.expect("HTTP/1.1 over TLS");
+    let mut sender = sites.h1_over_tls_to_blog().await;
 
     let reply = client::send_h1(
         &mut sender,

@@ -200,3 +200,30 @@ async fn broken_config_on_reload_is_rejected_and_old_config_keeps_serving() {
         assert_eq!(reply.origin_id(), Some("a"));
     }
 }
+
+/// Saving the file is enough: the edge notices the change without a signal.
+#[tokio::test]
+async fn saved_config_file_is_applied_without_a_signal() {
+    let old = Origin::start("old");
+    let new = Origin::start("new");
+    let proxy = Palisade::start(&SiteConfig::blog(old.url()).to_toml());
+    let before = client::get(proxy.http_addr(), "blog.example", "/echo").await;
+    assert_eq!(before.origin_id(), Some("old"));
+
+    proxy.rewrite_config(&SiteConfig::blog(new.url()).to_toml());
+    // The file is checked once a second and loaded once it has held still for 250 ms.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut served_by = String::new();
+    while std::time::Instant::now() < deadline {
+        let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
+        served_by = reply.origin_id().unwrap_or_default().to_owned();
+        if served_by == "new" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        served_by, "new",
+        "5 s after the file was saved, requests still went to the old origin"
+    );
+}

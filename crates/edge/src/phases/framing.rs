@@ -387,6 +387,51 @@ GET /c HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n";
         );
     }
 
+    /// Hostile bytes never panic the tracker, and what it buffers of an unfinished head stays
+    /// within the header limit whatever arrives.
+    #[test]
+    fn tracker_survives_random_bytes_with_bounded_memory() {
+        let alphabet: &[u8] = b"\r\n:; ,0123456789abcdefABCDEFGHTP/.-\x00\xff";
+        let words: [&[u8]; 8] = [
+            b"POST / HTTP/1.1\r\n",
+            b"Content-Length: 3\r\n",
+            b"Transfer-Encoding: chunked\r\n",
+            b"\r\n",
+            b"5\r\nhello\r\n",
+            b"0\r\n\r\n",
+            b"Upgrade: x\r\n",
+            b"GET / HTTP/1.0\r\n",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..2000 {
+            let mut tracker = FramingTracker::new(8192);
+            for _ in 0..(next() % 40) {
+                let mut chunk = Vec::new();
+                for _ in 0..(next() % 6) {
+                    if next() % 2 == 0 {
+                        chunk.extend_from_slice(words[(next() % 8) as usize]);
+                    } else {
+                        for _ in 0..(next() % 300) {
+                            chunk.push(alphabet[(next() % alphabet.len() as u64) as usize]);
+                        }
+                    }
+                }
+                let _ = tracker.feed(&chunk);
+                assert!(
+                    tracker.partial.len() <= 8192 + 8192 + 4,
+                    "{}",
+                    tracker.partial.len()
+                );
+            }
+        }
+    }
+
     #[test]
     fn tracker_passes_clean_pipelines() {
         let stream: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";

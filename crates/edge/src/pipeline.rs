@@ -21,7 +21,7 @@ use crate::phases::{forward, framing, respond, route};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use http::uri::PathAndQuery;
-use http::{Method, Request, Response, StatusCode, Uri, Version, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -111,7 +111,16 @@ pub async fn handle(
     log.client_ip = forward::real_client_ip(request.headers(), &conn.client, |ip| {
         snapshot.is_trusted_proxy(ip)
     });
-    let authority = routed.authority.to_string();
+    // The Host field already names the authority for an origin-form HTTP/1.1 request; reuse
+    // its value rather than copying the text.
+    let host_is_set =
+        request.uri().authority().is_none() && request.headers().contains_key(header::HOST);
+    let authority = match request.headers().get(header::HOST) {
+        Some(host) if host_is_set => host.clone(),
+        _ => {
+            HeaderValue::from_str(routed.authority).unwrap_or_else(|_| HeaderValue::from_static(""))
+        }
+    };
 
     // limits: a declared length over the site's limit is refused before any byte is read.
     if declared_length(&request).is_some_and(|n| n > site.config.max_body_bytes) {
@@ -124,7 +133,14 @@ pub async fn handle(
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (parts, body) = request.into_parts();
     let mut headers = parts.headers;
-    forward::origin_request_headers(&mut headers, version, &authority, &conn.client, upgrade);
+    forward::origin_request_headers(
+        &mut headers,
+        version,
+        &authority,
+        host_is_set,
+        &conn.client,
+        upgrade,
+    );
     let has_body = !http_body::Body::is_end_stream(&body);
     let body = if has_body {
         let meter = Arc::new(BodyMeter::default());

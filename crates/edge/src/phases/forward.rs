@@ -139,12 +139,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Rewrites `headers` (a client's request header) for the origin. `authority` is the host the
-/// client asked for; `upgrade` keeps a WebSocket handshake's Connection/Upgrade pair.
+/// Rewrites `headers` (a client's request header) for the origin; `upgrade` keeps a WebSocket
+/// handshake's Connection/Upgrade pair.
+/// `authority` is the host the client asked for; `host_is_set` says the request's Host field
+/// already holds it (an HTTP/1.1 origin-form request), so it need not be written again.
 pub fn origin_request_headers(
     headers: &mut HeaderMap,
     version: Version,
-    authority: &str,
+    authority: &HeaderValue,
+    host_is_set: bool,
     client: &ClientFacts,
     upgrade: bool,
 ) {
@@ -160,12 +163,12 @@ pub fn origin_request_headers(
         // without it an HTTP/1.1 origin may drop them.
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    if let Ok(value) = HeaderValue::from_str(authority) {
+    if !host_is_set {
         // An HTTP/2 client sends no Host; an absolute-form target overrides the Host field.
-        headers.insert(header::HOST, value.clone());
-        if !(client.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-            headers.insert(X_FORWARDED_HOST.clone(), value);
-        }
+        headers.insert(header::HOST, authority.clone());
+    }
+    if !(client.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        headers.insert(X_FORWARDED_HOST.clone(), authority.clone());
     }
 
     if client.trusted {
@@ -179,11 +182,12 @@ pub fn origin_request_headers(
             HeaderValue::from_static(proto(client.tls)),
         );
     }
-    let mut element = String::with_capacity(client.forwarded_base.len() + authority.len() + 8);
-    element.push_str(&client.forwarded_base);
-    element.push_str(";host=\"");
-    element.push_str(authority);
-    element.push('"');
+    // The authority passed routing's host validation: safe inside a quoted string.
+    let mut element = Vec::with_capacity(client.forwarded_base.len() + authority.len() + 8);
+    element.extend_from_slice(client.forwarded_base.as_bytes());
+    element.extend_from_slice(b";host=\"");
+    element.extend_from_slice(authority.as_bytes());
+    element.push(b'"');
     if let Ok(element) = HeaderValue::from_maybe_shared(bytes::Bytes::from(element)) {
         if client.trusted {
             append_list(headers, &header::FORWARDED, &element);
@@ -286,7 +290,14 @@ mod tests {
             ("proxy-authorization", "Basic eA=="),
             ("x-normal", "1"),
         ]);
-        origin_request_headers(&mut h, Version::HTTP_11, "blog.example", &peer(), false);
+        origin_request_headers(
+            &mut h,
+            Version::HTTP_11,
+            &HeaderValue::from_static("blog.example"),
+            false,
+            &peer(),
+            false,
+        );
         for gone in [
             "connection",
             "x-secret",
@@ -309,7 +320,14 @@ mod tests {
             ("x-forwarded-host", "evil.example"),
             ("forwarded", "for=6.6.6.6"),
         ]);
-        origin_request_headers(&mut h, Version::HTTP_11, "blog.example", &peer(), false);
+        origin_request_headers(
+            &mut h,
+            Version::HTTP_11,
+            &HeaderValue::from_static("blog.example"),
+            false,
+            &peer(),
+            false,
+        );
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "blog.example");
@@ -330,7 +348,14 @@ mod tests {
             ("forwarded", "for=203.0.113.9"),
             ("via", "1.1 cdn"),
         ]);
-        origin_request_headers(&mut h, Version::HTTP_2, "blog.example", &trusted, false);
+        origin_request_headers(
+            &mut h,
+            Version::HTTP_2,
+            &HeaderValue::from_static("blog.example"),
+            false,
+            &trusted,
+            false,
+        );
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(
@@ -346,7 +371,14 @@ mod tests {
     fn ipv6_peers_are_quoted_in_forwarded() {
         let v6 = ClientFacts::new("2001:db8::1".parse().unwrap(), false, false);
         let mut h = HeaderMap::new();
-        origin_request_headers(&mut h, Version::HTTP_11, "a.example", &v6, false);
+        origin_request_headers(
+            &mut h,
+            Version::HTTP_11,
+            &HeaderValue::from_static("a.example"),
+            false,
+            &v6,
+            false,
+        );
         assert_eq!(
             h["forwarded"],
             "for=\"[2001:db8::1]\";proto=http;host=\"a.example\""
@@ -358,7 +390,14 @@ mod tests {
     fn websocket_upgrade_keeps_its_handshake_fields() {
         let mut h = request(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         assert!(is_websocket_upgrade(Version::HTTP_11, &h));
-        origin_request_headers(&mut h, Version::HTTP_11, "a.example", &peer(), true);
+        origin_request_headers(
+            &mut h,
+            Version::HTTP_11,
+            &HeaderValue::from_static("a.example"),
+            false,
+            &peer(),
+            true,
+        );
         assert_eq!(h["connection"], "upgrade");
         assert_eq!(h["upgrade"], "websocket");
     }
@@ -366,7 +405,14 @@ mod tests {
     #[test]
     fn te_trailers_survives_as_the_only_te_value() {
         let mut h = request(&[("te", "trailers, deflate")]);
-        origin_request_headers(&mut h, Version::HTTP_11, "a.example", &peer(), false);
+        origin_request_headers(
+            &mut h,
+            Version::HTTP_11,
+            &HeaderValue::from_static("a.example"),
+            false,
+            &peer(),
+            false,
+        );
         assert_eq!(h["te"], "trailers");
     }
 }

@@ -204,40 +204,33 @@ async fn client_stalling_mid_headers_is_disconnected_after_header_read_timeout()
     assert_eq!(origin.requests(), 0);
 }
 
-#[tokio::test]
-async fn body_over_max_body_bytes_by_content_length_gets_413() {
+/// POSTs a `len`-byte body with Content-Length to a site whose `max_body_bytes` is 1024.
+async fn post_to_1_kib_limit(len: usize) -> (Origin, palisade_blackbox::raw::RawResponse) {
     let origin = Origin::start("a");
     let proxy = Palisade::start(
         &SiteConfig::blog(origin.url())
             .site("max_body_bytes = 1024")
             .to_toml(),
     );
-    let mut request =
-        b"POST /upload HTTP/1.1\r\nHost: blog.example\r\nContent-Length: 4096\r\nConnection: close\r\n\r\n"
-            .to_vec();
-    request.extend_from_slice(&[b'b'; 4096]);
-
+    let mut request = format!(
+        "POST /upload HTTP/1.1\r\nHost: blog.example\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    request.extend(std::iter::repeat_n(b'b', len));
     let response = raw_request(proxy.http_addr(), &request).await;
+    (origin, response)
+}
 
+#[tokio::test]
+async fn body_over_max_body_bytes_by_content_length_gets_413() {
+    let (origin, response) = post_to_1_kib_limit(4096).await;
     assert_eq!(response.status(), Some(413), "{response:?}");
     assert_eq!(origin.requests(), 0, "the origin saw an over-limit body");
 }
 
 #[tokio::test]
 async fn body_within_max_body_bytes_is_proxied() {
-    let origin = Origin::start("a");
-    let proxy = Palisade::start(
-        &SiteConfig::blog(origin.url())
-            .site("max_body_bytes = 1024")
-            .to_toml(),
-    );
-    let mut request =
-        b"POST /upload HTTP/1.1\r\nHost: blog.example\r\nContent-Length: 1024\r\nConnection: close\r\n\r\n"
-            .to_vec();
-    request.extend_from_slice(&[b'b'; 1024]);
-
-    let response = raw_request(proxy.http_addr(), &request).await;
-
+    let (_origin, response) = post_to_1_kib_limit(1024).await;
     assert_eq!(response.status(), Some(200), "{response:?}");
     assert_eq!(response.body_text(), r#"{"bytes":1024}"#);
 }

@@ -274,6 +274,24 @@ mod tests {
         map
     }
 
+    /// Rewrites `h` as for a request to `host` whose Host field the edge must set.
+    fn rewrite(
+        h: &mut HeaderMap,
+        version: Version,
+        host: &'static str,
+        client: &ClientFacts,
+        upgrade: bool,
+    ) {
+        origin_request_headers(
+            h,
+            version,
+            &HeaderValue::from_static(host),
+            false,
+            client,
+            upgrade,
+        );
+    }
+
     fn peer() -> ClientFacts {
         ClientFacts::new("192.0.2.7".parse().unwrap(), false, false)
     }
@@ -290,14 +308,7 @@ mod tests {
             ("proxy-authorization", "Basic eA=="),
             ("x-normal", "1"),
         ]);
-        origin_request_headers(
-            &mut h,
-            Version::HTTP_11,
-            &HeaderValue::from_static("blog.example"),
-            false,
-            &peer(),
-            false,
-        );
+        rewrite(&mut h, Version::HTTP_11, "blog.example", &peer(), false);
         for gone in [
             "connection",
             "x-secret",
@@ -320,14 +331,7 @@ mod tests {
             ("x-forwarded-host", "evil.example"),
             ("forwarded", "for=6.6.6.6"),
         ]);
-        origin_request_headers(
-            &mut h,
-            Version::HTTP_11,
-            &HeaderValue::from_static("blog.example"),
-            false,
-            &peer(),
-            false,
-        );
+        rewrite(&mut h, Version::HTTP_11, "blog.example", &peer(), false);
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "blog.example");
@@ -348,14 +352,7 @@ mod tests {
             ("forwarded", "for=203.0.113.9"),
             ("via", "1.1 cdn"),
         ]);
-        origin_request_headers(
-            &mut h,
-            Version::HTTP_2,
-            &HeaderValue::from_static("blog.example"),
-            false,
-            &trusted,
-            false,
-        );
+        rewrite(&mut h, Version::HTTP_2, "blog.example", &trusted, false);
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(
@@ -371,14 +368,7 @@ mod tests {
     fn ipv6_peers_are_quoted_in_forwarded() {
         let v6 = ClientFacts::new("2001:db8::1".parse().unwrap(), false, false);
         let mut h = HeaderMap::new();
-        origin_request_headers(
-            &mut h,
-            Version::HTTP_11,
-            &HeaderValue::from_static("a.example"),
-            false,
-            &v6,
-            false,
-        );
+        rewrite(&mut h, Version::HTTP_11, "a.example", &v6, false);
         assert_eq!(
             h["forwarded"],
             "for=\"[2001:db8::1]\";proto=http;host=\"a.example\""
@@ -390,14 +380,7 @@ mod tests {
     fn websocket_upgrade_keeps_its_handshake_fields() {
         let mut h = request(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         assert!(is_websocket_upgrade(Version::HTTP_11, &h));
-        origin_request_headers(
-            &mut h,
-            Version::HTTP_11,
-            &HeaderValue::from_static("a.example"),
-            false,
-            &peer(),
-            true,
-        );
+        rewrite(&mut h, Version::HTTP_11, "a.example", &peer(), true);
         assert_eq!(h["connection"], "upgrade");
         assert_eq!(h["upgrade"], "websocket");
     }
@@ -405,14 +388,7 @@ mod tests {
     #[test]
     fn te_trailers_survives_as_the_only_te_value() {
         let mut h = request(&[("te", "trailers, deflate")]);
-        origin_request_headers(
-            &mut h,
-            Version::HTTP_11,
-            &HeaderValue::from_static("a.example"),
-            false,
-            &peer(),
-            false,
-        );
+        rewrite(&mut h, Version::HTTP_11, "a.example", &peer(), false);
         assert_eq!(h["te"], "trailers");
     }
 }

@@ -5,7 +5,7 @@
 //! - [`EdgeBody`]: what is sent to a client, which finishes the request's log record when the
 //!   last frame leaves (or the client goes away).
 
-use crate::origin::PooledConn;
+use crate::origin::OriginResponseBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -105,22 +105,19 @@ pub struct EdgeBody {
     source: Source,
     bytes_out: u64,
     finish: Option<Box<dyn Finish>>,
-    /// The origin connection the body arrives on, reused once the body is read to the end.
-    origin_conn: Option<PooledConn>,
 }
 
 enum Source {
-    Origin(Incoming),
+    Origin(OriginResponseBody),
     Fixed(Option<Bytes>),
 }
 
 impl EdgeBody {
-    pub fn origin(body: Incoming, conn: Option<PooledConn>) -> EdgeBody {
+    pub fn origin(body: OriginResponseBody) -> EdgeBody {
         EdgeBody {
             source: Source::Origin(body),
             bytes_out: 0,
             finish: None,
-            origin_conn: conn,
         }
     }
 
@@ -130,7 +127,6 @@ impl EdgeBody {
             source: Source::Fixed((!bytes.is_empty()).then_some(bytes)),
             bytes_out: 0,
             finish: None,
-            origin_conn: None,
         }
     }
 
@@ -144,11 +140,6 @@ impl EdgeBody {
     }
 
     fn done(&mut self, complete: bool) {
-        if let Some(conn) = self.origin_conn.take()
-            && complete
-        {
-            conn.release();
-        }
         if let Some(finish) = self.finish.take() {
             finish.finish(self.bytes_out, complete);
         }
@@ -173,7 +164,7 @@ impl Body for EdgeBody {
                     // The origin broke off mid-body; the client sees a truncated response
                     // (hyper resets the stream or closes the connection), never a forged end.
                     this.done(false);
-                    return Poll::Ready(Some(Err(Box::new(e))));
+                    return Poll::Ready(Some(Err(e)));
                 }
             },
         };

@@ -486,23 +486,29 @@ fn instant_at(clock_ms: u64) -> tokio::time::Instant {
 /// After a 101, copies bytes both ways until either side closes or nothing moves for
 /// `idle_timeout`. The tunnel holds the connection's permit, so it still counts against the
 /// client's connection cap.
+/// `origin_early`: bytes the origin sent right behind its 101, already in the new protocol.
 pub fn spawn_tunnel(
     ctx: Arc<ConnContext>,
     client: hyper::upgrade::OnUpgrade,
-    origin: hyper::upgrade::OnUpgrade,
+    mut origin: TcpStream,
+    origin_early: bytes::Bytes,
     idle_timeout: Duration,
 ) {
     tokio::spawn(async move {
-        let (client, origin) = match tokio::try_join!(client, origin) {
-            Ok(pair) => pair,
+        let client = match client.await {
+            Ok(client) => client,
             Err(e) => {
                 tracing::debug!(peer = %ctx.client.peer, error = %e, "upgrade failed");
                 return;
             }
         };
+        let mut client = TokioIo::new(client);
+        if !origin_early.is_empty() && client.write_all(&origin_early).await.is_err() {
+            return;
+        }
         let last = AtomicU64::new(clock::now_ms());
-        let (mut client_read, mut client_write) = tokio::io::split(TokioIo::new(client));
-        let (mut origin_read, mut origin_write) = tokio::io::split(TokioIo::new(origin));
+        let (mut client_read, mut client_write) = tokio::io::split(client);
+        let (mut origin_read, mut origin_write) = origin.split();
         let up = pump(&mut client_read, &mut origin_write, &last);
         let down = pump(&mut origin_read, &mut client_write, &last);
         let watchdog = async {

@@ -177,6 +177,7 @@ pub async fn handle(
                     StatusCode::GATEWAY_TIMEOUT
                 }
                 OriginFailure::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                OriginFailure::ClientBody => StatusCode::BAD_REQUEST,
             };
             // A body we stopped reading leaves the connection unusable for the next request.
             return log.finish_with(respond::edge_page(status, has_body));
@@ -185,28 +186,26 @@ pub async fn handle(
     log.origin = Some(Arc::clone(&answer.origin));
     log.upstream_time = Some(answer.upstream_time);
     let mut origin_response = answer.response;
-    let mut origin_conn = Some(answer.conn);
 
     if origin_response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        match client_upgrade {
-            Some(client_upgrade) => {
-                // The origin connection now belongs to the tunnel, never to the pool.
-                origin_conn = None;
-                let origin_upgrade = hyper::upgrade::on(&mut origin_response);
+        // The origin connection now belongs to the tunnel, never to the pool.
+        match (client_upgrade, origin_response.body_mut().take_upgraded()) {
+            (Some(client_upgrade), Some((origin_io, origin_early))) => {
                 crate::conn::spawn_tunnel(
                     Arc::clone(conn),
                     client_upgrade,
-                    origin_upgrade,
+                    origin_io,
+                    origin_early,
                     snapshot.limits.idle_timeout,
                 );
             }
             // An origin may not switch protocols the client did not ask for.
-            None => return log.finish_with(respond::edge_page(StatusCode::BAD_GATEWAY, false)),
+            _ => return log.finish_with(respond::edge_page(StatusCode::BAD_GATEWAY, false)),
         }
     }
 
     // respond
-    let mut response = origin_response.map(|body| EdgeBody::origin(body, origin_conn));
+    let mut response = origin_response.map(EdgeBody::origin);
     respond::client_response_headers(&mut response, version);
     log.finish_with(response)
 }

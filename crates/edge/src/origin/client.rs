@@ -5,27 +5,18 @@
 //! never reached an origin (the TCP connect failed) *and* it is idempotent with no body. A
 //! request that reached an origin is never replayed: the origin may have acted on it.
 
-use super::pool::{ConnPool, PooledConn};
+use super::codec::{RequestFraming, encode_request_head};
+use super::connection::{ExchangeError, Upload};
+use super::pool::ConnPool;
+use super::response_body::OriginResponseBody;
 use super::{OriginState, Upstream};
-use crate::body::{BodyTooLarge, OriginBody};
+use crate::body::OriginBody;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, Method, Request, Response, Version};
-use hyper::body::Incoming;
+use http::{HeaderMap, Method, Response, StatusCode, header};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::time::timeout_at;
-
-fn has_source<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if e.is::<E>() {
-            return true;
-        }
-        current = e.source();
-    }
-    false
-}
 
 /// How one attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,28 +25,33 @@ pub(super) enum Attempt {
     TimedOut,
     Broken,
     BodyTooLarge,
+    /// The client's own body broke off; not the origin's doing.
+    ClientBody,
 }
 
 /// A pooled connection idle longer than this may be closed by the origin's own keep-alive
 /// timeout just as a request is written on it (Node.js closes after 5 s by default).
 const STALE_RISK_AFTER: Duration = Duration::from_secs(1);
 
-/// One request on one origin, within `timeout` (connect included): the response header and
-/// the connection that carries its body.
+/// One request on one origin, within `timeout` (connect included): the response, whose body
+/// owns the connection.
 ///
 /// A reused connection the origin had closed meanwhile is not a failure of the origin:
-/// - when hyper hands the request back unsent, it goes out again on a new connection, whatever
-///   its method, since the origin never saw it;
-/// - when it was sent but the connection closed before any response, an idempotent request
-///   without a body is sent again on a new connection (RFC 9110 §9.2.2), as browsers and nginx
-///   do. A copy is kept for that only when the connection sat idle long enough to be at risk.
+/// - when writing the request head on it fails, the request goes out again on a new
+///   connection, whatever its method: an incomplete head is not a request the origin can
+///   have acted on, and the body has not been touched;
+/// - when the head was sent but the connection closed before any response, an idempotent
+///   request without a body is sent again on a new connection (RFC 9110 §9.2.2), as browsers
+///   and nginx do, when the connection sat idle long enough to be at risk.
 async fn exchange(
     origin: &OriginState,
     pool: &Arc<ConnPool>,
-    mut request: Request<OriginBody>,
+    head: &[u8],
+    method: &Method,
+    mut upload: Option<Upload>,
     timeout: Duration,
     retryable: bool,
-) -> Result<(Response<Incoming>, PooledConn), Attempt> {
+) -> Result<Response<OriginResponseBody>, Attempt> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut fresh = false;
     loop {
@@ -67,49 +63,54 @@ async fn exchange(
             }
             Ok(Ok(conn)) => conn,
         };
-        match timeout_at(deadline, conn.sender().ready()).await {
+        match timeout_at(deadline, conn.connection().write_head(head)).await {
             Err(_) => return Err(Attempt::TimedOut),
-            Ok(Err(_)) if conn.reused => {
+            Ok(Err(e)) if conn.reused => {
+                tracing::debug!(origin = %origin.label, error = %e, "pooled connection was closed; sending on a new one");
                 fresh = true;
                 continue;
             }
             Ok(Err(e)) => {
-                tracing::debug!(origin = %origin.label, error = %e, "new origin connection failed");
+                tracing::debug!(origin = %origin.label, error = %e, "writing to a new origin connection failed");
                 return Err(Attempt::Broken);
             }
             Ok(Ok(())) => {}
         }
-        let copy = (retryable && conn.reused && conn.idle_for >= STALE_RISK_AFTER)
-            .then(|| copy_bodiless(&request));
-        match timeout_at(deadline, conn.sender().try_send_request(request)).await {
+        let had_body = upload.is_some();
+        match timeout_at(
+            deadline,
+            conn.connection().read_response(upload.take(), method),
+        )
+        .await
+        {
             Err(_) => return Err(Attempt::TimedOut),
-            Ok(Ok(response)) => return Ok((response, conn)),
-            Ok(Err(mut e)) => {
-                if has_source::<BodyTooLarge>(e.error()) {
-                    return Err(Attempt::BodyTooLarge);
-                }
-                match (e.take_message(), copy) {
-                    (Some(unsent), _) if conn.reused => request = unsent,
-                    (None, Some(copy)) => request = copy,
-                    _ => {
-                        tracing::debug!(origin = %origin.label, error = ?e.error(), "origin request failed");
-                        return Err(Attempt::Broken);
-                    }
-                }
-                tracing::debug!(origin = %origin.label, "pooled connection was closed; sending on a new one");
+            Ok(Ok((head, rest))) => {
+                let switched = head.status == StatusCode::SWITCHING_PROTOCOLS;
+                let body =
+                    OriginResponseBody::new(conn, head.framing, switched, head.keep_alive, rest);
+                let mut response = Response::new(body);
+                *response.status_mut() = head.status;
+                *response.version_mut() = head.version;
+                *response.headers_mut() = head.headers;
+                return Ok(response);
+            }
+            Ok(Err(ExchangeError::BodyTooLarge)) => return Err(Attempt::BodyTooLarge),
+            Ok(Err(ExchangeError::ClientBody(e))) => {
+                tracing::debug!(origin = %origin.label, error = %e, "client body failed while forwarding");
+                return Err(Attempt::ClientBody);
+            }
+            Ok(Err(ExchangeError::NoResponse))
+                if retryable && !had_body && conn.reused && conn.idle_for >= STALE_RISK_AFTER =>
+            {
+                tracing::debug!(origin = %origin.label, "pooled connection closed without answering; sending on a new one");
                 fresh = true;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(origin = %origin.label, error = %e, "origin request failed");
+                return Err(Attempt::Broken);
             }
         }
     }
-}
-
-fn copy_bodiless(request: &Request<OriginBody>) -> Request<OriginBody> {
-    let mut copy = Request::new(OriginBody::Empty);
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    copy
 }
 
 /// A request ready to be forwarded; headers already rewritten by the forward phase.
@@ -124,9 +125,8 @@ pub struct OriginRequest {
 
 /// The origin's answer.
 pub struct OriginResponse {
-    pub response: Response<Incoming>,
-    /// The connection the body arrives on; released for reuse when the body has been read.
-    pub conn: PooledConn,
+    /// Its body owns the connection, and returns it to the pool when read to the end.
+    pub response: Response<OriginResponseBody>,
     pub origin: Arc<OriginState>,
     /// From sending the request to receiving the response header.
     pub upstream_time: Duration,
@@ -143,6 +143,8 @@ pub enum OriginFailure {
     Broken { origin: Arc<OriginState> },
     /// The client's body passed `max_body_bytes` while being forwarded (413).
     BodyTooLarge,
+    /// The client's body broke off while being forwarded (400; the client is usually gone).
+    ClientBody,
 }
 
 impl Upstream {
@@ -155,47 +157,45 @@ impl Upstream {
             body,
             retryable,
         } = request;
+        let framing = if matches!(body, OriginBody::Empty) {
+            RequestFraming::None
+        } else if headers.contains_key(header::CONTENT_LENGTH) {
+            RequestFraming::Length
+        } else {
+            RequestFraming::Chunked
+        };
+        // Encoded once: a retry on another origin or connection sends the same bytes.
+        let head = encode_request_head(&method, &path_and_query, &headers, framing);
+        let mut upload = (framing != RequestFraming::None).then(|| Upload::new(body, framing));
         let mut tried = 0u64;
-        // Keep a copy of the header only when a retry is possible (an idempotent request and
-        // another origin to try); the common case moves it once.
-        let spare = (retryable && self.origins.len() > 1).then(|| headers.clone());
-        let mut headers = Some(headers);
-        let mut body = Some(body);
         loop {
             let index = self
                 .pick(tried)
                 .expect("the first pick always finds an origin");
             tried |= 1 << index;
             let origin = &self.origins[index];
-            let request_headers = match headers.take() {
-                Some(h) => h,
-                None => spare.clone().unwrap_or_default(),
-            };
-            let mut request = Request::new(body.take().unwrap_or(OriginBody::Empty));
-            *request.method_mut() = method.clone();
-            *request.uri_mut() = path_and_query.clone().into();
-            *request.version_mut() = Version::HTTP_11;
-            *request.headers_mut() = request_headers;
             let started = Instant::now();
             match exchange(
                 origin,
                 &self.pools[index],
-                request,
+                &head,
+                &method,
+                upload.take(),
                 self.settings.response_timeout,
                 retryable,
             )
             .await
             {
-                Ok((response, conn)) => {
+                Ok(response) => {
                     origin.record_success();
                     return Ok(OriginResponse {
                         response,
-                        conn,
                         origin: Arc::clone(origin),
                         upstream_time: started.elapsed(),
                     });
                 }
                 Err(Attempt::BodyTooLarge) => return Err(OriginFailure::BodyTooLarge),
+                Err(Attempt::ClientBody) => return Err(OriginFailure::ClientBody),
                 Err(Attempt::ConnectFailed) => {
                     origin.connect_errors.fetch_add(1, Ordering::Relaxed);
                     origin.record_failure(self.settings.max_fails, self.settings.fail_timeout);
@@ -234,23 +234,26 @@ impl Upstream {
         } else {
             self.settings.probe_host.as_str()
         };
-        let Ok(request) = Request::get(path)
-            .header(http::header::HOST, host)
-            .header(http::header::USER_AGENT, "palisade-health-check")
-            .body(OriginBody::Empty)
-        else {
+        let mut headers = HeaderMap::with_capacity(2);
+        let (Ok(host), Ok(target)) = (
+            http::HeaderValue::from_str(host),
+            PathAndQuery::try_from(path),
+        ) else {
             return false;
         };
-        match exchange(origin, &self.pools[index], request, timeout, true).await {
-            Ok((response, conn)) => {
+        headers.insert(header::HOST, host);
+        headers.insert(
+            header::USER_AGENT,
+            http::HeaderValue::from_static("palisade-health-check"),
+        );
+        let head = encode_request_head(&Method::GET, &target, &headers, RequestFraming::None);
+        let pool = &self.pools[index];
+        match exchange(origin, pool, &head, &Method::GET, None, timeout, true).await {
+            Ok(response) => {
                 let status = response.status();
                 // Read the (small) body so the connection can be reused.
-                if http_body_util::BodyExt::collect(response.into_body())
-                    .await
-                    .is_ok()
-                {
-                    conn.release();
-                }
+                let body = http_body_util::BodyExt::collect(response.into_body());
+                let _ = tokio::time::timeout(timeout, body).await;
                 status.is_success() || status.is_redirection()
             }
             Err(_) => false,

@@ -5,13 +5,17 @@
 //! site's origins unchanged hands the same `Upstream` (warm connections, health verdicts) to the
 //! new snapshot, and an origin that stays in a changed set keeps its [`OriginState`].
 
+mod chunked;
 mod client;
+mod codec;
+mod connection;
 mod health;
 mod pool;
+mod response_body;
 mod schedule;
 
 pub use client::{OriginFailure, OriginRequest};
-pub use pool::PooledConn;
+pub use response_body::OriginResponseBody;
 
 use crate::clock;
 use crate::metrics::OriginReport;

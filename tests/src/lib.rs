@@ -10,7 +10,8 @@
 //! | piece | what it is |
 //! | --- | --- |
 //! | [`Palisade`] | the binary, started on a config in a temp dir, its ports read from its log |
-//! | [`Origin`] | a real HTTP/1.1 origin server (`/echo`, `/bytes/N`, `/slow/MS`, `/ws`, ...) |
+//! | [`Origin`] | a real HTTP/1.1 origin server (`/echo`, `/bytes/N`, `/slow/MS`, `/mirror`, `/ws`, ...) |
+//! | [`ScriptedOrigin`] | a raw TCP origin that answers request N with scripted bytes, then keeps, closes or lingers |
 //! | [`SiteConfig`] | the config most tests start from: one site, plus the lines a test adds |
 //! | [`client`] | HTTP/1.1, h2c, TLS and WebSocket clients over plain sockets |
 //! | [`raw`] | byte-exact HTTP/1.1 exchanges, for framing attacks and connection state |
@@ -46,10 +47,12 @@ pub mod metrics;
 mod origin;
 mod palisade;
 pub mod raw;
+pub mod scripted_origin;
 mod tls;
 
 pub use config::SiteConfig;
 pub use echo::Echo;
 pub use origin::Origin;
 pub use palisade::{CheckRun, Palisade, RssSampler, binary_path, free_port};
+pub use scripted_origin::ScriptedOrigin;
 pub use tls::{LeafCert, TestCa, negotiated_alpn, peer_leaf};

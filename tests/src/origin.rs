@@ -23,9 +23,12 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+use crate::client::BoxError;
 use crate::echo::Echo;
 
-type OriginBody = BoxBody<Bytes, Infallible>;
+/// Boxed errors, so a body can stream what another one yields (`/mirror` passes the request
+/// body's errors on).
+type OriginBody = BoxBody<Bytes, BoxError>;
 
 /// `/bytes/N` streams this, sliced, so a 1 GiB body costs no memory.
 static CHUNK: [u8; 64 * 1024] = [b'x'; 64 * 1024];
@@ -55,6 +58,7 @@ struct OriginState {
 /// | `/status/N` | status N |
 /// | `/slow/MS` | 200 after MS milliseconds |
 /// | `/upload` | reads the body as a stream; 200, `{"bytes": N}` |
+/// | `/mirror` | 200 at once, chunked: the request body streamed back frame by frame as it arrives |
 /// | `/hop` | 200 with hop-by-hop headers a proxy must drop, and `X-Normal: 1` |
 /// | `/trailers` | chunked 200 with trailer `x-checksum: abc` (sent when the request has `TE: trailers`) |
 /// | `/ws` | WebSocket echo of every text and binary message |
@@ -242,6 +246,7 @@ async fn route(
             Err(_) => text(StatusCode::BAD_REQUEST, "bad delay"),
         },
         "upload" => upload(&state, req).await,
+        "mirror" => mirror(state.clone(), req),
         "hop" => hop(),
         "trailers" => trailers(),
         "ws" => websocket(req, stop),
@@ -256,7 +261,9 @@ async fn route(
 }
 
 fn full(body: impl Into<Bytes>) -> OriginBody {
-    Full::new(body.into()).boxed()
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<OriginBody> {
@@ -345,7 +352,7 @@ fn bytes(n: u64) -> Response<OriginBody> {
         }
         let take = left.min(CHUNK.len() as u64) as usize;
         let frame = Frame::data(Bytes::from_static(&CHUNK[..take]));
-        Some((Ok::<_, Infallible>(frame), left - take as u64))
+        Some((Ok::<_, BoxError>(frame), left - take as u64))
     });
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(chunks)));
     response
@@ -359,6 +366,25 @@ async fn upload(state: &OriginState, req: Request<Incoming>) -> Response<OriginB
         Ok(body) => json(serde_json::json!({ "bytes": body.len })),
         Err(_) => text(StatusCode::BAD_REQUEST, "request body failed"),
     }
+}
+
+/// Streams the request body back as the response body, each frame as it arrives (counted in
+/// `body_bytes`), so the response starts before the request has been read: a full-duplex
+/// exchange. The response has no length, so it goes out chunked.
+fn mirror(state: Arc<OriginState>, req: Request<Incoming>) -> Response<OriginBody> {
+    let body = req
+        .into_body()
+        .map_frame(move |frame| {
+            if let Some(data) = frame.data_ref() {
+                state
+                    .body_bytes
+                    .fetch_add(data.len() as u64, Ordering::SeqCst);
+            }
+            frame
+        })
+        .map_err(BoxError::from)
+        .boxed();
+    Response::new(body)
 }
 
 fn hop() -> Response<OriginBody> {
@@ -378,7 +404,7 @@ fn hop() -> Response<OriginBody> {
 fn trailers() -> Response<OriginBody> {
     let mut trailer_fields = HeaderMap::new();
     trailer_fields.insert("x-checksum", HeaderValue::from_static("abc"));
-    let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+    let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
         Ok(Frame::data(Bytes::from_static(b"first part, "))),
         Ok(Frame::data(Bytes::from_static(b"second part"))),
         Ok(Frame::trailers(trailer_fields)),

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use palisade_blackbox::client::{self, h1_request};
 use palisade_blackbox::raw::{RawConn, raw_request};
-use palisade_blackbox::{Echo, Origin, TestCa, negotiated_alpn, peer_leaf};
+use palisade_blackbox::scripted_origin::Reply;
+use palisade_blackbox::{Echo, Origin, ScriptedOrigin, TestCa, negotiated_alpn, peer_leaf};
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
@@ -153,6 +154,77 @@ async fn origin_status_slow_and_health_routes_answer_as_scripted() {
     assert_eq!(client::get(origin.addr(), "o", "/health").await.status, 503);
     assert_eq!(origin.health_checks(), 2);
     assert_eq!(origin.requests(), 2, "/health is not counted as a request");
+}
+
+#[tokio::test]
+async fn origin_mirror_streams_the_request_body_back() {
+    let origin = Origin::start("a");
+    let request = h1_request("POST", "o", "/mirror", client::generated_chunked(300_000));
+    let reply = client::try_send(origin.addr(), request)
+        .await
+        .expect("mirror");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body.len(), 300_000);
+    assert!(reply.body.iter().all(|&b| b == b'u'));
+    assert_eq!(origin.body_bytes(), 300_000);
+}
+
+#[tokio::test]
+async fn scripted_origin_numbers_requests_across_connections_and_follows_the_script() {
+    let origin = ScriptedOrigin::start(|n| match n {
+        0 => Reply::ok(),
+        _ => Reply::close(format!("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n{n}")),
+    });
+    let mut conn = RawConn::connect(origin.addr()).await.expect("connect");
+    for (path, body) in [("/a", "ok"), ("/b", "1")] {
+        conn.send(format!("GET {path} HTTP/1.1\r\nHost: o\r\n\r\n").as_bytes())
+            .await
+            .expect("send");
+        let response = conn.read_response(Duration::from_secs(2)).await;
+        assert_eq!(response.body_text(), body, "{response:?}");
+    }
+    assert!(conn.closed_within(Duration::from_secs(2)).await, "Close");
+    let third = raw_request(origin.addr(), b"GET /c HTTP/1.1\r\nHost: o\r\n\r\n").await;
+    assert_eq!(third.body_text(), "2");
+    assert_eq!(origin.connections(), 2);
+    assert_eq!(origin.requests(), 3);
+    let heads = origin.heads();
+    assert!(heads[1].starts_with("GET /b HTTP/1.1\r\n"), "{heads:?}");
+}
+
+#[tokio::test]
+async fn scripted_origin_closes_after_a_delay_or_lingering_after_an_early_answer() {
+    let origin = ScriptedOrigin::start(|n| match n {
+        0 => Reply::close_after(
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..],
+            Duration::from_millis(100),
+        ),
+        _ => Reply::lingering_close(
+            &b"HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"[..],
+        ),
+    });
+    let mut conn = RawConn::connect(origin.addr()).await.expect("connect");
+    conn.send(b"GET / HTTP/1.1\r\nHost: o\r\n\r\n")
+        .await
+        .expect("send");
+    assert_eq!(
+        conn.read_response(Duration::from_secs(2)).await.status(),
+        Some(200)
+    );
+    let started = Instant::now();
+    assert!(conn.closed_within(Duration::from_secs(2)).await);
+    assert!(
+        started.elapsed() >= Duration::from_millis(50),
+        "closed too early"
+    );
+
+    // The body is declared but never read: the 413 must still arrive whole.
+    let mut conn = RawConn::connect(origin.addr()).await.expect("connect");
+    let mut request = b"POST / HTTP/1.1\r\nHost: o\r\nContent-Length: 1048576\r\n\r\n".to_vec();
+    request.extend_from_slice(&[b'x'; 256 * 1024]);
+    let _ = conn.send(&request).await;
+    let response = conn.read_response(Duration::from_secs(2)).await;
+    assert_eq!(response.status(), Some(413), "{response:?}");
 }
 
 #[tokio::test]

@@ -16,7 +16,6 @@ use http::{HeaderMap, Method, Response, StatusCode, header};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::time::timeout_at;
 
 /// How one attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,43 +47,46 @@ async fn exchange(
     pool: &Arc<ConnPool>,
     head: &[u8],
     method: &Method,
-    mut upload: Option<Upload>,
+    upload: Option<Upload>,
     timeout: Duration,
     retryable: bool,
 ) -> Result<Response<OriginResponseBody>, Attempt> {
-    let deadline = tokio::time::Instant::now() + timeout;
+    // One timer for the whole attempt: connect, write, and wait for the response head.
+    let attempt = attempt(origin, pool, head, method, upload, retryable);
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or(Err(Attempt::TimedOut))
+}
+
+async fn attempt(
+    origin: &OriginState,
+    pool: &Arc<ConnPool>,
+    head: &[u8],
+    method: &Method,
+    mut upload: Option<Upload>,
+    retryable: bool,
+) -> Result<Response<OriginResponseBody>, Attempt> {
     let mut fresh = false;
     loop {
-        let mut conn = match timeout_at(deadline, pool.checkout(fresh)).await {
-            Err(_) => return Err(Attempt::TimedOut),
-            Ok(Err(e)) => {
-                tracing::debug!(origin = %origin.label, error = %e, "origin connect failed");
-                return Err(Attempt::ConnectFailed);
-            }
-            Ok(Ok(conn)) => conn,
-        };
-        match timeout_at(deadline, conn.connection().write_head(head)).await {
-            Err(_) => return Err(Attempt::TimedOut),
-            Ok(Err(e)) if conn.reused => {
+        let mut conn = pool.checkout(fresh).await.map_err(|e| {
+            tracing::debug!(origin = %origin.label, error = %e, "origin connect failed");
+            Attempt::ConnectFailed
+        })?;
+        match conn.connection().write_head(head).await {
+            Err(e) if conn.reused => {
                 tracing::debug!(origin = %origin.label, error = %e, "pooled connection was closed; sending on a new one");
                 fresh = true;
                 continue;
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::debug!(origin = %origin.label, error = %e, "writing to a new origin connection failed");
                 return Err(Attempt::Broken);
             }
-            Ok(Ok(())) => {}
+            Ok(()) => {}
         }
         let had_body = upload.is_some();
-        match timeout_at(
-            deadline,
-            conn.connection().read_response(upload.take(), method),
-        )
-        .await
-        {
-            Err(_) => return Err(Attempt::TimedOut),
-            Ok(Ok((head, rest))) => {
+        match conn.connection().read_response(upload.take(), method).await {
+            Ok((head, rest)) => {
                 let switched = head.status == StatusCode::SWITCHING_PROTOCOLS;
                 let body =
                     OriginResponseBody::new(conn, head.framing, switched, head.keep_alive, rest);
@@ -94,18 +96,18 @@ async fn exchange(
                 *response.headers_mut() = head.headers;
                 return Ok(response);
             }
-            Ok(Err(ExchangeError::BodyTooLarge)) => return Err(Attempt::BodyTooLarge),
-            Ok(Err(ExchangeError::ClientBody(e))) => {
+            Err(ExchangeError::BodyTooLarge) => return Err(Attempt::BodyTooLarge),
+            Err(ExchangeError::ClientBody(e)) => {
                 tracing::debug!(origin = %origin.label, error = %e, "client body failed while forwarding");
                 return Err(Attempt::ClientBody);
             }
-            Ok(Err(ExchangeError::NoResponse))
+            Err(ExchangeError::NoResponse)
                 if retryable && !had_body && conn.reused && conn.idle_for >= STALE_RISK_AFTER =>
             {
                 tracing::debug!(origin = %origin.label, "pooled connection closed without answering; sending on a new one");
                 fresh = true;
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::debug!(origin = %origin.label, error = %e, "origin request failed");
                 return Err(Attempt::Broken);
             }

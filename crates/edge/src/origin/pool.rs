@@ -109,9 +109,10 @@ impl ConnPool {
     }
 
     fn take_idle(&self) -> Option<(OriginConn, Duration)> {
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(mut entry) = idle.pop() {
-            let idle_for = entry.since.elapsed();
+            let idle_for = now.saturating_duration_since(entry.since);
             if idle_for < self.idle_timeout && entry.conn.is_reusable_after_idle() {
                 return Some((entry.conn, idle_for));
             }
@@ -120,20 +121,18 @@ impl ConnPool {
     }
 
     fn checkin(&self, conn: OriginConn) {
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         // The oldest sit at the bottom; drop those past the idle timeout so their sockets close.
         let expired = idle
             .iter()
-            .take_while(|e| e.since.elapsed() >= self.idle_timeout)
+            .take_while(|e| now.saturating_duration_since(e.since) >= self.idle_timeout)
             .count();
         if expired > 0 {
             idle.drain(..expired);
         }
         if idle.len() < self.max_idle {
-            idle.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
+            idle.push(Idle { conn, since: now });
         }
     }
 }

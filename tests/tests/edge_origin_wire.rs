@@ -270,3 +270,40 @@ async fn eight_mib_body_mirrored_by_the_origin_while_uploading_comes_back_whole(
 async fn chunked_body_mirrored_by_the_origin_while_uploading_comes_back_whole() {
     mirror_through_proxy(patterned(1 << 20), true).await;
 }
+
+#[tokio::test]
+async fn origin_that_stalls_mid_body_is_cut_off_after_response_timeout() {
+    // Ten bytes promised, five sent, then silence on an open connection.
+    let origin = ScriptedOrigin::start(|_| {
+        Reply::keep_open(&b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello"[..])
+    });
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .site("response_timeout = \"1s\"")
+            .to_toml(),
+    );
+    let mut conn = RawConn::connect(proxy.http_addr()).await.expect("connect");
+    conn.send(b"GET /stall HTTP/1.1\r\nHost: blog.example\r\n\r\n")
+        .await
+        .expect("send");
+    let started = std::time::Instant::now();
+    let response = conn.read_response(Duration::from_secs(5)).await;
+    let closed = response.connection_closed || conn.closed_within(Duration::from_secs(5)).await;
+    assert!(
+        closed,
+        "the client still waits on an origin silent for 5 s past response_timeout: {response:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "cut off only after {:?}",
+        started.elapsed()
+    );
+    assert_ne!(
+        response.body, b"hello\0\0\0\0\0",
+        "the missing bytes must not be made up"
+    );
+    assert!(
+        response.body.len() < 10,
+        "a cut body reached its declared length: {response:?}"
+    );
+}

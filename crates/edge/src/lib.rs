@@ -13,7 +13,7 @@
 //! | `tls` | certificates by SNI |
 //! | [`pipeline`] | the request's phases in order |
 //! | `phases/*` | one module per phase |
-//! | `origin/*` | origin pools, health, selection, the forwarding client |
+//! | `origin/*` | origin pools, health, selection, and the HTTP/1.1 client that forwards: `codec` (heads and framing), `chunked`, `connection` (one socket, driven from the request's task), `response_body` |
 //! | `snapshot`, `router` | the config snapshot and Host → Site routing |
 //! | `metrics`, `access_log`, `admin` | what an operator sees |
 //!
@@ -49,6 +49,12 @@
 //! 9. Parking an idle connection is invisible to its client: it happens only at a message
 //!    boundary with nothing of a next request read.
 //!    (black-box `parked_keep_alive_connection_keeps_serving_gets_posts_and_pipelines`.)
+//! 10. An origin connection is reused only when its last response was framed beyond doubt and
+//!     read to the end; anything else (no length, a broken chunk, both TE and CL, HTTP/1.0
+//!     without keep-alive, an early answer to an unfinished upload) closes it.
+//!     (`origin::codec::tests::rfc9112_*`; black-box
+//!     `malformed_chunked_body_cuts_the_client_response_short_and_is_not_reused`,
+//!     `close_delimited_body_reaches_client_whole_and_the_next_request_uses_a_new_connection`.)
 
 pub mod access_log;
 mod admin;

@@ -52,7 +52,7 @@ async fn exchange(
     retryable: bool,
 ) -> Result<Response<OriginResponseBody>, Attempt> {
     // One timer for the whole attempt: connect, write, and wait for the response head.
-    let attempt = attempt(origin, pool, head, method, upload, retryable);
+    let attempt = attempt(origin, pool, head, method, upload, retryable, timeout);
     tokio::time::timeout(timeout, attempt)
         .await
         .unwrap_or(Err(Attempt::TimedOut))
@@ -65,6 +65,7 @@ async fn attempt(
     method: &Method,
     mut upload: Option<Upload>,
     retryable: bool,
+    stall_timeout: Duration,
 ) -> Result<Response<OriginResponseBody>, Attempt> {
     let mut fresh = false;
     loop {
@@ -88,8 +89,14 @@ async fn attempt(
         match conn.connection().read_response(upload.take(), method).await {
             Ok((head, rest)) => {
                 let switched = head.status == StatusCode::SWITCHING_PROTOCOLS;
-                let body =
-                    OriginResponseBody::new(conn, head.framing, switched, head.keep_alive, rest);
+                let body = OriginResponseBody::new(
+                    conn,
+                    head.framing,
+                    switched,
+                    head.keep_alive,
+                    rest,
+                    stall_timeout,
+                );
                 let mut response = Response::new(body);
                 *response.status_mut() = head.status;
                 *response.version_mut() = head.version;

@@ -4,6 +4,12 @@
 //! any, fully sent) a keep-alive connection goes back to its pool at once, before the client
 //! has even received the last frame. A body that ends early, breaks a framing rule, or is
 //! dropped unread takes its connection with it.
+//!
+//! An origin that stops sending in the middle of a body is cut off after `response_timeout`
+//! without a byte (nginx's `proxy_read_timeout`); without that a stalled origin would hold the
+//! client's connection forever. The clock runs only while the edge is waiting on the origin:
+//! not while a slow client is being written to, nor while the client's own body is still
+//! being uploaded (the origin may be waiting for it).
 
 use super::chunked::{ChunkedDecoder, Decoded};
 use super::codec::ResponseFraming;
@@ -12,10 +18,13 @@ use super::pool::PooledConn;
 use crate::body::BoxError;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 /// Bytes read for a body of unknown length.
 const UNKNOWN_LENGTH_READ_BYTES: usize = 16 * 1024;
@@ -35,6 +44,11 @@ pub struct OriginResponseBody {
     /// The rest of the client's body, when the origin answered before it was all sent.
     upload: Option<Upload>,
     keep_alive: bool,
+    /// Longest wait for the origin's next bytes.
+    stall_timeout: Duration,
+    /// Armed when a read finds nothing; re-armed after each frame that made progress.
+    stall: Option<Pin<Box<Sleep>>>,
+    progressed: bool,
 }
 
 /// The origin broke the body's framing or closed early; the client's response is cut short.
@@ -48,6 +62,8 @@ pub enum BodyError {
     Chunked(#[from] super::chunked::ChunkError),
     #[error("reading the origin's body: {0}")]
     Io(#[from] io::Error),
+    #[error("origin sent nothing for {0:?} in the middle of a body")]
+    Stalled(Duration),
 }
 
 impl OriginResponseBody {
@@ -57,6 +73,7 @@ impl OriginResponseBody {
         switched: bool,
         keep_alive: bool,
         upload: Option<Upload>,
+        stall_timeout: Duration,
     ) -> OriginResponseBody {
         let reading = match framing {
             _ if switched => Reading::Switched,
@@ -70,6 +87,9 @@ impl OriginResponseBody {
             reading,
             upload,
             keep_alive,
+            stall_timeout,
+            stall: None,
+            progressed: true,
         };
         if matches!(body.reading, Reading::Done) {
             body.finish();
@@ -97,6 +117,21 @@ impl OriginResponseBody {
         {
             conn.release();
         }
+    }
+
+    /// The origin has nothing for us: true once it has been silent too long.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.upload.is_some() {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + self.stall_timeout;
+        let stall = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if std::mem::take(&mut self.progressed) {
+            stall.as_mut().reset(deadline);
+        }
+        stall.as_mut().poll(cx).is_ready()
     }
 
     fn fail(&mut self, error: BodyError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
@@ -131,6 +166,34 @@ impl Body for OriginResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         this.poll_upload(cx);
+        let polled = this.poll_read(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => this.progressed = true,
+            Poll::Pending if this.stalled(cx) => {
+                return this.fail(BodyError::Stalled(this.stall_timeout));
+            }
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.reading, Reading::Done | Reading::Switched)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.reading {
+            Reading::Length(remaining) => SizeHint::with_exact(remaining),
+            Reading::Done | Reading::Switched => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl OriginResponseBody {
+    /// The next frame from what is buffered or can be read now.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self;
         loop {
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
@@ -189,18 +252,6 @@ impl Body for OriginResponseBody {
                 Ok(_) => {}
                 Err(e) => return this.fail(e.into()),
             }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        matches!(self.reading, Reading::Done | Reading::Switched)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self.reading {
-            Reading::Length(remaining) => SizeHint::with_exact(remaining),
-            Reading::Done | Reading::Switched => SizeHint::with_exact(0),
-            _ => SizeHint::default(),
         }
     }
 }

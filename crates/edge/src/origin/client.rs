@@ -47,7 +47,7 @@ async fn exchange(
     pool: &Arc<ConnPool>,
     head: &[u8],
     method: &Method,
-    upload: Option<Upload>,
+    upload: Option<Box<Upload>>,
     timeout: Duration,
     retryable: bool,
 ) -> Result<Response<OriginResponseBody>, Attempt> {
@@ -63,7 +63,7 @@ async fn attempt(
     pool: &Arc<ConnPool>,
     head: &[u8],
     method: &Method,
-    mut upload: Option<Upload>,
+    mut upload: Option<Box<Upload>>,
     retryable: bool,
     stall_timeout: Duration,
 ) -> Result<Response<OriginResponseBody>, Attempt> {
@@ -175,7 +175,8 @@ impl Upstream {
         };
         // Encoded once: a retry on another origin or connection sends the same bytes.
         let head = encode_request_head(&method, &path_and_query, &headers, framing);
-        let mut upload = (framing != RequestFraming::None).then(|| Upload::new(body, framing));
+        let mut upload =
+            (framing != RequestFraming::None).then(|| Box::new(Upload::new(body, framing)));
         let mut tried = 0u64;
         loop {
             let index = self

@@ -90,9 +90,9 @@ impl OriginConn {
     /// body as it reads it).
     pub async fn read_response(
         &mut self,
-        mut upload: Option<Upload>,
+        mut upload: Option<Box<Upload>>,
         method: &Method,
-    ) -> Result<(ResponseHead, Option<Upload>), ExchangeError> {
+    ) -> Result<(ResponseHead, Option<Box<Upload>>), ExchangeError> {
         let mut received = false;
         poll_fn(|cx| {
             if let Some(sending) = upload.as_mut().filter(|u| !u.failed) {

@@ -42,7 +42,7 @@ pub struct OriginResponseBody {
     conn: Option<PooledConn>,
     reading: Reading,
     /// The rest of the client's body, when the origin answered before it was all sent.
-    upload: Option<Upload>,
+    upload: Option<Box<Upload>>,
     keep_alive: bool,
     /// Longest wait for the origin's next bytes.
     stall_timeout: Duration,
@@ -72,7 +72,7 @@ impl OriginResponseBody {
         framing: ResponseFraming,
         switched: bool,
         keep_alive: bool,
-        upload: Option<Upload>,
+        upload: Option<Box<Upload>>,
         stall_timeout: Duration,
     ) -> OriginResponseBody {
         let reading = match framing {

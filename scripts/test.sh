@@ -20,4 +20,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The black-box tests run the real binary; build it first.
 cargo build --bin palisade
 cargo nextest run --workspace --no-fail-fast
+# Again on the single-threaded runtime that `workers = 1` selects (black-box tests only).
+PALISADE_TEST_WORKERS=1 cargo nextest run -p palisade-blackbox -E 'kind(test)' --no-fail-fast
 cargo test --workspace --doc

@@ -500,6 +500,13 @@ fn with_harness_defaults(config_toml: &str, data_dir: &Path) -> String {
     if !has("admin") {
         added.push("admin = \"127.0.0.1:0\"".to_owned());
     }
+    // `PALISADE_TEST_WORKERS=1` runs every proxy on the single-threaded runtime the product
+    // uses for `workers = 1` (scripts/test.sh runs the black-box suite both ways).
+    if let Ok(workers) = std::env::var("PALISADE_TEST_WORKERS")
+        && !has("workers")
+    {
+        added.push(format!("workers = {}", workers.trim()));
+    }
     if added.is_empty() {
         return config_toml.to_owned();
     }

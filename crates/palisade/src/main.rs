@@ -140,10 +140,17 @@ fn serve(
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(error = %e, "could not raise the open-file limit");
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = config.server.workers {
-        builder.worker_threads(workers);
-    }
+    // One worker: tokio's single-threaded scheduler, which skips the work-stealing machinery
+    // (cross-thread queues, waking idle workers) that a lone worker pays for and never uses.
+    let mut builder = match config.server.workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(workers) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(workers);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = builder.enable_all().thread_name("palisade").build()?;
     runtime.block_on(run(config, source, config_path, overrides))
 }

@@ -138,7 +138,15 @@ impl OriginConn {
             }
         })
         .await
-        .map(|head| (head, upload.filter(|u| !u.failed)))
+        .map(|mut head| {
+            // The origin stopped taking the body: what it thinks comes next on this
+            // connection is no longer known.
+            if upload.as_ref().is_some_and(|u| u.failed) {
+                head.keep_alive = false;
+                upload = None;
+            }
+            (head, upload)
+        })
     }
 
     /// Reads more into the buffer, asking for room for about `want` bytes. `Ok(0)` is the end

@@ -14,6 +14,8 @@
 # Environment (defaults in brackets):
 #   BENCH_DURATION       wrk duration per measured run, seconds or "10s" [10s]
 #   BENCH_WARMUP         unmeasured wrk warm-up before each run [2s]
+#   BENCH_ROUNDS         interleaved rounds (every server, both sizes, per round);
+#                        the table shows each figure's median over the rounds [3]
 #   BENCH_CONNECTIONS    wrk connections [64]
 #   BENCH_THREADS        wrk threads [2]
 #   BENCH_WORKERS        nginx worker_processes / HAProxy nbthread / Palisade workers [1]
@@ -53,6 +55,7 @@ THREADS=${BENCH_THREADS:-2}
 WORKERS=${BENCH_WORKERS:-1}
 ORIGIN_WORKERS=${BENCH_ORIGIN_WORKERS:-1}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+ROUNDS=${BENCH_ROUNDS:-3}
 IDLE_SETTLE=${BENCH_IDLE_SETTLE:-3}
 IDLE_CONCURRENCY=${BENCH_IDLE_CONCURRENCY:-64}
 PALISADE_EXTRA=${BENCH_PALISADE_SERVER_EXTRA:-}
@@ -65,7 +68,7 @@ HOST_HDR="bench.local"
 READY_TIMEOUT=30      # seconds to wait for a server to answer
 IDLE_OPEN_TIMEOUT=240 # seconds for the idle client to open all connections
 
-for v in CONNS THREADS WORKERS ORIGIN_WORKERS IDLE_CONNS IDLE_SETTLE IDLE_CONCURRENCY; do
+for v in ROUNDS CONNS THREADS WORKERS ORIGIN_WORKERS IDLE_CONNS IDLE_SETTLE IDLE_CONCURRENCY; do
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || { echo "[bench] ERROR: $v must be a positive integer (got '${!v}')" >&2; exit 2; }
 done
 if [[ $SKIP_PALISADE == 1 ]]; then
@@ -432,7 +435,7 @@ stop_server() { # pid
 }
 
 # ------------------------------------------------------------- measurement --
-declare -A RPS P50 P99 ERRS NOTE MEM_RSS MEM_PSS MEM_NOTE
+declare -A RPS P50 P99 ERRS NOTE MEM_RSS MEM_PSS MEM_NOTE DIED
 
 to_ms() { # wrk latency "512.00us" / "1.23ms" / "1.02s" / "1.00m" -> ms
     awk -v v="$1" 'BEGIN {
@@ -441,10 +444,10 @@ to_ms() { # wrk latency "512.00us" / "1.23ms" / "1.02s" / "1.00m" -> ms
         printf "%.3f", n }'
 }
 
-run_wrk() { # name port size -> fills RPS/P50/P99/ERRS[size,name]
-    local name=$1 port=$2 size=$3 out url
+run_wrk() { # name port size round -> fills RPS/P50/P99/ERRS[size,name,round]
+    local name=$1 port=$2 size=$3 round=$4 out url
     url="http://127.0.0.1:$port/$size"
-    out="$WORK/wrk-$name-$size.txt"
+    out="$WORK/wrk-$name-$size-$round.txt"
     log "$name $size: warm-up $WARMUP"
     run_fg /dev/null timeout 120 wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -H "Host: $HOST_HDR" "$url" || true
     log "$name $size: wrk -t$THREADS -c$CONNS -d$DURATION --latency"
@@ -465,11 +468,35 @@ run_wrk() { # name port size -> fills RPS/P50/P99/ERRS[size,name]
         NOTE[$size,$name]="unparsable wrk output"; fail "$name" "unparsable wrk output ($size)"
         return 1
     fi
-    RPS[$size,$name]=$(printf '%.0f' "$rps")
-    P50[$size,$name]=$(to_ms "$p50")
-    P99[$size,$name]=$(to_ms "$p99")
-    ERRS[$size,$name]=$((${sock:-0} + ${non2xx:-0}))
-    log "$name $size: ${RPS[$size,$name]} req/s, p50 ${P50[$size,$name]} ms, p99 ${P99[$size,$name]} ms, errors ${ERRS[$size,$name]}"
+    local key=$size,$name,$round
+    RPS[$key]=$(printf '%.0f' "$rps")
+    P50[$key]=$(to_ms "$p50")
+    P99[$key]=$(to_ms "$p99")
+    ERRS[$key]=$((${sock:-0} + ${non2xx:-0}))
+    log "$name $size round $round: ${RPS[$key]} req/s, p50 ${P50[$key]} ms, p99 ${P99[$key]} ms, errors ${ERRS[$key]}"
+}
+
+median() { # values... -> the median (the lower middle one for an even count)
+    printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]}'
+}
+
+summarize() { # size name -> RPS/P50/P99/ERRS[size,name] from the rounds it completed
+    local size=$1 name=$2 r rps=() p50=() p99=() errs=0
+    for ((r = 1; r <= ROUNDS; r++)); do
+        [[ -n ${RPS[$size,$name,$r]:-} ]] || continue
+        rps+=("${RPS[$size,$name,$r]}"); p50+=("${P50[$size,$name,$r]}"); p99+=("${P99[$size,$name,$r]}")
+        errs=$((errs + ERRS[$size,$name,$r]))
+    done
+    ((${#rps[@]})) || return 0
+    RPS[$size,$name]=$(median "${rps[@]}")
+    P50[$size,$name]=$(median "${p50[@]}")
+    P99[$size,$name]=$(median "${p99[@]}")
+    ERRS[$size,$name]=$errs
+    if ((${#rps[@]} > 1)); then
+        local sorted
+        sorted=$(printf '%s\n' "${rps[@]}" | sort -g | tr '\n' ' ')
+        NOTE[$size,$name]="${NOTE[$size,$name]:+${NOTE[$size,$name]}; }req/s per round: ${sorted% }"
+    fi
 }
 
 mem_kib() { # field(VmRSS|Pss) pid -> KiB summed over pid and its descendants
@@ -557,7 +584,7 @@ PALISADE_THREADS_DESC="workers = ${BENCH_PALISADE_THREADS:-$WORKERS} (tokio work
 HEADER=$(cat <<EOF
 # Palisade edge benchmark ($(date -u +%Y-%m-%dT%H:%MZ))
 machine : $(nproc) cores ($CPU_MODEL), $(uname -r); nothing is pinned: wrk, origin and proxy share all cores
-load    : wrk -t$THREADS -c$CONNS -d$DURATION --latency, warm-up $WARMUP, Host: $HOST_HDR, 127.0.0.1 only
+load    : wrk -t$THREADS -c$CONNS -d$DURATION --latency, warm-up $WARMUP, Host: $HOST_HDR, 127.0.0.1 only; $ROUNDS interleaved rounds, medians shown
 origin  : nginx $(nginx -v 2>&1 | sed 's|.*/||'), worker_processes $ORIGIN_WORKERS, static 1 KiB / 100 KiB files, keep-alive, access_log off
 nginx   : $(has_proxy nginx && echo "worker_processes $WORKERS (+ master), upstream keepalive 64, proxy_http_version 1.1, access_log off" || echo skipped)
 haproxy : $(has_proxy haproxy && echo "$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}'), nbthread $WORKERS, mode http, default http-reuse (safe), no log" || echo skipped)
@@ -575,25 +602,36 @@ wait_ready origin "$ORIGIN_PID" "$ORIGIN_PORT" || die "origin nginx did not star
 check_bodies origin "$ORIGIN_PORT" || die "origin serves wrong bodies"
 
 if [[ $SKIP_LOAD != 1 ]]; then
+    # Every server runs for the whole load test and the rounds interleave them, so a slow
+    # spell of this (shared) machine lands on all of them rather than on one.
+    declare -A LOAD_PID=([origin]=$ORIGIN_PID)
+    LIVE=()
     for t in "${TARGETS[@]}"; do
-        port=$(port_of "$t")
-        pid=$ORIGIN_PID
         if [[ $t != origin ]]; then
-            start_server "$t"; pid=$SERVER_PID
-            if ! wait_ready "$t" "$pid" "$port" || ! check_bodies "$t" "$port"; then
+            start_server "$t"; LOAD_PID[$t]=$SERVER_PID
+            if ! wait_ready "$t" "$SERVER_PID" "$(port_of "$t")" || ! check_bodies "$t" "$(port_of "$t")"; then
                 NOTE[1k,$t]="${FAIL_REASON[$t]:-failed to start/serve}"; NOTE[100k,$t]="${NOTE[1k,$t]}"
-                stop_server "$pid"; continue
+                stop_server "$SERVER_PID"; continue
             fi
         fi
+        LIVE+=("$t")
+    done
+    for ((round = 1; round <= ROUNDS; round++)); do
         for size in 1k 100k; do
-            run_wrk "$t" "$port" "$size" || true
-            if ! kill -0 "$pid" 2>/dev/null; then
-                log "$t died during the $size run"; show_log "$t"
-                NOTE[$size,$t]="${NOTE[$size,$t]:-} (process died)"; fail "$t" "died during the $size run"
-                break
-            fi
+            for t in "${LIVE[@]}"; do
+                [[ -z ${DIED[$t]:-} ]] || continue
+                run_wrk "$t" "$(port_of "$t")" "$size" "$round" || true
+                if ! kill -0 "${LOAD_PID[$t]}" 2>/dev/null; then
+                    log "$t died during the $size run"; show_log "$t"
+                    NOTE[$size,$t]="${NOTE[$size,$t]:-} (process died)"; fail "$t" "died during the $size run"
+                    DIED[$t]=1
+                fi
+            done
         done
-        if [[ $t != origin ]]; then stop_server "$pid"; fi
+    done
+    for t in "${LIVE[@]}"; do
+        for size in 1k 100k; do summarize "$size" "$t"; done
+        if [[ $t != origin && -z ${DIED[$t]:-} ]]; then stop_server "${LOAD_PID[$t]}"; fi
     done
 fi
 

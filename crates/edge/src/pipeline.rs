@@ -12,7 +12,7 @@
 //! Later issues slot `shield` between route and origin, and `cache` before origin.
 
 use crate::access_log::{AccessLog, AccessRecord};
-use crate::body::{BodyMeter, EdgeBody, Finish, OriginBody};
+use crate::body::{BodyMeter, EdgeBody, Finish, OriginBody, RequestBody};
 use crate::conn::ConnContext;
 use crate::metrics::{Metrics, SiteMetrics, UNROUTED};
 use crate::origin::{OriginFailure, OriginRequest, OriginState};
@@ -22,7 +22,6 @@ use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
-use hyper::body::Incoming;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -50,7 +49,7 @@ impl EdgeState {
 pub async fn handle(
     state: &Arc<EdgeState>,
     conn: &Arc<ConnContext>,
-    mut request: Request<Incoming>,
+    mut request: Request<RequestBody>,
 ) -> Response<EdgeBody> {
     let started = Instant::now();
     let ambiguous_on_wire = conn.activity.request_started();
@@ -141,17 +140,18 @@ pub async fn handle(
         &conn.client,
         upgrade,
     );
-    let has_body = !http_body::Body::is_end_stream(&body);
-    let body = if has_body {
-        let meter = Arc::new(BodyMeter::default());
-        log.meter = Some(Arc::clone(&meter));
-        OriginBody::Client {
-            inner: body,
-            meter,
-            limit: site.config.max_body_bytes,
+    let has_body = !body.is_empty();
+    let body = match body {
+        RequestBody::Hyper(inner) if has_body => {
+            let meter = Arc::new(BodyMeter::default());
+            log.meter = Some(Arc::clone(&meter));
+            OriginBody::Client {
+                inner,
+                meter,
+                limit: site.config.max_body_bytes,
+            }
         }
-    } else {
-        OriginBody::Empty
+        _ => OriginBody::Empty,
     };
     let origin_request = OriginRequest {
         retryable: !has_body && parts.method.is_idempotent(),
@@ -210,7 +210,7 @@ pub async fn handle(
     log.finish_with(response)
 }
 
-fn declared_length(request: &Request<Incoming>) -> Option<u64> {
+fn declared_length(request: &Request<RequestBody>) -> Option<u64> {
     request
         .headers()
         .get(header::CONTENT_LENGTH)?

@@ -37,23 +37,6 @@ impl BodyMeter {
 #[error("request body exceeds the site's max_body_bytes")]
 pub struct BodyTooLarge;
 
-/// A client's request body as the pipeline receives it.
-pub enum RequestBody {
-    /// Read by hyper (HTTP/2, TLS, and HTTP/1.x requests that carry a body).
-    Hyper(Incoming),
-    /// A request without a body (the edge's own HTTP/1.x fast path).
-    None,
-}
-
-impl RequestBody {
-    pub fn is_empty(&self) -> bool {
-        match self {
-            RequestBody::Hyper(body) => body.is_end_stream(),
-            RequestBody::None => true,
-        }
-    }
-}
-
 /// The body of a request forwarded to an origin.
 pub enum OriginBody {
     Empty,

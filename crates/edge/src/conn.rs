@@ -9,14 +9,11 @@
 //! make the two the same number; so hyper's is off and a small per-connection watchdog decides
 //! from [`ConnActivity`], which the I/O wrapper and the pipeline update.
 
-use crate::body::RequestBody;
 use crate::clock;
 use crate::conn_guard::ConnPermit;
-use crate::fast_path;
 use crate::phases::forward::ClientFacts;
 use crate::phases::framing::{FramingError, FramingTracker};
 use crate::pipeline::{self, EdgeState};
-use bytes::{Bytes, BytesMut};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -143,7 +140,7 @@ impl ConnActivity {
     }
 
     /// Called by the I/O wrapper when bytes arrive.
-    pub(crate) fn bytes_arrived(&self) {
+    fn bytes_arrived(&self) {
         if self.in_flight.load(Ordering::Acquire) == 0
             && self.header_clock_ms.load(Ordering::Acquire) == 0
             && !self.h2.load(Ordering::Relaxed)
@@ -162,7 +159,7 @@ impl ConnActivity {
 
     /// The deadline while parked: the header clock if it runs (a fresh connection that has
     /// sent nothing yet), else the idle timeout.
-    pub(crate) fn parked_deadline(&self, limits: &ServerLimits) -> u64 {
+    fn parked_deadline(&self, limits: &ServerLimits) -> u64 {
         let header_clock = self.header_clock_ms.load(Ordering::Acquire);
         if header_clock != 0 {
             header_clock + limits.header_read_timeout.as_millis() as u64
@@ -340,41 +337,32 @@ pub fn http_builder(limits: &ServerLimits, http1_only: bool) -> auto::Builder<To
     builder
 }
 
-/// Serves a cleartext connection: bodiless HTTP/1.x requests on the edge's own fast path
-/// (which keeps only the socket between requests), everything else with hyper, which parks
-/// the connection back to the fast path after a quiet second at a message boundary.
+/// Serves a cleartext connection: parked (socket only) while idle, handed to hyper when bytes
+/// arrive, parked again after a quiet second at a message boundary.
 pub async fn serve_parkable(
-    stream: TcpStream,
+    mut stream: TcpStream,
     ctx: Arc<ConnContext>,
     state: Arc<EdgeState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut conn = fast_path::ClientConn {
-        io: stream,
-        buf: BytesMut::new(),
-    };
     let mut known_http1 = false;
     loop {
         if *shutdown.borrow_and_update() {
             return;
         }
-        let http1 =
-            match fast_path::serve(&mut conn, &ctx, &state, &shutdown, &mut known_http1).await {
-                fast_path::Outcome::Closed => return,
-                fast_path::Outcome::HandOver { http1 } => http1,
-            };
-        let io = Prefixed {
-            prefix: conn.buf.split().freeze(),
-            io: conn.io,
-        };
-        // Boxed so that a connection's task does not reserve room for hyper's state while
-        // the fast path serves it.
+        let deadline = ctx.activity.parked_deadline(&state.snapshot.load().limits);
+        tokio::select! {
+            ready = stream.readable() => if ready.is_err() { return },
+            () = tokio::time::sleep_until(instant_at(deadline)) => return,
+            _ = shutdown.changed() => return,
+        }
+        // Boxed so that a parked connection's task does not reserve room for hyper's state.
         let served = Box::pin(serve(
-            io,
+            stream,
             Arc::clone(&ctx),
             Arc::clone(&state),
             shutdown.clone(),
-            Some(http1),
+            Some(known_http1),
         ))
         .await;
         match served {
@@ -384,63 +372,12 @@ pub async fn serve_parkable(
                     .metrics
                     .connections_parked
                     .fetch_add(1, Ordering::Relaxed);
-                conn = fast_path::ClientConn {
-                    buf: BytesMut::from(&back.prefix[..]),
-                    io: back.io,
-                };
+                stream = back;
                 known_http1 = true;
                 ctx.activity.parking.store(false, Ordering::Release);
             }
             None => return,
         }
-    }
-}
-
-/// A socket some of whose bytes were already read: those are read again first.
-struct Prefixed {
-    io: TcpStream,
-    prefix: Bytes,
-}
-
-impl AsyncRead for Prefixed {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            let taken = self.prefix.split_to(n);
-            buf.put_slice(&taken);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Prefixed {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -483,7 +420,6 @@ where
     let service = service_fn(move |request| {
         let state = Arc::clone(&state);
         let ctx = Arc::clone(&service_ctx);
-        let request = request.map(RequestBody::Hyper);
         async move { Ok::<_, Infallible>(pipeline::handle(&state, &ctx, request).await) }
     });
     let parked = {
@@ -542,7 +478,7 @@ where
     None
 }
 
-pub(crate) fn instant_at(clock_ms: u64) -> tokio::time::Instant {
+fn instant_at(clock_ms: u64) -> tokio::time::Instant {
     let now = clock::now_ms();
     tokio::time::Instant::now() + Duration::from_millis(clock_ms.saturating_sub(now))
 }

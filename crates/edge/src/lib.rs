@@ -10,7 +10,6 @@
 //! |---|---|
 //! | [`server`] | starts listeners and the admin endpoint, reload, graceful shutdown |
 //! | `listener`, `conn`, `conn_guard` | accept loops, per-connection HTTP serving, timeouts and parking, connection caps |
-//! | `fast_path` | bodiless HTTP/1.x requests on cleartext connections, served without hyper; the rest is handed to hyper with the bytes already read |
 //! | `tls` | certificates by SNI |
 //! | [`pipeline`] | the request's phases in order |
 //! | `phases/*` | one module per phase |
@@ -63,7 +62,6 @@ mod body;
 mod clock;
 mod conn;
 mod conn_guard;
-mod fast_path;
 mod listener;
 pub mod metrics;
 mod origin;

@@ -12,7 +12,7 @@
 //! Later issues slot `shield` between route and origin, and `cache` before origin.
 
 use crate::access_log::{AccessLog, AccessRecord};
-use crate::body::{BodyMeter, EdgeBody, Finish, OriginBody, RequestBody};
+use crate::body::{BodyMeter, EdgeBody, Finish, OriginBody};
 use crate::conn::ConnContext;
 use crate::metrics::{Metrics, SiteMetrics, UNROUTED};
 use crate::origin::{OriginFailure, OriginRequest, OriginState};
@@ -22,6 +22,7 @@ use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use hyper::body::Incoming;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -49,7 +50,7 @@ impl EdgeState {
 pub async fn handle(
     state: &Arc<EdgeState>,
     conn: &Arc<ConnContext>,
-    mut request: Request<RequestBody>,
+    mut request: Request<Incoming>,
 ) -> Response<EdgeBody> {
     let started = Instant::now();
     let ambiguous_on_wire = conn.activity.request_started();
@@ -129,6 +130,8 @@ pub async fn handle(
     // origin
     let version = request.version();
     let upgrade = forward::is_websocket_upgrade(version, request.headers());
+    let http10_keep_alive = version == Version::HTTP_10
+        && forward::has_token(request.headers(), &header::CONNECTION, "keep-alive");
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (parts, body) = request.into_parts();
     let mut headers = parts.headers;
@@ -140,18 +143,17 @@ pub async fn handle(
         &conn.client,
         upgrade,
     );
-    let has_body = !body.is_empty();
-    let body = match body {
-        RequestBody::Hyper(inner) if has_body => {
-            let meter = Arc::new(BodyMeter::default());
-            log.meter = Some(Arc::clone(&meter));
-            OriginBody::Client {
-                inner,
-                meter,
-                limit: site.config.max_body_bytes,
-            }
+    let has_body = !http_body::Body::is_end_stream(&body);
+    let body = if has_body {
+        let meter = Arc::new(BodyMeter::default());
+        log.meter = Some(Arc::clone(&meter));
+        OriginBody::Client {
+            inner: body,
+            meter,
+            limit: site.config.max_body_bytes,
         }
-        _ => OriginBody::Empty,
+    } else {
+        OriginBody::Empty
     };
     let origin_request = OriginRequest {
         retryable: !has_body && parts.method.is_idempotent(),
@@ -206,11 +208,11 @@ pub async fn handle(
 
     // respond
     let mut response = origin_response.map(EdgeBody::origin);
-    respond::client_response_headers(&mut response, version);
+    respond::client_response_headers(&mut response, version, http10_keep_alive);
     log.finish_with(response)
 }
 
-fn declared_length(request: &Request<RequestBody>) -> Option<u64> {
+fn declared_length(request: &Request<Incoming>) -> Option<u64> {
     request
         .headers()
         .get(header::CONTENT_LENGTH)?

@@ -143,7 +143,8 @@ pub fn parse_response_head(
         ));
     }
     let head: Bytes = buf.split_to(length).freeze();
-    // Room for what the respond phase and the client side add (Via, Date, framing).
+    // Room for what the respond phase and hyper add (Via, Date, framing): growing a header
+    // map rehashes it.
     let mut headers = HeaderMap::with_capacity(fields.len() + 4);
     for (name, start, len) in fields {
         let value = HeaderValue::from_maybe_shared(head.slice(start..start + len))

@@ -10,7 +10,13 @@ use http::{Response, StatusCode, Version};
 
 /// Removes hop-by-hop fields from an origin's response and adds this hop to `Via`.
 /// A 101 keeps its Upgrade/Connection pair: it is the handshake being passed through.
-pub fn client_response_headers(response: &mut Response<EdgeBody>, client_version: Version) {
+/// `http10_keep_alive`: an HTTP/1.0 client asked to keep the connection; it reuses it only if
+/// the response says so (RFC 9112 §C.2.2), which hyper does not write by itself.
+pub fn client_response_headers(
+    response: &mut Response<EdgeBody>,
+    client_version: Version,
+    http10_keep_alive: bool,
+) {
     // The response is ours to frame: speak the client's HTTP version, not the origin's (an
     // HTTP/1.0 origin must not turn a keep-alive HTTP/1.1 client connection into 1.0).
     *response.version_mut() = client_version;
@@ -23,6 +29,9 @@ pub fn client_response_headers(response: &mut Response<EdgeBody>, client_version
     if let Some(upgrade) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, upgrade);
+    }
+    if http10_keep_alive {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
     }
     append_list(headers, &header::VIA, &via(client_version));
 }
@@ -112,7 +121,7 @@ mod tests {
         response
             .headers_mut()
             .insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        client_response_headers(&mut response, Version::HTTP_11);
+        client_response_headers(&mut response, Version::HTTP_11, false);
         assert!(!response.headers().contains_key("x-secret"));
         assert!(!response.headers().contains_key("keep-alive"));
         assert_eq!(response.headers()["via"], "1.1 palisade");
@@ -125,7 +134,7 @@ mod tests {
         switching
             .headers_mut()
             .insert("upgrade", HeaderValue::from_static("websocket"));
-        client_response_headers(&mut switching, Version::HTTP_11);
+        client_response_headers(&mut switching, Version::HTTP_11, false);
         assert_eq!(switching.headers()["upgrade"], "websocket");
         assert_eq!(switching.headers()["connection"], "upgrade");
     }

@@ -134,9 +134,10 @@ pub async fn handle(
         && forward::has_token(request.headers(), &header::CONNECTION, "keep-alive");
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (parts, body) = request.into_parts();
-    let mut headers = parts.headers;
-    forward::origin_request_headers(
-        &mut headers,
+    let mut fields = Vec::with_capacity(512);
+    forward::write_origin_fields(
+        &mut fields,
+        &parts.headers,
         version,
         &authority,
         host_is_set,
@@ -163,7 +164,8 @@ pub async fn handle(
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        headers,
+        fields,
+        declared_length: parts.headers.contains_key(header::CONTENT_LENGTH),
         body,
     };
     let answer = match site.upstream.forward(origin_request).await {

@@ -12,7 +12,7 @@ use super::response_body::OriginResponseBody;
 use super::{OriginState, Upstream};
 use crate::body::OriginBody;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, Method, Response, StatusCode, header};
+use http::{Method, Response, StatusCode};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -122,11 +122,14 @@ async fn attempt(
     }
 }
 
-/// A request ready to be forwarded; headers already rewritten by the forward phase.
+/// A request ready to be forwarded; its fields already written by the forward phase.
 pub struct OriginRequest {
     pub method: Method,
     pub path_and_query: PathAndQuery,
-    pub headers: HeaderMap,
+    /// `name: value\r\n` lines (see `phases::forward::write_origin_fields`).
+    pub fields: Vec<u8>,
+    /// The fields hold the client's Content-Length, which frames the body.
+    pub declared_length: bool,
     pub body: OriginBody,
     /// Whether it may be sent again after a connect failure (idempotent, no body).
     pub retryable: bool,
@@ -162,19 +165,20 @@ impl Upstream {
         let OriginRequest {
             method,
             path_and_query,
-            headers,
+            fields,
+            declared_length,
             body,
             retryable,
         } = request;
         let framing = if matches!(body, OriginBody::Empty) {
             RequestFraming::None
-        } else if headers.contains_key(header::CONTENT_LENGTH) {
+        } else if declared_length {
             RequestFraming::Length
         } else {
             RequestFraming::Chunked
         };
         // Encoded once: a retry on another origin or connection sends the same bytes.
-        let head = encode_request_head(&method, &path_and_query, &headers, framing);
+        let head = encode_request_head(&method, &path_and_query, &fields, framing);
         let mut upload =
             (framing != RequestFraming::None).then(|| Box::new(Upload::new(body, framing)));
         let mut tried = 0u64;
@@ -244,19 +248,17 @@ impl Upstream {
         } else {
             self.settings.probe_host.as_str()
         };
-        let mut headers = HeaderMap::with_capacity(2);
-        let (Ok(host), Ok(target)) = (
-            http::HeaderValue::from_str(host),
-            PathAndQuery::try_from(path),
-        ) else {
+        let Ok(target) = PathAndQuery::try_from(path) else {
             return false;
         };
-        headers.insert(header::HOST, host);
-        headers.insert(
-            header::USER_AGENT,
-            http::HeaderValue::from_static("palisade-health-check"),
-        );
-        let head = encode_request_head(&Method::GET, &target, &headers, RequestFraming::None);
+        if host.bytes().any(|b| b.is_ascii_control()) {
+            return false;
+        }
+        let mut fields = Vec::with_capacity(host.len() + 64);
+        fields.extend_from_slice(b"host: ");
+        fields.extend_from_slice(host.as_bytes());
+        fields.extend_from_slice(b"\r\nuser-agent: palisade-health-check\r\n");
+        let head = encode_request_head(&Method::GET, &target, &fields, RequestFraming::None);
         let pool = &self.pools[index];
         match exchange(origin, pool, &head, &Method::GET, None, timeout, true).await {
             Ok(response) => {

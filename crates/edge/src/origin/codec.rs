@@ -28,32 +28,24 @@ pub enum RequestFraming {
     Chunked,
 }
 
-/// Writes `METHOD target HTTP/1.1`, the fields and the framing field.
+/// Writes `METHOD target HTTP/1.1`, the fields (`name: value\r\n` lines, as the forward phase
+/// wrote them) and the framing field.
 ///
-/// `headers` has been rewritten by the forward phase: no hop-by-hop fields, so no
-/// Transfer-Encoding of the client's; a Content-Length is there only when the client declared
-/// one, and then it frames the body.
+/// The fields carry no hop-by-hop lines, so no Transfer-Encoding of the client's; a
+/// Content-Length is there only when the client declared one, and then it frames the body.
 pub fn encode_request_head(
     method: &Method,
     target: &PathAndQuery,
-    headers: &HeaderMap,
+    fields: &[u8],
     framing: RequestFraming,
 ) -> Vec<u8> {
-    let fields: usize = headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    let mut head = Vec::with_capacity(method.as_str().len() + target.as_str().len() + fields + 64);
+    let mut head =
+        Vec::with_capacity(method.as_str().len() + target.as_str().len() + fields.len() + 48);
     head.extend_from_slice(method.as_str().as_bytes());
     head.push(b' ');
     head.extend_from_slice(target.as_str().as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
+    head.extend_from_slice(fields);
     if framing == RequestFraming::Chunked {
         head.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -287,17 +279,15 @@ mod tests {
 
     #[test]
     fn request_head_names_method_target_and_fields() {
-        let mut headers = HeaderMap::new();
-        headers.insert("host", HeaderValue::from_static("blog.example"));
-        headers.append("x-a", HeaderValue::from_static("1"));
+        let fields = b"host: blog.example\r\nx-a: 1\r\n";
         let target = PathAndQuery::from_static("/a?b=c");
-        let head = encode_request_head(&Method::POST, &target, &headers, RequestFraming::Chunked);
+        let head = encode_request_head(&Method::POST, &target, fields, RequestFraming::Chunked);
         assert_eq!(
             String::from_utf8(head).unwrap(),
             "POST /a?b=c HTTP/1.1\r\nhost: blog.example\r\nx-a: 1\r\n\
              transfer-encoding: chunked\r\n\r\n"
         );
-        let head = encode_request_head(&Method::GET, &target, &headers, RequestFraming::None);
+        let head = encode_request_head(&Method::GET, &target, fields, RequestFraming::None);
         assert!(
             !String::from_utf8(head)
                 .unwrap()

@@ -103,9 +103,10 @@ pub fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
     })
 }
 
-/// Removes hop-by-hop fields and those the Connection field names. Used both ways.
+/// Removes hop-by-hop fields and those the Connection field names, from an origin's response
+/// (requests skip them as they are written: [`write_origin_fields`]).
 ///
-/// On the hot path (run twice per request), so it avoids hashing names that are not there:
+/// On the hot path, so it avoids hashing names that are not there:
 /// one pass over the fields present finds the hop-by-hop ones, and Connection's tokens become
 /// header names only when they name something other than a connection option.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {

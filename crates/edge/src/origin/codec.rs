@@ -3,6 +3,7 @@
 //!
 //! Pure functions over bytes, so every rule here is tested without a socket.
 
+use crate::phases::forward;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
@@ -121,19 +122,40 @@ pub fn parse_response_head(
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    // Where each value sits in the head, so the values can be cut from the frozen bytes (no
-    // copy) once httparse's borrow of `buf` ends.
+    // What the fields say about framing and persistence, read once from the raw fields.
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    let mut facts = FieldFacts::default();
+    let mut named: Vec<&[u8]> = Vec::new();
+    // Where each kept value sits in the head, so the values can be cut from the frozen bytes
+    // (no copy) once httparse's borrow of `buf` ends.
     let base = buf.as_ptr() as usize;
     let mut fields: Vec<(HeaderName, usize, usize)> = Vec::with_capacity(response.headers.len());
     for field in response.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes())
             .map_err(|_| HeadError::Malformed("field name"))?;
+        facts.read(&name, field.value, &mut named)?;
+        // Hop-by-hop fields describe the connection they arrived on and end here (RFC 9110
+        // §7.6.1); a 101 keeps its Upgrade, the protocol being switched to.
+        if forward::is_hop_by_hop(name.as_str()) && !(switching && name == header::UPGRADE) {
+            continue;
+        }
         fields.push((
             name,
             field.value.as_ptr() as usize - base,
             field.value.len(),
         ));
     }
+    if !named.is_empty() || facts.transfer_encoding {
+        fields.retain(|(name, _, _)| {
+            let named_in_connection = named
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name.as_str().as_bytes()));
+            // Transfer-Encoding overrides Content-Length: the length is not passed on.
+            let overridden_length = facts.transfer_encoding && name == header::CONTENT_LENGTH;
+            !named_in_connection && !overridden_length
+        });
+    }
+    drop(named);
     let head: Bytes = buf.split_to(length).freeze();
     // Room for what the respond phase and hyper add (Via, Date, framing): growing a header
     // map rehashes it.
@@ -143,7 +165,7 @@ pub fn parse_response_head(
             .map_err(|_| HeadError::Malformed("field value"))?;
         headers.append(name, value);
     }
-    let (framing, keep_alive) = framing(status, version, &mut headers, request_method)?;
+    let (framing, keep_alive) = framing(status, version, &facts, request_method);
     Ok(Some(ResponseHead {
         status,
         version,
@@ -151,6 +173,56 @@ pub fn parse_response_head(
         framing,
         keep_alive,
     }))
+}
+
+/// What a response's fields say about its framing and its connection.
+#[derive(Debug, Default)]
+struct FieldFacts {
+    close: bool,
+    keep_alive: bool,
+    transfer_encoding: bool,
+    /// The last coding of the last Transfer-Encoding field is chunked.
+    chunked_last: bool,
+    length: Option<u64>,
+}
+
+impl FieldFacts {
+    /// Takes in one field; `named` gathers the fields Connection names.
+    fn read<'a>(
+        &mut self,
+        name: &HeaderName,
+        value: &'a [u8],
+        named: &mut Vec<&'a [u8]>,
+    ) -> Result<(), HeadError> {
+        if name == header::CONNECTION {
+            for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    self.keep_alive = true;
+                } else if !token.is_empty() && !forward::is_connection_option(token) {
+                    named.push(token);
+                }
+            }
+        } else if name == header::TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+            self.chunked_last = value
+                .rsplit(|b| *b == b',')
+                .next()
+                .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == header::CONTENT_LENGTH {
+            // Every value (fields or list members) must be the same number.
+            for member in value.split(|b| *b == b',') {
+                let n = parse_decimal(member.trim_ascii())
+                    .ok_or(HeadError::Malformed("content-length"))?;
+                if self.length.is_some_and(|seen| seen != n) {
+                    return Err(HeadError::Malformed("conflicting content-length"));
+                }
+                self.length = Some(n);
+            }
+        }
+        Ok(())
+    }
 }
 
 fn parse_error(e: httparse::Error) -> &'static str {
@@ -168,12 +240,12 @@ fn parse_error(e: httparse::Error) -> &'static str {
 fn framing(
     status: StatusCode,
     version: Version,
-    headers: &mut HeaderMap,
+    facts: &FieldFacts,
     request_method: &Method,
-) -> Result<(ResponseFraming, bool), HeadError> {
-    let mut keep_alive = match version {
-        Version::HTTP_10 => has_token(headers, &header::CONNECTION, b"keep-alive"),
-        _ => !has_token(headers, &header::CONNECTION, b"close"),
+) -> (ResponseFraming, bool) {
+    let keep_alive = match version {
+        Version::HTTP_10 => facts.keep_alive && !facts.close,
+        _ => !facts.close,
     };
     // 1. HEAD, 1xx, 204 and 304 never have a body, whatever the fields say.
     if request_method == Method::HEAD
@@ -181,57 +253,27 @@ fn framing(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
-        return Ok((ResponseFraming::Empty, keep_alive));
+        return (ResponseFraming::Empty, keep_alive);
     }
     // 3. Transfer-Encoding overrides Content-Length; chunked last means chunked, anything
     // else means the body runs to the close. A message with both may be an attempt to desync
-    // this connection: drop the length and do not reuse the connection.
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        if headers.remove(header::CONTENT_LENGTH).is_some() {
-            keep_alive = false;
-        }
-        return if last_coding_is_chunked(headers) {
-            Ok((ResponseFraming::Chunked, keep_alive))
+    // this connection: the length is dropped and the connection not reused.
+    if facts.transfer_encoding {
+        return if facts.chunked_last {
+            (
+                ResponseFraming::Chunked,
+                keep_alive && facts.length.is_none(),
+            )
         } else {
-            Ok((ResponseFraming::UntilClose, false))
+            (ResponseFraming::UntilClose, false)
         };
     }
-    // 5. Content-Length: every value (fields or list members) must be the same number.
-    let mut length: Option<u64> = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for member in value.as_bytes().split(|b| *b == b',') {
-            let n =
-                parse_decimal(member.trim_ascii()).ok_or(HeadError::Malformed("content-length"))?;
-            if length.is_some_and(|seen| seen != n) {
-                return Err(HeadError::Malformed("conflicting content-length"));
-            }
-            length = Some(n);
-        }
-    }
-    match length {
-        Some(n) => Ok((ResponseFraming::Length(n), keep_alive)),
+    match facts.length {
+        // 5. Content-Length.
+        Some(n) => (ResponseFraming::Length(n), keep_alive),
         // 7. Otherwise the body ends when the connection does.
-        None => Ok((ResponseFraming::UntilClose, false)),
+        None => (ResponseFraming::UntilClose, false),
     }
-}
-
-fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .and_then(|v| v.as_bytes().rsplit(|b| *b == b',').next())
-        .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-}
-
-/// Whether a comma-separated field holds `token` (any case).
-fn has_token(headers: &HeaderMap, name: &HeaderName, token: &[u8]) -> bool {
-    headers.get_all(name).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|b| *b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-    })
 }
 
 /// 1*DIGIT, without overflow.
@@ -359,6 +401,32 @@ mod tests {
         assert!(parse(text, Method::GET).is_err());
         let same = head("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5, 5\r\n\r\n");
         assert_eq!(same.framing, ResponseFraming::Length(5));
+    }
+
+    #[test]
+    fn rfc9110_7_6_1_hop_by_hop_fields_end_at_the_edge() {
+        let h = head(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\n\
+             X-Secret: 1\r\nTransfer-Encoding: chunked\r\nUpgrade: h2c\r\nX-Kept: 2\r\n\r\n",
+        );
+        for gone in [
+            "connection",
+            "keep-alive",
+            "x-secret",
+            "transfer-encoding",
+            "upgrade",
+        ] {
+            assert!(!h.headers.contains_key(gone), "{gone} passed on");
+        }
+        assert_eq!(h.headers["x-kept"], "2");
+        assert_eq!((h.framing, h.keep_alive), (ResponseFraming::Chunked, true));
+        let switching = head(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        );
+        assert_eq!(
+            switching.headers["upgrade"], "websocket",
+            "a 101 keeps its Upgrade"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 /// Request and response fields that describe one connection, never the message
 /// (RFC 9110 §7.6.1), plus Proxy-Authorization, which is meant for the edge itself.
-fn is_hop_by_hop(name: &str) -> bool {
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
     matches!(
         name,
         "connection"
@@ -28,7 +28,7 @@ fn is_hop_by_hop(name: &str) -> bool {
 }
 
 /// A Connection token that is an option or names a field removed anyway (any case).
-fn is_connection_option(token: &[u8]) -> bool {
+pub(crate) fn is_connection_option(token: &[u8]) -> bool {
     [
         &b"close"[..],
         b"keep-alive",

@@ -8,8 +8,13 @@ static START: OnceLock<Instant> = OnceLock::new();
 
 /// Milliseconds since the process's clock started (never 0, so 0 can mean "unset").
 pub fn now_ms() -> u64 {
+    ms_at(Instant::now())
+}
+
+/// [`now_ms`] for an instant already read.
+pub fn ms_at(instant: Instant) -> u64 {
     let start = *START.get_or_init(Instant::now);
-    start.elapsed().as_millis() as u64 + 1
+    instant.saturating_duration_since(start).as_millis() as u64 + 1
 }
 
 /// `now_ms()` plus `d`, saturating.

@@ -134,8 +134,9 @@ impl ConnActivity {
         );
     }
 
-    pub fn request_finished(&self) {
-        self.idle_since_ms.store(clock::now_ms(), Ordering::Release);
+    /// Marks a request as finished at `now_ms` (the `clock`).
+    pub fn request_finished(&self, now_ms: u64) {
+        self.idle_since_ms.store(now_ms, Ordering::Release);
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 

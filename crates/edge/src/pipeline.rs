@@ -251,7 +251,9 @@ impl RequestLog {
 
 impl Finish for RequestLog {
     fn finish(self: Box<Self>, bytes_out: u64, _complete: bool) {
-        let duration = self.started.elapsed();
+        // One clock read for the duration and the connection's idle clock.
+        let now = Instant::now();
+        let duration = now.saturating_duration_since(self.started);
         let bytes_in = self.meter.as_ref().map_or(0, |m| m.bytes());
         let (site_name, metrics) = match &self.site {
             Some((name, metrics)) => (&**name, metrics),
@@ -277,7 +279,9 @@ impl Finish for RequestLog {
                 upstream_ms: self.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
             });
         }
-        self.conn.activity.request_finished();
+        self.conn
+            .activity
+            .request_finished(crate::clock::ms_at(now));
     }
 }
 

@@ -65,8 +65,17 @@ impl OriginState {
 
     /// Whether the origin takes traffic now.
     pub fn available(&self, now_ms: u64) -> bool {
-        self.probe_healthy.load(Ordering::Relaxed)
-            && self.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
+        self.available_with(|| now_ms)
+    }
+
+    /// [`Self::available`], reading the clock only when the origin has been ejected (on the
+    /// request path the clock is rarely needed).
+    fn available_with(&self, now_ms: impl FnOnce() -> u64) -> bool {
+        if !self.probe_healthy.load(Ordering::Relaxed) {
+            return false;
+        }
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        until == 0 || until <= now_ms()
     }
 
     fn record_success(&self) {
@@ -132,11 +141,10 @@ impl Upstream {
     /// (bit i = origin i). When none is available, it falls back to any untried origin: trying
     /// a doubtful origin beats failing a request that might have succeeded.
     fn pick(&self, tried: u64) -> Option<usize> {
-        let now = clock::now_ms();
         let untried = |i: usize| tried & (1 << i) == 0;
         self.schedule
             .iter_from_next()
-            .find(|i| untried(*i) && self.origins[*i].available(now))
+            .find(|i| untried(*i) && self.origins[*i].available_with(clock::now_ms))
             .or_else(|| (0..self.origins.len()).find(|i| untried(*i)))
     }
 

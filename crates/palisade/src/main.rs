@@ -183,7 +183,8 @@ async fn run(
     config_path: Option<PathBuf>,
     overrides: Overrides,
 ) -> Result<()> {
-    let edge = edge::Edge::start(config, source).await?;
+    // Signal handlers and the file watch's baseline come before the listeners: a SIGHUP (or an
+    // edit) that arrives as soon as the edge answers must not be lost, nor kill the process.
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -192,6 +193,7 @@ async fn run(
         Some(path) => std::fs::read(path).ok(),
         None => None,
     };
+    let edge = edge::Edge::start(config, source).await?;
     let mut watch = tokio::time::interval(CONFIG_POLL);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

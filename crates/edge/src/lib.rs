@@ -70,6 +70,8 @@ pub mod pipeline;
 mod router;
 pub mod server;
 mod snapshot;
+#[cfg(test)]
+mod test_input;
 mod tls;
 
 pub use server::{Edge, EdgeError};

@@ -294,31 +294,20 @@ mod tests {
             b"0\r\nx: 1\r\n\r\n",
             b"ffffffffffffffff;e\r\n",
         ];
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut noise = crate::test_input::Noise::new(0x2545_f491_4f6c_dd1d);
         let (mut heads, mut pieces) = (0, 0);
         for round in 0..2000 {
             // Mostly plausible responses with noise in them: pure noise would rarely get past
             // the status line.
             let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
             let mut decoder: Option<ChunkedDecoder> = None;
-            for _ in 0..(next() % 30) {
-                for _ in 0..(next() % 6) {
-                    if next() % 4 != 0 {
-                        buf.extend_from_slice(words[(next() % words.len() as u64) as usize]);
-                    } else {
-                        for _ in 0..(next() % 50) {
-                            buf.extend_from_slice(&[
-                                alphabet[(next() % alphabet.len() as u64) as usize]
-                            ]);
-                        }
-                    }
+            for _ in 0..noise.below(30) {
+                let mut bytes = Vec::new();
+                for _ in 0..noise.below(6) {
+                    // Three pieces in four are plausible words, the rest noise.
+                    noise.piece(&mut bytes, &words, alphabet, 50, 4);
                 }
+                buf.extend_from_slice(&bytes);
                 let method = if round % 5 == 0 {
                     Method::HEAD
                 } else {

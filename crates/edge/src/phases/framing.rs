@@ -402,25 +402,13 @@ GET /c HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n";
             b"Upgrade: x\r\n",
             b"GET / HTTP/1.0\r\n",
         ];
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut noise = crate::test_input::Noise::new(0x9e37_79b9_7f4a_7c15);
         for _ in 0..2000 {
             let mut tracker = FramingTracker::new(8192);
-            for _ in 0..(next() % 40) {
+            for _ in 0..noise.below(40) {
                 let mut chunk = Vec::new();
-                for _ in 0..(next() % 6) {
-                    if next() % 2 == 0 {
-                        chunk.extend_from_slice(words[(next() % 8) as usize]);
-                    } else {
-                        for _ in 0..(next() % 300) {
-                            chunk.push(alphabet[(next() % alphabet.len() as u64) as usize]);
-                        }
-                    }
+                for _ in 0..noise.below(6) {
+                    noise.piece(&mut chunk, &words, alphabet, 300, 2);
                 }
                 let _ = tracker.feed(&chunk);
                 assert!(

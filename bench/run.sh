@@ -3,7 +3,8 @@
 #
 # Measures, per proxy (and the origin direct as a reference):
 #   * requests/s, p50 and p99 latency (wrk --latency) for a 1 KiB and a
-#     100 KiB response;
+#     100 KiB response, and the CPU time the server's processes spent per
+#     request (user and system, from /proc/PID/stat over the measured run);
 #   * memory per idle HTTP/1.1 keep-alive connection: RSS of the proxy's
 #     processes before and after opening BENCH_IDLE_CONNS idle connections.
 #
@@ -16,6 +17,7 @@
 #   BENCH_WARMUP         unmeasured wrk warm-up before each run [2s]
 #   BENCH_ROUNDS         interleaved rounds (every server, both sizes, per round);
 #                        the table shows each figure's median over the rounds [3]
+#   BENCH_SIZES          response sizes to load, from "1k 100k" ["1k 100k"]
 #   BENCH_CONNECTIONS    wrk connections [64]
 #   BENCH_THREADS        wrk threads [2]
 #   BENCH_WORKERS        nginx worker_processes / HAProxy nbthread / Palisade workers [1]
@@ -56,6 +58,11 @@ WORKERS=${BENCH_WORKERS:-1}
 ORIGIN_WORKERS=${BENCH_ORIGIN_WORKERS:-1}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 ROUNDS=${BENCH_ROUNDS:-3}
+SIZES=${BENCH_SIZES:-1k 100k}
+for size in $SIZES; do
+    [[ $size == 1k || $size == 100k ]] || { echo "[bench] ERROR: BENCH_SIZES: unknown size '$size' (use 1k and/or 100k)" >&2; exit 1; }
+done
+CLK_TCK=$(getconf CLK_TCK)
 IDLE_SETTLE=${BENCH_IDLE_SETTLE:-3}
 IDLE_CONCURRENCY=${BENCH_IDLE_CONCURRENCY:-64}
 PALISADE_EXTRA=${BENCH_PALISADE_SERVER_EXTRA:-}
@@ -435,7 +442,7 @@ stop_server() { # pid
 }
 
 # ------------------------------------------------------------- measurement --
-declare -A RPS P50 P99 ERRS NOTE MEM_RSS MEM_PSS MEM_NOTE DIED
+declare -A RPS P50 P99 ERRS CPU_USER CPU_SYS NOTE MEM_RSS MEM_PSS MEM_NOTE DIED
 
 to_ms() { # wrk latency "512.00us" / "1.23ms" / "1.02s" / "1.00m" -> ms
     awk -v v="$1" 'BEGIN {
@@ -444,20 +451,36 @@ to_ms() { # wrk latency "512.00us" / "1.23ms" / "1.02s" / "1.00m" -> ms
         printf "%.3f", n }'
 }
 
-run_wrk() { # name port size round -> fills RPS/P50/P99/ERRS[size,name,round]
-    local name=$1 port=$2 size=$3 round=$4 out url
+cpu_ticks() { # pid -> "utime stime" in clock ticks, summed over pid and its descendants
+    local p u=0 s=0 a b
+    for p in $(descendants "$1"); do
+        read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat" 2>/dev/null || echo "0 0")
+        u=$((u + a)); s=$((s + b))
+    done
+    echo "$u $s"
+}
+
+us_per_req() { # ticks requests -> microseconds per request, one decimal
+    awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN {if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "-"}'
+}
+
+run_wrk() { # name port size round pid -> fills RPS/P50/P99/ERRS/CPU_*[size,name,round]
+    local name=$1 port=$2 size=$3 round=$4 pid=$5 out url u0 s0 u1 s1
     url="http://127.0.0.1:$port/$size"
     out="$WORK/wrk-$name-$size-$round.txt"
     log "$name $size: warm-up $WARMUP"
     run_fg /dev/null timeout 120 wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -H "Host: $HOST_HDR" "$url" || true
     log "$name $size: wrk -t$THREADS -c$CONNS -d$DURATION --latency"
+    read -r u0 s0 < <(cpu_ticks "$pid")
     if ! run_fg "$out" timeout $((DURATION_SECS * 2 + 60)) wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
         -H "Host: $HOST_HDR" "$url"; then
         log "$name $size: wrk failed"; cat "$out" >&2
         NOTE[$size,$name]="wrk failed"; fail "$name" "wrk failed ($size)"
         return 1
     fi
-    local rps p50 p99 sock non2xx
+    read -r u1 s1 < <(cpu_ticks "$pid")
+    local rps p50 p99 sock non2xx reqs
+    reqs=$(awk '/requests in/ {print $1; exit}' "$out")
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
     p50=$(awk '/Latency Distribution/ {d=1} d && $1=="50%" {print $2; exit}' "$out")
     p99=$(awk '/Latency Distribution/ {d=1} d && $1=="99%" {print $2; exit}' "$out")
@@ -473,7 +496,9 @@ run_wrk() { # name port size round -> fills RPS/P50/P99/ERRS[size,name,round]
     P50[$key]=$(to_ms "$p50")
     P99[$key]=$(to_ms "$p99")
     ERRS[$key]=$((${sock:-0} + ${non2xx:-0}))
-    log "$name $size round $round: ${RPS[$key]} req/s, p50 ${P50[$key]} ms, p99 ${P99[$key]} ms, errors ${ERRS[$key]}"
+    CPU_USER[$key]=$(us_per_req $((u1 - u0)) "${reqs:-0}")
+    CPU_SYS[$key]=$(us_per_req $((s1 - s0)) "${reqs:-0}")
+    log "$name $size round $round: ${RPS[$key]} req/s, p50 ${P50[$key]} ms, p99 ${P99[$key]} ms, errors ${ERRS[$key]}, CPU/req user ${CPU_USER[$key]} us sys ${CPU_SYS[$key]} us"
 }
 
 median() { # values... -> the median (the lower middle one for an even count)
@@ -481,16 +506,19 @@ median() { # values... -> the median (the lower middle one for an even count)
 }
 
 summarize() { # size name -> RPS/P50/P99/ERRS[size,name] from the rounds it completed
-    local size=$1 name=$2 r rps=() p50=() p99=() errs=0
+    local size=$1 name=$2 r rps=() p50=() p99=() cu=() cs=() errs=0
     for ((r = 1; r <= ROUNDS; r++)); do
         [[ -n ${RPS[$size,$name,$r]:-} ]] || continue
         rps+=("${RPS[$size,$name,$r]}"); p50+=("${P50[$size,$name,$r]}"); p99+=("${P99[$size,$name,$r]}")
+        cu+=("${CPU_USER[$size,$name,$r]}"); cs+=("${CPU_SYS[$size,$name,$r]}")
         errs=$((errs + ERRS[$size,$name,$r]))
     done
     ((${#rps[@]})) || return 0
     RPS[$size,$name]=$(median "${rps[@]}")
     P50[$size,$name]=$(median "${p50[@]}")
     P99[$size,$name]=$(median "${p99[@]}")
+    CPU_USER[$size,$name]=$(median "${cu[@]}")
+    CPU_SYS[$size,$name]=$(median "${cs[@]}")
     ERRS[$size,$name]=$errs
     if ((${#rps[@]} > 1)); then
         local sorted
@@ -617,10 +645,10 @@ if [[ $SKIP_LOAD != 1 ]]; then
         LIVE+=("$t")
     done
     for ((round = 1; round <= ROUNDS; round++)); do
-        for size in 1k 100k; do
+        for size in $SIZES; do
             for t in "${LIVE[@]}"; do
                 [[ -z ${DIED[$t]:-} ]] || continue
-                run_wrk "$t" "$(port_of "$t")" "$size" "$round" || true
+                run_wrk "$t" "$(port_of "$t")" "$size" "$round" "${LOAD_PID[$t]}" || true
                 if ! kill -0 "${LOAD_PID[$t]}" 2>/dev/null; then
                     log "$t died during the $size run"; show_log "$t"
                     NOTE[$size,$t]="${NOTE[$size,$t]:-} (process died)"; fail "$t" "died during the $size run"
@@ -630,7 +658,7 @@ if [[ $SKIP_LOAD != 1 ]]; then
         done
     done
     for t in "${LIVE[@]}"; do
-        for size in 1k 100k; do summarize "$size" "$t"; done
+        for size in $SIZES; do summarize "$size" "$t"; done
         if [[ $t != origin && -z ${DIED[$t]:-} ]]; then stop_server "${LOAD_PID[$t]}"; fi
     done
 fi
@@ -653,15 +681,16 @@ fi
     echo "$HEADER"
     echo
     if [[ $SKIP_LOAD != 1 ]]; then
-        printf '%-6s %-9s %10s %10s %10s %7s  %s\n' size proxy "req/s" "p50 ms" "p99 ms" errors note
-        printf '%-6s %-9s %10s %10s %10s %7s\n' ------ --------- ---------- ---------- ---------- -------
-        for size in 1k 100k; do
+        printf '%-6s %-9s %10s %10s %10s %9s %9s %7s  %s\n' size proxy "req/s" "p50 ms" "p99 ms" "usr us/r" "sys us/r" errors note
+        printf '%-6s %-9s %10s %10s %10s %9s %9s %7s\n' ------ --------- ---------- ---------- ---------- --------- --------- -------
+        for size in $SIZES; do
             for t in "${TARGETS[@]}"; do
                 if [[ -n ${RPS[$size,$t]:-} ]]; then
-                    printf '%-6s %-9s %10s %10s %10s %7s  %s\n' "$size" "$t" "${RPS[$size,$t]}" \
-                        "${P50[$size,$t]}" "${P99[$size,$t]}" "${ERRS[$size,$t]}" "${NOTE[$size,$t]:-}"
+                    printf '%-6s %-9s %10s %10s %10s %9s %9s %7s  %s\n' "$size" "$t" "${RPS[$size,$t]}" \
+                        "${P50[$size,$t]}" "${P99[$size,$t]}" "${CPU_USER[$size,$t]}" "${CPU_SYS[$size,$t]}" \
+                        "${ERRS[$size,$t]}" "${NOTE[$size,$t]:-}"
                 else
-                    printf '%-6s %-9s %10s %10s %10s %7s  %s\n' "$size" "$t" - - - - "FAILED: ${NOTE[$size,$t]:-no result}"
+                    printf '%-6s %-9s %10s %10s %10s %9s %9s %7s  %s\n' "$size" "$t" - - - - - - "FAILED: ${NOTE[$size,$t]:-no result}"
                 fi
             done
         done

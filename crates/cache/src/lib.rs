@@ -15,3 +15,4 @@
 //! | `disk` | the disk tier: objects under `data_dir`, checksummed, bounded, warm after restart |
 
 pub mod disk;
+pub mod policy;

@@ -12,7 +12,10 @@
 
 pub mod directives;
 pub mod freshness;
+pub mod invalidation;
+pub mod reuse;
 pub mod storable;
+pub mod validation;
 
 pub use directives::{Delta, Qualified, RequestDirectives, ResponseDirectives};
 pub use freshness::Timing;

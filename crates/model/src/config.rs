@@ -4,6 +4,7 @@
 //! Every default below is documented in `docs/config.md`; keep the two in step.
 
 use crate::duration::{as_text, as_text_opt};
+use crate::size::as_size;
 use crate::{HostPattern, Origin};
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -37,6 +38,25 @@ pub struct ServerSettings {
     /// Threads serving connections; `None` means one per CPU core.
     pub workers: Option<usize>,
     pub limits: ServerLimits,
+    pub cache: CacheStorage,
+}
+
+/// Where the cache keeps objects, shared by every site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStorage {
+    /// Bound of the memory tier, in bytes (stored headers and bodies).
+    pub memory_bytes: u64,
+    /// Bound of the disk tier under `data_dir/cache`, in bytes; 0 turns the disk tier off.
+    pub disk_bytes: u64,
+}
+
+impl Default for CacheStorage {
+    fn default() -> Self {
+        CacheStorage {
+            memory_bytes: 256 << 20,
+            disk_bytes: 1 << 30,
+        }
+    }
 }
 
 /// Where access-log lines go.
@@ -109,6 +129,53 @@ pub struct Site {
     pub max_fails: u32,
     /// ...for this long (or until an active check sees it healthy again).
     pub fail_timeout: Duration,
+    pub cache: SiteCache,
+}
+
+/// A site's `[site.cache]` table. Defaults: caching on, the origin's word on freshness, the
+/// full URL as the key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteCache {
+    pub enabled: bool,
+    /// Edge TTL: replaces the origin's freshness lifetime for responses the cache may store.
+    pub ttl: Option<Duration>,
+    /// Paths never looked up or stored: `/admin/*` (a `*` matches any run of characters).
+    pub bypass: Vec<String>,
+    pub query: QueryKey,
+    /// Request header fields that become part of the cache key (lowercase names).
+    pub key_headers: Vec<String>,
+    /// Cookies whose values become part of the cache key.
+    pub key_cookies: Vec<String>,
+    /// Responses larger than this are passed through, not stored.
+    pub max_object_size: u64,
+    /// Ignore a client's `Cache-Control: no-cache` / `max-age` (a flood of them must not reach
+    /// the origin under attack).
+    pub ignore_client_no_cache: bool,
+    /// Serve a stale copy when the origin errs, times out or is down.
+    pub always_online: bool,
+    /// Store responses that set cookies and hand them to every client.
+    pub share_set_cookie: bool,
+    /// How long a request waits for another request's fill of the same object before it goes to
+    /// the origin itself.
+    pub lock_timeout: Duration,
+}
+
+/// How the query string enters the cache key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryKey {
+    /// As sent.
+    Keep,
+    /// Left out: `/a?x=1` and `/a?y=2` are one object.
+    Ignore,
+    /// Parameters sorted: `/a?b=1&a=2` and `/a?a=2&b=1` are one object.
+    Sort,
+}
+
+impl Default for SiteCache {
+    fn default() -> Self {
+        FileSiteCache::default().into_settings()
+    }
 }
 
 /// A site's certificate chain and private key (PEM files).
@@ -240,6 +307,7 @@ impl Config {
                 health: None,
                 max_fails: default_max_fails(),
                 fail_timeout: default_fail_timeout(),
+                cache: SiteCache::default(),
             }],
         }
     }
@@ -308,6 +376,10 @@ struct FileServer {
     #[serde(with = "as_text_opt")]
     origin_idle_timeout: Option<Duration>,
     origin_max_idle: Option<usize>,
+    #[serde(with = "as_size")]
+    cache_memory: u64,
+    #[serde(with = "as_size")]
+    cache_disk: u64,
 }
 
 impl Default for FileServer {
@@ -330,6 +402,8 @@ impl Default for FileServer {
             shutdown_grace: None,
             origin_idle_timeout: None,
             origin_max_idle: None,
+            cache_memory: CacheStorage::default().memory_bytes,
+            cache_disk: CacheStorage::default().disk_bytes,
         }
     }
 }
@@ -365,6 +439,10 @@ impl FileServer {
                 origin_idle_timeout: self.origin_idle_timeout.unwrap_or(d.origin_idle_timeout),
                 origin_max_idle: self.origin_max_idle.unwrap_or(d.origin_max_idle),
             },
+            cache: CacheStorage {
+                memory_bytes: self.cache_memory,
+                disk_bytes: self.cache_disk,
+            },
         }
     }
 }
@@ -387,6 +465,111 @@ struct FileSite {
     max_fails: u32,
     #[serde(default = "default_fail_timeout", with = "as_text")]
     fail_timeout: Duration,
+    #[serde(default)]
+    cache: FileSiteCache,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileSiteCache {
+    enabled: bool,
+    #[serde(with = "as_text_opt")]
+    ttl: Option<Duration>,
+    bypass: Vec<String>,
+    query: QueryKey,
+    key_headers: Vec<String>,
+    key_cookies: Vec<String>,
+    #[serde(with = "as_size")]
+    max_object_size: u64,
+    ignore_client_no_cache: bool,
+    always_online: bool,
+    share_set_cookie: bool,
+    #[serde(with = "as_text")]
+    lock_timeout: Duration,
+}
+
+impl Default for FileSiteCache {
+    fn default() -> Self {
+        FileSiteCache {
+            enabled: true,
+            ttl: None,
+            bypass: Vec::new(),
+            query: QueryKey::Keep,
+            key_headers: Vec::new(),
+            key_cookies: Vec::new(),
+            max_object_size: 100 << 20,
+            ignore_client_no_cache: false,
+            always_online: false,
+            share_set_cookie: false,
+            lock_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl FileSiteCache {
+    fn into_settings(self) -> SiteCache {
+        SiteCache {
+            enabled: self.enabled,
+            ttl: self.ttl,
+            bypass: self.bypass,
+            query: self.query,
+            key_headers: self
+                .key_headers
+                .into_iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            key_cookies: self.key_cookies,
+            max_object_size: self.max_object_size,
+            ignore_client_no_cache: self.ignore_client_no_cache,
+            always_online: self.always_online,
+            share_set_cookie: self.share_set_cookie,
+            lock_timeout: self.lock_timeout,
+        }
+    }
+
+    /// Refuses what would make the cache key or the bypass list mean something else than
+    /// written.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        for pattern in &self.bypass {
+            if !pattern.starts_with('/') || pattern.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                return Err((
+                    "cache.bypass",
+                    format!("bypass pattern {pattern:?} must start with '/' and hold no spaces"),
+                ));
+            }
+        }
+        for name in &self.key_headers {
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return Err((
+                    "cache.key_headers",
+                    format!("{name:?} is not a header field name"),
+                ));
+            }
+        }
+        for name in &self.key_cookies {
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return Err((
+                    "cache.key_cookies",
+                    format!("{name:?} is not a cookie name"),
+                ));
+            }
+        }
+        if self.lock_timeout.is_zero() {
+            return Err(("cache.lock_timeout", "must be more than zero".into()));
+        }
+        if self.ttl.is_some_and(|t| t.is_zero()) {
+            return Err((
+                "cache.ttl",
+                "must be more than zero (leave it out to follow the origin)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// RFC 9110 §5.6.2 tchar.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn default_max_body_bytes() -> u64 {
@@ -568,6 +751,9 @@ impl FileConfig {
                     "connect_timeout and response_timeout must be more than zero".into(),
                 ));
             }
+            if let Err((field, message)) = site.cache.validate() {
+                return Err((None, key(field), message));
+            }
             let tls = site.tls.map(|tls| {
                 let line = line_and_column(text, tls.span().start).0;
                 let tls = tls.into_inner();
@@ -588,6 +774,7 @@ impl FileConfig {
                 health,
                 max_fails: site.max_fails.max(1),
                 fail_timeout: site.fail_timeout,
+                cache: site.cache.into_settings(),
             });
         }
         Ok(Config { server, sites })
@@ -713,6 +900,42 @@ tls = { cert = "certs/blog.pem", key = "certs/blog.key" }
     fn a_tls_listener_without_any_certificate_is_refused() {
         let err = parse("[server]\nlisten_tls = [\"127.0.0.1:8443\"]\n").unwrap_err();
         assert_eq!(err.key, "server.listen_tls");
+    }
+
+    #[test]
+    fn cache_settings_have_defaults_and_parse_sizes_and_durations() {
+        let config = parse(ISSUE_EXAMPLE).unwrap();
+        assert_eq!(config.server.cache, CacheStorage::default());
+        let cache = &config.sites[0].cache;
+        assert!(cache.enabled && !cache.always_online && !cache.share_set_cookie);
+        assert_eq!(cache.max_object_size, 100 << 20);
+        let config = parse(
+            "[server]\ncache_memory = \"64MiB\"\ncache_disk = 0\n\
+             [[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigins = [\"http://127.0.0.1:1\"]\n\
+             [site.cache]\nttl = \"10m\"\nquery = \"sort\"\nkey_headers = [\"Accept-Language\"]\n\
+             bypass = [\"/admin/*\"]\nmax_object_size = \"1GiB\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.server.cache.memory_bytes, 64 << 20);
+        assert_eq!(config.server.cache.disk_bytes, 0);
+        let cache = &config.sites[0].cache;
+        assert_eq!(cache.ttl, Some(Duration::from_secs(600)));
+        assert_eq!(cache.query, QueryKey::Sort);
+        assert_eq!(cache.key_headers, vec!["accept-language"]);
+        assert_eq!(cache.max_object_size, 1 << 30);
+    }
+
+    #[test]
+    fn bad_cache_settings_name_their_key() {
+        let site = "[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigins = [\"http://127.0.0.1:1\"]\n[site.cache]\n";
+        let err = parse(&format!("{site}bypass = [\"admin\"]\n")).unwrap_err();
+        assert_eq!(err.key, "site[0].cache.bypass");
+        let err = parse(&format!("{site}query = \"shuffle\"\n")).unwrap_err();
+        assert!(err.key.contains("query"), "{err}");
+        let err = parse(&format!("{site}max_object_size = \"lots\"\n")).unwrap_err();
+        assert!(err.key.contains("max_object_size"), "{err}");
+        let err = parse("[server]\ncache_memory = \"12 parsecs\"\n").unwrap_err();
+        assert_eq!(err.key, "server.cache_memory");
     }
 
     #[test]

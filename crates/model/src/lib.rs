@@ -24,10 +24,13 @@ mod config;
 mod duration;
 mod host;
 mod origin;
+mod size;
 
 pub use config::{
-    AccessLogTarget, Config, ConfigError, HealthCheck, ServerLimits, ServerSettings, Site, TlsFiles,
+    AccessLogTarget, CacheStorage, Config, ConfigError, HealthCheck, QueryKey, ServerLimits,
+    ServerSettings, Site, SiteCache, TlsFiles,
 };
 pub use duration::parse_duration;
 pub use host::{HostPattern, normalize_host};
 pub use origin::{Origin, OriginScheme, OriginUrl};
+pub use size::parse_size;

@@ -12,7 +12,23 @@
 //! | module | job |
 //! |---|---|
 //! | `policy` | the RFC's decisions, section by section, as pure functions |
+//! | `key` | primary cache keys: site, URL, keyed fields |
+//! | `vary` | secondary keys from Vary (§4.1), Accept-Encoding normalised |
+//! | `object` | a stored response |
+//! | `memory` | the memory tier: bounded in bytes, scan-resistant |
 //! | `disk` | the disk tier: objects under `data_dir`, checksummed, bounded, warm after restart |
+//! | `coalesce` | fill locks: one origin request per missing object |
+//! | `store` | the cache as the edge uses it: lookup, lock, store |
 
+pub mod coalesce;
 pub mod disk;
+pub mod key;
+pub mod memory;
+pub mod object;
 pub mod policy;
+pub mod store;
+pub mod vary;
+
+pub use key::{CacheKey, ObjectId};
+pub use object::StoredObject;
+pub use store::{Cache, Lookup};

@@ -218,6 +218,11 @@ $PALISADE_EXTRA
 name = "bench"
 hosts = ["*"]
 origins = ["http://127.0.0.1:$ORIGIN_PORT"]
+# A proxy benchmark: nginx and HAProxy do not cache here, and the origin's static files carry
+# Last-Modified, which Palisade's cache would use for heuristic freshness. bench/cache.sh
+# measures the cache.
+[site.cache]
+enabled = false
 EOF
 
 port_of() {

@@ -100,6 +100,14 @@ pub trait Finish: Send + Sync {
     fn finish(self: Box<Self>, bytes_out: u64, complete: bool);
 }
 
+/// Sees a response body's data on its way to the client (the cache storing it as it streams).
+pub trait Tee: Send + Sync {
+    /// A chunk went by; `false` stops the tee (it is dropped, nothing more is shown to it).
+    fn data(&mut self, chunk: &Bytes) -> bool;
+    /// The body ended cleanly. A body that breaks off or is abandoned drops the tee instead.
+    fn end(self: Box<Self>);
+}
+
 /// What a client receives.
 pub struct EdgeBody {
     source: Source,
@@ -108,14 +116,23 @@ pub struct EdgeBody {
 }
 
 enum Source {
-    Origin(OriginResponseBody),
+    Origin(OriginResponseBody, Option<Box<dyn Tee>>),
     Fixed(Option<Bytes>),
 }
 
 impl EdgeBody {
     pub fn origin(body: OriginResponseBody) -> EdgeBody {
         EdgeBody {
-            source: Source::Origin(body),
+            source: Source::Origin(body, None),
+            bytes_out: 0,
+            finish: None,
+        }
+    }
+
+    /// An origin's body that `tee` also sees.
+    pub fn origin_with_tee(body: OriginResponseBody, tee: Box<dyn Tee>) -> EdgeBody {
+        EdgeBody {
+            source: Source::Origin(body, Some(tee)),
             bytes_out: 0,
             finish: None,
         }
@@ -157,10 +174,30 @@ impl Body for EdgeBody {
         let this = self.get_mut();
         let polled = match &mut this.source {
             Source::Fixed(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
-            Source::Origin(body) => match ready!(Pin::new(body).poll_frame(cx)) {
-                None => None,
-                Some(Ok(frame)) => Some(Ok(frame)),
+            Source::Origin(body, tee) => match ready!(Pin::new(&mut *body).poll_frame(cx)) {
+                None => {
+                    if let Some(tee) = tee.take() {
+                        tee.end();
+                    }
+                    None
+                }
+                Some(Ok(frame)) => {
+                    if let (Some(t), Some(data)) = (tee.as_mut(), frame.data_ref())
+                        && !t.data(data)
+                    {
+                        *tee = None;
+                    }
+                    // hyper stops polling a body that says it has ended, so the last frame
+                    // of a sized body is where the tee learns it is complete.
+                    if body.is_end_stream()
+                        && let Some(tee) = tee.take()
+                    {
+                        tee.end();
+                    }
+                    Some(Ok(frame))
+                }
                 Some(Err(e)) => {
+                    *tee = None;
                     // The origin broke off mid-body; the client sees a truncated response
                     // (hyper resets the stream or closes the connection), never a forged end.
                     this.done(false);
@@ -186,7 +223,7 @@ impl Body for EdgeBody {
     fn is_end_stream(&self) -> bool {
         match &self.source {
             Source::Fixed(bytes) => bytes.is_none(),
-            Source::Origin(body) => body.is_end_stream(),
+            Source::Origin(body, _) => body.is_end_stream(),
         }
     }
 
@@ -194,7 +231,7 @@ impl Body for EdgeBody {
         match &self.source {
             Source::Fixed(None) => SizeHint::with_exact(0),
             Source::Fixed(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
-            Source::Origin(body) => body.size_hint(),
+            Source::Origin(body, _) => body.size_hint(),
         }
     }
 }

@@ -4,22 +4,25 @@
 //! http     framing checks (smuggling shapes → 400, close)       phases::framing
 //! route    Host/:authority → site; unknown → 421, CONNECT → 405   phases::route
 //! limits   declared body over max_body_bytes → 413
+//! cache    fresh stored response → answer; else one fill per miss  phases::cache
 //! origin   rewrite the header, pick an origin, forward, failover  phases::forward, origin
 //! respond  clean the origin's header, or the edge's own page      phases::respond
 //! log      when the body is done: metrics and one access line     RequestLog
 //! ```
 //! (`accept`, `tls` and the `http` timeouts run before this, per connection: see `conn`.)
-//! Later issues slot `shield` between route and origin, and `cache` before origin.
+//! Later issues slot `shield` between route and cache.
 
 use crate::access_log::{AccessLog, AccessRecord};
 use crate::body::{BodyMeter, EdgeBody, Finish, OriginBody};
 use crate::conn::ConnContext;
 use crate::metrics::{Metrics, SiteMetrics, UNROUTED};
 use crate::origin::{OriginFailure, OriginRequest, OriginState};
+use crate::phases::cache::CacheStep;
 use crate::phases::route::RouteRefusal;
-use crate::phases::{forward, framing, respond, route};
+use crate::phases::{cache as cache_phase, forward, framing, respond, route};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
+use cache::Cache;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
@@ -32,16 +35,24 @@ pub struct EdgeState {
     pub snapshot: ArcSwap<Snapshot>,
     pub access_log: AccessLog,
     pub metrics: Arc<Metrics>,
+    /// Outlives snapshots: a reload keeps what is stored.
+    pub cache: Arc<Cache>,
     unrouted: Arc<SiteMetrics>,
 }
 
 impl EdgeState {
-    pub fn new(snapshot: Snapshot, access_log: AccessLog, metrics: Arc<Metrics>) -> EdgeState {
+    pub fn new(
+        snapshot: Snapshot,
+        access_log: AccessLog,
+        metrics: Arc<Metrics>,
+        cache: Arc<Cache>,
+    ) -> EdgeState {
         EdgeState {
             snapshot: ArcSwap::from_pointee(snapshot),
             access_log,
             unrouted: metrics.site(UNROUTED),
             metrics,
+            cache,
         }
     }
 }
@@ -127,11 +138,59 @@ pub async fn handle(
         return log.finish_with(respond::edge_page(StatusCode::PAYLOAD_TOO_LARGE, true));
     }
 
-    // origin
     let version = request.version();
-    let upgrade = forward::is_websocket_upgrade(version, request.headers());
     let http10_keep_alive = version == Version::HTTP_10
         && forward::has_token(request.headers(), &header::CONNECTION, "keep-alive");
+
+    // cache
+    let cache_settings = &site.config.cache;
+    let scheme = if conn.client.tls { "https" } else { "http" };
+    let cache_key = |host: &str, path_and_query: &str, headers: &http::HeaderMap| {
+        cache::CacheKey::new(
+            &site.name,
+            cache_settings,
+            scheme,
+            host,
+            path_and_query,
+            headers,
+        )
+    };
+    let target = request
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut fill = None;
+    if cache_phase::applies(
+        cache_settings,
+        request.method(),
+        request.uri().path(),
+        request.headers(),
+    ) {
+        let key = cache_key(&routed.host, target.as_str(), request.headers());
+        match cache_phase::lookup(
+            &state.cache,
+            cache_settings,
+            key,
+            request.method(),
+            request.headers(),
+        )
+        .await
+        {
+            CacheStep::Answer(mut response) => {
+                respond::client_response_headers(&mut response, version, http10_keep_alive);
+                return log.finish_with(response);
+            }
+            CacheStep::Forward(step) => fill = step,
+        }
+    }
+    let method = request.method().clone();
+    // §4.4 needs the request's host and keyed fields after the request has gone to the origin.
+    let invalidation = (cache_settings.enabled && !cache::policy::invalidation::is_safe(&method))
+        .then(|| (routed.host.to_string(), request.headers().clone()));
+
+    // origin
+    let upgrade = forward::is_websocket_upgrade(version, request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (parts, body) = request.into_parts();
     let mut fields = Vec::with_capacity(512);
@@ -143,6 +202,7 @@ pub async fn handle(
         host_is_set,
         &conn.client,
         upgrade,
+        fill.is_some(),
     );
     let has_body = !http_body::Body::is_end_stream(&body);
     let body = if has_body {
@@ -208,8 +268,33 @@ pub async fn handle(
         }
     }
 
-    // respond
-    let mut response = origin_response.map(EdgeBody::origin);
+    // respond (and store)
+    let (mut parts, body) = origin_response.into_parts();
+    if let Some((host, request_headers)) = &invalidation {
+        cache_phase::invalidate_after(
+            &state.cache,
+            &method,
+            parts.status,
+            host,
+            target.as_str(),
+            &parts.headers,
+            |path| cache_key(host, path, request_headers),
+        );
+    }
+    let tee = fill.and_then(|fill| {
+        fill.respond(
+            &method,
+            cache_settings,
+            parts.status,
+            &mut parts.headers,
+            state.cache.memory().capacity() / 8,
+        )
+    });
+    let body = match tee {
+        Some(tee) => EdgeBody::origin_with_tee(body, tee),
+        None => EdgeBody::origin(body),
+    };
+    let mut response = Response::from_parts(parts, body);
     respond::client_response_headers(&mut response, version, http10_keep_alive);
     log.finish_with(response)
 }

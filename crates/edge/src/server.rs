@@ -16,6 +16,7 @@ use crate::origin::UpstreamRegistry;
 use crate::pipeline::EdgeState;
 use crate::snapshot::{BuildContext, Snapshot};
 use crate::tls::TlsShared;
+use cache::Cache;
 use model::{Config, ServerSettings};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,7 +79,8 @@ impl Edge {
         .map_err(EdgeError::Config)?;
         let access_log = AccessLog::start(&config.server.access_log, Arc::clone(&metrics))
             .map_err(EdgeError::AccessLog)?;
-        let state = Arc::new(EdgeState::new(snapshot, access_log, metrics));
+        let cache = Arc::new(Cache::new(config.server.cache.memory_bytes));
+        let state = Arc::new(EdgeState::new(snapshot, access_log, metrics, cache));
         let guard = ConnGuard::new();
         let (shutdown, shutdown_rx) = watch::channel(false);
 

@@ -148,6 +148,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// `bench/README.md`). Lists the edge extends (X-Forwarded-For, Forwarded, Via) go out as one
 /// line, the client's lines joined in front of this hop's entry, since many origins read only
 /// the first line of a field.
+///
+/// `cache_fill`: the response will be stored for other clients, so the client's own
+/// preconditions are not passed on (the cache needs the full response, and answers them
+/// itself), and Accept-Encoding is sent reduced to the variant the response is stored under
+/// (`cache::vary::accept_encoding`), so what comes back suits every client of that variant.
+#[allow(clippy::too_many_arguments)]
 pub fn write_origin_fields(
     out: &mut Vec<u8>,
     headers: &HeaderMap,
@@ -156,6 +162,7 @@ pub fn write_origin_fields(
     host_is_set: bool,
     client: &ClientFacts,
     upgrade: bool,
+    cache_fill: bool,
 ) {
     // First pass: what the fields say about the others.
     let mut named: Vec<&[u8]> = Vec::new();
@@ -192,9 +199,25 @@ pub fn write_origin_fields(
             || (n == "host" && !host_is_set)
             || (n == "x-forwarded-host" && !keep_forwarded_host)
             || (n == "x-forwarded-proto" && !keep_forwarded_proto)
-            || named.iter().any(|t| t.eq_ignore_ascii_case(n.as_bytes()));
+            || named.iter().any(|t| t.eq_ignore_ascii_case(n.as_bytes()))
+            || (cache_fill
+                && matches!(
+                    n,
+                    "accept-encoding"
+                        | "if-none-match"
+                        | "if-modified-since"
+                        | "if-match"
+                        | "if-unmodified-since"
+                        | "if-range"
+                ));
         if !skip {
             field(out, n, value.as_bytes());
+        }
+    }
+    if cache_fill {
+        let coding = cache::vary::accept_encoding(headers);
+        if !coding.is_empty() {
+            field(out, "accept-encoding", coding.as_bytes());
         }
     }
 
@@ -366,6 +389,7 @@ mod tests {
             false,
             client,
             upgrade,
+            false,
         );
         out.extend_from_slice(b"\r\n");
         let mut slots = [httparse::EMPTY_HEADER; 64];

@@ -1,0 +1,464 @@
+//! The `cache` phase: answer from the cache when RFC 9111 allows it, otherwise fetch once
+//! (concurrent misses wait on the first) and store the response while it streams to the client.
+//!
+//! What this phase does not do yet: revalidate a stale response with a conditional request,
+//! stale-while-revalidate and stale-if-error (a stored response that cannot be used as it is
+//! counts as a miss and is fetched again), Range requests (passed to the origin), and the disk
+//! tier (only the memory tier stores).
+
+use crate::body::{EdgeBody, Tee};
+use bytes::{Bytes, BytesMut};
+use cache::coalesce::{self, FillGuard, FillOutcome, Lock};
+use cache::policy::{
+    self, RequestDirectives, ResponseDirectives, invalidation, reuse, storable, validation,
+};
+use cache::{Cache, CacheKey, Lookup, StoredObject};
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Response, StatusCode};
+use model::SiteCache;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// The name this cache gives itself in `Cache-Status` (RFC 9211 §2).
+const CACHE_NAME: &str = "palisade";
+
+/// A cacheable request on its way to the origin: what storing its response needs.
+pub struct Fill {
+    cache: Arc<Cache>,
+    key: CacheKey,
+    request_headers: HeaderMap,
+    request_directives: RequestDirectives,
+    /// Held by the request that fills; `None` when it goes to the origin without the lock
+    /// (the lock wait timed out, or the URL is known uncacheable).
+    guard: Option<FillGuard>,
+    /// `Cache-Status` `fwd` parameter: why the cache went forward.
+    fwd: &'static str,
+    request_time: u64,
+}
+
+/// What the phase decided.
+pub enum CacheStep {
+    /// Answered from the cache.
+    Answer(Response<EdgeBody>),
+    /// Go to the origin; with a [`Fill`] when the response may be stored.
+    Forward(Option<Fill>),
+}
+
+/// Whether `method` and the request's fields make it a candidate for the cache at all.
+pub fn applies(settings: &SiteCache, method: &Method, path: &str, headers: &HeaderMap) -> bool {
+    settings.enabled
+        && (*method == Method::GET || *method == Method::HEAD)
+        // Ranges are served by the origin until the cache answers them from full objects.
+        && !headers.contains_key(header::RANGE)
+        && !settings.bypass.iter().any(|pattern| glob_match(pattern, path))
+}
+
+/// Looks the request up and waits on a fill in progress if there is one.
+pub async fn lookup(
+    cache: &Arc<Cache>,
+    settings: &SiteCache,
+    key: CacheKey,
+    method: &Method,
+    headers: &HeaderMap,
+) -> CacheStep {
+    let request_directives = RequestDirectives::parse(headers);
+    let mut waited = false;
+    loop {
+        let now = unix_now();
+        let id = match cache.lookup(&key, headers, now) {
+            Lookup::Found(object) => {
+                let decision = reuse::reuse(
+                    &request_directives,
+                    &object.directives,
+                    &object.timing,
+                    now,
+                    false,
+                    reuse::ReuseSettings {
+                        ignore_client_no_cache: settings.ignore_client_no_cache,
+                        always_online: settings.always_online,
+                    },
+                );
+                if let reuse::Reuse::Hit { .. } = decision {
+                    return CacheStep::Answer(serve(&object, method, headers, now));
+                }
+                // Not usable as it is: fetched again (revalidation comes later).
+                if request_directives.only_if_cached {
+                    return CacheStep::Answer(gateway_timeout());
+                }
+                return CacheStep::Forward(Some(fill(
+                    cache,
+                    key,
+                    headers,
+                    request_directives,
+                    None,
+                    "stale",
+                    now,
+                )));
+            }
+            // Known uncacheable: no fill, no lock, no copy of the request (Varnish's
+            // hit-for-miss); the mark expires after `UNCACHEABLE_FOR` and the URL is tried again.
+            Lookup::Uncacheable => return CacheStep::Forward(None),
+            Lookup::Missing { id } => id,
+        };
+        // §5.2.1.7: only-if-cached with nothing stored: 504.
+        if request_directives.only_if_cached {
+            return CacheStep::Answer(gateway_timeout());
+        }
+        if waited {
+            // The fill we waited on did not store anything this request can use.
+            return CacheStep::Forward(Some(fill(
+                cache,
+                key,
+                headers,
+                request_directives,
+                None,
+                "miss",
+                now,
+            )));
+        }
+        match cache.lock(id) {
+            Lock::Filler(guard) => {
+                return CacheStep::Forward(Some(fill(
+                    cache,
+                    key,
+                    headers,
+                    request_directives,
+                    Some(guard),
+                    "miss",
+                    now,
+                )));
+            }
+            Lock::Waiter(receiver) => match coalesce::wait(receiver, settings.lock_timeout).await {
+                FillOutcome::Stored => waited = true,
+                _ => {
+                    return CacheStep::Forward(Some(fill(
+                        cache,
+                        key,
+                        headers,
+                        request_directives,
+                        None,
+                        "miss",
+                        unix_now(),
+                    )));
+                }
+            },
+        }
+    }
+}
+
+fn fill(
+    cache: &Arc<Cache>,
+    key: CacheKey,
+    headers: &HeaderMap,
+    request_directives: RequestDirectives,
+    guard: Option<FillGuard>,
+    fwd: &'static str,
+    now: u64,
+) -> Fill {
+    Fill {
+        cache: Arc::clone(cache),
+        key,
+        request_headers: headers.clone(),
+        request_directives,
+        guard,
+        fwd,
+        request_time: now,
+    }
+}
+
+impl Fill {
+    /// Decides whether the origin's response is stored, adds this cache's `Cache-Status`, and
+    /// returns the tee that stores the body as it streams (`None`: not stored).
+    pub fn respond(
+        self,
+        method: &Method,
+        settings: &SiteCache,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+        memory_limit: u64,
+    ) -> Option<Box<dyn Tee>> {
+        let now = unix_now();
+        let directives = ResponseDirectives::parse(headers);
+        let decision = storable::storable(
+            method,
+            &self.request_headers,
+            &self.request_directives,
+            status,
+            headers,
+            &directives,
+            storable::StoreSettings {
+                has_edge_ttl: settings.ttl.is_some(),
+                share_set_cookie: settings.share_set_cookie,
+            },
+        );
+        let limit = settings.max_object_size.min(memory_limit);
+        let declared = content_length(headers);
+        let strip = match decision {
+            Ok(strip) if declared.is_none_or(|n| n <= limit) => strip,
+            _ => {
+                self.cache.mark_uncacheable(&self.key, now);
+                add_cache_status(
+                    headers,
+                    &format!("fwd={}; fwd-status={}", self.fwd, status.as_u16()),
+                );
+                // Dropping the guard releases the waiters to go to the origin themselves.
+                return None;
+            }
+        };
+        let timing = policy::freshness::timing(
+            status,
+            headers,
+            &directives,
+            self.request_time,
+            now,
+            settings.ttl,
+        );
+        add_cache_status(
+            headers,
+            &format!("fwd={}; fwd-status={}; stored", self.fwd, status.as_u16()),
+        );
+        let mut stored_headers = headers.clone();
+        // This hop's Cache-Status is not part of what is stored; later hits write their own.
+        strip_own_cache_status(&mut stored_headers);
+        Some(Box::new(Filling {
+            object: Some(StoredObject::new(
+                status,
+                stored_headers,
+                &strip,
+                Bytes::new(),
+                timing,
+                self.key.url.clone(),
+                0,
+            )),
+            fill: self,
+            body: BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize),
+            limit,
+        }))
+    }
+}
+
+/// The body of a response being stored, gathered as it goes to the client.
+struct Filling {
+    fill: Fill,
+    object: Option<StoredObject>,
+    body: BytesMut,
+    limit: u64,
+}
+
+impl Tee for Filling {
+    fn data(&mut self, chunk: &Bytes) -> bool {
+        if self.body.len() as u64 + chunk.len() as u64 > self.limit {
+            // Larger than the cache takes: released, and the URL goes uncacheable for a while.
+            self.fill.cache.mark_uncacheable(&self.fill.key, unix_now());
+            return false;
+        }
+        self.body.extend_from_slice(chunk);
+        true
+    }
+
+    fn end(mut self: Box<Self>) {
+        let Some(mut object) = self.object.take() else {
+            return;
+        };
+        object.body = std::mem::take(&mut self.body).freeze();
+        self.fill
+            .cache
+            .store(&self.fill.key, &self.fill.request_headers, object);
+        if let Some(guard) = self.fill.guard.take() {
+            guard.finish(FillOutcome::Stored);
+        }
+    }
+}
+
+/// A response built from a stored one (RFC 9111 §4), or a 304/412 when the client's own
+/// preconditions say so (§4.3.2).
+fn serve(
+    object: &StoredObject,
+    method: &Method,
+    request: &HeaderMap,
+    now: u64,
+) -> Response<EdgeBody> {
+    let age = object.timing.current_age(now);
+    let ttl = object.timing.lifetime as i64 - age as i64;
+    let status_line = format!("hit; ttl={ttl}");
+    let (status, mut headers, body) = match validation::evaluate_preconditions(
+        request,
+        &object.headers,
+        object.timing.response_time,
+    ) {
+        validation::Precondition::NotModified => (
+            StatusCode::NOT_MODIFIED,
+            validation::not_modified_fields(&object.headers),
+            EdgeBody::empty(),
+        ),
+        validation::Precondition::Failed => {
+            return crate::phases::respond::edge_page(StatusCode::PRECONDITION_FAILED, false);
+        }
+        validation::Precondition::Proceed => {
+            let body = if *method == Method::HEAD {
+                EdgeBody::empty()
+            } else {
+                EdgeBody::fixed(object.body.clone())
+            };
+            (object.status, object.headers.clone(), body)
+        }
+    };
+    // §5.2.2.4: fields a qualified no-cache names are not sent without revalidation.
+    if let policy::Qualified::Fields(names) = &object.directives.no_cache {
+        for name in names {
+            headers.remove(name);
+        }
+    }
+    // §5.1: the Age of a response from the cache.
+    headers.insert(header::AGE, HeaderValue::from(age));
+    if *method == Method::HEAD
+        && !headers.contains_key(header::CONTENT_LENGTH)
+        && status == object.status
+    {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(object.body.len()));
+    }
+    add_cache_status(&mut headers, &status_line);
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// §5.2.1.7: "a cache SHOULD either respond using a stored response consistent with the other
+/// constraints of the request or respond with a 504 (Gateway Timeout) status code".
+fn gateway_timeout() -> Response<EdgeBody> {
+    let mut response = crate::phases::respond::edge_page(StatusCode::GATEWAY_TIMEOUT, false);
+    add_cache_status(response.headers_mut(), "fwd=miss; detail=only-if-cached");
+    response
+}
+
+/// §4.4: after an unsafe request succeeded, the URL (and same-host Location/Content-Location)
+/// is invalidated. `make_key` builds the key of a path on the request's host.
+pub fn invalidate_after(
+    cache: &Cache,
+    method: &Method,
+    status: StatusCode,
+    host: &str,
+    path_and_query: &str,
+    response: &HeaderMap,
+    make_key: impl Fn(&str) -> CacheKey,
+) {
+    for path in invalidation::invalidated_paths(method, status, host, path_and_query, response) {
+        cache.invalidate(&make_key(&path));
+    }
+}
+
+/// RFC 9211 §2: each cache appends its member; the last one is the cache closest to the client.
+fn add_cache_status(headers: &mut HeaderMap, params: &str) {
+    let member = format!("{CACHE_NAME}; {params}");
+    let value = match headers.get(HEADER_CACHE_STATUS) {
+        Some(existing) => {
+            let mut joined = existing.as_bytes().to_vec();
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(member.as_bytes());
+            HeaderValue::from_bytes(&joined).ok()
+        }
+        None => HeaderValue::from_str(&member).ok(),
+    };
+    if let Some(value) = value {
+        headers.insert(HEADER_CACHE_STATUS, value);
+    }
+}
+
+/// Removes this cache's own member from Cache-Status (keeping those of caches nearer the origin).
+fn strip_own_cache_status(headers: &mut HeaderMap) {
+    let Some(value) = headers
+        .get(HEADER_CACHE_STATUS)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
+    let prefix = format!("{CACHE_NAME};");
+    let kept: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.starts_with(&prefix) && *m != CACHE_NAME)
+        .collect();
+    match HeaderValue::from_str(&kept.join(", ")) {
+        Ok(v) if !kept.is_empty() => {
+            headers.insert(HEADER_CACHE_STATUS, v);
+        }
+        _ => {
+            headers.remove(HEADER_CACHE_STATUS);
+        }
+    }
+}
+
+const HEADER_CACHE_STATUS: &str = "cache-status";
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn unix_now() -> u64 {
+    policy::freshness::unix_seconds(SystemTime::now())
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut resume) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            pi += 1;
+            resume = ti;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            resume += 1;
+            ti = resume;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|b| *b == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bypass_patterns_match_with_stars() {
+        assert!(glob_match("/admin/*", "/admin/users"));
+        assert!(glob_match("/admin/*", "/admin/"));
+        assert!(!glob_match("/admin/*", "/administrator"));
+        assert!(glob_match("*.php", "/index.php"));
+        assert!(glob_match("/a/*/b", "/a/x/y/b"));
+        assert!(glob_match("/exact", "/exact"));
+        assert!(!glob_match("/exact", "/exact/more"));
+    }
+
+    #[test]
+    fn rfc9211_members_are_appended_and_our_own_is_not_stored() {
+        let mut h = HeaderMap::new();
+        add_cache_status(&mut h, "fwd=miss; stored");
+        assert_eq!(h["cache-status"], "palisade; fwd=miss; stored");
+        let mut upstream = HeaderMap::new();
+        upstream.insert("cache-status", HeaderValue::from_static("OriginCache; hit"));
+        add_cache_status(&mut upstream, "hit; ttl=5");
+        assert_eq!(
+            upstream["cache-status"],
+            "OriginCache; hit, palisade; hit; ttl=5"
+        );
+        strip_own_cache_status(&mut upstream);
+        assert_eq!(upstream["cache-status"], "OriginCache; hit");
+        strip_own_cache_status(&mut h);
+        assert!(!h.contains_key("cache-status"));
+    }
+}

@@ -63,7 +63,9 @@ pub async fn lookup(
 ) -> CacheStep {
     let request_directives = RequestDirectives::parse(headers);
     let mut waited = false;
-    loop {
+    // Every way to the origin ends this loop with the fill lock (if held), the Cache-Status
+    // `fwd` reason and the request time.
+    let (guard, fwd, request_time) = loop {
         let now = unix_now();
         let id = match cache.lookup(&key, headers, now) {
             Lookup::Found(object) => {
@@ -85,15 +87,7 @@ pub async fn lookup(
                 if request_directives.only_if_cached {
                     return CacheStep::Answer(gateway_timeout());
                 }
-                return CacheStep::Forward(Some(fill(
-                    cache,
-                    key,
-                    headers,
-                    request_directives,
-                    None,
-                    "stale",
-                    now,
-                )));
+                break (None, "stale", now);
             }
             // Known uncacheable: no fill, no lock, no copy of the request (Varnish's
             // hit-for-miss); the mark expires after `UNCACHEABLE_FOR` and the URL is tried again.
@@ -106,64 +100,26 @@ pub async fn lookup(
         }
         if waited {
             // The fill we waited on did not store anything this request can use.
-            return CacheStep::Forward(Some(fill(
-                cache,
-                key,
-                headers,
-                request_directives,
-                None,
-                "miss",
-                now,
-            )));
+            break (None, "miss", now);
         }
         match cache.lock(id) {
-            Lock::Filler(guard) => {
-                return CacheStep::Forward(Some(fill(
-                    cache,
-                    key,
-                    headers,
-                    request_directives,
-                    Some(guard),
-                    "miss",
-                    now,
-                )));
-            }
+            Lock::Filler(guard) => break (Some(guard), "miss", now),
             Lock::Waiter(receiver) => match coalesce::wait(receiver, settings.lock_timeout).await {
                 FillOutcome::Stored => waited = true,
-                _ => {
-                    return CacheStep::Forward(Some(fill(
-                        cache,
-                        key,
-                        headers,
-                        request_directives,
-                        None,
-                        "miss",
-                        unix_now(),
-                    )));
-                }
+                // Failed, not storable, or timed out: this request goes to the origin itself.
+                _ => break (None, "miss", unix_now()),
             },
         }
-    }
-}
-
-fn fill(
-    cache: &Arc<Cache>,
-    key: CacheKey,
-    headers: &HeaderMap,
-    request_directives: RequestDirectives,
-    guard: Option<FillGuard>,
-    fwd: &'static str,
-    now: u64,
-) -> Fill {
-    Fill {
+    };
+    CacheStep::Forward(Some(Fill {
         cache: Arc::clone(cache),
         key,
         request_headers: headers.clone(),
         request_directives,
         guard,
         fwd,
-        request_time: now,
-    }
+        request_time,
+    }))
 }
 
 impl Fill {

@@ -32,7 +32,7 @@
 //! |---|---|
 //! | `lock` | locked (`flock`) while a tier is open: one tier per directory |
 //! | `tmp/` | bodies and heads being written; emptied at open |
-//! | `00/` … `ff/` | 256 fan-out directories, by the id's top byte (ids are hashes) |
+//! | `00/` … `ff/` | up to 256 fan-out directories, by the id's top byte (ids are hashes), each made when its first object is |
 //! | `ab/<id>.head` | the object: magic, format version, id, body serial, body length, metadata, CRC-32 of all of it |
 //! | `ab/<id>-<serial>.body` | the body in 64 KiB blocks, each followed by a CRC-32 of id, serial, block index and data; then a trailer (magic, version, id, serial, body length, CRC-32) |
 //!
@@ -392,6 +392,7 @@ impl DiskTier {
             let dir = self.store.dir.join(fan_out_dir_name(byte));
             let entries = match fs::read_dir(&dir) {
                 Ok(entries) => Some(entries),
+                Err(error) if error.kind() == io::ErrorKind::NotFound => None,
                 Err(error) => {
                     let dir = dir.display();
                     tracing::warn!(%dir, %error, "disk tier scan skips a directory");
@@ -456,6 +457,24 @@ impl Store {
         self.dir
             .join(TMP_DIR)
             .join(format!("{serial:016x}.{extension}"))
+    }
+
+    /// Renames a finished body into its fan-out directory, making the directory on first use:
+    /// a new tier is then one directory rather than 257, and opening one reads only those
+    /// that hold something.
+    fn rename_into_fan_out(&self, from: &Path, to: &Path) -> io::Result<()> {
+        match fs::rename(from, to) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(fan_out_dir) = to.parent() {
+                    match fs::create_dir(fan_out_dir) {
+                        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                        _ => {}
+                    }
+                }
+                fs::rename(from, to)
+            }
+            renamed => renamed,
+        }
     }
 
     fn new_serial(&self) -> u64 {

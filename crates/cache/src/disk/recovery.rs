@@ -35,8 +35,8 @@ pub(super) struct Found {
     pub removed_files: usize,
 }
 
-/// Creates the tier's directories if needed, empties `tmp/`, and checks every fan-out
-/// directory.
+/// Creates the tier's directory and `tmp/` if needed, empties `tmp/`, and checks every fan-out
+/// directory there is.
 pub(super) fn recover(dir: &Path) -> Result<Found, DiskError> {
     let mut found = Found::default();
     let tmp = dir.join(TMP_DIR);
@@ -49,17 +49,21 @@ pub(super) fn recover(dir: &Path) -> Result<Found, DiskError> {
         found.removed_files += 1;
     }
     for byte in 0..=u8::MAX {
-        let fan_out_dir = dir.join(fan_out_dir_name(byte));
-        create_dir(&fan_out_dir)?;
-        recover_fan_out_dir(&fan_out_dir, byte, &mut found)?;
+        recover_fan_out_dir(&dir.join(fan_out_dir_name(byte)), byte, &mut found)?;
     }
     Ok(found)
 }
 
 fn recover_fan_out_dir(dir: &Path, byte: u8, found: &mut Found) -> Result<(), DiskError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // Created on first use: no object ever went there.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error(dir)(e)),
+    };
     let mut heads = Vec::new();
     let mut bodies = HashSet::new();
-    for entry in fs::read_dir(dir).map_err(io_error(dir))? {
+    for entry in entries {
         let entry = entry.map_err(io_error(dir))?;
         let path = entry.path();
         let kind = entry.file_type().map_err(io_error(&path))?;

@@ -4,7 +4,7 @@
 use super::format::{BLOCK_BYTES, block_crc, encode_trailer, object_bytes};
 use super::index::Entry;
 use super::{DiskError, ObjectId, Store, check_meta_len, io_error, remove_quietly};
-use std::fs::{self, File};
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -121,7 +121,7 @@ impl DiskWriter {
         // place whose data a power loss kept off the disk fails its length, trailer or block
         // checks and is never served.
         let body_path = self.store.body_path(self.id, self.serial);
-        if let Err(source) = fs::rename(&self.tmp_path, &body_path) {
+        if let Err(source) = self.store.rename_into_fan_out(&self.tmp_path, &body_path) {
             self.abort();
             return Err(DiskError::Io {
                 path: body_path,

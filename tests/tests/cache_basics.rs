@@ -154,3 +154,155 @@ async fn set_cookie_responses_are_not_handed_to_other_clients() {
     assert_eq!(second.text(), "v1");
     assert_eq!(origin.requests(), 2);
 }
+
+/// Waits until `done` holds, checking every 20 ms, for at most 5 s.
+async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..250 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    done()
+}
+
+/// Long enough for a response stored with `max-age=1` to be stale: ages are whole seconds.
+const PAST_ONE_SECOND: std::time::Duration = std::time::Duration::from_millis(2100);
+
+#[tokio::test]
+async fn s4_3_stale_response_is_revalidated_and_a_304_refreshes_it() {
+    let origin = ScriptedOrigin::start(|n| {
+        Reply::keep_open(match n {
+            0 => "HTTP/1.1 200 OK\r\nCache-Control: max-age=1\r\nETag: \"a\"\r\nX-Version: 1\r\nContent-Length: 2\r\n\r\nv0".to_string(),
+            _ => "HTTP/1.1 304 Not Modified\r\nCache-Control: max-age=60\r\nETag: \"a\"\r\nX-Version: 2\r\n\r\n".to_string(),
+        })
+    });
+    let proxy = proxy_for(&origin);
+    client::get(proxy.http_addr(), "blog.example", "/r").await;
+    tokio::time::sleep(PAST_ONE_SECOND).await;
+
+    let revalidated = client::get(proxy.http_addr(), "blog.example", "/r").await;
+    let after = client::get(proxy.http_addr(), "blog.example", "/r").await;
+
+    assert_eq!(revalidated.status, 200);
+    assert_eq!(revalidated.text(), "v0", "the stored body, refreshed");
+    assert_eq!(
+        revalidated.header("x-version"),
+        Some("2"),
+        "§3.2: the 304's fields replace the stored ones"
+    );
+    let status = revalidated.header("cache-status").unwrap_or_default();
+    assert!(
+        status.contains("fwd=stale") && status.contains("fwd-status=304"),
+        "{status}"
+    );
+    let heads = origin.heads();
+    assert!(
+        heads[1]
+            .to_ascii_lowercase()
+            .contains("if-none-match: \"a\""),
+        "§4.3.1: the validator is sent: {}",
+        heads[1]
+    );
+    assert_eq!(after.text(), "v0");
+    assert!(
+        after
+            .header("cache-status")
+            .unwrap_or_default()
+            .contains("hit")
+    );
+    assert_eq!(origin.requests(), 2, "the refreshed copy is fresh for 60 s");
+}
+
+#[tokio::test]
+async fn rfc5861_stale_while_revalidate_serves_stale_and_refreshes_exactly_once() {
+    let origin = ScriptedOrigin::start(|n| {
+        Reply::keep_open(match n {
+            0 => "HTTP/1.1 200 OK\r\nCache-Control: max-age=1, stale-while-revalidate=60\r\nContent-Length: 2\r\n\r\nv0".to_string(),
+            _ => format!("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 2\r\n\r\nv{}", n.min(9)),
+        })
+    });
+    let proxy = proxy_for(&origin);
+    client::get(proxy.http_addr(), "blog.example", "/swr").await;
+    tokio::time::sleep(PAST_ONE_SECOND).await;
+
+    let stale: Vec<_> = futures_util::future::join_all(
+        (0..8).map(|_| client::get(proxy.http_addr(), "blog.example", "/swr")),
+    )
+    .await;
+    assert!(
+        eventually(|| origin.requests() >= 2).await,
+        "a background refresh happened"
+    );
+    let refreshed = client::get(proxy.http_addr(), "blog.example", "/swr").await;
+
+    for reply in &stale {
+        assert_eq!(reply.text(), "v0", "served stale at once");
+        let status = reply.header("cache-status").unwrap_or_default();
+        assert!(
+            status.contains("hit") && status.contains("stale-while-revalidate"),
+            "{status}"
+        );
+    }
+    assert_eq!(refreshed.text(), "v1");
+    assert_eq!(origin.requests(), 2, "exactly one background refresh");
+}
+
+#[tokio::test]
+async fn rfc5861_stale_if_error_serves_the_stored_copy_when_the_origin_fails() {
+    let origin = ScriptedOrigin::start(|n| {
+        Reply::keep_open(match n {
+            0 => {
+                "HTTP/1.1 200 OK\r\nCache-Control: max-age=1, stale-if-error=60\r\nContent-Length: 2\r\n\r\nv0"
+            }
+            _ => "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\ndown",
+        })
+    });
+    let proxy = proxy_for(&origin);
+    client::get(proxy.http_addr(), "blog.example", "/sie").await;
+    tokio::time::sleep(PAST_ONE_SECOND).await;
+
+    let reply = client::get(proxy.http_addr(), "blog.example", "/sie").await;
+
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "v0");
+    let status = reply.header("cache-status").unwrap_or_default();
+    assert!(
+        status.contains("fwd-status=503") && status.contains("stale-if-error"),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_the_cached_copy_when_the_origin_is_down() {
+    let origin = numbered_origin("Cache-Control: max-age=1, stale-if-error=60\r\n");
+    let proxy = proxy_for(&origin);
+    client::get(proxy.http_addr(), "blog.example", "/down").await;
+    drop(origin);
+    tokio::time::sleep(PAST_ONE_SECOND).await;
+
+    let reply = client::get(proxy.http_addr(), "blog.example", "/down").await;
+
+    assert_eq!(reply.status, 200, "body: {}", reply.text());
+    assert_eq!(reply.text(), "v0");
+}
+
+#[tokio::test]
+async fn s4_2_4_must_revalidate_forbids_serving_stale_on_error() {
+    let origin = ScriptedOrigin::start(|n| {
+        Reply::keep_open(match n {
+            0 => {
+                "HTTP/1.1 200 OK\r\nCache-Control: max-age=1, must-revalidate, stale-if-error=60\r\nContent-Length: 2\r\n\r\nv0"
+            }
+            _ => "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\ndown",
+        })
+    });
+    let proxy = proxy_for(&origin);
+    client::get(proxy.http_addr(), "blog.example", "/mr").await;
+    tokio::time::sleep(PAST_ONE_SECOND).await;
+
+    let reply = client::get(proxy.http_addr(), "blog.example", "/mr").await;
+
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.text(), "down");
+}

@@ -20,8 +20,8 @@ pub struct Cache {
 
 /// What a lookup found.
 pub enum Lookup {
-    /// A stored response for this request (its Vary fields matched).
-    Found(Arc<StoredObject>),
+    /// A stored response for this request (its Vary fields matched), and its id.
+    Found(Arc<StoredObject>, ObjectId),
     /// Nothing stored; `id` names the object a fill would store (the variant's id when the
     /// URL's Vary spec is known).
     Missing { id: ObjectId },
@@ -42,13 +42,13 @@ impl Cache {
     pub fn lookup(&self, key: &CacheKey, request: &HeaderMap, now: u64) -> Lookup {
         match self.memory.get(key.id) {
             None => Lookup::Missing { id: key.id },
-            Some(Entry::Object(object)) => Lookup::Found(object),
+            Some(Entry::Object(object)) => Lookup::Found(object, key.id),
             Some(Entry::Uncacheable { until }) if until > now => Lookup::Uncacheable,
             Some(Entry::Uncacheable { .. }) => Lookup::Missing { id: key.id },
             Some(Entry::Vary(spec)) => {
                 let id = spec.variant_id(key.id, request);
                 match self.memory.get(id) {
-                    Some(Entry::Object(object)) => Lookup::Found(object),
+                    Some(Entry::Object(object)) => Lookup::Found(object, id),
                     _ => Lookup::Missing { id },
                 }
             }
@@ -165,7 +165,7 @@ mod tests {
 
     fn found(lookup: Lookup) -> Option<Bytes> {
         match lookup {
-            Lookup::Found(o) => Some(o.body.clone()),
+            Lookup::Found(o, _) => Some(o.body.clone()),
             _ => None,
         }
     }

@@ -181,6 +181,39 @@ pub async fn handle(
                 respond::client_response_headers(&mut response, version, http10_keep_alive);
                 return log.finish_with(response);
             }
+            CacheStep::AnswerAndRefresh(mut response, refresh) => {
+                if let Some(refresh) = refresh {
+                    // The background request is this one's twin: same fields, no body.
+                    let mut fields = Vec::with_capacity(512);
+                    forward::write_origin_fields(
+                        &mut fields,
+                        request.headers(),
+                        version,
+                        &authority,
+                        host_is_set,
+                        &conn.client,
+                        false,
+                        true,
+                    );
+                    refresh.write_validators(&mut fields);
+                    tokio::spawn(refresh_in_background(
+                        Arc::clone(&site.upstream),
+                        OriginRequest {
+                            method: Method::GET,
+                            path_and_query: target.clone(),
+                            fields,
+                            declared_length: false,
+                            body: OriginBody::Empty,
+                            retryable: true,
+                        },
+                        refresh,
+                        cache_settings.clone(),
+                        state.cache.memory().capacity() / 8,
+                    ));
+                }
+                respond::client_response_headers(&mut response, version, http10_keep_alive);
+                return log.finish_with(response);
+            }
             CacheStep::Forward(step) => fill = step,
         }
     }
@@ -204,6 +237,9 @@ pub async fn handle(
         upgrade,
         fill.is_some(),
     );
+    if let Some(fill) = &fill {
+        fill.write_validators(&mut fields);
+    }
     let has_body = !http_body::Body::is_end_stream(&body);
     let body = if has_body {
         let meter = Arc::new(BodyMeter::default());
@@ -231,6 +267,11 @@ pub async fn handle(
     let answer = match site.upstream.forward(origin_request).await {
         Ok(answer) => answer,
         Err(failure) => {
+            // RFC 5861 §4 / always online: a stale copy beats an error page.
+            if let Some(mut stale) = fill.as_ref().and_then(|f| f.stale_on_error(&method, None)) {
+                respond::client_response_headers(&mut stale, version, http10_keep_alive);
+                return log.finish_with(stale);
+            }
             let status = match &failure {
                 OriginFailure::Unreachable { origin } | OriginFailure::Broken { origin } => {
                     log.origin = Some(Arc::clone(origin));
@@ -270,6 +311,19 @@ pub async fn handle(
 
     // respond (and store)
     let (mut parts, body) = origin_response.into_parts();
+    if let Some(f) = &fill
+        && let Some(mut stale) = f.stale_on_error(&method, Some(parts.status))
+    {
+        respond::client_response_headers(&mut stale, version, http10_keep_alive);
+        return log.finish_with(stale);
+    }
+    if parts.status == StatusCode::NOT_MODIFIED
+        && let Some(f) = fill.take()
+        && let Some(mut refreshed) = f.not_modified(&method, cache_settings, &parts.headers)
+    {
+        respond::client_response_headers(&mut refreshed, version, http10_keep_alive);
+        return log.finish_with(refreshed);
+    }
     if let Some((host, request_headers)) = &invalidation {
         cache_phase::invalidate_after(
             &state.cache,
@@ -297,6 +351,36 @@ pub async fn handle(
     let mut response = Response::from_parts(parts, body);
     respond::client_response_headers(&mut response, version, http10_keep_alive);
     log.finish_with(response)
+}
+
+/// Refreshes a stored response while its stale copy is being served (RFC 5861 §3). The fill
+/// holds the object's lock, so there is one refresh at a time; if it fails, the stale copy stays
+/// until the stale-while-revalidate window closes and a request revalidates in the foreground.
+async fn refresh_in_background(
+    upstream: Arc<crate::origin::Upstream>,
+    request: OriginRequest,
+    fill: cache_phase::Fill,
+    settings: model::SiteCache,
+    memory_limit: u64,
+) {
+    let Ok(answer) = upstream.forward(request).await else {
+        return;
+    };
+    let (mut parts, body) = answer.response.into_parts();
+    if parts.status == StatusCode::NOT_MODIFIED {
+        fill.not_modified(&Method::GET, &settings, &parts.headers);
+        return;
+    }
+    if let Some(tee) = fill.respond(
+        &Method::GET,
+        &settings,
+        parts.status,
+        &mut parts.headers,
+        memory_limit,
+    ) {
+        // Read to the end: the tee stores the body when it is complete.
+        let _ = http_body_util::BodyExt::collect(EdgeBody::origin_with_tee(body, tee)).await;
+    }
 }
 
 fn declared_length(request: &Request<Incoming>) -> Option<u64> {

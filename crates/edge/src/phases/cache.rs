@@ -1,10 +1,13 @@
 //! The `cache` phase: answer from the cache when RFC 9111 allows it, otherwise fetch once
 //! (concurrent misses wait on the first) and store the response while it streams to the client.
 //!
-//! What this phase does not do yet: revalidate a stale response with a conditional request,
-//! stale-while-revalidate and stale-if-error (a stored response that cannot be used as it is
-//! counts as a miss and is fetched again), Range requests (passed to the origin), and the disk
-//! tier (only the memory tier stores).
+//! A stored response that is no longer fresh is revalidated: the origin gets its validators
+//! (§4.3.1) and a 304 refreshes it (§4.3.4); within stale-while-revalidate it is served at once
+//! and refreshed in the background, once; within stale-if-error (or with the site's always-online
+//! switch) it is served when the origin fails.
+//!
+//! Not done yet: Range requests (passed to the origin), and the disk tier (only the memory tier
+//! stores).
 
 use crate::body::{EdgeBody, Tee};
 use bytes::{Bytes, BytesMut};
@@ -34,12 +37,17 @@ pub struct Fill {
     /// `Cache-Status` `fwd` parameter: why the cache went forward.
     fwd: &'static str,
     request_time: u64,
+    /// The stored response being revalidated, and whether it may be served if the origin fails.
+    stale: Option<(Arc<StoredObject>, bool)>,
 }
 
 /// What the phase decided.
 pub enum CacheStep {
     /// Answered from the cache.
     Answer(Response<EdgeBody>),
+    /// Answered from the cache with a stale response (stale-while-revalidate); the fill
+    /// refreshes it in the background. No fill when another request is already refreshing it.
+    AnswerAndRefresh(Response<EdgeBody>, Option<Fill>),
     /// Go to the origin; with a [`Fill`] when the response may be stored.
     Forward(Option<Fill>),
 }
@@ -63,51 +71,88 @@ pub async fn lookup(
 ) -> CacheStep {
     let request_directives = RequestDirectives::parse(headers);
     let mut waited = false;
+    let reuse_settings = reuse::ReuseSettings {
+        ignore_client_no_cache: settings.ignore_client_no_cache,
+        always_online: settings.always_online,
+    };
     // Every way to the origin ends this loop with the fill lock (if held), the Cache-Status
-    // `fwd` reason and the request time.
-    let (guard, fwd, request_time) = loop {
+    // `fwd` reason, the request time and the stale response being revalidated.
+    let (guard, fwd, request_time, stale) = loop {
         let now = unix_now();
         let id = match cache.lookup(&key, headers, now) {
-            Lookup::Found(object) => {
+            Lookup::Found(object, id) => {
                 let decision = reuse::reuse(
                     &request_directives,
                     &object.directives,
                     &object.timing,
                     now,
                     false,
-                    reuse::ReuseSettings {
-                        ignore_client_no_cache: settings.ignore_client_no_cache,
-                        always_online: settings.always_online,
-                    },
+                    reuse_settings,
                 );
-                if let reuse::Reuse::Hit { .. } = decision {
-                    return CacheStep::Answer(serve(&object, method, headers, now));
-                }
-                // Not usable as it is: fetched again (revalidation comes later).
+                let serve_stale_on_error = match decision {
+                    reuse::Reuse::Hit { .. } => {
+                        return CacheStep::Answer(serve(&object, method, headers, now, "hit"));
+                    }
+                    reuse::Reuse::StaleWhileRevalidate => {
+                        let answer = serve(
+                            &object,
+                            method,
+                            headers,
+                            now,
+                            "hit; detail=stale-while-revalidate",
+                        );
+                        // One refresh at a time: a held lock means one is under way.
+                        let refresh = match cache.lock(id) {
+                            Lock::Filler(guard) if *method == Method::GET => Some(Fill {
+                                cache: Arc::clone(cache),
+                                key,
+                                request_headers: headers.clone(),
+                                request_directives,
+                                guard: Some(guard),
+                                fwd: "stale",
+                                request_time: now,
+                                stale: Some((Arc::clone(&object), false)),
+                            }),
+                            _ => None,
+                        };
+                        return CacheStep::AnswerAndRefresh(answer, refresh);
+                    }
+                    reuse::Reuse::Revalidate {
+                        serve_stale_on_error,
+                    } => serve_stale_on_error,
+                };
+                // §5.2.1.7: only-if-cached and nothing usable: 504.
                 if request_directives.only_if_cached {
                     return CacheStep::Answer(gateway_timeout());
                 }
-                break (None, "stale", now);
+                if *method != Method::GET {
+                    return CacheStep::Forward(None);
+                }
+                break (None, "stale", now, Some((object, serve_stale_on_error)));
             }
             // Known uncacheable: no fill, no lock, no copy of the request (Varnish's
             // hit-for-miss); the mark expires after `UNCACHEABLE_FOR` and the URL is tried again.
             Lookup::Uncacheable => return CacheStep::Forward(None),
             Lookup::Missing { id } => id,
         };
-        // §5.2.1.7: only-if-cached with nothing stored: 504.
         if request_directives.only_if_cached {
             return CacheStep::Answer(gateway_timeout());
         }
+        // A HEAD miss goes to the origin as HEAD and stores nothing (only GET responses are
+        // stored): it must not hold the fill lock of the GET it is not.
+        if *method != Method::GET {
+            return CacheStep::Forward(None);
+        }
         if waited {
             // The fill we waited on did not store anything this request can use.
-            break (None, "miss", now);
+            break (None, "miss", now, None);
         }
         match cache.lock(id) {
-            Lock::Filler(guard) => break (Some(guard), "miss", now),
+            Lock::Filler(guard) => break (Some(guard), "miss", now, None),
             Lock::Waiter(receiver) => match coalesce::wait(receiver, settings.lock_timeout).await {
                 FillOutcome::Stored => waited = true,
                 // Failed, not storable, or timed out: this request goes to the origin itself.
-                _ => break (None, "miss", unix_now()),
+                _ => break (None, "miss", unix_now(), None),
             },
         }
     };
@@ -119,10 +164,94 @@ pub async fn lookup(
         guard,
         fwd,
         request_time,
+        stale,
     }))
 }
 
 impl Fill {
+    /// Writes the validators of the response being revalidated into the origin request's
+    /// fields (§4.3.1).
+    pub fn write_validators(&self, fields: &mut Vec<u8>) {
+        let Some((stale, _)) = &self.stale else {
+            return;
+        };
+        for (name, value) in validation::conditional_fields(&stale.headers) {
+            fields.extend_from_slice(name.as_str().as_bytes());
+            fields.extend_from_slice(b": ");
+            fields.extend_from_slice(value.as_bytes());
+            fields.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// The origin could not be reached, timed out, or answered `status` (500, 502, 503, 504):
+    /// the stale response, if RFC 5861 §4 or the site's always-online switch allow it.
+    pub fn stale_on_error(
+        &self,
+        method: &Method,
+        status: Option<StatusCode>,
+    ) -> Option<Response<EdgeBody>> {
+        let (stale, allowed) = self.stale.as_ref()?;
+        if !allowed || status.is_some_and(|s| !is_error_for_stale(s)) {
+            return None;
+        }
+        let detail = match status {
+            Some(s) => format!(
+                "fwd=stale; fwd-status={}; detail=stale-if-error",
+                s.as_u16()
+            ),
+            None => "fwd=stale; detail=stale-if-error".to_string(),
+        };
+        Some(serve(
+            stale,
+            method,
+            &self.request_headers,
+            unix_now(),
+            &detail,
+        ))
+    }
+
+    /// The origin answered 304 to the validators: refresh the stored response (§4.3.4, §3.2)
+    /// and answer from it. `None`: there was nothing to refresh or the 304 is about another
+    /// representation (the caller treats the 304 as the origin's answer).
+    pub fn not_modified(
+        mut self,
+        method: &Method,
+        settings: &SiteCache,
+        not_modified: &HeaderMap,
+    ) -> Option<Response<EdgeBody>> {
+        let (stale, _) = self.stale.take()?;
+        if !validation::not_modified_applies(&stale.headers, not_modified) {
+            self.cache.invalidate(&self.key);
+            return None;
+        }
+        let now = unix_now();
+        let mut refreshed = StoredObject::clone(&stale);
+        validation::update_stored_fields(&mut refreshed.headers, not_modified);
+        strip_own_cache_status(&mut refreshed.headers);
+        refreshed.reparse();
+        refreshed.timing = policy::freshness::timing(
+            refreshed.status,
+            &refreshed.headers,
+            &refreshed.directives,
+            self.request_time,
+            now,
+            settings.ttl,
+        );
+        let answer = serve(
+            &refreshed,
+            method,
+            &self.request_headers,
+            now,
+            "fwd=stale; fwd-status=304",
+        );
+        self.cache
+            .store(&self.key, &self.request_headers, refreshed);
+        if let Some(guard) = self.guard.take() {
+            guard.finish(FillOutcome::Stored);
+        }
+        Some(answer)
+    }
+
     /// Decides whether the origin's response is stored, adds this cache's `Cache-Status`, and
     /// returns the tee that stores the body as it streams (`None`: not stored).
     pub fn respond(
@@ -152,6 +281,10 @@ impl Fill {
         let strip = match decision {
             Ok(strip) if declared.is_none_or(|n| n <= limit) => strip,
             _ => {
+                // A new representation that may not be stored replaces the stale one too.
+                if self.stale.is_some() {
+                    self.cache.invalidate(&self.key);
+                }
                 self.cache.mark_uncacheable(&self.key, now);
                 add_cache_status(
                     headers,
@@ -233,10 +366,12 @@ fn serve(
     method: &Method,
     request: &HeaderMap,
     now: u64,
+    params: &str,
 ) -> Response<EdgeBody> {
     let age = object.timing.current_age(now);
+    // RFC 9211 §2.5: ttl is the remaining freshness; negative when stale.
     let ttl = object.timing.lifetime as i64 - age as i64;
-    let status_line = format!("hit; ttl={ttl}");
+    let status_line = format!("{params}; ttl={ttl}");
     let (status, mut headers, body) = match validation::evaluate_preconditions(
         request,
         &object.headers,
@@ -278,6 +413,11 @@ fn serve(
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
+}
+
+/// RFC 5861 §4: the errors stale-if-error covers.
+fn is_error_for_stale(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 
 /// §5.2.1.7: "a cache SHOULD either respond using a stored response consistent with the other

@@ -359,7 +359,7 @@ pub async fn handle(
 async fn refresh_in_background(
     upstream: Arc<crate::origin::Upstream>,
     request: OriginRequest,
-    fill: cache_phase::Fill,
+    fill: Box<cache_phase::Fill>,
     settings: model::SiteCache,
     memory_limit: u64,
 ) {

@@ -47,9 +47,9 @@ pub enum CacheStep {
     Answer(Response<EdgeBody>),
     /// Answered from the cache with a stale response (stale-while-revalidate); the fill
     /// refreshes it in the background. No fill when another request is already refreshing it.
-    AnswerAndRefresh(Response<EdgeBody>, Option<Fill>),
+    AnswerAndRefresh(Response<EdgeBody>, Option<Box<Fill>>),
     /// Go to the origin; with a [`Fill`] when the response may be stored.
-    Forward(Option<Fill>),
+    Forward(Option<Box<Fill>>),
 }
 
 /// Whether `method` and the request's fields make it a candidate for the cache at all.
@@ -103,7 +103,7 @@ pub async fn lookup(
                         );
                         // One refresh at a time: a held lock means one is under way.
                         let refresh = match cache.lock(id) {
-                            Lock::Filler(guard) if *method == Method::GET => Some(Fill {
+                            Lock::Filler(guard) if *method == Method::GET => Some(Box::new(Fill {
                                 cache: Arc::clone(cache),
                                 key,
                                 request_headers: headers.clone(),
@@ -112,7 +112,7 @@ pub async fn lookup(
                                 fwd: "stale",
                                 request_time: now,
                                 stale: Some((Arc::clone(&object), false)),
-                            }),
+                            })),
                             _ => None,
                         };
                         return CacheStep::AnswerAndRefresh(answer, refresh);
@@ -156,7 +156,7 @@ pub async fn lookup(
             },
         }
     };
-    CacheStep::Forward(Some(Fill {
+    CacheStep::Forward(Some(Box::new(Fill {
         cache: Arc::clone(cache),
         key,
         request_headers: headers.clone(),
@@ -165,7 +165,7 @@ pub async fn lookup(
         fwd,
         request_time,
         stale,
-    }))
+    })))
 }
 
 impl Fill {

@@ -39,6 +39,8 @@ pub enum Then {
 pub struct Reply {
     pub bytes: Vec<u8>,
     pub then: Then,
+    /// How long the origin thinks before writing `bytes` (a slow origin).
+    pub delay: Duration,
 }
 
 impl Reply {
@@ -46,7 +48,14 @@ impl Reply {
         Reply {
             bytes: bytes.into(),
             then,
+            delay: Duration::ZERO,
         }
+    }
+
+    /// The same reply, written only after `delay`.
+    pub fn delayed(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
     }
 
     /// `bytes`, then wait for the next request on the same connection.
@@ -197,6 +206,9 @@ async fn serve(mut socket: TcpStream, shared: Arc<Shared>) {
             .unwrap_or_else(|p| p.into_inner())
             .push((n, head));
         let reply = (shared.script)(n);
+        if !reply.delay.is_zero() {
+            tokio::time::sleep(reply.delay).await;
+        }
         if socket.write_all(&reply.bytes).await.is_err() {
             return;
         }

@@ -306,3 +306,66 @@ async fn s4_2_4_must_revalidate_forbids_serving_stale_on_error() {
     assert_eq!(reply.status, 503);
     assert_eq!(reply.text(), "down");
 }
+
+/// GET `path` with `Range: range` on a fresh connection.
+async fn get_range(proxy: &Palisade, path: &str, range: &'static str) -> client::Reply {
+    let mut request = h1_request("GET", "blog.example", path, client::empty());
+    request
+        .headers_mut()
+        .insert("range", range.parse().unwrap());
+    client::try_send(proxy.http_addr(), request)
+        .await
+        .expect("ranged GET")
+}
+
+#[tokio::test]
+async fn rfc9110_14_ranges_are_answered_from_the_stored_full_response() {
+    let origin = ScriptedOrigin::start(|_| {
+        Reply::keep_open(
+            &b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\n0123456789"[..],
+        )
+    });
+    let proxy = proxy_for(&origin);
+
+    // A miss with a Range: the origin is asked for the whole response (no Range passed on).
+    let first = get_range(&proxy, "/digits", "bytes=2-4").await;
+    let single = get_range(&proxy, "/digits", "bytes=2-4").await;
+    let suffix = get_range(&proxy, "/digits", "bytes=-3").await;
+    let multi = get_range(&proxy, "/digits", "bytes=0-1,8-9").await;
+    let beyond = get_range(&proxy, "/digits", "bytes=50-").await;
+
+    assert!(
+        first.status == 200 || first.status == 206,
+        "{}",
+        first.status
+    );
+    assert!(
+        !origin.heads()[0].to_ascii_lowercase().contains("range:"),
+        "{}",
+        origin.heads()[0]
+    );
+    assert_eq!(single.status, 206);
+    assert_eq!(single.text(), "234");
+    assert_eq!(single.header("content-range"), Some("bytes 2-4/10"));
+    assert_eq!(single.header("content-length"), Some("3"));
+    assert_eq!(suffix.status, 206);
+    assert_eq!(suffix.text(), "789");
+    assert_eq!(multi.status, 206);
+    let content_type = multi.header("content-type").unwrap_or_default().to_string();
+    assert!(
+        content_type.starts_with("multipart/byteranges; boundary="),
+        "{content_type}"
+    );
+    let text = multi.text();
+    assert!(
+        text.contains("Content-Range: bytes 0-1/10\r\n\r\n01\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Content-Range: bytes 8-9/10\r\n\r\n89\r\n"),
+        "{text}"
+    );
+    assert_eq!(beyond.status, 416);
+    assert_eq!(beyond.header("content-range"), Some("bytes */10"));
+    assert_eq!(origin.requests(), 1);
+}

@@ -17,6 +17,7 @@
 //! | `object` | a stored response |
 //! | `memory` | the memory tier: bounded in bytes, scan-resistant |
 //! | `disk` | the disk tier: objects under `data_dir`, checksummed, bounded, warm after restart |
+//! | `range` | Range requests answered from a stored complete response (206, 416) |
 //! | `coalesce` | fill locks: one origin request per missing object |
 //! | `store` | the cache as the edge uses it: lookup, lock, store |
 
@@ -26,6 +27,7 @@ pub mod key;
 pub mod memory;
 pub mod object;
 pub mod policy;
+pub mod range;
 pub mod store;
 pub mod vary;
 

@@ -161,12 +161,7 @@ pub async fn handle(
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut fill = None;
-    if cache_phase::applies(
-        cache_settings,
-        request.method(),
-        request.uri().path(),
-        request.headers(),
-    ) {
+    if cache_phase::applies(cache_settings, request.method(), request.uri().path()) {
         let key = cache_key(&routed.host, target.as_str(), request.headers());
         match cache_phase::lookup(
             &state.cache,

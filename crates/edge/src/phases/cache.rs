@@ -6,8 +6,10 @@
 //! and refreshed in the background, once; within stale-if-error (or with the site's always-online
 //! switch) it is served when the origin fails.
 //!
-//! Not done yet: Range requests (passed to the origin), and the disk tier (only the memory tier
-//! stores).
+//! Range requests are answered from the stored complete response; a miss with a Range fetches
+//! the whole response (sent to the client as a 200, which RFC 9110 §14.2 allows) and stores it.
+//!
+//! Not done yet: the disk tier (only the memory tier stores).
 
 use crate::body::{EdgeBody, Tee};
 use bytes::{Bytes, BytesMut};
@@ -15,7 +17,7 @@ use cache::coalesce::{self, FillGuard, FillOutcome, Lock};
 use cache::policy::{
     self, RequestDirectives, ResponseDirectives, invalidation, reuse, storable, validation,
 };
-use cache::{Cache, CacheKey, Lookup, StoredObject};
+use cache::{Cache, CacheKey, Lookup, StoredObject, range};
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Response, StatusCode};
 use model::SiteCache;
@@ -52,13 +54,15 @@ pub enum CacheStep {
     Forward(Option<Box<Fill>>),
 }
 
-/// Whether `method` and the request's fields make it a candidate for the cache at all.
-pub fn applies(settings: &SiteCache, method: &Method, path: &str, headers: &HeaderMap) -> bool {
+/// Whether the site caches and the request is one the cache handles (GET and HEAD, outside
+/// the bypass paths).
+pub fn applies(settings: &SiteCache, method: &Method, path: &str) -> bool {
     settings.enabled
         && (*method == Method::GET || *method == Method::HEAD)
-        // Ranges are served by the origin until the cache answers them from full objects.
-        && !headers.contains_key(header::RANGE)
-        && !settings.bypass.iter().any(|pattern| glob_match(pattern, path))
+        && !settings
+            .bypass
+            .iter()
+            .any(|pattern| glob_match(pattern, path))
 }
 
 /// Looks the request up and waits on a fill in progress if there is one.
@@ -385,6 +389,11 @@ fn serve(
         validation::Precondition::Failed => {
             return crate::phases::respond::edge_page(StatusCode::PRECONDITION_FAILED, false);
         }
+        validation::Precondition::Proceed
+            if *method == Method::GET && object.status == StatusCode::OK =>
+        {
+            ranged(object, request)
+        }
         validation::Precondition::Proceed => {
             let body = if *method == Method::HEAD {
                 EdgeBody::empty()
@@ -413,6 +422,68 @@ fn serve(
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
+}
+
+/// A GET of a stored 200, with its Range answered from the stored body (RFC 9110 §14): 206
+/// with one span or a multipart/byteranges body, 416, or the full 200.
+fn ranged(object: &StoredObject, request: &HeaderMap) -> (StatusCode, HeaderMap, EdgeBody) {
+    let len = object.body.len() as u64;
+    let mut headers = object.headers.clone();
+    match range::answer(request, &object.headers, len) {
+        range::RangeAnswer::Full => (
+            StatusCode::OK,
+            headers,
+            EdgeBody::fixed(object.body.clone()),
+        ),
+        range::RangeAnswer::Unsatisfiable => {
+            headers.remove(header::CONTENT_LENGTH);
+            headers.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{len}"))
+                    .unwrap_or(HeaderValue::from_static("bytes */0")),
+            );
+            (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                headers,
+                EdgeBody::empty(),
+            )
+        }
+        range::RangeAnswer::Partial(spans) => {
+            // The body's length is the part's; hyper writes Content-Length from it.
+            headers.remove(header::CONTENT_LENGTH);
+            if let [(first, last)] = spans[..] {
+                if let Ok(value) = HeaderValue::from_str(&format!("bytes {first}-{last}/{len}")) {
+                    headers.insert(header::CONTENT_RANGE, value);
+                }
+                let part = object.body.slice(first as usize..=last as usize);
+                return (StatusCode::PARTIAL_CONTENT, headers, EdgeBody::fixed(part));
+            }
+            // A boundary that cannot occur in the parts: derived from the object and the time,
+            // checked against the body.
+            let mut boundary = format!(
+                "palisade-{:016x}",
+                object.timing.response_time ^ len.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15
+            );
+            while object
+                .body
+                .windows(boundary.len())
+                .any(|w| w == boundary.as_bytes())
+            {
+                boundary.push('x');
+            }
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = range::multipart(&object.body, &spans, content_type.as_deref(), &boundary);
+            if let Ok(value) =
+                HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}"))
+            {
+                headers.insert(header::CONTENT_TYPE, value);
+            }
+            (StatusCode::PARTIAL_CONTENT, headers, EdgeBody::fixed(body))
+        }
+    }
 }
 
 /// RFC 5861 §4: the errors stale-if-error covers.

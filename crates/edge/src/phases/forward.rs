@@ -150,8 +150,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// the first line of a field.
 ///
 /// `cache_fill`: the response will be stored for other clients, so the client's own
-/// preconditions are not passed on (the cache needs the full response, and answers them
-/// itself), and Accept-Encoding is sent reduced to the variant the response is stored under
+/// preconditions and Range are not passed on (the cache needs the full response, and answers
+/// them itself), and Accept-Encoding is sent reduced to the variant the response is stored under
 /// (`cache::vary::accept_encoding`), so what comes back suits every client of that variant.
 #[allow(clippy::too_many_arguments)]
 pub fn write_origin_fields(
@@ -209,6 +209,7 @@ pub fn write_origin_fields(
                         | "if-match"
                         | "if-unmodified-since"
                         | "if-range"
+                        | "range"
                 ));
         if !skip {
             field(out, n, value.as_bytes());

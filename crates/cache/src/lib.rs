@@ -18,6 +18,7 @@
 //! | `memory` | the memory tier: bounded in bytes, scan-resistant |
 //! | `disk` | the disk tier: objects under `data_dir`, checksummed, bounded, warm after restart |
 //! | `range` | Range requests answered from a stored complete response (206, 416) |
+//! | `purge` | purge rules (URL, prefix, host, tag, site; hard or soft) applied without a scan |
 //! | `coalesce` | fill locks: one origin request per missing object |
 //! | `store` | the cache as the edge uses it: lookup, lock, store |
 
@@ -27,10 +28,12 @@ pub mod key;
 pub mod memory;
 pub mod object;
 pub mod policy;
+pub mod purge;
 pub mod range;
 pub mod store;
 pub mod vary;
 
 pub use key::{CacheKey, ObjectId};
 pub use object::StoredObject;
+pub use purge::{Purge, PurgeScope};
 pub use store::{Cache, Lookup};

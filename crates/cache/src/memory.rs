@@ -70,6 +70,12 @@ impl MemoryTier {
         self.entries.insert(id, entry);
     }
 
+    /// Every entry, cloned (cheap: entries are `Arc`s). Entries added or removed during the
+    /// walk may or may not be seen.
+    pub fn iter(&self) -> impl Iterator<Item = (ObjectId, Entry)> + '_ {
+        self.entries.iter()
+    }
+
     pub fn remove(&self, id: ObjectId) {
         self.entries.remove(&id);
     }

@@ -4,6 +4,7 @@ use crate::policy::{ResponseDirectives, Timing};
 use bytes::Bytes;
 use http::header::HeaderName;
 use http::{HeaderMap, StatusCode};
+use std::sync::Arc;
 
 /// Fields the origin may use to tag a response for purging by tag (Fastly's `Surrogate-Key`,
 /// space-separated; Cloudflare's `Cache-Tag`, comma-separated). Not passed on to clients.
@@ -26,6 +27,10 @@ pub struct StoredObject {
     /// The purge log's position when the request that produced this response was sent: purges
     /// after it apply to this object.
     pub purge_mark: u64,
+    /// The site it belongs to (purges are per site).
+    pub site: Arc<str>,
+    /// A soft purge marked it stale: it is revalidated before use.
+    pub soft_purged: bool,
 }
 
 impl StoredObject {
@@ -69,6 +74,8 @@ impl StoredObject {
             url,
             tags: tags.into_boxed_slice(),
             purge_mark,
+            site: Arc::from(""),
+            soft_purged: false,
         }
     }
 
@@ -85,7 +92,7 @@ impl StoredObject {
             .map(|(name, value)| name.as_str().len() + value.len() + 32)
             .sum();
         let tags: usize = self.tags.iter().map(|t| t.len() + 24).sum();
-        (self.body.len() + fields + self.url.len() + tags) as u64
+        (self.body.len() + fields + self.url.len() + tags + self.site.len()) as u64
     }
 }
 

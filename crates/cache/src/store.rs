@@ -4,6 +4,7 @@ use crate::coalesce::{FillLocks, Lock};
 use crate::key::{CacheKey, ObjectId};
 use crate::memory::{Entry, MemoryTier};
 use crate::object::StoredObject;
+use crate::purge::{Purge, PurgeLog, Verdict};
 use crate::vary::VarySpec;
 use http::HeaderMap;
 use std::sync::Arc;
@@ -16,12 +17,18 @@ pub const UNCACHEABLE_FOR: u64 = 10;
 pub struct Cache {
     memory: MemoryTier,
     locks: Arc<FillLocks>,
+    purges: PurgeLog,
 }
 
 /// What a lookup found.
 pub enum Lookup {
-    /// A stored response for this request (its Vary fields matched), and its id.
-    Found(Arc<StoredObject>, ObjectId),
+    /// A stored response for this request (its Vary fields matched).
+    Found {
+        object: Arc<StoredObject>,
+        id: ObjectId,
+        /// A soft purge applies to it: use it only as a stale response.
+        soft_purged: bool,
+    },
     /// Nothing stored; `id` names the object a fill would store (the variant's id when the
     /// URL's Vary spec is known).
     Missing { id: ObjectId },
@@ -35,24 +42,91 @@ impl Cache {
         Cache {
             memory: MemoryTier::new(memory_bytes),
             locks: Arc::new(FillLocks::default()),
+            purges: PurgeLog::default(),
         }
     }
 
     /// Finds what `request` (with primary key `key`) can be answered with. `now`: Unix seconds.
     pub fn lookup(&self, key: &CacheKey, request: &HeaderMap, now: u64) -> Lookup {
-        match self.memory.get(key.id) {
-            None => Lookup::Missing { id: key.id },
-            Some(Entry::Object(object)) => Lookup::Found(object, key.id),
-            Some(Entry::Uncacheable { until }) if until > now => Lookup::Uncacheable,
-            Some(Entry::Uncacheable { .. }) => Lookup::Missing { id: key.id },
+        let (object, id) = match self.memory.get(key.id) {
+            None => return Lookup::Missing { id: key.id },
+            Some(Entry::Object(object)) => (object, key.id),
+            Some(Entry::Uncacheable { until }) if until > now => return Lookup::Uncacheable,
+            Some(Entry::Uncacheable { .. }) => return Lookup::Missing { id: key.id },
             Some(Entry::Vary(spec)) => {
                 let id = spec.variant_id(key.id, request);
                 match self.memory.get(id) {
-                    Some(Entry::Object(object)) => Lookup::Found(object, id),
-                    _ => Lookup::Missing { id },
+                    Some(Entry::Object(object)) => (object, id),
+                    _ => return Lookup::Missing { id },
                 }
             }
+        };
+        match self.purges.verdict(&object) {
+            Verdict::Gone => {
+                self.memory.remove(id);
+                Lookup::Missing { id }
+            }
+            verdict => Lookup::Found {
+                soft_purged: object.soft_purged || verdict == Verdict::Stale,
+                object,
+                id,
+            },
         }
+    }
+
+    /// The purge log's position, recorded by a fill when it starts (`StoredObject::purge_mark`).
+    pub fn purge_mark(&self) -> u64 {
+        self.purges.mark()
+    }
+
+    /// Adds a purge; it applies to lookups at once. Returns its sequence number; call
+    /// [`Cache::apply_purges`] (in the background: it walks every stored object) to apply it
+    /// to what is stored and retire it.
+    pub fn purge(&self, purge: Purge) -> u64 {
+        self.purges.add(purge)
+    }
+
+    /// The lurker's pass: applies the pending purges to every object in the memory tier
+    /// (hard: removed; soft: replaced by a copy marked stale), then retires them. Returns how
+    /// many objects it removed or marked.
+    pub fn apply_purges(&self) -> usize {
+        let through = self.purges.newest();
+        if through == 0 {
+            return 0;
+        }
+        let mut touched = 0;
+        for (id, entry) in self.memory.iter() {
+            let Entry::Object(object) = entry else {
+                continue;
+            };
+            match self.purges.verdict(&object) {
+                Verdict::Keep => {}
+                Verdict::Gone => {
+                    self.memory.remove(id);
+                    touched += 1;
+                }
+                Verdict::Stale if !object.soft_purged => {
+                    let mut marked = StoredObject::clone(&object);
+                    marked.soft_purged = true;
+                    marked.purge_mark = through + 1;
+                    // Only if it was not replaced meanwhile (a newer fill was judged when
+                    // it was stored).
+                    if matches!(self.memory.get(id), Some(Entry::Object(now)) if Arc::ptr_eq(&now, &object))
+                    {
+                        self.memory.insert(id, Entry::Object(Arc::new(marked)));
+                        touched += 1;
+                    }
+                }
+                Verdict::Stale => {}
+            }
+        }
+        self.purges.retire_through(through);
+        touched
+    }
+
+    /// Purges not yet applied by a pass.
+    pub fn pending_purges(&self) -> usize {
+        self.purges.pending()
     }
 
     /// Takes or joins the fill of object `id`.
@@ -61,7 +135,13 @@ impl Cache {
     }
 
     /// Stores a response for `key`, under the variant `request` selects when it varies.
-    pub fn store(&self, key: &CacheKey, request: &HeaderMap, object: StoredObject) {
+    pub fn store(&self, key: &CacheKey, request: &HeaderMap, mut object: StoredObject) {
+        // A purge that arrived while the response was being fetched applies to it.
+        match self.purges.verdict(&object) {
+            Verdict::Gone => return,
+            Verdict::Stale => object.soft_purged = true,
+            Verdict::Keep => {}
+        }
         let object = Arc::new(object);
         match VarySpec::from_response(&object.headers) {
             None => self.memory.insert(key.id, Entry::Object(object)),
@@ -165,7 +245,7 @@ mod tests {
 
     fn found(lookup: Lookup) -> Option<Bytes> {
         match lookup {
-            Lookup::Found(o, _) => Some(o.body.clone()),
+            Lookup::Found { object, .. } => Some(object.body.clone()),
             _ => None,
         }
     }
@@ -213,6 +293,70 @@ mod tests {
         cache.store(&k, &request(&[]), object(None, b"now cacheable"));
         cache.mark_uncacheable(&k, 200);
         assert!(found(cache.lookup(&k, &request(&[]), 201)).is_some());
+    }
+
+    #[test]
+    fn purges_apply_at_lookup_at_once_and_a_pass_applies_them_to_what_is_stored() {
+        use crate::purge::{Purge, PurgeScope};
+        let cache = Cache::new(1 << 20);
+        let (a, b) = (key("/a"), key("/b"));
+        for (k, tag) in [(&a, "red"), (&b, "blue")] {
+            let mut o = object(None, b"x");
+            o.site = "s".into();
+            o.tags = vec![tag.to_string()].into_boxed_slice();
+            o.purge_mark = cache.purge_mark();
+            cache.store(k, &request(&[]), o);
+        }
+        let tag = |t: &str, soft| Purge {
+            site: "s".into(),
+            scope: PurgeScope::Tag(t.into()),
+            soft,
+        };
+        cache.purge(tag("red", false));
+        cache.purge(tag("blue", true));
+        assert!(matches!(
+            cache.lookup(&a, &request(&[]), 0),
+            Lookup::Missing { .. }
+        ));
+        assert!(matches!(
+            cache.lookup(&b, &request(&[]), 0),
+            Lookup::Found {
+                soft_purged: true,
+                ..
+            }
+        ));
+        assert_eq!(cache.apply_purges(), 1, "a is gone already; b is marked");
+        assert_eq!(cache.pending_purges(), 0);
+        assert!(
+            matches!(
+                cache.lookup(&b, &request(&[]), 0),
+                Lookup::Found {
+                    soft_purged: true,
+                    ..
+                }
+            ),
+            "the mark outlives the retired rule"
+        );
+    }
+
+    #[test]
+    fn a_response_fetched_across_a_purge_is_not_stored() {
+        use crate::purge::{Purge, PurgeScope};
+        let cache = Cache::new(1 << 20);
+        let k = key("/late");
+        let mut o = object(None, b"old");
+        o.site = "s".into();
+        o.purge_mark = cache.purge_mark();
+        cache.purge(Purge {
+            site: "s".into(),
+            scope: PurgeScope::Everything,
+            soft: false,
+        });
+        cache.store(&k, &request(&[]), o);
+        assert!(matches!(
+            cache.lookup(&k, &request(&[]), 0),
+            Lookup::Missing { .. }
+        ));
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! The admin listener's edge endpoints: `GET /metrics` (Prometheus) and `GET /healthz`.
-//! The control plane (a later issue) mounts its API beside these.
+//! The admin listener's edge endpoints: `GET /metrics` (Prometheus), `GET /healthz`, and
+//! `POST /api/sites/{site}/purge` (see `purge_api`). The control plane (a later issue) mounts
+//! its API beside these, with authentication; until then the admin listener is meant for
+//! loopback only.
 
 use crate::conn_guard::ConnGuard;
 use crate::pipeline::EdgeState;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -37,8 +39,9 @@ pub async fn serve(
         let guard = Arc::clone(&guard);
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let response = answer(&request, &state, &guard);
-                async move { Ok::<_, Infallible>(response) }
+                let state = Arc::clone(&state);
+                let guard = Arc::clone(&guard);
+                async move { Ok::<_, Infallible>(answer(request, &state, &guard).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -48,11 +51,20 @@ pub async fn serve(
     }
 }
 
-fn answer(
-    request: &Request<Incoming>,
+async fn answer(
+    request: Request<Incoming>,
     state: &EdgeState,
     guard: &ConnGuard,
 ) -> Response<Full<Bytes>> {
+    if let Some(site) = request
+        .uri()
+        .path()
+        .strip_prefix("/api/sites/")
+        .and_then(|rest| rest.strip_suffix("/purge"))
+    {
+        let site = site.to_string();
+        return purge(request, &site, state).await;
+    }
     let (status, content_type, body) = match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => {
             let snapshot = state.snapshot.load();
@@ -72,10 +84,64 @@ fn answer(
             "not found\n".to_string(),
         ),
     };
+    reply(status, content_type, body)
+}
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     if let Ok(value) = header::HeaderValue::from_str(content_type) {
         response.headers_mut().insert(header::CONTENT_TYPE, value);
     }
     response
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "error": message }).to_string();
+    reply(status, "application/json", body + "\n")
+}
+
+/// `POST /api/sites/{site}/purge`: 200 with the purge's sequence number once it applies to
+/// every request; 404 for a site the configuration does not have; 400 for a bad body; 405 for
+/// another method.
+async fn purge(request: Request<Incoming>, site: &str, state: &EdgeState) -> Response<Full<Bytes>> {
+    if request.method() != Method::POST {
+        let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        return response;
+    }
+    let snapshot = state.snapshot.load();
+    let Some(site) = snapshot.sites.iter().find(|s| &*s.name == site) else {
+        return json_error(StatusCode::NOT_FOUND, &format!("no site named {site:?}"));
+    };
+    let limited =
+        http_body_util::Limited::new(request.into_body(), crate::purge_api::MAX_BODY_BYTES);
+    let body = match tokio::time::timeout(Duration::from_secs(10), limited.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => {
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "purge body over 64 KiB, or broken",
+            );
+        }
+        Err(_) => {
+            return json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "purge body not sent within 10 s",
+            );
+        }
+    };
+    let purge = match crate::purge_api::parse(&site.name, &body) {
+        Ok(purge) => purge,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
+    };
+    let scope = format!("{:?}", purge.scope);
+    let soft = purge.soft;
+    let seq = state.cache.purge(purge);
+    state.purge_wake.notify_one();
+    tracing::info!(site = %site.name, %scope, soft, seq, "purge");
+    let body = serde_json::json!({ "site": &*site.name, "purge": seq, "soft": soft }).to_string();
+    reply(StatusCode::OK, "application/json", body + "\n")
 }

@@ -67,6 +67,7 @@ pub mod metrics;
 mod origin;
 mod phases;
 pub mod pipeline;
+mod purge_api;
 mod router;
 pub mod server;
 mod snapshot;

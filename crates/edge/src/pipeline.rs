@@ -37,6 +37,8 @@ pub struct EdgeState {
     pub metrics: Arc<Metrics>,
     /// Outlives snapshots: a reload keeps what is stored.
     pub cache: Arc<Cache>,
+    /// Wakes the background pass that applies purges to stored objects.
+    pub purge_wake: Arc<tokio::sync::Notify>,
     unrouted: Arc<SiteMetrics>,
 }
 
@@ -53,6 +55,7 @@ impl EdgeState {
             unrouted: metrics.site(UNROUTED),
             metrics,
             cache,
+            purge_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 }
@@ -165,6 +168,7 @@ pub async fn handle(
         let key = cache_key(&routed.host, target.as_str(), request.headers());
         match cache_phase::lookup(
             &state.cache,
+            &site.name,
             cache_settings,
             key,
             request.method(),

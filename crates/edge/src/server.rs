@@ -124,6 +124,10 @@ impl Edge {
                 shutdown_rx.clone(),
             ));
         }
+        tokio::spawn(crate::purge_api::lurker(
+            Arc::clone(&state.cache),
+            Arc::clone(&state.purge_wake),
+        ));
         tokio::spawn(crate::admin::serve(
             admin,
             Arc::clone(&state),

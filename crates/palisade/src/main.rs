@@ -1,4 +1,7 @@
-//! `palisade`: the command line. `serve` runs the edge; `check` validates a configuration.
+//! `palisade`: the command line. `serve` runs the edge; `check` validates a configuration;
+//! `purge` asks a running edge to purge cached responses.
+
+mod purge;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -60,6 +63,37 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Purge cached responses of a site on a running edge (through its admin listener).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["url", "prefix", "host", "tag", "everything"])))]
+    Purge {
+        /// The site, by its name in the configuration.
+        #[arg(long)]
+        site: String,
+        /// One URL: https://host/path?query.
+        #[arg(long)]
+        url: Option<String>,
+        /// Every URL starting with this: https://host/dir/.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Every URL on this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Every response the origin tagged with this (Cache-Tag / Surrogate-Key).
+        #[arg(long)]
+        tag: Option<String>,
+        /// Everything the site has stored.
+        #[arg(long)]
+        everything: bool,
+        /// Mark stale (revalidated on next use) instead of deleting.
+        #[arg(long)]
+        soft: bool,
+        /// The edge's admin listener [default: from --config, else 127.0.0.1:9090].
+        #[arg(long, conflicts_with = "config")]
+        admin: Option<SocketAddr>,
+        /// Read the admin listener's address from this configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -74,6 +108,29 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Check { config } => check(&config),
+        Command::Purge {
+            site,
+            url,
+            prefix,
+            host,
+            tag,
+            everything,
+            soft,
+            admin,
+            config,
+        } => purge_command(
+            &site,
+            &purge::Selector {
+                url,
+                prefix,
+                host,
+                tag,
+                everything,
+            },
+            soft,
+            admin,
+            config,
+        ),
         Command::Serve {
             config,
             origin,
@@ -89,6 +146,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn purge_command(
+    site: &str,
+    selector: &purge::Selector,
+    soft: bool,
+    admin: Option<SocketAddr>,
+    config: Option<PathBuf>,
+) -> Result<()> {
+    let admin = match (admin, config) {
+        (Some(admin), _) => admin,
+        (None, Some(path)) => Config::load(&path)?.server.admin,
+        (None, None) => SocketAddr::from(([127, 0, 0, 1], 9090)),
+    };
+    let answer = purge::send(admin, site, &purge::body(selector, soft))?;
+    println!("{answer}");
+    Ok(())
 }
 
 fn check(path: &Path) -> Result<()> {

@@ -41,6 +41,9 @@ pub struct Fill {
     request_time: u64,
     /// The stored response being revalidated, and whether it may be served if the origin fails.
     stale: Option<(Arc<StoredObject>, bool)>,
+    site: Arc<str>,
+    /// The purge log's position before the origin was asked (purges after it apply).
+    purge_mark: u64,
 }
 
 /// What the phase decided.
@@ -68,6 +71,7 @@ pub fn applies(settings: &SiteCache, method: &Method, path: &str) -> bool {
 /// Looks the request up and waits on a fill in progress if there is one.
 pub async fn lookup(
     cache: &Arc<Cache>,
+    site: &Arc<str>,
     settings: &SiteCache,
     key: CacheKey,
     method: &Method,
@@ -81,16 +85,21 @@ pub async fn lookup(
     };
     // Every way to the origin ends this loop with the fill lock (if held), the Cache-Status
     // `fwd` reason, the request time and the stale response being revalidated.
-    let (guard, fwd, request_time, stale) = loop {
+    let (guard, fwd, request_time, stale, purge_mark) = loop {
         let now = unix_now();
+        let purge_mark = cache.purge_mark();
         let id = match cache.lookup(&key, headers, now) {
-            Lookup::Found(object, id) => {
+            Lookup::Found {
+                object,
+                id,
+                soft_purged,
+            } => {
                 let decision = reuse::reuse(
                     &request_directives,
                     &object.directives,
                     &object.timing,
                     now,
-                    false,
+                    soft_purged,
                     reuse_settings,
                 );
                 let serve_stale_on_error = match decision {
@@ -116,6 +125,8 @@ pub async fn lookup(
                                 fwd: "stale",
                                 request_time: now,
                                 stale: Some((Arc::clone(&object), false)),
+                                site: Arc::clone(site),
+                                purge_mark,
                             })),
                             _ => None,
                         };
@@ -132,7 +143,13 @@ pub async fn lookup(
                 if *method != Method::GET {
                     return CacheStep::Forward(None);
                 }
-                break (None, "stale", now, Some((object, serve_stale_on_error)));
+                break (
+                    None,
+                    "stale",
+                    now,
+                    Some((object, serve_stale_on_error)),
+                    purge_mark,
+                );
             }
             // Known uncacheable: no fill, no lock, no copy of the request (Varnish's
             // hit-for-miss); the mark expires after `UNCACHEABLE_FOR` and the URL is tried again.
@@ -149,14 +166,14 @@ pub async fn lookup(
         }
         if waited {
             // The fill we waited on did not store anything this request can use.
-            break (None, "miss", now, None);
+            break (None, "miss", now, None, purge_mark);
         }
         match cache.lock(id) {
-            Lock::Filler(guard) => break (Some(guard), "miss", now, None),
+            Lock::Filler(guard) => break (Some(guard), "miss", now, None, purge_mark),
             Lock::Waiter(receiver) => match coalesce::wait(receiver, settings.lock_timeout).await {
                 FillOutcome::Stored => waited = true,
                 // Failed, not storable, or timed out: this request goes to the origin itself.
-                _ => break (None, "miss", unix_now(), None),
+                _ => break (None, "miss", unix_now(), None, cache.purge_mark()),
             },
         }
     };
@@ -169,6 +186,8 @@ pub async fn lookup(
         fwd,
         request_time,
         stale,
+        site: Arc::clone(site),
+        purge_mark,
     })))
 }
 
@@ -230,6 +249,9 @@ impl Fill {
         }
         let now = unix_now();
         let mut refreshed = StoredObject::clone(&stale);
+        // Revalidated: a soft purge is answered, and purges from now on apply.
+        refreshed.soft_purged = false;
+        refreshed.purge_mark = self.purge_mark;
         validation::update_stored_fields(&mut refreshed.headers, not_modified);
         strip_own_cache_status(&mut refreshed.headers);
         refreshed.reparse();
@@ -313,16 +335,18 @@ impl Fill {
         let mut stored_headers = headers.clone();
         // This hop's Cache-Status is not part of what is stored; later hits write their own.
         strip_own_cache_status(&mut stored_headers);
+        let mut object = StoredObject::new(
+            status,
+            stored_headers,
+            &strip,
+            Bytes::new(),
+            timing,
+            self.key.url.clone(),
+            self.purge_mark,
+        );
+        object.site = Arc::clone(&self.site);
         Some(Box::new(Filling {
-            object: Some(StoredObject::new(
-                status,
-                stored_headers,
-                &strip,
-                Bytes::new(),
-                timing,
-                self.key.url.clone(),
-                0,
-            )),
+            object: Some(object),
             fill: self,
             body: BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize),
             limit,

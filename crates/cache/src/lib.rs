@@ -16,6 +16,8 @@
 //! | `vary` | secondary keys from Vary (§4.1), Accept-Encoding normalised |
 //! | `object` | a stored response |
 //! | `memory` | the memory tier: bounded in bytes, scan-resistant |
+//! | `meta` | what the disk tier keeps as an object's metadata |
+//! | `persist` | writing stored responses to the disk tier (whole or streamed) and reading them back |
 //! | `disk` | the disk tier: objects under `data_dir`, checksummed, bounded, warm after restart |
 //! | `range` | Range requests answered from a stored complete response (206, 416) |
 //! | `purge` | purge rules (URL, prefix, host, tag, site; hard or soft) applied without a scan |
@@ -26,7 +28,9 @@ pub mod coalesce;
 pub mod disk;
 pub mod key;
 pub mod memory;
+pub mod meta;
 pub mod object;
+pub mod persist;
 pub mod policy;
 pub mod purge;
 pub mod range;
@@ -36,4 +40,4 @@ pub mod vary;
 pub use key::{CacheKey, ObjectId};
 pub use object::StoredObject;
 pub use purge::{Purge, PurgeScope};
-pub use store::{Cache, Lookup};
+pub use store::{Cache, Loaded, Lookup};

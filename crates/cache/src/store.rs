@@ -1,9 +1,12 @@
 //! The cache as the edge uses it: look a request up, coalesce misses, store responses.
 
-use crate::coalesce::{FillLocks, Lock};
+use crate::coalesce::{FillGuard, FillLocks, FillOutcome, Lock};
+use crate::disk::{DiskObject, DiskTier};
 use crate::key::{CacheKey, ObjectId};
 use crate::memory::{Entry, MemoryTier};
+use crate::meta::{self, Meta};
 use crate::object::StoredObject;
+use crate::persist::{self, Read, StreamWrite};
 use crate::purge::{Purge, PurgeLog, Verdict};
 use crate::vary::VarySpec;
 use http::HeaderMap;
@@ -16,8 +19,11 @@ pub const UNCACHEABLE_FOR: u64 = 10;
 /// Shared by every request and site (objects of different sites never share a key).
 pub struct Cache {
     memory: MemoryTier,
+    disk: Option<Arc<DiskTier>>,
     locks: Arc<FillLocks>,
     purges: PurgeLog,
+    /// This process's run, written with objects: their purge marks mean nothing to another run.
+    run: u64,
 }
 
 /// What a lookup found.
@@ -29,6 +35,8 @@ pub enum Lookup {
         /// A soft purge applies to it: use it only as a stale response.
         soft_purged: bool,
     },
+    /// In the disk tier only: [`Cache::load`] it (blocking), then look up again or stream it.
+    OnDisk { id: ObjectId },
     /// Nothing stored; `id` names the object a fill would store (the variant's id when the
     /// URL's Vary spec is known).
     Missing { id: ObjectId },
@@ -36,20 +44,60 @@ pub enum Lookup {
     Uncacheable,
 }
 
+/// What [`Cache::load`] found on disk.
+pub enum Loaded {
+    /// Now in the memory tier (a small response, or a URL's Vary spec): look up again.
+    Promoted,
+    /// Too large for memory: serve its header from `object` and stream `body`.
+    Large {
+        object: Arc<StoredObject>,
+        body: DiskObject,
+        soft_purged: bool,
+    },
+    Absent,
+}
+
 impl Cache {
-    /// A cache whose memory tier holds at most `memory_bytes`.
+    /// A cache whose memory tier holds at most `memory_bytes`, without a disk tier.
     pub fn new(memory_bytes: u64) -> Cache {
+        Cache::with_disk(memory_bytes, None)
+    }
+
+    /// A cache with a memory tier and, when given, a disk tier.
+    pub fn with_disk(memory_bytes: u64, disk: Option<DiskTier>) -> Cache {
         Cache {
             memory: MemoryTier::new(memory_bytes),
+            disk: disk.map(Arc::new),
             locks: Arc::new(FillLocks::default()),
             purges: PurgeLog::default(),
+            run: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64 | 1),
         }
+    }
+
+    /// Responses larger than this live on disk only (an eighth of the memory tier: one body must
+    /// not push out hundreds of small ones). Without a disk tier they are not stored.
+    pub fn small_limit(&self) -> u64 {
+        self.memory.capacity() / 8
+    }
+
+    /// The largest body the cache can store at all.
+    pub fn store_limit(&self) -> u64 {
+        match &self.disk {
+            Some(disk) => disk.max_bytes() / 2,
+            None => self.small_limit(),
+        }
+    }
+
+    pub fn disk(&self) -> Option<&Arc<DiskTier>> {
+        self.disk.as_ref()
     }
 
     /// Finds what `request` (with primary key `key`) can be answered with. `now`: Unix seconds.
     pub fn lookup(&self, key: &CacheKey, request: &HeaderMap, now: u64) -> Lookup {
         let (object, id) = match self.memory.get(key.id) {
-            None => return Lookup::Missing { id: key.id },
+            None => return self.missing_or_on_disk(key.id),
             Some(Entry::Object(object)) => (object, key.id),
             Some(Entry::Uncacheable { until }) if until > now => return Lookup::Uncacheable,
             Some(Entry::Uncacheable { .. }) => return Lookup::Missing { id: key.id },
@@ -57,7 +105,7 @@ impl Cache {
                 let id = spec.variant_id(key.id, request);
                 match self.memory.get(id) {
                     Some(Entry::Object(object)) => (object, id),
-                    _ => return Lookup::Missing { id },
+                    _ => return self.missing_or_on_disk(id),
                 }
             }
         };
@@ -71,6 +119,81 @@ impl Cache {
                 object,
                 id,
             },
+        }
+    }
+
+    fn missing_or_on_disk(&self, id: ObjectId) -> Lookup {
+        match &self.disk {
+            Some(disk) if disk.contains(id) => Lookup::OnDisk { id },
+            _ => Lookup::Missing { id },
+        }
+    }
+
+    /// Reads `id` from the disk tier (blocking: call it from a blocking thread). A small
+    /// response and a Vary spec are promoted to the memory tier; a large response is returned
+    /// open for streaming. Purges apply as at lookup.
+    pub fn load(&self, id: ObjectId) -> Loaded {
+        let Some(disk) = &self.disk else {
+            return Loaded::Absent;
+        };
+        let read = match persist::read(disk, id, self.run, self.small_limit()) {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::debug!(error = %e, "cache: disk read failed");
+                return Loaded::Absent;
+            }
+        };
+        let (object, body) = match read {
+            Read::Absent => return Loaded::Absent,
+            Read::Vary(spec) => {
+                self.memory.insert(id, Entry::Vary(Arc::new(spec)));
+                return Loaded::Promoted;
+            }
+            Read::Small(object) => (object, None),
+            Read::Large(object, body) => (object, Some(body)),
+        };
+        let soft_purged = match self.purges.verdict(&object) {
+            Verdict::Gone => {
+                let _ = disk.remove(id);
+                return Loaded::Absent;
+            }
+            Verdict::Stale => true,
+            Verdict::Keep => object.soft_purged,
+        };
+        match body {
+            None => {
+                let mut object = object;
+                object.soft_purged = soft_purged;
+                self.memory.insert(id, Entry::Object(Arc::new(object)));
+                Loaded::Promoted
+            }
+            Some(body) => Loaded::Large {
+                object: Arc::new(object),
+                body,
+                soft_purged,
+            },
+        }
+    }
+
+    /// Rewrites the stored header of an object kept on disk (a 304 refreshed it, §3.2), leaving
+    /// its body alone (blocking). `false` if it is no longer there.
+    pub fn refresh_on_disk(&self, id: ObjectId, object: &StoredObject) -> bool {
+        let Some(disk) = &self.disk else {
+            return false;
+        };
+        let meta = meta::encode_object(object, self.run);
+        disk.update_meta(id, &meta).unwrap_or(false)
+    }
+
+    /// Runs `work` on the disk tier off the async threads (inline where there is no runtime).
+    fn on_disk(&self, work: impl FnOnce(&DiskTier) + Send + 'static) {
+        let Some(disk) = &self.disk else { return };
+        let disk = Arc::clone(disk);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || work(&disk));
+            }
+            Err(_) => work(&disk),
         }
     }
 
@@ -120,7 +243,40 @@ impl Cache {
                 Verdict::Stale => {}
             }
         }
+        if let Some(disk) = &self.disk {
+            touched += self.apply_purges_on_disk(disk, through);
+        }
         self.purges.retire_through(through);
+        touched
+    }
+
+    /// The lurker's pass over the disk tier: reads every object's metadata (blocking).
+    fn apply_purges_on_disk(&self, disk: &DiskTier, through: u64) -> usize {
+        let mut touched = 0;
+        for (id, bytes) in disk.scan() {
+            let Some(Meta::Object { mut object, run }) = meta::decode(&bytes) else {
+                continue;
+            };
+            if run != self.run {
+                object.purge_mark = 0;
+            }
+            match self.purges.verdict(&object) {
+                Verdict::Keep => {}
+                Verdict::Gone => {
+                    let _ = disk.remove(id);
+                    touched += 1;
+                }
+                Verdict::Stale if !object.soft_purged => {
+                    object.soft_purged = true;
+                    object.purge_mark = through + 1;
+                    let meta = meta::encode_object(&object, self.run);
+                    if disk.update_meta(id, &meta).unwrap_or(false) {
+                        touched += 1;
+                    }
+                }
+                Verdict::Stale => {}
+            }
+        }
         touched
     }
 
@@ -143,22 +299,78 @@ impl Cache {
             Verdict::Keep => {}
         }
         let object = Arc::new(object);
-        match VarySpec::from_response(&object.headers) {
-            None => self.memory.insert(key.id, Entry::Object(object)),
-            Some(spec) => {
-                let id = spec.variant_id(key.id, request);
-                // The newest response's Vary decides how the URL's variants are told apart
-                // (§4.1: the most recent response's Vary is the one that applies).
-                let replace = !matches!(
-                    self.memory.get(key.id),
-                    Some(Entry::Vary(existing)) if *existing == spec
-                );
-                if replace {
-                    self.memory.insert(key.id, Entry::Vary(Arc::new(spec)));
-                }
-                self.memory.insert(id, Entry::Object(object));
+        let id = self.place(key, request, &object.headers);
+        self.memory.insert(id, Entry::Object(Arc::clone(&object)));
+        // Written through to disk, so it is there after eviction from memory and a restart.
+        let run = self.run;
+        self.on_disk(move |disk| {
+            let meta = meta::encode_object(&object, run);
+            if let Err(e) = persist::write_whole(disk, id, &meta, &object.body) {
+                tracing::debug!(error = %e, "cache: disk write failed");
             }
+        });
+    }
+
+    /// Where a response for `key` and `request` is stored: the primary id, or its variant's id
+    /// once the URL's Vary spec (kept in memory and on disk) says how variants differ.
+    fn place(&self, key: &CacheKey, request: &HeaderMap, headers: &HeaderMap) -> ObjectId {
+        let Some(spec) = VarySpec::from_response(headers) else {
+            return key.id;
+        };
+        let id = spec.variant_id(key.id, request);
+        // The newest response's Vary decides how the URL's variants are told apart (§4.1: the
+        // most recent response's Vary is the one that applies).
+        let replace = !matches!(
+            self.memory.get(key.id),
+            Some(Entry::Vary(existing)) if *existing == spec
+        );
+        if replace {
+            let spec = Arc::new(spec);
+            self.memory.insert(key.id, Entry::Vary(Arc::clone(&spec)));
+            let primary = key.id;
+            self.on_disk(move |disk| {
+                if let Err(e) = persist::write_vary(disk, primary, &spec) {
+                    tracing::debug!(error = %e, "cache: disk write failed");
+                }
+            });
         }
+        id
+    }
+
+    /// Starts storing a response too large for memory straight to disk while it streams.
+    /// `object` has no body. The fill lock, if held, is released when the write ends (waiters
+    /// then find it on disk). `None` without a disk tier or when a purge already covers it.
+    pub fn store_streaming(
+        &self,
+        key: &CacheKey,
+        request: &HeaderMap,
+        mut object: StoredObject,
+        guard: Option<FillGuard>,
+    ) -> Option<StreamWrite> {
+        let disk = Arc::clone(self.disk.as_ref()?);
+        match self.purges.verdict(&object) {
+            Verdict::Gone => return None,
+            Verdict::Stale => object.soft_purged = true,
+            Verdict::Keep => {}
+        }
+        let id = self.place(key, request, &object.headers);
+        // The old copy, if any, must not outlive the new one in memory.
+        self.memory.remove(id);
+        let meta = meta::encode_object(&object, self.run);
+        Some(StreamWrite::start(
+            disk,
+            id,
+            meta,
+            Box::new(move |committed| {
+                if let Some(guard) = guard {
+                    guard.finish(if committed {
+                        FillOutcome::Stored
+                    } else {
+                        FillOutcome::NotStored
+                    });
+                }
+            }),
+        ))
     }
 
     /// Remembers that `key`'s response could not be stored, so misses skip the fill lock for a
@@ -177,12 +389,17 @@ impl Cache {
     /// Drops whatever is stored for `key`: every variant becomes unreachable with its spec
     /// (they age out of the tier), and a non-varying object goes at once.
     pub fn invalidate(&self, key: &CacheKey) {
-        self.memory.remove(key.id);
+        self.remove(key.id);
     }
 
-    /// Drops one stored object (a variant, or a non-varying response).
+    /// Drops one stored object (a variant, or a non-varying response), from both tiers.
     pub fn remove(&self, id: ObjectId) {
         self.memory.remove(id);
+        if self.disk.as_ref().is_some_and(|d| d.contains(id)) {
+            self.on_disk(move |disk| {
+                let _ = disk.remove(id);
+            });
+        }
     }
 
     pub fn memory(&self) -> &MemoryTier {
@@ -198,6 +415,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::coalesce::FillOutcome;
     use crate::policy::Timing;
     use bytes::Bytes;
     use http::{HeaderValue, StatusCode};
@@ -357,6 +575,110 @@ mod tests {
             cache.lookup(&k, &request(&[]), 0),
             Lookup::Missing { .. }
         ));
+    }
+
+    fn disk_cache(dir: &std::path::Path, memory: u64) -> Cache {
+        Cache::with_disk(memory, Some(DiskTier::open(dir, 64 << 20).unwrap()))
+    }
+
+    #[test]
+    fn a_restart_finds_stored_responses_on_disk_and_promotes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key("/warm");
+        let de = request(&[("accept-language", "de")]);
+        {
+            let cache = disk_cache(dir.path(), 1 << 20);
+            cache.store(&k, &request(&[]), object(None, b"plain"));
+            cache.store(&key("/v"), &de, object(Some("accept-language"), b"Hallo"));
+        }
+        let cache = disk_cache(dir.path(), 1 << 20);
+        let Lookup::OnDisk { id } = cache.lookup(&k, &request(&[]), 0) else {
+            panic!("on disk after a restart")
+        };
+        assert!(matches!(cache.load(id), Loaded::Promoted));
+        assert_eq!(found(cache.lookup(&k, &request(&[]), 0)).unwrap(), "plain");
+        // A varying URL: first its Vary spec comes back, then the variant.
+        let Lookup::OnDisk { id } = cache.lookup(&key("/v"), &de, 0) else {
+            panic!("spec on disk")
+        };
+        assert!(matches!(cache.load(id), Loaded::Promoted));
+        let Lookup::OnDisk { id } = cache.lookup(&key("/v"), &de, 0) else {
+            panic!("variant on disk")
+        };
+        assert!(matches!(cache.load(id), Loaded::Promoted));
+        assert_eq!(found(cache.lookup(&key("/v"), &de, 0)).unwrap(), "Hallo");
+    }
+
+    #[test]
+    fn a_large_response_is_streamed_to_disk_and_read_back_in_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = disk_cache(dir.path(), 64 << 10);
+        let k = key("/big");
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let Lock::Filler(guard) = cache.lock(k.id) else {
+            panic!("first fill")
+        };
+        let Lock::Waiter(mut waiter) = cache.lock(k.id) else {
+            panic!("second waits")
+        };
+        let mut write = cache
+            .store_streaming(&k, &request(&[]), object(None, b""), Some(guard))
+            .expect("disk tier present");
+        let chunk = Bytes::from(vec![7u8; 100 * 1024]);
+        for _ in 0..10 {
+            assert!(write.push(chunk.clone()));
+        }
+        write.commit();
+        std::thread::spawn(move || {
+            let outcome = loop {
+                let now = *waiter.borrow_and_update();
+                if now != FillOutcome::Pending {
+                    break now;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            };
+            done_tx.send(outcome).unwrap();
+        });
+        let outcome = done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(
+            outcome,
+            FillOutcome::Stored,
+            "waiters released after the commit"
+        );
+        let Lookup::OnDisk { id } = cache.lookup(&k, &request(&[]), 0) else {
+            panic!("large objects live on disk only")
+        };
+        let Loaded::Large { mut body, .. } = cache.load(id) else {
+            panic!("too large to promote")
+        };
+        let mut total = 0;
+        while let Some(block) = body.read_block().unwrap() {
+            assert!(block.iter().all(|b| *b == 7));
+            total += block.len();
+        }
+        assert_eq!(total, 1000 * 1024);
+    }
+
+    #[test]
+    fn a_hard_purge_reaches_the_disk_tier() {
+        use crate::purge::{Purge, PurgeScope};
+        let dir = tempfile::tempdir().unwrap();
+        let cache = disk_cache(dir.path(), 1 << 20);
+        let k = key("/gone");
+        let mut o = object(None, b"x");
+        o.site = "s".into();
+        o.purge_mark = cache.purge_mark();
+        cache.store(&k, &request(&[]), o);
+        assert!(cache.disk().unwrap().contains(k.id));
+        cache.purge(Purge {
+            site: "s".into(),
+            scope: PurgeScope::Everything,
+            soft: false,
+        });
+        cache.apply_purges();
+        assert!(!cache.disk().unwrap().contains(k.id));
     }
 
     #[test]

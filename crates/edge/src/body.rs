@@ -118,6 +118,8 @@ pub struct EdgeBody {
 enum Source {
     Origin(OriginResponseBody, Option<Box<dyn Tee>>),
     Fixed(Option<Bytes>),
+    /// Chunks produced elsewhere (a stored body read from disk); `u64`: bytes still to come.
+    Channel(tokio::sync::mpsc::Receiver<Result<Bytes, String>>, u64),
 }
 
 impl EdgeBody {
@@ -142,6 +144,18 @@ impl EdgeBody {
         let bytes = bytes.into();
         EdgeBody {
             source: Source::Fixed((!bytes.is_empty()).then_some(bytes)),
+            bytes_out: 0,
+            finish: None,
+        }
+    }
+
+    /// A body of exactly `len` bytes arriving on `receiver`; an `Err` ends it broken.
+    pub fn channel(
+        receiver: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
+        len: u64,
+    ) -> EdgeBody {
+        EdgeBody {
+            source: Source::Channel(receiver, len),
             bytes_out: 0,
             finish: None,
         }
@@ -174,6 +188,26 @@ impl Body for EdgeBody {
         let this = self.get_mut();
         let polled = match &mut this.source {
             Source::Fixed(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
+            Source::Channel(receiver, left) => {
+                if *left == 0 {
+                    None
+                } else {
+                    match ready!(receiver.poll_recv(cx)) {
+                        Some(Ok(chunk)) => {
+                            *left = left.saturating_sub(chunk.len() as u64);
+                            Some(Ok(Frame::data(chunk)))
+                        }
+                        Some(Err(why)) => {
+                            this.done(false);
+                            return Poll::Ready(Some(Err(why.into())));
+                        }
+                        None => {
+                            this.done(false);
+                            return Poll::Ready(Some(Err("stored body ended early".into())));
+                        }
+                    }
+                }
+            }
             Source::Origin(body, tee) => match ready!(Pin::new(&mut *body).poll_frame(cx)) {
                 None => {
                     if let Some(tee) = tee.take() {
@@ -223,6 +257,7 @@ impl Body for EdgeBody {
     fn is_end_stream(&self) -> bool {
         match &self.source {
             Source::Fixed(bytes) => bytes.is_none(),
+            Source::Channel(_, left) => *left == 0,
             Source::Origin(body, _) => body.is_end_stream(),
         }
     }
@@ -231,6 +266,7 @@ impl Body for EdgeBody {
         match &self.source {
             Source::Fixed(None) => SizeHint::with_exact(0),
             Source::Fixed(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
+            Source::Channel(_, left) => SizeHint::with_exact(*left),
             Source::Origin(body, _) => body.size_hint(),
         }
     }

@@ -207,7 +207,6 @@ pub async fn handle(
                         },
                         refresh,
                         cache_settings.clone(),
-                        state.cache.memory().capacity() / 8,
                     ));
                 }
                 respond::client_response_headers(&mut response, version, http10_keep_alive);
@@ -267,7 +266,11 @@ pub async fn handle(
         Ok(answer) => answer,
         Err(failure) => {
             // RFC 5861 §4 / always online: a stale copy beats an error page.
-            if let Some(mut stale) = fill.as_ref().and_then(|f| f.stale_on_error(&method, None)) {
+            let stale = match &fill {
+                Some(f) => f.stale_on_error(&method, None).await,
+                None => None,
+            };
+            if let Some(mut stale) = stale {
                 respond::client_response_headers(&mut stale, version, http10_keep_alive);
                 return log.finish_with(stale);
             }
@@ -311,14 +314,16 @@ pub async fn handle(
     // respond (and store)
     let (mut parts, body) = origin_response.into_parts();
     if let Some(f) = &fill
-        && let Some(mut stale) = f.stale_on_error(&method, Some(parts.status))
+        && let Some(mut stale) = f.stale_on_error(&method, Some(parts.status)).await
     {
         respond::client_response_headers(&mut stale, version, http10_keep_alive);
         return log.finish_with(stale);
     }
     if parts.status == StatusCode::NOT_MODIFIED
         && let Some(f) = fill.take()
-        && let Some(mut refreshed) = f.not_modified(&method, cache_settings, &parts.headers)
+        && let Some(mut refreshed) = f
+            .not_modified(&method, cache_settings, &parts.headers)
+            .await
     {
         respond::client_response_headers(&mut refreshed, version, http10_keep_alive);
         return log.finish_with(refreshed);
@@ -334,15 +339,8 @@ pub async fn handle(
             |path| cache_key(host, path, request_headers),
         );
     }
-    let tee = fill.and_then(|fill| {
-        fill.respond(
-            &method,
-            cache_settings,
-            parts.status,
-            &mut parts.headers,
-            state.cache.memory().capacity() / 8,
-        )
-    });
+    let tee = fill
+        .and_then(|fill| fill.respond(&method, cache_settings, parts.status, &mut parts.headers));
     let body = match tee {
         Some(tee) => EdgeBody::origin_with_tee(body, tee),
         None => EdgeBody::origin(body),
@@ -360,23 +358,17 @@ async fn refresh_in_background(
     request: OriginRequest,
     fill: Box<cache_phase::Fill>,
     settings: model::SiteCache,
-    memory_limit: u64,
 ) {
     let Ok(answer) = upstream.forward(request).await else {
         return;
     };
     let (mut parts, body) = answer.response.into_parts();
     if parts.status == StatusCode::NOT_MODIFIED {
-        fill.not_modified(&Method::GET, &settings, &parts.headers);
+        fill.not_modified(&Method::GET, &settings, &parts.headers)
+            .await;
         return;
     }
-    if let Some(tee) = fill.respond(
-        &Method::GET,
-        &settings,
-        parts.status,
-        &mut parts.headers,
-        memory_limit,
-    ) {
+    if let Some(tee) = fill.respond(&Method::GET, &settings, parts.status, &mut parts.headers) {
         // Read to the end: the tee stores the body when it is complete.
         let _ = http_body_util::BodyExt::collect(EdgeBody::origin_with_tee(body, tee)).await;
     }

@@ -39,6 +39,34 @@ pub enum EdgeError {
     AccessLog(std::io::Error),
     #[error("cannot create the data directory {path}: {error}")]
     DataDir { path: String, error: std::io::Error },
+    #[error("cannot open the cache's disk tier in {path}: {error}")]
+    CacheDisk {
+        path: String,
+        error: cache::disk::DiskError,
+    },
+}
+
+/// The cache, with its disk tier under `data_dir/cache` unless `cache_disk` is 0. Opening the
+/// disk tier reads what a previous run stored (it is warm after a restart), off the async
+/// threads.
+async fn open_cache(config: &Config) -> Result<Cache, EdgeError> {
+    let storage = config.server.cache;
+    if storage.disk_bytes == 0 {
+        return Ok(Cache::new(storage.memory_bytes));
+    }
+    let dir = config.server.data_dir.join("cache");
+    let path = dir.display().to_string();
+    let opened =
+        tokio::task::spawn_blocking(move || cache::disk::DiskTier::open(&dir, storage.disk_bytes))
+            .await
+            .map_err(|e| EdgeError::Config(format!("opening the cache's disk tier: {e}")))?;
+    let disk = opened.map_err(|error| EdgeError::CacheDisk { path, error })?;
+    tracing::info!(
+        objects = disk.len(),
+        bytes = disk.used_bytes(),
+        "cache disk tier open"
+    );
+    Ok(Cache::with_disk(storage.memory_bytes, Some(disk)))
 }
 
 /// A running edge.
@@ -79,7 +107,7 @@ impl Edge {
         .map_err(EdgeError::Config)?;
         let access_log = AccessLog::start(&config.server.access_log, Arc::clone(&metrics))
             .map_err(EdgeError::AccessLog)?;
-        let cache = Arc::new(Cache::new(config.server.cache.memory_bytes));
+        let cache = Arc::new(open_cache(&config).await?);
         let state = Arc::new(EdgeState::new(snapshot, access_log, metrics, cache));
         let guard = ConnGuard::new();
         let (shutdown, shutdown_rx) = watch::channel(false);

@@ -14,10 +14,12 @@
 use crate::body::{EdgeBody, Tee};
 use bytes::{Bytes, BytesMut};
 use cache::coalesce::{self, FillGuard, FillOutcome, Lock};
+use cache::disk::DiskObject;
+use cache::persist;
 use cache::policy::{
     self, RequestDirectives, ResponseDirectives, invalidation, reuse, storable, validation,
 };
-use cache::{Cache, CacheKey, Lookup, StoredObject, range};
+use cache::{Cache, CacheKey, Loaded, Lookup, ObjectId, StoredObject, range};
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Response, StatusCode};
 use model::SiteCache;
@@ -39,11 +41,28 @@ pub struct Fill {
     /// `Cache-Status` `fwd` parameter: why the cache went forward.
     fwd: &'static str,
     request_time: u64,
-    /// The stored response being revalidated, and whether it may be served if the origin fails.
-    stale: Option<(Arc<StoredObject>, bool)>,
+    /// The stored response being revalidated.
+    stale: Option<StaleCopy>,
     site: Arc<str>,
     /// The purge log's position before the origin was asked (purges after it apply).
     purge_mark: u64,
+}
+
+/// A stored response being revalidated.
+struct StaleCopy {
+    object: Arc<StoredObject>,
+    /// It may be served if the origin fails (stale-if-error, always online).
+    serve_on_error: bool,
+    /// Its body is on disk only, under this id (the object holds the header alone).
+    on_disk: Option<ObjectId>,
+}
+
+/// Reads `id` from the disk tier on a blocking thread.
+async fn load(cache: &Arc<Cache>, id: ObjectId) -> Loaded {
+    let cache = Arc::clone(cache);
+    tokio::task::spawn_blocking(move || cache.load(id))
+        .await
+        .unwrap_or(Loaded::Absent)
 }
 
 /// What the phase decided.
@@ -84,16 +103,39 @@ pub async fn lookup(
         always_online: settings.always_online,
     };
     // Every way to the origin ends this loop with the fill lock (if held), the Cache-Status
-    // `fwd` reason, the request time and the stale response being revalidated.
+    // `fwd` reason, the request time, the stale response being revalidated, and the purge mark.
+    let mut promotions = 0;
     let (guard, fwd, request_time, stale, purge_mark) = loop {
         let now = unix_now();
         let purge_mark = cache.purge_mark();
-        let id = match cache.lookup(&key, headers, now) {
+        let found = match cache.lookup(&key, headers, now) {
             Lookup::Found {
                 object,
                 id,
                 soft_purged,
-            } => {
+            } => Ok((object, id, soft_purged, None)),
+            // Warm from disk: small responses (and Vary specs) move to memory and are looked
+            // up again; large ones are served from disk. A tiny memory tier could evict a
+            // promoted object before the second look: after a few tries it counts as missing.
+            Lookup::OnDisk { id } => match load(cache, id).await {
+                Loaded::Promoted if promotions < 3 => {
+                    promotions += 1;
+                    continue;
+                }
+                Loaded::Large {
+                    object,
+                    body,
+                    soft_purged,
+                } => Ok((object, id, soft_purged, Some(body))),
+                _ => Err(id),
+            },
+            // Known uncacheable: no fill, no lock, no copy of the request (Varnish's
+            // hit-for-miss); the mark expires after `UNCACHEABLE_FOR` and the URL is tried again.
+            Lookup::Uncacheable => return CacheStep::Forward(None),
+            Lookup::Missing { id } => Err(id),
+        };
+        let id = match found {
+            Ok((object, id, soft_purged, disk)) => {
                 let decision = reuse::reuse(
                     &request_directives,
                     &object.directives,
@@ -102,13 +144,17 @@ pub async fn lookup(
                     soft_purged,
                     reuse_settings,
                 );
-                let serve_stale_on_error = match decision {
+                let on_disk = disk.is_some().then_some(id);
+                let serve_on_error = match decision {
                     reuse::Reuse::Hit { .. } => {
-                        return CacheStep::Answer(serve(&object, method, headers, now, "hit"));
+                        return CacheStep::Answer(serve(
+                            &object, disk, method, headers, now, "hit",
+                        ));
                     }
                     reuse::Reuse::StaleWhileRevalidate => {
                         let answer = serve(
                             &object,
+                            disk,
                             method,
                             headers,
                             now,
@@ -124,7 +170,11 @@ pub async fn lookup(
                                 guard: Some(guard),
                                 fwd: "stale",
                                 request_time: now,
-                                stale: Some((Arc::clone(&object), false)),
+                                stale: Some(StaleCopy {
+                                    object: Arc::clone(&object),
+                                    serve_on_error: false,
+                                    on_disk,
+                                }),
                                 site: Arc::clone(site),
                                 purge_mark,
                             })),
@@ -143,18 +193,14 @@ pub async fn lookup(
                 if *method != Method::GET {
                     return CacheStep::Forward(None);
                 }
-                break (
-                    None,
-                    "stale",
-                    now,
-                    Some((object, serve_stale_on_error)),
-                    purge_mark,
-                );
+                let stale = StaleCopy {
+                    object,
+                    serve_on_error,
+                    on_disk,
+                };
+                break (None, "stale", now, Some(stale), purge_mark);
             }
-            // Known uncacheable: no fill, no lock, no copy of the request (Varnish's
-            // hit-for-miss); the mark expires after `UNCACHEABLE_FOR` and the URL is tried again.
-            Lookup::Uncacheable => return CacheStep::Forward(None),
-            Lookup::Missing { id } => id,
+            Err(id) => id,
         };
         if request_directives.only_if_cached {
             return CacheStep::Answer(gateway_timeout());
@@ -195,10 +241,10 @@ impl Fill {
     /// Writes the validators of the response being revalidated into the origin request's
     /// fields (§4.3.1).
     pub fn write_validators(&self, fields: &mut Vec<u8>) {
-        let Some((stale, _)) = &self.stale else {
+        let Some(stale) = &self.stale else {
             return;
         };
-        for (name, value) in validation::conditional_fields(&stale.headers) {
+        for (name, value) in validation::conditional_fields(&stale.object.headers) {
             fields.extend_from_slice(name.as_str().as_bytes());
             fields.extend_from_slice(b": ");
             fields.extend_from_slice(value.as_bytes());
@@ -208,15 +254,23 @@ impl Fill {
 
     /// The origin could not be reached, timed out, or answered `status` (500, 502, 503, 504):
     /// the stale response, if RFC 5861 §4 or the site's always-online switch allow it.
-    pub fn stale_on_error(
+    pub async fn stale_on_error(
         &self,
         method: &Method,
         status: Option<StatusCode>,
     ) -> Option<Response<EdgeBody>> {
-        let (stale, allowed) = self.stale.as_ref()?;
-        if !allowed || status.is_some_and(|s| !is_error_for_stale(s)) {
+        let stale = self.stale.as_ref()?;
+        if !stale.serve_on_error || status.is_some_and(|s| !is_error_for_stale(s)) {
             return None;
         }
+        let disk = match stale.on_disk {
+            None => None,
+            Some(id) => match load(&self.cache, id).await {
+                Loaded::Large { body, .. } => Some(body),
+                // Gone from disk meanwhile: nothing to serve.
+                _ => return None,
+            },
+        };
         let detail = match status {
             Some(s) => format!(
                 "fwd=stale; fwd-status={}; detail=stale-if-error",
@@ -225,7 +279,8 @@ impl Fill {
             None => "fwd=stale; detail=stale-if-error".to_string(),
         };
         Some(serve(
-            stale,
+            &stale.object,
+            disk,
             method,
             &self.request_headers,
             unix_now(),
@@ -236,19 +291,19 @@ impl Fill {
     /// The origin answered 304 to the validators: refresh the stored response (§4.3.4, §3.2)
     /// and answer from it. `None`: there was nothing to refresh or the 304 is about another
     /// representation (the caller treats the 304 as the origin's answer).
-    pub fn not_modified(
+    pub async fn not_modified(
         mut self,
         method: &Method,
         settings: &SiteCache,
         not_modified: &HeaderMap,
     ) -> Option<Response<EdgeBody>> {
-        let (stale, _) = self.stale.take()?;
-        if !validation::not_modified_applies(&stale.headers, not_modified) {
+        let stale = self.stale.take()?;
+        if !validation::not_modified_applies(&stale.object.headers, not_modified) {
             self.cache.invalidate(&self.key);
             return None;
         }
         let now = unix_now();
-        let mut refreshed = StoredObject::clone(&stale);
+        let mut refreshed = StoredObject::clone(&stale.object);
         // Revalidated: a soft purge is answered, and purges from now on apply.
         refreshed.soft_purged = false;
         refreshed.purge_mark = self.purge_mark;
@@ -263,15 +318,34 @@ impl Fill {
             now,
             settings.ttl,
         );
-        let answer = serve(
-            &refreshed,
-            method,
-            &self.request_headers,
-            now,
-            "fwd=stale; fwd-status=304",
-        );
-        self.cache
-            .store(&self.key, &self.request_headers, refreshed);
+        let params = "fwd=stale; fwd-status=304";
+        let answer = match stale.on_disk {
+            None => {
+                let answer = serve(&refreshed, None, method, &self.request_headers, now, params);
+                self.cache
+                    .store(&self.key, &self.request_headers, refreshed);
+                answer
+            }
+            Some(id) => {
+                // A large body stays where it is: only its stored header is rewritten.
+                let cache = Arc::clone(&self.cache);
+                let refreshed = Arc::new(refreshed);
+                let written = Arc::clone(&refreshed);
+                let _ =
+                    tokio::task::spawn_blocking(move || cache.refresh_on_disk(id, &written)).await;
+                match load(&self.cache, id).await {
+                    Loaded::Large { body, .. } => serve(
+                        &refreshed,
+                        Some(body),
+                        method,
+                        &self.request_headers,
+                        now,
+                        params,
+                    ),
+                    _ => return None,
+                }
+            }
+        };
         if let Some(guard) = self.guard.take() {
             guard.finish(FillOutcome::Stored);
         }
@@ -286,7 +360,6 @@ impl Fill {
         settings: &SiteCache,
         status: StatusCode,
         headers: &mut HeaderMap,
-        memory_limit: u64,
     ) -> Option<Box<dyn Tee>> {
         let now = unix_now();
         let directives = ResponseDirectives::parse(headers);
@@ -302,7 +375,8 @@ impl Fill {
                 share_set_cookie: settings.share_set_cookie,
             },
         );
-        let limit = settings.max_object_size.min(memory_limit);
+        let limit = settings.max_object_size.min(self.cache.store_limit());
+        let small_limit = self.cache.small_limit();
         let declared = content_length(headers);
         let strip = match decision {
             Ok(strip) if declared.is_none_or(|n| n <= limit) => strip,
@@ -345,35 +419,87 @@ impl Fill {
             self.purge_mark,
         );
         object.site = Arc::clone(&self.site);
-        Some(Box::new(Filling {
+        let mut filling = Filling {
             object: Some(object),
             fill: self,
-            body: BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize),
+            body: BytesMut::with_capacity(declared.unwrap_or(0).min(small_limit) as usize),
+            stream: None,
+            size: 0,
+            small_limit,
             limit,
-        }))
+        };
+        // Known to be large: straight to disk from the first byte.
+        if declared.is_some_and(|n| n > small_limit) && !filling.start_streaming() {
+            return None;
+        }
+        Some(Box::new(filling))
     }
 }
 
-/// The body of a response being stored, gathered as it goes to the client.
+/// The body of a response being stored, gathered as it goes to the client: in memory while it
+/// is small, then streamed to the disk tier (never held whole in memory).
 struct Filling {
     fill: Fill,
+    /// The stored header, until the body is complete or handed to a disk write.
     object: Option<StoredObject>,
     body: BytesMut,
+    stream: Option<persist::StreamWrite>,
+    size: u64,
+    small_limit: u64,
     limit: u64,
+}
+
+impl Filling {
+    /// Moves the response to a streamed disk write (taking the fill lock with it) and queues
+    /// what was gathered so far; `false` if there is no disk tier or the write is refused.
+    fn start_streaming(&mut self) -> bool {
+        let Some(object) = self.object.take() else {
+            return false;
+        };
+        let guard = self.fill.guard.take();
+        let Some(mut stream) = self.fill.cache.store_streaming(
+            &self.fill.key,
+            &self.fill.request_headers,
+            object,
+            guard,
+        ) else {
+            return false;
+        };
+        if !self.body.is_empty() && !stream.push(std::mem::take(&mut self.body).freeze()) {
+            return false;
+        }
+        self.stream = Some(stream);
+        true
+    }
 }
 
 impl Tee for Filling {
     fn data(&mut self, chunk: &Bytes) -> bool {
-        if self.body.len() as u64 + chunk.len() as u64 > self.limit {
+        self.size += chunk.len() as u64;
+        if self.size > self.limit {
             // Larger than the cache takes: released, and the URL goes uncacheable for a while.
             self.fill.cache.mark_uncacheable(&self.fill.key, unix_now());
             return false;
+        }
+        if let Some(stream) = &mut self.stream {
+            return stream.push(chunk.clone());
+        }
+        if self.size > self.small_limit {
+            if !self.start_streaming() {
+                return false;
+            }
+            return self.stream.as_mut().is_some_and(|s| s.push(chunk.clone()));
         }
         self.body.extend_from_slice(chunk);
         true
     }
 
     fn end(mut self: Box<Self>) {
+        if let Some(stream) = self.stream.take() {
+            // The writing thread releases the fill lock once the object is on disk.
+            stream.commit();
+            return;
+        }
         let Some(mut object) = self.object.take() else {
             return;
         };
@@ -391,11 +517,15 @@ impl Tee for Filling {
 /// preconditions say so (§4.3.2).
 fn serve(
     object: &StoredObject,
+    disk: Option<DiskObject>,
     method: &Method,
     request: &HeaderMap,
     now: u64,
     params: &str,
 ) -> Response<EdgeBody> {
+    let body_len = disk
+        .as_ref()
+        .map_or(object.body.len() as u64, DiskObject::body_len);
     let age = object.timing.current_age(now);
     // RFC 9211 §2.5: ttl is the remaining freshness; negative when stale.
     let ttl = object.timing.lifetime as i64 - age as i64;
@@ -416,13 +546,16 @@ fn serve(
         validation::Precondition::Proceed
             if *method == Method::GET && object.status == StatusCode::OK =>
         {
-            ranged(object, request)
+            match disk {
+                None => ranged(object, request),
+                Some(disk) => ranged_on_disk(object, disk, request),
+            }
         }
         validation::Precondition::Proceed => {
-            let body = if *method == Method::HEAD {
-                EdgeBody::empty()
-            } else {
-                EdgeBody::fixed(object.body.clone())
+            let body = match (method, disk) {
+                (&Method::HEAD, _) => EdgeBody::empty(),
+                (_, Some(disk)) => stream_from_disk(disk, 0, body_len),
+                (_, None) => EdgeBody::fixed(object.body.clone()),
             };
             (object.status, object.headers.clone(), body)
         }
@@ -439,7 +572,7 @@ fn serve(
         && !headers.contains_key(header::CONTENT_LENGTH)
         && status == object.status
     {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(object.body.len()));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
     }
     add_cache_status(&mut headers, &status_line);
     let mut response = Response::new(body);
@@ -508,6 +641,75 @@ fn ranged(object: &StoredObject, request: &HeaderMap) -> (StatusCode, HeaderMap,
             (StatusCode::PARTIAL_CONTENT, headers, EdgeBody::fixed(body))
         }
     }
+}
+
+/// A GET of a stored 200 whose body is on disk: its Range answered with one span, 416, or the
+/// full 200 (several spans of a large body are not assembled: the full response is a valid
+/// answer to any Range, RFC 9110 §14.2).
+fn ranged_on_disk(
+    object: &StoredObject,
+    disk: DiskObject,
+    request: &HeaderMap,
+) -> (StatusCode, HeaderMap, EdgeBody) {
+    let len = disk.body_len();
+    let mut headers = object.headers.clone();
+    match range::answer(request, &object.headers, len) {
+        range::RangeAnswer::Partial(spans) if spans.len() == 1 => {
+            let (first, last) = spans[0];
+            headers.remove(header::CONTENT_LENGTH);
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes {first}-{last}/{len}")) {
+                headers.insert(header::CONTENT_RANGE, value);
+            }
+            let body = stream_from_disk(disk, first, last - first + 1);
+            (StatusCode::PARTIAL_CONTENT, headers, body)
+        }
+        range::RangeAnswer::Unsatisfiable => {
+            headers.remove(header::CONTENT_LENGTH);
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                headers.insert(header::CONTENT_RANGE, value);
+            }
+            (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                headers,
+                EdgeBody::empty(),
+            )
+        }
+        _ => (StatusCode::OK, headers, stream_from_disk(disk, 0, len)),
+    }
+}
+
+/// Blocks of a body on disk, `len` bytes from `first`, read on a blocking thread a few blocks
+/// ahead of the client (the channel's capacity is the read-ahead). A block that fails its
+/// checksum ends the body with an error: the client sees a cut-off response, never wrong bytes.
+fn stream_from_disk(mut disk: DiskObject, first: u64, len: u64) -> EdgeBody {
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        let fail = |sender: &tokio::sync::mpsc::Sender<_>, why: String| {
+            let _ = sender.blocking_send(Err(why));
+        };
+        if first > 0
+            && let Err(e) = disk.seek(first)
+        {
+            return fail(&sender, e.to_string());
+        }
+        let mut left = len;
+        while left > 0 {
+            match disk.read_block() {
+                Ok(Some(mut block)) => {
+                    if block.len() as u64 > left {
+                        block.truncate(left as usize);
+                    }
+                    left -= block.len() as u64;
+                    if sender.blocking_send(Ok(block)).is_err() {
+                        return; // the client went away
+                    }
+                }
+                Ok(None) => return fail(&sender, "stored body shorter than recorded".into()),
+                Err(e) => return fail(&sender, e.to_string()),
+            }
+        }
+    });
+    EdgeBody::channel(receiver, len)
 }
 
 /// RFC 5861 §4: the errors stale-if-error covers.

@@ -369,3 +369,30 @@ async fn rfc9110_14_ranges_are_answered_from_the_stored_full_response() {
     assert_eq!(beyond.header("content-range"), Some("bytes */10"));
     assert_eq!(origin.requests(), 1);
 }
+
+#[tokio::test]
+async fn metrics_count_cache_outcomes_and_show_the_tiers() {
+    let origin = numbered_origin("Cache-Control: max-age=60\r\n");
+    let proxy = proxy_for(&origin);
+    client::get(proxy.http_addr(), "blog.example", "/m").await;
+    client::get(proxy.http_addr(), "blog.example", "/m").await;
+    client::get(proxy.http_addr(), "blog.example", "/m").await;
+
+    let metrics = client::admin_get(proxy.admin_addr(), "/metrics")
+        .await
+        .text();
+
+    assert!(
+        metrics.contains("palisade_cache_requests_total{site=\"blog\",outcome=\"hit\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("palisade_cache_requests_total{site=\"blog\",outcome=\"miss\"} 1"),
+        "{metrics}"
+    );
+    let entries = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("palisade_cache_memory_entries "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert_eq!(entries, Some(1), "{metrics}");
+}

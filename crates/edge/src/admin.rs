@@ -68,9 +68,11 @@ async fn answer(
     let (status, content_type, body) = match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => {
             let snapshot = state.snapshot.load();
-            let text = state
-                .metrics
-                .render(guard.open(), &snapshot.origin_reports());
+            let text = state.metrics.render(
+                guard.open(),
+                &snapshot.origin_reports(),
+                &cache_report(&state.cache),
+            );
             (
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -85,6 +87,17 @@ async fn answer(
         ),
     };
     reply(status, content_type, body)
+}
+
+fn cache_report(cache: &cache::Cache) -> crate::metrics::CacheReport {
+    crate::metrics::CacheReport {
+        memory_bytes: cache.memory().used_bytes(),
+        memory_entries: cache.memory().len() as u64,
+        disk_bytes: cache.disk().map_or(0, |d| d.used_bytes()),
+        disk_objects: cache.disk().map_or(0, |d| d.len() as u64),
+        fills: cache.fills() as u64,
+        pending_purges: cache.pending_purges() as u64,
+    }
 }
 
 fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {

@@ -28,9 +28,62 @@ pub struct SiteMetrics {
     duration_micros_sum: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    /// Cache outcomes, indexed by [`CacheOutcome`].
+    cache: [AtomicU64; CacheOutcome::ALL.len()],
+}
+
+/// What the cache did for a request (counted for sites with the cache on, GET and HEAD).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Answered from a stored response.
+    Hit,
+    /// A stale stored response was served (stale-while-revalidate, stale-if-error).
+    Stale,
+    /// A stale stored response was revalidated and the origin's 304 refreshed it.
+    Revalidated,
+    /// Fetched from the origin to be stored.
+    Miss,
+    /// Passed to the origin without storing (bypass path, known uncacheable URL, HEAD miss).
+    Pass,
+}
+
+impl CacheOutcome {
+    const ALL: [CacheOutcome; 5] = [
+        CacheOutcome::Hit,
+        CacheOutcome::Stale,
+        CacheOutcome::Revalidated,
+        CacheOutcome::Miss,
+        CacheOutcome::Pass,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Stale => "stale",
+            CacheOutcome::Revalidated => "revalidated",
+            CacheOutcome::Miss => "miss",
+            CacheOutcome::Pass => "pass",
+        }
+    }
+}
+
+/// The cache's state as the metrics page shows it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CacheReport {
+    pub memory_bytes: u64,
+    pub memory_entries: u64,
+    pub disk_bytes: u64,
+    pub disk_objects: u64,
+    pub fills: u64,
+    pub pending_purges: u64,
 }
 
 impl SiteMetrics {
+    /// Counts one cache outcome.
+    pub fn cache(&self, outcome: CacheOutcome) {
+        self.cache[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Records one finished request.
     pub fn record(&self, status: u16, duration: Duration, bytes_in: u64, bytes_out: u64) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
@@ -83,7 +136,12 @@ impl Metrics {
     }
 
     /// Prometheus text exposition format 0.0.4.
-    pub fn render(&self, open_connections: u32, origins: &[OriginReport]) -> String {
+    pub fn render(
+        &self,
+        open_connections: u32,
+        origins: &[OriginReport],
+        cache: &CacheReport,
+    ) -> String {
         let mut out = String::with_capacity(4096);
         let sites = self.sites.lock().unwrap_or_else(|p| p.into_inner()).clone();
 
@@ -144,6 +202,62 @@ impl Metrics {
             for (name, m) in &sites {
                 let _ = writeln!(out, "{metric}{{site=\"{name}\"}} {}", pick(m));
             }
+        }
+
+        out.push_str("# HELP palisade_cache_requests_total Requests the cache handled, by site and outcome (hit, stale, revalidated, miss, pass).\n");
+        out.push_str("# TYPE palisade_cache_requests_total counter\n");
+        for (name, m) in &sites {
+            for outcome in CacheOutcome::ALL {
+                let n = m.cache[outcome as usize].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "palisade_cache_requests_total{{site=\"{name}\",outcome=\"{}\"}} {n}",
+                    outcome.label()
+                );
+            }
+        }
+        for (metric, kind, help, value) in [
+            (
+                "palisade_cache_memory_bytes",
+                "gauge",
+                "Bytes held by the cache's memory tier (as charged against cache_memory).",
+                cache.memory_bytes,
+            ),
+            (
+                "palisade_cache_memory_entries",
+                "gauge",
+                "Entries in the memory tier (responses, Vary specs, uncacheable marks).",
+                cache.memory_entries,
+            ),
+            (
+                "palisade_cache_disk_bytes",
+                "gauge",
+                "Bytes of files in the disk tier.",
+                cache.disk_bytes,
+            ),
+            (
+                "palisade_cache_disk_objects",
+                "gauge",
+                "Objects in the disk tier.",
+                cache.disk_objects,
+            ),
+            (
+                "palisade_cache_fills",
+                "gauge",
+                "Origin fetches other requests may be waiting on now.",
+                cache.fills,
+            ),
+            (
+                "palisade_cache_purges_pending",
+                "gauge",
+                "Purges not yet applied to every stored object by the background pass (they already apply to requests).",
+                cache.pending_purges,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {metric} {help}\n# TYPE {metric} {kind}\n{metric} {value}"
+            );
         }
 
         out.push_str("# HELP palisade_origin_healthy 1 when the origin takes traffic, 0 when a health check or passive ejection took it out.\n");
@@ -237,7 +351,7 @@ mod tests {
         let blog = metrics.site("blog");
         blog.record(200, Duration::from_millis(3), 10, 100);
         blog.record(503, Duration::from_secs(20), 0, 5);
-        let text = metrics.render(7, &[]);
+        let text = metrics.render(7, &[], &CacheReport::default());
         assert!(text.contains("palisade_requests_total{site=\"blog\",class=\"2xx\"} 1"));
         assert!(text.contains("palisade_requests_total{site=\"blog\",class=\"5xx\"} 1"));
         assert!(
@@ -260,7 +374,7 @@ mod tests {
         metrics.site("blog").record(200, Duration::ZERO, 0, 0);
         assert!(
             metrics
-                .render(0, &[])
+                .render(0, &[], &CacheReport::default())
                 .contains("palisade_requests_total{site=\"blog\",class=\"2xx\"} 2")
         );
     }

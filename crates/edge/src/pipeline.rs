@@ -15,7 +15,7 @@
 use crate::access_log::{AccessLog, AccessRecord};
 use crate::body::{BodyMeter, EdgeBody, Finish, OriginBody};
 use crate::conn::ConnContext;
-use crate::metrics::{Metrics, SiteMetrics, UNROUTED};
+use crate::metrics::{CacheOutcome, Metrics, SiteMetrics, UNROUTED};
 use crate::origin::{OriginFailure, OriginRequest, OriginState};
 use crate::phases::cache::CacheStep;
 use crate::phases::route::RouteRefusal;
@@ -177,10 +177,12 @@ pub async fn handle(
         .await
         {
             CacheStep::Answer(mut response) => {
+                site.metrics.cache(CacheOutcome::Hit);
                 respond::client_response_headers(&mut response, version, http10_keep_alive);
                 return log.finish_with(response);
             }
             CacheStep::AnswerAndRefresh(mut response, refresh) => {
+                site.metrics.cache(CacheOutcome::Stale);
                 if let Some(refresh) = refresh {
                     // The background request is this one's twin: same fields, no body.
                     let mut fields = Vec::with_capacity(512);
@@ -212,7 +214,12 @@ pub async fn handle(
                 respond::client_response_headers(&mut response, version, http10_keep_alive);
                 return log.finish_with(response);
             }
-            CacheStep::Forward(step) => fill = step,
+            CacheStep::Forward(step) => {
+                if step.is_none() {
+                    site.metrics.cache(CacheOutcome::Pass);
+                }
+                fill = step;
+            }
         }
     }
     let method = request.method().clone();
@@ -271,6 +278,7 @@ pub async fn handle(
                 None => None,
             };
             if let Some(mut stale) = stale {
+                site.metrics.cache(CacheOutcome::Stale);
                 respond::client_response_headers(&mut stale, version, http10_keep_alive);
                 return log.finish_with(stale);
             }
@@ -316,6 +324,7 @@ pub async fn handle(
     if let Some(f) = &fill
         && let Some(mut stale) = f.stale_on_error(&method, Some(parts.status)).await
     {
+        site.metrics.cache(CacheOutcome::Stale);
         respond::client_response_headers(&mut stale, version, http10_keep_alive);
         return log.finish_with(stale);
     }
@@ -325,6 +334,7 @@ pub async fn handle(
             .not_modified(&method, cache_settings, &parts.headers)
             .await
     {
+        site.metrics.cache(CacheOutcome::Revalidated);
         respond::client_response_headers(&mut refreshed, version, http10_keep_alive);
         return log.finish_with(refreshed);
     }
@@ -338,6 +348,9 @@ pub async fn handle(
             &parts.headers,
             |path| cache_key(host, path, request_headers),
         );
+    }
+    if fill.is_some() {
+        site.metrics.cache(CacheOutcome::Miss);
     }
     let tee = fill
         .and_then(|fill| fill.respond(&method, cache_settings, parts.status, &mut parts.headers));

@@ -4,6 +4,8 @@
 //! The origins are [`ScriptedOrigin`]s that count the requests they get and number their
 //! answers, so a test can tell a stored copy from a fresh one.
 
+use std::time::Duration;
+
 use palisade_blackbox::client::{self, h1_request};
 use palisade_blackbox::scripted_origin::Reply;
 use palisade_blackbox::{Palisade, ScriptedOrigin, SiteConfig};
@@ -35,7 +37,7 @@ async fn s3_fresh_response_is_stored_and_answered_without_the_origin() {
     assert_eq!(first.text(), "v0");
     let status = first.header("cache-status").unwrap_or_default();
     assert!(
-        status.contains("fwd=miss") && status.contains("stored"),
+        status.contains("fwd=uri-miss") && status.contains("stored"),
         "{status}"
     );
     assert_eq!(second.status, 200);
@@ -221,6 +223,8 @@ async fn rfc5861_stale_while_revalidate_serves_stale_and_refreshes_exactly_once(
             0 => "HTTP/1.1 200 OK\r\nCache-Control: max-age=1, stale-while-revalidate=60\r\nContent-Length: 2\r\n\r\nv0".to_string(),
             _ => format!("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 2\r\n\r\nv{}", n.min(9)),
         })
+        // The refresh takes a while, so every stale request below arrives while it runs.
+        .delayed(if n == 0 { Duration::ZERO } else { Duration::from_millis(500) })
     });
     let proxy = proxy_for(&origin);
     client::get(proxy.http_addr(), "blog.example", "/swr").await;
@@ -234,7 +238,17 @@ async fn rfc5861_stale_while_revalidate_serves_stale_and_refreshes_exactly_once(
         eventually(|| origin.requests() >= 2).await,
         "a background refresh happened"
     );
-    let refreshed = client::get(proxy.http_addr(), "blog.example", "/swr").await;
+    // The refresh lands once the origin's delayed answer is stored.
+    let mut refreshed = None;
+    for _ in 0..100 {
+        let reply = client::get(proxy.http_addr(), "blog.example", "/swr").await;
+        if reply.text() != "v0" {
+            refreshed = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refreshed = refreshed.expect("the refreshed copy is served within 5 s");
 
     for reply in &stale {
         assert_eq!(reply.text(), "v0", "served stale at once");

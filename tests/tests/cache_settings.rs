@@ -184,3 +184,50 @@ async fn s3_5_a_response_to_an_authorized_request_is_not_shared_without_public()
 
     assert_eq!((alice.text(), bob.text()), ("v0".into(), "v1".into()));
 }
+
+#[tokio::test]
+async fn rfc9211_passes_say_why_the_cache_forwarded() {
+    let origin = numbered_origin("Cache-Control: max-age=60\r\n");
+    let proxy = proxy(&origin, "bypass = [\"/admin/*\"]");
+
+    let bypassed = client::get(proxy.http_addr(), "blog.example", "/admin/").await;
+    let posted = client::try_send(
+        proxy.http_addr(),
+        h1_request("POST", "blog.example", "/form", client::empty()),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        bypassed.header("cache-status"),
+        Some("palisade; fwd=bypass")
+    );
+    assert_eq!(posted.header("cache-status"), Some("palisade; fwd=method"));
+}
+
+#[tokio::test]
+async fn always_online_serves_the_stale_copy_when_the_origin_fails() {
+    let origin = ScriptedOrigin::start(|n| {
+        Reply::keep_open(match n {
+            0 => "HTTP/1.1 200 OK\r\nCache-Control: max-age=1\r\nContent-Length: 2\r\n\r\nv0",
+            _ => "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 4\r\n\r\ndown",
+        })
+    });
+    let proxy = proxy(&origin, "always_online = true");
+    text(&proxy, "/ao").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+
+    let reply = client::get(proxy.http_addr(), "blog.example", "/ao").await;
+
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "v0");
+}
+
+#[tokio::test]
+async fn s5_2_2_7_private_responses_are_not_stored() {
+    let origin = numbered_origin("Cache-Control: private, max-age=60\r\n");
+    let proxy = proxy(&origin, "");
+
+    assert_eq!(text(&proxy, "/p").await, "v0");
+    assert_eq!(text(&proxy, "/p").await, "v1");
+}

@@ -97,3 +97,54 @@ impl MemoryTier {
         self.entries.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Timing;
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
+
+    fn entry(size: usize) -> Entry {
+        Entry::Object(Arc::new(StoredObject::new(
+            StatusCode::OK,
+            HeaderMap::new(),
+            &[],
+            Bytes::from(vec![0u8; size]),
+            Timing {
+                initial_age: 0,
+                response_time: 0,
+                lifetime: 60,
+                heuristic: false,
+            },
+            String::new(),
+            0,
+        )))
+    }
+
+    #[test]
+    fn a_scan_of_cold_objects_does_not_flush_the_hot_ones() {
+        // Room for about 10,000 objects of 1 KiB.
+        let tier = MemoryTier::new(10_000 * (1024 + ENTRY_OVERHEAD));
+        const HOT: u128 = 5_000;
+        for id in 0..HOT {
+            tier.insert(id, entry(1024));
+        }
+        // The hot set is read again and again.
+        for _ in 0..3 {
+            for id in 0..HOT {
+                assert!(tier.get(id).is_some());
+            }
+        }
+        // One pass over 100,000 objects read once each (a crawler, a cache-busting flood).
+        for id in 1_000_000..1_100_000u128 {
+            tier.insert(id, entry(1024));
+        }
+        let survivors = (0..HOT).filter(|id| tier.get(*id).is_some()).count();
+        assert!(
+            survivors as u128 >= HOT * 9 / 10,
+            "only {survivors} of {HOT} hot objects survived the scan"
+        );
+        assert!(tier.used_bytes() <= tier.capacity());
+    }
+}

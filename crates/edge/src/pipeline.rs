@@ -164,7 +164,18 @@ pub async fn handle(
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut fill = None;
-    if cache_phase::applies(cache_settings, request.method(), request.uri().path()) {
+    // RFC 9211 §2.2 `fwd` for a request the cache passes to the origin without storing.
+    let mut pass: Option<&'static str> = None;
+    let cacheable = cache_phase::applies(cache_settings, request.method(), request.uri().path());
+    if cache_settings.enabled && !cacheable {
+        let get_or_head = matches!(*request.method(), Method::GET | Method::HEAD);
+        pass = Some(if get_or_head {
+            "fwd=bypass"
+        } else {
+            "fwd=method"
+        });
+    }
+    if cacheable {
         let key = cache_key(&routed.host, target.as_str(), request.headers());
         match cache_phase::lookup(
             &state.cache,
@@ -214,11 +225,10 @@ pub async fn handle(
                 respond::client_response_headers(&mut response, version, http10_keep_alive);
                 return log.finish_with(response);
             }
-            CacheStep::Forward(step) => {
-                if step.is_none() {
-                    site.metrics.cache(CacheOutcome::Pass);
-                }
-                fill = step;
+            CacheStep::Forward(step) => fill = Some(step),
+            CacheStep::Pass(why) => {
+                site.metrics.cache(CacheOutcome::Pass);
+                pass = Some(why);
             }
         }
     }
@@ -351,6 +361,9 @@ pub async fn handle(
     }
     if fill.is_some() {
         site.metrics.cache(CacheOutcome::Miss);
+    }
+    if let Some(why) = pass {
+        cache_phase::mark_pass(&mut parts.headers, why);
     }
     let tee = fill
         .and_then(|fill| fill.respond(&method, cache_settings, parts.status, &mut parts.headers));

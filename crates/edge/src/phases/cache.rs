@@ -72,8 +72,11 @@ pub enum CacheStep {
     /// Answered from the cache with a stale response (stale-while-revalidate); the fill
     /// refreshes it in the background. No fill when another request is already refreshing it.
     AnswerAndRefresh(Response<EdgeBody>, Option<Box<Fill>>),
-    /// Go to the origin; with a [`Fill`] when the response may be stored.
-    Forward(Option<Box<Fill>>),
+    /// Go to the origin to fetch a response that may be stored.
+    Forward(Box<Fill>),
+    /// Go to the origin without storing; the `Cache-Status` parameters saying why (RFC 9211
+    /// §2.2), for [`mark_pass`].
+    Pass(&'static str),
 }
 
 /// Whether the site caches and the request is one the cache handles (GET and HEAD, outside
@@ -131,7 +134,7 @@ pub async fn lookup(
             },
             // Known uncacheable: no fill, no lock, no copy of the request (Varnish's
             // hit-for-miss); the mark expires after `UNCACHEABLE_FOR` and the URL is tried again.
-            Lookup::Uncacheable => return CacheStep::Forward(None),
+            Lookup::Uncacheable => return CacheStep::Pass("fwd=miss; detail=uncacheable"),
             Lookup::Missing { id } => Err(id),
         };
         let id = match found {
@@ -191,7 +194,7 @@ pub async fn lookup(
                     return CacheStep::Answer(gateway_timeout());
                 }
                 if *method != Method::GET {
-                    return CacheStep::Forward(None);
+                    return CacheStep::Pass("fwd=stale");
                 }
                 let stale = StaleCopy {
                     object,
@@ -208,14 +211,20 @@ pub async fn lookup(
         // A HEAD miss goes to the origin as HEAD and stores nothing (only GET responses are
         // stored): it must not hold the fill lock of the GET it is not.
         if *method != Method::GET {
-            return CacheStep::Forward(None);
+            return CacheStep::Pass("fwd=miss");
         }
+        // RFC 9211 §2.2: nothing for the URL at all, or a URL whose stored variants differ.
+        let miss = if id == key.id {
+            "uri-miss"
+        } else {
+            "vary-miss"
+        };
         if waited {
             // The fill we waited on did not store anything this request can use.
-            break (None, "miss", now, None, purge_mark);
+            break (None, miss, now, None, purge_mark);
         }
         match cache.lock(id) {
-            Lock::Filler(guard) => break (Some(guard), "miss", now, None, purge_mark),
+            Lock::Filler(guard) => break (Some(guard), miss, now, None, purge_mark),
             Lock::Waiter(receiver) => match coalesce::wait(receiver, settings.lock_timeout).await {
                 FillOutcome::Stored => waited = true,
                 // Failed, not storable, or timed out: this request goes to the origin itself.
@@ -223,7 +232,7 @@ pub async fn lookup(
             },
         }
     };
-    CacheStep::Forward(Some(Box::new(Fill {
+    CacheStep::Forward(Box::new(Fill {
         cache: Arc::clone(cache),
         key,
         request_headers: headers.clone(),
@@ -234,7 +243,12 @@ pub async fn lookup(
         stale,
         site: Arc::clone(site),
         purge_mark,
-    })))
+    }))
+}
+
+/// Adds this cache's `Cache-Status` member to a response the cache passed through unstored.
+pub fn mark_pass(headers: &mut HeaderMap, params: &str) {
+    add_cache_status(headers, params);
 }
 
 impl Fill {

@@ -133,12 +133,13 @@ cargo_release_bin() { # package bin -> path of the built release binary; 1 if th
     echo "${CARGO_TARGET_DIR:-$ROOT/target}/release/$bin"
 }
 
-raise_nofile() { # -> NOFILE: the open-files limit after raising it to 65536 where allowed
-    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+raise_nofile() { # [wanted, 65536] -> NOFILE: the open-files limit after raising it where allowed
+    local want=${1:-65536}
+    ulimit -n "$want" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     NOFILE=$(ulimit -n)
     if [[ $NOFILE == unlimited ]]; then NOFILE=1048576; fi
-    if ((NOFILE < 65536)); then
-        log "warning: could not raise ulimit -n to 65536 (hard limit $(ulimit -Hn)); using $NOFILE"
+    if ((NOFILE < want)); then
+        log "warning: could not raise ulimit -n to $want (hard limit $(ulimit -Hn)); using $NOFILE"
     fi
 }
 

@@ -139,6 +139,18 @@ impl ScriptedOrigin {
         ScriptedOrigin { addr, shared, task }
     }
 
+    /// An origin answering request `n` (0-based) with `200 OK`, the fields in `extra` (each
+    /// ending in CRLF) and body `v{n}`, so a test can tell which answer it got.
+    pub fn numbered(extra: &'static str) -> ScriptedOrigin {
+        ScriptedOrigin::start(move |n| {
+            let body = format!("v{n}");
+            Reply::keep_open(format!(
+                "HTTP/1.1 200 OK\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            ))
+        })
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

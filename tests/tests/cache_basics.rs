@@ -10,24 +10,13 @@ use palisade_blackbox::client::{self, h1_request};
 use palisade_blackbox::scripted_origin::Reply;
 use palisade_blackbox::{Palisade, ScriptedOrigin, SiteConfig};
 
-/// An origin answering request `n` with body `v{n}` and the fields in `extra` (CRLF-ended).
-fn numbered_origin(extra: &'static str) -> ScriptedOrigin {
-    ScriptedOrigin::start(move |n| {
-        let body = format!("v{n}");
-        Reply::keep_open(format!(
-            "HTTP/1.1 200 OK\r\n{extra}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        ))
-    })
-}
-
 fn proxy_for(origin: &ScriptedOrigin) -> Palisade {
     Palisade::start(&SiteConfig::blog(origin.url()).to_toml())
 }
 
 #[tokio::test]
 async fn s3_fresh_response_is_stored_and_answered_without_the_origin() {
-    let origin = numbered_origin("Cache-Control: max-age=60\r\n");
+    let origin = ScriptedOrigin::numbered("Cache-Control: max-age=60\r\n");
     let proxy = proxy_for(&origin);
 
     let first = client::get(proxy.http_addr(), "blog.example", "/page").await;
@@ -53,7 +42,7 @@ async fn s3_fresh_response_is_stored_and_answered_without_the_origin() {
 
 #[tokio::test]
 async fn s5_2_2_5_no_store_response_always_reaches_the_origin() {
-    let origin = numbered_origin("Cache-Control: max-age=60, no-store\r\n");
+    let origin = ScriptedOrigin::numbered("Cache-Control: max-age=60, no-store\r\n");
     let proxy = proxy_for(&origin);
 
     let first = client::get(proxy.http_addr(), "blog.example", "/").await;
@@ -73,7 +62,7 @@ async fn s5_2_2_5_no_store_response_always_reaches_the_origin() {
 
 #[tokio::test]
 async fn s3_response_without_freshness_or_validator_is_not_stored() {
-    let origin = numbered_origin("");
+    let origin = ScriptedOrigin::numbered("");
     let proxy = proxy_for(&origin);
 
     client::get(proxy.http_addr(), "blog.example", "/").await;
@@ -85,7 +74,7 @@ async fn s3_response_without_freshness_or_validator_is_not_stored() {
 
 #[tokio::test]
 async fn head_is_answered_from_a_stored_get() {
-    let origin = numbered_origin("Cache-Control: max-age=60\r\n");
+    let origin = ScriptedOrigin::numbered("Cache-Control: max-age=60\r\n");
     let proxy = proxy_for(&origin);
     client::get(proxy.http_addr(), "blog.example", "/doc").await;
 
@@ -104,7 +93,7 @@ async fn head_is_answered_from_a_stored_get() {
 
 #[tokio::test]
 async fn s4_3_2_a_clients_if_none_match_is_answered_304_from_the_cache() {
-    let origin = numbered_origin("Cache-Control: max-age=60\r\nETag: \"abc\"\r\n");
+    let origin = ScriptedOrigin::numbered("Cache-Control: max-age=60\r\nETag: \"abc\"\r\n");
     let proxy = proxy_for(&origin);
     client::get(proxy.http_addr(), "blog.example", "/img").await;
 
@@ -123,7 +112,7 @@ async fn s4_3_2_a_clients_if_none_match_is_answered_304_from_the_cache() {
 
 #[tokio::test]
 async fn s4_4_a_successful_post_invalidates_the_stored_url() {
-    let origin = numbered_origin("Cache-Control: max-age=60\r\n");
+    let origin = ScriptedOrigin::numbered("Cache-Control: max-age=60\r\n");
     let proxy = proxy_for(&origin);
     let before = client::get(proxy.http_addr(), "blog.example", "/cart").await;
 
@@ -147,7 +136,8 @@ async fn s4_4_a_successful_post_invalidates_the_stored_url() {
 
 #[tokio::test]
 async fn set_cookie_responses_are_not_handed_to_other_clients() {
-    let origin = numbered_origin("Cache-Control: max-age=60\r\nSet-Cookie: session=secret\r\n");
+    let origin =
+        ScriptedOrigin::numbered("Cache-Control: max-age=60\r\nSet-Cookie: session=secret\r\n");
     let proxy = proxy_for(&origin);
 
     client::get(proxy.http_addr(), "blog.example", "/account").await;
@@ -289,7 +279,7 @@ async fn rfc5861_stale_if_error_serves_the_stored_copy_when_the_origin_fails() {
 
 #[tokio::test]
 async fn stale_if_error_serves_the_cached_copy_when_the_origin_is_down() {
-    let origin = numbered_origin("Cache-Control: max-age=1, stale-if-error=60\r\n");
+    let origin = ScriptedOrigin::numbered("Cache-Control: max-age=1, stale-if-error=60\r\n");
     let proxy = proxy_for(&origin);
     client::get(proxy.http_addr(), "blog.example", "/down").await;
     drop(origin);
@@ -386,7 +376,7 @@ async fn rfc9110_14_ranges_are_answered_from_the_stored_full_response() {
 
 #[tokio::test]
 async fn metrics_count_cache_outcomes_and_show_the_tiers() {
-    let origin = numbered_origin("Cache-Control: max-age=60\r\n");
+    let origin = ScriptedOrigin::numbered("Cache-Control: max-age=60\r\n");
     let proxy = proxy_for(&origin);
     client::get(proxy.http_addr(), "blog.example", "/m").await;
     client::get(proxy.http_addr(), "blog.example", "/m").await;

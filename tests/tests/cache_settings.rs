@@ -6,17 +6,6 @@ use palisade_blackbox::client::{self, h1_request};
 use palisade_blackbox::scripted_origin::Reply;
 use palisade_blackbox::{Palisade, ScriptedOrigin, SiteConfig};
 
-/// Answers request `n` with body `v{n}` and the fields in `extra` (CRLF-ended).
-fn numbered_origin(extra: &'static str) -> ScriptedOrigin {
-    ScriptedOrigin::start(move |n| {
-        let body = format!("v{n}");
-        Reply::keep_open(format!(
-            "HTTP/1.1 200 OK\r\n{extra}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        ))
-    })
-}
-
 fn proxy(origin: &ScriptedOrigin, cache_table: &str) -> Palisade {
     Palisade::start(
         &SiteConfig::blog(origin.url())
@@ -47,7 +36,7 @@ async fn text(proxy: &Palisade, path: &str) -> String {
 
 #[tokio::test]
 async fn bypass_paths_are_never_stored() {
-    let origin = numbered_origin("Cache-Control: max-age=60\r\n");
+    let origin = ScriptedOrigin::numbered("Cache-Control: max-age=60\r\n");
     let proxy = proxy(&origin, "bypass = [\"/admin/*\"]");
 
     assert_eq!(text(&proxy, "/admin/x").await, "v0");
@@ -58,7 +47,7 @@ async fn bypass_paths_are_never_stored() {
 
 #[tokio::test]
 async fn edge_ttl_stores_what_the_origin_gave_no_freshness() {
-    let origin = numbered_origin("");
+    let origin = ScriptedOrigin::numbered("");
     let proxy = proxy(&origin, "ttl = \"10m\"");
 
     assert_eq!(text(&proxy, "/").await, "v0");
@@ -74,7 +63,7 @@ async fn edge_ttl_stores_what_the_origin_gave_no_freshness() {
 
 #[tokio::test]
 async fn an_ignored_query_string_makes_one_object() {
-    let origin = numbered_origin("Cache-Control: max-age=60\r\n");
+    let origin = ScriptedOrigin::numbered("Cache-Control: max-age=60\r\n");
     let proxy = proxy(&origin, "query = \"ignore\"");
 
     assert_eq!(text(&proxy, "/q?utm=1").await, "v0");
@@ -84,13 +73,13 @@ async fn an_ignored_query_string_makes_one_object() {
 
 #[tokio::test]
 async fn s5_2_1_4_a_clients_no_cache_is_honoured_unless_the_site_ignores_it() {
-    let origin = numbered_origin("Cache-Control: max-age=60\r\n");
+    let origin = ScriptedOrigin::numbered("Cache-Control: max-age=60\r\n");
     let honoured = proxy(&origin, "");
     text(&honoured, "/n").await;
     let again = get_with(&honoured, "/n", &[("cache-control", "no-cache")]).await;
     assert_eq!(again.text(), "v1", "no-cache reached the origin");
 
-    let origin = numbered_origin("Cache-Control: max-age=60\r\n");
+    let origin = ScriptedOrigin::numbered("Cache-Control: max-age=60\r\n");
     let shielded = proxy(&origin, "ignore_client_no_cache = true");
     text(&shielded, "/n").await;
     for _ in 0..5 {
@@ -132,7 +121,7 @@ async fn responses_over_max_object_size_pass_through_unstored() {
 
 #[tokio::test]
 async fn s4_1_vary_accept_encoding_is_normalised_and_sent_normalised() {
-    let origin = numbered_origin("Cache-Control: max-age=60\r\nVary: Accept-Encoding\r\n");
+    let origin = ScriptedOrigin::numbered("Cache-Control: max-age=60\r\nVary: Accept-Encoding\r\n");
     let proxy = proxy(&origin, "");
 
     let chrome = get_with(
@@ -167,7 +156,7 @@ async fn s4_1_vary_accept_encoding_is_normalised_and_sent_normalised() {
 
 #[tokio::test]
 async fn s4_1_vary_star_is_never_served_from_the_cache() {
-    let origin = numbered_origin("Cache-Control: max-age=60\r\nVary: *\r\n");
+    let origin = ScriptedOrigin::numbered("Cache-Control: max-age=60\r\nVary: *\r\n");
     let proxy = proxy(&origin, "");
 
     assert_eq!(text(&proxy, "/star").await, "v0");
@@ -176,7 +165,7 @@ async fn s4_1_vary_star_is_never_served_from_the_cache() {
 
 #[tokio::test]
 async fn s3_5_a_response_to_an_authorized_request_is_not_shared_without_public() {
-    let origin = numbered_origin("Cache-Control: max-age=60\r\n");
+    let origin = ScriptedOrigin::numbered("Cache-Control: max-age=60\r\n");
     let proxy = proxy(&origin, "");
 
     let alice = get_with(&proxy, "/me", &[("authorization", "Bearer alice")]).await;
@@ -187,7 +176,7 @@ async fn s3_5_a_response_to_an_authorized_request_is_not_shared_without_public()
 
 #[tokio::test]
 async fn rfc9211_passes_say_why_the_cache_forwarded() {
-    let origin = numbered_origin("Cache-Control: max-age=60\r\n");
+    let origin = ScriptedOrigin::numbered("Cache-Control: max-age=60\r\n");
     let proxy = proxy(&origin, "bypass = [\"/admin/*\"]");
 
     let bypassed = client::get(proxy.http_addr(), "blog.example", "/admin/").await;
@@ -225,7 +214,7 @@ async fn always_online_serves_the_stale_copy_when_the_origin_fails() {
 
 #[tokio::test]
 async fn s5_2_2_7_private_responses_are_not_stored() {
-    let origin = numbered_origin("Cache-Control: private, max-age=60\r\n");
+    let origin = ScriptedOrigin::numbered("Cache-Control: private, max-age=60\r\n");
     let proxy = proxy(&origin, "");
 
     assert_eq!(text(&proxy, "/p").await, "v0");

@@ -64,26 +64,12 @@ enum Command {
         config: PathBuf,
     },
     /// Purge cached responses of a site on a running edge (through its admin listener).
-    #[command(group(clap::ArgGroup::new("what").required(true).args(["url", "prefix", "host", "tag", "everything"])))]
     Purge {
         /// The site, by its name in the configuration.
         #[arg(long)]
         site: String,
-        /// One URL: https://host/path?query.
-        #[arg(long)]
-        url: Option<String>,
-        /// Every URL starting with this: https://host/dir/.
-        #[arg(long)]
-        prefix: Option<String>,
-        /// Every URL on this host.
-        #[arg(long)]
-        host: Option<String>,
-        /// Every response the origin tagged with this (Cache-Tag / Surrogate-Key).
-        #[arg(long)]
-        tag: Option<String>,
-        /// Everything the site has stored.
-        #[arg(long)]
-        everything: bool,
+        #[command(flatten)]
+        selector: purge::Selector,
         /// Mark stale (revalidated on next use) instead of deleting.
         #[arg(long)]
         soft: bool,
@@ -110,27 +96,11 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Purge {
             site,
-            url,
-            prefix,
-            host,
-            tag,
-            everything,
+            selector,
             soft,
             admin,
             config,
-        } => purge_command(
-            &site,
-            &purge::Selector {
-                url,
-                prefix,
-                host,
-                tag,
-                everything,
-            },
-            soft,
-            admin,
-            config,
-        ),
+        } => purge_command(&site, &selector, soft, admin, config),
         Command::Serve {
             config,
             origin,

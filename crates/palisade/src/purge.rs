@@ -9,12 +9,24 @@ use std::time::Duration;
 /// How long the CLI waits for the admin listener, to connect and to answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What to purge; exactly one is set (clap's group enforces it).
+/// What to purge: exactly one (clap's group enforces it).
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
 pub struct Selector {
+    /// One URL: https://host/path?query.
+    #[arg(long)]
     pub url: Option<String>,
+    /// Every URL starting with this: https://host/dir/.
+    #[arg(long)]
     pub prefix: Option<String>,
+    /// Every URL on this host.
+    #[arg(long)]
     pub host: Option<String>,
+    /// Every response the origin tagged with this (Cache-Tag / Surrogate-Key).
+    #[arg(long)]
     pub tag: Option<String>,
+    /// Everything the site has stored.
+    #[arg(long)]
     pub everything: bool,
 }
 

@@ -98,13 +98,24 @@ pub fn normalize_host(raw: &str) -> Option<Cow<'_, str>> {
     if name.starts_with('[') {
         return Some(lowercase(name));
     }
-    let valid = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
-    if !valid || name.starts_with('.') || name.contains("..") {
-        return None;
+    // One pass (every request is routed through here): allowed bytes, no empty label, and
+    // whether anything needs lowercasing.
+    let mut upper = false;
+    let mut previous = b'.';
+    for b in name.bytes() {
+        match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {}
+            b'A'..=b'Z' => upper = true,
+            b'.' if previous != b'.' => {}
+            _ => return None,
+        }
+        previous = b;
     }
-    Some(lowercase(name))
+    Some(if upper {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    })
 }
 
 fn valid_port(port: &str) -> bool {

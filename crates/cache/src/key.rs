@@ -8,7 +8,7 @@
 use http::HeaderMap;
 use http::header::COOKIE;
 use model::{QueryKey, SiteCache};
-use xxhash_rust::xxh3::xxh3_128;
+use xxhash_rust::xxh3::{xxh3_64, xxh3_128_with_seed};
 
 /// Identifies one stored response (a primary key, or a primary key with a Vary variant).
 pub type ObjectId = u128;
@@ -57,11 +57,18 @@ impl CacheKey {
                 }
             }
         }
-        // The hashed text: site, url, then each keyed header and cookie, separated by bytes
-        // that cannot occur in them (NUL, and LF which field values cannot hold).
-        let mut hashed = Vec::with_capacity(site.len() + url.len() + 2);
-        hashed.extend_from_slice(site.as_bytes());
-        hashed.push(0);
+        // The url hashed with the site as the seed, so two sites never share an object; keyed
+        // headers and cookies, when the site has any, are appended to a copy, separated by bytes
+        // that cannot occur in them (NUL, and LF which field values cannot hold). Without them
+        // (the usual case) hashing allocates nothing.
+        let seed = xxh3_64(site.as_bytes());
+        if settings.key_headers.is_empty() && settings.key_cookies.is_empty() {
+            return CacheKey {
+                id: xxh3_128_with_seed(url.as_bytes(), seed),
+                url,
+            };
+        }
+        let mut hashed = Vec::with_capacity(url.len() + 64);
         hashed.extend_from_slice(url.as_bytes());
         for name in &settings.key_headers {
             hashed.push(b'\n');
@@ -81,7 +88,7 @@ impl CacheKey {
             }
         }
         CacheKey {
-            id: xxh3_128(&hashed),
+            id: xxh3_128_with_seed(&hashed, seed),
             url,
         }
     }

@@ -99,9 +99,20 @@ pub(super) fn head_file_len(meta_len: usize) -> u64 {
     HEAD_OVERHEAD_BYTES + meta_len as u64
 }
 
-/// Bytes an object takes on disk (both files), what the tier's bound counts.
+/// The unit a filesystem allocates files in: 4 KiB on ext4 and XFS by default. A file of any
+/// length up to it takes one.
+pub(super) const ALLOCATION_UNIT: u64 = 4096;
+
+/// Disk space an object takes (both files, each rounded up to [`ALLOCATION_UNIT`]): what the
+/// tier's bound counts, so `max_bytes` bounds real disk use rather than file lengths (a
+/// 100-byte response takes two units, 8 KiB).
 pub(super) fn object_bytes(meta_len: usize, body_len: u64) -> u64 {
-    head_file_len(meta_len) + body_file_len(body_len)
+    allocated(head_file_len(meta_len)) + allocated(body_file_len(body_len))
+}
+
+/// `len` rounded up to whole allocation units.
+pub(super) fn allocated(len: u64) -> u64 {
+    len.div_ceil(ALLOCATION_UNIT) * ALLOCATION_UNIT
 }
 
 /// A block's checksum. It covers the object's id, the body's serial and the block's index as

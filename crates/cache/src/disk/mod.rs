@@ -79,8 +79,9 @@
 //! stamped with its write time. Reads at open check each object's head and its body's length;
 //! the body's trailer and blocks are checked when it is read.
 //!
-//! `used_bytes` counts the bytes of committed objects' files (not the filesystem's rounding to
-//! its blocks, nor temp files still being written).
+//! `used_bytes` counts committed objects' files in 4 KiB allocation units (what ext4 and XFS
+//! allocate by default), so `max_bytes` bounds the disk space used, not just file lengths: a
+//! 100-byte response is two files and 8 KiB. Temp files still being written are not counted.
 //!
 //! ## Concurrency
 //! One mutex guards the index and is held for a hash lookup or a list splice. Renames and
@@ -406,7 +407,7 @@ impl DiskTier {
         })
     }
 
-    /// Bytes of the stored objects' files.
+    /// Disk space of the stored objects' files, in allocation units.
     pub fn used_bytes(&self) -> u64 {
         self.store.index.lock().used_bytes()
     }

@@ -7,7 +7,7 @@
 //! the blocks are checked when the body is read.
 
 use super::format::{
-    FileName, body_file_len, body_file_name, fan_out, fan_out_dir_name, head_file_name,
+    FileName, allocated, body_file_len, body_file_name, fan_out, fan_out_dir_name, head_file_name,
     parse_file_name,
 };
 use super::index::Entry;
@@ -103,7 +103,7 @@ fn recover_fan_out_dir(dir: &Path, byte: u8, found: &mut Found) -> Result<(), Di
             id,
             entry: Entry {
                 serial,
-                bytes: stored.len + body_file_len(stored.head.body_len),
+                bytes: allocated(stored.len) + allocated(body_file_len(stored.head.body_len)),
             },
             last_access: stored.modified,
         });

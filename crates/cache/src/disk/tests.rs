@@ -1,7 +1,7 @@
 //! The tier's behaviour, driven through its public API against a real directory, with files
 //! damaged by hand the way crashes, bad disks and stray tools damage them.
 
-use super::format::{BLOCK_BYTES, TRAILER_BYTES, block_offset, head_file_len};
+use super::format::{BLOCK_BYTES, TRAILER_BYTES, allocated, block_offset, head_file_len};
 use super::*;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::AtomicUsize;
@@ -101,8 +101,8 @@ fn set_mtime(path: &Path, ago: Duration) {
     file.set_modified(SystemTime::now() - ago).unwrap();
 }
 
-/// The index's objects and bytes are exactly the files in the fan-out directories, and no temp
-/// file is left.
+/// The index's objects and bytes are exactly the files in the fan-out directories (their
+/// lengths in allocation units), and no temp file is left.
 fn assert_index_matches_files(tier: &DiskTier, dir: &TempDir) {
     let (mut heads, mut bytes) = (0, 0);
     for byte in 0..=u8::MAX {
@@ -111,7 +111,7 @@ fn assert_index_matches_files(tier: &DiskTier, dir: &TempDir) {
         };
         for entry in entries {
             let entry = entry.unwrap();
-            bytes += entry.metadata().unwrap().len();
+            bytes += allocated(entry.metadata().unwrap().len());
             heads += usize::from(entry.file_name().to_str().unwrap().ends_with(".head"));
         }
     }

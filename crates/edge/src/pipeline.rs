@@ -207,20 +207,7 @@ pub async fn handle(
                         false,
                         true,
                     );
-                    refresh.write_validators(&mut fields);
-                    tokio::spawn(refresh_in_background(
-                        Arc::clone(&site.upstream),
-                        OriginRequest {
-                            method: Method::GET,
-                            path_and_query: target.clone(),
-                            fields,
-                            declared_length: false,
-                            body: OriginBody::Empty,
-                            retryable: true,
-                        },
-                        refresh,
-                        cache_settings.clone(),
-                    ));
+                    spawn_refresh(site, target.clone(), fields, refresh);
                 }
                 respond::client_response_headers(&mut response, version, http10_keep_alive);
                 return log.finish_with(response);
@@ -374,6 +361,30 @@ pub async fn handle(
     let mut response = Response::from_parts(parts, body);
     respond::client_response_headers(&mut response, version, http10_keep_alive);
     log.finish_with(response)
+}
+
+/// Starts the background refresh of a stale response served under stale-while-revalidate:
+/// a GET with `fields` (the client's, as written for a fill) and the stored validators.
+fn spawn_refresh(
+    site: &crate::snapshot::SiteRuntime,
+    path_and_query: PathAndQuery,
+    mut fields: Vec<u8>,
+    refresh: Box<cache_phase::Fill>,
+) {
+    refresh.write_validators(&mut fields);
+    tokio::spawn(refresh_in_background(
+        Arc::clone(&site.upstream),
+        OriginRequest {
+            method: Method::GET,
+            path_and_query,
+            fields,
+            declared_length: false,
+            body: OriginBody::Empty,
+            retryable: true,
+        },
+        refresh,
+        site.config.cache.clone(),
+    ));
 }
 
 /// Refreshes a stored response while its stale copy is being served (RFC 5861 §3). The fill

@@ -23,6 +23,37 @@
 //! | `purge` | purge rules (URL, prefix, host, tag, site; hard or soft) applied without a scan |
 //! | `coalesce` | fill locks: one origin request per missing object |
 //! | `store` | the cache as the edge uses it: lookup, lock, store |
+//!
+//! ## Invariants
+//! Each is pinned by the tests named (black-box ones in `tests/tests/cache_*.rs`).
+//!
+//! 1. **Nothing §3 forbids is stored or shared**: no-store, private, a response to an
+//!    Authorization request without public/must-revalidate/s-maxage, `Vary: *`, a Set-Cookie
+//!    response unless the site or the origin allows it. `policy::storable::tests`,
+//!    `s5_2_2_5_no_store_response_always_reaches_the_origin`,
+//!    `s3_5_a_response_to_an_authorized_request_is_not_shared_without_public`,
+//!    `set_cookie_responses_are_not_handed_to_other_clients`.
+//! 2. **No stale response where §4.2.4 forbids one** (must-revalidate, proxy-revalidate,
+//!    s-maxage, no-cache), whatever the stale allowances and always-online say.
+//!    `s4_2_4_must_revalidate_proxy_revalidate_and_s_maxage_forbid_stale`,
+//!    `s4_2_4_must_revalidate_forbids_serving_stale_on_error`.
+//! 3. **A torn or corrupted disk object is never served**: checked per block as it is read.
+//!    `disk::tests::torn_body_block_is_never_served`, `flipped_byte_in_meta_makes_object_absent`.
+//! 4. **Both tiers stay within their bounds** (the disk tier in allocation units).
+//!    `store::tests::the_memory_tier_stays_within_its_bound`,
+//!    `disk::tests::eviction_keeps_the_bound_and_drops_the_least_recently_used`.
+//! 5. **One origin request per missing object, and no waiter waits past `lock_timeout`** or
+//!    behind a response that cannot be stored. `coalesce::tests`,
+//!    `herd_of_500_misses_reaches_the_origin_once_and_waiters_get_the_answer_at_once`,
+//!    `waiters_on_an_uncacheable_response_go_to_the_origin_without_queueing`.
+//! 6. **A purge applies to every request once it returns**, fills already in flight included.
+//!    `purge::tests::a_fill_started_before_a_purge_is_purged_when_it_lands`,
+//!    `store::tests::a_response_fetched_across_a_purge_is_not_stored`,
+//!    `purge_by_url_removes_that_url_only`.
+//! 7. **No panic on what arrives**: header values, stored metadata and files on disk are read
+//!    defensively. `garbage_never_panics_and_unknown_directives_are_ignored`,
+//!    `meta::tests::truncated_or_foreign_records_are_refused_never_a_panic`,
+//!    `disk::tests::garbage_and_foreign_files_are_removed_at_open`.
 
 pub mod coalesce;
 pub mod disk;

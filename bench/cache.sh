@@ -96,7 +96,6 @@ for p in $PROXIES; do
         *) die "unknown server '$p' in BENCH_PROXIES (bare-hyper palisade nginx varnish haproxy)" ;;
     esac
 done
-has_proxy() { [[ " $PROXIES " == *" $1 "* ]]; }
 CACHES=$(tr ' ' '\n' <<<"$PROXIES" | grep -vx -e bare-hyper -e '' | tr '\n' ' ' || true)
 
 bench_traps
@@ -163,13 +162,7 @@ ORIGIN_LOG="$WORK/origin/access.log"
 cat >"$WORK/origin/nginx.conf" <<EOF
 # origin: static /1k and /100k, and /obj/N small objects, all cacheable for an
 # hour; keep-alive on; an access log, so that we can count what reached it
-daemon off;
-master_process on;
-worker_processes 1;
-worker_rlimit_nofile $NOFILE;
-pid $WORK/origin/nginx.pid;
-error_log $WORK/origin/error.log warn;
-events { worker_connections 16384; }
+$(nginx_main "$WORK/origin" 1 16384)
 http {
 $(nginx_common_http "$WORK/origin")
     log_format counted '\$request_uri \$status';
@@ -201,13 +194,7 @@ origin_count() { # -> requests the origin has logged so far
 cat >"$WORK/nginx/nginx.conf" <<EOF
 # nginx proxy_cache: one worker, cache keys in a shared-memory zone, bodies in
 # files under the temp dir, keep-alive to the origin
-daemon off;
-master_process on;
-worker_processes 1;
-worker_rlimit_nofile $NOFILE;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 16384; }
+$(nginx_main "$WORK/nginx" 1 16384)
 http {
 $(nginx_common_http "$WORK/nginx")
     sendfile on;
@@ -310,7 +297,6 @@ port_of() {
         *) return 1 ;;
     esac
 }
-logfile_of() { echo "$WORK/$1.out"; }
 
 VARNISH_N=0
 SERVER_PID=""

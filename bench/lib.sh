@@ -180,6 +180,22 @@ EOF
     chmod 755 "$1"; chmod 644 "$1/1k" "$1/100k"
 }
 
+nginx_main() { # dir workers worker_connections -> the lines every nginx config here opens with
+    cat <<EOF
+daemon off;
+master_process on;
+worker_processes $2;
+worker_rlimit_nofile $NOFILE;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections $3; }
+EOF
+}
+
+has_proxy() { [[ " $PROXIES " == *" $1 "* ]]; }
+
+logfile_of() { echo "$WORK/$1.out"; }
+
 nginx_common_http() { # prefix dir -> temp paths etc. inside the temp dir
     cat <<EOF
     access_log off;

@@ -115,13 +115,7 @@ write_bodies "$WORK/www"
 
 cat >"$WORK/origin/nginx.conf" <<EOF
 # origin: static files, keep-alive on, no access log
-daemon off;
-master_process on;
-worker_processes $ORIGIN_WORKERS;
-worker_rlimit_nofile $NOFILE;
-pid $WORK/origin/nginx.pid;
-error_log $WORK/origin/error.log warn;
-events { worker_connections 16384; }
+$(nginx_main "$WORK/origin" $ORIGIN_WORKERS 16384)
 http {
 $(nginx_common_http "$WORK/origin")
     sendfile on;
@@ -141,13 +135,7 @@ EOF
 WORKER_CONNS=$((NOFILE - 100))
 cat >"$WORK/nginx/nginx.conf" <<EOF
 # nginx reverse proxy: one master + BENCH_WORKERS workers, upstream keep-alive
-daemon off;
-master_process on;
-worker_processes $WORKERS;
-worker_rlimit_nofile $NOFILE;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections $WORKER_CONNS; }
+$(nginx_main "$WORK/nginx" $WORKERS $WORKER_CONNS)
 http {
 $(nginx_common_http "$WORK/nginx")
     keepalive_timeout 300s;
@@ -232,7 +220,6 @@ port_of() {
         *) return 1 ;;
     esac
 }
-logfile_of() { echo "$WORK/$1.out"; }
 
 SERVER_PID=""
 start_server() { # name -> starts it, sets SERVER_PID
@@ -318,7 +305,6 @@ idle_test() { # name pid port -> fills MEM_RSS/MEM_PSS/MEM_NOTE[name]
 }
 
 # --------------------------------------------------------------------- run --
-has_proxy() { [[ " $PROXIES " == *" $1 "* ]]; }
 CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || echo unknown)
 PALISADE_THREADS_DESC="workers = ${BENCH_PALISADE_THREADS:-$WORKERS} (tokio worker threads; the product's default is one per core)"
 HEADER=$(cat <<EOF

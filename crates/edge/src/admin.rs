@@ -1,4 +1,5 @@
-//! The admin listener's edge endpoints: `GET /metrics` (Prometheus), `GET /healthz`, and
+//! The admin listener's edge endpoints: `GET /metrics` (Prometheus), `GET /healthz`,
+//! `GET /api/events` (recent security events, see `events`), and
 //! `POST /api/sites/{site}/purge` (see `purge_api`). The control plane (a later issue) mounts
 //! its API beside these, with authentication; until then the admin listener is meant for
 //! loopback only.
@@ -80,6 +81,7 @@ async fn answer(
             )
         }
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+        (_, "/api/events") => return events(&request, state),
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",
@@ -87,6 +89,90 @@ async fn answer(
         ),
     };
     reply(status, content_type, body)
+}
+
+/// Events returned when the query sets no `limit`, and the most it may ask for.
+const EVENTS_DEFAULT_LIMIT: usize = 100;
+const EVENTS_MAX_LIMIT: usize = 10_000;
+
+/// `GET /api/events?site=NAME&limit=N&after=ID`: recent security events, newest first.
+fn events(request: &Request<Incoming>, state: &EdgeState) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET {
+        let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET"));
+        return response;
+    }
+    let mut query = shield::events::EventQuery {
+        limit: EVENTS_DEFAULT_LIMIT,
+        ..Default::default()
+    };
+    let text = request.uri().query().unwrap_or("");
+    let pairs: Vec<(String, String)> = form_pairs(text);
+    for (name, value) in &pairs {
+        match name.as_str() {
+            "site" => query.site = Some(value.as_str()),
+            "limit" => match value.parse::<usize>() {
+                Ok(n) if (1..=EVENTS_MAX_LIMIT).contains(&n) => query.limit = n,
+                _ => {
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("limit must be 1 to {EVENTS_MAX_LIMIT}"),
+                    );
+                }
+            },
+            "after" => match value.parse::<u64>() {
+                Ok(id) => query.after = Some(id),
+                Err(_) => return json_error(StatusCode::BAD_REQUEST, "after must be an event id"),
+            },
+            other => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("unknown parameter {other:?} (site, limit, after)"),
+                );
+            }
+        }
+    }
+    let events = state.events.recent(&query);
+    let body = serde_json::json!({ "events": events }).to_string();
+    reply(StatusCode::OK, "application/json", body + "\n")
+}
+
+/// `a=1&b=x%20y` as pairs, percent-decoded (`+` is a space).
+fn form_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(name), percent_decode(value))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let hex = |i: usize| bytes.get(i).and_then(|b| (*b as char).to_digit(16));
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn cache_report(cache: &cache::Cache) -> crate::metrics::CacheReport {
@@ -157,4 +243,22 @@ async fn purge(request: Request<Incoming>, site: &str, state: &EdgeState) -> Res
     tracing::info!(site = %site.name, %scope, soft, seq, "purge");
     let body = serde_json::json!({ "site": &*site.name, "purge": seq, "soft": soft }).to_string();
     reply(StatusCode::OK, "application/json", body + "\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_pairs_are_percent_decoded() {
+        assert_eq!(
+            form_pairs("site=my%2dsite&limit=5&x=a+b&bad=%zz&&"),
+            vec![
+                ("site".into(), "my-site".into()),
+                ("limit".into(), "5".into()),
+                ("x".into(), "a b".into()),
+                ("bad".into(), "%zz".into()),
+            ]
+        );
+    }
 }

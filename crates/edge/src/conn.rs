@@ -3,14 +3,23 @@
 //!
 //! - `header_read_timeout`: from accept (or from the first byte of a later request) to a
 //!   complete request header. Stops slowloris: a client trickling header bytes is cut off.
+//!   It is an absolute cap rather than a rate, so it is also the header rate guard: a header
+//!   section of at most `max_header_bytes` must arrive within it.
 //! - `idle_timeout`: how long a connection with no request in progress stays open.
+//! - `send_timeout`: how long a write may wait for the client to read (slow read). Run by the
+//!   I/O wrapper itself, only once a write has had to wait.
 //!
 //! hyper's own h1 header timer starts as soon as a keep-alive connection goes idle, which would
 //! make the two the same number; so hyper's is off and a small per-connection watchdog decides
 //! from [`ConnActivity`], which the I/O wrapper and the pipeline update.
+//!
+//! On HTTP/2 the wrapper also walks the client's frame headers for floods h2 does not bound in
+//! rate (see `h2_flood`).
 
 use crate::clock;
 use crate::conn_guard::ConnPermit;
+use crate::h2_flood::{H2Abuse, H2FloodGuard};
+use crate::metrics::{CutReason, Metrics};
 use crate::phases::forward::ClientFacts;
 use crate::phases::framing::{FramingError, FramingTracker};
 use crate::pipeline::{self, EdgeState};
@@ -28,6 +37,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
+use tokio::time::Sleep;
 
 /// What the pipeline knows about the connection a request came on.
 pub struct ConnContext {
@@ -151,6 +161,12 @@ impl ConnActivity {
         }
     }
 
+    /// Whether the header clock runs: a request header has been started (or, on a fresh
+    /// connection, is awaited) and is not complete.
+    fn header_clock_running(&self) -> bool {
+        self.header_clock_ms.load(Ordering::Acquire) != 0
+    }
+
     /// Whether every byte read so far belongs to a request the pipeline has already taken, so
     /// hyper holds nothing that would be lost if it let go of the socket now.
     fn at_message_boundary(&self) -> bool {
@@ -216,15 +232,75 @@ impl ConnActivity {
 const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// Reports arriving bytes to [`ConnActivity`], notices the HTTP/2 preface, runs the HTTP/1.x
-/// framing tracker over what the client sends, and hands the socket back when parking.
+/// framing tracker (or on HTTP/2 the flood guard) over what the client sends, cuts writes the
+/// client leaves waiting past `send_timeout`, and hands the socket back when parking.
 struct WatchedIo<I> {
     inner: Option<I>,
     ctx: Arc<ConnContext>,
     first_read: bool,
     framing: Option<Box<FramingTracker>>,
+    h2_flood: Option<Box<H2FloodGuard>>,
     /// Requests already taken on this connection before this hyper instance started.
     heads_base: u64,
     give_back: Option<oneshot::Sender<I>>,
+    send: SendWatch,
+    metrics: Arc<Metrics>,
+}
+
+/// The slow-read guard: when a write (or flush) cannot proceed because the client is not
+/// reading, the time is noted; if no write has progressed `send_timeout` later, the write
+/// fails and hyper closes the connection. A client that reads costs nothing: the clock is only
+/// read when a write has to wait, and the timer is made and moved only while writes wait.
+struct SendWatch {
+    timeout: Duration,
+    /// When the current wait for the client began.
+    waiting_since: Option<tokio::time::Instant>,
+    /// Made on the first wait; fires at or before `waiting_since + timeout`.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl SendWatch {
+    fn new(timeout: Duration) -> SendWatch {
+        SendWatch {
+            timeout,
+            waiting_since: None,
+            timer: None,
+        }
+    }
+
+    /// Passes a write's outcome through; a write still waiting past the timeout becomes an
+    /// error.
+    fn check<T>(&mut self, polled: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.waiting_since = None;
+            return polled;
+        }
+        let since = *self
+            .waiting_since
+            .get_or_insert_with(tokio::time::Instant::now);
+        let deadline = since + self.timeout;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // The timer was set for an earlier wait that ended; this one has longer to go.
+            if timer.deadline() < deadline {
+                timer.as_mut().reset(deadline);
+                continue;
+            }
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client read nothing for send_timeout",
+            )));
+        }
+    }
+
+    fn timed_out(polled: &Poll<io::Result<impl Sized>>) -> bool {
+        matches!(polled, Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::TimedOut)
+    }
 }
 
 impl<I> WatchedIo<I> {
@@ -268,7 +344,24 @@ impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
                     activity.h2.store(true, Ordering::Relaxed);
                     activity.header_clock_ms.store(0, Ordering::Release);
                     this.framing = None;
+                    if this.h2_flood.is_none() {
+                        this.h2_flood = Some(Box::new(H2FloodGuard::new()));
+                    }
                 }
+            }
+            if let Some(guard) = this.h2_flood.as_mut()
+                && let Err(abuse) = guard.feed(got)
+            {
+                let reason = match abuse {
+                    H2Abuse::ControlFlood => CutReason::H2ControlFlood,
+                    H2Abuse::ResetFlood => CutReason::H2ResetFlood,
+                };
+                this.metrics.connection_cut(reason);
+                tracing::debug!(peer = %this.ctx.client.peer, reason = reason.label(), "HTTP/2 flood; closing");
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    reason.label(),
+                )));
             }
             activity.bytes_arrived();
             if let Some(tracker) = this.framing.as_mut() {
@@ -287,35 +380,61 @@ impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
     }
 }
 
+impl<I> WatchedIo<I> {
+    fn watch_send<T>(&mut self, polled: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let checked = self.send.check(polled, cx);
+        if SendWatch::timed_out(&checked) {
+            self.metrics.connection_cut(CutReason::SendTimeout);
+            tracing::debug!(peer = %self.ctx.client.peer, "client stopped reading; closing");
+        }
+        checked
+    }
+}
+
 impl<I: AsyncWrite + Unpin> AsyncWrite for WatchedIo<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.inner().poll_write(cx, buf)
+        let polled = self.inner().poll_write(cx, buf);
+        self.watch_send(polled, cx)
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.inner().poll_write_vectored(cx, bufs)
+        let polled = self.inner().poll_write_vectored(cx, bufs);
+        self.watch_send(polled, cx)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.as_ref().is_some_and(|i| i.is_write_vectored())
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.inner().poll_flush(cx)
+        // A TLS stream takes writes into its buffer and waits in flush.
+        let polled = self.inner().poll_flush(cx);
+        self.watch_send(polled, cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.ctx.activity.parking.load(Ordering::Acquire) {
             // Parking: hyper is done with the socket, the connection is not.
             return self.inner().poll_flush(cx);
         }
-        self.inner().poll_shutdown(cx)
+        let polled = self.inner().poll_shutdown(cx);
+        self.watch_send(polled, cx)
     }
 }
+
+/// Streams one HTTP/2 connection may have open: enough for a browser page; bounds one
+/// connection's share of the origins.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
+/// h2's own default, stated: resets of streams not yet accepted before GOAWAY.
+const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// hyper's default, stated.
+const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
+const H2_MAX_SEND_BUF: usize = 128 * 1024;
+const H2_RECEIVE_WINDOW: u32 = 1024 * 1024;
 
 /// hyper's settings for client connections, from the server limits.
 pub fn http_builder(limits: &ServerLimits, http1_only: bool) -> auto::Builder<TokioExecutor> {
@@ -330,8 +449,25 @@ pub fn http_builder(limits: &ServerLimits, http1_only: bool) -> auto::Builder<To
     builder
         .http2()
         .timer(TokioTimer::new())
+        // HPACK bombs: the decoded header list is bounded like an HTTP/1.1 head. h2 answers a
+        // larger list with 431 and sends GOAWAY (ENHANCE_YOUR_CALM) past four times the
+        // limit; it also bounds CONTINUATION frames to what this size needs (about 5 frames).
         .max_header_list_size(limits.max_header_bytes as u32)
-        .max_concurrent_streams(128);
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        // Rapid reset (CVE-2023-44487): streams the client resets before hyper accepts them.
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
+        // MadeYouReset (CVE-2025-8671) and stream errors on purpose: streams h2 has to reset
+        // for the client's protocol errors, per connection.
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
+        // Response data h2 queues per stream beyond what the socket takes: with 128 streams a
+        // connection that reads slowly holds at most 16 MiB (hyper's default would be 50 MiB).
+        .max_send_buf_size(H2_MAX_SEND_BUF)
+        // Request data a client may send ahead of the origin reading it: 1 MiB per connection.
+        .initial_connection_window_size(H2_RECEIVE_WINDOW)
+        .initial_stream_window_size(H2_RECEIVE_WINDOW)
+        // No keep-alive PINGs: idle connections close on idle_timeout, and a client that stops
+        // reading while data waits is cut by send_timeout.
+        .keep_alive_interval(None);
     if http1_only {
         builder = builder.http1_only();
     }
@@ -354,7 +490,12 @@ pub async fn serve_parkable(
         let deadline = ctx.activity.parked_deadline(&state.snapshot.load().limits);
         tokio::select! {
             ready = stream.readable() => if ready.is_err() { return },
-            () = tokio::time::sleep_until(instant_at(deadline)) => return,
+            () = tokio::time::sleep_until(instant_at(deadline)) => {
+                if ctx.activity.header_clock_running() {
+                    state.metrics.connection_cut(CutReason::HeaderTimeout);
+                }
+                return;
+            }
             _ = shutdown.changed() => return,
         }
         // Boxed so that a parked connection's task does not reserve room for hyper's state.
@@ -409,13 +550,18 @@ where
     let heads_base = ctx.activity.requests.load(Ordering::Acquire);
     ctx.activity.heads_read.store(heads_base, Ordering::Release);
     ctx.activity.mid_message.store(false, Ordering::Release);
+    let metrics = Arc::clone(&state.metrics);
     let io = WatchedIo {
         inner: Some(io),
         heads_base,
         ctx: Arc::clone(&ctx),
         first_read: parkable != Some(true),
         framing: (!h2).then(|| Box::new(FramingTracker::new(limits.max_header_bytes.max(8192)))),
+        // TLS chose HTTP/2 by ALPN: the preface comes first all the same.
+        h2_flood: h2.then(|| Box::new(H2FloodGuard::new())),
         give_back,
+        send: SendWatch::new(limits.send_timeout),
+        metrics: Arc::clone(&metrics),
     };
     let service_ctx = Arc::clone(&ctx);
     let service = service_fn(move |request| {
@@ -447,6 +593,7 @@ where
                 () = &mut sleep => match ctx.activity.verdict(&limits, parkable.is_some() && !draining) {
                     Verdict::Keep(at) => sleep.as_mut().reset(instant_at(at)),
                     Verdict::HeaderTimeout => {
+                        metrics.connection_cut(CutReason::HeaderTimeout);
                         tracing::debug!(peer = %ctx.client.peer, "request header not received in time; closing");
                         break false;
                     }
@@ -542,5 +689,31 @@ where
         }
         to.write_all(&buf[..n]).await?;
         last.store(clock::now_ms(), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn check(watch: &mut SendWatch, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        watch.check(polled, &mut Context::from_waker(Waker::noop()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_waiting_past_send_timeout_fails_and_progress_restarts_the_clock() {
+        let mut watch = SendWatch::new(Duration::from_secs(60));
+        assert!(check(&mut watch, Poll::Pending).is_pending());
+        tokio::time::advance(Duration::from_secs(50)).await;
+        assert!(check(&mut watch, Poll::Pending).is_pending());
+        // The client read something: the next wait gets a full send_timeout.
+        assert!(matches!(check(&mut watch, Poll::Ready(Ok(10))), Poll::Ready(Ok(10))));
+        assert!(check(&mut watch, Poll::Pending).is_pending());
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(check(&mut watch, Poll::Pending).is_pending());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let polled = check(&mut watch, Poll::Pending);
+        assert!(SendWatch::timed_out(&polled), "{polled:?}");
     }
 }

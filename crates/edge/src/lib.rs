@@ -1,7 +1,7 @@
 //! The edge: the data plane every visitor's request crosses.
 //!
 //! It accepts connections (cleartext HTTP/1.1 and h2c, TLS with SNI), runs each request through
-//! the phases in [`pipeline`] (route, forward to an origin, respond, log), and reads all its
+//! the phases in [`pipeline`] (route, shield, cache, forward to an origin, respond, log), and reads all its
 //! settings from one immutable [`Snapshot`] that a reload swaps atomically. It is not the control
 //! plane: it never writes configuration, it only serves what it was handed.
 //!
@@ -9,13 +9,14 @@
 //! | module | job |
 //! |---|---|
 //! | [`server`] | starts listeners and the admin endpoint, reload, graceful shutdown |
-//! | `listener`, `conn`, `conn_guard` | accept loops, per-connection HTTP serving, timeouts and parking, connection caps |
+//! | `listener`, `conn`, `conn_guard`, `h2_flood` | accept loops, per-connection HTTP serving, timeouts and parking, connection caps and accept rate, HTTP/2 flood limits |
 //! | `tls` | certificates by SNI |
 //! | [`pipeline`] | the request's phases in order |
 //! | `phases/*` | one module per phase |
 //! | `origin/*` | origin pools, health, selection, and the HTTP/1.1 client that forwards: `codec` (heads and framing), `chunked`, `connection` (one socket, driven from the request's task), `response_body` |
 //! | `snapshot`, `router` | the config snapshot and Host → Site routing |
 //! | `metrics`, `access_log`, `admin` | what an operator sees |
+//! | [`explain`] | `palisade explain`: the shield's verdict worked out from the config alone |
 //!
 //! ## Invariants (each pinned by a named test)
 //! 1. Never an open proxy: a request whose host no site claims gets 421 and no origin is
@@ -62,6 +63,8 @@ mod body;
 mod clock;
 mod conn;
 mod conn_guard;
+mod h2_flood;
+pub mod explain;
 mod listener;
 pub mod metrics;
 mod origin;

@@ -1,7 +1,7 @@
 //! The `accept` and `tls` phases: accept loops for cleartext and TLS listeners.
 //!
-//! Caps are checked before anything is read from a socket, so a connection flood costs one
-//! accept and one close per connection. The TLS handshake has its own deadline.
+//! Caps and the per-client rate of new connections are checked before anything is read from a
+//! socket, so a connection flood costs one accept and one close per connection. The TLS handshake has its own deadline.
 
 use crate::conn::{self, ConnContext};
 use crate::conn_guard::{ConnGuard, Refusal};
@@ -82,16 +82,13 @@ fn admit(
 ) {
     let snapshot = state.snapshot.load();
     let limits = &snapshot.limits;
-    let permit = match guard.try_acquire(
-        peer.ip(),
-        limits.max_connections,
-        limits.max_connections_per_ip,
-    ) {
+    let permit = match guard.admit(peer.ip(), limits) {
         Ok(permit) => permit,
         Err(refusal) => {
             let counter = match refusal {
                 Refusal::TotalCap => &state.metrics.connections_refused_total_cap,
                 Refusal::ClientCap => &state.metrics.connections_refused_client_cap,
+                Refusal::AcceptRate => &state.metrics.connections_refused_accept_rate,
             };
             counter.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(peer = %peer, reason = refusal.label(), "connection refused");

@@ -4,6 +4,7 @@
 //! counting never takes a lock or looks up a label. Series survive reloads: a site keeps its
 //! counters as long as its name does.
 
+use shield::events::EventAction;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +31,20 @@ pub struct SiteMetrics {
     bytes_out: AtomicU64,
     /// Cache outcomes, indexed by [`CacheOutcome`].
     cache: [AtomicU64; CacheOutcome::ALL.len()],
+    /// Shield actions, indexed like [`SHIELD_ACTIONS`].
+    shield: [AtomicU64; SHIELD_ACTIONS.len()],
+    /// 1 while the site is in under-attack mode.
+    under_attack: AtomicU64,
 }
+
+/// The shield actions counted per site.
+const SHIELD_ACTIONS: [EventAction; 5] = [
+    EventAction::Block,
+    EventAction::Challenge,
+    EventAction::RateLimit,
+    EventAction::Log,
+    EventAction::Shed,
+];
 
 /// What the cache did for a request (counted for sites with the cache on, GET and HEAD).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +93,17 @@ pub struct CacheReport {
 }
 
 impl SiteMetrics {
+    /// Counts one shield action on a request.
+    pub fn shield(&self, action: EventAction) {
+        if let Some(i) = SHIELD_ACTIONS.iter().position(|a| *a == action) {
+            self.shield[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn set_under_attack(&self, on: bool) {
+        self.under_attack.store(u64::from(on), Ordering::Relaxed);
+    }
+
     /// Counts one cache outcome.
     pub fn cache(&self, outcome: CacheOutcome) {
         self.cache[outcome as usize].fetch_add(1, Ordering::Relaxed);
@@ -107,11 +132,50 @@ pub struct Metrics {
     sites: Mutex<BTreeMap<String, Arc<SiteMetrics>>>,
     pub connections_refused_total_cap: AtomicU64,
     pub connections_refused_client_cap: AtomicU64,
+    pub connections_refused_accept_rate: AtomicU64,
+    /// Connections the edge cut because the client was too slow or abused HTTP/2, by
+    /// [`CutReason`].
+    connections_cut: [AtomicU64; CutReason::ALL.len()],
     pub tls_handshake_failures: AtomicU64,
     pub connections_parked: AtomicU64,
     pub access_log_dropped: AtomicU64,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+}
+
+/// Why the edge closed a client's connection on its own initiative (beyond idle timeouts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutReason {
+    /// No complete request header within `header_read_timeout` (slowloris).
+    HeaderTimeout,
+    /// A request body slower than `min_request_body_rate` (slow POST).
+    BodyRate,
+    /// Writes made no progress for `send_timeout` (slow read).
+    SendTimeout,
+    /// Too many PING or SETTINGS frames (HTTP/2 control-frame flood).
+    H2ControlFlood,
+    /// Too many streams reset by the client (HTTP/2 rapid reset).
+    H2ResetFlood,
+}
+
+impl CutReason {
+    const ALL: [CutReason; 5] = [
+        CutReason::HeaderTimeout,
+        CutReason::BodyRate,
+        CutReason::SendTimeout,
+        CutReason::H2ControlFlood,
+        CutReason::H2ResetFlood,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CutReason::HeaderTimeout => "header_read_timeout",
+            CutReason::BodyRate => "min_request_body_rate",
+            CutReason::SendTimeout => "send_timeout",
+            CutReason::H2ControlFlood => "h2_control_flood",
+            CutReason::H2ResetFlood => "h2_reset_flood",
+        }
+    }
 }
 
 /// One origin's state as the metrics page shows it.
@@ -127,6 +191,11 @@ pub struct OriginReport {
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
         Arc::new(Metrics::default())
+    }
+
+    /// Counts a connection the edge closed for `reason`.
+    pub fn connection_cut(&self, reason: CutReason) {
+        self.connections_cut[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counters for `site`, created on first use and kept across reloads.
@@ -216,6 +285,27 @@ impl Metrics {
                 );
             }
         }
+        out.push_str("# HELP palisade_shield_actions_total Requests the shield acted on, by site and action (block, challenge, rate_limit, log, shed).\n");
+        out.push_str("# TYPE palisade_shield_actions_total counter\n");
+        for (name, m) in &sites {
+            for (i, action) in SHIELD_ACTIONS.iter().enumerate() {
+                let n = m.shield[i].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "palisade_shield_actions_total{{site=\"{name}\",action=\"{}\"}} {n}",
+                    action.as_str()
+                );
+            }
+        }
+        out.push_str("# HELP palisade_under_attack 1 while the site is in under-attack mode (automatic detection).\n");
+        out.push_str("# TYPE palisade_under_attack gauge\n");
+        for (name, m) in &sites {
+            let _ = writeln!(
+                out,
+                "palisade_under_attack{{site=\"{name}\"}} {}",
+                m.under_attack.load(Ordering::Relaxed)
+            );
+        }
         for (metric, kind, help, value) in [
             (
                 "palisade_cache_memory_bytes",
@@ -299,11 +389,27 @@ impl Metrics {
                 "max_connections_per_ip",
                 &self.connections_refused_client_cap,
             ),
+            (
+                "max_new_connections_per_ip",
+                &self.connections_refused_accept_rate,
+            ),
         ] {
             let _ = writeln!(
                 out,
                 "palisade_connections_refused_total{{reason=\"{reason}\"}} {}",
                 counter.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP palisade_connections_cut_total Connections closed by the edge for a slow or abusive client.\n",
+        );
+        out.push_str("# TYPE palisade_connections_cut_total counter\n");
+        for reason in CutReason::ALL {
+            let _ = writeln!(
+                out,
+                "palisade_connections_cut_total{{reason=\"{}\"}} {}",
+                reason.label(),
+                self.connections_cut[reason as usize].load(Ordering::Relaxed)
             );
         }
         for (metric, help, counter) in [

@@ -3,29 +3,35 @@
 //! ```text
 //! http     framing checks (smuggling shapes → 400, close)       phases::framing
 //! route    Host/:authority → site; unknown → 421, CONNECT → 405   phases::route
+//! shield   lists, rules, rate limits → 403/429; challenge gate     phases::shield
 //! limits   declared body over max_body_bytes → 413
 //! cache    fresh stored response → answer; else one fill per miss  phases::cache
-//! origin   rewrite the header, pick an origin, forward, failover  phases::forward, origin
+//!          (a miss over the client's miss limit → 429)
+//! origin   concurrency cap (stale or 503), rewrite the header,      phases::forward, origin
+//!          pick an origin, forward, failover
 //! respond  clean the origin's header, or the edge's own page      phases::respond
 //! log      when the body is done: metrics and one access line     RequestLog
 //! ```
 //! (`accept`, `tls` and the `http` timeouts run before this, per connection: see `conn`.)
-//! Later issues slot `shield` between route and cache.
 
 use crate::access_log::{AccessLog, AccessRecord};
-use crate::body::{BodyMeter, EdgeBody, Finish, OriginBody};
+use crate::body::{BodyMeter, BodyPace, EdgeBody, Finish, OriginBody};
 use crate::conn::ConnContext;
 use crate::metrics::{CacheOutcome, Metrics, SiteMetrics, UNROUTED};
 use crate::origin::{OriginFailure, OriginRequest, OriginState};
 use crate::phases::cache::CacheStep;
 use crate::phases::route::RouteRefusal;
-use crate::phases::{cache as cache_phase, forward, framing, respond, route};
+use crate::phases::shield::OriginPermit;
+use crate::phases::{cache as cache_phase, forward, framing, respond, route, shield as shield_phase};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use cache::Cache;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
+use shield::RequestFacts;
+use shield::events::{EventAction, EventReason, EventRing, NewEvent};
+use shield::guard::Verdict;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -39,6 +45,8 @@ pub struct EdgeState {
     pub cache: Arc<Cache>,
     /// Wakes the background pass that applies purges to stored objects.
     pub purge_wake: Arc<tokio::sync::Notify>,
+    /// What the shield did, for `GET /api/events`.
+    pub events: Arc<EventRing>,
     unrouted: Arc<SiteMetrics>,
 }
 
@@ -48,8 +56,10 @@ impl EdgeState {
         access_log: AccessLog,
         metrics: Arc<Metrics>,
         cache: Arc<Cache>,
+        events: Arc<EventRing>,
     ) -> EdgeState {
         EdgeState {
+            events,
             snapshot: ArcSwap::from_pointee(snapshot),
             access_log,
             unrouted: metrics.site(UNROUTED),
@@ -82,6 +92,7 @@ pub async fn handle(
         meter: None,
         origin: None,
         upstream_time: None,
+        origin_permit: None,
         started,
     };
 
@@ -125,6 +136,35 @@ pub async fn handle(
     log.client_ip = forward::real_client_ip(request.headers(), &conn.client, |ip| {
         snapshot.is_trusted_proxy(ip)
     });
+
+    // shield
+    let record = |event: shield::events::NewEvent| {
+        site.metrics.shield(event.action);
+        state.events.record(event);
+    };
+    let verdict = if site.guard.is_empty() {
+        Verdict::Pass
+    } else {
+        let facts = RequestFacts {
+            ip: log.client_ip,
+            host: &routed.host,
+            method: request.method().as_str(),
+            path: request.uri().path(),
+            query: request.uri().query().unwrap_or(""),
+            headers: request.headers(),
+            tls: conn.client.tls,
+        };
+        site.guard.check(&facts, Instant::now(), &record)
+    };
+    if let Some(refusal) = shield_phase::answer(&verdict) {
+        return log.finish_with(refusal);
+    }
+    let allowed = verdict == Verdict::Allowed;
+    if !allowed && site.protection.attack.under_attack() {
+        record(NewEvent::for_client(&site.name, log.client_ip, EventAction::Challenge, EventReason::UnderAttack));
+        return log.finish_with(shield_phase::challenge_page());
+    }
+    site.protection.attack.count_request();
     // The Host field already names the authority for an origin-form HTTP/1.1 request; reuse
     // its value rather than copying the text.
     let host_is_set =
@@ -212,7 +252,26 @@ pub async fn handle(
                 respond::client_response_headers(&mut response, version, http10_keep_alive);
                 return log.finish_with(response);
             }
-            CacheStep::Forward(step) => fill = Some(step),
+            CacheStep::Forward(step) => {
+                let limit = site.config.shield.max_misses_per_ip;
+                if limit > 0 && !allowed {
+                    let counter = site
+                        .protection
+                        .miss_counter(site.config.shield.misses_period);
+                    if shield_phase::too_many_misses(
+                        &site.protection,
+                        &counter,
+                        limit,
+                        log.client_ip,
+                        Instant::now(),
+                    ) {
+                        record(NewEvent::for_client(&site.name, log.client_ip, EventAction::RateLimit, EventReason::CacheMisses));
+                        let retry = site.config.shield.misses_period;
+                        return log.finish_with(shield_phase::too_many_requests(retry));
+                    }
+                }
+                fill = Some(step)
+            }
             CacheStep::Pass(why) => {
                 site.metrics.cache(CacheOutcome::Pass);
                 pass = Some(why);
@@ -246,11 +305,8 @@ pub async fn handle(
     let body = if has_body {
         let meter = Arc::new(BodyMeter::default());
         log.meter = Some(Arc::clone(&meter));
-        OriginBody::Client {
-            inner: body,
-            meter,
-            limit: site.config.max_body_bytes,
-        }
+        let pace = BodyPace::new(&snapshot.limits, Arc::clone(&state.metrics));
+        OriginBody::client(body, meter, site.config.max_body_bytes, pace)
     } else {
         OriginBody::Empty
     };
@@ -266,9 +322,28 @@ pub async fn handle(
         declared_length: parts.headers.contains_key(header::CONTENT_LENGTH),
         body,
     };
+    // Origin protection: over the site's cap, a stale copy or 503.
+    match site
+        .protection
+        .origin_permit(site.config.shield.max_origin_concurrency)
+    {
+        Some(permit) => log.origin_permit = Some(permit),
+        None => {
+            record(NewEvent::for_client(&site.name, log.client_ip, EventAction::Shed, EventReason::OriginConcurrency));
+            if let Some(f) = &fill
+                && let Some(mut stale) = f.stale_when_shed(&method).await
+            {
+                site.metrics.cache(CacheOutcome::Stale);
+                respond::client_response_headers(&mut stale, version, http10_keep_alive);
+                return log.finish_with(stale);
+            }
+            return log.finish_with(shield_phase::origin_busy());
+        }
+    }
     let answer = match site.upstream.forward(origin_request).await {
         Ok(answer) => answer,
         Err(failure) => {
+            site.protection.attack.count_error();
             // RFC 5861 §4 / always online: a stale copy beats an error page.
             let stale = match &fill {
                 Some(f) => f.stale_on_error(&method, None).await,
@@ -289,6 +364,7 @@ pub async fn handle(
                     StatusCode::GATEWAY_TIMEOUT
                 }
                 OriginFailure::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                OriginFailure::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
                 OriginFailure::ClientBody => StatusCode::BAD_REQUEST,
             };
             // A body we stopped reading leaves the connection unusable for the next request.
@@ -298,6 +374,9 @@ pub async fn handle(
     log.origin = Some(Arc::clone(&answer.origin));
     log.upstream_time = Some(answer.upstream_time);
     let mut origin_response = answer.response;
+    if origin_response.status().is_server_error() {
+        site.protection.attack.count_error();
+    }
 
     if origin_response.status() == StatusCode::SWITCHING_PROTOCOLS {
         // The origin connection now belongs to the tunnel, never to the pool.
@@ -435,6 +514,8 @@ struct RequestLog {
     meter: Option<Arc<BodyMeter>>,
     origin: Option<Arc<OriginState>>,
     upstream_time: Option<Duration>,
+    /// The origin request's slot under the site's concurrency cap, held to the response's end.
+    origin_permit: Option<OriginPermit>,
     started: Instant,
 }
 
@@ -447,7 +528,9 @@ impl RequestLog {
 }
 
 impl Finish for RequestLog {
-    fn finish(self: Box<Self>, bytes_out: u64, _complete: bool) {
+    fn finish(mut self: Box<Self>, bytes_out: u64, _complete: bool) {
+        // The response is done with the origin: its slot under the site's cap is free.
+        drop(self.origin_permit.take());
         // One clock read for the duration and the connection's idle clock.
         let now = Instant::now();
         let duration = now.saturating_duration_since(self.started);

@@ -14,10 +14,13 @@ use crate::listener::{self, ListenerKind};
 use crate::metrics::Metrics;
 use crate::origin::UpstreamRegistry;
 use crate::pipeline::EdgeState;
+use crate::phases::shield::ProtectionRegistry;
 use crate::snapshot::{BuildContext, Snapshot};
 use crate::tls::TlsShared;
 use cache::Cache;
 use model::{Config, ServerSettings};
+use shield::events::EventRing;
+use shield::ratelimit::LimiterRegistry;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,6 +77,8 @@ pub struct Edge {
     state: Arc<EdgeState>,
     guard: Arc<ConnGuard>,
     upstreams: UpstreamRegistry,
+    limiters: LimiterRegistry,
+    protections: ProtectionRegistry,
     tls: TlsShared,
     shutdown: watch::Sender<bool>,
     generation: AtomicU64,
@@ -93,12 +98,16 @@ impl Edge {
         })?;
         let metrics = Metrics::new();
         let upstreams = UpstreamRegistry::default();
+        let limiters = LimiterRegistry::default();
+        let protections = ProtectionRegistry::default();
         let tls = TlsShared::new().map_err(EdgeError::Config)?;
         let snapshot = Snapshot::build(
             &config,
             &BuildContext {
                 upstreams: &upstreams,
                 metrics: &metrics,
+                limiters: &limiters,
+                protections: &protections,
                 tls: &tls,
                 source: &source,
                 generation: 1,
@@ -108,7 +117,10 @@ impl Edge {
         let access_log = AccessLog::start(&config.server.access_log, Arc::clone(&metrics))
             .map_err(EdgeError::AccessLog)?;
         let cache = Arc::new(open_cache(&config).await?);
-        let state = Arc::new(EdgeState::new(snapshot, access_log, metrics, cache));
+        let events = Arc::new(EventRing::new(config.shield.events));
+        let state = Arc::new(EdgeState::new(
+            snapshot, access_log, metrics, cache, events,
+        ));
         let guard = ConnGuard::new();
         let (shutdown, shutdown_rx) = watch::channel(false);
 
@@ -156,6 +168,10 @@ impl Edge {
             Arc::clone(&state.cache),
             Arc::clone(&state.purge_wake),
         ));
+        tokio::spawn(crate::phases::shield::watch_attacks(
+            Arc::clone(&state),
+            shutdown_rx.clone(),
+        ));
         tokio::spawn(crate::admin::serve(
             admin,
             Arc::clone(&state),
@@ -171,6 +187,8 @@ impl Edge {
             state,
             guard,
             upstreams,
+            limiters,
+            protections,
             tls,
             shutdown,
             generation: AtomicU64::new(1),
@@ -200,6 +218,8 @@ impl Edge {
             &BuildContext {
                 upstreams: &self.upstreams,
                 metrics: &self.state.metrics,
+                limiters: &self.limiters,
+                protections: &self.protections,
                 tls: &self.tls,
                 source: &self.source,
                 generation,
@@ -275,6 +295,8 @@ pub async fn validate(config: &Config, source: &str) -> Result<(), EdgeError> {
         &BuildContext {
             upstreams: &upstreams,
             metrics: &metrics,
+            limiters: &LimiterRegistry::default(),
+            protections: &ProtectionRegistry::default(),
             tls: &tls,
             source,
             generation: 0,

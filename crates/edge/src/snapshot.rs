@@ -5,10 +5,13 @@
 
 use crate::metrics::{Metrics, OriginReport, SiteMetrics};
 use crate::origin::{PoolLimits, Upstream, UpstreamRegistry};
+use crate::phases::shield::{ProtectionRegistry, SiteProtection};
 use crate::router::HostRouter;
 use crate::tls::{self, TlsShared};
 use ipnet::IpNet;
 use model::{Config, ServerLimits, Site};
+use shield::guard::SiteGuard;
+use shield::ratelimit::LimiterRegistry;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -18,6 +21,10 @@ pub struct SiteRuntime {
     pub config: Site,
     pub upstream: Arc<Upstream>,
     pub metrics: Arc<SiteMetrics>,
+    /// Lists, rules and rate limits, compiled.
+    pub guard: SiteGuard,
+    /// The shield's state that outlives this snapshot (attack baseline, origin slots).
+    pub protection: Arc<SiteProtection>,
 }
 
 /// One immutable version of the edge's configuration.
@@ -35,6 +42,8 @@ pub struct Snapshot {
 pub struct BuildContext<'a> {
     pub upstreams: &'a UpstreamRegistry,
     pub metrics: &'a Metrics,
+    pub limiters: &'a LimiterRegistry,
+    pub protections: &'a ProtectionRegistry,
     pub tls: &'a TlsShared,
     /// Names the configuration's source in errors.
     pub source: &'a str,
@@ -48,9 +57,17 @@ impl Snapshot {
             max_idle: config.server.limits.origin_max_idle,
         };
         let tls = tls::server_config(&config.sites, ctx.source, ctx.tls)?;
+        let global = Arc::new(
+            shield::guard::build_lists(&config.shield.lists, "shield")
+                .map_err(|e| format!("{}: {e}", ctx.source))?,
+        );
         let mut sites = Vec::with_capacity(config.sites.len());
-        for site in &config.sites {
+        for (i, site) in config.sites.iter().enumerate() {
+            let guard = SiteGuard::build(i, site, Arc::clone(&global), ctx.limiters)
+                .map_err(|e| format!("{}: {e}", ctx.source))?;
             sites.push(SiteRuntime {
+                guard,
+                protection: ctx.protections.site(&site.name),
                 name: site.name.as_str().into(),
                 upstream: ctx
                     .upstreams

@@ -5,6 +5,10 @@
 
 use crate::duration::{as_text, as_text_opt};
 use crate::size::as_size;
+use crate::shield::{
+    FileGlobalShield, FileRateLimit, FileRule, FileSiteShield, GlobalShield, RateLimit, Rule,
+    SiteShield, validate_rate_limits, validate_rules,
+};
 use crate::{HostPattern, Origin};
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -20,6 +24,8 @@ use toml::Spanned;
 pub struct Config {
     pub server: ServerSettings,
     pub sites: Vec<Site>,
+    /// The `[shield]` table: lists for every site.
+    pub shield: GlobalShield,
 }
 
 /// The `[server]` table: listeners, data directory, limits that apply to every site.
@@ -85,6 +91,20 @@ pub struct ServerLimits {
     pub max_connections: u32,
     /// Open client connections from one IP address.
     pub max_connections_per_ip: u32,
+    /// New connections admitted from one IPv4 address (or IPv6 /64) per
+    /// `new_connections_period`; further ones are closed at accept.
+    pub max_new_connections_per_ip: u32,
+    /// The sliding window `max_new_connections_per_ip` is counted over.
+    pub new_connections_period: Duration,
+    /// Slowest request body accepted, in bytes per second, measured over each
+    /// `request_body_timeout` the edge spends waiting for the client (slow POST).
+    pub min_request_body_rate: u64,
+    /// The window `min_request_body_rate` is measured over: a body that stalls for this long
+    /// is cut off.
+    pub request_body_timeout: Duration,
+    /// A connection whose writes make no progress for this long (the client stopped reading)
+    /// is closed (slow read).
+    pub send_timeout: Duration,
     /// After SIGTERM, how long requests in flight may take to finish.
     pub shutdown_grace: Duration,
     /// Idle origin connections are closed after this long.
@@ -103,6 +123,11 @@ impl Default for ServerLimits {
             max_headers: 100,
             max_connections: 10_000,
             max_connections_per_ip: 256,
+            max_new_connections_per_ip: 500,
+            new_connections_period: Duration::from_secs(10),
+            min_request_body_rate: 500,
+            request_body_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
             origin_idle_timeout: Duration::from_secs(60),
             origin_max_idle: 256,
@@ -130,6 +155,10 @@ pub struct Site {
     /// ...for this long (or until an active check sees it healthy again).
     pub fail_timeout: Duration,
     pub cache: SiteCache,
+    pub shield: SiteShield,
+    /// Firewall rules, in file order: the first match that blocks, challenges or allows wins.
+    pub rules: Vec<Rule>,
+    pub rate_limits: Vec<RateLimit>,
 }
 
 /// A site's `[site.cache]` table. Defaults: caching on, the origin's word on freshness, the
@@ -308,7 +337,11 @@ impl Config {
                 max_fails: default_max_fails(),
                 fail_timeout: default_fail_timeout(),
                 cache: SiteCache::default(),
+                shield: SiteShield::default(),
+                rules: Vec::new(),
+                rate_limits: Vec::new(),
             }],
+            shield: GlobalShield::default(),
         }
     }
 
@@ -327,7 +360,13 @@ impl Config {
                 resolve(&mut tls.cert);
                 resolve(&mut tls.key);
             }
+            let lists = &mut site.shield.lists;
+            lists.allow_files.iter_mut().for_each(resolve);
+            lists.deny_files.iter_mut().for_each(resolve);
         }
+        let lists = &mut self.shield.lists;
+        lists.allow_files.iter_mut().for_each(resolve);
+        lists.deny_files.iter_mut().for_each(resolve);
     }
 }
 
@@ -349,6 +388,8 @@ struct FileConfig {
     server: FileServer,
     #[serde(default, rename = "site")]
     sites: Vec<FileSite>,
+    #[serde(default)]
+    shield: FileGlobalShield,
 }
 
 #[derive(Deserialize)]
@@ -371,6 +412,14 @@ struct FileServer {
     max_headers: Option<usize>,
     max_connections: Option<u32>,
     max_connections_per_ip: Option<u32>,
+    max_new_connections_per_ip: Option<u32>,
+    #[serde(with = "as_text_opt")]
+    new_connections_period: Option<Duration>,
+    min_request_body_rate: Option<u64>,
+    #[serde(with = "as_text_opt")]
+    request_body_timeout: Option<Duration>,
+    #[serde(with = "as_text_opt")]
+    send_timeout: Option<Duration>,
     #[serde(with = "as_text_opt")]
     shutdown_grace: Option<Duration>,
     #[serde(with = "as_text_opt")]
@@ -399,6 +448,11 @@ impl Default for FileServer {
             max_headers: None,
             max_connections: None,
             max_connections_per_ip: None,
+            max_new_connections_per_ip: None,
+            new_connections_period: None,
+            min_request_body_rate: None,
+            request_body_timeout: None,
+            send_timeout: None,
             shutdown_grace: None,
             origin_idle_timeout: None,
             origin_max_idle: None,
@@ -435,6 +489,19 @@ impl FileServer {
                 max_connections_per_ip: self
                     .max_connections_per_ip
                     .unwrap_or(d.max_connections_per_ip),
+                max_new_connections_per_ip: self
+                    .max_new_connections_per_ip
+                    .unwrap_or(d.max_new_connections_per_ip),
+                new_connections_period: self
+                    .new_connections_period
+                    .unwrap_or(d.new_connections_period),
+                min_request_body_rate: self
+                    .min_request_body_rate
+                    .unwrap_or(d.min_request_body_rate),
+                request_body_timeout: self
+                    .request_body_timeout
+                    .unwrap_or(d.request_body_timeout),
+                send_timeout: self.send_timeout.unwrap_or(d.send_timeout),
                 shutdown_grace: self.shutdown_grace.unwrap_or(d.shutdown_grace),
                 origin_idle_timeout: self.origin_idle_timeout.unwrap_or(d.origin_idle_timeout),
                 origin_max_idle: self.origin_max_idle.unwrap_or(d.origin_max_idle),
@@ -467,6 +534,12 @@ struct FileSite {
     fail_timeout: Duration,
     #[serde(default)]
     cache: FileSiteCache,
+    #[serde(default)]
+    shield: FileSiteShield,
+    #[serde(default)]
+    rule: Vec<FileRule>,
+    #[serde(default)]
+    rate_limit: Vec<FileRateLimit>,
 }
 
 #[derive(Deserialize)]
@@ -568,7 +641,7 @@ impl FileSiteCache {
 }
 
 /// RFC 9110 §5.6.2 tchar.
-fn is_token_byte(b: u8) -> bool {
+pub(crate) fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
@@ -631,6 +704,9 @@ impl FileConfig {
             ("server.header_read_timeout", l.header_read_timeout),
             ("server.idle_timeout", l.idle_timeout),
             ("server.tls_handshake_timeout", l.tls_handshake_timeout),
+            ("server.new_connections_period", l.new_connections_period),
+            ("server.request_body_timeout", l.request_body_timeout),
+            ("server.send_timeout", l.send_timeout),
         ];
         for (key, value) in positive {
             if value.is_zero() {
@@ -649,6 +725,20 @@ impl FileConfig {
                 None,
                 "server".into(),
                 "max_headers, max_connections and max_connections_per_ip must be at least 1".into(),
+            ));
+        }
+        if l.max_new_connections_per_ip == 0 {
+            return Err((
+                None,
+                "server.max_new_connections_per_ip".into(),
+                "must be at least 1 (0 would refuse every connection)".into(),
+            ));
+        }
+        if l.min_request_body_rate == 0 {
+            return Err((
+                None,
+                "server.min_request_body_rate".into(),
+                "must be at least 1 byte per second (0 would let a body stall forever)".into(),
             ));
         }
         if server.listen.is_empty() && server.listen_tls.is_empty() {
@@ -754,6 +844,12 @@ impl FileConfig {
             if let Err((field, message)) = site.cache.validate() {
                 return Err((None, key(field), message));
             }
+            let site_key = format!("site[{i}]");
+            let place = |offset| line_and_column(text, offset);
+            let shield = site.shield.validate(&format!("{site_key}.shield"))?;
+            let mut ids = Vec::new();
+            let rules = validate_rules(site.rule, &site_key, &mut ids, &place)?;
+            let rate_limits = validate_rate_limits(site.rate_limit, &site_key, &mut ids, &place)?;
             let tls = site.tls.map(|tls| {
                 let line = line_and_column(text, tls.span().start).0;
                 let tls = tls.into_inner();
@@ -775,9 +871,17 @@ impl FileConfig {
                 max_fails: site.max_fails.max(1),
                 fail_timeout: site.fail_timeout,
                 cache: site.cache.into_settings(),
+                shield,
+                rules,
+                rate_limits,
             });
         }
-        Ok(Config { server, sites })
+        let shield = self.shield.validate()?;
+        Ok(Config {
+            server,
+            sites,
+            shield,
+        })
     }
 }
 
@@ -862,6 +966,31 @@ tls = { cert = "certs/blog.pem", key = "certs/blog.key" }
         let err = parse("[server]\nidle_timeout = \"forever\"\n").unwrap_err();
         assert_eq!(err.key, "server.idle_timeout");
         assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn connection_guard_limits_parse_and_zero_is_refused_by_name() {
+        let config = parse(
+            "[server]\nmax_new_connections_per_ip = 20\nnew_connections_period = \"2s\"\n\
+             min_request_body_rate = 100\nrequest_body_timeout = \"5s\"\nsend_timeout = \"30s\"\n",
+        )
+        .unwrap();
+        let l = &config.server.limits;
+        assert_eq!(l.max_new_connections_per_ip, 20);
+        assert_eq!(l.new_connections_period, Duration::from_secs(2));
+        assert_eq!(l.min_request_body_rate, 100);
+        assert_eq!(l.request_body_timeout, Duration::from_secs(5));
+        assert_eq!(l.send_timeout, Duration::from_secs(30));
+        for (line, key) in [
+            ("max_new_connections_per_ip = 0", "server.max_new_connections_per_ip"),
+            ("new_connections_period = \"0s\"", "server.new_connections_period"),
+            ("min_request_body_rate = 0", "server.min_request_body_rate"),
+            ("request_body_timeout = \"0s\"", "server.request_body_timeout"),
+            ("send_timeout = \"0s\"", "server.send_timeout"),
+        ] {
+            let err = parse(&format!("[server]\n{line}\n")).unwrap_err();
+            assert_eq!(err.key, key, "{line}: {err}");
+        }
     }
 
     #[test]

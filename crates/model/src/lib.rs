@@ -24,6 +24,7 @@ mod config;
 mod duration;
 mod host;
 mod origin;
+mod shield;
 mod size;
 
 pub use config::{
@@ -33,4 +34,8 @@ pub use config::{
 pub use duration::parse_duration;
 pub use host::{HostPattern, normalize_host};
 pub use origin::{Origin, OriginScheme, OriginUrl};
+pub use shield::{
+    AttackDetection, GlobalShield, IpLists, LimitAction, LimitKey, RateLimit, Rule, RuleAction,
+    SiteShield, parse_net,
+};
 pub use size::parse_size;

@@ -6,7 +6,7 @@ mod purge;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use model::{Config, Origin, OriginUrl};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -63,6 +63,23 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Show what the shield would do with a request (lists, rules, rate limits), without
+    /// sending anything: `palisade explain --config FILE --ip 1.2.3.4 GET https://host/path
+    /// -H 'User-Agent: x'`.
+    Explain {
+        #[arg(long)]
+        config: PathBuf,
+        /// The client address the request comes from.
+        #[arg(long)]
+        ip: IpAddr,
+        /// The method, e.g. GET.
+        method: String,
+        /// The URL: https://host/path?query.
+        url: String,
+        /// A request header, 'Name: value' (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+    },
     /// Purge cached responses of a site on a running edge (through its admin listener).
     Purge {
         /// The site, by its name in the configuration.
@@ -94,6 +111,13 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Check { config } => check(&config),
+        Command::Explain {
+            config,
+            ip,
+            method,
+            url,
+            headers,
+        } => explain(&config, ip, &method, &url, &headers),
         Command::Purge {
             site,
             selector,
@@ -116,6 +140,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn explain(
+    config: &std::path::Path,
+    ip: IpAddr,
+    method: &str,
+    url: &str,
+    headers: &[String],
+) -> Result<()> {
+    let config = Config::load(config)?;
+    let request = edge::explain::ExplainRequest {
+        ip,
+        method,
+        url,
+        headers,
+    };
+    let text = edge::explain::explain(&config, &request).map_err(|e| anyhow::anyhow!(e))?;
+    print!("{text}");
+    Ok(())
 }
 
 fn purge_command(

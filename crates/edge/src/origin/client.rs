@@ -24,6 +24,7 @@ pub(super) enum Attempt {
     TimedOut,
     Broken,
     BodyTooLarge,
+    BodyTooSlow,
     /// The client's own body broke off; not the origin's doing.
     ClientBody,
 }
@@ -104,6 +105,7 @@ async fn attempt(
                 return Ok(response);
             }
             Err(ExchangeError::BodyTooLarge) => return Err(Attempt::BodyTooLarge),
+            Err(ExchangeError::BodyTooSlow) => return Err(Attempt::BodyTooSlow),
             Err(ExchangeError::ClientBody(e)) => {
                 tracing::debug!(origin = %origin.label, error = %e, "client body failed while forwarding");
                 return Err(Attempt::ClientBody);
@@ -155,6 +157,8 @@ pub enum OriginFailure {
     Broken { origin: Arc<OriginState> },
     /// The client's body passed `max_body_bytes` while being forwarded (413).
     BodyTooLarge,
+    /// The client's body came slower than `min_request_body_rate` (408).
+    BodyTooSlow,
     /// The client's body broke off while being forwarded (400; the client is usually gone).
     ClientBody,
 }
@@ -209,6 +213,7 @@ impl Upstream {
                     });
                 }
                 Err(Attempt::BodyTooLarge) => return Err(OriginFailure::BodyTooLarge),
+                Err(Attempt::BodyTooSlow) => return Err(OriginFailure::BodyTooSlow),
                 Err(Attempt::ClientBody) => return Err(OriginFailure::ClientBody),
                 Err(Attempt::ConnectFailed) => {
                     origin.connect_errors.fetch_add(1, Ordering::Relaxed);

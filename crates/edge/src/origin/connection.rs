@@ -8,7 +8,7 @@
 //! about 15,000 instructions per proxied request (callgrind, see `bench/README.md`).
 
 use super::codec::{self, HeadError, RequestFraming, ResponseHead};
-use crate::body::{BodyTooLarge, BoxError, OriginBody};
+use crate::body::{BodyTooLarge, BodyTooSlow, BoxError, OriginBody};
 use bytes::{Bytes, BytesMut};
 use http::Method;
 use http_body::Body;
@@ -49,6 +49,8 @@ pub enum ExchangeError {
     BadHead(#[from] HeadError),
     #[error("the request body passed max_body_bytes")]
     BodyTooLarge,
+    #[error("the request body came slower than min_request_body_rate")]
+    BodyTooSlow,
     #[error("the client's request body failed: {0}")]
     ClientBody(BoxError),
 }
@@ -185,6 +187,8 @@ fn is_reset(e: &io::Error) -> bool {
 fn client_body_error(e: BoxError) -> ExchangeError {
     if e.is::<BodyTooLarge>() {
         ExchangeError::BodyTooLarge
+    } else if e.is::<BodyTooSlow>() {
+        ExchangeError::BodyTooSlow
     } else {
         ExchangeError::ClientBody(e)
     }
@@ -193,7 +197,7 @@ fn client_body_error(e: BoxError) -> ExchangeError {
 /// Why an upload stopped.
 #[derive(Debug)]
 pub enum UploadError {
-    /// The client's body failed (it went away, or passed `max_body_bytes`).
+    /// The client's body failed (it went away, passed `max_body_bytes`, or came too slowly).
     Client(BoxError),
     /// The origin's socket failed.
     Origin(io::Error),

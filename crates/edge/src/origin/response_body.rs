@@ -10,12 +10,16 @@
 //! client's connection forever. The clock runs only while the edge is waiting on the origin:
 //! not while a slow client is being written to, nor while the client's own body is still
 //! being uploaded (the origin may be waiting for it).
+//!
+//! A client whose upload, still going on behind the response, comes slower than
+//! `min_request_body_rate` has its response cut short too: the response has begun, so closing
+//! the connection is the only way left to tell it.
 
 use super::chunked::{ChunkedDecoder, Decoded};
 use super::codec::ResponseFraming;
-use super::connection::Upload;
+use super::connection::{Upload, UploadError};
 use super::pool::PooledConn;
-use crate::body::BoxError;
+use crate::body::{BodyTooSlow, BoxError};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::future::Future;
@@ -140,12 +144,18 @@ impl OriginResponseBody {
         Poll::Ready(Some(Err(Box::new(error))))
     }
 
-    /// Keeps the rest of the client's body flowing to the origin.
-    fn poll_upload(&mut self, cx: &mut Context<'_>) {
+    /// Keeps the rest of the client's body flowing to the origin; the client's body error when
+    /// it came too slowly.
+    fn poll_upload(&mut self, cx: &mut Context<'_>) -> Result<(), BoxError> {
         if let (Some(upload), Some(conn)) = (&mut self.upload, &mut self.conn) {
             match upload.poll_send(conn.connection().io_mut(), cx) {
                 Poll::Pending => {}
                 Poll::Ready(Ok(())) => self.upload = None,
+                Poll::Ready(Err(UploadError::Client(e))) if e.is::<BodyTooSlow>() => {
+                    self.upload = None;
+                    self.keep_alive = false;
+                    return Err(e);
+                }
                 Poll::Ready(Err(e)) => {
                     tracing::debug!(error = ?e, "request body stopped after the origin answered");
                     self.upload = None;
@@ -153,6 +163,7 @@ impl OriginResponseBody {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -165,7 +176,11 @@ impl Body for OriginResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        this.poll_upload(cx);
+        if let Err(e) = this.poll_upload(cx) {
+            this.reading = Reading::Done;
+            this.conn = None;
+            return Poll::Ready(Some(Err(e)));
+        }
         let polled = this.poll_read(cx);
         match &polled {
             Poll::Ready(Some(Ok(_))) => this.progressed = true,

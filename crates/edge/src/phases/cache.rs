@@ -277,6 +277,35 @@ impl Fill {
         if !stale.serve_on_error || status.is_some_and(|s| !is_error_for_stale(s)) {
             return None;
         }
+        let detail = match status {
+            Some(s) => format!(
+                "fwd=stale; fwd-status={}; detail=stale-if-error",
+                s.as_u16()
+            ),
+            None => "fwd=stale; detail=stale-if-error".to_string(),
+        };
+        self.serve_stale(method, &detail).await
+    }
+
+    /// Origin protection turned this request away (the site's origin requests are at their
+    /// cap): the stored copy is served if it may be served stale at all. §4.2.4 allows a cache
+    /// cut off from its origin to do so unless the response forbids it (must-revalidate,
+    /// proxy-revalidate, no-cache).
+    pub async fn stale_when_shed(&self, method: &Method) -> Option<Response<EdgeBody>> {
+        let stale = self.stale.as_ref()?;
+        let d = &stale.object.directives;
+        if d.must_revalidate
+            || d.proxy_revalidate
+            || d.no_cache != cache::policy::directives::Qualified::Absent
+        {
+            return None;
+        }
+        self.serve_stale(method, "fwd=stale; detail=origin-busy")
+            .await
+    }
+
+    async fn serve_stale(&self, method: &Method, detail: &str) -> Option<Response<EdgeBody>> {
+        let stale = self.stale.as_ref()?;
         let disk = match stale.on_disk {
             None => None,
             Some(id) => match load(&self.cache, id).await {
@@ -285,20 +314,13 @@ impl Fill {
                 _ => return None,
             },
         };
-        let detail = match status {
-            Some(s) => format!(
-                "fwd=stale; fwd-status={}; detail=stale-if-error",
-                s.as_u16()
-            ),
-            None => "fwd=stale; detail=stale-if-error".to_string(),
-        };
         Some(serve(
             &stale.object,
             disk,
             method,
             &self.request_headers,
             unix_now(),
-            &detail,
+            detail,
         ))
     }
 

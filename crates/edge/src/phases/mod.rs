@@ -5,3 +5,4 @@ pub mod forward;
 pub mod framing;
 pub mod respond;
 pub mod route;
+pub mod shield;

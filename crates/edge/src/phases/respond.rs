@@ -63,13 +63,25 @@ pub fn edge_page(status: StatusCode, close: bool) -> Response<EdgeBody> {
 fn page_text(status: StatusCode) -> (&'static str, &'static str) {
     match status.as_u16() {
         400 => ("Bad Request", "The request could not be understood."),
+        403 => (
+            "Forbidden",
+            "This site's security settings do not let this request through.",
+        ),
         405 => (
             "Method Not Allowed",
             "This server does not accept that method.",
         ),
+        408 => (
+            "Request Timeout",
+            "The request did not arrive in time. Please try again.",
+        ),
         413 => (
             "Content Too Large",
             "The request body is larger than this site accepts.",
+        ),
+        429 => (
+            "Too Many Requests",
+            "Too many requests came from your network. Please wait a moment and try again.",
         ),
         421 => (
             "Misdirected Request",

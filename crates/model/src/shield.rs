@@ -1,0 +1,588 @@
+//! The shield's configuration: `[shield]` (lists for every site), and per site `[site.shield]`,
+//! `[[site.rule]]` and `[[site.rate_limit]]`.
+//!
+//! Rule expressions stay text here, with where they stand in the file: the rule language lives
+//! in the `shield` crate, which compiles them when the edge builds its snapshot and reports a bad
+//! expression at its line and column in this file.
+
+use crate::duration::{as_text, as_text_opt};
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use toml::Spanned;
+
+/// The top-level `[shield]` table: what applies to every site.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlobalShield {
+    pub lists: IpLists,
+    /// Security events kept in memory for `GET /api/events` (the oldest are dropped).
+    pub events: usize,
+}
+
+/// Allow and deny lists. Where both hold a prefix of an address, the longer prefix decides.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IpLists {
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+    /// Files of one address or CIDR per line (`#` comments), read at every reload.
+    pub allow_files: Vec<PathBuf>,
+    pub deny_files: Vec<PathBuf>,
+}
+
+impl IpLists {
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty()
+            && self.deny.is_empty()
+            && self.allow_files.is_empty()
+            && self.deny_files.is_empty()
+    }
+}
+
+/// A site's `[site.shield]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteShield {
+    pub lists: IpLists,
+    /// Origin requests in flight at once for this site; over it the cache's stale copy or
+    /// 503 with Retry-After. 0 means no cap.
+    pub max_origin_concurrency: u32,
+    /// Cache misses one client address may cause per `misses_period` (a cache-busting flood of
+    /// random query strings); over it, 429. 0 means no limit.
+    pub max_misses_per_ip: u32,
+    pub misses_period: Duration,
+    pub attack: AttackDetection,
+}
+
+/// Automatic under-attack mode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttackDetection {
+    pub enabled: bool,
+    /// A request rate (or error rate) this many times the site's baseline is an attack...
+    pub factor: f64,
+    /// ...provided it is at least this many requests per second (a quiet site doubling its
+    /// traffic is not under attack).
+    pub min_rps: f64,
+    /// How long under-attack mode lasts once traffic has settled.
+    pub hold: Duration,
+}
+
+/// What a matching firewall rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    /// 403.
+    Block,
+    /// The browser challenge.
+    Challenge,
+    /// Skip the rest of the shield.
+    Allow,
+    /// Record a security event and go on.
+    Log,
+}
+
+/// A `[[site.rule]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub id: String,
+    pub expr: String,
+    pub action: RuleAction,
+    /// Where the expression's text starts in the file (line, column), for error messages.
+    pub expr_at: Option<(usize, usize)>,
+}
+
+/// What a rate limit counts by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKey {
+    Ip,
+    IpPath,
+    /// A request header's value (lowercase name); requests without it are not counted.
+    Header(String),
+    /// A cookie's value; requests without it are not counted.
+    Cookie(String),
+}
+
+/// What happens to requests over a rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitAction {
+    /// 429 with Retry-After.
+    Block,
+    Challenge,
+    Log,
+}
+
+/// A `[[site.rate_limit]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    pub id: String,
+    /// Only requests matching this expression are counted; all when absent.
+    pub expr: Option<String>,
+    pub expr_at: Option<(usize, usize)>,
+    pub key: LimitKey,
+    pub requests: u32,
+    pub period: Duration,
+    pub action: LimitAction,
+    /// Once over the limit, the key stays limited this long (at least until its count falls).
+    pub penalty: Option<Duration>,
+}
+
+/// Parses one list entry: a CIDR with no host bits set, or a bare address (a /32 or /128).
+pub fn parse_net(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(IpNet::from(ip));
+    }
+    let net: IpNet = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IP address or CIDR"))?;
+    if net.trunc() != net {
+        return Err(format!(
+            "{text:?} has host bits set; the network is {}",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+// ---- The file as written ------------------------------------------------------------------
+
+type Invalid = (Option<std::ops::Range<usize>>, String, String);
+
+/// The list keys as written, shared by `[shield]` and `[site.shield]` (serde's `flatten` does
+/// not mix with `deny_unknown_fields`, so each table repeats the four fields).
+#[derive(Default)]
+struct FileLists {
+    allow: Vec<Spanned<String>>,
+    deny: Vec<Spanned<String>>,
+    allow_files: Vec<PathBuf>,
+    deny_files: Vec<PathBuf>,
+}
+
+impl FileLists {
+    fn into_lists(self, key: &str) -> Result<IpLists, Invalid> {
+        let parse = |list: Vec<Spanned<String>>, name: &str| {
+            list.into_iter()
+                .enumerate()
+                .map(|(i, entry)| {
+                    parse_net(entry.get_ref())
+                        .map_err(|e| (Some(entry.span()), format!("{key}.{name}[{i}]"), e))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(IpLists {
+            allow: parse(self.allow, "allow")?,
+            deny: parse(self.deny, "deny")?,
+            allow_files: self.allow_files,
+            deny_files: self.deny_files,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileGlobalShield {
+    allow: Vec<Spanned<String>>,
+    deny: Vec<Spanned<String>>,
+    allow_files: Vec<PathBuf>,
+    deny_files: Vec<PathBuf>,
+    events: usize,
+}
+
+impl Default for FileGlobalShield {
+    fn default() -> Self {
+        FileGlobalShield {
+            allow: Vec::new(),
+            deny: Vec::new(),
+            allow_files: Vec::new(),
+            deny_files: Vec::new(),
+            events: 10_000,
+        }
+    }
+}
+
+impl Default for GlobalShield {
+    fn default() -> Self {
+        FileGlobalShield::default()
+            .validate()
+            .expect("the defaults are valid")
+    }
+}
+
+impl FileGlobalShield {
+    pub(crate) fn validate(self) -> Result<GlobalShield, Invalid> {
+        if self.events == 0 {
+            return Err((None, "shield.events".into(), "must be at least 1".into()));
+        }
+        let lists = FileLists {
+            allow: self.allow,
+            deny: self.deny,
+            allow_files: self.allow_files,
+            deny_files: self.deny_files,
+        };
+        Ok(GlobalShield {
+            lists: lists.into_lists("shield")?,
+            events: self.events,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileSiteShield {
+    allow: Vec<Spanned<String>>,
+    deny: Vec<Spanned<String>>,
+    allow_files: Vec<PathBuf>,
+    deny_files: Vec<PathBuf>,
+    max_origin_concurrency: u32,
+    max_misses_per_ip: u32,
+    #[serde(with = "as_text")]
+    misses_period: Duration,
+    auto_under_attack: bool,
+    attack_factor: f64,
+    attack_min_rps: f64,
+    #[serde(with = "as_text")]
+    attack_hold: Duration,
+}
+
+impl Default for FileSiteShield {
+    fn default() -> Self {
+        FileSiteShield {
+            allow: Vec::new(),
+            deny: Vec::new(),
+            allow_files: Vec::new(),
+            deny_files: Vec::new(),
+            max_origin_concurrency: 256,
+            max_misses_per_ip: 600,
+            misses_period: Duration::from_secs(60),
+            auto_under_attack: true,
+            attack_factor: 8.0,
+            attack_min_rps: 200.0,
+            attack_hold: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Default for SiteShield {
+    fn default() -> Self {
+        FileSiteShield::default()
+            .validate("shield")
+            .expect("the defaults are valid")
+    }
+}
+
+impl FileSiteShield {
+    pub(crate) fn validate(self, key: &str) -> Result<SiteShield, Invalid> {
+        if self.misses_period.is_zero() || self.attack_hold.is_zero() {
+            return Err((
+                None,
+                format!("{key}.misses_period"),
+                "misses_period and attack_hold must be more than zero".into(),
+            ));
+        }
+        if !(self.attack_factor > 1.0 && self.attack_factor.is_finite()) {
+            return Err((
+                None,
+                format!("{key}.attack_factor"),
+                "must be a number above 1".into(),
+            ));
+        }
+        if !(self.attack_min_rps >= 0.0 && self.attack_min_rps.is_finite()) {
+            return Err((
+                None,
+                format!("{key}.attack_min_rps"),
+                "must be zero or more".into(),
+            ));
+        }
+        let lists = FileLists {
+            allow: self.allow,
+            deny: self.deny,
+            allow_files: self.allow_files,
+            deny_files: self.deny_files,
+        };
+        Ok(SiteShield {
+            lists: lists.into_lists(key)?,
+            max_origin_concurrency: self.max_origin_concurrency,
+            max_misses_per_ip: self.max_misses_per_ip,
+            misses_period: self.misses_period,
+            attack: AttackDetection {
+                enabled: self.auto_under_attack,
+                factor: self.attack_factor,
+                min_rps: self.attack_min_rps,
+                hold: self.attack_hold,
+            },
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileRule {
+    id: Spanned<String>,
+    expr: Spanned<String>,
+    action: RuleAction,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileRateLimit {
+    id: Spanned<String>,
+    expr: Option<Spanned<String>>,
+    #[serde(default = "default_limit_key")]
+    key: Spanned<String>,
+    requests: u32,
+    #[serde(with = "as_text")]
+    period: Duration,
+    #[serde(default = "default_limit_action")]
+    action: LimitAction,
+    #[serde(default, with = "as_text_opt")]
+    penalty: Option<Duration>,
+}
+
+fn default_limit_key() -> Spanned<String> {
+    Spanned::new(0..0, "ip".into())
+}
+
+fn default_limit_action() -> LimitAction {
+    LimitAction::Block
+}
+
+/// Where a string value's text starts: one past its opening quote.
+fn text_start(
+    spanned: &Spanned<String>,
+    place: &dyn Fn(usize) -> (usize, usize),
+) -> Option<(usize, usize)> {
+    let span = spanned.span();
+    (span.end > span.start).then(|| {
+        let (line, column) = place(span.start);
+        (line, column + 1)
+    })
+}
+
+/// Rule and limit ids name them in events, metrics and `palisade explain`.
+fn check_id(id: &Spanned<String>, key: String, seen: &mut Vec<String>) -> Result<(), Invalid> {
+    let text = id.get_ref();
+    let valid = (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !valid {
+        return Err((
+            Some(id.span()),
+            key,
+            format!("id {text:?} must be 1 to 64 characters of a-z, A-Z, 0-9, '-', '_' and '.'"),
+        ));
+    }
+    if seen.contains(text) {
+        return Err((
+            Some(id.span()),
+            key,
+            format!("id {text:?} is used twice in this site"),
+        ));
+    }
+    seen.push(text.clone());
+    Ok(())
+}
+
+pub(crate) fn validate_rules(
+    rules: Vec<FileRule>,
+    site_key: &str,
+    seen: &mut Vec<String>,
+    place: &dyn Fn(usize) -> (usize, usize),
+) -> Result<Vec<Rule>, Invalid> {
+    let mut out = Vec::with_capacity(rules.len());
+    for (i, rule) in rules.into_iter().enumerate() {
+        check_id(&rule.id, format!("{site_key}.rule[{i}].id"), seen)?;
+        out.push(Rule {
+            expr_at: text_start(&rule.expr, place),
+            id: rule.id.into_inner(),
+            expr: rule.expr.into_inner(),
+            action: rule.action,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn validate_rate_limits(
+    limits: Vec<FileRateLimit>,
+    site_key: &str,
+    seen: &mut Vec<String>,
+    place: &dyn Fn(usize) -> (usize, usize),
+) -> Result<Vec<RateLimit>, Invalid> {
+    let mut out = Vec::with_capacity(limits.len());
+    for (i, limit) in limits.into_iter().enumerate() {
+        let key = |field: &str| format!("{site_key}.rate_limit[{i}].{field}");
+        check_id(&limit.id, key("id"), seen)?;
+        let by = parse_limit_key(limit.key.get_ref())
+            .map_err(|e| (Some(limit.key.span()), key("key"), e))?;
+        if limit.requests == 0 {
+            return Err((None, key("requests"), "must be at least 1".into()));
+        }
+        if limit.period.is_zero() {
+            return Err((None, key("period"), "must be more than zero".into()));
+        }
+        if limit.penalty.is_some_and(|p| p.is_zero()) {
+            return Err((
+                None,
+                key("penalty"),
+                "must be more than zero (leave it out for none)".into(),
+            ));
+        }
+        out.push(RateLimit {
+            id: limit.id.into_inner(),
+            expr_at: limit.expr.as_ref().and_then(|e| text_start(e, place)),
+            expr: limit.expr.map(Spanned::into_inner),
+            key: by,
+            requests: limit.requests,
+            period: limit.period,
+            action: limit.action,
+            penalty: limit.penalty,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_limit_key(text: &str) -> Result<LimitKey, String> {
+    let named = |name: &str, what: &str| {
+        if name.is_empty() || !name.bytes().all(crate::config::is_token_byte) {
+            Err(format!("{what} name {name:?} is not valid"))
+        } else {
+            Ok(name.to_string())
+        }
+    };
+    match text.split_once(':') {
+        None if text == "ip" => Ok(LimitKey::Ip),
+        None if text == "ip_path" => Ok(LimitKey::IpPath),
+        Some(("header", name)) => Ok(LimitKey::Header(
+            named(name, "header")?.to_ascii_lowercase(),
+        )),
+        Some(("cookie", name)) => Ok(LimitKey::Cookie(named(name, "cookie")?)),
+        _ => Err(format!(
+            "key {text:?} must be one of ip, ip_path, header:NAME, cookie:NAME"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_entries_are_addresses_or_networks_without_host_bits() {
+        assert_eq!(
+            parse_net("203.0.113.0/24").unwrap().to_string(),
+            "203.0.113.0/24"
+        );
+        assert_eq!(parse_net("127.0.0.1").unwrap().to_string(), "127.0.0.1/32");
+        assert_eq!(parse_net("2001:db8::1").unwrap().to_string(), "2001:db8::1/128");
+        let err = parse_net("10.1.2.3/8").unwrap_err();
+        assert!(err.contains("10.0.0.0/8"), "{err}");
+        assert!(parse_net("10.0.0.0/33").is_err());
+        assert!(parse_net("example.com").is_err());
+    }
+
+    #[test]
+    fn limit_keys() {
+        assert_eq!(parse_limit_key("ip"), Ok(LimitKey::Ip));
+        assert_eq!(parse_limit_key("ip_path"), Ok(LimitKey::IpPath));
+        assert_eq!(
+            parse_limit_key("header:X-Api-Key"),
+            Ok(LimitKey::Header("x-api-key".into()))
+        );
+        assert_eq!(
+            parse_limit_key("cookie:session"),
+            Ok(LimitKey::Cookie("session".into()))
+        );
+        assert!(parse_limit_key("header:").is_err());
+        assert!(parse_limit_key("path").is_err());
+        assert!(parse_limit_key("cookie:a b").is_err());
+    }
+
+    fn parse(text: &str) -> Result<crate::Config, crate::ConfigError> {
+        crate::Config::from_toml_str("palisade.toml", text)
+    }
+
+    const ISSUE_EXAMPLE: &str = r#"
+[[site]]
+name = "blog"
+hosts = ["blog.example"]
+origins = ["http://127.0.0.1:3000"]
+
+[[site.rule]]
+id = "no-wp-admin"
+expr = 'http.request.uri.path starts_with "/wp-admin"'
+action = "block"
+
+[[site.rate_limit]]
+id = "api"
+expr = 'http.request.uri.path starts_with "/api/"'   # optional filter
+key = "ip"                                           # ip | ip_path | header:NAME | cookie:NAME
+requests = 100
+period = "10s"
+action = "block"                                     # block | challenge | log
+penalty = "60s"
+
+[site.shield]
+deny = ["203.0.113.0/24"]
+allow = ["127.0.0.1/32"]
+max_origin_concurrency = 256
+"#;
+
+    #[test]
+    fn the_issue_example_parses() {
+        let config = parse(ISSUE_EXAMPLE).unwrap();
+        let site = &config.sites[0];
+        assert_eq!(site.rules.len(), 1);
+        assert_eq!(site.rules[0].action, RuleAction::Block);
+        // The expression's text starts one past its opening quote, on line 9 (the text opens
+        // with a newline).
+        assert_eq!(site.rules[0].expr_at, Some((9, 9)));
+        let limit = &site.rate_limits[0];
+        assert_eq!(limit.key, LimitKey::Ip);
+        assert_eq!(limit.requests, 100);
+        assert_eq!(limit.period, Duration::from_secs(10));
+        assert_eq!(limit.penalty, Some(Duration::from_secs(60)));
+        assert_eq!(site.shield.lists.deny[0].to_string(), "203.0.113.0/24");
+        assert_eq!(site.shield.max_origin_concurrency, 256);
+        assert_eq!(config.shield.events, 10_000);
+    }
+
+    #[test]
+    fn defaults_without_a_shield_table() {
+        let config = parse(
+            "[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigins = [\"http://127.0.0.1:1\"]\n",
+        )
+        .unwrap();
+        let shield = &config.sites[0].shield;
+        assert_eq!(shield, &SiteShield::default());
+        assert!(shield.lists.is_empty());
+        assert!(shield.attack.enabled);
+    }
+
+    #[test]
+    fn mistakes_name_their_key() {
+        let base = "[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigins = [\"http://127.0.0.1:1\"]\n";
+        let cases = [
+            ("[site.shield]\ndeny = [\"10.1.2.3/8\"]\n", "site[0].shield.deny[0]"),
+            ("[[site.rule]]\nid = \"x y\"\nexpr = \"ssl\"\naction = \"block\"\n", "site[0].rule[0].id"),
+            ("[[site.rate_limit]]\nid = \"r\"\nkey = \"path\"\nrequests = 1\nperiod = \"1s\"\n", "site[0].rate_limit[0].key"),
+            ("[[site.rate_limit]]\nid = \"r\"\nrequests = 0\nperiod = \"1s\"\n", "site[0].rate_limit[0].requests"),
+            ("[site.shield]\nattack_factor = 0.5\n", "site[0].shield.attack_factor"),
+            ("[shield]\nallow = [\"nope\"]\n", "shield.allow[0]"),
+        ];
+        for (extra, key) in cases {
+            let err = parse(&format!("{base}{extra}")).unwrap_err();
+            assert_eq!(err.key, key, "{err}");
+        }
+        let twice = format!(
+            "{base}[[site.rule]]\nid = \"x\"\nexpr = \"ssl\"\naction = \"log\"\n[[site.rate_limit]]\nid = \"x\"\nrequests = 1\nperiod = \"1s\"\n"
+        );
+        let err = parse(&twice).unwrap_err();
+        assert!(err.message.contains("used twice"), "{err}");
+        let action = parse(&format!(
+            "{base}[[site.rule]]\nid = \"x\"\nexpr = \"ssl\"\naction = \"explode\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(action.line, Some(8), "{action}");
+    }
+}

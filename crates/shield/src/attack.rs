@@ -1,0 +1,289 @@
+//! Automatic attack detection: a site whose traffic jumps far above its own baseline goes into
+//! under-attack mode (everyone not yet cleared is challenged) until traffic settles.
+//!
+//! Requests are counted on the hot path with one atomic add; a ticker calls [`AttackDetector::tick`]
+//! once a second to turn the counts into rates. Two series are watched: requests that passed the
+//! rest of the shield (what is refused by lists, rules and limits is already handled and must
+//! not put a whole site under challenge), and 5xx answers (an origin buckling under load).
+//!
+//! - the *baseline* of each is an exponentially weighted average of the per-second rate with a
+//!   ten-minute time constant, learned only while the site is not under attack;
+//! - the *current* rate is the average of the last three seconds;
+//! - an attack is a current rate above `factor ×` baseline and above a floor (`attack_min_rps`
+//!   for requests, a quarter of it for errors), so a quiet site's first visitors are not one;
+//! - the mode ends `hold` after the current rate has last been above the threshold that
+//!   triggered it.
+
+use crate::events::{EventAction, EventReason, NewEvent};
+use model::AttackDetection;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+const BASELINE_SECONDS: f64 = 600.0;
+const CURRENT_SECONDS: usize = 3;
+
+/// One site's detector; lives across reloads (the baseline is the site's history).
+#[derive(Debug)]
+pub struct AttackDetector {
+    requests: AtomicU64,
+    errors: AtomicU64,
+    under_attack: AtomicBool,
+    inner: Mutex<Series>,
+}
+
+#[derive(Debug)]
+struct Series {
+    baseline_rps: f64,
+    baseline_eps: f64,
+    /// Per-second counts of the last few ticks, newest last.
+    recent_requests: [u64; CURRENT_SECONDS],
+    recent_errors: [u64; CURRENT_SECONDS],
+    ticks: u64,
+    /// While under attack: the thresholds that tripped it, and when traffic last met them.
+    trip_rps: f64,
+    trip_eps: f64,
+    last_hot: Option<Instant>,
+    last_tick: Option<Instant>,
+}
+
+/// What a tick decided, for the caller to record and report.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Change {
+    Started { reason: EventReason, rate: f64 },
+    Ended,
+}
+
+impl Change {
+    pub fn event(self, site: std::sync::Arc<str>) -> NewEvent {
+        let (action, reason, value) = match self {
+            Change::Started { reason, rate } => (EventAction::UnderAttackOn, reason, Some(rate)),
+            Change::Ended => (EventAction::UnderAttackOff, EventReason::Settled, None),
+        };
+        NewEvent {
+            site,
+            client_ip: None,
+            action,
+            reason,
+            rule_id: None,
+            value,
+        }
+    }
+}
+
+impl Default for AttackDetector {
+    fn default() -> Self {
+        AttackDetector {
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            under_attack: AtomicBool::new(false),
+            inner: Mutex::new(Series {
+                baseline_rps: 0.0,
+                baseline_eps: 0.0,
+                recent_requests: [0; CURRENT_SECONDS],
+                recent_errors: [0; CURRENT_SECONDS],
+                ticks: 0,
+                trip_rps: 0.0,
+                trip_eps: 0.0,
+                last_hot: None,
+                last_tick: None,
+            }),
+        }
+    }
+}
+
+impl AttackDetector {
+    /// A request passed the shield.
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An answer with a 5xx status.
+    pub fn count_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// True while automatic under-attack mode is on.
+    pub fn under_attack(&self) -> bool {
+        self.under_attack.load(Ordering::Relaxed)
+    }
+
+    /// The baseline request rate (requests per second) learned so far.
+    pub fn baseline_rps(&self) -> f64 {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).baseline_rps
+    }
+
+    /// Call about once a second.
+    pub fn tick(&self, settings: &AttackDetection, now: Instant) -> Option<Change> {
+        let requests = self.requests.swap(0, Ordering::Relaxed);
+        let errors = self.errors.swap(0, Ordering::Relaxed);
+        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        // Scale to per second by the real time since the last tick (a late ticker must not
+        // look like a spike).
+        let seconds = s
+            .last_tick
+            .map_or(1.0, |t| now.saturating_duration_since(t).as_secs_f64())
+            .clamp(0.2, 10.0);
+        s.last_tick = Some(now);
+        s.recent_requests.rotate_left(1);
+        s.recent_errors.rotate_left(1);
+        s.recent_requests[CURRENT_SECONDS - 1] = (requests as f64 / seconds) as u64;
+        s.recent_errors[CURRENT_SECONDS - 1] = (errors as f64 / seconds) as u64;
+        s.ticks += 1;
+        let filled = (s.ticks as usize).min(CURRENT_SECONDS);
+        let current_rps = s.recent_requests.iter().sum::<u64>() as f64 / filled as f64;
+        let current_eps = s.recent_errors.iter().sum::<u64>() as f64 / filled as f64;
+
+        if !settings.enabled {
+            if self.under_attack.swap(false, Ordering::Relaxed) {
+                return Some(Change::Ended);
+            }
+            learn(&mut s, requests as f64 / seconds, errors as f64 / seconds);
+            return None;
+        }
+
+        if self.under_attack() {
+            if current_rps > s.trip_rps || current_eps > s.trip_eps {
+                s.last_hot = Some(now);
+            }
+            let settled = s
+                .last_hot
+                .is_none_or(|hot| now.saturating_duration_since(hot) >= settings.hold);
+            if settled {
+                self.under_attack.store(false, Ordering::Relaxed);
+                s.last_hot = None;
+                return Some(Change::Ended);
+            }
+            return None;
+        }
+
+        let trip_rps = (settings.factor * s.baseline_rps).max(settings.min_rps);
+        let trip_eps = (settings.factor * s.baseline_eps).max(settings.min_rps / 4.0);
+        let reason = if current_rps > trip_rps {
+            Some((EventReason::RequestSpike, current_rps))
+        } else if current_eps > trip_eps {
+            Some((EventReason::ErrorSpike, current_eps))
+        } else {
+            None
+        };
+        match reason {
+            Some((reason, rate)) => {
+                s.trip_rps = trip_rps;
+                s.trip_eps = trip_eps;
+                s.last_hot = Some(now);
+                self.under_attack.store(true, Ordering::Relaxed);
+                Some(Change::Started { reason, rate })
+            }
+            None => {
+                learn(&mut s, requests as f64 / seconds, errors as f64 / seconds);
+                None
+            }
+        }
+    }
+}
+
+/// Folds one second's rates into the baselines. The first minute averages plainly, so a site
+/// does not start from a baseline of zero for ten minutes.
+fn learn(s: &mut Series, rps: f64, eps: f64) {
+    let weight = (1.0 / s.ticks as f64).max(1.0 / BASELINE_SECONDS);
+    s.baseline_rps += (rps - s.baseline_rps) * weight;
+    s.baseline_eps += (eps - s.baseline_eps) * weight;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn settings() -> AttackDetection {
+        AttackDetection {
+            enabled: true,
+            factor: 5.0,
+            min_rps: 50.0,
+            hold: Duration::from_secs(30),
+        }
+    }
+
+    /// Runs `seconds` ticks with `rps` requests and `eps` errors each; returns the changes.
+    fn run(
+        d: &AttackDetector,
+        t: &mut Instant,
+        seconds: u32,
+        rps: u64,
+        eps: u64,
+    ) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for _ in 0..seconds {
+            for _ in 0..rps {
+                d.count_request();
+            }
+            for _ in 0..eps {
+                d.count_error();
+            }
+            *t += Duration::from_secs(1);
+            changes.extend(d.tick(&settings(), *t));
+        }
+        changes
+    }
+
+    #[test]
+    fn steady_traffic_is_learned_not_flagged() {
+        let d = AttackDetector::default();
+        let mut t = Instant::now();
+        assert!(run(&d, &mut t, 120, 40, 0).is_empty());
+        assert!((d.baseline_rps() - 40.0).abs() < 1.0);
+    }
+
+    #[test]
+    fn a_spike_starts_the_mode_within_seconds_and_settling_ends_it() {
+        let d = AttackDetector::default();
+        let mut t = Instant::now();
+        run(&d, &mut t, 60, 20, 0);
+        // 20 rps baseline, factor 5: 100 rps trips it (above the 50 rps floor).
+        let changes = run(&d, &mut t, 3, 400, 0);
+        assert!(
+            matches!(
+                changes[..],
+                [Change::Started {
+                    reason: EventReason::RequestSpike,
+                    ..
+                }]
+            ),
+            "{changes:?}"
+        );
+        assert!(d.under_attack());
+        // Still hot: stays on. Then quiet: off after `hold`.
+        assert!(run(&d, &mut t, 20, 400, 0).is_empty());
+        assert!(run(&d, &mut t, 29, 20, 0).is_empty());
+        assert_eq!(run(&d, &mut t, 5, 20, 0), vec![Change::Ended]);
+        assert!(!d.under_attack());
+        // The attack did not become the baseline.
+        assert!(d.baseline_rps() < 25.0, "{}", d.baseline_rps());
+    }
+
+    #[test]
+    fn a_quiet_site_doubling_is_not_an_attack() {
+        let d = AttackDetector::default();
+        let mut t = Instant::now();
+        run(&d, &mut t, 60, 2, 0);
+        assert!(run(&d, &mut t, 30, 40, 0).is_empty(), "under the 50 rps floor");
+    }
+
+    #[test]
+    fn an_error_spike_counts_too() {
+        let d = AttackDetector::default();
+        let mut t = Instant::now();
+        run(&d, &mut t, 60, 30, 0);
+        let changes = run(&d, &mut t, 4, 30, 25);
+        assert!(
+            matches!(
+                changes[..],
+                [Change::Started {
+                    reason: EventReason::ErrorSpike,
+                    ..
+                }]
+            ),
+            "{changes:?}"
+        );
+    }
+}

@@ -1,0 +1,255 @@
+//! Security events: every block, challenge and limit hit, kept in a bounded ring in memory.
+//!
+//! Under a flood this is written for every refused request, so a record is a few words (no
+//! formatted strings) and the ring's lock is held only to move one record in. When the ring
+//! is full the oldest events go; the metrics keep the totals.
+
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// What the shield did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventAction {
+    Block,
+    Challenge,
+    /// Over a rate limit: 429.
+    RateLimit,
+    /// A `log` rule or limit matched; the request went on.
+    Log,
+    /// Origin protection: the site's cap on concurrent origin requests was full.
+    Shed,
+    /// Automatic attack detection switched under-attack mode on or off.
+    UnderAttackOn,
+    UnderAttackOff,
+}
+
+impl EventAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventAction::Block => "block",
+            EventAction::Challenge => "challenge",
+            EventAction::RateLimit => "rate_limit",
+            EventAction::Log => "log",
+            EventAction::Shed => "shed",
+            EventAction::UnderAttackOn => "under_attack_on",
+            EventAction::UnderAttackOff => "under_attack_off",
+        }
+    }
+}
+
+/// Why: which part of the shield decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventReason {
+    /// In a deny list.
+    DenyList,
+    /// A `[[site.rule]]` matched.
+    Rule,
+    /// A `[[site.rate_limit]]` was exceeded.
+    RateLimit,
+    /// Too many cache misses from one address.
+    CacheMisses,
+    /// `max_origin_concurrency` was reached.
+    OriginConcurrency,
+    /// The site is in under-attack mode.
+    UnderAttack,
+    /// Traffic rose beyond the site's baseline (attack detection).
+    RequestSpike,
+    ErrorSpike,
+    /// Traffic settled back (attack detection).
+    Settled,
+}
+
+impl EventReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventReason::DenyList => "deny_list",
+            EventReason::Rule => "rule",
+            EventReason::RateLimit => "rate_limit",
+            EventReason::CacheMisses => "cache_misses",
+            EventReason::OriginConcurrency => "origin_concurrency",
+            EventReason::UnderAttack => "under_attack",
+            EventReason::RequestSpike => "request_spike",
+            EventReason::ErrorSpike => "error_spike",
+            EventReason::Settled => "settled",
+        }
+    }
+}
+
+/// One security event.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecurityEvent {
+    /// Increasing from 1 for the life of the process: a reader can ask for what is newer.
+    pub id: u64,
+    #[serde(serialize_with = "unix_ms")]
+    pub time: SystemTime,
+    pub site: Arc<str>,
+    /// The client's address; absent for site-wide events (attack detection).
+    pub client_ip: Option<IpAddr>,
+    pub action: EventAction,
+    pub reason: EventReason,
+    /// The rule, limit or list entry that decided, when there is one.
+    pub rule_id: Option<Arc<str>>,
+    /// A figure that goes with the reason: the count over a limit, the request rate of a
+    /// spike.
+    pub value: Option<f64>,
+}
+
+fn unix_ms<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    let ms = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    s.serialize_u64(ms)
+}
+
+/// An event before it is numbered and stamped.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub site: Arc<str>,
+    pub client_ip: Option<IpAddr>,
+    pub action: EventAction,
+    pub reason: EventReason,
+    pub rule_id: Option<Arc<str>>,
+    pub value: Option<f64>,
+}
+
+impl NewEvent {
+    /// An event about one client's request, decided by no named rule.
+    pub fn for_client(
+        site: &Arc<str>,
+        client_ip: IpAddr,
+        action: EventAction,
+        reason: EventReason,
+    ) -> NewEvent {
+        NewEvent {
+            site: Arc::clone(site),
+            client_ip: Some(client_ip),
+            action,
+            reason,
+            rule_id: None,
+            value: None,
+        }
+    }
+}
+
+/// The most recent events, bounded.
+#[derive(Debug)]
+pub struct EventRing {
+    events: Mutex<VecDeque<SecurityEvent>>,
+    capacity: usize,
+    next_id: AtomicU64,
+}
+
+/// Which events a reader wants.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery<'a> {
+    pub site: Option<&'a str>,
+    /// Only events with a larger id.
+    pub after: Option<u64>,
+    pub limit: usize,
+}
+
+impl EventRing {
+    pub fn new(capacity: usize) -> EventRing {
+        EventRing {
+            events: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
+            capacity: capacity.max(1),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn record(&self, event: NewEvent) {
+        let event = SecurityEvent {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            time: SystemTime::now(),
+            site: event.site,
+            client_ip: event.client_ip,
+            action: event.action,
+            reason: event.reason,
+            rule_id: event.rule_id,
+            value: event.value,
+        };
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if events.len() == self.capacity {
+            events.pop_front();
+        }
+        events.push_back(event);
+    }
+
+    /// The newest events first.
+    pub fn recent(&self, query: &EventQuery<'_>) -> Vec<SecurityEvent> {
+        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        events
+            .iter()
+            .rev()
+            .take_while(|e| query.after.is_none_or(|after| e.id > after))
+            .filter(|e| query.site.is_none_or(|site| &*e.site == site))
+            .take(query.limit)
+            .cloned()
+            .collect()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(site: &str, n: u8) -> NewEvent {
+        NewEvent {
+            site: site.into(),
+            client_ip: Some(IpAddr::from([10, 0, 0, n])),
+            action: EventAction::Block,
+            reason: EventReason::Rule,
+            rule_id: Some("r".into()),
+            value: None,
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_within_its_capacity() {
+        let ring = EventRing::new(3);
+        for n in 1..=5 {
+            ring.record(event("a", n));
+        }
+        let all = ring.recent(&EventQuery {
+            limit: 10,
+            ..Default::default()
+        });
+        let ids: Vec<u64> = all.iter().map(|e| e.id).collect();
+        assert_eq!(ids, vec![5, 4, 3]);
+    }
+
+    #[test]
+    fn filters_by_site_and_by_id() {
+        let ring = EventRing::new(100);
+        for n in 1..=6 {
+            ring.record(event(if n % 2 == 0 { "a" } else { "b" }, n));
+        }
+        let a = ring.recent(&EventQuery {
+            site: Some("a"),
+            limit: 10,
+            ..Default::default()
+        });
+        assert_eq!(a.iter().map(|e| e.id).collect::<Vec<_>>(), vec![6, 4, 2]);
+        let newer = ring.recent(&EventQuery {
+            after: Some(4),
+            limit: 10,
+            ..Default::default()
+        });
+        assert_eq!(newer.iter().map(|e| e.id).collect::<Vec<_>>(), vec![6, 5]);
+        let json = serde_json::to_value(&newer[0]).unwrap();
+        assert_eq!(json["action"], "block");
+        assert_eq!(json["reason"], "rule");
+        assert_eq!(json["client_ip"], "10.0.0.6");
+        assert!(json["time"].as_u64().unwrap() > 1_700_000_000_000);
+    }
+}

@@ -1,0 +1,205 @@
+//! Reading IP list entries: one per config value, or a file of one per line.
+
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+/// A list file's first bad entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct ListError {
+    /// 1-based, as an editor counts.
+    pub line: usize,
+    pub message: String,
+}
+
+/// Parses a list file: one address or CIDR per line. `#` starts a comment, on a line of its
+/// own or after the entry; blank lines are skipped and whitespace around an entry trimmed.
+/// Each entry follows [`parse_net`]'s rules.
+///
+/// ```
+/// use shield::iplist::parse_list;
+///
+/// let nets = parse_list("# office\n192.0.2.0/24\n2001:db8::1  # the VPN gateway\n").unwrap();
+/// assert_eq!(nets.len(), 2);
+///
+/// let error = parse_list("10.0.0.0/8\n10.1.2.3/8\n").unwrap_err();
+/// assert_eq!(error.line, 2);
+/// ```
+pub fn parse_list(text: &str) -> Result<Vec<IpNet>, ListError> {
+    let mut nets = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let entry = match line.split_once('#') {
+            Some((entry, _comment)) => entry,
+            None => line,
+        }
+        .trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let net = parse_net(entry).map_err(|message| ListError {
+            line: index + 1,
+            message,
+        })?;
+        nets.push(net);
+    }
+    Ok(nets)
+}
+
+/// Parses one entry: an IPv4 or IPv6 address (a /32 or /128) or a CIDR, whitespace around it
+/// trimmed. A CIDR with host bits set (`10.1.2.3/8`) is refused rather than silently widened:
+/// it is usually a typo for a longer prefix or for a single address, and the error names the
+/// network it would mean.
+///
+/// ```
+/// use shield::iplist::parse_net;
+///
+/// assert_eq!(parse_net("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
+/// assert_eq!(parse_net("2001:db8::1").unwrap().to_string(), "2001:db8::1/128");
+/// assert!(parse_net("10.1.2.3/8").unwrap_err().contains("10.0.0.0/8"));
+/// ```
+pub fn parse_net(entry: &str) -> Result<IpNet, String> {
+    let entry = entry.trim();
+    if entry.is_empty() {
+        return Err("empty entry: expected an IP address or a CIDR like 192.0.2.0/24".into());
+    }
+    let (address, length) = match entry.split_once('/') {
+        Some((address, length)) => (address, Some(length)),
+        None => (entry, None),
+    };
+    let Ok(address) = address.parse::<IpAddr>() else {
+        return Err(format!(
+            "`{entry}` is not an IP address or a CIDR like 192.0.2.0/24 or 2001:db8::/32"
+        ));
+    };
+    let max_length = match address {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    };
+    let length = match length {
+        None => max_length,
+        Some(length) => parse_prefix_length(length, max_length)
+            .ok_or_else(|| format!("`{entry}`: the prefix length must be 0 to {max_length}"))?,
+    };
+    let net = IpNet::new(address, length)
+        .map_err(|_| format!("`{entry}`: the prefix length must be 0 to {max_length}"))?;
+    if net.trunc() != net {
+        return Err(format!(
+            "`{entry}` has host bits set after the /{length}; did you mean `{}`?",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+/// Digits only: `u8::from_str` would also take `+8`, which no one writes in a CIDR on purpose.
+fn parse_prefix_length(length: &str, max_length: u8) -> Option<u8> {
+    if length.is_empty() || !length.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    length.parse().ok().filter(|&length| length <= max_length)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn bare_addresses_are_single_host_prefixes() {
+        assert_eq!(parse_net("192.0.2.7"), Ok(net("192.0.2.7/32")));
+        assert_eq!(parse_net("2001:db8::7"), Ok(net("2001:db8::7/128")));
+    }
+
+    #[test]
+    fn cidrs_of_both_families_parse_with_whitespace_trimmed() {
+        assert_eq!(parse_net("  10.0.0.0/8\t"), Ok(net("10.0.0.0/8")));
+        assert_eq!(parse_net("2001:db8::/32"), Ok(net("2001:db8::/32")));
+        assert_eq!(parse_net("0.0.0.0/0"), Ok(net("0.0.0.0/0")));
+        assert_eq!(parse_net("::/0"), Ok(net("::/0")));
+    }
+
+    #[test]
+    fn host_bits_set_is_an_error_that_suggests_the_network() {
+        let message = parse_net("10.1.2.3/8").unwrap_err();
+        assert!(message.contains("host bits"), "{message}");
+        assert!(message.contains("`10.0.0.0/8`"), "{message}");
+        let message = parse_net("2001:db8::1/32").unwrap_err();
+        assert!(message.contains("`2001:db8::/32`"), "{message}");
+    }
+
+    #[test]
+    fn malformed_entries_are_errors() {
+        for bad in [
+            "",
+            "   ",
+            "10.0.0",
+            "10.0.0.256",
+            "example.com",
+            "10.0.0.0/",
+            "10.0.0.0/33",
+            "10.0.0.0/+8",
+            "10.0.0.0/-1",
+            "10.0.0.0/8/8",
+            "::/129",
+            "fe80::1%eth0",
+            "10.0.0.0 /8",
+        ] {
+            assert!(parse_net(bad).is_err(), "`{bad}` should be refused");
+        }
+    }
+
+    #[test]
+    fn prefix_length_out_of_range_names_the_limit() {
+        assert!(parse_net("10.0.0.0/33").unwrap_err().contains("0 to 32"));
+        assert!(parse_net("::/129").unwrap_err().contains("0 to 128"));
+    }
+
+    #[test]
+    fn list_skips_comments_and_blank_lines() {
+        let text = "\
+# deny list for the example site
+
+10.0.0.0/8          # RFC 1918
+   192.0.2.1
+#2001:db8::/32  commented out
+2001:db8:1::/48#no space before the comment
+\r
+";
+        assert_eq!(
+            parse_list(text),
+            Ok(vec![
+                net("10.0.0.0/8"),
+                net("192.0.2.1/32"),
+                net("2001:db8:1::/48")
+            ])
+        );
+    }
+
+    #[test]
+    fn list_of_only_comments_is_empty() {
+        assert_eq!(parse_list(""), Ok(vec![]));
+        assert_eq!(parse_list("# nothing yet\n\n   # still nothing\n"), Ok(vec![]));
+    }
+
+    #[test]
+    fn list_errors_name_the_one_based_line() {
+        let error = parse_list("# header\n10.0.0.0/8\n\n10.1.2.3/8  # oops\n").unwrap_err();
+        assert_eq!(error.line, 4);
+        assert!(error.message.contains("`10.0.0.0/8`"), "{}", error.message);
+        assert!(error.to_string().starts_with("line 4: "), "{error}");
+
+        let error = parse_list("not-an-ip").unwrap_err();
+        assert_eq!(error.line, 1);
+    }
+
+    #[test]
+    fn list_accepts_windows_line_endings() {
+        assert_eq!(
+            parse_list("10.0.0.0/8\r\n::1\r\n"),
+            Ok(vec![net("10.0.0.0/8"), net("::1/128")])
+        );
+    }
+}

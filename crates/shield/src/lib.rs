@@ -1,0 +1,26 @@
+//! The shield: what stands between a request that has been routed to a site and that site's
+//! cache and origin.
+//!
+//! ```text
+//! guard        a site's lists, rules and limits, in order      guard
+//! lists        allow/deny CIDRs, longest prefix wins          iplist
+//! rules        the firewall's expression language            rules
+//! rate limits  counts per key in bounded memory              ratelimit
+//! attack       baselines, spikes, under-attack mode           attack
+//! events       what the shield did, in a bounded ring         events
+//! ```
+//! Everything here is built once per config snapshot and then only read (counters aside), so
+//! the edge's hot path takes no lock. The crate does no network I/O (building a guard reads
+//! the list files the config names): the edge hands it a request's [`RequestFacts`] and acts
+//! on the verdict.
+
+pub mod attack;
+pub mod events;
+pub mod facts;
+pub mod guard;
+pub mod iplist;
+pub mod ratelimit;
+pub mod rules;
+
+pub use facts::RequestFacts;
+pub use iplist::{IpTable, IpTableBuilder, ListError, parse_list, parse_net};

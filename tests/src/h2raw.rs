@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// The client connection preface (RFC 9113 §3.4).
@@ -148,15 +149,16 @@ pub struct Ending {
     pub goaway: Option<u32>,
     /// The server closed (or reset) the connection.
     pub closed: bool,
-    /// Frames read meanwhile.
+    /// The first thousand frames read meanwhile.
     pub frames: Vec<Frame>,
+    /// Every frame read meanwhile.
+    pub frames_read: usize,
 }
 
 /// One h2c connection, preface and an empty SETTINGS already sent.
 pub struct H2Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    eof: bool,
+    reader: H2Reader,
+    write: OwnedWriteHalf,
 }
 
 impl H2Conn {
@@ -176,10 +178,14 @@ impl H2Conn {
 
     async fn start(stream: TcpStream) -> std::io::Result<H2Conn> {
         stream.set_nodelay(true)?;
+        let (read, write) = stream.into_split();
         let mut conn = H2Conn {
-            stream,
-            buf: Vec::new(),
-            eof: false,
+            reader: H2Reader {
+                read,
+                buf: Vec::new(),
+                eof: false,
+            },
+            write,
         };
         let mut hello = PREFACE.to_vec();
         hello.extend(settings(&[]));
@@ -188,33 +194,47 @@ impl H2Conn {
     }
 
     pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.stream.write_all(bytes).await
+        self.write.write_all(bytes).await
     }
 
-    /// The next frame within `timeout`; `None` on close, reset or timeout (see [`H2Conn::eof`]).
+    /// See [`H2Reader::read_frame`].
+    pub async fn read_frame(&mut self, timeout: Duration) -> Option<Frame> {
+        self.reader.read_frame(timeout).await
+    }
+
+    /// See [`H2Reader::read_until_closed`].
+    pub async fn read_until_closed(&mut self, timeout: Duration) -> Ending {
+        self.reader.read_until_closed(timeout).await
+    }
+
+    /// Splits the connection so frames can be written on one task while the server's are read
+    /// on another.
+    pub fn into_split(self) -> (H2Reader, OwnedWriteHalf) {
+        (self.reader, self.write)
+    }
+}
+
+/// The reading side of an [`H2Conn`].
+pub struct H2Reader {
+    read: OwnedReadHalf,
+    buf: Vec<u8>,
+    eof: bool,
+}
+
+impl H2Reader {
+    /// The next frame within `timeout`; `None` on close, reset or timeout.
     pub async fn read_frame(&mut self, timeout: Duration) -> Option<Frame> {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.buf.len() >= 9 {
-                let len = u32::from_be_bytes([0, self.buf[0], self.buf[1], self.buf[2]]) as usize;
-                if self.buf.len() >= 9 + len {
-                    let head: Vec<u8> = self.buf.drain(..9).collect();
-                    let payload = self.buf.drain(..len).collect();
-                    return Some(Frame {
-                        kind: head[3],
-                        flags: head[4],
-                        stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]])
-                            & 0x7fff_ffff,
-                        payload,
-                    });
-                }
+            if let Some(frame) = take_frame(&mut self.buf) {
+                return Some(frame);
             }
             if self.eof {
                 return None;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            let mut chunk = [0u8; 16 * 1024];
-            match tokio::time::timeout(left, self.stream.read(&mut chunk)).await {
+            let mut chunk = [0u8; 64 * 1024];
+            match tokio::time::timeout(left, self.read.read(&mut chunk)).await {
                 Err(_) => return None,
                 Ok(Ok(0)) | Ok(Err(_)) => self.eof = true,
                 Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
@@ -222,100 +242,41 @@ impl H2Conn {
         }
     }
 
-    /// Whether the server has closed or reset the connection.
-    pub fn eof(&self) -> bool {
-        self.eof
-    }
-
     /// Reads frames until the server closes the connection or `timeout` passes.
     pub async fn read_until_closed(&mut self, timeout: Duration) -> Ending {
         let deadline = Instant::now() + timeout;
         let mut ending = Ending::default();
-        while Instant::now() < deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.read_frame(left).await {
-                Some(frame) => {
-                    if ending.goaway.is_none() {
-                        ending.goaway = frame.goaway_code();
-                    }
-                    // Only the head of a long conversation is kept.
-                    if ending.frames.len() < 1000 {
-                        ending.frames.push(frame);
-                    }
-                }
-                None => break,
+        while let Some(frame) = self
+            .read_frame(deadline.saturating_duration_since(Instant::now()))
+            .await
+        {
+            if ending.goaway.is_none() {
+                ending.goaway = frame.goaway_code();
+            }
+            ending.frames_read += 1;
+            if ending.frames.len() < 1000 {
+                ending.frames.push(frame);
             }
         }
         ending.closed = self.eof;
         ending
     }
-
-    /// Splits the connection so frames can be written while the server's are read.
-    pub fn into_split(
-        self,
-    ) -> (
-        H2Reader,
-        tokio::net::tcp::OwnedWriteHalf,
-    ) {
-        let (read, write) = self.stream.into_split();
-        (
-            H2Reader {
-                read,
-                buf: self.buf,
-                eof: self.eof,
-            },
-            write,
-        )
-    }
 }
 
-/// The reading half of a split [`H2Conn`].
-pub struct H2Reader {
-    read: tokio::net::tcp::OwnedReadHalf,
-    buf: Vec<u8>,
-    eof: bool,
-}
-
-impl H2Reader {
-    /// Reads (and counts) frames until the server closes the connection or `timeout` passes.
-    pub async fn read_until_closed(mut self, timeout: Duration) -> (Ending, usize) {
-        let deadline = Instant::now() + timeout;
-        let mut ending = Ending::default();
-        let mut count = 0;
-        loop {
-            while self.buf.len() >= 9 {
-                let len = u32::from_be_bytes([0, self.buf[0], self.buf[1], self.buf[2]]) as usize;
-                if self.buf.len() < 9 + len {
-                    break;
-                }
-                let head: Vec<u8> = self.buf.drain(..9).collect();
-                let payload: Vec<u8> = self.buf.drain(..len).collect();
-                let frame = Frame {
-                    kind: head[3],
-                    flags: head[4],
-                    stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
-                    payload,
-                };
-                if ending.goaway.is_none() {
-                    ending.goaway = frame.goaway_code();
-                }
-                count += 1;
-            }
-            if self.eof {
-                break;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let mut chunk = [0u8; 64 * 1024];
-            match tokio::time::timeout(left, self.read.read(&mut chunk)).await {
-                Err(_) => break,
-                Ok(Ok(0)) | Ok(Err(_)) => self.eof = true,
-                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        ending.closed = self.eof;
-        (ending, count)
+/// Takes one complete frame off the front of `buf`.
+fn take_frame(buf: &mut Vec<u8>) -> Option<Frame> {
+    if buf.len() < 9 {
+        return None;
     }
+    let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
+    if buf.len() < 9 + len {
+        return None;
+    }
+    let head: Vec<u8> = buf.drain(..9).collect();
+    Some(Frame {
+        kind: head[3],
+        flags: head[4],
+        stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
+        payload: buf.drain(..len).collect(),
+    })
 }

@@ -15,6 +15,7 @@
 //! | [`SiteConfig`] | the config most tests start from: one site, plus the lines a test adds |
 //! | [`client`] | HTTP/1.1, h2c, TLS and WebSocket clients over plain sockets |
 //! | [`raw`] | byte-exact HTTP/1.1 exchanges, for framing attacks and connection state |
+//! | [`h2raw`] | hand-made HTTP/2 frames over h2c, for protocol floods |
 //! | [`metrics`] | samples read out of the admin listener's Prometheus text |
 //! | [`TestCa`] | a throwaway certificate authority and leaf certificates as PEM files |
 //!
@@ -43,6 +44,7 @@
 pub mod client;
 mod config;
 mod echo;
+pub mod h2raw;
 pub mod metrics;
 mod origin;
 mod palisade;

@@ -1,9 +1,10 @@
 //! A real, scriptable HTTP/1.1 origin server for the proxy to talk to.
 
 use std::convert::Infallible;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -44,6 +45,8 @@ struct OriginState {
     /// midway counts what did arrive).
     body_bytes: AtomicU64,
     healthy: AtomicBool,
+    /// Requests per client, by the last `X-Forwarded-For` entry the proxy sent.
+    by_client: Mutex<HashMap<String, u64>>,
 }
 
 /// An HTTP/1.1 origin on 127.0.0.1, on its own tokio runtime (so it keeps serving whatever the
@@ -66,7 +69,8 @@ struct OriginState {
 /// | anything else | 404 |
 ///
 /// [`Origin::requests`] counts every request except `/health`, so health checks do not blur
-/// "the origin saw nothing" assertions. [`Origin::connections`] counts accepted TCP connections
+/// "the origin saw nothing" assertions; [`Origin::requests_from`] counts them per client (by
+/// `X-Forwarded-For`). [`Origin::connections`] counts accepted TCP connections
 /// and [`Origin::body_bytes`] the request body bytes that arrived, whole bodies or not.
 pub struct Origin {
     addr: SocketAddr,
@@ -103,6 +107,7 @@ impl Origin {
             connections: AtomicU64::new(0),
             body_bytes: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
+            by_client: Mutex::new(HashMap::new()),
         });
         let (shutdown, stop_rx) = watch::channel(false);
         let serving = runtime.spawn(serve(listener, state.clone(), stop_rx));
@@ -147,6 +152,13 @@ impl Origin {
     /// arrive: a body the proxy cut off counts the part that got through.
     pub fn body_bytes(&self) -> u64 {
         self.state.body_bytes.load(Ordering::SeqCst)
+    }
+
+    /// Requests received so far from `client` (`/health` excluded), as the proxy names the
+    /// client: the last entry of the `X-Forwarded-For` it sent, e.g. `"127.0.0.2"`.
+    pub fn requests_from(&self, client: &str) -> u64 {
+        let by_client = self.state.by_client.lock().expect("origin client counts");
+        by_client.get(client).copied().unwrap_or(0)
     }
 
     /// Makes `/health` answer 200 (`true`) or 503 (`false`); other routes are unaffected.
@@ -219,6 +231,10 @@ async fn route(
         state.health_checks.fetch_add(1, Ordering::SeqCst);
     } else {
         state.requests.fetch_add(1, Ordering::SeqCst);
+        if let Some(client) = last_forwarded_for(req.headers()) {
+            let mut by_client = state.by_client.lock().expect("origin client counts");
+            *by_client.entry(client).or_insert(0) += 1;
+        }
     }
     let (first, rest) = match path.trim_start_matches('/').split_once('/') {
         Some((first, rest)) => (first.to_owned(), rest.to_owned()),
@@ -258,6 +274,13 @@ async fn route(
         response.headers_mut().insert("x-origin-id", id);
     }
     Ok(response)
+}
+
+/// The last address of the request's `X-Forwarded-For` fields: the client as the proxy saw it.
+fn last_forwarded_for(headers: &HeaderMap) -> Option<String> {
+    let last = headers.get_all("x-forwarded-for").iter().next_back()?;
+    let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
+    (!entry.is_empty()).then(|| entry.to_owned())
 }
 
 fn full(body: impl Into<Bytes>) -> OriginBody {

@@ -255,12 +255,9 @@ pub async fn handle(
             CacheStep::Forward(step) => {
                 let limit = site.config.shield.max_misses_per_ip;
                 if limit > 0 && !allowed {
-                    let counter = site
-                        .protection
-                        .miss_counter(site.config.shield.misses_period);
                     if shield_phase::too_many_misses(
                         &site.protection,
-                        &counter,
+                        &site.misses,
                         limit,
                         log.client_ip,
                         Instant::now(),

@@ -11,7 +11,7 @@ use crate::tls::{self, TlsShared};
 use ipnet::IpNet;
 use model::{Config, ServerLimits, Site};
 use shield::guard::SiteGuard;
-use shield::ratelimit::LimiterRegistry;
+use shield::ratelimit::{LimiterRegistry, WindowCounter};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -25,6 +25,8 @@ pub struct SiteRuntime {
     pub guard: SiteGuard,
     /// The shield's state that outlives this snapshot (attack baseline, origin slots).
     pub protection: Arc<SiteProtection>,
+    /// Cache misses per client address over `shield.misses_period`.
+    pub misses: Arc<WindowCounter>,
 }
 
 /// One immutable version of the edge's configuration.
@@ -65,9 +67,11 @@ impl Snapshot {
         for (i, site) in config.sites.iter().enumerate() {
             let guard = SiteGuard::build(i, site, Arc::clone(&global), ctx.limiters)
                 .map_err(|e| format!("{}: {e}", ctx.source))?;
+            let protection = ctx.protections.site(&site.name);
             sites.push(SiteRuntime {
                 guard,
-                protection: ctx.protections.site(&site.name),
+                misses: protection.miss_counter(site.shield.misses_period),
+                protection,
                 name: site.name.as_str().into(),
                 upstream: ctx
                     .upstreams

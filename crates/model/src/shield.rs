@@ -127,22 +127,58 @@ pub struct RateLimit {
     pub penalty: Option<Duration>,
 }
 
-/// Parses one list entry: a CIDR with no host bits set, or a bare address (a /32 or /128).
-pub fn parse_net(text: &str) -> Result<IpNet, String> {
-    let text = text.trim();
-    if let Ok(ip) = text.parse::<IpAddr>() {
-        return Ok(IpNet::from(ip));
+/// Parses one entry: an IPv4 or IPv6 address (a /32 or /128) or a CIDR, whitespace around it
+/// trimmed. A CIDR with host bits set (`10.1.2.3/8`) is refused rather than silently widened:
+/// it is usually a typo for a longer prefix or for a single address, and the error names the
+/// network it would mean.
+///
+/// ```
+/// use model::parse_net;
+///
+/// assert_eq!(parse_net("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
+/// assert_eq!(parse_net("2001:db8::1").unwrap().to_string(), "2001:db8::1/128");
+/// assert!(parse_net("10.1.2.3/8").unwrap_err().contains("10.0.0.0/8"));
+/// ```
+pub fn parse_net(entry: &str) -> Result<IpNet, String> {
+    let entry = entry.trim();
+    if entry.is_empty() {
+        return Err("empty entry: expected an IP address or a CIDR like 192.0.2.0/24".into());
     }
-    let net: IpNet = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not an IP address or CIDR"))?;
+    let (address, length) = match entry.split_once('/') {
+        Some((address, length)) => (address, Some(length)),
+        None => (entry, None),
+    };
+    let Ok(address) = address.parse::<IpAddr>() else {
+        return Err(format!(
+            "`{entry}` is not an IP address or a CIDR like 192.0.2.0/24 or 2001:db8::/32"
+        ));
+    };
+    let max_length = match address {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    };
+    let length = match length {
+        None => max_length,
+        Some(length) => parse_prefix_length(length, max_length)
+            .ok_or_else(|| format!("`{entry}`: the prefix length must be 0 to {max_length}"))?,
+    };
+    let net = IpNet::new(address, length)
+        .map_err(|_| format!("`{entry}`: the prefix length must be 0 to {max_length}"))?;
     if net.trunc() != net {
         return Err(format!(
-            "{text:?} has host bits set; the network is {}",
+            "`{entry}` has host bits set after the /{length}; did you mean `{}`?",
             net.trunc()
         ));
     }
     Ok(net)
+}
+
+/// Digits only: `u8::from_str` would also take `+8`, which no one writes in a CIDR on purpose.
+fn parse_prefix_length(length: &str, max_length: u8) -> Option<u8> {
+    if length.is_empty() || !length.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    length.parse().ok().filter(|&length| length <= max_length)
 }
 
 // ---- The file as written ------------------------------------------------------------------

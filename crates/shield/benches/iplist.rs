@@ -107,7 +107,11 @@ fn random_v6_prefix(random: &mut SplitMix64, layout: Layout) -> IpNet {
         Layout::Spread => random.next_u128(),
         Layout::ClusteredV6 => clustered(random.next_u128()),
     };
-    IpNet::V6(Ipv6Net::new(Ipv6Addr::from_bits(bits), length).unwrap().trunc())
+    IpNet::V6(
+        Ipv6Net::new(Ipv6Addr::from_bits(bits), length)
+            .unwrap()
+            .trunc(),
+    )
 }
 
 /// Puts random bits inside 2a00::/12.

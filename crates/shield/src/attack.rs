@@ -110,7 +110,10 @@ impl AttackDetector {
 
     /// The baseline request rate (requests per second) learned so far.
     pub fn baseline_rps(&self) -> f64 {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).baseline_rps
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .baseline_rps
     }
 
     /// Call about once a second.
@@ -205,13 +208,7 @@ mod tests {
     }
 
     /// Runs `seconds` ticks with `rps` requests and `eps` errors each; returns the changes.
-    fn run(
-        d: &AttackDetector,
-        t: &mut Instant,
-        seconds: u32,
-        rps: u64,
-        eps: u64,
-    ) -> Vec<Change> {
+    fn run(d: &AttackDetector, t: &mut Instant, seconds: u32, rps: u64, eps: u64) -> Vec<Change> {
         let mut changes = Vec::new();
         for _ in 0..seconds {
             for _ in 0..rps {
@@ -266,7 +263,10 @@ mod tests {
         let d = AttackDetector::default();
         let mut t = Instant::now();
         run(&d, &mut t, 60, 2, 0);
-        assert!(run(&d, &mut t, 30, 40, 0).is_empty(), "under the 50 rps floor");
+        assert!(
+            run(&d, &mut t, 30, 40, 0).is_empty(),
+            "under the 50 rps floor"
+        );
     }
 
     #[test]

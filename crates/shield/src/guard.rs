@@ -9,11 +9,11 @@
 //! `allow` (a list or a rule) skips everything after it, the challenge gate included. What each
 //! step decided is recorded as a [`SecurityEvent`](crate::events::SecurityEvent).
 
+use crate::RequestFacts;
 use crate::events::{EventAction, EventReason, NewEvent};
 use crate::iplist::{IpTable, IpTableBuilder};
 use crate::ratelimit::{LimiterRegistry, RateLimiter};
 use crate::rules::{Expr, RuleError};
-use crate::RequestFacts;
 use ipnet::IpNet;
 use model::{IpLists, LimitAction, RuleAction};
 use std::fmt;
@@ -182,7 +182,10 @@ impl SiteGuard {
 
     /// True when the guard can decide nothing (no lists, rules or limits): the edge skips it.
     pub fn is_empty(&self) -> bool {
-        self.lists.is_empty() && self.global.is_empty() && self.rules.is_empty() && self.limits.is_empty()
+        self.lists.is_empty()
+            && self.global.is_empty()
+            && self.rules.is_empty()
+            && self.limits.is_empty()
     }
 
     /// The longest listed prefix holding `ip`, site entries winning a tie with global ones.
@@ -218,7 +221,12 @@ impl SiteGuard {
         match self.listed(facts.ip) {
             Some((_, Listed::Allow, _)) => return Verdict::Allowed,
             Some((_, Listed::Deny, _)) => {
-                event(EventAction::Block, EventReason::DenyList, Some(&self.list_id), None);
+                event(
+                    EventAction::Block,
+                    EventReason::DenyList,
+                    Some(&self.list_id),
+                    None,
+                );
                 return Verdict::Block {
                     reason: EventReason::DenyList,
                 };
@@ -283,7 +291,10 @@ impl SiteGuard {
                         },
                     ),
                 };
-                steps.push(format!("list: {} is in the {scope} {word} list ({net})", facts.ip));
+                steps.push(format!(
+                    "list: {} is in the {scope} {word} list ({net})",
+                    facts.ip
+                ));
                 verdict = Some(decided);
             }
             None => steps.push(format!("list: {} is in no list", facts.ip)),
@@ -296,7 +307,11 @@ impl SiteGuard {
                 "rule {} ({action}): {}{}",
                 rule.id,
                 if matched { "matches" } else { "no match" },
-                if matched && decided { " (not reached)" } else { "" }
+                if matched && decided {
+                    " (not reached)"
+                } else {
+                    ""
+                }
             ));
             if matched && !decided {
                 verdict = match rule.action {
@@ -518,7 +533,10 @@ allow = ["203.0.113.7"]
             g.check(&facts("10.1.0.1", "/", &h), now, &record),
             Verdict::Allowed
         );
-        assert_eq!(g.check(&facts("11.0.0.1", "/", &h), now, &record), Verdict::Pass);
+        assert_eq!(
+            g.check(&facts("11.0.0.1", "/", &h), now, &record),
+            Verdict::Pass
+        );
     }
 
     #[test]
@@ -526,8 +544,8 @@ allow = ["203.0.113.7"]
         let site = site(
             "[[site.rule]]\nid = \"bad\"\nexpr = 'http.request.uri.path starts_with'\naction = \"block\"\n",
         );
-        let err = SiteGuard::build(0, &site, Arc::default(), &LimiterRegistry::default())
-            .unwrap_err();
+        let err =
+            SiteGuard::build(0, &site, Arc::default(), &LimiterRegistry::default()).unwrap_err();
         // The expression starts on line 7, column 9; its end is 32 characters in.
         assert!(err.starts_with("line 7, column "), "{err}");
         assert!(err.contains("key `site[0].rule[0].expr`"), "{err}");

@@ -24,3 +24,4 @@ pub mod rules;
 
 pub use facts::RequestFacts;
 pub use iplist::{IpTable, IpTableBuilder, ListError, parse_list, parse_net};
+pub use rules::{Expr, RuleError};

@@ -2,10 +2,10 @@
 //! and the intervals that find the innermost one for an address.
 
 use super::intervals::{Address, Intervals, Span};
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{Ipv4Net, Ipv6Net};
 
 /// A network of one family, seen as a span of integer addresses.
-pub(super) trait Prefix: Copy + Into<IpNet> {
+pub(super) trait Prefix: Copy {
     type Address: Address;
     /// The addresses the network covers, host bits of the written address ignored.
     fn span(&self) -> Span<Self::Address>;

@@ -88,7 +88,11 @@ impl<A: Address, T: Copy> Intervals<A, T> {
     /// are either nested or disjoint), so one sweep with a stack of the spans still open finds,
     /// at every boundary, the innermost one that covers it.
     pub fn build(spans: &[Span<A>], payload: impl Fn(usize) -> T) -> Self {
-        debug_assert!(spans.windows(2).all(|pair| in_containment_order(&pair[0], &pair[1])));
+        debug_assert!(
+            spans
+                .windows(2)
+                .all(|pair| in_containment_order(&pair[0], &pair[1]))
+        );
         let mut sweep = Sweep {
             intervals: Vec::with_capacity(2 * spans.len() + 1),
         };
@@ -164,9 +168,10 @@ impl<A: Address, T: Copy> Intervals<A, T> {
     }
 }
 
-/// At least this many intervals per bucket on average, and fewer than twice as many (bucket
-/// counts are powers of two): a lookup then reads one or two cache lines of intervals, and the
-/// bucket offsets cost under a byte per interval. Measured with the benchmark: 8 was no faster.
+/// Intervals per bucket the bucket count aims at, on average; powers of two make it four to
+/// sixteen. A lookup then reads one to a few cache lines of intervals, fetched together, and
+/// the bucket offsets cost at most a byte per interval. In the benchmark at a million prefixes, 2 was
+/// no faster and 8 or 16 slower.
 const TARGET_BUCKET_LEN: usize = 4;
 
 /// A bucket holding more intervals than this, which happens only where prefixes crowd a few
@@ -231,14 +236,19 @@ impl<A: Address> Buckets<A> {
     #[inline]
     fn bucket_of(&self, address: A) -> usize {
         let last = self.offsets.len() - 2;
-        address.distance_above(self.base).shifted_capped(self.shift, last)
+        address
+            .distance_above(self.base)
+            .shifted_capped(self.shift, last)
     }
 
     /// The range of interval indexes in `address`'s bucket.
     #[inline]
     fn intervals_in_bucket_of(&self, address: A) -> (usize, usize) {
         let bucket = self.bucket_of(address);
-        (self.offsets[bucket] as usize, self.offsets[bucket + 1] as usize)
+        (
+            self.offsets[bucket] as usize,
+            self.offsets[bucket + 1] as usize,
+        )
     }
 }
 
@@ -286,11 +296,18 @@ mod tests {
     }
 
     fn starts<A: Address, T>(intervals: &Intervals<A, T>) -> Vec<A> {
-        intervals.intervals.iter().map(|interval| interval.start).collect()
+        intervals
+            .intervals
+            .iter()
+            .map(|interval| interval.start)
+            .collect()
     }
 
     fn owners(intervals: &Intervals<u32, usize>, addresses: &[u32]) -> Vec<Option<usize>> {
-        addresses.iter().map(|&a| intervals.find(a).copied()).collect()
+        addresses
+            .iter()
+            .map(|&a| intervals.find(a).copied())
+            .collect()
     }
 
     #[test]
@@ -348,7 +365,10 @@ mod tests {
             .map(|i| span(i << 22, (i << 22) + (1 << 21)))
             .collect();
         let intervals = indexed(&spans);
-        assert!(intervals.buckets.offsets.len() > 3, "the test needs several buckets");
+        assert!(
+            intervals.buckets.offsets.len() > 3,
+            "the test needs several buckets"
+        );
         for (i, s) in spans.iter().enumerate() {
             assert_eq!(intervals.find(s.first).copied(), Some(i));
             assert_eq!(intervals.find(s.last).copied(), Some(i));
@@ -361,11 +381,20 @@ mod tests {
         // Prefixes crowded into a narrow, high range, as IPv6 lists crowd into 2000::/3.
         let base = 0x2a00_u128 << 112;
         let spans: Vec<_> = (0..500u128)
-            .map(|i| Span { first: base + (i << 80), last: base + (i << 80) + (1 << 79) })
-            .chain([Span { first: u128::MAX - 1, last: u128::MAX - 1 }])
+            .map(|i| Span {
+                first: base + (i << 80),
+                last: base + (i << 80) + (1 << 79),
+            })
+            .chain([Span {
+                first: u128::MAX - 1,
+                last: u128::MAX - 1,
+            }])
             .collect();
         let intervals = indexed(&spans);
-        assert!(intervals.buckets.offsets.len() > 3, "the test needs several buckets");
+        assert!(
+            intervals.buckets.offsets.len() > 3,
+            "the test needs several buckets"
+        );
         assert_eq!(intervals.find(0).copied(), None);
         assert_eq!(intervals.find(base - 1).copied(), None);
         assert_eq!(intervals.find(base).copied(), Some(0));
@@ -380,8 +409,14 @@ mod tests {
     #[test]
     fn works_for_128_bit_addresses() {
         let spans = [
-            Span { first: 0u128, last: u128::MAX },
-            Span { first: 1 << 100, last: (1 << 101) - 1 },
+            Span {
+                first: 0u128,
+                last: u128::MAX,
+            },
+            Span {
+                first: 1 << 100,
+                last: (1 << 101) - 1,
+            },
         ];
         let intervals = indexed(&spans);
         assert_eq!(intervals.find(0).copied(), Some(0));

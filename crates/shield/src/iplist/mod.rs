@@ -24,26 +24,40 @@
 //! # Design
 //!
 //! A table is built once per config snapshot and then read, with no lock, by every request, so
-//! the build does the work: it flattens each family's prefixes into sorted, non-overlapping
-//! intervals of integer addresses (`u32`, `u128`), each carrying the most specific prefix that
-//! covers it. Prefixes are nested or disjoint, never partly overlapping, so one sweep over them
-//! sorted (wider first at a shared start) with a stack of the prefixes still open yields the
-//! intervals; at most two per prefix, plus one. A lookup is then a binary search for the last
+//! the build does the work. It flattens each family's prefixes into sorted, non-overlapping
+//! intervals of integer addresses (`u32`, `u128`), each carrying the value of the most
+//! specific prefix that covers it. Prefixes are nested or disjoint, never partly overlapping,
+//! so one sweep over them in order (wider first at a shared start) with a stack of the prefixes
+//! still open yields the intervals: at most two per prefix, plus one. A lookup finds the last
 //! interval starting at or below the address.
 //!
-//! A plain binary search over a million intervals touches ~20 cache lines; the table narrows it
-//! first with an array of bucket offsets indexed by the address's top bits, sized for about
-//! eight intervals per bucket, so a lookup reads one offset and one or two cache lines of
-//! starts. A trie (a Patricia tree or a multibit trie) would also be fast, but costs more
-//! memory per prefix and many more pointers to chase; the intervals are three flat arrays.
+//! At a million prefixes the intervals are far bigger than the CPU's caches, so what a lookup
+//! costs is the cache misses it waits on one after another; a binary search over all of them
+//! waits on ~20. Here a lookup waits on about one:
 //!
-//! Buckets split the address space evenly. IPv4 lists spread well; real IPv6 lists crowd into
-//! `2000::/3`, where buckets hold more intervals and the search within one takes a few more
-//! steps (still a binary search over the bucket, never a scan). The benchmark measures both.
+//! - an array of bucket offsets, indexed by the address's top bits and small enough to stay in
+//!   the L2 or L3 cache (a megabyte per million intervals), points at the few intervals (four
+//!   to sixteen on average) in the address's bucket;
+//! - those are counted (how many start at or below the address) rather than binary searched,
+//!   so their one or two cache lines are fetched together;
+//! - each interval holds its value beside its start, so finding the interval is reading it.
 //!
-//! Cost (`cargo bench -p shield --bench iplist` prints the current numbers): building sorts the
-//! prefixes, O(n log n); memory per prefix is the prefix and its value, two interval starts
-//! with two 4-byte owners, and half a byte of bucket offsets.
+//! The interval keeps an index to its prefix rather than the prefix itself, read only by
+//! [`IpTable::lookup_prefix`], which keeps intervals small (16 bytes for IPv4 and 32 for IPv6
+//! with a 4-byte value). Buckets split the range from the lowest prefix to the highest rather
+//! than the whole space, since real IPv6 lists crowd into `2000::/3`; a bucket that still ends
+//! up crowded is halved by binary search before the count.
+//!
+//! A trie (Patricia or multibit) would also be fast, but waits on a miss per level and costs
+//! more memory per prefix in nodes and pointers; the intervals and their bucket offsets are
+//! flat arrays, built with one sort (O(n log n)) and one sweep. A lookup allocates nothing.
+//!
+//! | file           | job                                                               |
+//! |----------------|-------------------------------------------------------------------|
+//! | `mod.rs`       | [`IpTable`], [`IpTableBuilder`], the IPv4-mapped rule             |
+//! | `family.rs`    | one family: sort, drop repeated prefixes, prefixes for `explain`  |
+//! | `intervals.rs` | the sweep into intervals, the bucket offsets, the search          |
+//! | `parse.rs`     | [`parse_net`] for config values, [`parse_list`] for list files    |
 //!
 //! # Invariants
 //!
@@ -54,8 +68,10 @@
 //! 3. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, how IPv4 clients arrive on a dual-stack
 //!    socket) are looked up as IPv4, and prefixes written in that form are stored as IPv4:
 //!    `mapped_addresses_are_looked_up_as_ipv4`, `mapped_prefixes_are_stored_as_ipv4`.
-//! 4. A lookup never allocates and never panics: it indexes arrays whose bounds the build
-//!    guarantees (`Intervals` always starts at address 0, buckets cover the whole space).
+//! 4. A lookup never panics, whatever the prefixes and the address: it indexes arrays whose
+//!    bounds the build guarantees (the first interval starts at address 0, the buckets cover
+//!    the whole space). Pinned by the property tests, which include `/0`, host prefixes and
+//!    the top of each space, and `addresses_outside_the_bucketed_range_fall_in_the_end_buckets`.
 
 mod family;
 mod intervals;
@@ -159,8 +175,8 @@ impl<V: Copy> IpTableBuilder<V> {
     }
 
     /// Adds `net` with `value`. Inserting the same prefix again replaces its value. Host bits
-    /// in `net` are ignored (`10.1.2.3/8` is `10.0.0.0/8`; [`parse_net`] refuses them before
-    /// they get here). A prefix inside `::ffff:0:0/96` is stored as the IPv4 prefix it maps,
+    /// in `net` are ignored (`10.1.2.3/8` is `10.0.0.0/8`; [`parse_net`] refuses them where
+    /// users write them). A prefix inside `::ffff:0:0/96` is stored as the IPv4 prefix it maps,
     /// since mapped addresses are looked up as IPv4.
     pub fn insert(&mut self, net: IpNet, value: V) {
         match as_ipv4_if_mapped_net(net.trunc()) {

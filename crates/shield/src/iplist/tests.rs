@@ -180,7 +180,10 @@ fn mapped_addresses_are_looked_up_as_ipv4() {
 
 #[test]
 fn mapped_prefixes_are_stored_as_ipv4() {
-    let table = table(&[("::ffff:10.0.0.0/104", Deny), ("::ffff:10.1.2.3/128", Allow)]);
+    let table = table(&[
+        ("::ffff:10.0.0.0/104", Deny),
+        ("::ffff:10.1.2.3/128", Allow),
+    ]);
     assert_eq!(table.lookup(ip("10.9.9.9")), Some(Deny));
     assert_eq!(
         table.lookup_prefix(ip("::ffff:10.1.2.3")),
@@ -299,20 +302,30 @@ fn edges(entries: &[(IpNet, u8)]) -> Vec<IpAddr> {
             IpNet::V4(net) => {
                 let (first, last) = (net.network().to_bits(), net.broadcast().to_bits());
                 edges.extend(
-                    [first.checked_sub(1), Some(first), Some(last), last.checked_add(1)]
-                        .into_iter()
-                        .flatten()
-                        .map(|bits| IpAddr::V4(Ipv4Addr::from_bits(bits))),
+                    [
+                        first.checked_sub(1),
+                        Some(first),
+                        Some(last),
+                        last.checked_add(1),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .map(|bits| IpAddr::V4(Ipv4Addr::from_bits(bits))),
                 );
             }
             IpNet::V6(net) => {
                 let (first, last) = (net.network().to_bits(), net.broadcast().to_bits());
                 edges.extend(
-                    [first.checked_sub(1), Some(first), Some(last), last.checked_add(1)]
-                        .into_iter()
-                        .flatten()
-                        .map(|bits| IpAddr::V6(Ipv6Addr::from_bits(bits)))
-                        .filter(|ip| as_ipv4_if_mapped(*ip) == *ip),
+                    [
+                        first.checked_sub(1),
+                        Some(first),
+                        Some(last),
+                        last.checked_add(1),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .map(|bits| IpAddr::V6(Ipv6Addr::from_bits(bits)))
+                    .filter(|ip| as_ipv4_if_mapped(*ip) == *ip),
                 );
             }
         }

@@ -125,13 +125,13 @@ impl RateLimiter {
         let key = match &limit.key {
             LimitKey::Ip => KeyOf::Ip,
             LimitKey::IpPath => KeyOf::IpPath,
-            LimitKey::Header(name) => {
-                KeyOf::Header(HeaderName::from_bytes(name.as_bytes()).map_err(|_| RuleError {
+            LimitKey::Header(name) => KeyOf::Header(
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| RuleError {
                     line: 1,
                     column: 1,
                     message: format!("{name:?} is not a header name"),
-                })?)
-            }
+                })?,
+            ),
             LimitKey::Cookie(name) => KeyOf::Cookie(name.clone()),
         };
         Ok(RateLimiter {
@@ -301,7 +301,11 @@ mod tests {
         assert_eq!(limiter.hit(&facts("2001:db8:0:1::1", "/api/", &h), t), None);
         // An IPv4-mapped address is the IPv4 client.
         assert_eq!(limiter.hit(&facts("10.0.0.9", "/api/", &h), t), None);
-        assert!(limiter.hit(&facts("::ffff:10.0.0.9", "/api/", &h), t).is_some());
+        assert!(
+            limiter
+                .hit(&facts("::ffff:10.0.0.9", "/api/", &h), t)
+                .is_some()
+        );
     }
 
     #[test]
@@ -329,12 +333,18 @@ mod tests {
     #[test]
     fn header_and_cookie_keys_skip_requests_without_them() {
         let registry = LimiterRegistry::default();
-        let by_header =
-            RateLimiter::build("s", &limit(LimitKey::Header("x-api-key".into()), 1, None), &registry)
-                .unwrap();
-        let by_cookie =
-            RateLimiter::build("s", &limit(LimitKey::Cookie("sid".into()), 1, None), &registry)
-                .unwrap();
+        let by_header = RateLimiter::build(
+            "s",
+            &limit(LimitKey::Header("x-api-key".into()), 1, None),
+            &registry,
+        )
+        .unwrap();
+        let by_cookie = RateLimiter::build(
+            "s",
+            &limit(LimitKey::Cookie("sid".into()), 1, None),
+            &registry,
+        )
+        .unwrap();
         let none = HeaderMap::new();
         let t = Instant::now();
         for _ in 0..5 {

@@ -65,7 +65,9 @@ impl PenaltyBox {
 
     /// Puts `key_hash` in the box until `now + penalty`.
     pub fn punish(&self, key_hash: u64, now: Instant, penalty: Duration) {
-        let until = self.seconds(now).saturating_add(penalty.as_secs().max(1) as u32);
+        let until = self
+            .seconds(now)
+            .saturating_add(penalty.as_secs().max(1) as u32);
         let fingerprint = Self::fingerprint(key_hash);
         let [a, b] = self.candidates(key_hash);
         let (word_a, word_b) = (

@@ -5,11 +5,11 @@
 //! operator or value at fault, so that evaluation has no error to report.
 
 use super::MAX_REGEX_BYTES;
+use super::RuleError;
 use super::eval::{Comparison, IpTest, Node, TextTest};
 use super::field::Field;
 use super::lexer::{Operator, Pos};
 use super::sets::{IntegerSet, IpRanges, TextSet};
-use super::RuleError;
 use ipnet::IpNet;
 use memchr::memmem::Finder;
 use std::net::IpAddr;
@@ -77,9 +77,9 @@ fn ip_test(operator: Operator, value: Value, at: Positions) -> Result<IpTest, Ru
             Ok(IpTest::In(IpRanges::new(nets)))
         }
         (Operator::In, Value::One(_)) => Err(at.value.error(IN_TAKES_A_SET)),
-        (_, Value::Set(_)) => Err(at.value.error(format!(
-            "a set goes with `in`, not with `{keyword}`"
-        ))),
+        (_, Value::Set(_)) => Err(at
+            .value
+            .error(format!("a set goes with `in`, not with `{keyword}`"))),
         (Operator::Compare(comparison), Value::One(Literal::Ip(ip))) => {
             Ok(IpTest::Compare(comparison, ip.to_canonical()))
         }
@@ -108,18 +108,18 @@ fn text_test(
     match (operator, value) {
         (Operator::In, Value::Set(items)) => text_set(name, items, at.value),
         (Operator::In, Value::One(_)) => Err(at.value.error(IN_TAKES_A_SET)),
-        (_, Value::Set(_)) => Err(at.value.error(format!(
-            "a set goes with `in`, not with `{keyword}`"
-        ))),
-        (Operator::Compare(comparison), Value::One(Literal::Str(literal))) => Ok(
-            TextTest::Compare(comparison, literal.into_bytes().into()),
-        ),
+        (_, Value::Set(_)) => Err(at
+            .value
+            .error(format!("a set goes with `in`, not with `{keyword}`"))),
+        (Operator::Compare(comparison), Value::One(Literal::Str(literal))) => {
+            Ok(TextTest::Compare(comparison, literal.into_bytes().into()))
+        }
         (Operator::Compare(comparison), Value::One(Literal::Int(literal))) => {
             Ok(TextTest::CompareInteger(comparison, literal))
         }
-        (Operator::Contains, Value::One(Literal::Str(needle))) => Ok(TextTest::Contains(
+        (Operator::Contains, Value::One(Literal::Str(needle))) => Ok(TextTest::Contains(Box::new(
             Finder::new(needle.as_bytes()).into_owned(),
-        )),
+        ))),
         (Operator::StartsWith, Value::One(Literal::Str(prefix))) => {
             Ok(TextTest::StartsWith(prefix.into_bytes().into()))
         }
@@ -132,10 +132,9 @@ fn text_test(
         (_, Value::One(Literal::Ip(_) | Literal::Cidr(_))) => Err(at.value.error(format!(
             "`{name}` is text: an address compared with it is quoted, as a string"
         ))),
-        (_, Value::One(other)) => Err(at.value.error(format!(
-            "`{keyword}` takes a string, not {}",
-            other.kind()
-        ))),
+        (_, Value::One(other)) => Err(at
+            .value
+            .error(format!("`{keyword}` takes a string, not {}", other.kind()))),
     }
 }
 

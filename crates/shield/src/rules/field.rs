@@ -81,7 +81,10 @@ fn header<'a>(headers: &'a HeaderMap, name: &HeaderName, separator: &[u8]) -> Co
     if iter.next().is_none() {
         return Cow::Borrowed(first.as_bytes());
     }
-    let length = values.iter().map(|v| separator.len() + v.len()).sum::<usize>();
+    let length = values
+        .iter()
+        .map(|v| separator.len() + v.len())
+        .sum::<usize>();
     let mut joined = Vec::with_capacity(length);
     for (index, value) in values.iter().enumerate() {
         if index > 0 {

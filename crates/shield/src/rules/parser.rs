@@ -256,10 +256,12 @@ fn flattened(mut terms: Vec<Node>, combine: fn(Box<[Node]>) -> Node) -> Node {
 
 fn unknown_name(name: &str) -> String {
     let lowercase = name.to_ascii_lowercase();
-    let known_lowercase =
-        keyword_token(&lowercase).is_some() || field::named(&lowercase).is_some();
+    let known_lowercase = keyword_token(&lowercase).is_some() || field::named(&lowercase).is_some();
     if lowercase != name && known_lowercase {
-        format!("unknown field `{}`: fields and operators are lowercase (`{lowercase}`)", shown(name))
+        format!(
+            "unknown field `{}`: fields and operators are lowercase (`{lowercase}`)",
+            shown(name)
+        )
     } else {
         format!("unknown field `{}`", shown(name))
     }

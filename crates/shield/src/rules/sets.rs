@@ -1,8 +1,12 @@
 //! The sets `in` looks values up in: sorted once at parse time, searched by bisection when
 //! evaluating, so a lookup neither hashes nor allocates.
 
+use super::eval::same_bytes;
 use ipnet::{IpNet, Ipv4Net};
 use std::net::IpAddr;
+
+/// Sets up to this size are scanned rather than bisected.
+const SCANNED: usize = 8;
 
 /// Strings, sorted and without duplicates.
 #[derive(Debug, Clone)]
@@ -17,6 +21,11 @@ impl TextSet {
     }
 
     pub fn contains(&self, value: &[u8]) -> bool {
+        // A short set is faster scanned: most items differ in length, which is checked
+        // before any byte.
+        if self.0.len() <= SCANNED {
+            return self.0.iter().any(|item| same_bytes(item, value));
+        }
         self.0.binary_search_by(|item| (**item).cmp(value)).is_ok()
     }
 }

@@ -167,7 +167,9 @@ fn text_holds(condition: &TextCondition, value: &[u8]) -> bool {
         TextCondition::EndsWith(suffix) => value.ends_with(suffix.as_bytes()),
         TextCondition::Matches(pattern) => {
             let text = std::str::from_utf8(value).expect("generated values are UTF-8");
-            regex::Regex::new(pattern).expect("pool patterns compile").is_match(text)
+            regex::Regex::new(pattern)
+                .expect("pool patterns compile")
+                .is_match(text)
         }
         TextCondition::InStrings(set) => set.iter().any(|s| s.as_bytes() == value),
         TextCondition::InIntegers(set) => number().is_some_and(|n| set.contains(&n)),
@@ -188,7 +190,9 @@ impl Printer {
         self.state ^= self.state >> 12;
         self.state ^= self.state << 25;
         self.state ^= self.state >> 27;
-        self.state.wrapping_mul(0x2545_f491_4f6c_dd1d) % one_in == 0
+        self.state
+            .wrapping_mul(0x2545_f491_4f6c_dd1d)
+            .is_multiple_of(one_in)
     }
 
     fn space(&mut self) {
@@ -396,8 +400,31 @@ fn printed(rule: &Rule, seed: u64) -> String {
 
 /// Pieces of text literals and request values are made of, so that comparisons often hit.
 const PIECES: &[&str] = &[
-    "", "a", "b", "ab", "GET", "POST", "/", "/admin", "x", "example.com", "10", "42", "-3",
-    "+7", "007", " ", "q=1", "session=abc", "Mozilla/5.0", "curl", "é", "\"", "\\", ",", "A",
+    "",
+    "a",
+    "b",
+    "ab",
+    "GET",
+    "POST",
+    "/",
+    "/admin",
+    "x",
+    "example.com",
+    "10",
+    "42",
+    "-3",
+    "+7",
+    "007",
+    " ",
+    "q=1",
+    "session=abc",
+    "Mozilla/5.0",
+    "curl",
+    "é",
+    "\"",
+    "\\",
+    ",",
+    "A",
 ];
 
 const PATTERNS: &[&str] = &[
@@ -417,8 +444,18 @@ fn integer() -> impl Strategy<Value = i64> {
 
 fn address() -> impl Strategy<Value = IpAddr> {
     let known = [
-        "10.0.0.1", "10.0.0.2", "10.255.0.9", "192.168.1.1", "0.0.0.0", "255.255.255.255",
-        "::", "::1", "2001:db8::1", "2001:db8::ffff", "fe80::1", "::ffff:10.0.0.1",
+        "10.0.0.1",
+        "10.0.0.2",
+        "10.255.0.9",
+        "192.168.1.1",
+        "0.0.0.0",
+        "255.255.255.255",
+        "::",
+        "::1",
+        "2001:db8::1",
+        "2001:db8::ffff",
+        "fe80::1",
+        "::ffff:10.0.0.1",
         "::ffff:192.168.1.1",
     ]
     .map(|ip| ip.parse::<IpAddr>().expect("an address"));

@@ -43,7 +43,10 @@ impl Request {
             headers: HeaderMap::new(),
             tls: true,
         }
-        .with_header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")
+        .with_header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
+        )
         .with_header("accept", "text/html")
         .with_header("cookie", "session=abc123")
     }
@@ -98,8 +101,5 @@ pub(super) fn refused(text: &str) -> RuleError {
 /// Whether a line and column lie inside `text` or just past the end of one of its lines.
 pub(super) fn lies_within(text: &str, line: usize, column: usize) -> bool {
     let lines: Vec<&str> = text.split('\n').collect();
-    line >= 1
-        && line <= lines.len()
-        && column >= 1
-        && column <= lines[line - 1].chars().count() + 1
+    line >= 1 && line <= lines.len() && column >= 1 && column <= lines[line - 1].chars().count() + 1
 }

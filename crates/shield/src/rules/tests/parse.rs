@@ -13,18 +13,36 @@ fn every_field_reads_its_part_of_the_request() {
     assert!(matches("ssl", &request));
     assert!(matches(r#"http.host eq "shop.example.com""#, &request));
     assert!(matches(r#"http.request.method eq "GET""#, &request));
-    assert!(matches(r#"http.request.uri.path eq "/products/42""#, &request));
-    assert!(matches(r#"http.request.uri.query eq "color=red&size=m""#, &request));
-    assert!(matches(r#"http.user_agent starts_with "Mozilla/5.0""#, &request));
+    assert!(matches(
+        r#"http.request.uri.path eq "/products/42""#,
+        &request
+    ));
+    assert!(matches(
+        r#"http.request.uri.query eq "color=red&size=m""#,
+        &request
+    ));
+    assert!(matches(
+        r#"http.user_agent starts_with "Mozilla/5.0""#,
+        &request
+    ));
     assert!(matches(r#"http.cookie eq "session=abc123""#, &request));
-    assert!(matches(r#"http.request.headers["x-api-key"] eq "k1""#, &request));
+    assert!(matches(
+        r#"http.request.headers["x-api-key"] eq "k1""#,
+        &request
+    ));
 }
 
 #[test]
 fn header_names_are_case_insensitive() {
     let request = Request::typical().with_header("x-api-key", "k1");
-    assert!(matches(r#"http.request.headers["X-API-Key"] eq "k1""#, &request));
-    assert!(matches(r#"http.request.headers["ACCEPT"] eq "text/html""#, &request));
+    assert!(matches(
+        r#"http.request.headers["X-API-Key"] eq "k1""#,
+        &request
+    ));
+    assert!(matches(
+        r#"http.request.headers["ACCEPT"] eq "text/html""#,
+        &request
+    ));
 }
 
 #[test]
@@ -76,18 +94,39 @@ fn substring_operators_find_their_needles() {
 #[test]
 fn matches_takes_a_regex_and_its_alias_is_tilde() {
     let request = Request::typical();
-    assert!(matches(r#"http.request.uri.path matches "^/products/\\d+$""#, &request));
-    assert!(matches(r#"http.request.uri.path ~ "^/products/[0-9]+$""#, &request));
-    assert!(!matches(r#"http.request.uri.path matches "^/admin""#, &request));
-    assert!(matches(r#"http.request.method matches "(?i)^get$""#, &request));
+    assert!(matches(
+        r#"http.request.uri.path matches "^/products/\\d+$""#,
+        &request
+    ));
+    assert!(matches(
+        r#"http.request.uri.path ~ "^/products/[0-9]+$""#,
+        &request
+    ));
+    assert!(!matches(
+        r#"http.request.uri.path matches "^/admin""#,
+        &request
+    ));
+    assert!(matches(
+        r#"http.request.method matches "(?i)^get$""#,
+        &request
+    ));
 }
 
 #[test]
 fn in_takes_sets_of_strings_integers_or_addresses() {
     let request = Request::typical().with_header("content-length", "42");
-    assert!(matches(r#"http.request.method in {"GET" "HEAD"}"#, &request));
-    assert!(!matches(r#"http.request.method in {"POST", "PUT"}"#, &request));
-    assert!(matches(r#"http.request.headers["content-length"] in {1 42 100}"#, &request));
+    assert!(matches(
+        r#"http.request.method in {"GET" "HEAD"}"#,
+        &request
+    ));
+    assert!(!matches(
+        r#"http.request.method in {"POST", "PUT"}"#,
+        &request
+    ));
+    assert!(matches(
+        r#"http.request.headers["content-length"] in {1 42 100}"#,
+        &request
+    ));
     assert!(matches("ip.src in {10.0.0.0/8 203.0.113.0/24}", &request));
     assert!(matches("ip.src in {203.0.113.7}", &request));
     assert!(!matches("ip.src in {2001:db8::/32, 10.0.0.1}", &request));
@@ -146,15 +185,27 @@ fn strings_unescape_quote_and_backslash() {
         &request
     ));
     let multiline = Request::typical().with_header("x-long", "tab\there");
-    assert!(matches("http.request.headers[\"x-long\"] eq \"tab\there\"", &multiline));
+    assert!(matches(
+        "http.request.headers[\"x-long\"] eq \"tab\there\"",
+        &multiline
+    ));
 }
 
 #[test]
 fn integers_compare_with_header_numbers() {
     let request = Request::typical().with_header("content-length", "1500");
-    assert!(matches(r#"http.request.headers["content-length"] gt 1000"#, &request));
-    assert!(!matches(r#"http.request.headers["content-length"] le 1000"#, &request));
-    assert!(matches(r#"http.request.headers["content-length"] eq 1500"#, &request));
+    assert!(matches(
+        r#"http.request.headers["content-length"] gt 1000"#,
+        &request
+    ));
+    assert!(!matches(
+        r#"http.request.headers["content-length"] le 1000"#,
+        &request
+    ));
+    assert!(matches(
+        r#"http.request.headers["content-length"] eq 1500"#,
+        &request
+    ));
 }
 
 #[test]
@@ -222,7 +273,10 @@ fn parentheses_group_and_nest() {
 #[test]
 fn source_returns_the_text_as_given() {
     let text = "  ssl and\n not ssl ";
-    assert_eq!(Expr::parse(text).map(|e| e.source().to_owned()), Ok(text.to_owned()));
+    assert_eq!(
+        Expr::parse(text).map(|e| e.source().to_owned()),
+        Ok(text.to_owned())
+    );
 }
 
 #[test]
@@ -236,7 +290,11 @@ fn a_long_chain_of_and_parses_and_evaluates() {
 
 #[test]
 fn nesting_past_the_limit_is_refused_at_the_parenthesis() {
-    let text = format!("{}ssl{}", "(".repeat(MAX_NESTING + 1), ")".repeat(MAX_NESTING + 1));
+    let text = format!(
+        "{}ssl{}",
+        "(".repeat(MAX_NESTING + 1),
+        ")".repeat(MAX_NESTING + 1)
+    );
     let error = refused(&text);
     assert_eq!((error.line, error.column), (1, MAX_NESTING + 1));
     assert!(error.message.contains("nested deeper than 64"), "{error}");
@@ -273,9 +331,19 @@ const SYNTAX_ERRORS: &[(&str, usize, usize, &str)] = &[
     (r#"HTTP.HOST eq "a""#, 1, 1, "lowercase (`http.host`)"),
     (r#"ssl AND ssl"#, 1, 5, "expected `and`, `or` or the end"),
     ("http.host eq", 1, 13, "expected a value"),
-    (r#"http.host "a""#, 1, 11, "expected an operator after `http.host`"),
+    (
+        r#"http.host "a""#,
+        1,
+        11,
+        "expected an operator after `http.host`",
+    ),
     ("http.host", 1, 10, "expected an operator"),
-    ("(ssl", 1, 5, "expected `)` to close the `(` at line 1, column 1"),
+    (
+        "(ssl",
+        1,
+        5,
+        "expected `)` to close the `(` at line 1, column 1",
+    ),
     ("ssl)", 1, 4, "unmatched `)`"),
     ("(ssl))", 1, 6, "unmatched `)`"),
     ("ssl and \u{1a}", 1, 9, "unexpected character `\\u{1a}`"),
@@ -285,22 +353,57 @@ const SYNTAX_ERRORS: &[(&str, usize, usize, &str)] = &[
     ("()", 1, 2, "expected a field"),
     (r#"http.host eq "abc"#, 1, 14, "unterminated string"),
     (r#"http.host eq "a\d""#, 1, 16, "unknown escape `\\d`"),
-    ("ip.src eq 10.0.0.256", 1, 11, "not a number or an IP address"),
-    ("ip.src eq 010.0.0.1", 1, 11, "not a number or an IP address"),
+    (
+        "ip.src eq 10.0.0.256",
+        1,
+        11,
+        "not a number or an IP address",
+    ),
+    (
+        "ip.src eq 010.0.0.1",
+        1,
+        11,
+        "not a number or an IP address",
+    ),
     ("ip.src in {10.0.0.0/33}", 1, 12, "not a CIDR"),
     ("http.host eq 99999999999999999999", 1, 14, "too large"),
     (r#"http.host = "a""#, 1, 11, "equality is `eq` or `==`"),
     ("ssl & ssl", 1, 5, "`and` or `&&`"),
     ("ssl | ssl", 1, 5, "`or` or `||`"),
     ("ssl @", 1, 5, "unexpected character `@`"),
-    ("http.request.uri.path eq /admin", 1, 26, "strings are quoted"),
+    (
+        "http.request.uri.path eq /admin",
+        1,
+        26,
+        "strings are quoted",
+    ),
     (r#"http.request.headers eq "a""#, 1, 22, "expected `[`"),
-    ("http.request.headers[x] eq \"a\"", 1, 22, "expected a quoted header name"),
-    (r#"http.request.headers["bad name"] eq "a""#, 1, 22, "not a valid header name"),
+    (
+        "http.request.headers[x] eq \"a\"",
+        1,
+        22,
+        "expected a quoted header name",
+    ),
+    (
+        r#"http.request.headers["bad name"] eq "a""#,
+        1,
+        22,
+        "not a valid header name",
+    ),
     (r#"http.request.headers["a" eq "a""#, 1, 26, "expected `]`"),
-    (r#"http.host in {"a""#, 1, 18, "unclosed set: no `}` for the `{` at line 1, column 14"),
+    (
+        r#"http.host in {"a""#,
+        1,
+        18,
+        "unclosed set: no `}` for the `{` at line 1, column 14",
+    ),
     (r#"http.host in {, "a"}"#, 1, 15, "expected a value"),
-    (r#"http.request.uri.path matches "(""#, 1, 31, "invalid regex: unclosed group"),
+    (
+        r#"http.request.uri.path matches "(""#,
+        1,
+        31,
+        "invalid regex: unclosed group",
+    ),
     // An error on a later line names that line, and columns restart at 1 after a newline.
     (
         "ssl and\n  http.host eq \"a\" and\n  ip.src eq \"x\"",
@@ -308,9 +411,19 @@ const SYNTAX_ERRORS: &[(&str, usize, usize, &str)] = &[
         13,
         "takes one IP address",
     ),
-    ("http.host eq \"a\nb\" and foo eq 1", 2, 8, "unknown field `foo`"),
+    (
+        "http.host eq \"a\nb\" and foo eq 1",
+        2,
+        8,
+        "unknown field `foo`",
+    ),
     // Columns count characters, not bytes.
-    (r#"http.host eq "été" and foo eq 1"#, 1, 24, "unknown field `foo`"),
+    (
+        r#"http.host eq "été" and foo eq 1"#,
+        1,
+        24,
+        "unknown field `foo`",
+    ),
     ("ssl\r\nand @", 2, 5, "unexpected character `@`"),
 ];
 
@@ -330,29 +443,94 @@ fn syntax_errors_name_the_offending_token() {
 
 /// (text, line, column, part of the message)
 const TYPE_ERRORS: &[(&str, usize, usize, &str)] = &[
-    (r#"ip.src eq "1.2.3.4""#, 1, 11, "takes one IP address, not a string"),
+    (
+        r#"ip.src eq "1.2.3.4""#,
+        1,
+        11,
+        "takes one IP address, not a string",
+    ),
     ("ip.src eq 1", 1, 11, "takes one IP address, not an integer"),
-    ("ip.src eq 10.0.0.0/8", 1, 11, "for a network write `ip.src in {10.0.0.0/8}`"),
-    ("ip.src lt 10.0.0.0/8", 1, 11, "takes one IP address, not a CIDR"),
-    (r#"ip.src contains "1""#, 1, 8, "`contains` applies to text fields"),
-    (r#"ip.src matches "1""#, 1, 8, "`matches` applies to text fields"),
+    (
+        "ip.src eq 10.0.0.0/8",
+        1,
+        11,
+        "for a network write `ip.src in {10.0.0.0/8}`",
+    ),
+    (
+        "ip.src lt 10.0.0.0/8",
+        1,
+        11,
+        "takes one IP address, not a CIDR",
+    ),
+    (
+        r#"ip.src contains "1""#,
+        1,
+        8,
+        "`contains` applies to text fields",
+    ),
+    (
+        r#"ip.src matches "1""#,
+        1,
+        8,
+        "`matches` applies to text fields",
+    ),
     ("ip.src in 10.0.0.0/8", 1, 11, "`in` takes a set"),
-    (r#"ip.src in {10.0.0.1 "a"}"#, 1, 21, "holds IP addresses and CIDRs, not a string"),
-    ("ip.src eq {10.0.0.1}", 1, 11, "a set goes with `in`, not with `eq`"),
+    (
+        r#"ip.src in {10.0.0.1 "a"}"#,
+        1,
+        21,
+        "holds IP addresses and CIDRs, not a string",
+    ),
+    (
+        "ip.src eq {10.0.0.1}",
+        1,
+        11,
+        "a set goes with `in`, not with `eq`",
+    ),
     ("ip.src in {}", 1, 11, "an empty set"),
     ("ssl eq 1", 1, 5, "write `ssl` or `not ssl`"),
     ("not ssl contains \"a\"", 1, 9, "write `ssl` or `not ssl`"),
-    ("ip.src and ssl", 1, 8, "expected an operator after `ip.src`"),
+    (
+        "ip.src and ssl",
+        1,
+        8,
+        "expected an operator after `ip.src`",
+    ),
     ("http.host eq 10.0.0.1", 1, 14, "`http.host` is text"),
-    (r#"http.host in {"a" 1}"#, 1, 19, "this is an integer, the first is a string"),
-    (r#"http.host in {1 "a"}"#, 1, 17, "this is a string, the first is an integer"),
+    (
+        r#"http.host in {"a" 1}"#,
+        1,
+        19,
+        "this is an integer, the first is a string",
+    ),
+    (
+        r#"http.host in {1 "a"}"#,
+        1,
+        17,
+        "this is a string, the first is an integer",
+    ),
     ("http.host in {10.0.0.1}", 1, 14, "not addresses"),
     (r#"http.host in {}"#, 1, 14, "an empty set"),
     (r#"http.host in "a""#, 1, 14, "`in` takes a set"),
-    (r#"http.host eq {"a"}"#, 1, 14, "a set goes with `in`, not with `eq`"),
-    ("http.host contains 1", 1, 20, "`contains` takes a string, not an integer"),
+    (
+        r#"http.host eq {"a"}"#,
+        1,
+        14,
+        "a set goes with `in`, not with `eq`",
+    ),
+    (
+        "http.host contains 1",
+        1,
+        20,
+        "`contains` takes a string, not an integer",
+    ),
     ("http.host matches 1", 1, 19, "`matches` takes a string"),
-    ("http.host starts_with 1", 1, 23, "`starts_with` takes a string"),
+    (
+        "http.host starts_with 1",
+        1,
+        23,
+        "`starts_with` takes a string",
+    ),
     ("http.host ends_with 1", 1, 21, "`ends_with` takes a string"),
     (
         r#"http.request.headers["x-n"] lt 10.0.0.0/8"#,
@@ -378,6 +556,9 @@ fn type_errors_are_parse_errors() {
 #[test]
 fn errors_display_line_and_column_first() {
     let error = refused("ssl and\n @");
-    assert_eq!(error.to_string(), "line 2, column 2: unexpected character `@`");
+    assert_eq!(
+        error.to_string(),
+        "line 2, column 2: unexpected character `@`"
+    );
     let _: &dyn std::error::Error = &error;
 }

@@ -7,11 +7,19 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn an_absent_header_reads_as_the_empty_string() {
-    let request = Request::typical().without_header("user-agent").without_header("cookie");
-    assert!(matches(r#"http.request.headers["x-missing"] eq """#, &request));
+    let request = Request::typical()
+        .without_header("user-agent")
+        .without_header("cookie");
+    assert!(matches(
+        r#"http.request.headers["x-missing"] eq """#,
+        &request
+    ));
     assert!(matches(r#"http.user_agent eq """#, &request));
     assert!(matches(r#"http.cookie eq """#, &request));
-    assert!(!matches(r#"http.request.headers["x-missing"] contains "a""#, &request));
+    assert!(!matches(
+        r#"http.request.headers["x-missing"] contains "a""#,
+        &request
+    ));
 }
 
 #[test]
@@ -24,14 +32,23 @@ fn a_repeated_header_reads_as_its_values_joined_with_comma_space() {
         r#"http.request.headers["x-forwarded-for"] eq "10.0.0.1, 10.0.0.2""#,
         &request
     ));
-    assert!(matches(r#"http.user_agent ends_with "Firefox/128.0, second""#, &request));
+    assert!(matches(
+        r#"http.user_agent ends_with "Firefox/128.0, second""#,
+        &request
+    ));
 }
 
 #[test]
 fn cookie_headers_are_joined_with_semicolon_space() {
     let request = Request::typical().with_header("cookie", "theme=dark");
-    assert!(matches(r#"http.cookie eq "session=abc123; theme=dark""#, &request));
-    assert!(matches(r#"http.request.headers["cookie"] eq "session=abc123, theme=dark""#, &request));
+    assert!(matches(
+        r#"http.cookie eq "session=abc123; theme=dark""#,
+        &request
+    ));
+    assert!(matches(
+        r#"http.request.headers["cookie"] eq "session=abc123, theme=dark""#,
+        &request
+    ));
 }
 
 #[test]
@@ -41,8 +58,14 @@ fn a_field_compared_with_an_integer_is_read_as_one() {
     assert!(matches(big, &request("1001")));
     assert!(!matches(big, &request("999")));
     // Numerically, not as text: "999" sorts after "1000" but is smaller.
-    assert!(matches(r#"http.request.headers["content-length"] lt 1000"#, &request("999")));
-    assert!(matches(r#"http.request.headers["content-length"] eq 7"#, &request("+7")));
+    assert!(matches(
+        r#"http.request.headers["content-length"] lt 1000"#,
+        &request("999")
+    ));
+    assert!(matches(
+        r#"http.request.headers["content-length"] eq 7"#,
+        &request("+7")
+    ));
 }
 
 #[test]
@@ -50,9 +73,15 @@ fn a_field_that_is_not_a_number_makes_every_integer_comparison_false() {
     for value in ["abc", "", "1.5", "10, 10", "99999999999999999999"] {
         let request = Request::typical().with_header("x-n", value);
         for op in ["eq", "ne", "lt", "le", "gt", "ge"] {
-            assert!(!matches(&format!(r#"http.request.headers["x-n"] {op} 5"#), &request));
+            assert!(!matches(
+                &format!(r#"http.request.headers["x-n"] {op} 5"#),
+                &request
+            ));
         }
-        assert!(!matches(r#"http.request.headers["x-n"] in {5 10}"#, &request));
+        assert!(!matches(
+            r#"http.request.headers["x-n"] in {5 10}"#,
+            &request
+        ));
     }
     let absent = Request::typical();
     assert!(!matches(r#"http.request.headers["x-n"] ne 5"#, &absent));
@@ -84,7 +113,10 @@ fn addresses_order_within_a_family_and_not_across() {
     }
     assert!(matches("ip.src ne ::1", &v4));
     let v6 = Request::typical().with_ip("2001:db8::10");
-    assert!(matches("ip.src gt 2001:db8::f and ip.src lt 2001:db8::11", &v6));
+    assert!(matches(
+        "ip.src gt 2001:db8::f and ip.src lt 2001:db8::11",
+        &v6
+    ));
 }
 
 #[test]
@@ -101,10 +133,17 @@ fn address_sets_hold_overlapping_and_single_addresses() {
         ("2001:db8:1::", false),
         ("::", false),
     ] {
-        assert_eq!(matches(set, &Request::typical().with_ip(ip)), expected, "{ip}");
+        assert_eq!(
+            matches(set, &Request::typical().with_ip(ip)),
+            expected,
+            "{ip}"
+        );
     }
     // Host bits after the prefix are ignored, as in most CIDR lists.
-    assert!(matches("ip.src in {10.9.9.9/8}", &Request::typical().with_ip("10.0.0.1")));
+    assert!(matches(
+        "ip.src in {10.9.9.9/8}",
+        &Request::typical().with_ip("10.0.0.1")
+    ));
 }
 
 #[test]
@@ -121,9 +160,18 @@ fn header_bytes_that_are_not_utf8_are_still_searched() {
     let mut request = Request::typical();
     let value = HeaderValue::from_bytes(b"\xffsqlmap\xfe").expect("obs-text is a valid value");
     request.headers.insert("x-raw", value);
-    assert!(matches(r#"http.request.headers["x-raw"] contains "sqlmap""#, &request));
-    assert!(matches(r#"http.request.headers["x-raw"] matches "sqlmap""#, &request));
-    assert!(!matches(r#"http.request.headers["x-raw"] eq "sqlmap""#, &request));
+    assert!(matches(
+        r#"http.request.headers["x-raw"] contains "sqlmap""#,
+        &request
+    ));
+    assert!(matches(
+        r#"http.request.headers["x-raw"] matches "sqlmap""#,
+        &request
+    ));
+    assert!(!matches(
+        r#"http.request.headers["x-raw"] eq "sqlmap""#,
+        &request
+    ));
 }
 
 #[test]

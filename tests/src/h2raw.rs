@@ -130,9 +130,8 @@ pub struct Frame {
 impl Frame {
     /// A GOAWAY's error code.
     pub fn goaway_code(&self) -> Option<u32> {
-        (self.kind == GOAWAY && self.payload.len() >= 8).then(|| {
-            u32::from_be_bytes(self.payload[4..8].try_into().expect("four bytes"))
-        })
+        (self.kind == GOAWAY && self.payload.len() >= 8)
+            .then(|| u32::from_be_bytes(self.payload[4..8].try_into().expect("four bytes")))
     }
 
     /// A response HEADERS whose block starts with `:status 200` from the static table (0x88),
@@ -155,15 +154,25 @@ pub struct Ending {
     pub frames_read: usize,
 }
 
-/// One h2c connection, preface and an empty SETTINGS already sent.
+/// One h2c connection, the preface and the client's SETTINGS already sent.
 pub struct H2Conn {
     reader: H2Reader,
     write: OwnedWriteHalf,
 }
 
 impl H2Conn {
+    /// Connects with an empty SETTINGS frame: every setting at its default.
     pub async fn connect(addr: SocketAddr) -> std::io::Result<H2Conn> {
-        Self::start(TcpStream::connect(addr).await?).await
+        Self::connect_with_settings(addr, &[]).await
+    }
+
+    /// Connects and announces `(identifier, value)` settings, e.g. `(0x4, 0)` for an initial
+    /// stream window of zero.
+    pub async fn connect_with_settings(
+        addr: SocketAddr,
+        pairs: &[(u16, u32)],
+    ) -> std::io::Result<H2Conn> {
+        Self::start(TcpStream::connect(addr).await?, pairs).await
     }
 
     /// Connects from `source`, e.g. `127.0.0.2`.
@@ -173,10 +182,10 @@ impl H2Conn {
             IpAddr::V6(_) => TcpSocket::new_v6()?,
         };
         socket.bind(SocketAddr::new(source, 0))?;
-        Self::start(socket.connect(addr).await?).await
+        Self::start(socket.connect(addr).await?, &[]).await
     }
 
-    async fn start(stream: TcpStream) -> std::io::Result<H2Conn> {
+    async fn start(stream: TcpStream, pairs: &[(u16, u32)]) -> std::io::Result<H2Conn> {
         stream.set_nodelay(true)?;
         let (read, write) = stream.into_split();
         let mut conn = H2Conn {
@@ -188,7 +197,7 @@ impl H2Conn {
             write,
         };
         let mut hello = PREFACE.to_vec();
-        hello.extend(settings(&[]));
+        hello.extend(settings(pairs));
         conn.send(&hello).await?;
         Ok(conn)
     }

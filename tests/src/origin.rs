@@ -1,7 +1,7 @@
 //! A real, scriptable HTTP/1.1 origin server for the proxy to talk to.
 
-use std::convert::Infallible;
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

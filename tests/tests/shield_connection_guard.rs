@@ -21,26 +21,43 @@ fn loopback(last: u8) -> IpAddr {
 /// Connects from `source` and asks for `/echo`: `Some(status)` when served, `None` when the
 /// connection was closed (or refused) without a response.
 async fn one_request_from(proxy: &Palisade, source: IpAddr) -> Option<u16> {
-    let mut conn = RawConn::connect_from(source, proxy.http_addr()).await.ok()?;
+    let mut conn = RawConn::connect_from(source, proxy.http_addr())
+        .await
+        .ok()?;
     let _ = conn.send(KEEP_ALIVE_GET).await;
     let response = conn.read_response(Duration::from_secs(3)).await;
     response.status()
 }
 
 async fn cut_count(proxy: &Palisade, reason: &str) -> f64 {
-    let text = client::admin_get(proxy.admin_addr(), "/metrics").await.text();
-    sample(&text, "palisade_connections_cut_total", &[("reason", reason)]).unwrap_or(0.0)
+    let text = client::admin_get(proxy.admin_addr(), "/metrics")
+        .await
+        .text();
+    sample(
+        &text,
+        "palisade_connections_cut_total",
+        &[("reason", reason)],
+    )
+    .unwrap_or(0.0)
 }
 
 /// Waits until the proxy has counted a connection cut for `reason`; returns when (from `since`).
 async fn cut_within(proxy: &Palisade, reason: &str, since: Instant, within: Duration) -> Duration {
     let text = scrape_until(proxy.admin_addr(), within, |text| {
-        sample(text, "palisade_connections_cut_total", &[("reason", reason)])
-            .is_some_and(|n| n >= 1.0)
+        sample(
+            text,
+            "palisade_connections_cut_total",
+            &[("reason", reason)],
+        )
+        .is_some_and(|n| n >= 1.0)
     })
     .await;
     let seen = since.elapsed();
-    let count = sample(&text, "palisade_connections_cut_total", &[("reason", reason)]);
+    let count = sample(
+        &text,
+        "palisade_connections_cut_total",
+        &[("reason", reason)],
+    );
     assert!(
         count.is_some_and(|n| n >= 1.0),
         "no connection cut for {reason} within {within:?}: {count:?}"
@@ -77,7 +94,9 @@ async fn new_connections_over_the_rate_from_one_address_are_refused_while_anothe
         "another address was refused with the first"
     );
     assert_eq!(origin.requests(), 6);
-    let text = client::admin_get(proxy.admin_addr(), "/metrics").await.text();
+    let text = client::admin_get(proxy.admin_addr(), "/metrics")
+        .await
+        .text();
     assert_eq!(
         sample(
             &text,
@@ -140,9 +159,8 @@ async fn trickle_post(
     total: usize,
 ) -> (palisade_blackbox::raw::RawResponse, Duration, RawConn) {
     let mut conn = RawConn::connect(proxy.http_addr()).await.expect("connect");
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: blog.example\r\nContent-Length: {total}\r\n\r\n"
-    );
+    let head =
+        format!("POST {path} HTTP/1.1\r\nHost: blog.example\r\nContent-Length: {total}\r\n\r\n");
     conn.send(head.as_bytes()).await.expect("send head");
     let started = Instant::now();
     let mut sent = 0;
@@ -209,9 +227,11 @@ async fn slow_post_behind_a_response_that_has_begun_closes_the_connection() {
     let proxy = slow_post_proxy(&origin);
     let mut conn = RawConn::connect(proxy.http_addr()).await.expect("connect");
     // /mirror answers at once and streams the body back as it comes.
-    conn.send(b"POST /mirror HTTP/1.1\r\nHost: blog.example\r\nContent-Length: 100000\r\n\r\nfirst")
-        .await
-        .expect("send head");
+    conn.send(
+        b"POST /mirror HTTP/1.1\r\nHost: blog.example\r\nContent-Length: 100000\r\n\r\nfirst",
+    )
+    .await
+    .expect("send head");
     let started = Instant::now();
     let mut closed = false;
     while started.elapsed() < Duration::from_secs(5) {
@@ -225,8 +245,14 @@ async fn slow_post_behind_a_response_that_has_begun_closes_the_connection() {
         }
     }
     let after = started.elapsed();
-    assert!(closed, "the connection stayed open for 5 s of a 16 bytes/s body");
-    assert!(after >= Duration::from_millis(900), "closed after {after:?}");
+    assert!(
+        closed,
+        "the connection stayed open for 5 s of a 16 bytes/s body"
+    );
+    assert!(
+        after >= Duration::from_millis(900),
+        "closed after {after:?}"
+    );
     assert!(cut_count(&proxy, "min_request_body_rate").await >= 1.0);
 }
 
@@ -313,8 +339,45 @@ async fn client_reading_slowly_but_steadily_gets_the_whole_body() {
             break;
         }
     }
-    assert!(total > LEN, "only {total} bytes of a {LEN}-byte body (and its head)");
+    assert!(
+        total > LEN,
+        "only {total} bytes of a {LEN}-byte body (and its head)"
+    );
     assert_eq!(cut_count(&proxy, "send_timeout").await, 0.0);
+}
+
+#[tokio::test]
+async fn http2_client_that_never_opens_its_window_is_disconnected_after_send_timeout() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .server("send_timeout = \"1s\"")
+            .to_toml(),
+    );
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0, and never a WINDOW_UPDATE: the server may send the
+    // response head but not one byte of the body. The socket never fills; the stream waits.
+    let mut conn = H2Conn::connect_with_settings(proxy.http_addr(), &[(0x4, 0)])
+        .await
+        .expect("h2c connect");
+    let block = h2raw::get_block("blog.example", "/bytes/1048576");
+    conn.send(&h2raw::headers(1, &block, true)).await.expect("send");
+    let started = Instant::now();
+    let ending = conn.read_until_closed(Duration::from_secs(5)).await;
+    let after = started.elapsed();
+    assert!(ending.closed, "still open 5 s into a 1 s send_timeout: {ending:?}");
+    assert!(
+        ending.frames.iter().any(|f| f.is_status_200()),
+        "no response head: {ending:?}"
+    );
+    assert!(
+        !ending.frames.iter().any(|f| f.kind == h2raw::DATA && !f.payload.is_empty()),
+        "data was sent into a closed window"
+    );
+    assert!(
+        after >= Duration::from_millis(900) && after < Duration::from_secs(3),
+        "closed after {after:?} for a 1 s send_timeout"
+    );
+    assert!(cut_count(&proxy, "send_timeout").await >= 1.0);
 }
 
 // ---- 3. HTTP/2 floods ------------------------------------------------------------------------
@@ -340,7 +403,8 @@ async fn others_are_served(proxy: &Palisade) {
 async fn flood(addr: SocketAddr, frame: Vec<u8>, count: usize) -> h2raw::Ending {
     let conn = H2Conn::connect(addr).await.expect("h2c connect");
     let (mut reader, mut writer) = conn.into_split();
-    let reading = tokio::spawn(async move { reader.read_until_closed(Duration::from_secs(10)).await });
+    let reading =
+        tokio::spawn(async move { reader.read_until_closed(Duration::from_secs(10)).await });
     let batch: Vec<u8> = frame.repeat(100);
     for _ in 0..count / 100 {
         if writer.write_all(&batch).await.is_err() {
@@ -371,8 +435,16 @@ async fn settings_flood_closes_the_connection_and_others_are_served() {
     let origin = Origin::start("a");
     let proxy = h2_proxy(&origin);
     // SETTINGS_INITIAL_WINDOW_SIZE, which makes h2 walk every stream's window.
-    let ending = flood(proxy.http_addr(), h2raw::settings(&[(0x4, 65_535)]), 100_000).await;
-    assert!(ending.closed, "still open after 100,000 SETTINGS: {ending:?}");
+    let ending = flood(
+        proxy.http_addr(),
+        h2raw::settings(&[(0x4, 65_535)]),
+        100_000,
+    )
+    .await;
+    assert!(
+        ending.closed,
+        "still open after 100,000 SETTINGS: {ending:?}"
+    );
     assert!(cut_count(&proxy, "h2_control_flood").await >= 1.0);
     others_are_served(&proxy).await;
 }
@@ -381,7 +453,9 @@ async fn settings_flood_closes_the_connection_and_others_are_served() {
 async fn rapid_reset_burst_is_closed_and_the_origin_sees_few_requests() {
     let origin = Origin::start("a");
     let proxy = h2_proxy(&origin);
-    let mut conn = H2Conn::connect(proxy.http_addr()).await.expect("h2c connect");
+    let mut conn = H2Conn::connect(proxy.http_addr())
+        .await
+        .expect("h2c connect");
     let block = h2raw::get_block("blog.example", "/echo");
     let mut burst = Vec::new();
     for i in 0..1000u32 {
@@ -391,11 +465,15 @@ async fn rapid_reset_burst_is_closed_and_the_origin_sees_few_requests() {
     }
     let _ = conn.send(&burst).await;
     let ending = conn.read_until_closed(Duration::from_secs(5)).await;
-    assert!(ending.closed, "still open after 1000 HEADERS+RST_STREAM: {ending:?}");
+    assert!(
+        ending.closed,
+        "still open after 1000 HEADERS+RST_STREAM: {ending:?}"
+    );
     // h2 sends GOAWAY once 20 streams are reset before hyper accepts them; the edge's own
     // reset limit is the backstop.
     assert!(
-        ending.goaway == Some(ENHANCE_YOUR_CALM) || cut_count(&proxy, "h2_reset_flood").await >= 1.0,
+        ending.goaway == Some(ENHANCE_YOUR_CALM)
+            || cut_count(&proxy, "h2_reset_flood").await >= 1.0,
         "{ending:?}"
     );
     others_are_served(&proxy).await;
@@ -410,7 +488,9 @@ async fn rapid_reset_burst_is_closed_and_the_origin_sees_few_requests() {
 async fn paced_rapid_reset_is_cut_by_the_reset_limit() {
     let origin = Origin::start("a");
     let proxy = h2_proxy(&origin);
-    let mut conn = H2Conn::connect(proxy.http_addr()).await.expect("h2c connect");
+    let mut conn = H2Conn::connect(proxy.http_addr())
+        .await
+        .expect("h2c connect");
     let block = h2raw::get_block("blog.example", "/echo");
     let started = Instant::now();
     let mut sent = 0;
@@ -418,11 +498,19 @@ async fn paced_rapid_reset_is_cut_by_the_reset_limit() {
     // h2's limit on resets of streams not yet accepted does not see these.
     for i in 0..1000u32 {
         let stream = 2 * i + 1;
-        if conn.send(&h2raw::headers(stream, &block, true)).await.is_err() {
+        if conn
+            .send(&h2raw::headers(stream, &block, true))
+            .await
+            .is_err()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
-        if conn.send(&h2raw::rst_stream(stream, h2raw::CANCEL)).await.is_err() {
+        if conn
+            .send(&h2raw::rst_stream(stream, h2raw::CANCEL))
+            .await
+            .is_err()
+        {
             break;
         }
         sent += 1;
@@ -431,7 +519,10 @@ async fn paced_rapid_reset_is_cut_by_the_reset_limit() {
         }
     }
     let ending = conn.read_until_closed(Duration::from_secs(3)).await;
-    assert!(ending.closed, "still open after {sent} paced resets: {ending:?}");
+    assert!(
+        ending.closed,
+        "still open after {sent} paced resets: {ending:?}"
+    );
     assert!(sent <= 260, "{sent} resets went through before the cut");
     assert!(cut_count(&proxy, "h2_reset_flood").await >= 1.0);
     others_are_served(&proxy).await;
@@ -443,7 +534,9 @@ async fn continuation_flood_without_end_headers_is_closed_and_memory_stays_flat(
     let proxy = h2_proxy(&origin);
     let before = proxy.rss_kib();
     let rss = proxy.sample_rss();
-    let mut conn = H2Conn::connect(proxy.http_addr()).await.expect("h2c connect");
+    let mut conn = H2Conn::connect(proxy.http_addr())
+        .await
+        .expect("h2c connect");
     let block = h2raw::get_block("blog.example", "/echo");
     let mut opening = h2raw::frame(h2raw::HEADERS, h2raw::END_STREAM, 1, &block);
     let mut field = Vec::new();
@@ -462,7 +555,10 @@ async fn continuation_flood_without_end_headers_is_closed_and_memory_stays_flat(
     }
     let ending = conn.read_until_closed(Duration::from_secs(5)).await;
     let peak = rss.finish();
-    assert!(ending.closed, "still open after {sent} CONTINUATION frames: {ending:?}");
+    assert!(
+        ending.closed,
+        "still open after {sent} CONTINUATION frames: {ending:?}"
+    );
     assert_eq!(ending.goaway, Some(ENHANCE_YOUR_CALM), "{ending:?}");
     assert!(
         peak < before + 16 * 1024,
@@ -476,20 +572,23 @@ async fn continuation_flood_without_end_headers_is_closed_and_memory_stays_flat(
 async fn hpack_bomb_over_max_header_bytes_is_refused() {
     let origin = Origin::start("a");
     let proxy = h2_proxy(&origin);
-    let mut conn = H2Conn::connect(proxy.http_addr()).await.expect("h2c connect");
+    let mut conn = H2Conn::connect(proxy.http_addr())
+        .await
+        .expect("h2c connect");
     // A 4000-byte field put in the dynamic table once, then named by its index (one byte)
     // 2000 times: 6 KiB on the wire, 8 MB of headers once decoded.
     let mut block = h2raw::get_block("blog.example", "/echo");
     h2raw::hpack_indexed_literal(&mut block, "x-bomb", &[b'b'; 4000]);
     block.extend(std::iter::repeat_n(0xbe, 2000));
-    conn.send(&h2raw::headers(1, &block, true)).await.expect("send");
+    conn.send(&h2raw::headers(1, &block, true))
+        .await
+        .expect("send");
     let ending = conn.read_until_closed(Duration::from_secs(3)).await;
     let answered_200 = ending.frames.iter().any(|f| f.is_status_200());
     let refused = ending.goaway.is_some()
-        || ending
-            .frames
-            .iter()
-            .any(|f| f.kind == h2raw::RST_STREAM || (f.kind == h2raw::HEADERS && !f.is_status_200()));
+        || ending.frames.iter().any(|f| {
+            f.kind == h2raw::RST_STREAM || (f.kind == h2raw::HEADERS && !f.is_status_200())
+        });
     assert!(!answered_200, "the bomb was answered 200: {ending:?}");
     assert!(refused, "no refusal of the bomb: {ending:?}");
     assert_eq!(origin.requests(), 0);
@@ -504,10 +603,14 @@ async fn header_list_just_over_max_header_bytes_gets_431_on_http2() {
             .server("max_header_bytes = 8192")
             .to_toml(),
     );
-    let mut conn = H2Conn::connect(proxy.http_addr()).await.expect("h2c connect");
+    let mut conn = H2Conn::connect(proxy.http_addr())
+        .await
+        .expect("h2c connect");
     let mut block = h2raw::get_block("blog.example", "/echo");
     h2raw::hpack_literal(&mut block, "x-big", &[b'v'; 10_000]);
-    conn.send(&h2raw::headers(1, &block, true)).await.expect("send");
+    conn.send(&h2raw::headers(1, &block, true))
+        .await
+        .expect("send");
     let response = loop {
         match conn.read_frame(Duration::from_secs(3)).await {
             Some(frame) if frame.kind == h2raw::HEADERS && frame.stream == 1 => break frame,
@@ -519,7 +622,10 @@ async fn header_list_just_over_max_header_bytes_gets_431_on_http2() {
     // codes every string: length 3 with the Huffman bit (0x83), then '4' '3' '1' as
     // 011010 011001 00001 and the padding ones.
     assert!(
-        response.payload.windows(4).any(|w| w == [0x83, 0x69, 0x90, 0xff]),
+        response
+            .payload
+            .windows(4)
+            .any(|w| w == [0x83, 0x69, 0x90, 0xff]),
         "not a 431: {response:?}"
     );
     assert_eq!(origin.requests(), 0);

@@ -130,7 +130,7 @@ async fn browser(source: IpAddr, target: SocketAddr, until: Instant) -> Vec<Opti
             socket.bind(SocketAddr::new(source, 0))?;
             let stream = socket.connect(target).await?;
             stream.set_nodelay(true)?;
-            Ok::<_, client::BoxError>(client::h1_handshake(stream).await?)
+            client::h1_handshake(stream).await
         };
         // The first request on a connection is timed from the connect, as a browser sees it.
         let mut sent = Instant::now();
@@ -200,7 +200,9 @@ async fn five_thousand_slowloris_connections_from_fifty_addresses_while_browsers
     // While the browsers browse, the attack is at full strength: every connection open and
     // trickling (none is old enough for the header timeout yet).
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let metrics = client::admin_get(proxy.admin_addr(), "/metrics").await.text();
+    let metrics = client::admin_get(proxy.admin_addr(), "/metrics")
+        .await
+        .text();
     let open_mid_attack = sample(&metrics, "palisade_open_connections", &[]).unwrap_or(0.0);
 
     let mut latencies = Vec::new();
@@ -241,8 +243,13 @@ async fn five_thousand_slowloris_connections_from_fifty_addresses_while_browsers
 
     latencies.sort();
     let total = latencies.len() + failures;
-    let percentile = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    let (p50, p99, max) = (percentile(0.50), percentile(0.99), latencies[latencies.len() - 1]);
+    let percentile =
+        |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let (p50, p99, max) = (
+        percentile(0.50),
+        percentile(0.99),
+        latencies[latencies.len() - 1],
+    );
     closed_after.sort();
     eprintln!(
         "slowloris: {} connections closed after {:?}..{:?} (median {:?}), {} not opened, {} still open; \
@@ -268,11 +275,18 @@ async fn five_thousand_slowloris_connections_from_fifty_addresses_while_browsers
         open_mid_attack >= 5000.0,
         "only {open_mid_attack} connections were open mid-attack"
     );
-    assert_eq!(still_open, 0, "slowloris connections outlived the header timeout");
+    assert_eq!(
+        still_open, 0,
+        "slowloris connections outlived the header timeout"
+    );
     assert!(
         // The header clock starts at accept, a moment before the attacker's first byte.
-        closed_after.first().is_some_and(|d| *d >= HEADER_TIMEOUT - Duration::from_millis(500))
-            && closed_after.last().is_some_and(|d| *d <= HEADER_TIMEOUT + Duration::from_secs(3)),
+        closed_after
+            .first()
+            .is_some_and(|d| *d >= HEADER_TIMEOUT - Duration::from_millis(500))
+            && closed_after
+                .last()
+                .is_some_and(|d| *d <= HEADER_TIMEOUT + Duration::from_secs(3)),
         "slowloris connections closed between {:?} and {:?} after their first byte; the header \
          timeout is {HEADER_TIMEOUT:?}",
         closed_after.first(),

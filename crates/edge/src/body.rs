@@ -5,6 +5,7 @@
 //! - [`EdgeBody`]: what is sent to a client, which finishes the request's log record when the
 //!   last frame leaves (or the client goes away).
 
+use crate::conn::ConnContext;
 use crate::metrics::{CutReason, Metrics};
 use crate::origin::OriginResponseBody;
 use bytes::Bytes;
@@ -153,7 +154,12 @@ pub enum OriginBody {
 impl OriginBody {
     /// The client's body, counted into `meter`, failing past `limit` bytes or when it comes
     /// too slowly for `pace`.
-    pub fn client(inner: Incoming, meter: Arc<BodyMeter>, limit: u64, pace: BodyPace) -> OriginBody {
+    pub fn client(
+        inner: Incoming,
+        meter: Arc<BodyMeter>,
+        limit: u64,
+        pace: BodyPace,
+    ) -> OriginBody {
         OriginBody::Client {
             inner,
             meter,
@@ -237,6 +243,11 @@ pub struct EdgeBody {
     source: Source,
     bytes_out: u64,
     finish: Option<Box<dyn Finish>>,
+    /// The connection whose watchdog is told when a frame waits on the client (slow read).
+    sends: Option<Arc<ConnContext>>,
+    /// The response or a data frame was handed to hyper and the body has more: the next poll
+    /// is progress.
+    handed: bool,
 }
 
 enum Source {
@@ -252,6 +263,8 @@ impl EdgeBody {
             source: Source::Origin(body, None),
             bytes_out: 0,
             finish: None,
+            sends: None,
+            handed: false,
         }
     }
 
@@ -261,6 +274,8 @@ impl EdgeBody {
             source: Source::Origin(body, Some(tee)),
             bytes_out: 0,
             finish: None,
+            sends: None,
+            handed: false,
         }
     }
 
@@ -270,6 +285,8 @@ impl EdgeBody {
             source: Source::Fixed((!bytes.is_empty()).then_some(bytes)),
             bytes_out: 0,
             finish: None,
+            sends: None,
+            handed: false,
         }
     }
 
@@ -282,6 +299,8 @@ impl EdgeBody {
             source: Source::Channel(receiver, len),
             bytes_out: 0,
             finish: None,
+            sends: None,
+            handed: false,
         }
     }
 
@@ -292,6 +311,18 @@ impl EdgeBody {
     /// Attaches what runs when the body is done.
     pub fn on_finish(&mut self, finish: Box<dyn Finish>) {
         self.finish = Some(finish);
+    }
+
+    /// Reports to `conn`'s watchdog the response handed to hyper, each frame after it, and each
+    /// time hyper asks for the next one, so a response the client does not take (its socket
+    /// full, or its HTTP/2 window closed, even before the first byte of the body) is cut after
+    /// `send_timeout`. Two relaxed counter increments per frame.
+    pub fn watch_sends(&mut self, conn: Arc<ConnContext>) {
+        if !self.is_end_stream() {
+            self.handed = true;
+            conn.activity.response_frame_handed();
+        }
+        self.sends = Some(conn);
     }
 
     fn done(&mut self, complete: bool) {
@@ -310,6 +341,11 @@ impl Body for EdgeBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if std::mem::take(&mut this.handed)
+            && let Some(conn) = &this.sends
+        {
+            conn.activity.response_frame_asked();
+        }
         let polled = match &mut this.source {
             Source::Fixed(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
             Source::Channel(receiver, left) => {
@@ -367,6 +403,12 @@ impl Body for EdgeBody {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes_out += data.len() as u64;
+                    if let Some(conn) = &this.sends
+                        && !this.is_end_stream()
+                    {
+                        this.handed = true;
+                        conn.activity.response_frame_handed();
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -398,6 +440,11 @@ impl Body for EdgeBody {
 
 impl Drop for EdgeBody {
     fn drop(&mut self) {
+        if self.handed
+            && let Some(conn) = &self.sends
+        {
+            conn.activity.response_frame_asked();
+        }
         // hyper drops a body it did not read to the end when the client went away.
         let complete = self.is_end_stream();
         self.done(complete);

@@ -86,12 +86,23 @@ pub struct ConnActivity {
     ambiguous_reason: AtomicU8,
     /// Set while hyper is being told to let go of the socket so it can be parked.
     parking: AtomicBool,
+    /// Responses (heads) and response data frames handed to hyper with more of the body to
+    /// come, and how many times hyper then asked for the next frame: more handed than asked
+    /// means a response waits on the client, its socket or (on HTTP/2) its flow-control window.
+    frames_handed: AtomicU64,
+    frames_asked: AtomicU64,
+    /// The watchdog's last look at `frames_asked`, and since when (clock ms) a response has
+    /// waited without one more frame asked for; 0 = none waits.
+    stall_seen_asked: AtomicU64,
+    stall_since_ms: AtomicU64,
 }
 
 enum Verdict {
     /// Look again at this clock instant.
     Keep(u64),
     HeaderTimeout,
+    /// A response has waited on the client for `send_timeout` (slow read, HTTP/2 included).
+    SendTimeout,
     Idle,
     /// Idle long enough at a message boundary: release hyper's buffers, keep the socket.
     Park,
@@ -111,7 +122,41 @@ impl ConnActivity {
             ambiguous_request: AtomicU64::new(0),
             ambiguous_reason: AtomicU8::new(0),
             parking: AtomicBool::new(false),
+            frames_handed: AtomicU64::new(0),
+            frames_asked: AtomicU64::new(0),
+            stall_seen_asked: AtomicU64::new(0),
+            stall_since_ms: AtomicU64::new(0),
         }
+    }
+
+    /// A response, or a data frame of its body, went to hyper and the body has more to send.
+    pub fn response_frame_handed(&self) {
+        self.frames_handed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// hyper asked that body for its next frame (or the body ended).
+    pub fn response_frame_asked(&self) {
+        self.frames_asked.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether a response has waited on the client for `send_timeout`: more frames handed than
+    /// asked for, and not one more asked for since the stall was first seen. Called by the
+    /// watchdog only, at least every quarter of `send_timeout` while requests are in flight,
+    /// so a stall is cut between 1 and 1.25 times `send_timeout` after it began.
+    fn response_stalled(&self, now: u64, send_timeout: Duration) -> bool {
+        let asked = self.frames_asked.load(Ordering::Relaxed);
+        let waiting = self.frames_handed.load(Ordering::Relaxed) > asked;
+        let progressed = self.stall_seen_asked.swap(asked, Ordering::Relaxed) != asked;
+        if !waiting || progressed {
+            self.stall_since_ms.store(0, Ordering::Relaxed);
+            return false;
+        }
+        let since = self.stall_since_ms.load(Ordering::Relaxed);
+        if since == 0 {
+            self.stall_since_ms.store(now, Ordering::Relaxed);
+            return false;
+        }
+        now.saturating_sub(since) >= send_timeout.as_millis() as u64
     }
 
     /// Marks a request as started; returns the framing error its head had on the wire, if any.
@@ -189,12 +234,16 @@ impl ConnActivity {
         let now = clock::now_ms();
         let park_after = PARK_AFTER.as_millis() as u64;
         if self.in_flight.load(Ordering::Acquire) > 0 {
+            if self.response_stalled(now, limits.send_timeout) {
+                return Verdict::SendTimeout;
+            }
             let recheck = if parkable {
                 park_after
             } else {
                 limits.idle_timeout.as_millis() as u64
             };
-            return Verdict::Keep(now + recheck);
+            let stall_check = (limits.send_timeout.as_millis() as u64 / 4).max(1);
+            return Verdict::Keep(now + recheck.min(stall_check));
         }
         let header_clock = self.header_clock_ms.load(Ordering::Acquire);
         if header_clock != 0 {
@@ -270,7 +319,11 @@ impl SendWatch {
 
     /// Passes a write's outcome through; a write still waiting past the timeout becomes an
     /// error.
-    fn check<T>(&mut self, polled: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+    fn check<T>(
+        &mut self,
+        polled: Poll<io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<T>> {
         if polled.is_ready() {
             self.waiting_since = None;
             return polled;
@@ -381,7 +434,11 @@ impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
 }
 
 impl<I> WatchedIo<I> {
-    fn watch_send<T>(&mut self, polled: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+    fn watch_send<T>(
+        &mut self,
+        polled: Poll<io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<T>> {
         let checked = self.send.check(polled, cx);
         if SendWatch::timed_out(&checked) {
             self.metrics.connection_cut(CutReason::SendTimeout);
@@ -597,6 +654,11 @@ where
                         tracing::debug!(peer = %ctx.client.peer, "request header not received in time; closing");
                         break false;
                     }
+                    Verdict::SendTimeout => {
+                        metrics.connection_cut(CutReason::SendTimeout);
+                        tracing::debug!(peer = %ctx.client.peer, "a response waited on the client for send_timeout; closing");
+                        break false;
+                    }
                     Verdict::Idle if draining || parking => break false,
                     Verdict::Idle => {
                         conn.as_mut().graceful_shutdown();
@@ -708,12 +770,37 @@ mod tests {
         tokio::time::advance(Duration::from_secs(50)).await;
         assert!(check(&mut watch, Poll::Pending).is_pending());
         // The client read something: the next wait gets a full send_timeout.
-        assert!(matches!(check(&mut watch, Poll::Ready(Ok(10))), Poll::Ready(Ok(10))));
+        assert!(matches!(
+            check(&mut watch, Poll::Ready(Ok(10))),
+            Poll::Ready(Ok(10))
+        ));
         assert!(check(&mut watch, Poll::Pending).is_pending());
         tokio::time::advance(Duration::from_secs(59)).await;
         assert!(check(&mut watch, Poll::Pending).is_pending());
         tokio::time::advance(Duration::from_secs(2)).await;
         let polled = check(&mut watch, Poll::Pending);
         assert!(SendWatch::timed_out(&polled), "{polled:?}");
+    }
+
+    #[test]
+    fn a_response_waiting_on_the_client_is_stalled_after_send_timeout_unless_it_moves() {
+        let activity = ConnActivity::new(true);
+        let timeout = Duration::from_secs(60);
+        // Nothing handed: nothing can stall.
+        assert!(!activity.response_stalled(1_000, timeout));
+        activity.response_frame_handed();
+        // First seen waiting at 2 s: counted from there, never from an earlier look.
+        assert!(!activity.response_stalled(2_000, timeout));
+        assert!(!activity.response_stalled(61_999, timeout));
+        // hyper asked for more and got another frame: a new wait starts at the next look.
+        activity.response_frame_asked();
+        activity.response_frame_handed();
+        assert!(!activity.response_stalled(62_000, timeout));
+        assert!(!activity.response_stalled(63_000, timeout));
+        assert!(!activity.response_stalled(122_999, timeout));
+        assert!(activity.response_stalled(123_000, timeout));
+        // Once the body ends, nothing waits.
+        activity.response_frame_asked();
+        assert!(!activity.response_stalled(200_000, timeout));
     }
 }

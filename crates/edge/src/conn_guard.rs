@@ -62,7 +62,11 @@ impl ConnGuard {
     /// The accept phase: the client's rate of new connections first, then both caps.
     /// A connection the rate admits counts against the rate even if a cap then refuses it:
     /// a client hammering at its cap spends its allowance.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr, limits: &ServerLimits) -> Result<ConnPermit, Refusal> {
+    pub fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        limits: &ServerLimits,
+    ) -> Result<ConnPermit, Refusal> {
         if !self.accept_rate.admit(
             ip,
             limits.max_new_connections_per_ip,
@@ -71,11 +75,7 @@ impl ConnGuard {
         ) {
             return Err(Refusal::AcceptRate);
         }
-        self.try_acquire(
-            ip,
-            limits.max_connections,
-            limits.max_connections_per_ip,
-        )
+        self.try_acquire(ip, limits.max_connections, limits.max_connections_per_ip)
     }
 
     /// Open connections right now.
@@ -335,7 +335,9 @@ mod tests {
                 rate.admit(ip, 100, SECOND, 1000);
             }
         }
-        let fresh = (0..100u8).filter(|&n| rate.admit(v4(n), 100, SECOND, 1000)).count();
+        let fresh = (0..100u8)
+            .filter(|&n| rate.admit(v4(n), 100, SECOND, 1000))
+            .count();
         assert_eq!(fresh, 100);
     }
 

@@ -33,7 +33,12 @@ pub fn explain(config: &Config, request: &ExplainRequest<'_>) -> Result<String, 
     let tls = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
-        _ => return Err(format!("{:?} must start with http:// or https://", request.url)),
+        _ => {
+            return Err(format!(
+                "{:?} must start with http:// or https://",
+                request.url
+            ));
+        }
     };
     let authority = uri
         .authority()
@@ -140,7 +145,10 @@ deny = ["203.0.113.0/24"]
         assert!(text.contains("rule bots (block): matches"), "{text}");
         assert!(text.contains("verdict: block: 403 (rule)"), "{text}");
         let denied = run("203.0.113.5", "http://blog.example/", &[]).unwrap();
-        assert!(denied.contains("site deny list (203.0.113.0/24)"), "{denied}");
+        assert!(
+            denied.contains("site deny list (203.0.113.0/24)"),
+            "{denied}"
+        );
         let fine = run("10.0.0.1", "http://blog.example/", &[]).unwrap();
         assert!(fine.contains("verdict: pass"), "{fine}");
     }

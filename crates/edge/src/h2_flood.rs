@@ -184,7 +184,9 @@ mod tests {
         }
         // ACKs answer the server's own frames and are never counted.
         for _ in 0..1000 {
-            guard.feed_at(&frame(PING, FLAG_ACK, 0, &[0; 8]), || 2).unwrap();
+            guard
+                .feed_at(&frame(PING, FLAG_ACK, 0, &[0; 8]), || 2)
+                .unwrap();
         }
     }
 
@@ -241,8 +243,6 @@ mod tests {
         guard.feed_at(PREFACE, || 1).unwrap();
         // A DATA frame whose payload is made of bytes that would look like PING frames.
         let fake_pings: Vec<u8> = (0..=MAX_ACKED_FRAMES).flat_map(|_| ping()).collect();
-        guard
-            .feed_at(&frame(0x0, 0, 1, &fake_pings), || 2)
-            .unwrap();
+        guard.feed_at(&frame(0x0, 0, 1, &fake_pings), || 2).unwrap();
     }
 }

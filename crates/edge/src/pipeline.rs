@@ -22,7 +22,9 @@ use crate::origin::{OriginFailure, OriginRequest, OriginState};
 use crate::phases::cache::CacheStep;
 use crate::phases::route::RouteRefusal;
 use crate::phases::shield::OriginPermit;
-use crate::phases::{cache as cache_phase, forward, framing, respond, route, shield as shield_phase};
+use crate::phases::{
+    cache as cache_phase, forward, framing, respond, route, shield as shield_phase,
+};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use cache::Cache;
@@ -161,7 +163,12 @@ pub async fn handle(
     }
     let allowed = verdict == Verdict::Allowed;
     if !allowed && site.protection.attack.under_attack() {
-        record(NewEvent::for_client(&site.name, log.client_ip, EventAction::Challenge, EventReason::UnderAttack));
+        record(NewEvent::for_client(
+            &site.name,
+            log.client_ip,
+            EventAction::Challenge,
+            EventReason::UnderAttack,
+        ));
         return log.finish_with(shield_phase::challenge_page());
     }
     site.protection.attack.count_request();
@@ -262,7 +269,12 @@ pub async fn handle(
                         log.client_ip,
                         Instant::now(),
                     ) {
-                        record(NewEvent::for_client(&site.name, log.client_ip, EventAction::RateLimit, EventReason::CacheMisses));
+                        record(NewEvent::for_client(
+                            &site.name,
+                            log.client_ip,
+                            EventAction::RateLimit,
+                            EventReason::CacheMisses,
+                        ));
                         let retry = site.config.shield.misses_period;
                         return log.finish_with(shield_phase::too_many_requests(retry));
                     }
@@ -326,7 +338,12 @@ pub async fn handle(
     {
         Some(permit) => log.origin_permit = Some(permit),
         None => {
-            record(NewEvent::for_client(&site.name, log.client_ip, EventAction::Shed, EventReason::OriginConcurrency));
+            record(NewEvent::for_client(
+                &site.name,
+                log.client_ip,
+                EventAction::Shed,
+                EventReason::OriginConcurrency,
+            ));
             if let Some(f) = &fill
                 && let Some(mut stale) = f.stale_when_shed(&method).await
             {
@@ -519,6 +536,7 @@ struct RequestLog {
 impl RequestLog {
     fn finish_with(mut self, mut response: Response<EdgeBody>) -> Response<EdgeBody> {
         self.status = response.status().as_u16();
+        response.body_mut().watch_sends(Arc::clone(&self.conn));
         response.body_mut().on_finish(Box::new(self));
         response
     }

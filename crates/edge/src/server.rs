@@ -13,8 +13,8 @@ use crate::conn_guard::ConnGuard;
 use crate::listener::{self, ListenerKind};
 use crate::metrics::Metrics;
 use crate::origin::UpstreamRegistry;
-use crate::pipeline::EdgeState;
 use crate::phases::shield::ProtectionRegistry;
+use crate::pipeline::EdgeState;
 use crate::snapshot::{BuildContext, Snapshot};
 use crate::tls::TlsShared;
 use cache::Cache;
@@ -118,9 +118,7 @@ impl Edge {
             .map_err(EdgeError::AccessLog)?;
         let cache = Arc::new(open_cache(&config).await?);
         let events = Arc::new(EventRing::new(config.shield.events));
-        let state = Arc::new(EdgeState::new(
-            snapshot, access_log, metrics, cache, events,
-        ));
+        let state = Arc::new(EdgeState::new(snapshot, access_log, metrics, cache, events));
         let guard = ConnGuard::new();
         let (shutdown, shutdown_rx) = watch::channel(false);
 

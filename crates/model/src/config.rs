@@ -4,11 +4,11 @@
 //! Every default below is documented in `docs/config.md`; keep the two in step.
 
 use crate::duration::{as_text, as_text_opt};
-use crate::size::as_size;
 use crate::shield::{
     FileGlobalShield, FileRateLimit, FileRule, FileSiteShield, GlobalShield, RateLimit, Rule,
     SiteShield, validate_rate_limits, validate_rules,
 };
+use crate::size::as_size;
 use crate::{HostPattern, Origin};
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -498,9 +498,7 @@ impl FileServer {
                 min_request_body_rate: self
                     .min_request_body_rate
                     .unwrap_or(d.min_request_body_rate),
-                request_body_timeout: self
-                    .request_body_timeout
-                    .unwrap_or(d.request_body_timeout),
+                request_body_timeout: self.request_body_timeout.unwrap_or(d.request_body_timeout),
                 send_timeout: self.send_timeout.unwrap_or(d.send_timeout),
                 shutdown_grace: self.shutdown_grace.unwrap_or(d.shutdown_grace),
                 origin_idle_timeout: self.origin_idle_timeout.unwrap_or(d.origin_idle_timeout),
@@ -982,10 +980,19 @@ tls = { cert = "certs/blog.pem", key = "certs/blog.key" }
         assert_eq!(l.request_body_timeout, Duration::from_secs(5));
         assert_eq!(l.send_timeout, Duration::from_secs(30));
         for (line, key) in [
-            ("max_new_connections_per_ip = 0", "server.max_new_connections_per_ip"),
-            ("new_connections_period = \"0s\"", "server.new_connections_period"),
+            (
+                "max_new_connections_per_ip = 0",
+                "server.max_new_connections_per_ip",
+            ),
+            (
+                "new_connections_period = \"0s\"",
+                "server.new_connections_period",
+            ),
             ("min_request_body_rate = 0", "server.min_request_body_rate"),
-            ("request_body_timeout = \"0s\"", "server.request_body_timeout"),
+            (
+                "request_body_timeout = \"0s\"",
+                "server.request_body_timeout",
+            ),
             ("send_timeout = \"0s\"", "server.send_timeout"),
         ] {
             let err = parse(&format!("[server]\n{line}\n")).unwrap_err();

@@ -510,7 +510,10 @@ mod tests {
             "203.0.113.0/24"
         );
         assert_eq!(parse_net("127.0.0.1").unwrap().to_string(), "127.0.0.1/32");
-        assert_eq!(parse_net("2001:db8::1").unwrap().to_string(), "2001:db8::1/128");
+        assert_eq!(
+            parse_net("2001:db8::1").unwrap().to_string(),
+            "2001:db8::1/128"
+        );
         let err = parse_net("10.1.2.3/8").unwrap_err();
         assert!(err.contains("10.0.0.0/8"), "{err}");
         assert!(parse_net("10.0.0.0/33").is_err());
@@ -597,13 +600,29 @@ max_origin_concurrency = 256
 
     #[test]
     fn mistakes_name_their_key() {
-        let base = "[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigins = [\"http://127.0.0.1:1\"]\n";
+        let base =
+            "[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigins = [\"http://127.0.0.1:1\"]\n";
         let cases = [
-            ("[site.shield]\ndeny = [\"10.1.2.3/8\"]\n", "site[0].shield.deny[0]"),
-            ("[[site.rule]]\nid = \"x y\"\nexpr = \"ssl\"\naction = \"block\"\n", "site[0].rule[0].id"),
-            ("[[site.rate_limit]]\nid = \"r\"\nkey = \"path\"\nrequests = 1\nperiod = \"1s\"\n", "site[0].rate_limit[0].key"),
-            ("[[site.rate_limit]]\nid = \"r\"\nrequests = 0\nperiod = \"1s\"\n", "site[0].rate_limit[0].requests"),
-            ("[site.shield]\nattack_factor = 0.5\n", "site[0].shield.attack_factor"),
+            (
+                "[site.shield]\ndeny = [\"10.1.2.3/8\"]\n",
+                "site[0].shield.deny[0]",
+            ),
+            (
+                "[[site.rule]]\nid = \"x y\"\nexpr = \"ssl\"\naction = \"block\"\n",
+                "site[0].rule[0].id",
+            ),
+            (
+                "[[site.rate_limit]]\nid = \"r\"\nkey = \"path\"\nrequests = 1\nperiod = \"1s\"\n",
+                "site[0].rate_limit[0].key",
+            ),
+            (
+                "[[site.rate_limit]]\nid = \"r\"\nrequests = 0\nperiod = \"1s\"\n",
+                "site[0].rate_limit[0].requests",
+            ),
+            (
+                "[site.shield]\nattack_factor = 0.5\n",
+                "site[0].shield.attack_factor",
+            ),
             ("[shield]\nallow = [\"nope\"]\n", "shield.allow[0]"),
         ];
         for (extra, key) in cases {

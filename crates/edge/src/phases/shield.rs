@@ -173,11 +173,7 @@ pub async fn watch_attacks(
         let snapshot = state.snapshot.load();
         let now = Instant::now();
         for site in &snapshot.sites {
-            let Some(change) = site
-                .protection
-                .attack
-                .tick(&site.config.shield.attack, now)
-            else {
+            let Some(change) = site.protection.attack.tick(&site.config.shield.attack, now) else {
                 continue;
             };
             match change {
@@ -230,7 +226,10 @@ mod tests {
         }
         assert!(too_many_misses(&p, &counter, 3, a, now));
         assert!(!too_many_misses(&p, &counter, 3, b, now));
-        assert!(Arc::ptr_eq(&counter, &p.miss_counter(Duration::from_secs(60))));
+        assert!(Arc::ptr_eq(
+            &counter,
+            &p.miss_counter(Duration::from_secs(60))
+        ));
     }
 
     #[test]

@@ -29,7 +29,7 @@ impl Comparison {
             Comparison::Eq => ordering.is_eq(),
             Comparison::Ne => ordering.is_ne(),
             Comparison::Lt => ordering.is_lt(),
-            Comparison::Le => ordering.is_lt(),
+            Comparison::Le => ordering.is_le(),
             Comparison::Gt => ordering.is_gt(),
             Comparison::Ge => ordering.is_ge(),
         }

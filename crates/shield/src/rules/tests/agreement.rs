@@ -424,11 +424,15 @@ const PIECES: &[&str] = &[
     "\"",
     "\\",
     ",",
+    // The separators of repeated headers, so that joined values are told apart.
+    ", ",
+    "; ",
     "A",
 ];
 
 const PATTERNS: &[&str] = &[
     "^/admin", "com$", "^[0-9]+$", "(?i)get", "a|b", "", "^$", "é", r"\d", "\"", r"\\", "^.{3}$",
+    "; ",
 ];
 
 /// Header names as rules spell them; requests send them lowercase.
@@ -467,10 +471,19 @@ fn address() -> impl Strategy<Value = IpAddr> {
 }
 
 fn network() -> impl Strategy<Value = IpNet> {
-    (address(), any::<u8>()).prop_map(|(ip, length)| {
+    let any_network = (address(), any::<u8>()).prop_map(|(ip, length)| {
         let longest = if ip.is_ipv4() { 33 } else { 129 };
         IpNet::new(ip, length % longest).expect("prefix fits")
-    })
+    });
+    // An IPv4 network written inside `::ffff:0:0/96`, which must match IPv4 clients.
+    let mapped_network = (address(), 96u8..=128).prop_map(|(ip, length)| {
+        let v4 = match ip {
+            IpAddr::V4(v4) => v4,
+            IpAddr::V6(_) => Ipv4Addr::new(10, 0, 0, 1),
+        };
+        IpNet::new(IpAddr::V6(v4.to_ipv6_mapped()), length).expect("prefix fits")
+    });
+    prop_oneof![3 => any_network, 1 => mapped_network]
 }
 
 fn comparison() -> impl Strategy<Value = Cmp> {
@@ -489,6 +502,7 @@ fn text_field() -> impl Strategy<Value = TextField> {
     ]
 }
 
+/// Sets of up to 12 items: past the size below which sets are scanned rather than bisected.
 fn text_condition() -> impl Strategy<Value = TextCondition> {
     prop_oneof![
         (comparison(), text()).prop_map(|(c, s)| TextCondition::Compare(c, s)),
@@ -497,8 +511,8 @@ fn text_condition() -> impl Strategy<Value = TextCondition> {
         text().prop_map(TextCondition::StartsWith),
         text().prop_map(TextCondition::EndsWith),
         proptest::sample::select(PATTERNS).prop_map(TextCondition::Matches),
-        proptest::collection::vec(text(), 1..5).prop_map(TextCondition::InStrings),
-        proptest::collection::vec(integer(), 1..5).prop_map(TextCondition::InIntegers),
+        proptest::collection::vec(text(), 1..12).prop_map(TextCondition::InStrings),
+        proptest::collection::vec(integer(), 1..12).prop_map(TextCondition::InIntegers),
     ]
 }
 
@@ -509,7 +523,7 @@ fn ip_condition() -> impl Strategy<Value = IpCondition> {
     ];
     prop_oneof![
         (comparison(), address()).prop_map(|(c, ip)| IpCondition::Compare(c, ip)),
-        proptest::collection::vec(item, 1..6).prop_map(IpCondition::In),
+        proptest::collection::vec(item, 1..12).prop_map(IpCondition::In),
     ]
 }
 
@@ -536,7 +550,7 @@ fn request() -> impl Strategy<Value = Request> {
         text(),
         text(),
         text(),
-        proptest::collection::vec(header, 0..6),
+        proptest::collection::vec(header, 0..8),
         any::<bool>(),
     )
         .prop_map(|(ip, host, method, path, query, headers, tls)| {
@@ -559,13 +573,18 @@ fn request() -> impl Strategy<Value = Request> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1000))]
+    // A failure prints its minimal case; no regression file is written into the source tree.
+    #![proptest_config(ProptestConfig {
+        cases: 1000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn evaluation_agrees_with_a_straightforward_interpreter(
         rule in rule(),
         seed in any::<u64>(),
-        requests in proptest::collection::vec(request(), 1..6),
+        requests in proptest::collection::vec(request(), 4..10),
     ) {
         let text = printed(&rule, seed);
         let expr = Expr::parse(&text).map_err(|error| {

@@ -88,7 +88,14 @@ fn check_names_file_line_and_key_of_a_bad_origin() {
 async fn reload_under_load_switches_origins_without_failing_a_request() {
     let old = Origin::start("old");
     let new = Origin::start("new");
-    let proxy = Palisade::start(&SiteConfig::blog(old.url()).to_toml());
+    // One address opening a connection per request, as fast as it can: a load generator, not
+    // a visitor, so the new-connection rate allowed per address is raised.
+    let config = |origin: &Origin| {
+        SiteConfig::blog(origin.url())
+            .server("max_new_connections_per_ip = 1000000")
+            .to_toml()
+    };
+    let proxy = Palisade::start(&config(&old));
     let addr = proxy.http_addr();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -133,7 +140,7 @@ async fn reload_under_load_switches_origins_without_failing_a_request() {
     }
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    proxy.rewrite_config(&SiteConfig::blog(new.url()).to_toml());
+    proxy.rewrite_config(&config(&new));
     proxy.sighup();
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);

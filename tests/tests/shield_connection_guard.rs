@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use palisade_blackbox::h2raw::{self, ENHANCE_YOUR_CALM, H2Conn};
 use palisade_blackbox::metrics::{sample, scrape_until};
 use palisade_blackbox::raw::RawConn;
-use palisade_blackbox::{Origin, Palisade, SiteConfig, client};
+use palisade_blackbox::{Origin, Palisade, SiteConfig, TestCa, client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
@@ -309,6 +309,32 @@ async fn client_that_stops_reading_is_disconnected_after_send_timeout() {
 }
 
 #[tokio::test]
+async fn tls_client_that_stops_reading_is_disconnected_after_send_timeout() {
+    let ca = TestCa::new();
+    let cert = ca.issue(&["blog.example"]);
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .server("listen_tls = [\"127.0.0.1:0\"]\nsend_timeout = \"1s\"")
+            .site(&format!("tls = {}", cert.toml()))
+            .to_toml(),
+    );
+    let mut tls = ca
+        .connect(proxy.https_addr(), "blog.example", &["http/1.1"])
+        .await
+        .expect("TLS handshake");
+    let started = Instant::now();
+    tls.write_all(b"GET /bytes/268435456 HTTP/1.1\r\nHost: blog.example\r\n\r\n")
+        .await
+        .expect("send request");
+    let cut_after = cut_within(&proxy, "send_timeout", started, Duration::from_secs(5)).await;
+    assert!(
+        cut_after >= Duration::from_millis(900) && cut_after < Duration::from_secs(3),
+        "cut after {cut_after:?} for a 1 s send_timeout"
+    );
+}
+
+#[tokio::test]
 async fn client_reading_slowly_but_steadily_gets_the_whole_body() {
     const LEN: u64 = 8 << 20;
     let origin = Origin::start("a");
@@ -360,17 +386,25 @@ async fn http2_client_that_never_opens_its_window_is_disconnected_after_send_tim
         .await
         .expect("h2c connect");
     let block = h2raw::get_block("blog.example", "/bytes/1048576");
-    conn.send(&h2raw::headers(1, &block, true)).await.expect("send");
+    conn.send(&h2raw::headers(1, &block, true))
+        .await
+        .expect("send");
     let started = Instant::now();
     let ending = conn.read_until_closed(Duration::from_secs(5)).await;
     let after = started.elapsed();
-    assert!(ending.closed, "still open 5 s into a 1 s send_timeout: {ending:?}");
+    assert!(
+        ending.closed,
+        "still open 5 s into a 1 s send_timeout: {ending:?}"
+    );
     assert!(
         ending.frames.iter().any(|f| f.is_status_200()),
         "no response head: {ending:?}"
     );
     assert!(
-        !ending.frames.iter().any(|f| f.kind == h2raw::DATA && !f.payload.is_empty()),
+        !ending
+            .frames
+            .iter()
+            .any(|f| f.kind == h2raw::DATA && !f.payload.is_empty()),
         "data was sent into a closed window"
     );
     assert!(
@@ -428,6 +462,69 @@ async fn ping_flood_closes_the_connection_and_others_are_served() {
     assert!(pongs <= 101, "{pongs} PING ACKs before the cut");
     assert!(cut_count(&proxy, "h2_control_flood").await >= 1.0);
     others_are_served(&proxy).await;
+}
+
+#[tokio::test]
+async fn ping_flood_after_a_preface_split_across_writes_is_still_closed() {
+    let origin = Origin::start("a");
+    let proxy = h2_proxy(&origin);
+    let mut stream = tokio::net::TcpStream::connect(proxy.http_addr())
+        .await
+        .expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    // The preface a few bytes at a time, each in its own segment.
+    for piece in h2raw::PREFACE.chunks(5) {
+        stream.write_all(piece).await.expect("send preface");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut flood = h2raw::settings(&[]);
+    flood.extend(h2raw::ping(7).repeat(1000));
+    let _ = stream.write_all(&flood).await;
+    let (read, closed) = drain(&mut stream, Duration::from_secs(5)).await;
+    assert!(closed, "still open after 1000 PINGs ({read} bytes read)");
+    assert!(cut_count(&proxy, "h2_control_flood").await >= 1.0);
+}
+
+#[tokio::test]
+async fn ping_flood_over_tls_with_alpn_h2_closes_the_connection() {
+    let ca = TestCa::new();
+    let cert = ca.issue(&["blog.example"]);
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .server("listen_tls = [\"127.0.0.1:0\"]")
+            .site(&format!("tls = {}", cert.toml()))
+            .to_toml(),
+    );
+    let tls = ca
+        .connect(proxy.https_addr(), "blog.example", &["h2"])
+        .await
+        .expect("TLS handshake");
+    let (mut read, mut write) = tokio::io::split(tls);
+    let reading = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), read.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => {}
+                Err(_) => return false,
+            }
+        }
+    });
+    let mut hello = h2raw::PREFACE.to_vec();
+    hello.extend(h2raw::settings(&[]));
+    let _ = write.write_all(&hello).await;
+    let batch = h2raw::ping(7).repeat(100);
+    for _ in 0..1000 {
+        if write.write_all(&batch).await.is_err() {
+            break;
+        }
+    }
+    assert!(
+        reading.await.expect("reader"),
+        "still open after 100,000 PINGs over TLS"
+    );
+    assert!(cut_count(&proxy, "h2_control_flood").await >= 1.0);
 }
 
 #[tokio::test]

@@ -56,9 +56,12 @@ pub struct H2FloodGuard {
 }
 
 impl H2FloodGuard {
-    /// For a connection whose first bytes are the client connection preface.
-    pub fn new() -> H2FloodGuard {
-        H2FloodGuard::starting_at(clock::now_ms())
+    /// For a connection that has sent `seen` bytes of the client connection preface before
+    /// the bytes the guard will be fed.
+    pub fn after_preface_bytes(seen: usize) -> H2FloodGuard {
+        let mut guard = H2FloodGuard::starting_at(clock::now_ms());
+        guard.preface_left = CONNECTION_PREFACE_LEN.saturating_sub(seen.min(24) as u8);
+        guard
     }
 
     fn starting_at(now_ms: u64) -> H2FloodGuard {

@@ -56,6 +56,14 @@
 //!     (`origin::codec::tests::rfc9112_*`; black-box
 //!     `malformed_chunked_body_cuts_the_client_response_short_and_is_not_reused`,
 //!     `close_delimited_body_reaches_client_whole_and_the_next_request_uses_a_new_connection`.)
+//! 11. A client cannot hold the edge's resources by being slow or by flooding: a header is
+//!     complete within `header_read_timeout`, a body keeps `min_request_body_rate`, a response
+//!     moves within `send_timeout` (HTTP/2 flow control included), an address opens at most
+//!     `max_new_connections_per_ip` per period, and HTTP/2 PING, SETTINGS and reset floods
+//!     close the connection; each is cut without slowing anyone else.
+//!     (`conn_guard::tests::accept_rate_*`, `h2_flood::tests::*`, `body::tests::*`,
+//!     `conn::tests::*`; black-box `shield_connection_guard::*`,
+//!     `five_thousand_slowloris_connections_from_fifty_addresses_while_browsers_are_served`.)
 
 pub mod access_log;
 mod admin;

@@ -162,6 +162,10 @@ pub async fn handle(
         return log.finish_with(refusal);
     }
     let allowed = verdict == Verdict::Allowed;
+    // Counted before the challenge gate: requests it challenges are still the traffic that
+    // keeps under-attack mode on (counting only those let through, the mode would end
+    // `attack_hold` after it began, flood or no flood).
+    site.protection.attack.count_request();
     if !allowed && site.protection.attack.under_attack() {
         record(NewEvent::for_client(
             &site.name,
@@ -171,7 +175,6 @@ pub async fn handle(
         ));
         return log.finish_with(shield_phase::challenge_page());
     }
-    site.protection.attack.count_request();
     // The Host field already names the authority for an origin-form HTTP/1.1 request; reuse
     // its value rather than copying the text.
     let host_is_set =
@@ -261,23 +264,24 @@ pub async fn handle(
             }
             CacheStep::Forward(step) => {
                 let limit = site.config.shield.max_misses_per_ip;
-                if limit > 0 && !allowed {
-                    if shield_phase::too_many_misses(
+                if limit > 0
+                    && !allowed
+                    && shield_phase::too_many_misses(
                         &site.protection,
                         &site.misses,
                         limit,
                         log.client_ip,
                         Instant::now(),
-                    ) {
-                        record(NewEvent::for_client(
-                            &site.name,
-                            log.client_ip,
-                            EventAction::RateLimit,
-                            EventReason::CacheMisses,
-                        ));
-                        let retry = site.config.shield.misses_period;
-                        return log.finish_with(shield_phase::too_many_requests(retry));
-                    }
+                    )
+                {
+                    record(NewEvent::for_client(
+                        &site.name,
+                        log.client_ip,
+                        EventAction::RateLimit,
+                        EventReason::CacheMisses,
+                    ));
+                    let retry = site.config.shield.misses_period;
+                    return log.finish_with(shield_phase::too_many_requests(retry));
                 }
                 fill = Some(step)
             }

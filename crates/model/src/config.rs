@@ -370,7 +370,7 @@ impl Config {
     }
 }
 
-fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text.as_bytes()[..offset.min(text.len())];
     let line = before.iter().filter(|b| **b == b'\n').count() + 1;
     let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
@@ -843,11 +843,10 @@ impl FileConfig {
                 return Err((None, key(field), message));
             }
             let site_key = format!("site[{i}]");
-            let place = |offset| line_and_column(text, offset);
             let shield = site.shield.validate(&format!("{site_key}.shield"))?;
             let mut ids = Vec::new();
-            let rules = validate_rules(site.rule, &site_key, &mut ids, &place)?;
-            let rate_limits = validate_rate_limits(site.rate_limit, &site_key, &mut ids, &place)?;
+            let rules = validate_rules(site.rule, &site_key, &mut ids, text)?;
+            let rate_limits = validate_rate_limits(site.rate_limit, &site_key, &mut ids, text)?;
             let tls = site.tls.map(|tls| {
                 let line = line_and_column(text, tls.span().start).0;
                 let tls = tls.into_inner();

@@ -291,7 +291,9 @@ impl Default for FileSiteShield {
             max_origin_concurrency: 256,
             max_misses_per_ip: 600,
             misses_period: Duration::from_secs(60),
-            auto_under_attack: true,
+            // Off until the browser challenge lands: today the challenge is a 503 page for
+            // everyone, so a false alarm (a launch, a newsletter) would take a site down.
+            auto_under_attack: false,
             attack_factor: 8.0,
             attack_min_rps: 200.0,
             attack_hold: Duration::from_secs(600),
@@ -383,16 +385,23 @@ fn default_limit_action() -> LimitAction {
     LimitAction::Block
 }
 
-/// Where a string value's text starts: one past its opening quote.
-fn text_start(
-    spanned: &Spanned<String>,
-    place: &dyn Fn(usize) -> (usize, usize),
-) -> Option<(usize, usize)> {
+/// Where a string value's text starts in `source` (the whole file): past its opening `'` or
+/// `"`, or past a `'''` or `"""` and the newline TOML trims right after one, so that a rule
+/// written over several lines has its errors placed on the right line.
+fn text_start(spanned: &Spanned<String>, source: &str) -> Option<(usize, usize)> {
     let span = spanned.span();
-    (span.end > span.start).then(|| {
-        let (line, column) = place(span.start);
-        (line, column + 1)
-    })
+    let raw = source.get(span.clone()).filter(|raw| !raw.is_empty())?;
+    let mut start = span.start + 1;
+    if raw.starts_with("'''") || raw.starts_with("\"\"\"") {
+        start = span.start + 3;
+        let rest = &source[start..];
+        start += if rest.starts_with("\r\n") {
+            2
+        } else {
+            usize::from(rest.starts_with('\n'))
+        };
+    }
+    Some(crate::config::line_and_column(source, start))
 }
 
 /// Rule and limit ids name them in events, metrics and `palisade explain`.
@@ -424,13 +433,13 @@ pub(crate) fn validate_rules(
     rules: Vec<FileRule>,
     site_key: &str,
     seen: &mut Vec<String>,
-    place: &dyn Fn(usize) -> (usize, usize),
+    source: &str,
 ) -> Result<Vec<Rule>, Invalid> {
     let mut out = Vec::with_capacity(rules.len());
     for (i, rule) in rules.into_iter().enumerate() {
         check_id(&rule.id, format!("{site_key}.rule[{i}].id"), seen)?;
         out.push(Rule {
-            expr_at: text_start(&rule.expr, place),
+            expr_at: text_start(&rule.expr, source),
             id: rule.id.into_inner(),
             expr: rule.expr.into_inner(),
             action: rule.action,
@@ -443,7 +452,7 @@ pub(crate) fn validate_rate_limits(
     limits: Vec<FileRateLimit>,
     site_key: &str,
     seen: &mut Vec<String>,
-    place: &dyn Fn(usize) -> (usize, usize),
+    source: &str,
 ) -> Result<Vec<RateLimit>, Invalid> {
     let mut out = Vec::with_capacity(limits.len());
     for (i, limit) in limits.into_iter().enumerate() {
@@ -466,7 +475,7 @@ pub(crate) fn validate_rate_limits(
         }
         out.push(RateLimit {
             id: limit.id.into_inner(),
-            expr_at: limit.expr.as_ref().and_then(|e| text_start(e, place)),
+            expr_at: limit.expr.as_ref().and_then(|e| text_start(e, source)),
             expr: limit.expr.map(Spanned::into_inner),
             key: by,
             requests: limit.requests,
@@ -587,6 +596,18 @@ max_origin_concurrency = 256
     }
 
     #[test]
+    fn a_multi_line_expression_starts_on_the_line_after_its_delimiter() {
+        let text = "[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigins = [\"http://127.0.0.1:1\"]\n\
+                    [[site.rule]]\nid = \"r\"\nexpr = '''\n  http.user_agent eq \"x\"\n'''\naction = \"block\"\n\
+                    [[site.rate_limit]]\nid = \"l\"\nexpr = \"\"\"\r\nssl\"\"\"\nrequests = 1\nperiod = \"1s\"\n";
+        let config = parse(text).unwrap();
+        // TOML drops the newline (LF or CRLF) right after the opening delimiter: the texts are
+        // on lines 8 and 14.
+        assert_eq!(config.sites[0].rules[0].expr_at, Some((8, 1)));
+        assert_eq!(config.sites[0].rate_limits[0].expr_at, Some((14, 1)));
+    }
+
+    #[test]
     fn defaults_without_a_shield_table() {
         let config = parse(
             "[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigins = [\"http://127.0.0.1:1\"]\n",
@@ -595,7 +616,10 @@ max_origin_concurrency = 256
         let shield = &config.sites[0].shield;
         assert_eq!(shield, &SiteShield::default());
         assert!(shield.lists.is_empty());
-        assert!(shield.attack.enabled);
+        assert!(
+            !shield.attack.enabled,
+            "off until the browser challenge lands"
+        );
     }
 
     #[test]

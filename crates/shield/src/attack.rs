@@ -3,8 +3,9 @@
 //!
 //! Requests are counted on the hot path with one atomic add; a ticker calls [`AttackDetector::tick`]
 //! once a second to turn the counts into rates. Two series are watched: requests that passed the
-//! rest of the shield (what is refused by lists, rules and limits is already handled and must
-//! not put a whole site under challenge), and 5xx answers (an origin buckling under load).
+//! lists, rules and limits (what they refuse is already handled and must not put a whole site
+//! under challenge), challenged ones included, so a flood that goes on keeps the mode on; and
+//! 5xx answers (an origin buckling under load).
 //!
 //! - the *baseline* of each is an exponentially weighted average of the per-second rate with a
 //!   ten-minute time constant, learned only while the site is not under attack;

@@ -63,11 +63,14 @@ impl PenaltyBox {
         ((key_hash >> 32) as u32) | 1
     }
 
-    /// Puts `key_hash` in the box until `now + penalty`.
+    /// Puts `key_hash` in the box until `now + penalty` (at least a second), or up to a second
+    /// later: never earlier.
     pub fn punish(&self, key_hash: u64, now: Instant, penalty: Duration) {
-        let until = self
-            .seconds(now)
-            .saturating_add(penalty.as_secs().max(1) as u32);
+        // A key is refused while `until` is past `seconds(at)`, the second `at` falls in plus
+        // one; so `until` is the second the penalty ends in, rounded up, plus one.
+        let end = now.saturating_duration_since(self.start) + penalty.max(Duration::from_secs(1));
+        let until =
+            (end.as_secs() + u64::from(end.subsec_nanos() > 0) + 1).min(u64::from(u32::MAX)) as u32;
         let fingerprint = Self::fingerprint(key_hash);
         let [a, b] = self.candidates(key_hash);
         let (word_a, word_b) = (
@@ -115,6 +118,23 @@ mod tests {
         );
         assert_eq!(boxed.remaining(99, t + Duration::from_secs(61)), None);
         assert_eq!(boxed.remaining(100, t), None);
+    }
+
+    #[test]
+    fn a_penalty_never_ends_early_whatever_the_fraction_of_a_second_it_starts_at() {
+        let boxed = PenaltyBox::new(64);
+        for start_ms in [0, 1, 500, 990, 999] {
+            let t = boxed.start + Duration::from_millis(start_ms);
+            boxed.punish(7, t, Duration::from_secs(60));
+            for held_ms in [0, 30_000, 59_000, 59_999] {
+                let left = boxed.remaining(7, t + Duration::from_millis(held_ms));
+                assert!(
+                    left.is_some(),
+                    "ended {held_ms} ms into a 60 s penalty from {start_ms}"
+                );
+            }
+            assert_eq!(boxed.remaining(7, t + Duration::from_millis(61_000)), None);
+        }
     }
 
     #[test]

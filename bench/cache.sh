@@ -277,6 +277,7 @@ data_dir = "$WORK/palisade-data"
 access_log = "off"
 workers = 1
 max_connections_per_ip = 100000
+max_new_connections_per_ip = 100000000
 cache_memory = "256MiB"
 cache_disk = "1GiB"
 $PALISADE_EXTRA

@@ -200,6 +200,7 @@ access_log = "off"
 workers = ${BENCH_PALISADE_THREADS:-$WORKERS}
 max_connections = 100000
 max_connections_per_ip = 100000
+max_new_connections_per_ip = 100000000
 $PALISADE_EXTRA
 
 [[site]]

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Helpers shared by the benchmark scripts (bench/run.sh, bench/cache.sh).
+# Helpers shared by the benchmark scripts (bench/run.sh, bench/cache.sh, bench/shield.sh).
 # Source it after `set -euo pipefail`; it defines functions and a few globals
 # and runs nothing but the trap set-up (bench_traps) when asked to.
 #

@@ -70,6 +70,15 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
+            // On a real network the attacker's CPU is not the proxy's. Here the load shares two
+            // cores with the proxy under test, so it runs at a lower priority (nice 10): it
+            // takes every cycle the proxy leaves idle, but the kernel does not hand it the time
+            // the proxy needs to answer (see the flood test's doc for what that changes).
+            // SAFETY: gettid and setpriority only read and set this thread's scheduling value.
+            unsafe {
+                let tid = libc::gettid();
+                libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+            }
             runtime().block_on(async move {
                 let running: Vec<_> = (0..tasks)
                     .map(|i| tokio::spawn(task(i, flag.clone())))
@@ -150,12 +159,10 @@ impl Wire {
                         self.start = 0;
                     }
                     self.buf.reserve(32 * 1024);
-                    let read = tokio::time::timeout(
-                        RESPONSE_TIMEOUT,
-                        self.stream.read_buf(&mut self.buf),
-                    )
-                    .await
-                    .map_err(|_| std::io::Error::other("response timed out"))??;
+                    let read =
+                        tokio::time::timeout(RESPONSE_TIMEOUT, self.stream.read_buf(&mut self.buf))
+                            .await
+                            .map_err(|_| std::io::Error::other("response timed out"))??;
                     if read == 0 {
                         return Err(std::io::ErrorKind::UnexpectedEof.into());
                     }
@@ -231,7 +238,9 @@ async fn events(proxy: &Palisade, query: &str) -> Vec<serde_json::Value> {
 }
 
 async fn metrics_text(proxy: &Palisade) -> String {
-    client::admin_get(proxy.admin_addr(), "/metrics").await.text()
+    client::admin_get(proxy.admin_addr(), "/metrics")
+        .await
+        .text()
 }
 
 // ---- a. One address floods, twenty browse ----------------------------------------------------
@@ -301,8 +310,9 @@ async fn flood_connection(addr: SocketAddr, source: IpAddr, stop: &AtomicBool, t
 /// One browser: a keep-alive connection from its own address, a request every
 /// [`BROWSE_EVERY`] for [`BROWSE_TIME`]; returns each request's latency (`None`: failed).
 async fn browse(addr: SocketAddr, source: IpAddr, n: u8) -> Vec<Option<Duration>> {
-    let request =
-        format!("GET /echo?browser={n} HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: browser\r\n\r\n");
+    let request = format!(
+        "GET /echo?browser={n} HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: browser\r\n\r\n"
+    );
     let mut wire = None;
     let mut seen = Vec::new();
     // Browsers do not ask in step: each starts at its own point of the 200 ms cycle.
@@ -345,7 +355,19 @@ async fn browse(addr: SocketAddr, source: IpAddr, n: u8) -> Vec<Option<Duration>
 /// `limit` requests can pass in one period-long stretch. The penalty (longer than the test) stops
 /// the flooder at its first refusal, so it should get about `limit` through; the assertion
 /// allows the 2 × `limit` the sliding window permits (and so also the few counts a conservative
-/// update can lose to two connections racing on the same counter).
+/// update can lose to two connections racing on the same counter: 100 to 103 got through in
+/// the runs so far).
+///
+/// The flood runs at nice 10 (see [`Load`]): the proxy answers it as fast as it can, but the
+/// load generator does not take the cores the proxy needs. Measured with the debug build on this
+/// 2-core machine: at equal priority the flood client took a core, the proxy got about 1.3
+/// (80 to 100 µs of CPU per refused request, of which the shield's own work, the limit lookup,
+/// the penalty check and the event, was under 2%: the rest is HTTP/1.1 parsing and writing,
+/// TCP and the scheduler), and a browser's request waited behind up to 64 flooding ones at
+/// each of its scheduler hops: p99 10 to 56 ms on a quiet machine, over 200 ms while other
+/// builds ran. Niced, the flood still ran at 8,000 to 10,000 requests/s and the browsers' p99
+/// was 7 to 11 ms (19 ms with `workers = 1`, where the browsers' requests share the one thread
+/// with the flood's). The release build, at equal priority: 50,000 refusals/s, p99 4 to 8 ms.
 #[test]
 fn a_flood_from_one_address_leaves_twenty_browsers_served_and_the_origin_shielded() {
     let _alone = exclusive();
@@ -434,7 +456,9 @@ penalty = "30s"
         ),
         server_cpu.as_secs_f64() * 1e6 / (sent as f64 + asked as f64).max(1.0),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim(),
     );
 
     // It was a flood, and the limit turned it away.
@@ -452,10 +476,17 @@ penalty = "30s"
         at_origin <= 2 * LIMIT,
         "the origin saw {at_origin} of the flooder's requests (limit {LIMIT} per 10 s)"
     );
-    assert!(at_origin >= LIMIT / 2, "the origin saw {at_origin} of the flooder's requests");
-    assert_eq!(at_origin, passed, "every request that passed reached the origin");
+    assert!(
+        at_origin >= LIMIT / 2,
+        "the origin saw {at_origin} of the flooder's requests"
+    );
+    assert_eq!(
+        at_origin, passed,
+        "every request that passed reached the origin"
+    );
     // The browsers did not notice.
-    let expected = BROWSERS as usize * (BROWSE_TIME.as_millis() / BROWSE_EVERY.as_millis()) as usize;
+    let expected =
+        BROWSERS as usize * (BROWSE_TIME.as_millis() / BROWSE_EVERY.as_millis()) as usize;
     assert!(
         asked >= expected * 9 / 10,
         "the browsers made only {asked} requests of the {expected} planned: they were held up"
@@ -492,12 +523,7 @@ fn spread_address(i: usize) -> IpAddr {
 /// Until `stop`: takes the next of the 2,000 addresses in turn, connects from it, asks for
 /// `/echo` three times on that connection and closes it. Every address sends a few requests a
 /// second at most: under any per-address limit.
-async fn spread_worker(
-    addr: SocketAddr,
-    next: &AtomicUsize,
-    stop: &AtomicBool,
-    tally: &Tally,
-) {
+async fn spread_worker(addr: SocketAddr, next: &AtomicUsize, stop: &AtomicBool, tally: &Tally) {
     let request = b"GET /echo HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: flood\r\n\r\n";
     while !stop.load(Ordering::Relaxed) {
         let source = spread_address(next.fetch_add(1, Ordering::Relaxed) % SPREAD);
@@ -548,7 +574,11 @@ async fn wait_for_event(
 }
 
 fn newest_id(events: &[serde_json::Value]) -> u64 {
-    events.iter().filter_map(|e| e["id"].as_u64()).max().unwrap_or(0)
+    events
+        .iter()
+        .filter_map(|e| e["id"].as_u64())
+        .max()
+        .unwrap_or(0)
 }
 
 /// Automatic under-attack mode, end to end: a few seconds of light traffic, then a flood from
@@ -630,7 +660,11 @@ attack_hold = "2s"
         )
     });
     assert_eq!(on_event["reason"], "request_spike", "{on_event}");
-    assert_eq!(gauge, Some(1.0), "palisade_under_attack{{site=\"shop\"}}:\n{metrics}");
+    assert_eq!(
+        gauge,
+        Some(1.0),
+        "palisade_under_attack{{site=\"shop\"}}:\n{metrics}"
+    );
 
     // A plain request, from an address that has not been flooding, gets the challenge.
     let challenged = rt.block_on(client::get(addr, "shop.example", "/echo"));
@@ -644,15 +678,24 @@ attack_hold = "2s"
     assert!(challenged.header("retry-after").is_some());
     let origin_then = origin.requests();
 
-    // The flood goes on for longer than attack_hold: the mode must hold while it lasts.
+    // The flood goes on for longer than attack_hold: the mode must hold while it lasts. (Were
+    // challenged requests not counted, the rate the detector sees would drop to nothing once
+    // the mode is on, and it would end about attack_hold + 3 s after it began: 5 s here.)
     let on_id = on_event["id"].as_u64().expect("event id");
-    std::thread::sleep(Duration::from_secs(5));
-    let during = rt.block_on(events(&proxy, &format!("?site=shop&after={on_id}&limit=10000")));
+    std::thread::sleep(Duration::from_secs(8));
+    let during = rt.block_on(events(
+        &proxy,
+        &format!("?site=shop&after={on_id}&limit=10000"),
+    ));
     let flapped: Vec<_> = during
         .iter()
         .filter(|e| e["action"] == "under_attack_off" || e["action"] == "under_attack_on")
         .collect();
-    let still = sample(&rt.block_on(metrics_text(&proxy)), "palisade_under_attack", &[("site", "shop")]);
+    let still = sample(
+        &rt.block_on(metrics_text(&proxy)),
+        "palisade_under_attack",
+        &[("site", "shop")],
+    );
     let origin_during = origin.requests() - origin_then;
 
     let stopped = Instant::now();
@@ -667,6 +710,23 @@ attack_hold = "2s"
         sent as f64 / SPREAD as f64,
         flood.errors.load(Ordering::Relaxed),
         flood.by_status.lock().expect("tally"),
+    );
+    // Every address stayed under every per-address limit: what switched the mode on was the
+    // site's total, not any one client.
+    assert_eq!(flood.status(429), 0, "a flooding address was rate limited");
+    let refused_connections: f64 = ["max_connections_per_ip", "max_new_connections_per_ip"]
+        .iter()
+        .filter_map(|reason| {
+            sample(
+                &rt.block_on(metrics_text(&proxy)),
+                "palisade_connections_refused_total",
+                &[("reason", reason)],
+            )
+        })
+        .sum();
+    assert_eq!(
+        refused_connections, 0.0,
+        "a flooding address was refused a connection"
     );
     assert!(
         flapped.is_empty() && still == Some(1.0),
@@ -751,7 +811,10 @@ async fn send_keys(addr: SocketAddr, from: u64, to: u64, deadline: Instant) -> (
     for connection in connections {
         connection.await.expect("key connection");
     }
-    (answered.load(Ordering::Relaxed), not_ok.load(Ordering::Relaxed))
+    (
+        answered.load(Ordering::Relaxed),
+        not_ok.load(Ordering::Relaxed),
+    )
 }
 
 /// A rate limit's memory is fixed whatever the number of keys: a million requests, each with
@@ -795,8 +858,12 @@ auto_under_attack = false
 
     let sampler = proxy.sample_rss();
     let flood_started = Instant::now();
-    let (answered, not_ok) =
-        rt.block_on(send_keys(addr, WARM_KEYS, KEYS, flood_started + KEY_FLOOD_TIME));
+    let (answered, not_ok) = rt.block_on(send_keys(
+        addr,
+        WARM_KEYS,
+        KEYS,
+        flood_started + KEY_FLOOD_TIME,
+    ));
     let flood_time = flood_started.elapsed();
     let peak = sampler.finish();
     std::thread::sleep(Duration::from_millis(500));
@@ -831,12 +898,16 @@ auto_under_attack = false
     // the end, and not far from its 100 (the sketch only ever over-counts, a little, when many
     // keys share its counters).
     let statuses: Vec<u16> = rt.block_on(async {
-        let mut wire = Wire::connect_from(v4(127, 0, 0, 9), addr).await.expect("connect");
+        let mut wire = Wire::connect_from(v4(127, 0, 0, 9), addr)
+            .await
+            .expect("connect");
         let mut statuses = Vec::new();
         for _ in 0..150 {
-            wire.send(b"GET /status/200 HTTP/1.1\r\nHost: keys.example\r\nx-api-key: one-key\r\n\r\n")
-                .await
-                .expect("send");
+            wire.send(
+                b"GET /status/200 HTTP/1.1\r\nHost: keys.example\r\nx-api-key: one-key\r\n\r\n",
+            )
+            .await
+            .expect("send");
             statuses.push(wire.response().await.expect("response"));
         }
         statuses
@@ -847,5 +918,8 @@ auto_under_attack = false
         statuses[..80].iter().all(|s| *s == 200),
         "a fresh key was refused early: {statuses:?}"
     );
-    assert_eq!(statuses[149], 429, "a key over its limit was let through: {statuses:?}");
+    assert_eq!(
+        statuses[149], 429,
+        "a key over its limit was let through: {statuses:?}"
+    );
 }

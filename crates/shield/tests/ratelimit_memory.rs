@@ -1,0 +1,204 @@
+//! A rate limit's memory is fixed when it is built: counting a million distinct keys, and
+//! penalising a million, allocates nothing and leaves [`RateLimiter::memory_bytes`] where it was.
+//!
+//! This test binary counts every heap allocation made while `RateLimiter::hit` runs (a global
+//! allocator that counts when a thread-local flag is up), so "allocates nothing" is measured,
+//! not read off the type's layout. The black-box counterpart, which watches a running server's
+//! resident memory over a million keys, is `tests/tests/shield_attacks.rs`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use model::{LimitAction, LimitKey, RateLimit};
+use shield::RequestFacts;
+use shield::ratelimit::{LimiterRegistry, PENALTY_SLOTS, RateLimiter, SKETCH_WIDTH};
+
+struct CountingAllocator;
+
+thread_local! {
+    /// Up while the code under measurement runs on this thread.
+    static MEASURING: Cell<bool> = const { Cell::new(false) };
+    /// Allocations (and their bytes) made on this thread while measuring: per thread, so tests
+    /// running side by side do not count each other's.
+    static ALLOCATIONS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+}
+
+fn count(size: usize) {
+    if MEASURING.with(Cell::get) {
+        ALLOCATIONS.with(|a| {
+            let (n, bytes) = a.get();
+            a.set((n + 1, bytes + size));
+        });
+    }
+}
+
+/// Allocations and bytes counted on this thread so far.
+fn allocations() -> (usize, usize) {
+    ALLOCATIONS.with(Cell::get)
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged; counting only touches
+// const-initialised thread-locals without destructors, which never allocate.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(new_size);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Runs `f` with allocation counting on for this thread.
+fn measured<T>(f: impl FnOnce() -> T) -> T {
+    MEASURING.with(|m| m.set(true));
+    let out = f();
+    MEASURING.with(|m| m.set(false));
+    out
+}
+
+const KEYS: u64 = 1_000_000;
+/// Distinct keys per second of simulated time: about what a debug build of the server takes
+/// in the black-box test, so a 10 s window holds about 100,000 keys.
+const KEYS_PER_SECOND: u64 = 10_000;
+/// The fixed size of one limit: 2 windows × 4 rows × 16,384 counters × 4 bytes, and 16,384
+/// penalty slots × 8 bytes.
+const LIMIT_BYTES: usize = 2 * 4 * SKETCH_WIDTH * 4 + PENALTY_SLOTS * 8;
+
+fn limit(requests: u32, penalty: Option<Duration>) -> RateLimit {
+    RateLimit {
+        id: "per-key".into(),
+        expr: None,
+        expr_at: None,
+        key: LimitKey::Header("x-api-key".into()),
+        requests,
+        period: Duration::from_secs(10),
+        action: LimitAction::Block,
+        penalty,
+    }
+}
+
+fn facts(headers: &HeaderMap) -> RequestFacts<'_> {
+    RequestFacts {
+        ip: "192.0.2.1".parse().expect("address"),
+        host: "api.example",
+        method: "GET",
+        path: "/v1/things",
+        query: "",
+        headers,
+        tls: true,
+    }
+}
+
+/// The simulated time of key number `n`.
+fn time_of(start: Instant, n: u64) -> Instant {
+    start + Duration::from_micros(n * 1_000_000 / KEYS_PER_SECOND)
+}
+
+#[test]
+fn a_million_distinct_keys_are_counted_in_the_limits_fixed_memory() {
+    assert_eq!(LIMIT_BYTES, 640 * 1024, "the documented 640 KiB per limit");
+    let registry = LimiterRegistry::default();
+    let limiter = RateLimiter::build("api", &limit(100, None), &registry).expect("limit");
+    assert_eq!(limiter.memory_bytes(), LIMIT_BYTES);
+    let name = HeaderName::from_static("x-api-key");
+    let mut headers = HeaderMap::new();
+    let start = Instant::now();
+    let (allocations_before, bytes_before) = allocations();
+    let mut refused = 0u64;
+    for n in 0..KEYS {
+        headers.insert(name.clone(), HeaderValue::from(n));
+        let now = time_of(start, n);
+        // Every key sends once: none is anywhere near its 100 a window, and the
+        // sketch's over-count (other keys sharing all four of a key's counters) stays far
+        // below that.
+        if measured(|| limiter.hit(&facts(&headers), now)).is_some() {
+            refused += 1;
+        }
+    }
+    let (allocations, bytes) = allocations();
+    let (allocations, bytes) = (allocations - allocations_before, bytes - bytes_before);
+    // How far a fresh key's count is off after all that (the window holds about 100,000 keys).
+    headers.insert(name.clone(), HeaderValue::from_static("a fresh key"));
+    let over_count = limiter
+        .peek(&facts(&headers), time_of(start, KEYS))
+        .unwrap_or(0.0);
+    eprintln!(
+        "{KEYS} distinct keys at {KEYS_PER_SECOND}/s (simulated): {refused} refused, \
+         {allocations} allocations ({bytes} bytes) in hit(); memory_bytes {} before and {} after; \
+         a fresh key then reads {over_count:.1}",
+        LIMIT_BYTES,
+        limiter.memory_bytes()
+    );
+    assert_eq!(refused, 0, "distinct keys sent once were refused");
+    assert_eq!((allocations, bytes), (0, 0), "hit() allocated");
+    assert_eq!(limiter.memory_bytes(), LIMIT_BYTES);
+    assert!(
+        over_count < 10.0,
+        "a fresh key reads {over_count} after a million others"
+    );
+}
+
+#[test]
+fn a_million_keys_over_their_limit_are_penalised_in_the_limits_fixed_memory() {
+    let registry = LimiterRegistry::default();
+    let limiter = RateLimiter::build("api", &limit(1, Some(Duration::from_secs(60))), &registry)
+        .expect("limit");
+    let name = HeaderName::from_static("x-api-key");
+    let mut headers = HeaderMap::new();
+    let start = Instant::now();
+    let (allocations_before, _) = allocations();
+    let mut let_through = 0u64;
+    for n in 0..KEYS {
+        headers.insert(name.clone(), HeaderValue::from(n));
+        let now = time_of(start, n);
+        measured(|| {
+            limiter.hit(&facts(&headers), now);
+            // The second request of every key is over its limit of one: it is refused and the
+            // key put in the penalty table, which holds 16,384 and so keeps only the newest.
+            if limiter.hit(&facts(&headers), now).is_none() {
+                let_through += 1;
+            }
+        });
+    }
+    let allocations = allocations().0 - allocations_before;
+    eprintln!(
+        "{KEYS} keys over a limit of 1: {let_through} second requests let through, \
+         {allocations} allocations in hit(); memory_bytes {}",
+        limiter.memory_bytes()
+    );
+    assert_eq!(let_through, 0, "a key over its limit was let through");
+    assert_eq!(allocations, 0, "hit() allocated");
+    assert_eq!(limiter.memory_bytes(), LIMIT_BYTES);
+    // The newest penalty is still served, 30 s on, though its key has stopped counting.
+    let later = time_of(start, KEYS) + Duration::from_secs(30);
+    let over = limiter.hit(&facts(&headers), later);
+    assert!(
+        over.is_some_and(|o| o.retry_after > Duration::from_secs(25)),
+        "the newest key's penalty: {over:?}"
+    );
+}
+
+#[test]
+fn the_allocation_counter_sees_allocations() {
+    // Without this, a counter that never counts would pass the tests above.
+    let (before, _) = allocations();
+    let kept = measured(|| std::hint::black_box(vec![7u8; 100]));
+    assert_eq!(allocations().0, before + 1, "{kept:?}");
+}

@@ -13,10 +13,11 @@ use crate::RequestFacts;
 use crate::events::{EventAction, EventReason, NewEvent};
 use crate::iplist::{IpTable, IpTableBuilder};
 use crate::ratelimit::{LimiterRegistry, RateLimiter};
-use crate::rules::{Expr, RuleError};
+use crate::rules::{Expr, RuleError, RuleSet};
 use ipnet::IpNet;
 use model::{IpLists, LimitAction, RuleAction};
 use std::fmt;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -94,6 +95,8 @@ pub struct SiteGuard {
     lists: IpTable<Listed>,
     global: Arc<GlobalLists>,
     rules: Vec<FirewallRule>,
+    /// `rules`' expressions, evaluated together: each field read once per request.
+    rule_set: RuleSet,
     limits: Vec<RateLimiter>,
     list_id: Arc<str>,
 }
@@ -170,11 +173,13 @@ impl SiteGuard {
             })?;
             limits.push(built);
         }
+        let rule_set = RuleSet::new(rules.iter().map(|rule| &rule.expr));
         Ok(SiteGuard {
             site: site.name.as_str().into(),
             lists,
             global,
             rules,
+            rule_set,
             limits,
             list_id: "ip_list".into(),
         })
@@ -233,23 +238,27 @@ impl SiteGuard {
             }
             None => {}
         }
-        for rule in &self.rules {
-            if !rule.expr.eval(facts) {
-                continue;
-            }
+        let decided = self.rule_set.walk(facts, |index| {
+            let rule = &self.rules[index];
             let reason = EventReason::Rule;
             match rule.action {
-                RuleAction::Allow => return Verdict::Allowed,
+                RuleAction::Allow => ControlFlow::Break(Verdict::Allowed),
                 RuleAction::Block => {
                     event(EventAction::Block, reason, Some(&rule.id), None);
-                    return Verdict::Block { reason };
+                    ControlFlow::Break(Verdict::Block { reason })
                 }
                 RuleAction::Challenge => {
                     event(EventAction::Challenge, reason, Some(&rule.id), None);
-                    return Verdict::Challenge { reason };
+                    ControlFlow::Break(Verdict::Challenge { reason })
                 }
-                RuleAction::Log => event(EventAction::Log, reason, Some(&rule.id), None),
+                RuleAction::Log => {
+                    event(EventAction::Log, reason, Some(&rule.id), None);
+                    ControlFlow::Continue(())
+                }
             }
+        });
+        if let Some(verdict) = decided {
+            return verdict;
         }
         for limit in &self.limits {
             let Some(over) = limit.hit(facts, now) else {
@@ -299,8 +308,8 @@ impl SiteGuard {
             }
             None => steps.push(format!("list: {} is in no list", facts.ip)),
         }
-        for rule in &self.rules {
-            let matched = rule.expr.eval(facts);
+        let matches = self.rule_set.matched(facts);
+        for (rule, matched) in self.rules.iter().zip(matches) {
             let action = rule_action_name(rule.action);
             let decided = verdict.is_some();
             steps.push(format!(

@@ -6,7 +6,7 @@
 
 use super::MAX_REGEX_BYTES;
 use super::RuleError;
-use super::eval::{Comparison, IpTest, Node, TextTest};
+use super::eval::{Comparison, IpTest, Node, Read, TextTest};
 use super::field::Field;
 use super::lexer::{Operator, Pos};
 use super::sets::{IntegerSet, IpRanges, TextSet};
@@ -47,7 +47,10 @@ pub(super) fn condition(
     match field {
         Field::ClientIp => ip_test(operator, value, at).map(Node::ClientIp),
         Field::Tls => Err(at.operator.error(SSL_STANDS_ALONE)),
-        Field::Text(text) => Ok(Node::Text(text, text_test(&name, operator, value, at)?)),
+        Field::Text(text) => Ok(Node::Text(
+            Read::uncached(text),
+            text_test(&name, operator, value, at)?,
+        )),
     }
 }
 

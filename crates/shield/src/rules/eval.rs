@@ -8,6 +8,7 @@ use super::field::TextField;
 use super::sets::{IntegerSet, IpRanges, TextSet};
 use crate::RequestFacts;
 use memchr::memmem::Finder;
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::net::IpAddr;
 
@@ -43,7 +44,52 @@ pub(super) enum Node {
     Not(Box<Node>),
     Tls,
     ClientIp(IpTest),
-    Text(TextField, TextTest),
+    Text(Read, TextTest),
+}
+
+/// A text field a condition reads, and the slot a [`RuleSet`](super::RuleSet) keeps its value
+/// in for the rest of the request.
+#[derive(Debug, Clone)]
+pub(super) struct Read {
+    pub field: TextField,
+    /// [`Read::UNCACHED`] until a rule set assigns one.
+    pub slot: u8,
+}
+
+impl Read {
+    /// Read from the request every time.
+    pub const UNCACHED: u8 = u8::MAX;
+
+    pub fn uncached(field: TextField) -> Read {
+        Read {
+            field,
+            slot: Read::UNCACHED,
+        }
+    }
+}
+
+/// Where evaluation gets the request from: straight from it ([`Direct`]), or through a rule
+/// set's per-request cache of the text fields it reads.
+pub(super) trait Fields<'a> {
+    fn facts(&self) -> &RequestFacts<'a>;
+    /// Runs `then` on the field's value.
+    fn text<R>(&mut self, read: &Read, then: impl FnOnce(&[u8]) -> R) -> R;
+}
+
+/// Reads each field from the request when a condition asks: one expression alone reads each
+/// field about once anyway.
+pub(super) struct Direct<'r, 'a>(pub &'r RequestFacts<'a>);
+
+impl<'a> Fields<'a> for Direct<'_, 'a> {
+    fn facts(&self) -> &RequestFacts<'a> {
+        self.0
+    }
+
+    #[inline]
+    fn text<R>(&mut self, read: &Read, then: impl FnOnce(&[u8]) -> R) -> R {
+        let value: Cow<'a, [u8]> = read.field.read(self.0);
+        then(&value)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -69,14 +115,14 @@ pub(super) enum TextTest {
 }
 
 impl Node {
-    pub fn eval(&self, facts: &RequestFacts<'_>) -> bool {
+    pub fn eval<'a>(&self, fields: &mut impl Fields<'a>) -> bool {
         match self {
-            Node::All(nodes) => nodes.iter().all(|node| node.eval(facts)),
-            Node::Any(nodes) => nodes.iter().any(|node| node.eval(facts)),
-            Node::Not(node) => !node.eval(facts),
-            Node::Tls => facts.tls,
-            Node::ClientIp(test) => test.holds(facts.ip.to_canonical()),
-            Node::Text(field, test) => test.holds(&field.read(facts)),
+            Node::All(nodes) => nodes.iter().all(|node| node.eval(fields)),
+            Node::Any(nodes) => nodes.iter().any(|node| node.eval(fields)),
+            Node::Not(node) => !node.eval(fields),
+            Node::Tls => fields.facts().tls,
+            Node::ClientIp(test) => test.holds(fields.facts().ip.to_canonical()),
+            Node::Text(read, test) => fields.text(read, |value| test.holds(value)),
         }
     }
 }
@@ -96,7 +142,7 @@ impl IpTest {
 }
 
 impl TextTest {
-    fn holds(&self, value: &[u8]) -> bool {
+    pub fn holds(&self, value: &[u8]) -> bool {
         match self {
             TextTest::Compare(Comparison::Eq, literal) => same_bytes(value, literal),
             TextTest::Compare(Comparison::Ne, literal) => !same_bytes(value, literal),

@@ -18,7 +18,7 @@ pub(super) enum Field {
 
 /// A field whose value is text. Read as bytes: header values need not be UTF-8, and every text
 /// operator works on bytes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum TextField {
     Host,
     Method,

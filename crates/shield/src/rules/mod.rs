@@ -19,6 +19,8 @@
 //! | `compile` | one condition (`field operator value`) type-checked into what evaluation runs |
 //! | `sets` | sets of strings, integers and IP ranges that answer `in` without hashing |
 //! | `eval` | the compiled tree and its evaluation |
+//! | `literals` | the literal conditions of many rules on one field, matched in one pass |
+//! | `ruleset` | a site's rules evaluated together, each text field read once per request |
 //! | `tests` | the tests, by what they check (see its table) |
 //!
 //! ## The language
@@ -69,12 +71,16 @@ mod compile;
 mod eval;
 mod field;
 mod lexer;
+mod literals;
 mod parser;
+mod ruleset;
 mod sets;
 #[cfg(test)]
 mod tests;
 
 use crate::RequestFacts;
+
+pub use ruleset::RuleSet;
 
 /// The longest expression accepted, in bytes. Generous for a hand-written rule; it bounds the
 /// work and memory a config can ask of the parser.
@@ -130,7 +136,7 @@ impl Expr {
     /// Whether the request matches. Never fails: anything that could go wrong was refused by
     /// [`Expr::parse`].
     pub fn eval(&self, facts: &RequestFacts<'_>) -> bool {
-        self.root.eval(facts)
+        self.root.eval(&mut eval::Direct(facts))
     }
 
     /// The text this expression was parsed from.

@@ -20,6 +20,11 @@ impl TextSet {
         TextSet(items.into())
     }
 
+    /// The strings, sorted.
+    pub fn items(&self) -> &[Box<[u8]>] {
+        &self.0
+    }
+
     pub fn contains(&self, value: &[u8]) -> bool {
         // A short set is faster scanned: most items differ in length, which is checked
         // before any byte.

@@ -7,7 +7,7 @@
 //! nothing with them but the language's definition.
 
 use super::Request;
-use crate::rules::Expr;
+use crate::rules::{Expr, RuleSet};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::{IpNet, Ipv4Net};
 use proptest::prelude::*;
@@ -598,6 +598,37 @@ proptest! {
                 text,
                 request
             );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 300,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// A rule set shares field reads between rules (and matches grouped conditions together):
+    /// what it says of each rule must be what that rule says alone.
+    #[test]
+    fn a_rule_set_agrees_with_each_rule_alone(
+        rules in proptest::collection::vec((rule(), any::<u64>()), 1..24),
+        requests in proptest::collection::vec(request(), 4..10),
+    ) {
+        let exprs: Vec<Expr> = rules
+            .iter()
+            .map(|(rule, seed)| {
+                let text = printed(rule, *seed);
+                Expr::parse(&text).map_err(|error| {
+                    TestCaseError::fail(format!("{text:?} does not parse: {error}"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let set = RuleSet::new(&exprs);
+        for request in &requests {
+            let alone: Vec<bool> = exprs.iter().map(|expr| expr.eval(&request.facts())).collect();
+            prop_assert_eq!(set.matched(&request.facts()), alone, "on {:?}", request);
         }
     }
 }

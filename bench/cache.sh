@@ -103,24 +103,7 @@ bench_traps
 # ------------------------------------------------------------------ pinning --
 # One core for the server under test, the other for the load generator (and
 # the origin, which sees no requests during a cache-hit run).
-NCPU=$(nproc)
-SERVER_PREFIX=()
-CLIENT_PREFIX=()
-if [[ $PIN == 1 ]] && ((NCPU < 2)); then
-    log "only $NCPU CPU available: nothing is pinned"
-    PIN_DESC="NOT pinned: only $NCPU CPU on this machine; wrk, origin and servers share it"
-    PIN=0
-elif [[ $PIN == 1 ]]; then
-    ((SERVER_CPU != CLIENT_CPU)) || die "BENCH_SERVER_CPU and BENCH_CLIENT_CPU must differ"
-    taskset -c "$SERVER_CPU" true 2>/dev/null && taskset -c "$CLIENT_CPU" true 2>/dev/null ||
-        die "cannot pin to CPUs $SERVER_CPU and $CLIENT_CPU (allowed: $(taskset -pc $$ | sed 's/.*: //')); set BENCH_SERVER_CPU/BENCH_CLIENT_CPU or BENCH_PIN=0"
-    SERVER_PREFIX=(taskset -c "$SERVER_CPU")
-    CLIENT_PREFIX=(taskset -c "$CLIENT_CPU")
-    WRK_PREFIX=("${CLIENT_PREFIX[@]}")
-    PIN_DESC="server under test on CPU $SERVER_CPU (one worker/thread), wrk and origin on CPU $CLIENT_CPU (taskset); $NCPU CPUs"
-else
-    PIN_DESC="nothing pinned (BENCH_PIN=0): wrk, origin and server share all $NCPU CPUs"
-fi
+setup_pinning "server under test (one worker/thread)"
 
 # ------------------------------------------------------------ prerequisites --
 tools=(wrk:wrk nginx:nginx curl:curl)

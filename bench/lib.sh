@@ -133,6 +133,31 @@ cargo_release_bin() { # package bin -> path of the built release binary; 1 if th
     echo "${CARGO_TARGET_DIR:-$ROOT/target}/release/$bin"
 }
 
+setup_pinning() { # SERVER_WHAT -> NCPU, PIN, SERVER_PREFIX, CLIENT_PREFIX, WRK_PREFIX, PIN_DESC
+    # With PIN=1, the server under test gets CPU SERVER_CPU and the load generator (and the
+    # origin) CPU CLIENT_CPU, so neither steals the other's core; SERVER_WHAT says what runs on
+    # the server's CPU, for the results' header.
+    local server_what=$1
+    NCPU=$(nproc)
+    SERVER_PREFIX=()
+    CLIENT_PREFIX=()
+    if [[ $PIN == 1 ]] && ((NCPU < 2)); then
+        log "only $NCPU CPU available: nothing is pinned"
+        PIN_DESC="NOT pinned: only $NCPU CPU on this machine; wrk, origin and servers share it"
+        PIN=0
+    elif [[ $PIN == 1 ]]; then
+        ((SERVER_CPU != CLIENT_CPU)) || die "BENCH_SERVER_CPU and BENCH_CLIENT_CPU must differ"
+        taskset -c "$SERVER_CPU" true 2>/dev/null && taskset -c "$CLIENT_CPU" true 2>/dev/null ||
+            die "cannot pin to CPUs $SERVER_CPU and $CLIENT_CPU (allowed: $(taskset -pc $$ | sed 's/.*: //')); set BENCH_SERVER_CPU/BENCH_CLIENT_CPU or BENCH_PIN=0"
+        SERVER_PREFIX=(taskset -c "$SERVER_CPU")
+        CLIENT_PREFIX=(taskset -c "$CLIENT_CPU")
+        WRK_PREFIX=("${CLIENT_PREFIX[@]}")
+        PIN_DESC="$server_what on CPU $SERVER_CPU, wrk and origin on CPU $CLIENT_CPU (taskset); $NCPU CPUs"
+    else
+        PIN_DESC="nothing pinned (BENCH_PIN=0): wrk, origin and servers share all $NCPU CPUs"
+    fi
+}
+
 raise_nofile() { # [wanted, 65536] -> NOFILE: the open-files limit after raising it where allowed
     local want=${1:-65536}
     ulimit -n "$want" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -81,23 +81,15 @@ impl EventReason {
     }
 }
 
-/// One security event.
+/// One security event: what happened, numbered and stamped.
 #[derive(Debug, Clone, Serialize)]
 pub struct SecurityEvent {
     /// Increasing from 1 for the life of the process: a reader can ask for what is newer.
     pub id: u64,
     #[serde(serialize_with = "unix_ms")]
     pub time: SystemTime,
-    pub site: Arc<str>,
-    /// The client's address; absent for site-wide events (attack detection).
-    pub client_ip: Option<IpAddr>,
-    pub action: EventAction,
-    pub reason: EventReason,
-    /// The rule, limit or list entry that decided, when there is one.
-    pub rule_id: Option<Arc<str>>,
-    /// A figure that goes with the reason: the count over a limit, the request rate of a
-    /// spike.
-    pub value: Option<f64>,
+    #[serde(flatten)]
+    pub event: NewEvent,
 }
 
 fn unix_ms<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -107,14 +99,18 @@ fn unix_ms<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Er
     s.serialize_u64(ms)
 }
 
-/// An event before it is numbered and stamped.
-#[derive(Debug, Clone)]
+/// What happened, before the ring numbers and stamps it.
+#[derive(Debug, Clone, Serialize)]
 pub struct NewEvent {
     pub site: Arc<str>,
+    /// The client's address; absent for site-wide events (attack detection).
     pub client_ip: Option<IpAddr>,
     pub action: EventAction,
     pub reason: EventReason,
+    /// The rule, limit or list that decided, when there is one.
     pub rule_id: Option<Arc<str>>,
+    /// A figure that goes with the reason: the count over a limit, the request rate of a
+    /// spike.
     pub value: Option<f64>,
 }
 
@@ -167,12 +163,7 @@ impl EventRing {
         let event = SecurityEvent {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             time: SystemTime::now(),
-            site: event.site,
-            client_ip: event.client_ip,
-            action: event.action,
-            reason: event.reason,
-            rule_id: event.rule_id,
-            value: event.value,
+            event,
         };
         let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
         if events.len() == self.capacity {
@@ -188,7 +179,7 @@ impl EventRing {
             .iter()
             .rev()
             .take_while(|e| query.after.is_none_or(|after| e.id > after))
-            .filter(|e| query.site.is_none_or(|site| &*e.site == site))
+            .filter(|e| query.site.is_none_or(|site| &*e.event.site == site))
             .take(query.limit)
             .cloned()
             .collect()

@@ -31,6 +31,10 @@
 #   BENCH_PALISADE_SERVER_EXTRA  extra TOML lines for Palisade's [server] table,
 #                        e.g. 'origin_max_idle = 64' [unset]
 #   BENCH_PROXIES        which proxies to run ["nginx haproxy palisade"]
+#   BENCH_PIN            1 = the proxy under test on BENCH_SERVER_CPU, wrk and the
+#                        origin on BENCH_CLIENT_CPU (needs BENCH_WORKERS=1); 0 = nothing
+#                        pinned [0]
+#   BENCH_SERVER_CPU / BENCH_CLIENT_CPU  the two CPUs [1 / 0]
 #   BENCH_SKIP_PALISADE  1 = leave Palisade out (no cargo build) [0]
 #   BENCH_SKIP_IDLE      1 = skip the idle-connection memory test [0]
 #   BENCH_SKIP_LOAD      1 = skip the wrk throughput/latency runs [0]
@@ -64,6 +68,9 @@ SKIP_IDLE=${BENCH_SKIP_IDLE:-0}
 SKIP_LOAD=${BENCH_SKIP_LOAD:-0}
 KEEP_TMP=${BENCH_KEEP_TMP:-0}
 PROXIES=${BENCH_PROXIES:-nginx haproxy palisade}
+PIN=${BENCH_PIN:-0}
+SERVER_CPU=${BENCH_SERVER_CPU:-1}
+CLIENT_CPU=${BENCH_CLIENT_CPU:-0}
 HOST_HDR="bench.local"
 READY_TIMEOUT=30      # seconds to wait for a server to answer
 IDLE_OPEN_TIMEOUT=240 # seconds for the idle client to open all connections
@@ -78,7 +85,14 @@ for p in $PROXIES; do
     case $p in nginx | haproxy | palisade) ;; *) echo "[bench] ERROR: unknown proxy '$p' in BENCH_PROXIES (nginx haproxy palisade)" >&2; exit 2 ;; esac
 done
 
+[[ $PIN == 0 || $PIN == 1 ]] || { echo "[bench] ERROR: BENCH_PIN must be 0 or 1 (got '$PIN')" >&2; exit 2; }
+if [[ $PIN == 1 && $WORKERS != 1 ]]; then
+    echo "[bench] ERROR: BENCH_PIN=1 gives each proxy one CPU: use BENCH_WORKERS=1" >&2
+    exit 2
+fi
+
 bench_traps
+setup_pinning "the proxy under test"
 
 # ------------------------------------------------------------ prerequisites --
 ensure_tools wrk:wrk nginx:nginx haproxy:haproxy curl:curl
@@ -224,14 +238,20 @@ port_of() {
 
 SERVER_PID=""
 start_server() { # name -> starts it, sets SERVER_PID
-    local name=$1 logf
+    local name=$1 logf pin
     logf=$(logfile_of "$name")
+    # With BENCH_PIN=1 the origin shares wrk's CPU and every proxy gets the other one.
+    if [[ $name == origin ]]; then
+        pin=(${CLIENT_PREFIX[@]+"${CLIENT_PREFIX[@]}"})
+    else
+        pin=(${SERVER_PREFIX[@]+"${SERVER_PREFIX[@]}"})
+    fi
     case $name in
-        origin) start_bg origin "$logf" nginx -p "$WORK/origin" -e "$WORK/origin/error.log" -c "$WORK/origin/nginx.conf" ;;
-        nginx) start_bg nginx "$logf" nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" ;;
-        haproxy) start_bg haproxy "$logf" haproxy -db -f "$WORK/haproxy/haproxy.cfg" ;;
+        origin) start_bg origin "$logf" ${pin[@]+"${pin[@]}"} nginx -p "$WORK/origin" -e "$WORK/origin/error.log" -c "$WORK/origin/nginx.conf" ;;
+        nginx) start_bg nginx "$logf" ${pin[@]+"${pin[@]}"} nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" ;;
+        haproxy) start_bg haproxy "$logf" ${pin[@]+"${pin[@]}"} haproxy -db -f "$WORK/haproxy/haproxy.cfg" ;;
         palisade)
-            start_bg palisade "$logf" "$PALISADE" serve --config "$WORK/palisade.toml" ;;
+            start_bg palisade "$logf" ${pin[@]+"${pin[@]}"} "$PALISADE" serve --config "$WORK/palisade.toml" ;;
         *) return 1 ;;
     esac
     SERVER_PID=$LAST_PID
@@ -310,7 +330,8 @@ CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/nul
 PALISADE_THREADS_DESC="workers = ${BENCH_PALISADE_THREADS:-$WORKERS} (tokio worker threads; the product's default is one per core)"
 HEADER=$(cat <<EOF
 # Palisade edge benchmark ($(date -u +%Y-%m-%dT%H:%MZ))
-machine : $(nproc) cores ($CPU_MODEL), $(uname -r); nothing is pinned: wrk, origin and proxy share all cores
+machine : $(nproc) cores ($CPU_MODEL), $(uname -r)
+pinning : $PIN_DESC
 load    : wrk -t$THREADS -c$CONNS -d$DURATION --latency, warm-up $WARMUP, Host: $HOST_HDR, 127.0.0.1 only; $ROUNDS interleaved rounds, medians shown
 origin  : nginx $(nginx -v 2>&1 | sed 's|.*/||'), worker_processes $ORIGIN_WORKERS, static 1 KiB / 100 KiB files, keep-alive, access_log off
 nginx   : $(has_proxy nginx && echo "worker_processes $WORKERS (+ master), upstream keepalive 64, proxy_http_version 1.1, access_log off" || echo skipped)

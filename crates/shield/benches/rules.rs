@@ -14,8 +14,8 @@
 use http::{HeaderMap, HeaderValue};
 use shield::RequestFacts;
 use shield::rules::{Expr, RuleSet};
-use std::ops::ControlFlow;
 use std::hint::black_box;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 /// Ten kinds of rule; each appears ten times with its values varied, for 100 rules.

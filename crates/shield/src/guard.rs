@@ -505,7 +505,7 @@ allow = ["203.0.113.7"]
             })
             .into_iter()
             .rev()
-            .map(|e| (e.action, e.rule_id.map(|r| r.to_string())))
+            .map(|e| (e.event.action, e.event.rule_id.map(|r| r.to_string())))
             .collect();
         assert_eq!(
             recorded,
@@ -517,6 +517,120 @@ allow = ["203.0.113.7"]
                 (EventAction::RateLimit, Some("api".into())),
             ]
         );
+    }
+
+    /// Rules the rule set answers together in one pass over the path (`starts_with`,
+    /// `contains`, `matches`), and an `and` it evaluates only when that pass found its first
+    /// conjunct: the verdict and events must still follow file order.
+    const MIXED_RULES: &str = r#"
+[[site.rule]]
+id = "log-admin"
+expr = 'http.request.uri.path starts_with "/admin"'
+action = "log"
+
+[[site.rule]]
+id = "challenge-admin-get"
+expr = 'http.request.uri.path starts_with "/admin/x" and http.request.method eq "GET"'
+action = "challenge"
+
+[[site.rule]]
+id = "log-x"
+expr = 'http.request.uri.path contains "/x"'
+action = "log"
+
+[[site.rule]]
+id = "block-admin-x"
+expr = 'http.request.uri.path starts_with "/admin/x" or http.request.uri.path contains "/x"'
+action = "block"
+
+[[site.rule]]
+id = "log-php"
+expr = 'http.request.uri.path matches "\\.php$"'
+action = "log"
+
+[[site.rule]]
+id = "log-after"
+expr = 'http.request.uri.path contains "admin"'
+action = "log"
+"#;
+
+    fn checked(g: &SiteGuard, path: &str) -> (Verdict, Vec<(EventAction, String)>) {
+        let events = EventRing::new(100);
+        let record = |e| events.record(e);
+        let h = HeaderMap::new();
+        let verdict = g.check(&facts("10.0.0.1", path, &h), Instant::now(), &record);
+        let recorded = events
+            .recent(&EventQuery {
+                limit: 100,
+                ..Default::default()
+            })
+            .into_iter()
+            .rev()
+            .map(|e| {
+                (
+                    e.event.action,
+                    e.event.rule_id.map(|r| r.to_string()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        (verdict, recorded)
+    }
+
+    #[test]
+    fn the_first_deciding_rule_in_file_order_wins_and_only_earlier_logs_record() {
+        let g = guard(MIXED_RULES);
+        let challenge = Verdict::Challenge {
+            reason: EventReason::Rule,
+        };
+        let (verdict, recorded) = checked(&g, "/admin/x.php");
+        assert_eq!(verdict, challenge);
+        assert_eq!(
+            recorded,
+            [
+                (EventAction::Log, "log-admin".to_owned()),
+                (EventAction::Challenge, "challenge-admin-get".to_owned()),
+            ]
+        );
+        let (verdict, recorded) = checked(&g, "/y/x.php");
+        assert_eq!(
+            verdict,
+            Verdict::Block {
+                reason: EventReason::Rule
+            }
+        );
+        assert_eq!(
+            recorded,
+            [
+                (EventAction::Log, "log-x".to_owned()),
+                (EventAction::Block, "block-admin-x".to_owned()),
+            ]
+        );
+        // Nothing decides: every matching log rule records, in file order.
+        let (verdict, recorded) = checked(&g, "/admin.php");
+        assert_eq!(verdict, Verdict::Pass);
+        assert_eq!(
+            recorded,
+            [
+                (EventAction::Log, "log-admin".to_owned()),
+                (EventAction::Log, "log-php".to_owned()),
+                (EventAction::Log, "log-after".to_owned()),
+            ]
+        );
+        let e = g.explain(
+            &facts("10.0.0.1", "/admin/x.php", &HeaderMap::new()),
+            Instant::now(),
+        );
+        assert_eq!(e.verdict, challenge);
+        let text = e.to_string();
+        for line in [
+            "rule log-admin (log): matches\n",
+            "rule challenge-admin-get (challenge): matches\n",
+            "rule log-x (log): matches (not reached)\n",
+            "rule block-admin-x (block): matches (not reached)\n",
+            "rule log-php (log): matches (not reached)\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in {text}");
+        }
     }
 
     #[test]

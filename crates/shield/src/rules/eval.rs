@@ -142,6 +142,7 @@ impl IpTest {
 }
 
 impl TextTest {
+    #[inline]
     pub fn holds(&self, value: &[u8]) -> bool {
         match self {
             TextTest::Compare(Comparison::Eq, literal) => same_bytes(value, literal),

@@ -9,7 +9,9 @@
 //! every mistake is reported then, with its line and column, so evaluating never fails.
 //! Evaluation runs for every rule on every request, so it reads the request in place and
 //! allocates only when a header it reads was sent several times; `benches/rules.rs` measures
-//! what a typical rule costs.
+//! what a typical rule costs. A site's rules are evaluated together as a [`RuleSet`], which
+//! reads each text field once per request and matches the literal conditions of many rules on
+//! one field in one pass; an [`Expr`] alone (a rate limit's filter) reads the request itself.
 //!
 //! | module | job |
 //! |---|---|
@@ -65,7 +67,12 @@
 //!    `tests::agreement::evaluation_agrees_with_a_straightforward_interpreter`.
 //! 4. **Evaluation never fails, and allocates only to join a header sent several times**:
 //!    every type error is a parse error. `tests::parse::type_errors_are_parse_errors`,
-//!    `tests::allocation::evaluation_allocates_nothing_when_headers_are_sent_once`.
+//!    `tests::allocation::evaluation_allocates_nothing_when_headers_are_sent_once`,
+//!    `tests::allocation::a_rule_set_allocates_nothing_when_headers_are_sent_once`.
+//! 5. **A rule set says of each rule what the rule says alone**, whether it matched the rule
+//!    with others on its field or on its own.
+//!    `tests::agreement::a_rule_set_agrees_with_each_rule_alone`,
+//!    `tests::ruleset::grouped_literals_answer_per_rule_as_each_rule_alone`.
 
 mod compile;
 mod eval;

@@ -542,6 +542,32 @@ fn rule() -> impl Strategy<Value = Rule> {
     })
 }
 
+/// A rule of the shape a rule set matches together with others on its field: one `contains`,
+/// `starts_with`, `ends_with`, `eq`, `in` or `matches`, or an `or` of them, on one of a few
+/// fields.
+fn literal_rule() -> impl Strategy<Value = Rule> {
+    let field = prop_oneof![
+        Just(TextField::Path),
+        Just(TextField::UserAgent),
+        Just(TextField::Header("x-num")),
+    ];
+    let condition = prop_oneof![
+        text().prop_map(TextCondition::Contains),
+        text().prop_map(TextCondition::StartsWith),
+        text().prop_map(TextCondition::EndsWith),
+        text().prop_map(|literal| TextCondition::Compare(Cmp::Eq, literal)),
+        proptest::collection::vec(text(), 1..12).prop_map(TextCondition::InStrings),
+        proptest::sample::select(PATTERNS).prop_map(TextCondition::Matches),
+    ];
+    (field, proptest::collection::vec(condition, 1..4)).prop_map(|(field, conditions)| {
+        conditions
+            .into_iter()
+            .map(|condition| Rule::Text(field.clone(), condition))
+            .reduce(|a, b| Rule::Or(Box::new(a), Box::new(b)))
+            .expect("at least one condition")
+    })
+}
+
 fn request() -> impl Strategy<Value = Request> {
     let header = (proptest::sample::select(HEADERS), text());
     (
@@ -613,7 +639,20 @@ proptest! {
     /// what it says of each rule must be what that rule says alone.
     #[test]
     fn a_rule_set_agrees_with_each_rule_alone(
-        rules in proptest::collection::vec((rule(), any::<u64>()), 1..24),
+        rules in proptest::collection::vec(
+            (
+                prop_oneof![
+                    3 => literal_rule(),
+                    1 => (rule(), literal_rule(), rule()).prop_map(|(a, literal, b)| {
+                        let first = Rule::And(Box::new(a), Box::new(literal));
+                        Rule::And(Box::new(first), Box::new(b))
+                    }),
+                    1 => rule(),
+                ],
+                any::<u64>(),
+            ),
+            1..24,
+        ),
         requests in proptest::collection::vec(request(), 4..10),
     ) {
         let exprs: Vec<Expr> = rules

@@ -3,9 +3,10 @@
 //! running in parallel do not disturb each other.
 
 use super::Request;
-use crate::rules::Expr;
+use crate::rules::{Expr, RuleSet};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::ops::ControlFlow;
 
 struct CountingAllocator;
 
@@ -85,4 +86,37 @@ fn a_header_sent_twice_costs_one_allocation_per_read() {
         .with_header("x-port", "80");
     let facts = request.facts();
     assert_eq!(allocations_during(|| assert!(!rule.eval(&facts))), 1);
+}
+
+#[test]
+fn a_rule_set_allocates_nothing_when_headers_are_sent_once() {
+    let mut rules = every_kind();
+    // Literal rules on one field, which the set matches together.
+    for text in [
+        r#"http.user_agent contains "sqlmap" or http.user_agent contains "nikto""#,
+        r#"http.user_agent starts_with "curl/""#,
+        r#"http.user_agent ends_with "bot" or http.user_agent in {"-" "x"}"#,
+    ] {
+        rules.push(Expr::parse(text).expect("parses"));
+    }
+    let set = RuleSet::new(&rules);
+    let request = Request::typical()
+        .with_header("content-length", "12")
+        .with_header("x-port", "443");
+    let facts = request.facts();
+    let walk = || {
+        let mut matched = 0;
+        set.walk(&facts, |_| {
+            matched += 1;
+            ControlFlow::<()>::Continue(())
+        });
+        matched
+    };
+    let warm = walk();
+    let count = allocations_during(|| {
+        for _ in 0..100 {
+            assert_eq!(walk(), warm);
+        }
+    });
+    assert_eq!(count, 0);
 }

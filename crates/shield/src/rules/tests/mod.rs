@@ -5,13 +5,15 @@
 //! | `parse` | every field, operator, alias and literal; precedence; errors with their exact line and column |
 //! | `semantics` | what fields read (absent and repeated headers, mapped addresses), integer and address comparisons |
 //! | `allocation` | evaluation allocates nothing unless a header it reads was sent several times |
-//! | `agreement` | property test: evaluation agrees with a straightforward interpreter of a random expression |
+//! | `agreement` | property tests: evaluation agrees with a straightforward interpreter of a random expression; a rule set with each rule alone |
+//! | `ruleset` | a rule set's answers for hand-written rules of the shapes it groups per field |
 //! | `fuzz` | seeded random and mutated text never panics, and errors point inside the text |
 
 mod agreement;
 mod allocation;
 mod fuzz;
 mod parse;
+mod ruleset;
 mod semantics;
 
 use super::{Expr, RuleError};

@@ -67,6 +67,21 @@ async fn cut_within(proxy: &Palisade, reason: &str, since: Instant, within: Dura
 
 // ---- 1. New connections per address ----------------------------------------------------------
 
+/// A TLS listener serving blog.example (certificate from a fresh test CA) in front of an origin,
+/// with `server_extra` lines added to `[server]`. The origin must live as long as the proxy.
+fn tls_blog(server_extra: &str) -> (TestCa, Origin, Palisade) {
+    let ca = TestCa::new();
+    let cert = ca.issue(&["blog.example"]);
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .server(&format!("listen_tls = [\"127.0.0.1:0\"]\n{server_extra}"))
+            .site(&format!("tls = {}", cert.toml()))
+            .to_toml(),
+    );
+    (ca, origin, proxy)
+}
+
 #[tokio::test]
 async fn new_connections_over_the_rate_from_one_address_are_refused_while_another_connects() {
     let origin = Origin::start("a");
@@ -310,15 +325,7 @@ async fn client_that_stops_reading_is_disconnected_after_send_timeout() {
 
 #[tokio::test]
 async fn tls_client_that_stops_reading_is_disconnected_after_send_timeout() {
-    let ca = TestCa::new();
-    let cert = ca.issue(&["blog.example"]);
-    let origin = Origin::start("a");
-    let proxy = Palisade::start(
-        &SiteConfig::blog(origin.url())
-            .server("listen_tls = [\"127.0.0.1:0\"]\nsend_timeout = \"1s\"")
-            .site(&format!("tls = {}", cert.toml()))
-            .to_toml(),
-    );
+    let (ca, _origin, proxy) = tls_blog("send_timeout = \"1s\"");
     let mut tls = ca
         .connect(proxy.https_addr(), "blog.example", &["http/1.1"])
         .await
@@ -487,15 +494,7 @@ async fn ping_flood_after_a_preface_split_across_writes_is_still_closed() {
 
 #[tokio::test]
 async fn ping_flood_over_tls_with_alpn_h2_closes_the_connection() {
-    let ca = TestCa::new();
-    let cert = ca.issue(&["blog.example"]);
-    let origin = Origin::start("a");
-    let proxy = Palisade::start(
-        &SiteConfig::blog(origin.url())
-            .server("listen_tls = [\"127.0.0.1:0\"]")
-            .site(&format!("tls = {}", cert.toml()))
-            .to_toml(),
-    );
+    let (ca, _origin, proxy) = tls_blog("");
     let tls = ca
         .connect(proxy.https_addr(), "blog.example", &["h2"])
         .await

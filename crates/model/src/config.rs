@@ -3,6 +3,7 @@
 //!
 //! Every default below is documented in `docs/config.md`; keep the two in step.
 
+use crate::challenge::{ChallengeSettings, FileChallenge, SiteState};
 use crate::duration::{as_text, as_text_opt};
 use crate::shield::{
     FileGlobalShield, FileRateLimit, FileRule, FileSiteShield, GlobalShield, RateLimit, Rule,
@@ -159,6 +160,10 @@ pub struct Site {
     /// Firewall rules, in file order: the first match that blocks, challenges or allows wins.
     pub rules: Vec<Rule>,
     pub rate_limits: Vec<RateLimit>,
+    /// `active` or `under_attack` (every visitor without clearance is challenged).
+    pub state: SiteState,
+    /// The browser challenge: `[site.challenge]`.
+    pub challenge: ChallengeSettings,
 }
 
 /// A site's `[site.cache]` table. Defaults: caching on, the origin's word on freshness, the
@@ -340,6 +345,8 @@ impl Config {
                 shield: SiteShield::default(),
                 rules: Vec::new(),
                 rate_limits: Vec::new(),
+                state: SiteState::default(),
+                challenge: ChallengeSettings::default(),
             }],
             shield: GlobalShield::default(),
         }
@@ -538,6 +545,10 @@ struct FileSite {
     rule: Vec<FileRule>,
     #[serde(default)]
     rate_limit: Vec<FileRateLimit>,
+    #[serde(default)]
+    state: SiteState,
+    #[serde(default)]
+    challenge: FileChallenge,
 }
 
 #[derive(Deserialize)]
@@ -847,6 +858,9 @@ impl FileConfig {
             let mut ids = Vec::new();
             let rules = validate_rules(site.rule, &site_key, &mut ids, text)?;
             let rate_limits = validate_rate_limits(site.rate_limit, &site_key, &mut ids, text)?;
+            let challenge = site
+                .challenge
+                .validate(&format!("{site_key}.challenge"), text)?;
             let tls = site.tls.map(|tls| {
                 let line = line_and_column(text, tls.span().start).0;
                 let tls = tls.into_inner();
@@ -871,6 +885,8 @@ impl FileConfig {
                 shield,
                 rules,
                 rate_limits,
+                state: site.state,
+                challenge,
             });
         }
         let shield = self.shield.validate()?;

@@ -20,6 +20,7 @@
 //! assert_eq!(config.sites[0].name, "blog");
 //! ```
 
+mod challenge;
 mod config;
 mod duration;
 mod host;
@@ -27,6 +28,9 @@ mod origin;
 mod shield;
 mod size;
 
+pub use challenge::{
+    ChallengeSettings, DEFAULT_DIFFICULTY, MAX_CHALLENGE_TTL, MAX_DIFFICULTY, SiteState,
+};
 pub use config::{
     AccessLogTarget, CacheStorage, Config, ConfigError, HealthCheck, QueryKey, ServerLimits,
     ServerSettings, Site, SiteCache, TlsFiles,

@@ -388,7 +388,7 @@ fn default_limit_action() -> LimitAction {
 /// Where a string value's text starts in `source` (the whole file): past its opening `'` or
 /// `"`, or past a `'''` or `"""` and the newline TOML trims right after one, so that a rule
 /// written over several lines has its errors placed on the right line.
-fn text_start(spanned: &Spanned<String>, source: &str) -> Option<(usize, usize)> {
+pub(crate) fn text_start(spanned: &Spanned<String>, source: &str) -> Option<(usize, usize)> {
     let span = spanned.span();
     let raw = source.get(span.clone()).filter(|raw| !raw.is_empty())?;
     let mut start = span.start + 1;

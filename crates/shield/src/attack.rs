@@ -30,6 +30,8 @@ pub struct AttackDetector {
     requests: AtomicU64,
     errors: AtomicU64,
     under_attack: AtomicBool,
+    /// The current request rate over the rate that trips (or tripped) detection, as f64 bits.
+    pressure: AtomicU64,
     inner: Mutex<Series>,
 }
 
@@ -78,6 +80,7 @@ impl Default for AttackDetector {
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             under_attack: AtomicBool::new(false),
+            pressure: AtomicU64::new(0),
             inner: Mutex::new(Series {
                 baseline_rps: 0.0,
                 baseline_eps: 0.0,
@@ -109,6 +112,12 @@ impl AttackDetector {
         self.under_attack.load(Ordering::Relaxed)
     }
 
+    /// How hard the site is pressed: the current request rate over the rate that trips
+    /// detection (or tripped it). The challenge's difficulty rises with it.
+    pub fn pressure(&self) -> f64 {
+        f64::from_bits(self.pressure.load(Ordering::Relaxed))
+    }
+
     /// The baseline request rate (requests per second) learned so far.
     pub fn baseline_rps(&self) -> f64 {
         self.inner
@@ -137,6 +146,13 @@ impl AttackDetector {
         let filled = (s.ticks as usize).min(CURRENT_SECONDS);
         let current_rps = s.recent_requests.iter().sum::<u64>() as f64 / filled as f64;
         let current_eps = s.recent_errors.iter().sum::<u64>() as f64 / filled as f64;
+        let trip = if self.under_attack() && s.trip_rps > 0.0 {
+            s.trip_rps
+        } else {
+            (settings.factor * s.baseline_rps).max(settings.min_rps)
+        };
+        self.pressure
+            .store((current_rps / trip.max(1.0)).to_bits(), Ordering::Relaxed);
 
         if !settings.enabled {
             if self.under_attack.swap(false, Ordering::Relaxed) {
@@ -250,8 +266,12 @@ mod tests {
             "{changes:?}"
         );
         assert!(d.under_attack());
+        // 400 rps against the 100 rps that tripped it.
+        assert!((d.pressure() - 4.0).abs() < 0.5, "{}", d.pressure());
         // Still hot: stays on. Then quiet: off after `hold`.
         assert!(run(&d, &mut t, 20, 400, 0).is_empty());
+        assert!(run(&d, &mut t, 3, 1600, 0).is_empty());
+        assert!((d.pressure() - 16.0).abs() < 1.0, "{}", d.pressure());
         assert!(run(&d, &mut t, 29, 20, 0).is_empty());
         assert_eq!(run(&d, &mut t, 5, 20, 0), vec![Change::Ended]);
         assert!(!d.under_attack());

@@ -213,6 +213,19 @@ impl SiteGuard {
         now: Instant,
         record: &dyn Fn(NewEvent),
     ) -> Verdict {
+        self.check_cleared(facts, now, record, &|| false)
+    }
+
+    /// [`check`](Self::check) for a client that may hold a clearance: a rule or limit whose
+    /// action is `challenge` lets a cleared client go on to the next rule. `cleared` is asked
+    /// only then (it verifies a cookie).
+    pub fn check_cleared(
+        &self,
+        facts: &RequestFacts<'_>,
+        now: Instant,
+        record: &dyn Fn(NewEvent),
+        cleared: &dyn Fn() -> bool,
+    ) -> Verdict {
         let event = |action, reason, rule_id: Option<&Arc<str>>, value| {
             record(NewEvent {
                 site: Arc::clone(&self.site),
@@ -247,6 +260,7 @@ impl SiteGuard {
                     event(EventAction::Block, reason, Some(&rule.id), None);
                     ControlFlow::Break(Verdict::Block { reason })
                 }
+                RuleAction::Challenge if cleared() => ControlFlow::Continue(()),
                 RuleAction::Challenge => {
                     event(EventAction::Challenge, reason, Some(&rule.id), None);
                     ControlFlow::Break(Verdict::Challenge { reason })
@@ -273,6 +287,7 @@ impl SiteGuard {
                         retry_after: over.retry_after,
                     };
                 }
+                LimitAction::Challenge if cleared() => {}
                 LimitAction::Challenge => {
                     event(EventAction::Challenge, reason, Some(&limit.id), count);
                     return Verdict::Challenge { reason };
@@ -574,6 +589,36 @@ action = "log"
             })
             .collect();
         (verdict, recorded)
+    }
+
+    #[test]
+    fn a_cleared_client_passes_challenge_rules_and_meets_the_next_ones() {
+        let g = guard(MIXED_RULES);
+        let events = EventRing::new(100);
+        let record = |e| events.record(e);
+        let h = HeaderMap::new();
+        let asked = std::cell::Cell::new(0);
+        let cleared = || {
+            asked.set(asked.get() + 1);
+            true
+        };
+        let f = facts("10.0.0.1", "/admin/x.php", &h);
+        // Cleared, the challenge rule steps aside and the block rule after it decides.
+        let verdict = g.check_cleared(&f, Instant::now(), &record, &cleared);
+        assert_eq!(
+            verdict,
+            Verdict::Block {
+                reason: EventReason::Rule
+            }
+        );
+        assert_eq!(asked.get(), 1);
+        // Requests no challenge rule meets never ask (no cookie is verified for them).
+        let f = facts("10.0.0.1", "/other", &h);
+        assert_eq!(
+            g.check_cleared(&f, Instant::now(), &record, &cleared),
+            Verdict::Pass
+        );
+        assert_eq!(asked.get(), 1);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! rules        the firewall's expression language            rules
 //! rate limits  counts per key in bounded memory              ratelimit
 //! attack       baselines, spikes, under-attack mode           attack
+//! challenge    proof of work, signed clearance cookies         challenge
 //! events       what the shield did, in a bounded ring         events
 //! ```
 //! Everything here is built once per config snapshot and then only read (counters aside), so
@@ -15,6 +16,7 @@
 //! on the verdict.
 
 pub mod attack;
+pub mod challenge;
 pub mod events;
 pub mod facts;
 pub mod guard;

@@ -1,0 +1,149 @@
+//! A site's `state` key and its `[site.challenge]` table: the browser challenge of
+//! under-attack mode.
+//!
+//! The `exempt` expression stays text here, like a rule's: the `shield` crate compiles it with
+//! the site's snapshot and reports errors at its line and column in the file.
+
+use crate::duration::as_text_opt;
+use serde::Deserialize;
+use std::time::Duration;
+use toml::Spanned;
+
+/// What a site is doing. The control plane adds `paused` and `suspended`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteState {
+    /// Served as configured; the shield challenges what its rules, limits and automatic
+    /// attack detection say.
+    #[default]
+    Active,
+    /// Every visitor without clearance is challenged (the operator's switch).
+    UnderAttack,
+}
+
+impl SiteState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SiteState::Active => "active",
+            SiteState::UnderAttack => "under_attack",
+        }
+    }
+}
+
+/// Requests under-attack mode lets through unchallenged unless the site says otherwise:
+/// feeds (readers fetch them without a browser) and `robots.txt`. `/.well-known/` is always
+/// exempt, whatever this says (ACME, security.txt, Palisade's own endpoints).
+pub const DEFAULT_EXEMPT: &str = r#"http.request.uri.path ends_with ".xml" or http.request.uri.path ends_with ".rss" or http.request.uri.path ends_with ".atom" or http.request.uri.path eq "/feed" or http.request.uri.path starts_with "/feed/" or http.request.uri.path eq "/robots.txt""#;
+
+/// Fewest and most leading zero bits per part a challenge may ask for.
+pub const MIN_DIFFICULTY: u8 = 1;
+pub const MAX_DIFFICULTY: u8 = 28;
+
+/// The longest a challenge may stay answerable: the edge remembers answered challenges this
+/// long, in fixed memory, to refuse replays.
+pub const MAX_CHALLENGE_TTL: Duration = Duration::from_secs(30 * 60);
+pub const MAX_CLEARANCE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A site's `[site.challenge]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChallengeSettings {
+    /// Leading zero bits each of the proof of work's parts must have, when the attack is mild.
+    pub difficulty: u8,
+    /// The most the difficulty rises to as the attack grows (one bit per doubling of the
+    /// request rate beyond what tripped the detector).
+    pub max_difficulty: u8,
+    /// How long a clearance cookie lets a visitor through.
+    pub clearance_ttl: Duration,
+    /// How long a challenge page's answer is accepted after the page was served.
+    pub challenge_ttl: Duration,
+    /// Requests under-attack mode does not challenge (a rule expression).
+    pub exempt: String,
+    pub exempt_at: Option<(usize, usize)>,
+}
+
+impl Default for ChallengeSettings {
+    fn default() -> Self {
+        ChallengeSettings {
+            difficulty: DEFAULT_DIFFICULTY,
+            max_difficulty: DEFAULT_DIFFICULTY + 4,
+            clearance_ttl: Duration::from_secs(30 * 60),
+            challenge_ttl: Duration::from_secs(5 * 60),
+            exempt: DEFAULT_EXEMPT.to_string(),
+            exempt_at: None,
+        }
+    }
+}
+
+/// The default difficulty: see docs/challenge.md for the solve times it gives.
+pub const DEFAULT_DIFFICULTY: u8 = 14;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileChallenge {
+    difficulty: Option<u8>,
+    max_difficulty: Option<u8>,
+    #[serde(default, with = "as_text_opt")]
+    clearance_ttl: Option<Duration>,
+    #[serde(default, with = "as_text_opt")]
+    challenge_ttl: Option<Duration>,
+    exempt: Option<Spanned<String>>,
+}
+
+type Invalid = (Option<std::ops::Range<usize>>, String, String);
+
+impl FileChallenge {
+    pub(crate) fn validate(self, key: &str, source: &str) -> Result<ChallengeSettings, Invalid> {
+        let d = ChallengeSettings::default();
+        let field = |name: &str| format!("{key}.{name}");
+        let difficulty = self.difficulty.unwrap_or(d.difficulty);
+        let bits = MIN_DIFFICULTY..=MAX_DIFFICULTY;
+        if !bits.contains(&difficulty) {
+            return Err((
+                None,
+                field("difficulty"),
+                format!("must be from {MIN_DIFFICULTY} to {MAX_DIFFICULTY} (leading zero bits)"),
+            ));
+        }
+        let max_difficulty = self
+            .max_difficulty
+            .unwrap_or_else(|| (difficulty + 4).min(MAX_DIFFICULTY));
+        if !bits.contains(&max_difficulty) || max_difficulty < difficulty {
+            return Err((
+                None,
+                field("max_difficulty"),
+                format!("must be from difficulty ({difficulty}) to {MAX_DIFFICULTY}"),
+            ));
+        }
+        let clearance_ttl = self.clearance_ttl.unwrap_or(d.clearance_ttl);
+        let challenge_ttl = self.challenge_ttl.unwrap_or(d.challenge_ttl);
+        if clearance_ttl < Duration::from_secs(60) || clearance_ttl > MAX_CLEARANCE_TTL {
+            return Err((
+                None,
+                field("clearance_ttl"),
+                "must be from 1m to 30d".into(),
+            ));
+        }
+        if challenge_ttl < Duration::from_secs(10) || challenge_ttl > MAX_CHALLENGE_TTL {
+            return Err((
+                None,
+                field("challenge_ttl"),
+                "must be from 10s to 30m".into(),
+            ));
+        }
+        let (exempt, exempt_at) = match self.exempt {
+            Some(text) => (
+                text.get_ref().clone(),
+                crate::shield::text_start(&text, source),
+            ),
+            None => (d.exempt, None),
+        };
+        Ok(ChallengeSettings {
+            difficulty,
+            max_difficulty,
+            clearance_ttl,
+            challenge_ttl,
+            exempt,
+            exempt_at,
+        })
+    }
+}

@@ -4,6 +4,7 @@
 //! counting never takes a lock or looks up a label. Series survive reloads: a site keeps its
 //! counters as long as its name does.
 
+use shield::challenge::Rejection;
 use shield::events::EventAction;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -35,7 +36,25 @@ pub struct SiteMetrics {
     shield: [AtomicU64; SHIELD_ACTIONS.len()],
     /// 1 while the site is in under-attack mode.
     under_attack: AtomicU64,
+    /// Challenge pages served, answers accepted, answers refused by [`Rejection`] index.
+    challenges_issued: AtomicU64,
+    challenges_solved: AtomicU64,
+    challenges_failed: [AtomicU64; CHALLENGE_FAILURES.len()],
+    /// Non-cumulative counts of solve times; the last slot is +Inf.
+    solve_buckets: [AtomicU64; SOLVE_BUCKETS.len() + 1],
+    solve_millis_sum: AtomicU64,
 }
+
+/// Upper bounds (seconds) of the challenge solve-time histogram.
+const SOLVE_BUCKETS: [f64; 9] = [0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 120.0];
+
+/// Why answers are refused, in the order counted.
+const CHALLENGE_FAILURES: [Rejection; 4] = [
+    Rejection::Invalid,
+    Rejection::Expired,
+    Rejection::WrongAnswer,
+    Rejection::Replayed,
+];
 
 /// The shield actions counted per site.
 const SHIELD_ACTIONS: [EventAction; 5] = [
@@ -102,6 +121,31 @@ impl SiteMetrics {
 
     pub fn set_under_attack(&self, on: bool) {
         self.under_attack.store(u64::from(on), Ordering::Relaxed);
+    }
+
+    /// A challenge page was served.
+    pub fn challenge_issued(&self) {
+        self.challenges_issued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An answer was accepted after `solve_time` (from serving the page).
+    pub fn challenge_solved(&self, solve_time: Duration) {
+        self.challenges_solved.fetch_add(1, Ordering::Relaxed);
+        let secs = solve_time.as_secs_f64();
+        let bucket = SOLVE_BUCKETS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(SOLVE_BUCKETS.len());
+        self.solve_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.solve_millis_sum
+            .fetch_add(solve_time.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// An answer was refused.
+    pub fn challenge_failed(&self, why: Rejection) {
+        if let Some(i) = CHALLENGE_FAILURES.iter().position(|r| *r == why) {
+            self.challenges_failed[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Counts one cache outcome.
@@ -297,13 +341,66 @@ impl Metrics {
                 );
             }
         }
-        out.push_str("# HELP palisade_under_attack 1 while the site is in under-attack mode (automatic detection).\n");
+        out.push_str("# HELP palisade_under_attack 1 while the site is in under-attack mode (automatic detection or the site's state).\n");
         out.push_str("# TYPE palisade_under_attack gauge\n");
         for (name, m) in &sites {
             let _ = writeln!(
                 out,
                 "palisade_under_attack{{site=\"{name}\"}} {}",
                 m.under_attack.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP palisade_challenges_total Browser challenges by site and outcome: issued (pages served), solved (answers accepted), failed (answers refused).\n");
+        out.push_str("# TYPE palisade_challenges_total counter\n");
+        for (name, m) in &sites {
+            let failed: u64 = m
+                .challenges_failed
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .sum();
+            for (outcome, n) in [
+                ("issued", m.challenges_issued.load(Ordering::Relaxed)),
+                ("solved", m.challenges_solved.load(Ordering::Relaxed)),
+                ("failed", failed),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "palisade_challenges_total{{site=\"{name}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP palisade_challenge_failures_total Refused challenge answers by site and reason.\n");
+        out.push_str("# TYPE palisade_challenge_failures_total counter\n");
+        for (name, m) in &sites {
+            for (i, why) in CHALLENGE_FAILURES.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "palisade_challenge_failures_total{{site=\"{name}\",reason=\"{}\"}} {}",
+                    why.as_str(),
+                    m.challenges_failed[i].load(Ordering::Relaxed)
+                );
+            }
+        }
+        out.push_str("# HELP palisade_challenge_solve_seconds Time from serving a challenge page to receiving its accepted answer.\n");
+        out.push_str("# TYPE palisade_challenge_solve_seconds histogram\n");
+        for (name, m) in &sites {
+            let mut cumulative = 0;
+            for (i, bound) in SOLVE_BUCKETS.iter().enumerate() {
+                cumulative += m.solve_buckets[i].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "palisade_challenge_solve_seconds_bucket{{site=\"{name}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            cumulative += m.solve_buckets[SOLVE_BUCKETS.len()].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "palisade_challenge_solve_seconds_bucket{{site=\"{name}\",le=\"+Inf\"}} {cumulative}"
+            );
+            let sum = m.solve_millis_sum.load(Ordering::Relaxed) as f64 / 1e3;
+            let _ = writeln!(
+                out,
+                "palisade_challenge_solve_seconds_sum{{site=\"{name}\"}} {sum}\npalisade_challenge_solve_seconds_count{{site=\"{name}\"}} {cumulative}"
             );
         }
         for (metric, kind, help, value) in [

@@ -3,7 +3,9 @@
 //! ```text
 //! http     framing checks (smuggling shapes → 400, close)       phases::framing
 //! route    Host/:authority → site; unknown → 421, CONNECT → 405   phases::route
-//! shield   lists, rules, rate limits → 403/429; challenge gate     phases::shield
+//! reserved /.well-known/palisade/: challenge answers              phases::challenge
+//! shield   lists, rules, rate limits → 403/429; challenge gate     phases::shield,
+//!          (no clearance: challenge page 503, or 403)               phases::challenge
 //! limits   declared body over max_body_bytes → 413
 //! cache    fresh stored response → answer; else one fill per miss  phases::cache
 //!          (a miss over the client's miss limit → 429)
@@ -23,14 +25,16 @@ use crate::phases::cache::CacheStep;
 use crate::phases::route::RouteRefusal;
 use crate::phases::shield::OriginPermit;
 use crate::phases::{
-    cache as cache_phase, forward, framing, respond, route, shield as shield_phase,
+    cache as cache_phase, challenge as challenge_phase, forward, framing, respond, route,
+    shield as shield_phase,
 };
-use crate::snapshot::Snapshot;
+use crate::snapshot::{SiteRuntime, Snapshot};
 use arc_swap::ArcSwap;
 use cache::Cache;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
+use model::SiteState;
 use shield::RequestFacts;
 use shield::events::{EventAction, EventReason, EventRing, NewEvent};
 use shield::guard::Verdict;
@@ -49,6 +53,8 @@ pub struct EdgeState {
     pub purge_wake: Arc<tokio::sync::Notify>,
     /// What the shield did, for `GET /api/events`.
     pub events: Arc<EventRing>,
+    /// Challenge nonces and the filter of answered challenges.
+    pub challenges: challenge_phase::ChallengeState,
     unrouted: Arc<SiteMetrics>,
 }
 
@@ -62,6 +68,7 @@ impl EdgeState {
     ) -> EdgeState {
         EdgeState {
             events,
+            challenges: challenge_phase::ChallengeState::new(),
             snapshot: ArcSwap::from_pointee(snapshot),
             access_log,
             unrouted: metrics.site(UNROUTED),
@@ -144,37 +151,40 @@ pub async fn handle(
         site.metrics.shield(event.action);
         state.events.record(event);
     };
-    let verdict = if site.guard.is_empty() {
-        Verdict::Pass
-    } else {
-        let facts = RequestFacts {
-            ip: log.client_ip,
-            host: &routed.host,
-            method: request.method().as_str(),
-            path: request.uri().path(),
-            query: request.uri().query().unwrap_or(""),
-            headers: request.headers(),
-            tls: conn.client.tls,
-        };
-        site.guard.check(&facts, Instant::now(), &record)
+    let client_ip = log.client_ip;
+    // Palisade's own endpoints (challenge answers): never forwarded, never challenged (a
+    // challenge rule must not stand between a browser and its answer), but deny lists hold.
+    if challenge_phase::is_reserved(request.uri().path()) {
+        if let Some(refusal) = shield_phase::answer(&site.guard.check_lists(client_ip, &record)) {
+            return log.finish_with(refusal);
+        }
+        let keys = &snapshot.challenge_keys;
+        let response = challenge_phase::reserved(
+            &state.challenges,
+            keys,
+            site,
+            client_ip,
+            conn.client.tls,
+            snapshot.limits.request_body_timeout,
+            request,
+            &record,
+        )
+        .await;
+        return log.finish_with(response);
+    }
+    let gate = shield_gate(
+        state,
+        &snapshot,
+        site,
+        (client_ip, conn.client.tls),
+        &request,
+        &routed.host,
+        &record,
+    );
+    let allowed = match gate {
+        Ok(allowed) => allowed,
+        Err(response) => return log.finish_with(response),
     };
-    if let Some(refusal) = shield_phase::answer(&verdict) {
-        return log.finish_with(refusal);
-    }
-    let allowed = verdict == Verdict::Allowed;
-    // Counted before the challenge gate: requests it challenges are still the traffic that
-    // keeps under-attack mode on (counting only those let through, the mode would end
-    // `attack_hold` after it began, flood or no flood).
-    site.protection.attack.count_request();
-    if !allowed && site.protection.attack.under_attack() {
-        record(NewEvent::for_client(
-            &site.name,
-            log.client_ip,
-            EventAction::Challenge,
-            EventReason::UnderAttack,
-        ));
-        return log.finish_with(shield_phase::challenge_page());
-    }
     // The Host field already names the authority for an origin-form HTTP/1.1 request; reuse
     // its value rather than copying the text.
     let host_is_set =
@@ -506,6 +516,74 @@ async fn refresh_in_background(
         // Read to the end: the tee stores the body when it is complete.
         let _ = http_body_util::BodyExt::collect(EdgeBody::origin_with_tee(body, tee)).await;
     }
+}
+
+/// The shield's checks and the challenge gate: `Ok(allowed)` to go on (`allowed`: an allow
+/// list or rule let the request skip the rest of the shield), or the response that ends it.
+fn shield_gate(
+    state: &EdgeState,
+    snapshot: &Snapshot,
+    site: &SiteRuntime,
+    (client_ip, tls): (IpAddr, bool),
+    request: &Request<Incoming>,
+    host: &str,
+    record: &dyn Fn(NewEvent),
+) -> Result<bool, Response<EdgeBody>> {
+    let facts = RequestFacts {
+        ip: client_ip,
+        host,
+        method: request.method().as_str(),
+        path: request.uri().path(),
+        query: request.uri().query().unwrap_or(""),
+        headers: request.headers(),
+        tls,
+    };
+    // Verified at most once, and only when a challenge would otherwise be answered.
+    let clearance = std::cell::OnceCell::new();
+    let cleared = || {
+        *clearance.get_or_init(|| {
+            challenge_phase::cleared(&snapshot.challenge_keys, site, client_ip, request.headers())
+        })
+    };
+    let challenge = || {
+        challenge_phase::challenge(
+            &state.challenges,
+            &snapshot.challenge_keys,
+            site,
+            client_ip,
+            request,
+            host,
+        )
+    };
+    let verdict = if site.guard.is_empty() {
+        Verdict::Pass
+    } else {
+        site.guard
+            .check_cleared(&facts, Instant::now(), record, &cleared)
+    };
+    if let Verdict::Challenge { .. } = verdict {
+        return Err(challenge());
+    }
+    if let Some(refusal) = shield_phase::answer(&verdict) {
+        return Err(refusal);
+    }
+    let allowed = verdict == Verdict::Allowed;
+    // Counted before the challenge gate: requests it challenges are still the traffic that
+    // keeps under-attack mode on (counting only those let through, the mode would end
+    // `attack_hold` after it began, flood or no flood).
+    site.protection.attack.count_request();
+    let under_attack =
+        site.config.state == SiteState::UnderAttack || site.protection.attack.under_attack();
+    if under_attack && !allowed && !site.challenge.exempt(&facts) && !cleared() {
+        record(NewEvent::for_client(
+            &site.name,
+            client_ip,
+            EventAction::Challenge,
+            EventReason::UnderAttack,
+        ));
+        return Err(challenge());
+    }
+    Ok(allowed)
 }
 
 fn declared_length(request: &Request<Incoming>) -> Option<u64> {

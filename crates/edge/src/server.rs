@@ -19,6 +19,7 @@ use crate::snapshot::{BuildContext, Snapshot};
 use crate::tls::TlsShared;
 use cache::Cache;
 use model::{Config, ServerSettings};
+use shield::challenge::ChallengeKeys;
 use shield::events::EventRing;
 use shield::ratelimit::LimiterRegistry;
 use std::net::SocketAddr;
@@ -101,6 +102,8 @@ impl Edge {
         let limiters = LimiterRegistry::default();
         let protections = ProtectionRegistry::default();
         let tls = TlsShared::new().map_err(EdgeError::Config)?;
+        let challenge_keys =
+            load_challenge_keys(&config.server.data_dir).map_err(EdgeError::Config)?;
         let snapshot = Snapshot::build(
             &config,
             &BuildContext {
@@ -109,6 +112,7 @@ impl Edge {
                 limiters: &limiters,
                 protections: &protections,
                 tls: &tls,
+                challenge_keys: &challenge_keys,
                 source: &source,
                 generation: 1,
             },
@@ -211,18 +215,22 @@ impl Edge {
     /// Listener addresses, the data directory and the access-log target apply at start only.
     pub fn reload(&self, config: &Config) -> Result<u64, String> {
         let generation = self.generation.load(Ordering::Relaxed) + 1;
-        let built = Snapshot::build(
-            config,
-            &BuildContext {
-                upstreams: &self.upstreams,
-                metrics: &self.state.metrics,
-                limiters: &self.limiters,
-                protections: &self.protections,
-                tls: &self.tls,
-                source: &self.source,
-                generation,
-            },
-        );
+        // Read again at every reload: `palisade keys rotate` takes effect this way.
+        let built = load_challenge_keys(&self.started_with.data_dir).and_then(|challenge_keys| {
+            Snapshot::build(
+                config,
+                &BuildContext {
+                    upstreams: &self.upstreams,
+                    metrics: &self.state.metrics,
+                    limiters: &self.limiters,
+                    protections: &self.protections,
+                    tls: &self.tls,
+                    challenge_keys: &challenge_keys,
+                    source: &self.source,
+                    generation,
+                },
+            )
+        });
         let snapshot = match built {
             Ok(snapshot) => snapshot,
             Err(e) => {
@@ -288,6 +296,9 @@ pub async fn validate(config: &Config, source: &str) -> Result<(), EdgeError> {
     let metrics = Metrics::new();
     let upstreams = UpstreamRegistry::default();
     let tls = TlsShared::new().map_err(EdgeError::Config)?;
+    // A check reads no key file (and makes none): any key builds the same snapshot.
+    let challenge_keys =
+        Arc::new(ChallengeKeys::ephemeral().map_err(|e| EdgeError::Config(e.to_string()))?);
     Snapshot::build(
         config,
         &BuildContext {
@@ -296,10 +307,18 @@ pub async fn validate(config: &Config, source: &str) -> Result<(), EdgeError> {
             limiters: &LimiterRegistry::default(),
             protections: &ProtectionRegistry::default(),
             tls: &tls,
+            challenge_keys: &challenge_keys,
             source,
             generation: 0,
         },
     )
     .map(|_| ())
     .map_err(EdgeError::Config)
+}
+
+/// The challenge's signing keys from the data directory, made on first start.
+fn load_challenge_keys(data_dir: &std::path::Path) -> Result<Arc<ChallengeKeys>, String> {
+    ChallengeKeys::load_or_create(data_dir)
+        .map(Arc::new)
+        .map_err(|e| format!("challenge keys: {e}"))
 }

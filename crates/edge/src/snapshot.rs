@@ -10,6 +10,7 @@ use crate::router::HostRouter;
 use crate::tls::{self, TlsShared};
 use ipnet::IpNet;
 use model::{Config, ServerLimits, Site};
+use shield::challenge::{ChallengeKeys, SiteChallenge};
 use shield::guard::SiteGuard;
 use shield::ratelimit::{LimiterRegistry, WindowCounter};
 use std::net::IpAddr;
@@ -27,6 +28,8 @@ pub struct SiteRuntime {
     pub protection: Arc<SiteProtection>,
     /// Cache misses per client address over `shield.misses_period`.
     pub misses: Arc<WindowCounter>,
+    /// The browser challenge's settings, its `exempt` expression compiled.
+    pub challenge: SiteChallenge,
 }
 
 /// One immutable version of the edge's configuration.
@@ -38,6 +41,8 @@ pub struct Snapshot {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Counts reloads; 1 is the configuration the edge started with.
     pub generation: u64,
+    /// Signs challenges and clearance cookies (read from the data directory at each reload).
+    pub challenge_keys: Arc<ChallengeKeys>,
 }
 
 /// What building a snapshot borrows from the running edge.
@@ -47,6 +52,7 @@ pub struct BuildContext<'a> {
     pub limiters: &'a LimiterRegistry,
     pub protections: &'a ProtectionRegistry,
     pub tls: &'a TlsShared,
+    pub challenge_keys: &'a Arc<ChallengeKeys>,
     /// Names the configuration's source in errors.
     pub source: &'a str,
     pub generation: u64,
@@ -68,8 +74,11 @@ impl Snapshot {
             let guard = SiteGuard::build(i, site, Arc::clone(&global), ctx.limiters)
                 .map_err(|e| format!("{}: {e}", ctx.source))?;
             let protection = ctx.protections.site(&site.name);
+            let challenge = SiteChallenge::build(&format!("site[{i}]"), &site.challenge)
+                .map_err(|e| format!("{}: {e}", ctx.source))?;
             sites.push(SiteRuntime {
                 guard,
+                challenge,
                 misses: protection.miss_counter(site.shield.misses_period),
                 protection,
                 name: site.name.as_str().into(),
@@ -88,6 +97,7 @@ impl Snapshot {
             trusted_proxies: config.server.trusted_proxies.clone(),
             tls,
             generation: ctx.generation,
+            challenge_keys: Arc::clone(ctx.challenge_keys),
         })
     }
 

@@ -26,6 +26,10 @@ pub enum EventAction {
     /// Automatic attack detection switched under-attack mode on or off.
     UnderAttackOn,
     UnderAttackOff,
+    /// A browser answered its challenge and got clearance.
+    ChallengeSolved,
+    /// An answer to a challenge was refused.
+    ChallengeFailed,
 }
 
 impl EventAction {
@@ -38,6 +42,8 @@ impl EventAction {
             EventAction::Shed => "shed",
             EventAction::UnderAttackOn => "under_attack_on",
             EventAction::UnderAttackOff => "under_attack_off",
+            EventAction::ChallengeSolved => "challenge_solved",
+            EventAction::ChallengeFailed => "challenge_failed",
         }
     }
 }
@@ -63,6 +69,14 @@ pub enum EventReason {
     ErrorSpike,
     /// Traffic settled back (attack detection).
     Settled,
+    /// A challenge's proof of work checked out (the value is the solve time in seconds).
+    ProofOfWork,
+    /// Answers refused: not a token this edge issued (or for another site, network or
+    /// browser), too old, not a solution, or a solution sent before.
+    InvalidAnswer,
+    ExpiredAnswer,
+    WrongAnswer,
+    ReplayedAnswer,
 }
 
 impl EventReason {
@@ -77,6 +91,11 @@ impl EventReason {
             EventReason::RequestSpike => "request_spike",
             EventReason::ErrorSpike => "error_spike",
             EventReason::Settled => "settled",
+            EventReason::ProofOfWork => "proof_of_work",
+            EventReason::InvalidAnswer => "invalid_answer",
+            EventReason::ExpiredAnswer => "expired_answer",
+            EventReason::WrongAnswer => "wrong_answer",
+            EventReason::ReplayedAnswer => "replayed_answer",
         }
     }
 }

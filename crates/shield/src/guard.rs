@@ -216,6 +216,28 @@ impl SiteGuard {
         self.check_cleared(facts, now, record, &|| false)
     }
 
+    /// The allow and deny lists alone: `Allowed`, `Block` (recorded) or `Pass`.
+    pub fn check_lists(&self, ip: std::net::IpAddr, record: &dyn Fn(NewEvent)) -> Verdict {
+        match self.listed(ip) {
+            Some((_, Listed::Allow, _)) => Verdict::Allowed,
+            Some((_, Listed::Deny, _)) => {
+                record(NewEvent {
+                    rule_id: Some(Arc::clone(&self.list_id)),
+                    ..NewEvent::for_client(
+                        &self.site,
+                        ip,
+                        EventAction::Block,
+                        EventReason::DenyList,
+                    )
+                });
+                Verdict::Block {
+                    reason: EventReason::DenyList,
+                }
+            }
+            None => Verdict::Pass,
+        }
+    }
+
     /// [`check`](Self::check) for a client that may hold a clearance: a rule or limit whose
     /// action is `challenge` lets a cleared client go on to the next rule. `cleared` is asked
     /// only then (it verifies a cookie).
@@ -236,20 +258,9 @@ impl SiteGuard {
                 value,
             })
         };
-        match self.listed(facts.ip) {
-            Some((_, Listed::Allow, _)) => return Verdict::Allowed,
-            Some((_, Listed::Deny, _)) => {
-                event(
-                    EventAction::Block,
-                    EventReason::DenyList,
-                    Some(&self.list_id),
-                    None,
-                );
-                return Verdict::Block {
-                    reason: EventReason::DenyList,
-                };
-            }
-            None => {}
+        match self.check_lists(facts.ip, record) {
+            Verdict::Pass => {}
+            decided => return decided,
         }
         let decided = self.rule_set.walk(facts, |index| {
             let rule = &self.rules[index];

@@ -1,6 +1,7 @@
 //! One module per phase of a request's path (see `pipeline` for the order).
 
 pub mod cache;
+pub mod challenge;
 pub mod forward;
 pub mod framing;
 pub mod respond;

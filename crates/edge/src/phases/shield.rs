@@ -108,12 +108,12 @@ pub fn too_many_misses(
     counter.hit(key, now) > f64::from(limit)
 }
 
-/// The response for a verdict that ends the request; `None` to go on.
+/// The response for a verdict that refuses the request; `None` to go on. (A challenge is
+/// the challenge gate's to answer: `phases::challenge`.)
 pub fn answer(verdict: &Verdict) -> Option<Response<EdgeBody>> {
     match verdict {
-        Verdict::Pass | Verdict::Allowed => None,
+        Verdict::Pass | Verdict::Allowed | Verdict::Challenge { .. } => None,
         Verdict::Block { .. } => Some(respond::edge_page(StatusCode::FORBIDDEN, false)),
-        Verdict::Challenge { .. } => Some(challenge_page()),
         Verdict::Limited { retry_after } => Some(too_many_requests(*retry_after)),
     }
 }
@@ -139,24 +139,6 @@ fn retry_after_header(response: &mut Response<EdgeBody>, after: Duration) {
         .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
 }
 
-/// The challenge stands here until the browser challenge lands: a 503 that says the site is
-/// checking its visitors, never stored.
-pub fn challenge_page() -> Response<EdgeBody> {
-    let body = "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Checking your browser</title></head>\
-         <body><h1>Checking your browser</h1><p>This site is under attack and checks visitors \
-         before letting them in. Please try again in a moment.</p><hr><p>palisade</p></body></html>\n";
-    let mut response = Response::new(EdgeBody::fixed(body.to_string()));
-    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    response
-}
-
 /// Once a second, turns every site's request and error counts into rates and switches
 /// automatic under-attack mode on and off; each switch is a security event and a warning.
 pub async fn watch_attacks(
@@ -173,7 +155,12 @@ pub async fn watch_attacks(
         let snapshot = state.snapshot.load();
         let now = Instant::now();
         for site in &snapshot.sites {
-            let Some(change) = site.protection.attack.tick(&site.config.shield.attack, now) else {
+            let change = site.protection.attack.tick(&site.config.shield.attack, now);
+            site.metrics.set_under_attack(
+                site.config.state == model::SiteState::UnderAttack
+                    || site.protection.attack.under_attack(),
+            );
+            let Some(change) = change else {
                 continue;
             };
             match change {
@@ -188,8 +175,6 @@ pub async fn watch_attacks(
                     tracing::warn!(site = %site.name, "under-attack mode off: traffic settled")
                 }
             }
-            site.metrics
-                .set_under_attack(site.protection.attack.under_attack());
             state.events.record(change.event(Arc::clone(&site.name)));
         }
     }
@@ -237,6 +222,5 @@ mod tests {
         let r = too_many_requests(Duration::from_millis(1500));
         assert_eq!(r.status(), 429);
         assert_eq!(r.headers()["retry-after"], "2");
-        assert_eq!(challenge_page().headers()["cache-control"], "no-store");
     }
 }

@@ -1,0 +1,397 @@
+//! The challenge gate's HTTP side: who is cleared, what a visitor without clearance gets, and
+//! the endpoint that takes answers (`POST /.well-known/palisade/challenge`).
+//!
+//! The cryptography (tokens, proof of work, cookies, replay filter, keys) is
+//! `shield::challenge`; this module reads requests and writes responses around it.
+
+use crate::body::EdgeBody;
+use crate::snapshot::SiteRuntime;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde::Deserialize;
+use shield::challenge::page::{self, PageParams};
+use shield::challenge::{
+    Binding, ChallengeKeys, NonceSource, RESERVED_PREFIX, Rejection, ReplayFilter, VERIFY_PATH,
+    clearance, token,
+};
+use shield::events::{EventAction, EventReason, NewEvent};
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+/// Largest answer body accepted: a token, sixteen numbers and a return path fit in far less.
+const MAX_ANSWER_BYTES: usize = 4096;
+
+/// Longest return path carried through a challenge (longer ones return to `/`).
+const MAX_RETURN_LEN: usize = 2048;
+
+/// The CSP of the challenge page: its own inline script and style, a worker from a Blob, and
+/// requests to this origin only.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'unsafe-inline' blob:; \
+     worker-src blob:; connect-src 'self'; style-src 'unsafe-inline'; \
+     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// What the edge keeps for challenges across snapshots.
+#[derive(Debug)]
+pub struct ChallengeState {
+    pub replay: ReplayFilter,
+    pub nonces: NonceSource,
+}
+
+impl ChallengeState {
+    pub fn new() -> ChallengeState {
+        ChallengeState {
+            replay: ReplayFilter::new(
+                model::MAX_CHALLENGE_TTL,
+                shield::challenge::replay::DEFAULT_BITS,
+            ),
+            nonces: NonceSource::new(),
+        }
+    }
+}
+
+impl Default for ChallengeState {
+    fn default() -> Self {
+        ChallengeState::new()
+    }
+}
+
+fn binding<'a>(site: &'a SiteRuntime, ip: IpAddr, headers: &'a HeaderMap) -> Binding<'a> {
+    Binding {
+        site: &site.name,
+        ip,
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .map_or(&b""[..], HeaderValue::as_bytes),
+    }
+}
+
+/// True when the request carries a live clearance cookie for this site, address prefix and
+/// browser.
+pub fn cleared(keys: &ChallengeKeys, site: &SiteRuntime, ip: IpAddr, headers: &HeaderMap) -> bool {
+    let Some(value) = shield::ratelimit::cookie_value(headers, clearance::COOKIE) else {
+        return false;
+    };
+    clearance::verify(
+        keys,
+        &binding(site, ip, headers),
+        value,
+        site.challenge.settings.clearance_ttl,
+        SystemTime::now(),
+    )
+}
+
+/// What a visitor without clearance gets: the challenge page for a browser's GET or HEAD, a
+/// 403 saying a browser is needed otherwise (a form post or an API call cannot be carried
+/// through a page and back).
+pub fn challenge(
+    state: &ChallengeState,
+    keys: &ChallengeKeys,
+    site: &SiteRuntime,
+    ip: IpAddr,
+    request: &Request<Incoming>,
+    host: &str,
+) -> Response<EdgeBody> {
+    let method = request.method();
+    let headers = request.headers();
+    if !(method == Method::GET || method == Method::HEAD) || prefers_json(headers) {
+        return browser_required(prefers_json(headers));
+    }
+    let puzzle = site.challenge.puzzle(site.protection.attack.pressure());
+    let token = token::issue(
+        keys,
+        &state.nonces,
+        &binding(site, ip, headers),
+        puzzle,
+        SystemTime::now(),
+    );
+    let return_to = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let html = page::render(&PageParams {
+        host,
+        token: &token,
+        bits: puzzle.bits,
+        parts: puzzle.parts,
+        verify_path: VERIFY_PATH,
+        return_to: safe_return(return_to),
+    });
+    site.metrics.challenge_issued();
+    let mut response = Response::new(EdgeBody::fixed(html));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PAGE_CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+/// 403: this request needs a browser's clearance first.
+fn browser_required(json: bool) -> Response<EdgeBody> {
+    let (body, content_type) = if json {
+        (
+            "{\"error\":\"browser_challenge_required\",\"message\":\"This site is checking its \
+             visitors. Open it in a web browser to pass the check, then retry.\"}\n",
+            "application/json",
+        )
+    } else {
+        (
+            "A browser challenge is required: this site is checking its visitors. Open it in a \
+             web browser to pass the check, then retry.\n",
+            "text/plain; charset=utf-8",
+        )
+    };
+    let mut response = Response::new(EdgeBody::fixed(body));
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// True when the client's Accept ranks JSON above HTML (an API client, a `fetch`), so it gets
+/// a JSON 403 rather than a page it cannot run.
+pub fn prefers_json(headers: &HeaderMap) -> bool {
+    let mut json = 0.0f32;
+    let mut html = 0.0f32;
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut params = item.split(';');
+            let media = params.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = params
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0)
+                .clamp(0.0, 1.0);
+            if media == "application/json" || media.ends_with("+json") {
+                json = json.max(q);
+            } else if media == "text/html" || media == "application/xhtml+xml" || media == "*/*" {
+                html = html.max(q);
+            }
+        }
+    }
+    json > html
+}
+
+/// The path a solved challenge returns to: the request's own path and query when it is a
+/// plain local path, else `/` (never another host: `//evil.example` stays here).
+pub fn safe_return(path: &str) -> &str {
+    let local = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.starts_with("/\\")
+        && path.len() <= MAX_RETURN_LEN
+        && !path.bytes().any(|b| b.is_ascii_control() || b == b'\\');
+    if local { path } else { "/" }
+}
+
+/// True for paths under Palisade's reserved prefix, which are never forwarded.
+pub fn is_reserved(path: &str) -> bool {
+    path.starts_with(RESERVED_PREFIX)
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    c: String,
+    n: Vec<u64>,
+    #[serde(default, rename = "return")]
+    return_to: Option<String>,
+}
+
+/// Serves a request under the reserved prefix: answers to challenges; 404 for the rest.
+pub async fn reserved(
+    state: &ChallengeState,
+    keys: &ChallengeKeys,
+    site: &SiteRuntime,
+    ip: IpAddr,
+    tls: bool,
+    body_timeout: Duration,
+    request: Request<Incoming>,
+    record: &(dyn Fn(NewEvent) + Sync),
+) -> Response<EdgeBody> {
+    if request.uri().path() != VERIFY_PATH {
+        return crate::phases::respond::edge_page(StatusCode::NOT_FOUND, false);
+    }
+    if request.method() != Method::POST {
+        let mut response = crate::phases::respond::edge_page(StatusCode::METHOD_NOT_ALLOWED, false);
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    let (parts, body) = request.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_ANSWER_BYTES);
+    let bytes: Bytes = match tokio::time::timeout(body_timeout, limited.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => {
+            return answer_json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "{\"ok\":false,\"error\":\"too_large\"}",
+            );
+        }
+        Err(_) => {
+            return answer_json(
+                StatusCode::REQUEST_TIMEOUT,
+                "{\"ok\":false,\"error\":\"timeout\"}",
+            );
+        }
+    };
+    let Ok(answer) = serde_json::from_slice::<Answer>(&bytes) else {
+        return refuse(site, ip, Rejection::Invalid, record);
+    };
+    let binding = binding(site, ip, &parts.headers);
+    let settings = &site.challenge.settings;
+    let now = SystemTime::now();
+    let solved = match token::verify(
+        keys,
+        &binding,
+        &answer.c,
+        &answer.n,
+        settings.challenge_ttl,
+        &state.replay,
+        now,
+    ) {
+        Ok(solved) => solved,
+        Err(why) => return refuse(site, ip, why, record),
+    };
+    site.metrics.challenge_solved(solved.solve_time);
+    record(NewEvent {
+        value: Some(solved.solve_time.as_secs_f64()),
+        ..NewEvent::for_client(
+            &site.name,
+            ip,
+            EventAction::ChallengeSolved,
+            EventReason::ProofOfWork,
+        )
+    });
+    let cookie = clearance::mint(keys, &binding, settings.clearance_ttl, now);
+    let return_to = safe_return(answer.return_to.as_deref().unwrap_or("/"));
+    let body = serde_json::json!({ "ok": true, "return": return_to }).to_string();
+    let mut response = answer_json(StatusCode::OK, body);
+    if let Ok(value) =
+        HeaderValue::from_str(&clearance::set_cookie(&cookie, settings.clearance_ttl, tls))
+    {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+fn refuse(
+    site: &SiteRuntime,
+    ip: IpAddr,
+    why: Rejection,
+    record: &dyn Fn(NewEvent),
+) -> Response<EdgeBody> {
+    site.metrics.challenge_failed(why);
+    let reason = match why {
+        Rejection::Invalid => EventReason::InvalidAnswer,
+        Rejection::Expired => EventReason::ExpiredAnswer,
+        Rejection::WrongAnswer => EventReason::WrongAnswer,
+        Rejection::Replayed => EventReason::ReplayedAnswer,
+    };
+    record(NewEvent::for_client(
+        &site.name,
+        ip,
+        EventAction::ChallengeFailed,
+        reason,
+    ));
+    answer_json(
+        StatusCode::FORBIDDEN,
+        format!("{{\"ok\":false,\"error\":\"{}\"}}", why.as_str()),
+    )
+}
+
+fn answer_json(status: StatusCode, body: impl Into<Bytes>) -> Response<EdgeBody> {
+    let mut response = Response::new(EdgeBody::fixed(body));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::ACCEPT, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn json_is_preferred_only_when_ranked_above_html() {
+        assert!(prefers_json(&accept(&["application/json"])));
+        assert!(prefers_json(&accept(&[
+            "application/vnd.api+json, */*;q=0.1"
+        ])));
+        assert!(prefers_json(&accept(&[
+            "text/html;q=0.5",
+            "application/json"
+        ])));
+        assert!(!prefers_json(&accept(&[])));
+        assert!(!prefers_json(&accept(&["*/*"])));
+        assert!(!prefers_json(&accept(&[
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        ])));
+        assert!(!prefers_json(&accept(&[
+            "application/json;q=0.5, text/html"
+        ])));
+        assert!(!prefers_json(&accept(&[
+            "application/json;q=nonsense, text/html"
+        ])));
+    }
+
+    #[test]
+    fn only_local_paths_are_returned_to() {
+        for ok in ["/", "/a/b?x=1&y=%2F", "/.well-known/x"] {
+            assert_eq!(safe_return(ok), ok);
+        }
+        for bad in [
+            "//evil.example/x",
+            "/\\evil.example",
+            "https://evil.example/",
+            "",
+            "javascript:alert(1)",
+            "/a\r\nSet-Cookie: x=1",
+            "/a\\b",
+        ] {
+            assert_eq!(safe_return(bad), "/", "{bad:?}");
+        }
+        assert_eq!(
+            safe_return(&format!("/{}", "a".repeat(MAX_RETURN_LEN))),
+            "/"
+        );
+    }
+
+    #[test]
+    fn the_403_says_a_browser_is_needed() {
+        let r = browser_required(true);
+        assert_eq!(r.status(), 403);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let r = browser_required(false);
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+    }
+}

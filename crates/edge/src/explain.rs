@@ -82,11 +82,26 @@ pub fn explain(config: &Config, request: &ExplainRequest<'_>) -> Result<String, 
     let _ = writeln!(out, "site: {} (host {host})", site.name);
     let _ = writeln!(out, "{explanation}");
     let shield = &site.shield;
+    let challenge =
+        shield::challenge::SiteChallenge::build(&format!("site[{index}]"), &site.challenge)?;
+    let gate = match explanation.verdict {
+        shield::guard::Verdict::Allowed => "skipped (allowed)",
+        shield::guard::Verdict::Pass if challenge.exempt(&facts) => "exempt",
+        shield::guard::Verdict::Pass => "challenges it unless it has a clearance cookie",
+        _ => "not reached",
+    };
+    let _ = writeln!(
+        out,
+        "state: {}; under-attack gate: {gate}",
+        site.state.as_str()
+    );
     let _ = writeln!(
         out,
         "at run time also: under-attack mode {} (challenges everyone not allowed), at most {} \
          cache misses per address per {:?}, at most {} origin requests at once",
-        if shield.attack.enabled {
+        if site.state == model::SiteState::UnderAttack {
+            "on (state)"
+        } else if shield.attack.enabled {
             "when traffic spikes"
         } else {
             "off"
@@ -143,6 +158,17 @@ deny = ["203.0.113.0/24"]
         .unwrap();
         assert!(text.starts_with("site: blog"), "{text}");
         assert!(text.contains("rule bots (block): matches"), "{text}");
+        assert!(
+            text.contains("state: active; under-attack gate: not reached"),
+            "{text}"
+        );
+        let feed = run("10.0.0.1", "https://blog.example/feed", &[]).unwrap();
+        assert!(feed.contains("under-attack gate: exempt"), "{feed}");
+        let page = run("10.0.0.1", "https://blog.example/post", &[]).unwrap();
+        assert!(
+            page.contains("gate: challenges it unless it has a clearance"),
+            "{page}"
+        );
         assert!(text.contains("verdict: block: 403 (rule)"), "{text}");
         let denied = run("203.0.113.5", "http://blog.example/", &[]).unwrap();
         assert!(

@@ -147,3 +147,54 @@ impl FileChallenge {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    fn site(extra: &str) -> Result<Config, crate::ConfigError> {
+        Config::from_toml_str(
+            "p.toml",
+            &format!(
+                "[[site]]\nname = \"blog\"\nhosts = [\"blog.test\"]\norigins = [\"http://127.0.0.1:1\"]\n{extra}"
+            ),
+        )
+    }
+
+    #[test]
+    fn defaults_and_explicit_values() {
+        let config = site("").unwrap();
+        assert_eq!(config.sites[0].state, SiteState::Active);
+        assert_eq!(config.sites[0].challenge, ChallengeSettings::default());
+        let config = site(
+            "state = \"under_attack\"\n[site.challenge]\ndifficulty = 10\nclearance_ttl = \"2h\"\n\
+             exempt = '''\nhttp.request.uri.path starts_with \"/api/\"'''\n",
+        )
+        .unwrap();
+        let s = &config.sites[0];
+        assert_eq!(s.state, SiteState::UnderAttack);
+        assert_eq!(s.challenge.difficulty, 10);
+        assert_eq!(s.challenge.max_difficulty, 14);
+        assert_eq!(s.challenge.clearance_ttl, Duration::from_secs(7200));
+        assert_eq!(s.challenge.exempt, "http.request.uri.path starts_with \"/api/\"");
+        // The expression starts on the line after the opening quotes.
+        assert_eq!(s.challenge.exempt_at, Some((10, 1)));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (extra, key) in [
+            ("state = \"paused_forever\"", "state"),
+            ("[site.challenge]\ndifficulty = 0", "site[0].challenge.difficulty"),
+            ("[site.challenge]\ndifficulty = 29", "site[0].challenge.difficulty"),
+            ("[site.challenge]\ndifficulty = 12\nmax_difficulty = 11", "max_difficulty"),
+            ("[site.challenge]\nchallenge_ttl = \"2h\"", "challenge_ttl"),
+            ("[site.challenge]\nclearance_ttl = \"1s\"", "clearance_ttl"),
+            ("[site.challenge]\nbits = 3", "bits"),
+        ] {
+            let err = site(extra).unwrap_err().to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+    }
+}

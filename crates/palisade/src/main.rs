@@ -1,5 +1,6 @@
 //! `palisade`: the command line. `serve` runs the edge; `check` validates a configuration;
-//! `purge` asks a running edge to purge cached responses.
+//! `purge` asks a running edge to purge cached responses; `keys rotate` renews the challenge's
+//! signing key.
 
 mod purge;
 
@@ -80,6 +81,11 @@ enum Command {
         #[arg(short = 'H', long = "header")]
         headers: Vec<String>,
     },
+    /// Manage the keys that sign challenges and clearance cookies.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Purge cached responses of a site on a running edge (through its admin listener).
     Purge {
         /// The site, by its name in the configuration.
@@ -97,6 +103,37 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Make a new signing key; the old one stays valid for one clearance lifetime. Running
+    /// edges switch at their next reload (SIGHUP).
+    Rotate {
+        /// The data directory [default: from --config, else ./palisade-data].
+        #[arg(long, conflicts_with = "config")]
+        data: Option<PathBuf>,
+        /// Read the data directory from this configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `palisade keys rotate`.
+fn rotate_keys(data: Option<PathBuf>, config: Option<PathBuf>) -> Result<()> {
+    let data_dir = match (data, config) {
+        (Some(dir), _) => dir,
+        (None, Some(path)) => Config::load(&path)?.server.data_dir,
+        (None, None) => PathBuf::from("./palisade-data"),
+    };
+    shield::challenge::ChallengeKeys::rotate(&data_dir)?;
+    let path = data_dir.join(shield::challenge::keys::KEY_FILE);
+    println!(
+        "rotated {}: edges sign with the new key from their next reload (SIGHUP); the \
+         previous key stays valid for one clearance lifetime",
+        path.display()
+    );
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -118,6 +155,9 @@ fn main() -> ExitCode {
             url,
             headers,
         } => explain(&config, ip, &method, &url, &headers),
+        Command::Keys {
+            action: KeysAction::Rotate { data, config },
+        } => rotate_keys(data, config),
         Command::Purge {
             site,
             selector,

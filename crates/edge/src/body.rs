@@ -29,6 +29,14 @@ pub struct BodyMeter {
 }
 
 impl BodyMeter {
+    /// A meter for a body the edge read itself (`bytes` of it).
+    pub fn read(bytes: u64) -> BodyMeter {
+        BodyMeter {
+            bytes: AtomicU64::new(bytes),
+            too_large: AtomicBool::new(false),
+        }
+    }
+
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }

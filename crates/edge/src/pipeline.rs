@@ -158,18 +158,17 @@ pub async fn handle(
         if let Some(refusal) = shield_phase::answer(&site.guard.check_lists(client_ip, &record)) {
             return log.finish_with(refusal);
         }
-        let keys = &snapshot.challenge_keys;
-        let response = challenge_phase::reserved(
+        let (response, bytes_in) = challenge_phase::reserved(
             &state.challenges,
-            keys,
+            &snapshot.challenge_keys,
             site,
-            client_ip,
-            conn.client.tls,
+            (client_ip, conn.client.tls),
             snapshot.limits.request_body_timeout,
             request,
             &record,
         )
         .await;
+        log.meter = Some(Arc::new(BodyMeter::read(bytes_in)));
         return log.finish_with(response);
     }
     let gate = shield_gate(

@@ -5,6 +5,7 @@
 //! `shield::challenge`; this module reads requests and writes responses around it.
 
 use crate::body::EdgeBody;
+use crate::phases::respond;
 use crate::snapshot::SiteRuntime;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -210,47 +211,59 @@ struct Answer {
 }
 
 /// Serves a request under the reserved prefix: answers to challenges; 404 for the rest.
+/// Also says how many body bytes it read (for the access log).
 pub async fn reserved(
     state: &ChallengeState,
     keys: &ChallengeKeys,
     site: &SiteRuntime,
-    ip: IpAddr,
-    tls: bool,
+    (ip, tls): (IpAddr, bool),
     body_timeout: Duration,
     request: Request<Incoming>,
     record: &(dyn Fn(NewEvent) + Sync),
-) -> Response<EdgeBody> {
+) -> (Response<EdgeBody>, u64) {
     if request.uri().path() != VERIFY_PATH {
-        return crate::phases::respond::edge_page(StatusCode::NOT_FOUND, false);
+        return (respond::edge_page(StatusCode::NOT_FOUND, false), 0);
     }
     if request.method() != Method::POST {
-        let mut response = crate::phases::respond::edge_page(StatusCode::METHOD_NOT_ALLOWED, false);
+        let mut response = respond::edge_page(StatusCode::METHOD_NOT_ALLOWED, false);
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return response;
+        return (response, 0);
     }
     let (parts, body) = request.into_parts();
     let limited = http_body_util::Limited::new(body, MAX_ANSWER_BYTES);
+    // A body too big or too slow is left unread: the connection cannot be reused.
+    let unread = |status, error: &str| {
+        let mut response = answer_json(status, format!("{{\"ok\":false,\"error\":\"{error}\"}}"));
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        (response, 0)
+    };
     let bytes: Bytes = match tokio::time::timeout(body_timeout, limited.collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(_)) => {
-            return answer_json(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "{\"ok\":false,\"error\":\"too_large\"}",
-            );
-        }
-        Err(_) => {
-            return answer_json(
-                StatusCode::REQUEST_TIMEOUT,
-                "{\"ok\":false,\"error\":\"timeout\"}",
-            );
-        }
+        Ok(Err(_)) => return unread(StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        Err(_) => return unread(StatusCode::REQUEST_TIMEOUT, "timeout"),
     };
-    let Ok(answer) = serde_json::from_slice::<Answer>(&bytes) else {
+    let response = verify_answer(state, keys, site, (ip, tls), &parts.headers, &bytes, record);
+    (response, bytes.len() as u64)
+}
+
+/// Checks a posted answer; clearance on success.
+fn verify_answer(
+    state: &ChallengeState,
+    keys: &ChallengeKeys,
+    site: &SiteRuntime,
+    (ip, tls): (IpAddr, bool),
+    headers: &HeaderMap,
+    bytes: &[u8],
+    record: &(dyn Fn(NewEvent) + Sync),
+) -> Response<EdgeBody> {
+    let Ok(answer) = serde_json::from_slice::<Answer>(bytes) else {
         return refuse(site, ip, Rejection::Invalid, record);
     };
-    let binding = binding(site, ip, &parts.headers);
+    let binding = binding(site, ip, headers);
     let settings = &site.challenge.settings;
     let now = SystemTime::now();
     let solved = match token::verify(

@@ -53,7 +53,7 @@ pub struct PageParams<'a> {
 /// assert!(html.contains(r#""c":"c2lnbmVk","bits":14,"parts":8"#));
 /// ```
 pub fn render(p: &PageParams<'_>) -> String {
-    // Escaping at most doubles ordinary text; longer expansions (`\u2028`) only reallocate.
+    // Room for the values and some escaping; hostile values that escape to more only reallocate.
     let values = p.host.len() + p.token.len() + p.verify_path.len() + p.return_to.len();
     let mut out = String::with_capacity(TEMPLATE.len() + 64 + 2 * values);
     for piece in PIECES.iter() {

@@ -47,8 +47,8 @@ pub(super) enum Node {
     Text(Read, TextTest),
 }
 
-/// A text field a condition reads, and the slot a [`RuleSet`](super::RuleSet) keeps its value
-/// in for the rest of the request.
+/// A text field a condition reads, and for a header field, the slot a
+/// [`RuleSet`](super::RuleSet) reads it into in its one pass over the request's headers.
 #[derive(Debug, Clone)]
 pub(super) struct Read {
     pub field: TextField,
@@ -57,7 +57,8 @@ pub(super) struct Read {
 }
 
 impl Read {
-    /// Read from the request every time.
+    /// Read from the request every time: a field that is not a header (and so costs nothing
+    /// to read), or one past a rule set's slots.
     pub const UNCACHED: u8 = u8::MAX;
 
     pub fn uncached(field: TextField) -> Read {
@@ -158,16 +159,26 @@ impl TextTest {
                 .is_some_and(|at| same_bytes(&value[at..], suffix)),
             TextTest::Matches(regex) => regex.is_match(value),
             TextTest::In(set) => set.contains(value),
-            TextTest::CompareInteger(comparison, literal) => {
-                as_integer(value).is_some_and(|n| comparison.holds(n.cmp(literal)))
+            TextTest::CompareInteger(..) | TextTest::InIntegers(_) => {
+                as_integer(value).is_some_and(|n| self.holds_for_integer(n))
             }
-            TextTest::InIntegers(set) => as_integer(value).is_some_and(|n| set.contains(n)),
+        }
+    }
+
+    /// For the tests on a field read as an integer, whether the test holds for a field that
+    /// reads as `n`; false for every other test.
+    #[inline]
+    pub fn holds_for_integer(&self, n: i64) -> bool {
+        match self {
+            TextTest::CompareInteger(comparison, literal) => comparison.holds(n.cmp(literal)),
+            TextTest::InIntegers(set) => set.contains(n),
+            _ => false,
         }
     }
 }
 
 /// A field as a decimal integer, as `str::parse` reads one (an optional sign, then digits).
-fn as_integer(value: &[u8]) -> Option<i64> {
+pub(super) fn as_integer(value: &[u8]) -> Option<i64> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 

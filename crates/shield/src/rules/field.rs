@@ -70,6 +70,19 @@ impl TextField {
     }
 }
 
+impl TextField {
+    /// The name of the header the field reads (lowercase); `None` for a field that is not a
+    /// header.
+    pub fn header_name(&self) -> Option<&str> {
+        match self {
+            TextField::UserAgent => Some(USER_AGENT.as_str()),
+            TextField::Cookie => Some(COOKIE.as_str()),
+            TextField::Header(name) => Some(name.as_str()),
+            TextField::Host | TextField::Method | TextField::Path | TextField::Query => None,
+        }
+    }
+}
+
 /// A header's values joined with `separator` (RFC 9110 §5.3: a list sent as several fields
 /// means the same as one field joined with commas); empty when the header is absent.
 fn header<'a>(headers: &'a HeaderMap, name: &HeaderName, separator: &[u8]) -> Cow<'a, [u8]> {

@@ -10,8 +10,10 @@
 //! Evaluation runs for every rule on every request, so it reads the request in place and
 //! allocates only when a header it reads was sent several times; `benches/rules.rs` measures
 //! what a typical rule costs. A site's rules are evaluated together as a [`RuleSet`], which
-//! reads each text field once per request and matches the literal conditions of many rules on
-//! one field in one pass; an [`Expr`] alone (a rate limit's filter) reads the request itself.
+//! reads the headers its rules name in one pass over the request's, tests the conditions of
+//! many rules together (the text ones per field, the address ones all at once) and evaluates
+//! only the rules that one of these found could match; an [`Expr`] alone (a rate limit's
+//! filter) reads the request itself.
 //!
 //! | module | job |
 //! |---|---|
@@ -21,8 +23,10 @@
 //! | `compile` | one condition (`field operator value`) type-checked into what evaluation runs |
 //! | `sets` | sets of strings, integers and IP ranges that answer `in` without hashing |
 //! | `eval` | the compiled tree and its evaluation |
-//! | `literals` | the literal conditions of many rules on one field, matched in one pass |
-//! | `ruleset` | a site's rules evaluated together, each text field read once per request |
+//! | `headers` | the headers a rule set reads, taken from the request in one pass over its fields |
+//! | `literals` | the text conditions of many rules on one field, tested on one read of it |
+//! | `addresses` | the address conditions of many rules, answered by one lookup |
+//! | `ruleset` | a site's rules evaluated together: each rule only when a condition that can decide it holds |
 //! | `tests` | the tests, by what they check (see its table) |
 //!
 //! ## The language
@@ -69,14 +73,20 @@
 //!    every type error is a parse error. `tests::parse::type_errors_are_parse_errors`,
 //!    `tests::allocation::evaluation_allocates_nothing_when_headers_are_sent_once`,
 //!    `tests::allocation::a_rule_set_allocates_nothing_when_headers_are_sent_once`.
-//! 5. **A rule set says of each rule what the rule says alone**, whether it matched the rule
-//!    with others on its field or on its own.
+//! 5. **A rule set says of each rule what the rule says alone**, whether it answered the rule
+//!    from its grouped conditions, evaluated it because one of them held, skipped it because
+//!    none did, or evaluated it on every request.
 //!    `tests::agreement::a_rule_set_agrees_with_each_rule_alone`,
-//!    `tests::ruleset::grouped_literals_answer_per_rule_as_each_rule_alone`.
+//!    `tests::ruleset::grouped_literals_answer_per_rule_as_each_rule_alone`,
+//!    `tests::ruleset::address_conditions_of_many_rules_answer_per_rule_as_each_rule_alone`,
+//!    `tests::ruleset::conditions_on_an_absent_header_hold_as_on_an_empty_one`,
+//!    `tests::ruleset::more_named_headers_than_slots_still_read_as_each_rule_alone`.
 
+mod addresses;
 mod compile;
 mod eval;
 mod field;
+mod headers;
 mod lexer;
 mod literals;
 mod parser;

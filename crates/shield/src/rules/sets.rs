@@ -76,6 +76,16 @@ impl IpRanges {
         }
     }
 
+    /// The IPv4 ranges, first and last address of each, sorted and disjoint.
+    pub fn v4(&self) -> &[(u32, u32)] {
+        &self.v4
+    }
+
+    /// The IPv6 ranges, first and last address of each, sorted and disjoint.
+    pub fn v6(&self) -> &[(u128, u128)] {
+        &self.v6
+    }
+
     /// Whether `ip`, already canonical (see [`IpAddr::to_canonical`]), is in the set.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match ip {

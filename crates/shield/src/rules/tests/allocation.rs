@@ -120,3 +120,29 @@ fn a_rule_set_allocates_nothing_when_headers_are_sent_once() {
     });
     assert_eq!(count, 0);
 }
+
+#[test]
+fn a_rule_set_joins_a_header_sent_twice_once_per_request() {
+    // Five rules read the header, grouped, evaluated after a trigger, and on every request.
+    let rules: Vec<Expr> = [
+        r#"http.request.headers["x-port"] in {80 443}"#,
+        r#"http.request.headers["x-port"] contains "8080""#,
+        r#"http.request.headers["x-port"] ne "1""#,
+        r#"http.user_agent contains "Firefox" and http.request.headers["x-port"] ne "1""#,
+        r#"not http.request.headers["x-port"] eq "1""#,
+    ]
+    .iter()
+    .map(|text| Expr::parse(text).expect("parses"))
+    .collect();
+    let set = RuleSet::new(&rules);
+    let request = Request::typical()
+        .with_header("x-port", "443")
+        .with_header("x-port", "80");
+    let facts = request.facts();
+    let walk = || set.matched(&facts).iter().filter(|&&m| m).count();
+    let warm = walk();
+    assert_eq!(warm, 3);
+    // One for the joined value, one for the list that keeps it for the rest of the request;
+    // `matched`'s own answer is the third.
+    assert_eq!(allocations_during(|| assert_eq!(walk(), warm)), 3);
+}

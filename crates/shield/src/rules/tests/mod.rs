@@ -6,7 +6,7 @@
 //! | `semantics` | what fields read (absent and repeated headers, mapped addresses), integer and address comparisons |
 //! | `allocation` | evaluation allocates nothing unless a header it reads was sent several times |
 //! | `agreement` | property tests: evaluation agrees with a straightforward interpreter of a random expression; a rule set with each rule alone |
-//! | `ruleset` | a rule set's answers for hand-written rules of the shapes it groups per field |
+//! | `ruleset` | a rule set's answers for hand-written rules of the shapes it groups: text conditions per field, address conditions, absent headers, regexes with flags, more headers than slots, more rules than it triggers |
 //! | `fuzz` | seeded random and mutated text never panics, and errors point inside the text |
 
 mod agreement;

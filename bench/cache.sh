@@ -332,11 +332,6 @@ start_checked() { # name -> start it, wait for GET /1k, check both bodies; sets 
 declare -A ORIGIN_REQS ORIGIN_TOTAL NOT_HITS SRV_BUSY SRV_TASKS CLI_BUSY PROC_PCT OTHER_PCT LOADAVG DIED
 declare -A MEM_NOTE MEM_RSS MEM_PSS MEM_B_RSS MEM_B_PSS MEM_CACHED MEM_WHERE
 
-cpu_times() { # cpu -> "busy total tasks" jiffies of that CPU from /proc/stat: busy = all
-    # but idle and iowait; tasks = user, nice, system and steal (interrupts left out)
-    awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $2 + $3 + $4 + $9; exit}' /proc/stat
-}
-
 ORIGIN_BEFORE=0
 SB0="" CB0=""
 run_wrk_before() { # name size round: remember the origin's count and the CPUs' times
@@ -354,11 +349,6 @@ run_wrk_after() { # name size round: requests the origin saw, how busy each CPU 
     LOADAVG[$key]=$(awk '{print $1}' /proc/loadavg)
     log "$name $size round $round: origin saw $n requests; CPU $SERVER_CPU ${SRV_BUSY[$key]}% busy, CPU $CLIENT_CPU ${CLI_BUSY[$key]}% busy, load average ${LOADAVG[$key]}"
 }
-busy_pct() { # cpu_times-before cpu_times-after [field, 1 = busy] -> that field in % of the time between
-    awk -v a="$1" -v b="$2" -v f="${3:-1}" 'BEGIN {split(a, x, " "); split(b, y, " "); t = y[2] - x[2];
-        if (t > 0) printf "%.0f", 100 * (y[f] - x[f]) / t; else print "-"}'
-}
-
 summarize_cache() { # size name -> ORIGIN_TOTAL, NOT_HITS; medians of PROC_PCT, SRV_BUSY, CLI_BUSY, LOADAVG
     local size=$1 name=$2 r key total=0 worst=0 sb=() cb=() pp=() la=() ot=() proc
     for ((r = 1; r <= ROUNDS; r++)); do

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Helpers shared by the benchmark scripts (bench/run.sh, bench/cache.sh, bench/shield.sh).
+# Helpers shared by the benchmark scripts (bench/run.sh, bench/cache.sh, bench/shield.sh,
+# bench/challenge.sh).
 # Source it after `set -euo pipefail`; it defines functions and a few globals
 # and runs nothing but the trap set-up (bench_traps) when asked to.
 #
@@ -315,6 +316,34 @@ us_per_req() { # ticks requests -> microseconds per request, one decimal
     awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN {if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "-"}'
 }
 
+wrk_figures() { # wrk --latency output file -> W_REQS W_RPS W_P50 W_P99 W_SOCK W_NON2XX W_BYTES;
+    # 1 when req/s or a latency is missing. W_P50/W_P99 as wrk prints them ("1.23ms", see to_ms);
+    # W_SOCK: all socket errors summed; W_NON2XX: responses outside 2xx/3xx (empty when none);
+    # W_BYTES: bytes read (from wrk's "2.03GB read": rounded to two decimals of its unit).
+    local out=$1
+    W_REQS=$(awk '/requests in/ {print $1; exit}' "$out")
+    W_RPS=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    W_P50=$(awk '/Latency Distribution/ {d=1} d && $1=="50%" {print $2; exit}' "$out")
+    W_P99=$(awk '/Latency Distribution/ {d=1} d && $1=="99%" {print $2; exit}' "$out")
+    W_SOCK=$(awk '/Socket errors:/ {gsub(/[^0-9]+/, " "); n = 0; for (i = 1; i <= NF; i++) n += $i; print n}' "$out")
+    W_NON2XX=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
+    W_BYTES=$(awk '/requests in/ && / read$/ {
+        v = $(NF - 1); n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        m = 1; if (u == "KB") m = 1024; else if (u == "MB") m = 1024^2; else if (u == "GB") m = 1024^3; else if (u == "TB") m = 1024^4
+        printf "%.0f", n * m; exit }' "$out")
+    [[ -n $W_RPS && -n $W_P50 && -n $W_P99 ]]
+}
+
+cpu_times() { # cpu -> "busy total tasks" jiffies of that CPU from /proc/stat: busy = all
+    # but idle and iowait; tasks = user, nice, system and steal (interrupts left out)
+    awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $2 + $3 + $4 + $9; exit}' /proc/stat
+}
+
+busy_pct() { # cpu_times-before cpu_times-after [field, 1 = busy] -> that field in % of the time between
+    awk -v a="$1" -v b="$2" -v f="${3:-1}" 'BEGIN {split(a, x, " "); split(b, y, " "); t = y[2] - x[2];
+        if (t > 0) printf "%.0f", 100 * (y[f] - x[f]) / t; else print "-"}'
+}
+
 run_wrk_before() { :; }
 run_wrk_after() { :; }
 
@@ -336,12 +365,8 @@ run_wrk() { # name port size round pid -> fills RPS/P50/P99/ERRS/CPU_*[size,name
     read -r u1 s1 < <(cpu_ticks "$pid")
     run_wrk_after "$name" "$size" "$round"
     local rps p50 p99 sock non2xx reqs
-    reqs=$(awk '/requests in/ {print $1; exit}' "$out")
-    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-    p50=$(awk '/Latency Distribution/ {d=1} d && $1=="50%" {print $2; exit}' "$out")
-    p99=$(awk '/Latency Distribution/ {d=1} d && $1=="99%" {print $2; exit}' "$out")
-    sock=$(awk '/Socket errors:/ {gsub(/[^0-9]+/, " "); n = 0; for (i = 1; i <= NF; i++) n += $i; print n}' "$out")
-    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
+    wrk_figures "$out" || true
+    reqs=$W_REQS rps=$W_RPS p50=$W_P50 p99=$W_P99 sock=$W_SOCK non2xx=$W_NON2XX
     if [[ -z $rps || -z $p50 || -z $p99 ]]; then
         log "$name $size: could not parse wrk output"; cat "$out" >&2
         NOTE[$size,$name]="unparsable wrk output"; fail "$name" "unparsable wrk output ($size)"

@@ -112,6 +112,14 @@ fn push_params(out: &mut String, p: &PageParams<'_>) {
 /// breaks to older JavaScript parsers).
 fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
+    // Most values (the base64url token, a plain path) need no escape: one byte scan, one copy.
+    // 0xE2 leads U+2028 and U+2029 in UTF-8.
+    let needs_escape = |b: u8| matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&' | 0..=0x1f | 0xe2);
+    if !s.bytes().any(needs_escape) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut safe_from = 0;
     for (at, c) in s.char_indices() {
         let escape = match c {

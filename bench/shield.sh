@@ -28,7 +28,7 @@
 #
 # Then, unless BENCH_CALLGRIND=0, each configuration once more under valgrind's
 # callgrind: instructions per request for each case, and how many of them are
-# the shield's own (SiteGuard::check, inclusive). Instructions do not depend on
+# the shield's own (SiteGuard::check_cleared, inclusive). Instructions do not depend on
 # what else the machine is doing; on a shared machine they are the figure to
 # trust when the req/s and CPU columns are noisy.
 #
@@ -404,9 +404,9 @@ callgrind_run() { # off|on -> INSTR/SHIELD_INSTR/CG_REQS[case,t] for every case
         # leaving early would kill callgrind_annotate with SIGPIPE, which pipefail turns into
         # this script's exit.)
         SHIELD_INSTR[$c,$t]=$(callgrind_annotate --inclusive=yes --threshold=100 "$file" 2>/dev/null |
-            awk -v n="$n" '/:shield::guard::SiteGuard::check( |$)/ {gsub(/,/, "", $1); if ($1 + 0 > v) v = $1 + 0}
+            awk -v n="$n" '/:shield::guard::SiteGuard::check(_cleared)?( |$)/ {gsub(/,/, "", $1); if ($1 + 0 > v) v = $1 + 0}
                 END {printf "%.0f", v / n}')
-        log "callgrind $t $c: $n requests, ${INSTR[$c,$t]} instructions per request, ${SHIELD_INSTR[$c,$t]} in SiteGuard::check"
+        log "callgrind $t $c: $n requests, ${INSTR[$c,$t]} instructions per request, ${SHIELD_INSTR[$c,$t]} in SiteGuard::check_cleared"
     done
     stop_pid "$vpid"
 }
@@ -453,7 +453,7 @@ CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/nul
     done
     if [[ $CALLGRIND == 1 ]]; then
         echo
-        echo "instructions per request under callgrind (wrk -t1 -c8 -d${CALLGRIND_SECS}s per case; the shield = SiteGuard::check, inclusive):"
+        echo "instructions per request under callgrind (wrk -t1 -c8 -d${CALLGRIND_SECS}s per case; the shield = SiteGuard::check_cleared, inclusive):"
         fmt2='  %-6s %-7s %9s %14s %9s\n'
         printf "$fmt2" case shield requests "instr/request" "shield"
         for c in $CASES; do

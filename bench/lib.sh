@@ -218,6 +218,32 @@ events { worker_connections $3; }
 EOF
 }
 
+counting_origin_conf() { # dir port www log -> an nginx.conf: static files of www, cacheable for
+    # an hour, keep-alive on, and an access log (one line per request) to count what reached it
+    cat <<EOF
+# origin: static files, cacheable for an hour, keep-alive on; an access log, so that we can
+# count what reached it
+$(nginx_main "$1" 1 16384)
+http {
+$(nginx_common_http "$1")
+    log_format counted '\$host \$request_uri \$status';
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 300s;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$2 backlog=4096;
+        server_name _;
+        access_log $4 counted;
+        root $3;
+        location / {
+            add_header Cache-Control "public, max-age=3600";
+        }
+    }
+}
+EOF
+}
+
 has_proxy() { [[ " $PROXIES " == *" $1 "* ]]; }
 
 logfile_of() { echo "$WORK/$1.out"; }

@@ -125,28 +125,7 @@ cp "$WORK/www/1k" "$WORK/www/proxy"
 cp "$WORK/www/1k" "$WORK/www/hit"
 chmod 644 "$WORK/www/proxy" "$WORK/www/hit"
 ORIGIN_LOG="$WORK/origin/access.log"
-cat >"$WORK/origin/nginx.conf" <<EOF
-# origin: static /1k and /100k, cacheable for an hour, keep-alive on; an
-# access log, so that we can count what reached it
-$(nginx_main "$WORK/origin" 1 16384)
-http {
-$(nginx_common_http "$WORK/origin")
-    log_format counted '\$host \$request_uri \$status';
-    sendfile on;
-    tcp_nopush on;
-    keepalive_timeout 300s;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$ORIGIN_PORT backlog=4096;
-        server_name _;
-        access_log $ORIGIN_LOG counted;
-        root $WORK/www;
-        location / {
-            add_header Cache-Control "public, max-age=3600";
-        }
-    }
-}
-EOF
+counting_origin_conf "$WORK/origin" "$ORIGIN_PORT" "$WORK/www" "$ORIGIN_LOG" >"$WORK/origin/nginx.conf"
 origin_count() { if [[ -e $ORIGIN_LOG ]]; then wc -l <"$ORIGIN_LOG"; else echo 0; fi; }
 
 # ---------------------------------------------------------- shield content --

@@ -179,7 +179,10 @@ mod tests {
         assert_eq!(s.challenge.difficulty, 10);
         assert_eq!(s.challenge.max_difficulty, 14);
         assert_eq!(s.challenge.clearance_ttl, Duration::from_secs(7200));
-        assert_eq!(s.challenge.exempt, "http.request.uri.path starts_with \"/api/\"");
+        assert_eq!(
+            s.challenge.exempt,
+            "http.request.uri.path starts_with \"/api/\""
+        );
         // The expression starts on the line after the opening quotes.
         assert_eq!(s.challenge.exempt_at, Some((10, 1)));
     }
@@ -188,9 +191,18 @@ mod tests {
     fn bad_values_name_their_key() {
         for (extra, key) in [
             ("state = \"paused_forever\"", "state"),
-            ("[site.challenge]\ndifficulty = 0", "site[0].challenge.difficulty"),
-            ("[site.challenge]\ndifficulty = 29", "site[0].challenge.difficulty"),
-            ("[site.challenge]\ndifficulty = 12\nmax_difficulty = 11", "max_difficulty"),
+            (
+                "[site.challenge]\ndifficulty = 0",
+                "site[0].challenge.difficulty",
+            ),
+            (
+                "[site.challenge]\ndifficulty = 29",
+                "site[0].challenge.difficulty",
+            ),
+            (
+                "[site.challenge]\ndifficulty = 12\nmax_difficulty = 11",
+                "max_difficulty",
+            ),
             ("[site.challenge]\nchallenge_ttl = \"2h\"", "challenge_ttl"),
             ("[site.challenge]\nclearance_ttl = \"1s\"", "clearance_ttl"),
             ("[site.challenge]\nbits = 3", "bits"),

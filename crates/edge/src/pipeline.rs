@@ -39,6 +39,7 @@ use shield::RequestFacts;
 use shield::events::{EventAction, EventReason, EventRing, NewEvent};
 use shield::guard::Verdict;
 use std::net::IpAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -181,8 +182,8 @@ pub async fn handle(
         &record,
     );
     let allowed = match gate {
-        Ok(allowed) => allowed,
-        Err(response) => return log.finish_with(response),
+        ControlFlow::Continue(allowed) => allowed,
+        ControlFlow::Break(response) => return log.finish_with(response),
     };
     // The Host field already names the authority for an origin-form HTTP/1.1 request; reuse
     // its value rather than copying the text.
@@ -517,8 +518,9 @@ async fn refresh_in_background(
     }
 }
 
-/// The shield's checks and the challenge gate: `Ok(allowed)` to go on (`allowed`: an allow
-/// list or rule let the request skip the rest of the shield), or the response that ends it.
+/// The shield's checks and the challenge gate: `Continue(allowed)` to go on (`allowed`: an
+/// allow list or rule let the request skip the rest of the shield), or `Break` with the
+/// response that ends the request.
 fn shield_gate(
     state: &EdgeState,
     snapshot: &Snapshot,
@@ -527,7 +529,7 @@ fn shield_gate(
     request: &Request<Incoming>,
     host: &str,
     record: &dyn Fn(NewEvent),
-) -> Result<bool, Response<EdgeBody>> {
+) -> ControlFlow<Response<EdgeBody>, bool> {
     let facts = RequestFacts {
         ip: client_ip,
         host,
@@ -561,10 +563,10 @@ fn shield_gate(
             .check_cleared(&facts, Instant::now(), record, &cleared)
     };
     if let Verdict::Challenge { .. } = verdict {
-        return Err(challenge());
+        return ControlFlow::Break(challenge());
     }
     if let Some(refusal) = shield_phase::answer(&verdict) {
-        return Err(refusal);
+        return ControlFlow::Break(refusal);
     }
     let allowed = verdict == Verdict::Allowed;
     // Counted before the challenge gate: requests it challenges are still the traffic that
@@ -580,9 +582,9 @@ fn shield_gate(
             EventAction::Challenge,
             EventReason::UnderAttack,
         ));
-        return Err(challenge());
+        return ControlFlow::Break(challenge());
     }
-    Ok(allowed)
+    ControlFlow::Continue(allowed)
 }
 
 fn declared_length(request: &Request<Incoming>) -> Option<u64> {

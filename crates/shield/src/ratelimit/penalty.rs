@@ -6,11 +6,14 @@
 //! it belonged to is still over its limit in the counter, so it goes on being refused while it
 //! keeps sending, it just loses the extra penalty time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub struct PenaltyBox {
     slots: Box<[AtomicU64]>,
+    /// Whether any key was ever punished: until one is, asking costs one load rather than a
+    /// clock sum and two slots (most limits never hand out a penalty, or have none to give).
+    punished: AtomicBool,
     start: Instant,
 }
 
@@ -36,6 +39,7 @@ impl PenaltyBox {
         let size = size.max(2).next_power_of_two();
         PenaltyBox {
             slots: (0..size).map(|_| AtomicU64::new(0)).collect(),
+            punished: AtomicBool::new(false),
             start: Instant::now(),
         }
     }
@@ -89,10 +93,15 @@ impl PenaltyBox {
             }
         };
         self.slots[target].store(pack(fingerprint, until), Ordering::Relaxed);
+        // Release, after the slot: a request that sees the flag sees the penalty.
+        self.punished.store(true, Ordering::Release);
     }
 
     /// When `key_hash` is serving a penalty at `now`, the time left.
     pub fn remaining(&self, key_hash: u64, now: Instant) -> Option<Duration> {
+        if !self.punished.load(Ordering::Acquire) {
+            return None;
+        }
         let fingerprint = Self::fingerprint(key_hash);
         let now_s = self.seconds(now);
         self.candidates(key_hash).iter().find_map(|&i| {

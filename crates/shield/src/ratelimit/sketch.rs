@@ -43,12 +43,26 @@ impl Window {
     }
 
     fn estimate(&self, slots: &[usize; ROWS]) -> u32 {
-        slots
-            .iter()
-            .map(|&i| self.counters[i].load(Ordering::Relaxed))
-            .min()
-            .unwrap_or(0)
+        smallest(&self.load(slots))
     }
+
+    fn load(&self, slots: &[usize; ROWS]) -> [u32; ROWS] {
+        let mut counts = [0; ROWS];
+        for row in 0..ROWS {
+            counts[row] = self.counters[slots[row]].load(Ordering::Relaxed);
+        }
+        counts
+    }
+}
+
+/// The least of a key's counters: its count.
+#[inline]
+fn smallest(counts: &[u32; ROWS]) -> u32 {
+    let mut least = counts[0];
+    for &count in &counts[1..] {
+        least = least.min(count);
+    }
+    least
 }
 
 /// A sliding-window counter for any number of keys, identified by 64-bit hashes.
@@ -92,10 +106,21 @@ impl WindowCounter {
         let (number, fraction) = self.window_at(now);
         let slots = self.slots(key_hash);
         let current = self.current(number);
-        // Conservative update: raise only the counters at the minimum.
-        let new = current.estimate(&slots).saturating_add(1);
-        for &i in &slots {
-            current.counters[i].fetch_max(new, Ordering::Relaxed);
+        // Conservative update: raise only the counters at the minimum. A counter read at or
+        // above the new count is left alone (counters only grow within a window), which spares
+        // a read-modify-write for every row the key does not share its minimum with.
+        let counts = current.load(&slots);
+        let new = smallest(&counts).saturating_add(1);
+        for row in 0..ROWS {
+            let (counter, count) = (&current.counters[slots[row]], counts[row]);
+            // Raised from what was read in one step; when it has moved since, as `fetch_max`.
+            if count < new
+                && let Err(moved) =
+                    counter.compare_exchange(count, new, Ordering::Relaxed, Ordering::Relaxed)
+                && moved < new
+            {
+                counter.fetch_max(new, Ordering::Relaxed);
+            }
         }
         new as f64 + self.previous_share(number, fraction, &slots)
     }
@@ -115,7 +140,11 @@ impl WindowCounter {
 
     /// The window `now` falls in, and how far into it (0..1).
     fn window_at(&self, now: Instant) -> (u64, f64) {
-        let ms = now.saturating_duration_since(self.start).as_millis() as u64;
+        let elapsed = now.saturating_duration_since(self.start);
+        // `as_millis` in 64 bits: the same number for half a billion years, without the
+        // 128-bit arithmetic.
+        let ms = (elapsed.as_secs().saturating_mul(1000))
+            .saturating_add(u64::from(elapsed.subsec_millis()));
         // Window 0 and 1 are the two the counter starts with; numbering from 2 keeps "the one
         // before" of the first window a real, empty window.
         let number = ms / self.period_ms + 2;

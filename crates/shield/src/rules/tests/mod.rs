@@ -7,12 +7,14 @@
 //! | `allocation` | evaluation allocates nothing unless a header it reads was sent several times |
 //! | `agreement` | property tests: evaluation agrees with a straightforward interpreter of a random expression; a rule set with each rule alone |
 //! | `ruleset` | a rule set's answers for hand-written rules of the shapes it groups: text conditions per field, address conditions, absent headers, regexes with flags, more headers than slots, more rules than it triggers |
+//! | `regexes` | property tests: regexes searched only when a value holds a literal they need match what each alone matches; the literals are needed |
 //! | `fuzz` | seeded random and mutated text never panics, and errors point inside the text |
 
 mod agreement;
 mod allocation;
 mod fuzz;
 mod parse;
+mod regexes;
 mod ruleset;
 mod semantics;
 

@@ -130,6 +130,8 @@ pub fn challenge(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(PAGE_CSP),
     );
+    // For crawlers and scripts that read a 503 as "come back later" rather than "gone".
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,

@@ -234,6 +234,18 @@ impl ConnActivity {
 
     fn verdict(&self, limits: &ServerLimits, parkable: bool) -> Verdict {
         let now = clock::now_ms();
+        // Whatever else it waits for, the watchdog looks again within a quarter of
+        // `send_timeout`: a request that starts after this look (on HTTP/2 at any time, on a
+        // TLS HTTP/1.1 connection while the header clock runs) must still have its stalls
+        // seen in time, and nothing wakes the watchdog when a request starts.
+        let stall_check = now + (limits.send_timeout.as_millis() as u64 / 4).max(1);
+        match self.verdict_at(now, limits, parkable) {
+            Verdict::Keep(at) => Verdict::Keep(at.min(stall_check)),
+            decided => decided,
+        }
+    }
+
+    fn verdict_at(&self, now: u64, limits: &ServerLimits, parkable: bool) -> Verdict {
         let park_after = PARK_AFTER.as_millis() as u64;
         if self.in_flight.load(Ordering::Acquire) > 0 {
             if self.response_stalled(now, limits.send_timeout) {
@@ -244,8 +256,7 @@ impl ConnActivity {
             } else {
                 limits.idle_timeout.as_millis() as u64
             };
-            let stall_check = (limits.send_timeout.as_millis() as u64 / 4).max(1);
-            return Verdict::Keep(now + recheck.min(stall_check));
+            return Verdict::Keep(now + recheck);
         }
         let header_clock = self.header_clock_ms.load(Ordering::Acquire);
         if header_clock != 0 {
@@ -822,5 +833,28 @@ mod tests {
         // Once the body ends, nothing waits.
         activity.response_frame_asked();
         assert!(!activity.response_stalled(200_000, timeout));
+    }
+
+    #[test]
+    fn the_watchdog_looks_again_within_a_quarter_of_send_timeout_even_when_idle() {
+        // Nothing wakes the watchdog when a request starts: an idle HTTP/2 connection (or a
+        // TLS HTTP/1.1 one waiting for a header) must not sleep until its idle or header
+        // deadline, or a request that starts meanwhile stalls unseen until then.
+        let limits = ServerLimits {
+            send_timeout: Duration::from_secs(4),
+            ..ServerLimits::default()
+        };
+        for (h2, parkable) in [(true, false), (false, false), (true, true)] {
+            let activity = ConnActivity::new(h2);
+            let now = clock::now_ms();
+            match activity.verdict(&limits, parkable) {
+                Verdict::Keep(at) => assert!(
+                    at <= now + 1_000 + 50,
+                    "h2 {h2}, parkable {parkable}: next look in {} ms",
+                    at.saturating_sub(now)
+                ),
+                _ => panic!("h2 {h2}: a fresh connection was decided on"),
+            }
+        }
     }
 }

@@ -222,6 +222,36 @@ impl CutReason {
     }
 }
 
+/// One site's series of a histogram: cumulative buckets from the non-cumulative `counts`
+/// (one more than `bounds`: the last is +Inf), the sum and the count.
+fn write_histogram(
+    out: &mut String,
+    metric: &str,
+    site: &str,
+    bounds: &[f64],
+    counts: &[AtomicU64],
+    sum: f64,
+) {
+    let mut cumulative = 0;
+    for (bound, count) in bounds.iter().zip(counts) {
+        cumulative += count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "{metric}_bucket{{site=\"{site}\",le=\"{bound}\"}} {cumulative}"
+        );
+    }
+    cumulative += counts[bounds.len()..]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum::<u64>();
+    let _ = writeln!(
+        out,
+        "{metric}_bucket{{site=\"{site}\",le=\"+Inf\"}} {cumulative}"
+    );
+    let _ = writeln!(out, "{metric}_sum{{site=\"{site}\"}} {sum}");
+    let _ = writeln!(out, "{metric}_count{{site=\"{site}\"}} {cumulative}");
+}
+
 /// One origin's state as the metrics page shows it.
 pub struct OriginReport {
     pub site: String,
@@ -275,27 +305,14 @@ impl Metrics {
         out.push_str("# HELP palisade_request_duration_seconds Time from request head to the end of the response body.\n");
         out.push_str("# TYPE palisade_request_duration_seconds histogram\n");
         for (name, m) in &sites {
-            let mut cumulative = 0;
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                cumulative += m.duration_buckets[i].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "palisade_request_duration_seconds_bucket{{site=\"{name}\",le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            cumulative += m.duration_buckets[BUCKETS.len()].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "palisade_request_duration_seconds_bucket{{site=\"{name}\",le=\"+Inf\"}} {cumulative}"
-            );
             let sum = m.duration_micros_sum.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "palisade_request_duration_seconds_sum{{site=\"{name}\"}} {sum}"
-            );
-            let _ = writeln!(
-                out,
-                "palisade_request_duration_seconds_count{{site=\"{name}\"}} {cumulative}"
+            write_histogram(
+                &mut out,
+                "palisade_request_duration_seconds",
+                name,
+                &BUCKETS,
+                &m.duration_buckets,
+                sum,
             );
         }
 
@@ -384,23 +401,14 @@ impl Metrics {
         out.push_str("# HELP palisade_challenge_solve_seconds Time from serving a challenge page to receiving its accepted answer.\n");
         out.push_str("# TYPE palisade_challenge_solve_seconds histogram\n");
         for (name, m) in &sites {
-            let mut cumulative = 0;
-            for (i, bound) in SOLVE_BUCKETS.iter().enumerate() {
-                cumulative += m.solve_buckets[i].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "palisade_challenge_solve_seconds_bucket{{site=\"{name}\",le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            cumulative += m.solve_buckets[SOLVE_BUCKETS.len()].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "palisade_challenge_solve_seconds_bucket{{site=\"{name}\",le=\"+Inf\"}} {cumulative}"
-            );
             let sum = m.solve_millis_sum.load(Ordering::Relaxed) as f64 / 1e3;
-            let _ = writeln!(
-                out,
-                "palisade_challenge_solve_seconds_sum{{site=\"{name}\"}} {sum}\npalisade_challenge_solve_seconds_count{{site=\"{name}\"}} {cumulative}"
+            write_histogram(
+                &mut out,
+                "palisade_challenge_solve_seconds",
+                name,
+                &SOLVE_BUCKETS,
+                &m.solve_buckets,
+                sum,
             );
         }
         for (metric, kind, help, value) in [

@@ -608,6 +608,19 @@ async fn the_reserved_prefix_takes_only_posted_answers_and_is_never_forwarded() 
         let posted = browser.send("POST", path, "", b"{}").await;
         assert_eq!(posted.status(), Some(404), "POST {path}");
     }
+    // An answer is a few hundred bytes: more than 4 KiB is refused unread, the connection
+    // closed.
+    let oversized = browser
+        .send(
+            "POST",
+            VERIFY_PATH,
+            "Content-Type: application/json\r\n",
+            &[b' '; 5000],
+        )
+        .await;
+    assert_eq!(oversized.status(), Some(413), "{}", oversized.body_text());
+    assert_eq!(json_body(&oversized)["error"], "too_large");
+    assert_eq!(oversized.header("set-cookie"), None);
     assert_eq!(
         origin.requests(),
         0,

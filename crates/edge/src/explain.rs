@@ -90,11 +90,18 @@ pub fn explain(config: &Config, request: &ExplainRequest<'_>) -> Result<String, 
         shield::guard::Verdict::Pass => "challenges it unless it has a clearance cookie",
         _ => "not reached",
     };
-    let _ = writeln!(
-        out,
-        "state: {}; under-attack gate: {gate}",
-        site.state.as_str()
-    );
+    match site.state {
+        model::SiteState::Paused => {
+            let _ = writeln!(
+                out,
+                "state: paused: the shield and the cache step aside; the request goes straight \
+                 to the origin"
+            );
+        }
+        state => {
+            let _ = writeln!(out, "state: {}; under-attack gate: {gate}", state.as_str());
+        }
+    }
     let _ = writeln!(
         out,
         "at run time also: under-attack mode {} (challenges everyone not allowed), at most {} \

@@ -172,18 +172,32 @@ pub async fn handle(
         log.meter = Some(Arc::new(BodyMeter::read(bytes_in)));
         return log.finish_with(response);
     }
-    let gate = shield_gate(
-        state,
-        &snapshot,
-        site,
-        (client_ip, conn.client.tls),
-        &request,
-        &routed.host,
-        &record,
-    );
-    let allowed = match gate {
-        ControlFlow::Continue(allowed) => allowed,
-        ControlFlow::Break(response) => return log.finish_with(response),
+    // state: a suspended site answers with its notice and nothing else (no cache, no origin);
+    // a paused one is a plain proxy, past the shield and the cache.
+    let paused = match site.config.state {
+        SiteState::Suspended => {
+            let legal = site.config.suspension.is_some_and(|s| s.legal);
+            return log.finish_with(respond::suspension_notice(legal, request.headers()));
+        }
+        SiteState::Paused => true,
+        SiteState::Active | SiteState::UnderAttack => false,
+    };
+    let allowed = if paused {
+        false
+    } else {
+        let gate = shield_gate(
+            state,
+            &snapshot,
+            site,
+            (client_ip, conn.client.tls),
+            &request,
+            &routed.host,
+            &record,
+        );
+        match gate {
+            ControlFlow::Continue(allowed) => allowed,
+            ControlFlow::Break(response) => return log.finish_with(response),
+        }
     };
     // The Host field already names the authority for an origin-form HTTP/1.1 request; reuse
     // its value rather than copying the text.
@@ -226,8 +240,10 @@ pub async fn handle(
     let mut fill = None;
     // RFC 9211 §2.2 `fwd` for a request the cache passes to the origin without storing.
     let mut pass: Option<&'static str> = None;
-    let cacheable = cache_phase::applies(cache_settings, request.method(), request.uri().path());
-    if cache_settings.enabled && !cacheable {
+    let cache_on = cache_settings.enabled && !paused;
+    let cacheable =
+        cache_on && cache_phase::applies(cache_settings, request.method(), request.uri().path());
+    if cache_on && !cacheable {
         let get_or_head = matches!(*request.method(), Method::GET | Method::HEAD);
         pass = Some(if get_or_head {
             "fwd=bypass"

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use std::time::Duration;
 use toml::Spanned;
 
-/// What a site is doing. The control plane adds `paused` and `suspended`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+/// What a site is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SiteState {
     /// Served as configured; the shield challenges what its rules, limits and automatic
@@ -19,6 +19,13 @@ pub enum SiteState {
     Active,
     /// Every visitor without clearance is challenged (the operator's switch).
     UnderAttack,
+    /// A plain proxy: no shield, no challenge, no cache (the operator's switch while
+    /// debugging the site, or when its owner asks for the protection to step aside).
+    Paused,
+    /// Service terminated by the operator: the site's hosts get a fixed notice, nothing from
+    /// its cache, and its origin is never contacted. Set only through the control plane,
+    /// which records who, when, why and on what evidence ([`Suspension`]).
+    Suspended,
 }
 
 impl SiteState {
@@ -26,8 +33,17 @@ impl SiteState {
         match self {
             SiteState::Active => "active",
             SiteState::UnderAttack => "under_attack",
+            SiteState::Paused => "paused",
+            SiteState::Suspended => "suspended",
         }
     }
+}
+
+/// What the edge needs to know of a suspension: which notice to give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Suspension {
+    /// A legal demand (a court order, a statute): HTTP 451 (RFC 7725); otherwise 403.
+    pub legal: bool,
 }
 
 /// Requests under-attack mode lets through unchallenged unless the site says otherwise:

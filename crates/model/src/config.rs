@@ -3,7 +3,7 @@
 //!
 //! Every default below is documented in `docs/config.md`; keep the two in step.
 
-use crate::challenge::{ChallengeSettings, FileChallenge, SiteState};
+use crate::challenge::{ChallengeSettings, FileChallenge, SiteState, Suspension};
 use crate::duration::{as_text, as_text_opt};
 use crate::shield::{
     FileGlobalShield, FileRateLimit, FileRule, FileSiteShield, GlobalShield, RateLimit, Rule,
@@ -160,8 +160,11 @@ pub struct Site {
     /// Firewall rules, in file order: the first match that blocks, challenges or allows wins.
     pub rules: Vec<Rule>,
     pub rate_limits: Vec<RateLimit>,
-    /// `active` or `under_attack` (every visitor without clearance is challenged).
+    /// `active`, `under_attack` (every visitor without clearance is challenged), `paused`
+    /// (plain proxy) or `suspended` (fixed notice; only the control plane sets it).
     pub state: SiteState,
+    /// Which notice a suspended site gives; `Some` exactly when `state` is `suspended`.
+    pub suspension: Option<Suspension>,
     /// The browser challenge: `[site.challenge]`.
     pub challenge: ChallengeSettings,
 }
@@ -327,6 +330,42 @@ impl Config {
     }
 
     /// The one-origin set-up of `palisade serve --origin URL`: a catch-all site named `default`.
+    /// Adds sites described elsewhere (the control plane's store) to these, refusing a name
+    /// or a host that another site already has. `source` names where the new sites come from.
+    pub fn add_sites(&mut self, sites: Vec<Site>, source: &str) -> Result<(), ConfigError> {
+        let mut claimed: HashMap<&HostPattern, &str> = HashMap::new();
+        for site in &self.sites {
+            for host in &site.hosts {
+                claimed.insert(host, &site.name);
+            }
+        }
+        let error = |key: String, message: String| ConfigError {
+            file: source.to_string(),
+            line: None,
+            column: None,
+            key,
+            message,
+        };
+        for site in &sites {
+            if self.sites.iter().any(|s| s.name == site.name) {
+                return Err(error(
+                    format!("{}.name", site.name),
+                    format!("site name {:?} is already used", site.name),
+                ));
+            }
+            for host in &site.hosts {
+                if let Some(other) = claimed.insert(host, &site.name) {
+                    return Err(error(
+                        format!("{}.hosts", site.name),
+                        format!("host {host} is already claimed by site {other:?}"),
+                    ));
+                }
+            }
+        }
+        self.sites.extend(sites);
+        Ok(())
+    }
+
     pub fn single_origin(origin: Origin) -> Config {
         Config {
             server: FileServer::default().into_settings(),
@@ -346,6 +385,7 @@ impl Config {
                 rules: Vec::new(),
                 rate_limits: Vec::new(),
                 state: SiteState::default(),
+                suspension: None,
                 challenge: ChallengeSettings::default(),
             }],
             shield: GlobalShield::default(),
@@ -843,6 +883,15 @@ impl FileConfig {
                     })
                 }
             };
+            if site.state == SiteState::Suspended {
+                return Err((
+                    None,
+                    key("state"),
+                    "a site is suspended through the admin API or `palisade suspend`, which \
+                     record a reason; a file cannot suspend it"
+                        .into(),
+                ));
+            }
             if site.connect_timeout.is_zero() || site.response_timeout.is_zero() {
                 return Err((
                     None,
@@ -886,6 +935,7 @@ impl FileConfig {
                 rules,
                 rate_limits,
                 state: site.state,
+                suspension: None,
                 challenge,
             });
         }

@@ -29,7 +29,7 @@ mod shield;
 mod size;
 
 pub use challenge::{
-    ChallengeSettings, DEFAULT_DIFFICULTY, MAX_CHALLENGE_TTL, MAX_DIFFICULTY, SiteState,
+    ChallengeSettings, DEFAULT_DIFFICULTY, MAX_CHALLENGE_TTL, MAX_DIFFICULTY, SiteState, Suspension,
 };
 pub use config::{
     AccessLogTarget, CacheStorage, Config, ConfigError, HealthCheck, QueryKey, ServerLimits,

@@ -60,6 +60,41 @@ pub fn edge_page(status: StatusCode, close: bool) -> Response<EdgeBody> {
     response
 }
 
+/// What a suspended site's hosts answer: 451 when the suspension answers a legal demand
+/// (RFC 7725), otherwise 403. The text is the same for every site and says nothing of the
+/// reason (the operator's record holds it); it is never stored by a cache.
+pub fn suspension_notice(legal: bool, request_headers: &http::HeaderMap) -> Response<EdgeBody> {
+    let (status, title) = if legal {
+        (
+            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            "Unavailable For Legal Reasons",
+        )
+    } else {
+        (StatusCode::FORBIDDEN, "Service Suspended")
+    };
+    const TEXT: &str = "Service to this site has been suspended by the operator of this network.";
+    let (content_type, body) = if super::challenge::prefers_json(request_headers) {
+        let body = format!(
+            "{{\"error\":\"site_suspended\",\"status\":{},\"message\":\"{TEXT}\"}}\n",
+            status.as_u16()
+        );
+        ("application/json", body)
+    } else {
+        let body = format!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{code} {title}</title>\
+             </head><body><h1>{code} {title}</h1><p>{TEXT}</p><hr><p>palisade</p></body></html>\n",
+            code = status.as_u16()
+        );
+        ("text/html; charset=utf-8", body)
+    };
+    let mut response = Response::new(EdgeBody::fixed(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 fn page_text(status: StatusCode) -> (&'static str, &'static str) {
     match status.as_u16() {
         400 => ("Bad Request", "The request could not be understood."),

@@ -1,0 +1,117 @@
+//! The schema, as numbered steps. `PRAGMA user_version` records the last step applied; each
+//! step runs in its own transaction, so a crash mid-upgrade leaves the previous version.
+//! Never edit a step that has shipped: add the next one.
+
+use super::StoreError;
+use rusqlite::Connection;
+
+const STEPS: &[&str] = &[
+    // 1: sites, suspensions, tokens, the audit log, abuse reports, analytics.
+    r#"
+    -- A site the API manages: its table as JSON, the same fields as a [[site]] in TOML.
+    CREATE TABLE sites (
+        name        TEXT PRIMARY KEY,
+        document    TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    ) STRICT;
+
+    -- Abuse reports taken by the edge's intake.
+    CREATE TABLE reports (
+        id           INTEGER PRIMARY KEY,
+        received_at  INTEGER NOT NULL,
+        site         TEXT,
+        host         TEXT NOT NULL,
+        category     TEXT NOT NULL,
+        urgent       INTEGER NOT NULL,
+        urls         TEXT NOT NULL,
+        description  TEXT NOT NULL,
+        contact      TEXT,
+        reporter_ip  TEXT NOT NULL,
+        user_agent   TEXT,
+        status       TEXT NOT NULL DEFAULT 'new'
+                     CHECK (status IN ('new', 'reviewing', 'actioned', 'dismissed')),
+        notes        TEXT NOT NULL DEFAULT '',
+        updated_at   INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX reports_queue ON reports (urgent DESC, received_at DESC);
+    CREATE INDEX reports_by_site ON reports (site, received_at DESC);
+
+    -- Service terminated for a site, by name: a file's site can be suspended too, and a site
+    -- deleted and created again under its name stays suspended until reinstated.
+    CREATE TABLE suspensions (
+        site        TEXT PRIMARY KEY,
+        reason      TEXT NOT NULL,
+        legal       INTEGER NOT NULL,
+        actor       TEXT NOT NULL,
+        at          INTEGER NOT NULL
+    ) STRICT;
+    -- The evidence a suspension cites.
+    CREATE TABLE suspension_reports (
+        site        TEXT NOT NULL REFERENCES suspensions (site) ON DELETE CASCADE,
+        report      INTEGER NOT NULL REFERENCES reports (id),
+        PRIMARY KEY (site, report)
+    ) STRICT;
+
+    -- API tokens: only a SHA-256 of the secret is kept.
+    CREATE TABLE tokens (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        hash        BLOB NOT NULL UNIQUE,
+        scopes      TEXT NOT NULL,
+        sites       TEXT,
+        created_at  INTEGER NOT NULL,
+        created_by  TEXT REFERENCES tokens (id),
+        revoked_at  INTEGER
+    ) STRICT;
+
+    -- Every change, hash-chained: `hash` = SHA-256 over `prev_hash` and the entry.
+    CREATE TABLE audit (
+        seq         INTEGER PRIMARY KEY,
+        at          INTEGER NOT NULL,
+        actor       TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        target      TEXT NOT NULL,
+        before      TEXT,
+        after       TEXT,
+        reason      TEXT,
+        prev_hash   TEXT NOT NULL,
+        hash        TEXT NOT NULL
+    ) STRICT;
+    -- Append-only: the API has no way to change or remove an entry, and neither has SQL that
+    -- goes through this schema (tampering must bypass it, and `audit verify` then sees it).
+    CREATE TRIGGER audit_entries_never_change BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_entries_never_go BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+    -- Per-site, per-minute counters from the edge (a JSON rollup), kept `analytics_retention`.
+    CREATE TABLE analytics_minutes (
+        site        TEXT NOT NULL,
+        minute      INTEGER NOT NULL,
+        data        TEXT NOT NULL,
+        PRIMARY KEY (site, minute)
+    ) STRICT, WITHOUT ROWID;
+    "#,
+];
+
+/// The schema version this binary writes.
+pub const LATEST: i64 = STEPS.len() as i64;
+
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current > LATEST {
+        return Err(StoreError::TooNew {
+            found: current,
+            known: LATEST,
+        });
+    }
+    for (i, step) in STEPS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "store schema upgraded");
+    }
+    Ok(())
+}

@@ -254,9 +254,45 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
         .unwrap_or_else(|e| panic!("GET {path} (Host: {host}) via {addr} failed: {e}"))
 }
 
-/// `GET path` on the admin listener.
+/// `GET path` on the admin listener, with the suite's admin token.
 pub async fn admin_get(addr: SocketAddr, path: &str) -> Reply {
-    get(addr, &addr.to_string(), path).await
+    admin_send(addr, "GET", path, None).await
+}
+
+/// A request to the admin listener with the suite's admin token (`Authorization: Bearer`);
+/// `json`, when given, is the body. Panics on a transport error.
+pub async fn admin_send(addr: SocketAddr, method: &str, path: &str, json: Option<&str>) -> Reply {
+    admin_send_as(addr, Some(crate::palisade::ADMIN_TOKEN), method, path, json).await
+}
+
+/// [`admin_send`] with another token, or none.
+pub async fn admin_send_as(
+    addr: SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> Reply {
+    let body = match json {
+        Some(json) => full(json.to_string()),
+        None => empty(),
+    };
+    let mut request = h1_request(method, &addr.to_string(), path, body);
+    if let Some(token) = token {
+        request.headers_mut().insert(
+            hyper::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("token header"),
+        );
+    }
+    if json.is_some() {
+        request.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
+    }
+    try_send(addr, request)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path} on the admin listener {addr} failed: {e}"))
 }
 
 /// A WebSocket client connection through the proxy: TCP to `addr`, then the upgrade request

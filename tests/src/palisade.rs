@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+/// The admin token every instance the suite starts has (`PALISADE_BOOTSTRAP_TOKEN` at its
+/// first start), unless a test starts it otherwise.
+pub const ADMIN_TOKEN: &str = "pal_black-box-suite-admin-token-0123456789";
+
 /// How long the binary gets to bind its listeners and say so on stderr.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -175,6 +179,7 @@ impl Palisade {
             .args(args)
             .current_dir(dir.path())
             .env("NO_COLOR", "1")
+            .env("PALISADE_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

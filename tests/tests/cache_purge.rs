@@ -2,7 +2,7 @@
 //! `palisade purge`, by URL, prefix, host, tag and everything, hard and soft.
 
 use palisade_blackbox::binary_path;
-use palisade_blackbox::client::{self, h1_request};
+use palisade_blackbox::client;
 use palisade_blackbox::scripted_origin::Reply;
 use palisade_blackbox::{Palisade, ScriptedOrigin, SiteConfig};
 
@@ -28,18 +28,13 @@ fn proxy_for(origin: &ScriptedOrigin) -> Palisade {
 }
 
 async fn purge(proxy: &Palisade, site: &str, body: &str) -> client::Reply {
-    let mut request = h1_request(
+    client::admin_send(
+        proxy.admin_addr(),
         "POST",
-        &proxy.admin_addr().to_string(),
         &format!("/api/sites/{site}/purge"),
-        client::full(body.to_string()),
-    );
-    request
-        .headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
-    client::try_send(proxy.admin_addr(), request)
-        .await
-        .expect("purge request")
+        Some(body),
+    )
+    .await
 }
 
 async fn body_of(proxy: &Palisade, host: &str, path: &str) -> String {

@@ -380,17 +380,7 @@ action = "block"
         assert_eq!(status, 400, "/api/events{bad}: {body}");
         assert!(body["error"].is_string(), "/api/events{bad}: {body}");
     }
-    let post = client::try_send(
-        proxy.admin_addr(),
-        client::h1_request(
-            "POST",
-            &proxy.admin_addr().to_string(),
-            "/api/events",
-            client::empty(),
-        ),
-    )
-    .await
-    .expect("POST /api/events");
+    let post = client::admin_send(proxy.admin_addr(), "POST", "/api/events", None).await;
     assert_eq!(post.status, 405);
 }
 

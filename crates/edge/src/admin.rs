@@ -1,22 +1,45 @@
-//! The admin listener's edge endpoints: `GET /metrics` (Prometheus), `GET /healthz`,
-//! `GET /api/events` (recent security events, see `events`), and
-//! `POST /api/sites/{site}/purge` (see `purge_api`). The control plane (a later issue) mounts
-//! its API beside these, with authentication; until then the admin listener is meant for
-//! loopback only.
+//! The admin listener and the edge's own endpoints: `GET /metrics` (Prometheus), `GET
+//! /healthz`, `GET /api/events` (recent security events, see `events`), and `POST
+//! /api/sites/{site}/purge` (see `purge_api`).
+//!
+//! The control plane installs an [`AdminHandler`] that answers every admin request (its API,
+//! with authentication, and these endpoints through [`Edge::admin_builtin`]). Until one is
+//! installed only `/metrics` and `/healthz` answer: the edge alone never serves an
+//! unauthenticated API.
+//!
+//! [`Edge::admin_builtin`]: crate::Edge::admin_builtin
 
 use crate::conn_guard::ConnGuard;
 use crate::pipeline::EdgeState;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+/// Error type of an admin response body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// An admin response's body.
+pub type AdminBody = UnsyncBoxBody<Bytes, BoxError>;
+/// What answers admin requests once the control plane is up.
+pub type AdminHandler = Arc<
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<AdminBody>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The admin client's address, in every admin request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
 
 pub async fn serve(
     listener: TcpListener,
@@ -25,7 +48,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -39,10 +62,17 @@ pub async fn serve(
         let state = Arc::clone(&state);
         let guard = Arc::clone(&guard);
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
+            let service = service_fn(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(Peer(peer));
                 let state = Arc::clone(&state);
                 let guard = Arc::clone(&guard);
-                async move { Ok::<_, Infallible>(answer(request, &state, &guard).await) }
+                async move {
+                    let response = match state.admin_handler.get() {
+                        Some(handler) => handler(request).await,
+                        None => builtin_before_control(request, &state, &guard).await,
+                    };
+                    Ok::<_, Infallible>(response)
+                }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -52,11 +82,34 @@ pub async fn serve(
     }
 }
 
-async fn answer(
+/// Before the control plane installs its handler: health and metrics only.
+async fn builtin_before_control(
     request: Request<Incoming>,
     state: &EdgeState,
     guard: &ConnGuard,
-) -> Response<Full<Bytes>> {
+) -> Response<AdminBody> {
+    let response = if request.uri().path().starts_with("/api/") {
+        json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the control plane is not running here",
+        )
+    } else {
+        answer(request, state, guard).await
+    };
+    response.map(|body| body.map_err(|never| match never {}).boxed_unsync())
+}
+
+/// The edge's own admin endpoints, for any request body type (the control plane's router
+/// hands them its requests after checking their token).
+pub async fn answer<B>(
+    request: Request<B>,
+    state: &EdgeState,
+    guard: &ConnGuard,
+) -> Response<Full<Bytes>>
+where
+    B: http_body::Body<Data = Bytes> + Send,
+    B::Error: Into<BoxError>,
+{
     if let Some(site) = request
         .uri()
         .path()
@@ -96,7 +149,7 @@ const EVENTS_DEFAULT_LIMIT: usize = 100;
 const EVENTS_MAX_LIMIT: usize = 10_000;
 
 /// `GET /api/events?site=NAME&limit=N&after=ID`: recent security events, newest first.
-fn events(request: &Request<Incoming>, state: &EdgeState) -> Response<Full<Bytes>> {
+fn events<B>(request: &Request<B>, state: &EdgeState) -> Response<Full<Bytes>> {
     if request.method() != Method::GET {
         let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
         response
@@ -203,7 +256,11 @@ fn json_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 /// `POST /api/sites/{site}/purge`: 200 with the purge's sequence number once it applies to
 /// every request; 404 for a site the configuration does not have; 400 for a bad body; 405 for
 /// another method.
-async fn purge(request: Request<Incoming>, site: &str, state: &EdgeState) -> Response<Full<Bytes>> {
+async fn purge<B>(request: Request<B>, site: &str, state: &EdgeState) -> Response<Full<Bytes>>
+where
+    B: http_body::Body<Data = Bytes> + Send,
+    B::Error: Into<BoxError>,
+{
     if request.method() != Method::POST {
         let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
         response

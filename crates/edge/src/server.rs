@@ -210,6 +210,12 @@ impl Edge {
         self.admin_addr
     }
 
+    /// Per-site, per-minute analytics: the control plane calls
+    /// [`Analytics::take_finished`](crate::analytics::Analytics::take_finished) once a minute.
+    pub fn analytics(&self) -> &Arc<crate::analytics::Analytics> {
+        &self.state.analytics
+    }
+
     /// Swaps in a snapshot built from `config`. Requests in flight keep the snapshot they
     /// started with. On error nothing changes and the error names what is wrong.
     /// Listener addresses, the data directory and the access-log target apply at start only.
@@ -266,6 +272,33 @@ impl Edge {
         Ok(generation)
     }
 
+    /// Hands every admin request to `handler` from now on (the control plane's API). Only the
+    /// first call takes effect.
+    pub fn set_admin_handler(&self, handler: crate::admin::AdminHandler) {
+        if self.state.admin_handler.set(handler).is_err() {
+            tracing::warn!("an admin handler is already installed");
+        }
+    }
+
+    /// The edge's own admin endpoints (`/metrics`, `/healthz`, `/api/events`,
+    /// `/api/sites/{site}/purge`), for the control plane to answer with after it has checked
+    /// the caller.
+    pub async fn admin_builtin<B>(
+        &self,
+        request: http::Request<B>,
+    ) -> http::Response<http_body_util::Full<bytes::Bytes>>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send,
+        B::Error: Into<crate::admin::BoxError>,
+    {
+        crate::admin::answer(request, &self.state, &self.guard).await
+    }
+
+    /// The configuration's data directory, as the edge started with it.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.started_with.data_dir
+    }
+
     /// Stops accepting, lets requests in flight finish for up to `grace`, and returns whether
     /// every connection closed in time.
     pub async fn shutdown(&self, grace: Duration) -> bool {
@@ -284,6 +317,12 @@ impl Edge {
         true
     }
 
+    /// Installs (or replaces) where the abuse intake hands the reports it takes
+    /// (`/.well-known/palisade/abuse`). Until one is installed, reports are refused with 503.
+    pub fn set_report_sink(&self, sink: Arc<dyn crate::ReportSink>) {
+        self.state.abuse.set_sink(sink);
+    }
+
     /// The configured shutdown grace of the current snapshot.
     pub fn shutdown_grace(&self) -> Duration {
         self.state.snapshot.load().limits.shutdown_grace
@@ -293,6 +332,12 @@ impl Edge {
 /// Checks everything a start would check short of binding sockets: that every certificate and
 /// key loads and every origin is well-formed.
 pub async fn validate(config: &Config, source: &str) -> Result<(), EdgeError> {
+    check(config, source)
+}
+
+/// [`validate`] without the async: it reads certificate files but waits on nothing else, so
+/// the control plane calls it from its blocking thread before it commits a change.
+pub fn check(config: &Config, source: &str) -> Result<(), EdgeError> {
     let metrics = Metrics::new();
     let upstreams = UpstreamRegistry::default();
     let tls = TlsShared::new().map_err(EdgeError::Config)?;

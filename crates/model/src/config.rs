@@ -46,7 +46,15 @@ pub struct ServerSettings {
     pub workers: Option<usize>,
     pub limits: ServerLimits,
     pub cache: CacheStorage,
+    /// The operator's own hostname (normalised): where abuse reports are taken for every site
+    /// when no site claims the name. Any other path there gets 404.
+    pub operator_host: Option<String>,
+    /// How long the control plane keeps per-minute analytics (default 7 days).
+    pub analytics_retention: Duration,
 }
+
+/// The default of `server.analytics_retention`: a week of minutes, about 10k rows per site.
+pub const DEFAULT_ANALYTICS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Where the cache keeps objects, shared by every site.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -476,6 +484,9 @@ struct FileServer {
     cache_memory: u64,
     #[serde(with = "as_size")]
     cache_disk: u64,
+    operator_host: Option<String>,
+    #[serde(with = "as_text")]
+    analytics_retention: Duration,
 }
 
 impl Default for FileServer {
@@ -505,6 +516,8 @@ impl Default for FileServer {
             origin_max_idle: None,
             cache_memory: CacheStorage::default().memory_bytes,
             cache_disk: CacheStorage::default().disk_bytes,
+            operator_host: None,
+            analytics_retention: DEFAULT_ANALYTICS_RETENTION,
         }
     }
 }
@@ -555,6 +568,9 @@ impl FileServer {
                 memory_bytes: self.cache_memory,
                 disk_bytes: self.cache_disk,
             },
+            // Checked (and normalised) in `FileConfig::validate`.
+            operator_host: self.operator_host,
+            analytics_retention: self.analytics_retention,
         }
     }
 }
@@ -747,7 +763,26 @@ fn default_rise_fall() -> u32 {
 
 impl FileConfig {
     fn validate(self, text: &str) -> Result<Config, Invalid> {
-        let server = self.server.into_settings();
+        let mut server = self.server.into_settings();
+        if server.analytics_retention < Duration::from_secs(3600) {
+            return Err((
+                None,
+                "server.analytics_retention".into(),
+                "must be at least 1h (the top lists cover the last hour)".into(),
+            ));
+        }
+        if let Some(raw) = server.operator_host.take() {
+            match HostPattern::parse(&raw) {
+                Ok(HostPattern::Exact(name)) => server.operator_host = Some(name),
+                _ => {
+                    return Err((
+                        None,
+                        "server.operator_host".into(),
+                        format!("{raw:?} is not a host name (write it without port or wildcard)"),
+                    ));
+                }
+            }
+        }
         let l = &server.limits;
         let positive = [
             ("server.header_read_timeout", l.header_read_timeout),
@@ -1095,6 +1130,20 @@ tls = { cert = "certs/blog.pem", key = "certs/blog.key" }
         .unwrap();
         assert_eq!(config.sites[0].origins[0].weight, 3);
         assert_eq!(config.sites[0].origins[1].weight, 1);
+    }
+
+    #[test]
+    fn operator_host_is_a_plain_host_name_normalised() {
+        assert_eq!(parse("").unwrap().server.operator_host, None);
+        let config = parse("[server]\noperator_host = \"Abuse.Provider.example.\"\n").unwrap();
+        assert_eq!(
+            config.server.operator_host.as_deref(),
+            Some("abuse.provider.example")
+        );
+        for bad in ["*.provider.example", "*", "abuse.example:8080", "a b", ""] {
+            let err = parse(&format!("[server]\noperator_host = {bad:?}\n")).unwrap_err();
+            assert_eq!(err.key, "server.operator_host", "{bad:?}: {err}");
+        }
     }
 
     #[test]

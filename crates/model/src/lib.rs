@@ -20,6 +20,7 @@
 //! assert_eq!(config.sites[0].name, "blog");
 //! ```
 
+mod abuse;
 mod challenge;
 mod config;
 mod duration;
@@ -28,11 +29,15 @@ mod origin;
 mod shield;
 mod size;
 
+pub use abuse::{
+    MAX_CONTACT_CHARS, MAX_DESCRIPTION_CHARS, MAX_REPORT_URL_BYTES, MAX_REPORT_URLS, NewReport,
+    ReportCategory, ReportError, ReportStatus, ReportSubmission, UnknownName,
+};
 pub use challenge::{
     ChallengeSettings, DEFAULT_DIFFICULTY, MAX_CHALLENGE_TTL, MAX_DIFFICULTY, SiteState, Suspension,
 };
 pub use config::{
-    AccessLogTarget, CacheStorage, Config, ConfigError, HealthCheck, QueryKey, ServerLimits,
+    AccessLogTarget, DEFAULT_ANALYTICS_RETENTION, CacheStorage, Config, ConfigError, HealthCheck, QueryKey, ServerLimits,
     ServerSettings, Site, SiteCache, TlsFiles,
 };
 pub use duration::parse_duration;

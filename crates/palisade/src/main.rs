@@ -10,6 +10,7 @@ use model::{Config, Origin, OriginUrl};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -246,14 +247,11 @@ fn serve(
         admin,
         data,
     };
-    let (config, source) = match (&config_path, origin) {
-        (Some(path), _) => (
-            overrides.apply(Config::load(path)?),
-            path.display().to_string(),
-        ),
+    let base = match (&config_path, origin) {
+        (Some(path), _) => load_base(path, &overrides)?,
         (None, Some(origin)) => {
             let url = OriginUrl::parse(&origin).map_err(anyhow::Error::msg)?;
-            (
+            control::BaseConfig::from_flags(
                 overrides.apply(Config::single_origin(Origin { url, weight: 1 })),
                 "--origin".to_string(),
             )
@@ -269,7 +267,7 @@ fn serve(
     }
     // One worker: tokio's single-threaded scheduler, which skips the work-stealing machinery
     // (cross-thread queues, waking idle workers) that a lone worker pays for and never uses.
-    let mut builder = match config.server.workers {
+    let mut builder = match base.config.server.workers {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
         Some(workers) => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -279,7 +277,20 @@ fn serve(
         None => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = builder.enable_all().thread_name("palisade").build()?;
-    runtime.block_on(run(config, source, config_path, overrides))
+    runtime.block_on(run(base, config_path, overrides))
+}
+
+/// The configuration file as the control plane's base: parsed and checked, with its sites'
+/// tables kept as documents for the API to show.
+fn load_base(path: &Path, overrides: &Overrides) -> Result<control::BaseConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config = overrides.apply(Config::load(path)?);
+    Ok(control::BaseConfig::from_file(
+        config,
+        &text,
+        path.display().to_string(),
+    ))
 }
 
 /// Command-line flags that override the file's `[server]` values.
@@ -305,8 +316,7 @@ impl Overrides {
 }
 
 async fn run(
-    config: Config,
-    source: String,
+    base: control::BaseConfig,
     config_path: Option<PathBuf>,
     overrides: Overrides,
 ) -> Result<()> {
@@ -320,7 +330,11 @@ async fn run(
         Some(path) => std::fs::read(path).ok(),
         None => None,
     };
-    let edge = edge::Edge::start(config, source).await?;
+    let retention = base.config.server.analytics_retention;
+    let edge = Arc::new(edge::Edge::start(base.config.clone(), base.source.clone()).await?);
+    let plane = control::start(Arc::clone(&edge), base, retention)
+        .await
+        .context("starting the control plane")?;
     let mut watch = tokio::time::interval(CONFIG_POLL);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -328,7 +342,7 @@ async fn run(
             _ = hangup.recv() => {
                 if let Some(path) = &config_path {
                     last_text = std::fs::read(path).ok();
-                    reload(&edge, path, &overrides);
+                    reload(&plane, path, &overrides).await;
                 } else {
                     tracing::info!("SIGHUP ignored: no --config file to reload");
                 }
@@ -346,7 +360,7 @@ async fn run(
                         let settled = std::fs::read(path).ok();
                         if settled == now {
                             last_text = now;
-                            reload(&edge, path, &overrides);
+                            reload(&plane, path, &overrides).await;
                         }
                     }
                 }
@@ -368,10 +382,11 @@ const CONFIG_POLL: Duration = Duration::from_secs(1);
 /// How long a changed file must stay unchanged before it is loaded.
 const CONFIG_SETTLE: Duration = Duration::from_millis(250);
 
-fn reload(edge: &edge::Edge, path: &Path, overrides: &Overrides) {
-    let result = Config::load(path)
-        .map_err(|e| e.to_string())
-        .and_then(|config| edge.reload(&overrides.apply(config)));
+async fn reload(plane: &Arc<control::ControlPlane>, path: &Path, overrides: &Overrides) {
+    let result = match load_base(path, overrides) {
+        Ok(base) => plane.reload_base(base).await,
+        Err(e) => Err(format!("{e:#}")),
+    };
     match result {
         Ok(generation) => {
             tracing::info!(generation, file = %path.display(), "configuration reloaded")

@@ -185,9 +185,6 @@ fn read(row: &rusqlite::Row<'_>) -> Result<Token, StoreError> {
 
 /// The live (not revoked) token whose secret this is.
 pub fn authenticate(conn: &Connection, secret: &str) -> Result<Option<Token>, StoreError> {
-    if !secret.starts_with(SECRET_PREFIX) {
-        return Ok(None);
-    }
     let sql = format!("SELECT {COLUMNS} FROM tokens WHERE hash = ?1 AND revoked_at IS NULL");
     let mut statement = conn.prepare_cached(&sql)?;
     let mut rows = statement.query(params![hash(secret)])?;

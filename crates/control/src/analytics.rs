@@ -1,0 +1,232 @@
+//! Analytics: the edge's finished minutes, stored per site (`analytics_minutes`), pruned after
+//! the retention, and served by `GET /api/sites/{site}/analytics?since=...`.
+
+use crate::api::{ApiError, ApiResult, reply};
+use crate::plane::ControlPlane;
+use crate::store::{self, StoreError};
+use axum::http::StatusCode;
+use edge::analytics::{SiteMinute, merge_top};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How often finished minutes are collected from the edge (a minute is stored at most this
+/// long after it ends).
+pub const COLLECT_EVERY: Duration = Duration::from_secs(10);
+/// The window the top paths and clients cover.
+pub const TOP_WINDOW: Duration = Duration::from_secs(3600);
+/// Entries of each top list served.
+pub const TOP_SERVED: usize = 20;
+/// The most minutes one answer holds (a week).
+pub const MAX_MINUTES: usize = 7 * 24 * 60;
+
+/// Collects finished minutes into the store until the process ends; prunes what is older
+/// than `retention` once an hour.
+pub async fn collect(plane: Arc<ControlPlane>, retention: Duration) {
+    let mut tick = tokio::time::interval(COLLECT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune = None::<std::time::Instant>;
+    loop {
+        tick.tick().await;
+        let minutes = plane.edge.analytics().take_finished(SystemTime::now());
+        let prune = last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600));
+        if minutes.is_empty() && !prune {
+            continue;
+        }
+        let cutoff = unix_now() - retention.as_secs() as i64;
+        let stored = plane
+            .store
+            .run(move |conn| -> Result<(usize, usize), StoreError> {
+                let tx = conn.transaction()?;
+                for minute in &minutes {
+                    let data = serde_json::to_string(minute)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    store::analytics::put(&tx, &minute.site, minute.minute, &data)?;
+                }
+                tx.commit()?;
+                let pruned = if prune {
+                    store::analytics::prune(conn, cutoff)?
+                } else {
+                    0
+                };
+                Ok((minutes.len(), pruned))
+            })
+            .await;
+        match stored {
+            Ok((_, pruned)) => {
+                if prune {
+                    last_prune = Some(std::time::Instant::now());
+                    if pruned > 0 {
+                        tracing::debug!(pruned, "analytics minutes past retention dropped");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "analytics minutes not stored"),
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// `since`: unix seconds, or a duration back from now (`90m`, `24h`); default one hour.
+pub fn parse_since(query: &str, now: i64) -> Result<i64, ApiError> {
+    let mut since = now - TOP_WINDOW.as_secs() as i64;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "since" => {
+                since = match value.parse::<i64>() {
+                    Ok(seconds) => seconds,
+                    Err(_) => match model::parse_duration(value) {
+                        Ok(back) => now - back.as_secs() as i64,
+                        Err(_) => {
+                            return Err(ApiError::field(
+                                StatusCode::BAD_REQUEST,
+                                "since",
+                                "unix seconds, or a duration back from now such as 90m or 24h",
+                            ));
+                        }
+                    },
+                }
+            }
+            other => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown parameter {other:?} (since)"),
+                ));
+            }
+        }
+    }
+    Ok(since)
+}
+
+/// The answer: every stored minute from `since`, their totals, and the top paths and clients
+/// over the last hour of them.
+pub async fn serve(plane: &ControlPlane, site: &str, query: &str) -> ApiResult {
+    let now = unix_now();
+    let since = parse_since(query, now)?;
+    let name = site.to_string();
+    let rows = plane
+        .store
+        .run(move |conn| store::analytics::since(conn, &name, since, MAX_MINUTES))
+        .await
+        .map_err(|e: StoreError| ApiError::from(e))?;
+    let mut minutes = Vec::with_capacity(rows.len());
+    for (_, data) in rows {
+        match serde_json::from_str::<SiteMinute>(&data) {
+            Ok(minute) => minutes.push(minute),
+            Err(e) => tracing::warn!(error = %e, "unreadable analytics minute skipped"),
+        }
+    }
+    reply(StatusCode::OK, summary(site, since, &minutes))
+}
+
+/// Totals and top lists of `minutes` (oldest first).
+pub fn summary(site: &str, since: i64, minutes: &[SiteMinute]) -> serde_json::Value {
+    let mut totals = SiteMinute {
+        site: site.to_string(),
+        ..SiteMinute::default()
+    };
+    for m in minutes {
+        totals.requests += m.requests;
+        totals.bytes_in += m.bytes_in;
+        totals.bytes_out += m.bytes_out;
+        totals.cache_hit += m.cache_hit;
+        totals.cache_miss += m.cache_miss;
+        totals.cache_stale += m.cache_stale;
+        totals.cache_revalidated += m.cache_revalidated;
+        totals.cache_pass += m.cache_pass;
+        totals.status_1xx += m.status_1xx;
+        totals.status_2xx += m.status_2xx;
+        totals.status_3xx += m.status_3xx;
+        totals.status_4xx += m.status_4xx;
+        totals.status_5xx += m.status_5xx;
+        for (reason, n) in &m.blocked {
+            *totals.blocked.entry(reason.clone()).or_default() += n;
+        }
+        for (reason, n) in &m.challenged {
+            *totals.challenged.entry(reason.clone()).or_default() += n;
+        }
+    }
+    let hour_start = minutes
+        .last()
+        .map_or(0, |m| m.minute - TOP_WINDOW.as_secs() as i64 + 60);
+    let last_hour: Vec<&SiteMinute> = minutes.iter().filter(|m| m.minute >= hour_start).collect();
+    let top_paths = merge_top(last_hour.iter().map(|m| m.top_paths.as_slice()), TOP_SERVED);
+    let top_clients = merge_top(
+        last_hour.iter().map(|m| m.top_clients.as_slice()),
+        TOP_SERVED,
+    );
+    let per_minute: Vec<serde_json::Value> = minutes
+        .iter()
+        .map(|m| {
+            let mut value = serde_json::to_value(m).unwrap_or_default();
+            if let Some(object) = value.as_object_mut() {
+                object.remove("site");
+                object.remove("top_paths");
+                object.remove("top_clients");
+            }
+            value
+        })
+        .collect();
+    let mut totals = serde_json::to_value(&totals).unwrap_or_default();
+    if let Some(object) = totals.as_object_mut() {
+        for key in ["site", "minute", "top_paths", "top_clients"] {
+            object.remove(key);
+        }
+    }
+    json!({
+        "site": site,
+        "since": since,
+        "totals": totals,
+        "top_paths": top_paths,
+        "top_clients": top_clients,
+        "minutes": per_minute,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minute(at: i64, requests: u64, path: &str) -> SiteMinute {
+        SiteMinute {
+            site: "blog".into(),
+            minute: at,
+            requests,
+            status_2xx: requests,
+            blocked: [("rule".to_string(), 2)].into(),
+            top_paths: vec![(path.to_string(), requests)],
+            ..SiteMinute::default()
+        }
+    }
+
+    #[test]
+    fn totals_add_up_and_top_lists_cover_the_last_hour_only() {
+        let minutes = [
+            minute(0, 1000, "/old"),
+            minute(7200, 5, "/a"),
+            minute(7260, 7, "/b"),
+            minute(7320, 3, "/a"),
+        ];
+        let summary = summary("blog", 0, &minutes);
+        assert_eq!(summary["totals"]["requests"], 1015);
+        assert_eq!(summary["totals"]["blocked"]["rule"], 8);
+        assert_eq!(summary["top_paths"], json!([["/a", 8], ["/b", 7]]));
+        assert_eq!(summary["minutes"].as_array().unwrap().len(), 4);
+        assert!(summary["minutes"][0].get("top_paths").is_none());
+    }
+
+    #[test]
+    fn since_takes_seconds_or_a_duration_back() {
+        assert_eq!(parse_since("", 10_000).unwrap(), 10_000 - 3600);
+        assert_eq!(parse_since("since=1234", 10_000).unwrap(), 1234);
+        assert_eq!(parse_since("since=90m", 10_000).unwrap(), 10_000 - 5400);
+        assert!(parse_since("since=soon", 10_000).is_err());
+        assert!(parse_since("until=1", 10_000).is_err());
+    }
+}

@@ -1,0 +1,602 @@
+//! `/api/sites`: create, read, change and delete sites; suspend and reinstate; purge;
+//! analytics.
+
+use super::{ApiError, ApiResult, Shared, auth, read_body, read_json, reply};
+use crate::documents::{self, FieldError, READ_ONLY_KEYS};
+use crate::plane::{ChangeContext, ChangeError, ControlPlane, SiteView};
+use crate::store::audit::Change;
+use crate::store::sites::Suspension;
+use crate::store::tokens::Scope;
+use crate::store::{self, StoreError};
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// `GET /api/sites`: every site the token reaches.
+pub async fn list(State(plane): Shared, request: Request) -> ApiResult {
+    let caller = auth::caller(&plane, request.headers()).await?;
+    caller.require_scope(Scope::Read)?;
+    let views = views(&plane).await?;
+    let sites: Vec<Value> = views
+        .iter()
+        .filter(|v| caller.token.covers(Some(&v.name)))
+        .map(SiteView::to_json)
+        .collect();
+    reply(StatusCode::OK, json!({ "sites": sites }))
+}
+
+async fn views(plane: &Arc<ControlPlane>) -> Result<Vec<SiteView>, ApiError> {
+    let inner = Arc::clone(plane);
+    Ok(plane
+        .store
+        .run(move |conn| inner.sites(conn))
+        .await
+        .map_err(|e: StoreError| ApiError::from(e))?)
+}
+
+async fn view(plane: &Arc<ControlPlane>, name: &str) -> Result<SiteView, ApiError> {
+    views(plane)
+        .await?
+        .into_iter()
+        .find(|v| v.name == name)
+        .ok_or_else(|| no_site(name))
+}
+
+fn no_site(name: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no site named {name:?}"))
+}
+
+/// `GET /api/sites/{site}`.
+pub async fn show(State(plane): Shared, Path(site): Path<String>, request: Request) -> ApiResult {
+    auth::authorize(&plane, request.headers(), Scope::Read, Some(&site)).await?;
+    reply(StatusCode::OK, view(&plane, &site).await?.to_json())
+}
+
+/// A document as a client sent it: an object, without the read-only keys the API adds.
+fn client_document(value: Value) -> Result<Map<String, Value>, ApiError> {
+    let Value::Object(mut document) = value else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "a site is a JSON object",
+        ));
+    };
+    for key in READ_ONLY_KEYS {
+        document.remove(key);
+    }
+    Ok(document)
+}
+
+fn document_name(document: &Map<String, Value>) -> Result<String, ApiError> {
+    match document.get("name") {
+        Some(Value::String(name)) => Ok(name.clone()),
+        Some(_) => Err(ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+            "must be a string",
+        )),
+        None => Err(ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+            "a site needs a name",
+        )),
+    }
+}
+
+/// `POST /api/sites`: 201 with the new site.
+pub async fn create(State(plane): Shared, request: Request) -> ApiResult {
+    let caller = auth::caller(&plane, request.headers()).await?;
+    // A token limited to sites may create one of them: decided once the name is read.
+    caller.require_scope(Scope::Edit)?;
+    let document = client_document(read_json(request.into_body()).await?)?;
+    let name = document_name(&document)?;
+    caller.require(Scope::Edit, Some(&name))?;
+    let certificates = Certificates::take(&plane, &name, document)?;
+    let document = certificates.document.clone();
+    let site = documents::parse_site(&document).map_err(ApiError::invalid)?;
+    let actor = caller.actor().to_string();
+    let stored = document.clone();
+    let result = plane
+        .change(move |ctx| {
+            if ctx.base.has_site(&site.name) {
+                return Err(file_site(&site.name, &ctx.base.source));
+            }
+            if !store::sites::insert(ctx.tx, &site.name, &stored, ctx.now)? {
+                return Err(ChangeError::Conflict(format!(
+                    "site {:?} already exists",
+                    site.name
+                )));
+            }
+            ctx.audit(Change {
+                actor: &actor,
+                action: "site.create",
+                target: format!("site:{}", site.name),
+                before: None,
+                after: Some(Value::Object(stored)),
+                reason: None,
+            })
+        })
+        .await;
+    certificates.settle(result.is_ok());
+    result?;
+    tracing::info!(site = %name, "site created");
+    reply(StatusCode::CREATED, view(&plane, &name).await?.to_json())
+}
+
+fn file_site(name: &str, source: &str) -> ChangeError {
+    ChangeError::Conflict(format!(
+        "site {name:?} is defined in {source}: change it there (or move it to the store with `palisade apply`)"
+    ))
+}
+
+/// `PATCH /api/sites/{site}`: a JSON merge patch (RFC 7396) over the stored document.
+pub async fn patch(State(plane): Shared, Path(site): Path<String>, request: Request) -> ApiResult {
+    let caller = auth::authorize(&plane, request.headers(), Scope::Edit, Some(&site)).await?;
+    let patch = client_document(read_json(request.into_body()).await?)?;
+    update(
+        &plane,
+        site,
+        caller.actor().to_string(),
+        Update::Patch(patch),
+    )
+    .await
+}
+
+/// `PUT /api/sites/{site}`: the whole document, replaced (what `palisade apply` sends).
+pub async fn replace(
+    State(plane): Shared,
+    Path(site): Path<String>,
+    request: Request,
+) -> ApiResult {
+    let caller = auth::authorize(&plane, request.headers(), Scope::Edit, Some(&site)).await?;
+    let document = client_document(read_json(request.into_body()).await?)?;
+    update(
+        &plane,
+        site,
+        caller.actor().to_string(),
+        Update::Replace(document),
+    )
+    .await
+}
+
+enum Update {
+    Patch(Map<String, Value>),
+    Replace(Map<String, Value>),
+}
+
+async fn update(
+    plane: &Arc<ControlPlane>,
+    site: String,
+    actor: String,
+    update: Update,
+) -> ApiResult {
+    if plane.base().has_site(&site) {
+        return Err(file_site(&site, &plane.base().source).into());
+    }
+    // The stored document, read for the patch; re-read and compared inside the change so
+    // that two clients patching at once cannot lose one's edit.
+    let current = {
+        let name = site.clone();
+        plane
+            .store
+            .run(move |conn| store::sites::get(conn, &name))
+            .await
+            .map_err(|e: StoreError| ApiError::from(e))?
+            .ok_or_else(|| no_site(&site))?
+    };
+    let mut document = match update {
+        Update::Patch(patch) => {
+            let mut document = current.document.clone();
+            documents::merge_patch(&mut document, &patch);
+            document
+        }
+        Update::Replace(document) => document,
+    };
+    if !document.contains_key("name") {
+        document.insert("name".into(), Value::from(site.clone()));
+    }
+    if document_name(&document)? != site {
+        return Err(ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+            "a site's name cannot change: create a site with the new name and delete this one",
+        ));
+    }
+    let certificates = Certificates::take(plane, &site, document)?;
+    let document = certificates.document.clone();
+    documents::parse_site(&document).map_err(ApiError::invalid)?;
+    let name = site.clone();
+    let result = plane
+        .change(move |ctx| {
+            let before = store::sites::get(ctx.tx, &name)?.ok_or_else(|| no_site_change(&name))?;
+            if before.updated_at != current.updated_at || before.document != current.document {
+                return Err(ChangeError::Conflict(format!(
+                    "site {name:?} changed while this change was made: read it again and retry"
+                )));
+            }
+            store::sites::replace(ctx.tx, &name, &document, ctx.now)?;
+            ctx.audit(Change {
+                actor: &actor,
+                action: "site.update",
+                target: format!("site:{name}"),
+                before: Some(Value::Object(before.document)),
+                after: Some(Value::Object(document)),
+                reason: None,
+            })
+        })
+        .await;
+    certificates.settle(result.is_ok());
+    result?;
+    tracing::info!(%site, "site updated");
+    reply(StatusCode::OK, view(plane, &site).await?.to_json())
+}
+
+fn no_site_change(name: &str) -> ChangeError {
+    ChangeError::NotFound(format!("no site named {name:?}"))
+}
+
+/// `DELETE /api/sites/{site}`. A suspension outlives the site: created again under the same
+/// name, it is still suspended.
+pub async fn delete(State(plane): Shared, Path(site): Path<String>, request: Request) -> ApiResult {
+    let caller = auth::authorize(&plane, request.headers(), Scope::Edit, Some(&site)).await?;
+    let actor = caller.actor().to_string();
+    let name = site.clone();
+    plane
+        .change(move |ctx| {
+            if ctx.base.has_site(&name) {
+                return Err(file_site(&name, &ctx.base.source));
+            }
+            let before =
+                store::sites::delete(ctx.tx, &name)?.ok_or_else(|| no_site_change(&name))?;
+            ctx.audit(Change {
+                actor: &actor,
+                action: "site.delete",
+                target: format!("site:{name}"),
+                before: Some(Value::Object(before.document)),
+                after: None,
+                reason: None,
+            })
+        })
+        .await?;
+    Certificates::remove_site(&plane, &site);
+    tracing::info!(%site, "site deleted");
+    reply(StatusCode::OK, json!({ "deleted": site }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuspendBody {
+    reason: String,
+    #[serde(default)]
+    legal: bool,
+    #[serde(default)]
+    reports: Vec<i64>,
+}
+
+/// Longest reason a suspension keeps.
+const MAX_REASON_CHARS: usize = 4000;
+
+/// `POST /api/sites/{site}/suspend` `{"reason": "...", "legal": false, "reports": [ids]}`:
+/// the site's hosts get the notice (451 when `legal`, else 403) from the next request on.
+/// Cited reports become `actioned`.
+pub async fn suspend(
+    State(plane): Shared,
+    Path(site): Path<String>,
+    request: Request,
+) -> ApiResult {
+    let caller = auth::authorize(&plane, request.headers(), Scope::Suspend, Some(&site)).await?;
+    let body: SuspendBody = read_json(request.into_body()).await?;
+    let reason = body.reason.trim().to_string();
+    if reason.is_empty() {
+        return Err(ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reason",
+            "a suspension needs a reason",
+        ));
+    }
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reason",
+            format!("at most {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    let actor = caller.actor().to_string();
+    let name = site.clone();
+    let suspension = plane
+        .change(move |ctx| {
+            site_exists(ctx, &name)?;
+            let missing = store::reports::missing(ctx.tx, &body.reports)?;
+            if !missing.is_empty() {
+                return Err(ChangeError::Invalid(FieldError::new(
+                    "reports",
+                    format!("no report with id {missing:?}"),
+                )));
+            }
+            let before = store::sites::suspension(ctx.tx, &name)?;
+            let suspension = Suspension {
+                site: name.clone(),
+                reason: reason.clone(),
+                legal: body.legal,
+                reports: body.reports.clone(),
+                actor: actor.clone(),
+                at: ctx.now,
+            };
+            store::sites::suspend(ctx.tx, &suspension)?;
+            ctx.audit(Change {
+                actor: &actor,
+                action: "site.suspend",
+                target: format!("site:{name}"),
+                before: before.map(|b| json!({ "suspension": b })),
+                after: Some(json!({ "suspension": &suspension })),
+                reason: Some(reason.clone()),
+            })?;
+            for id in &body.reports {
+                let cited = store::reports::get(ctx.tx, *id)?;
+                if cited.is_some_and(|r| {
+                    matches!(
+                        r.status,
+                        model::ReportStatus::New | model::ReportStatus::Reviewing
+                    )
+                }) && let Some((before, after)) = store::reports::update(
+                    ctx.tx,
+                    *id,
+                    Some(model::ReportStatus::Actioned),
+                    None,
+                    ctx.now,
+                )? {
+                    ctx.audit(Change {
+                        actor: &actor,
+                        action: "report.update",
+                        target: format!("report:{id}"),
+                        before: Some(json!({ "status": before.status })),
+                        after: Some(json!({ "status": after.status, "suspended": name })),
+                        reason: Some(format!("cited by the suspension of site {name:?}")),
+                    })?;
+                }
+            }
+            Ok(suspension)
+        })
+        .await?;
+    tracing::warn!(%site, legal = suspension.legal, reports = ?suspension.reports, "site suspended");
+    reply(StatusCode::OK, view(&plane, &site).await?.to_json())
+}
+
+fn site_exists(ctx: &ChangeContext<'_>, name: &str) -> Result<(), ChangeError> {
+    if ctx.base.has_site(name) || store::sites::get(ctx.tx, name)?.is_some() {
+        Ok(())
+    } else {
+        Err(no_site_change(name))
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReinstateBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /api/sites/{site}/reinstate` (optional `{"reason": "..."}`): service as before.
+pub async fn reinstate(
+    State(plane): Shared,
+    Path(site): Path<String>,
+    request: Request,
+) -> ApiResult {
+    let caller = auth::authorize(&plane, request.headers(), Scope::Suspend, Some(&site)).await?;
+    let bytes = read_body(request.into_body()).await?;
+    let body: ReinstateBody = if bytes.is_empty() {
+        ReinstateBody::default()
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad JSON: {e}")))?
+    };
+    let actor = caller.actor().to_string();
+    let name = site.clone();
+    plane
+        .change(move |ctx| {
+            let Some(before) = store::sites::reinstate(ctx.tx, &name)? else {
+                return Err(ChangeError::Conflict(format!(
+                    "site {name:?} is not suspended"
+                )));
+            };
+            ctx.audit(Change {
+                actor: &actor,
+                action: "site.reinstate",
+                target: format!("site:{name}"),
+                before: Some(json!({ "suspension": before })),
+                after: None,
+                reason: body
+                    .reason
+                    .map(|r| r.trim().to_string())
+                    .filter(|r| !r.is_empty()),
+            })
+        })
+        .await?;
+    tracing::warn!(%site, "site reinstated");
+    match view(&plane, &site).await {
+        Ok(view) => reply(StatusCode::OK, view.to_json()),
+        // Reinstating a deleted site's suspension is fine: nothing to show.
+        Err(_) => reply(StatusCode::OK, json!({ "name": site, "reinstated": true })),
+    }
+}
+
+/// `POST /api/sites/{site}/purge`: the edge purges; the audit log records it.
+pub async fn purge(State(plane): Shared, Path(site): Path<String>, request: Request) -> ApiResult {
+    let caller = auth::authorize(&plane, request.headers(), Scope::Purge, Some(&site)).await?;
+    let (parts, body) = request.into_parts();
+    let bytes = read_body(body).await?;
+    let selector: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+    let response = plane.edge.admin_builtin(request).await;
+    if response.status() == StatusCode::OK {
+        let actor = caller.actor().to_string();
+        let name = site.clone();
+        let audited = plane
+            .store
+            .run(move |conn| -> Result<(), StoreError> {
+                let tx = conn.transaction()?;
+                crate::store::audit::append(
+                    &tx,
+                    Change {
+                        actor: &actor,
+                        action: "site.purge",
+                        target: format!("site:{name}"),
+                        before: None,
+                        after: Some(selector),
+                        reason: None,
+                    },
+                    store::now_ms(),
+                )?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = audited {
+            tracing::error!(error = %e, %site, "purge done but not audited");
+        }
+    }
+    Ok(response.into_response())
+}
+
+/// Certificates uploaded with a document (`"tls": {"cert_pem": "...", "key_pem": "..."}`),
+/// written under `<data_dir>/certs/<site>/` and replaced in the document by their paths (the
+/// `tls` table of a file). A document may name paths only there: the API never reads files
+/// elsewhere on the machine.
+struct Certificates {
+    document: Map<String, Value>,
+    written: Vec<PathBuf>,
+    dir: PathBuf,
+}
+
+impl Certificates {
+    fn dir(plane: &ControlPlane, site: &str) -> PathBuf {
+        plane.edge.data_dir().join("certs").join(site)
+    }
+
+    fn take(
+        plane: &ControlPlane,
+        site: &str,
+        mut document: Map<String, Value>,
+    ) -> Result<Certificates, ApiError> {
+        let dir = Certificates::dir(plane, site);
+        let mut written = Vec::new();
+        let invalid = |field: &str, message: &str| {
+            ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, field, message)
+        };
+        if let Some(tls) = document.get_mut("tls") {
+            let Value::Object(tls) = tls else {
+                return Err(invalid("tls", "must be an object"));
+            };
+            let uploaded = (tls.get("cert_pem"), tls.get("key_pem"));
+            match uploaded {
+                (Some(Value::String(cert)), Some(Value::String(key))) => {
+                    if !cert.contains("-----BEGIN") || !key.contains("-----BEGIN") {
+                        return Err(invalid("tls", "cert_pem and key_pem must be PEM text"));
+                    }
+                    let stamp = store::now_ms();
+                    std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+                    let cert_path = dir.join(format!("{stamp}-cert.pem"));
+                    let key_path = dir.join(format!("{stamp}-key.pem"));
+                    write_private(&cert_path, cert.as_bytes(), 0o644)?;
+                    written.push(cert_path.clone());
+                    if let Err(e) = write_private(&key_path, key.as_bytes(), 0o600) {
+                        let _ = std::fs::remove_file(&cert_path);
+                        return Err(e);
+                    }
+                    written.push(key_path.clone());
+                    tls.clear();
+                    tls.insert("cert".into(), Value::from(cert_path.display().to_string()));
+                    tls.insert("key".into(), Value::from(key_path.display().to_string()));
+                }
+                (None, None) => {
+                    for field in ["cert", "key"] {
+                        let inside = tls
+                            .get(field)
+                            .and_then(Value::as_str)
+                            .is_some_and(|p| PathBuf::from(p).parent() == Some(dir.as_path()));
+                        if !inside {
+                            return Err(invalid(
+                                &format!("tls.{field}"),
+                                "upload the certificate and key as cert_pem and key_pem",
+                            ));
+                        }
+                    }
+                }
+                _ => return Err(invalid("tls", "send both cert_pem and key_pem")),
+            }
+        }
+        Ok(Certificates {
+            document,
+            written,
+            dir,
+        })
+    }
+
+    /// After the change: on success, files the site no longer names go; on refusal, the new
+    /// ones do.
+    fn settle(&self, committed: bool) {
+        if !committed {
+            for path in &self.written {
+                let _ = std::fs::remove_file(path);
+            }
+            return;
+        }
+        let named: Vec<String> = ["cert", "key"]
+            .iter()
+            .filter_map(|f| {
+                self.document
+                    .get("tls")?
+                    .get(f)?
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                let path = entry.path().display().to_string();
+                if !named.contains(&path) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+
+    fn remove_site(plane: &ControlPlane, site: &str) {
+        let _ = std::fs::remove_dir_all(Certificates::dir(plane, site));
+    }
+}
+
+fn io_error(path: &std::path::Path, e: std::io::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("cannot write {}: {e}", path.display()),
+    )
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8], mode: u32) -> Result<(), ApiError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| io_error(path, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_error(path, e))
+}
+
+/// `GET /api/sites/{site}/analytics?since=...`.
+pub async fn analytics(
+    State(plane): Shared,
+    Path(site): Path<String>,
+    request: Request,
+) -> ApiResult {
+    auth::authorize(&plane, request.headers(), Scope::Read, Some(&site)).await?;
+    crate::analytics::serve(&plane, &site, request.uri().query().unwrap_or("")).await
+}

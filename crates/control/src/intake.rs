@@ -1,0 +1,35 @@
+//! The edge's abuse intake hands checked reports here; they are stored with status `new`.
+
+use crate::store::{self, Store, StoreError};
+use edge::{ReportSink, SubmitFuture};
+use model::NewReport;
+
+pub struct StoreSink {
+    pub store: Store,
+}
+
+impl ReportSink for StoreSink {
+    fn submit(&self, report: NewReport) -> SubmitFuture {
+        let store = self.store.clone();
+        Box::pin(async move {
+            let urgent = report.category.urgent();
+            let category = report.category;
+            let site = report.site.clone();
+            let id = store
+                .run(move |conn| -> Result<i64, StoreError> {
+                    let tx = conn.transaction()?;
+                    let id = store::reports::insert(&tx, &report, store::now_ms())?;
+                    tx.commit()?;
+                    Ok(id)
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            if urgent {
+                tracing::warn!(id, category = category.as_str(), site = ?site, "urgent abuse report");
+            } else {
+                tracing::info!(id, category = category.as_str(), site = ?site, "abuse report");
+            }
+            Ok(id as u64)
+        })
+    }
+}

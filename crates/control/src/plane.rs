@@ -1,0 +1,304 @@
+//! The control plane's core: the configuration the edge runs is composed of the base (the
+//! `--config` file or `--origin` flag: server settings, global lists and the file's sites) and
+//! the store (sites the API manages, and suspensions of any site). Every change is one
+//! transaction, checked by building the snapshot it would make before it commits, and then
+//! swapped into the edge: it takes effect as the API answers.
+
+use crate::documents::{self, FieldError};
+use crate::store::audit::{self, Change};
+use crate::store::sites::{StoredSite, Suspension};
+use crate::store::{self, Store, StoreError};
+use model::{Config, SiteState};
+use rusqlite::Transaction;
+use serde_json::{Map, Value};
+use std::sync::{Arc, Mutex};
+
+/// What the operator wrote outside the store.
+#[derive(Debug, Clone)]
+pub struct BaseConfig {
+    pub config: Config,
+    /// The base's sites as documents, in the order of `config.sites`.
+    pub documents: Vec<Map<String, Value>>,
+    /// Where it comes from: the file's path, or `--origin`.
+    pub source: String,
+}
+
+impl BaseConfig {
+    /// A base read from a configuration file's text (already parsed into `config`).
+    pub fn from_file(config: Config, text: &str, source: String) -> BaseConfig {
+        let documents = documents::documents_from_toml(text).unwrap_or_default();
+        BaseConfig {
+            config,
+            documents,
+            source,
+        }
+    }
+
+    /// A base built by flags: its sites' documents are made from what the flags said.
+    pub fn from_flags(config: Config, source: String) -> BaseConfig {
+        let documents = config
+            .sites
+            .iter()
+            .map(|site| {
+                let mut doc = Map::new();
+                doc.insert("name".into(), Value::from(site.name.clone()));
+                let hosts: Vec<Value> = site
+                    .hosts
+                    .iter()
+                    .map(|h| Value::from(h.to_string()))
+                    .collect();
+                doc.insert("hosts".into(), Value::Array(hosts));
+                let origins: Vec<Value> = site
+                    .origins
+                    .iter()
+                    .map(|o| Value::from(o.url.to_string()))
+                    .collect();
+                doc.insert("origins".into(), Value::Array(origins));
+                doc
+            })
+            .collect();
+        BaseConfig {
+            config,
+            documents,
+            source,
+        }
+    }
+
+    pub fn has_site(&self, name: &str) -> bool {
+        self.config.sites.iter().any(|s| s.name == name)
+    }
+}
+
+/// Why a change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// The change would make a configuration the edge cannot run (422).
+    #[error("{0}")]
+    Invalid(FieldError),
+    /// It conflicts with what exists (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// What it names does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for ChangeError {
+    fn from(e: rusqlite::Error) -> ChangeError {
+        ChangeError::Store(StoreError::Sql(e))
+    }
+}
+
+/// Where a site a client sees is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SiteSource {
+    /// The `--config` file (or the `--origin` flag): changed there, not through the API.
+    File,
+    /// The store: the API (and `palisade apply`) manage it.
+    Api,
+}
+
+/// A site as the API shows it: its document, where it is defined, and its suspension.
+#[derive(Debug, Clone)]
+pub struct SiteView {
+    pub name: String,
+    pub document: Map<String, Value>,
+    pub source: SiteSource,
+    pub suspension: Option<Suspension>,
+    pub times: Option<(i64, i64)>,
+}
+
+impl SiteView {
+    /// The JSON the API answers with: the document's fields, `state` as the edge runs it, and
+    /// the read-only `source`, `suspension`, `created_at`, `updated_at`.
+    pub fn to_json(&self) -> Value {
+        let mut out = self.document.clone();
+        if self.suspension.is_some() {
+            out.insert("state".into(), Value::from(SiteState::Suspended.as_str()));
+        } else if !out.contains_key("state") {
+            out.insert("state".into(), Value::from(SiteState::Active.as_str()));
+        }
+        out.insert(
+            "source".into(),
+            serde_json::to_value(self.source).unwrap_or(Value::Null),
+        );
+        if let Some(suspension) = &self.suspension {
+            out.insert(
+                "suspension".into(),
+                serde_json::to_value(suspension).unwrap_or(Value::Null),
+            );
+        }
+        if let Some((created, updated)) = self.times {
+            out.insert("created_at".into(), Value::from(created));
+            out.insert("updated_at".into(), Value::from(updated));
+        }
+        Value::Object(out)
+    }
+}
+
+/// The control plane: the store, the edge it drives, and the base configuration.
+pub struct ControlPlane {
+    pub store: Store,
+    pub edge: Arc<edge::Edge>,
+    base: Mutex<Arc<BaseConfig>>,
+    /// One change at a time: compose, check, commit and swap happen as one step.
+    writes: tokio::sync::Mutex<()>,
+}
+
+/// What a change sees inside its transaction.
+pub struct ChangeContext<'a> {
+    pub tx: &'a Transaction<'a>,
+    pub base: &'a BaseConfig,
+    pub now: i64,
+}
+
+impl ChangeContext<'_> {
+    pub fn audit(&self, change: Change<'_>) -> Result<(), ChangeError> {
+        audit::append(self.tx, change, self.now)?;
+        Ok(())
+    }
+}
+
+impl ControlPlane {
+    /// Opens the control plane over a running edge and swaps in the composed configuration
+    /// (the store's sites and suspensions join the base's).
+    pub fn start(
+        store: Store,
+        edge: Arc<edge::Edge>,
+        base: BaseConfig,
+    ) -> Result<Arc<ControlPlane>, String> {
+        let plane = Arc::new(ControlPlane {
+            store,
+            edge,
+            base: Mutex::new(Arc::new(base)),
+            writes: tokio::sync::Mutex::new(()),
+        });
+        let config = plane
+            .store
+            .with(|conn| {
+                let tx = conn.transaction()?;
+                compose(&plane.base(), &tx)
+            })
+            .map_err(|e| e.to_string())?;
+        plane.edge.reload(&config)?;
+        Ok(plane)
+    }
+
+    pub fn base(&self) -> Arc<BaseConfig> {
+        Arc::clone(&self.base.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// A new base (the file changed, or SIGHUP): composed with the store and swapped in.
+    /// On error nothing changes.
+    pub async fn reload_base(self: &Arc<Self>, base: BaseConfig) -> Result<u64, String> {
+        let _one_at_a_time = self.writes.lock().await;
+        let plane = Arc::clone(self);
+        let base = Arc::new(base);
+        let composed = {
+            let base = Arc::clone(&base);
+            plane
+                .store
+                .run(move |conn| {
+                    let tx = conn.transaction()?;
+                    compose(&base, &tx)
+                })
+                .await
+        };
+        let config = composed.map_err(|e| e.to_string())?;
+        let generation = self.edge.reload(&config)?;
+        *self.base.lock().unwrap_or_else(|p| p.into_inner()) = base;
+        Ok(generation)
+    }
+
+    /// Runs `change` in one transaction; commits it only if the configuration it leaves is
+    /// one the edge can run, then swaps that configuration in.
+    pub async fn change<T, F>(self: &Arc<Self>, change: F) -> Result<T, ChangeError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ChangeContext<'_>) -> Result<T, ChangeError> + Send + 'static,
+    {
+        let _one_at_a_time = self.writes.lock().await;
+        let base = self.base();
+        let edge = Arc::clone(&self.edge);
+        self.store
+            .run(move |conn| {
+                let tx = conn.transaction().map_err(StoreError::from)?;
+                let context = ChangeContext {
+                    tx: &tx,
+                    base: &base,
+                    now: store::now_ms(),
+                };
+                let output = change(&context)?;
+                let config = compose(&base, &tx)?;
+                edge::server::check(&config, "the store")
+                    .map_err(|e| ChangeError::Invalid(FieldError::new("", e.to_string())))?;
+                tx.commit().map_err(StoreError::from)?;
+                if let Err(e) = edge.reload(&config) {
+                    // Checked a moment ago; a failure here (a certificate file removed in
+                    // between) leaves the edge on its previous snapshot, and the next change
+                    // or reload picks the store up again.
+                    tracing::error!("committed, but the edge kept its previous configuration: {e}");
+                }
+                Ok(output)
+            })
+            .await
+    }
+
+    /// Every site, the base's first, as the API shows them.
+    pub fn sites(&self, conn: &rusqlite::Connection) -> Result<Vec<SiteView>, StoreError> {
+        let base = self.base();
+        let suspensions = store::sites::suspensions(conn)?;
+        let suspension_of = |name: &str| suspensions.iter().find(|s| s.site == name).cloned();
+        let mut views = Vec::new();
+        for (site, document) in base.config.sites.iter().zip(&base.documents) {
+            views.push(SiteView {
+                name: site.name.clone(),
+                document: document.clone(),
+                source: SiteSource::File,
+                suspension: suspension_of(&site.name),
+                times: None,
+            });
+        }
+        for stored in store::sites::list(conn)? {
+            views.push(SiteView {
+                suspension: suspension_of(&stored.name),
+                name: stored.name,
+                document: stored.document,
+                source: SiteSource::Api,
+                times: Some((stored.created_at, stored.updated_at)),
+            });
+        }
+        Ok(views)
+    }
+}
+
+/// The configuration the edge runs: the base, the store's sites, and every suspension.
+pub fn compose(base: &BaseConfig, conn: &rusqlite::Connection) -> Result<Config, ChangeError> {
+    let mut config = base.config.clone();
+    let mut sites = Vec::new();
+    for StoredSite { name, document, .. } in store::sites::list(conn)? {
+        let site = documents::parse_site(&document).map_err(|e| {
+            ChangeError::Invalid(FieldError::new(
+                format!("{name}.{}", e.field),
+                format!("stored site {name:?} is no longer valid: {}", e.message),
+            ))
+        })?;
+        sites.push(site);
+    }
+    config.add_sites(sites, "the store").map_err(|e| {
+        let field = e.key.rsplit('.').next().unwrap_or("").to_string();
+        ChangeError::Conflict(format!("{}", FieldError::new(field, e.message)))
+    })?;
+    for suspension in store::sites::suspensions(conn)? {
+        if let Some(site) = config.sites.iter_mut().find(|s| s.name == suspension.site) {
+            site.state = SiteState::Suspended;
+            site.suspension = Some(model::Suspension {
+                legal: suspension.legal,
+            });
+        }
+    }
+    Ok(config)
+}

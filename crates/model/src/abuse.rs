@@ -1,0 +1,580 @@
+//! Abuse reports: what a visitor may report about a hosted site, and the rules a report meets
+//! before anyone stores it.
+//!
+//! The edge takes reports at `/.well-known/palisade/abuse` (see `docs/abuse.md`) and turns what
+//! the reporter wrote ([`ReportSubmission`]) into a [`NewReport`] with
+//! [`NewReport::from_submission`], which refuses anything out of bounds with a [`ReportError`]
+//! naming the field. The control plane stores reports with a [`ReportStatus`] and lists the
+//! [`urgent`](ReportCategory::urgent) ones first.
+//!
+//! ```
+//! use model::{NewReport, ReportCategory, ReportSubmission};
+//!
+//! let report = NewReport::from_submission(
+//!     ReportSubmission {
+//!         category: Some("phishing".into()),
+//!         urls: vec!["https://blog.example/login".into()],
+//!         description: "A copy of my bank's login page.".into(),
+//!         contact: None,
+//!     },
+//!     Some("blog".into()),
+//!     "blog.example".into(),
+//!     "203.0.113.7".into(),
+//!     None,
+//! )
+//! .unwrap();
+//! assert_eq!(report.category, ReportCategory::Phishing);
+//! assert!(!report.urgent());
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Most URLs one report may name.
+pub const MAX_REPORT_URLS: usize = 20;
+/// Longest URL, in bytes (what browsers and most servers accept in a request line).
+pub const MAX_REPORT_URL_BYTES: usize = 2048;
+/// Longest description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
+/// Longest contact, in characters (an e-mail address can be 320 characters long).
+pub const MAX_CONTACT_CHARS: usize = 320;
+
+/// What a report is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportCategory {
+    /// A threat of violence against a person or a group.
+    ViolentThreat,
+    /// Someone's private information published against their will (doxxing).
+    PersonalInformation,
+    Harassment,
+    Phishing,
+    Malware,
+    /// Child sexual abuse material.
+    Csam,
+    Copyright,
+    Other,
+}
+
+impl ReportCategory {
+    /// Every category, in the order the form lists them.
+    pub const ALL: [ReportCategory; 8] = [
+        ReportCategory::ViolentThreat,
+        ReportCategory::PersonalInformation,
+        ReportCategory::Harassment,
+        ReportCategory::Phishing,
+        ReportCategory::Malware,
+        ReportCategory::Csam,
+        ReportCategory::Copyright,
+        ReportCategory::Other,
+    ];
+
+    /// The name in JSON, the form and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportCategory::ViolentThreat => "violent_threat",
+            ReportCategory::PersonalInformation => "personal_information",
+            ReportCategory::Harassment => "harassment",
+            ReportCategory::Phishing => "phishing",
+            ReportCategory::Malware => "malware",
+            ReportCategory::Csam => "csam",
+            ReportCategory::Copyright => "copyright",
+            ReportCategory::Other => "other",
+        }
+    }
+
+    /// What the form shows a reporter.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReportCategory::ViolentThreat => "Violent threat",
+            ReportCategory::PersonalInformation => "Personal information (doxxing)",
+            ReportCategory::Harassment => "Harassment",
+            ReportCategory::Phishing => "Phishing",
+            ReportCategory::Malware => "Malware",
+            ReportCategory::Csam => "Child sexual abuse material",
+            ReportCategory::Copyright => "Copyright",
+            ReportCategory::Other => "Other",
+        }
+    }
+
+    /// Reviewed before anything else: a person may be in danger, or every hour the material
+    /// stays up harms someone (violent threats, doxxing, child sexual abuse material).
+    pub fn urgent(self) -> bool {
+        matches!(
+            self,
+            ReportCategory::ViolentThreat
+                | ReportCategory::PersonalInformation
+                | ReportCategory::Csam
+        )
+    }
+}
+
+impl fmt::Display for ReportCategory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ReportCategory {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ReportCategory::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| UnknownName {
+                what: "category",
+                name: s.to_string(),
+                expected: "violent_threat, personal_information, harassment, phishing, malware, \
+                           csam, copyright or other",
+            })
+    }
+}
+
+/// Where a report stands with the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportStatus {
+    /// Taken, nobody has looked at it yet.
+    #[default]
+    New,
+    /// Someone is on it.
+    Reviewing,
+    /// Something was done (content removed, a site suspended).
+    Actioned,
+    /// Nothing to do (unfounded, a duplicate, out of the operator's reach).
+    Dismissed,
+}
+
+impl ReportStatus {
+    pub const ALL: [ReportStatus; 4] = [
+        ReportStatus::New,
+        ReportStatus::Reviewing,
+        ReportStatus::Actioned,
+        ReportStatus::Dismissed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportStatus::New => "new",
+            ReportStatus::Reviewing => "reviewing",
+            ReportStatus::Actioned => "actioned",
+            ReportStatus::Dismissed => "dismissed",
+        }
+    }
+}
+
+impl fmt::Display for ReportStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ReportStatus {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ReportStatus::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| UnknownName {
+                what: "status",
+                name: s.to_string(),
+                expected: "new, reviewing, actioned or dismissed",
+            })
+    }
+}
+
+/// A name that is not one of a fixed set (a report category or status).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {name:?}: expected {expected}")]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub name: String,
+    pub expected: &'static str,
+}
+
+/// What a reporter wrote, as received (JSON or the form), before any check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportSubmission {
+    /// A [`ReportCategory`] name; required.
+    pub category: Option<String>,
+    /// The URLs the report is about (blank entries are dropped).
+    pub urls: Vec<String>,
+    pub description: String,
+    /// How to reach the reporter, if they want to be reached (blank means none).
+    pub contact: Option<String>,
+}
+
+/// A report ready to store: checked, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewReport {
+    /// The site whose host the report came in on; `None` on the operator's own hostname.
+    pub site: Option<String>,
+    /// The host the report came in on (normalised).
+    pub host: String,
+    pub category: ReportCategory,
+    pub urls: Vec<String>,
+    /// Newlines are `\n` (a form's `\r\n` is folded).
+    pub description: String,
+    pub contact: Option<String>,
+    /// The reporter's address as the edge saw it (after trusted proxies).
+    pub reporter_ip: String,
+    pub user_agent: Option<String>,
+}
+
+/// Why a report was refused: the field at fault and what is wrong with it, in the reporter's
+/// terms (it is shown to them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ReportError {
+    /// `category`, `urls`, `description` or `contact` (the names in JSON and in the form).
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl ReportError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> ReportError {
+        ReportError {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl NewReport {
+    /// Checks what a reporter wrote and makes the report. Blank URL entries are dropped, the
+    /// URLs, description and contact trimmed, and a blank contact is none; then everything
+    /// must pass [`validate`](Self::validate).
+    pub fn from_submission(
+        submission: ReportSubmission,
+        site: Option<String>,
+        host: String,
+        reporter_ip: String,
+        user_agent: Option<String>,
+    ) -> Result<NewReport, ReportError> {
+        let category = match submission.category.as_deref().map(str::trim) {
+            None | Some("") => {
+                return Err(ReportError::new("category", "choose a category"));
+            }
+            Some(name) => name
+                .parse::<ReportCategory>()
+                .map_err(|e| ReportError::new("category", e.to_string()))?,
+        };
+        let urls = submission
+            .urls
+            .iter()
+            .map(|u| u.trim())
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect();
+        let description = submission.description.trim().replace("\r\n", "\n");
+        let contact = submission
+            .contact
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty());
+        let report = NewReport {
+            site,
+            host,
+            category,
+            urls,
+            description,
+            contact,
+            reporter_ip,
+            user_agent,
+        };
+        report.validate()?;
+        Ok(report)
+    }
+
+    /// Reviewed first: see [`ReportCategory::urgent`].
+    pub fn urgent(&self) -> bool {
+        self.category.urgent()
+    }
+
+    /// Every bound on what a reporter wrote: 1 to 20 `http`/`https` URLs of at most 2048 bytes
+    /// each; a description of 1 to 10,000 characters with no control character but newline and
+    /// tab; a contact of at most 320 characters with no control character.
+    pub fn validate(&self) -> Result<(), ReportError> {
+        if self.urls.is_empty() {
+            return Err(ReportError::new(
+                "urls",
+                "give at least one URL of what you are reporting",
+            ));
+        }
+        if self.urls.len() > MAX_REPORT_URLS {
+            return Err(ReportError::new(
+                "urls",
+                format!(
+                    "at most {MAX_REPORT_URLS} URLs per report ({} given)",
+                    self.urls.len()
+                ),
+            ));
+        }
+        for (i, url) in self.urls.iter().enumerate() {
+            check_url(url)
+                .map_err(|why| ReportError::new("urls", format!("URL {}: {why}", i + 1)))?;
+        }
+        let chars = self.description.chars().count();
+        if chars == 0 {
+            return Err(ReportError::new(
+                "description",
+                "describe what is wrong and where",
+            ));
+        }
+        if chars > MAX_DESCRIPTION_CHARS {
+            return Err(ReportError::new(
+                "description",
+                format!("at most {MAX_DESCRIPTION_CHARS} characters ({chars} given)"),
+            ));
+        }
+        if self
+            .description
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(ReportError::new(
+                "description",
+                "must not hold control characters (only newlines and tabs)",
+            ));
+        }
+        if let Some(contact) = &self.contact {
+            let chars = contact.chars().count();
+            if chars > MAX_CONTACT_CHARS {
+                return Err(ReportError::new(
+                    "contact",
+                    format!("at most {MAX_CONTACT_CHARS} characters ({chars} given)"),
+                ));
+            }
+            if contact.chars().any(char::is_control) {
+                return Err(ReportError::new(
+                    "contact",
+                    "must not hold control characters",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An absolute `http` or `https` URL with a host, no whitespace or control character, at most
+/// [`MAX_REPORT_URL_BYTES`].
+fn check_url(url: &str) -> Result<(), String> {
+    if url.len() > MAX_REPORT_URL_BYTES {
+        return Err(format!(
+            "at most {MAX_REPORT_URL_BYTES} bytes ({} given)",
+            url.len()
+        ));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not hold spaces or control characters".into());
+    }
+    let lower = |n: usize| url.get(..n).map(str::to_ascii_lowercase);
+    let rest = if lower(7).as_deref() == Some("http://") {
+        &url[7..]
+    } else if lower(8).as_deref() == Some("https://") {
+        &url[8..]
+    } else {
+        return Err("must start with http:// or https://".into());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') {
+        return Err("must name a host".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn submission() -> ReportSubmission {
+        ReportSubmission {
+            category: Some("harassment".into()),
+            urls: vec!["https://blog.example/post/1".into()],
+            description: "Posts about me, daily.".into(),
+            contact: Some("me@mail.example".into()),
+        }
+    }
+
+    fn make(s: ReportSubmission) -> Result<NewReport, ReportError> {
+        NewReport::from_submission(
+            s,
+            Some("blog".into()),
+            "blog.example".into(),
+            "192.0.2.1".into(),
+            Some("curl/8".into()),
+        )
+    }
+
+    fn field_of(s: ReportSubmission) -> &'static str {
+        make(s).unwrap_err().field
+    }
+
+    #[test]
+    fn names_are_the_documented_snake_case_ones() {
+        let names: Vec<&str> = ReportCategory::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "violent_threat",
+                "personal_information",
+                "harassment",
+                "phishing",
+                "malware",
+                "csam",
+                "copyright",
+                "other"
+            ]
+        );
+        for category in ReportCategory::ALL {
+            // serde's names (JSON, the store) are as_str's.
+            let via_serde: ReportCategory = toml::Value::String(category.as_str().into())
+                .try_into()
+                .unwrap();
+            assert_eq!(via_serde, category);
+            assert_eq!(category.as_str().parse::<ReportCategory>(), Ok(category));
+            assert!(!category.label().is_empty());
+        }
+        for status in ReportStatus::ALL {
+            let via_serde: ReportStatus = toml::Value::String(status.as_str().into())
+                .try_into()
+                .unwrap();
+            assert_eq!(via_serde, status);
+            assert_eq!(status.as_str().parse::<ReportStatus>(), Ok(status));
+        }
+        assert_eq!(ReportStatus::default(), ReportStatus::New);
+        assert!("Phishing".parse::<ReportCategory>().is_err());
+        assert!("closed".parse::<ReportStatus>().is_err());
+    }
+
+    #[test]
+    fn threats_doxxing_and_csam_are_urgent_and_nothing_else() {
+        let urgent: Vec<ReportCategory> = ReportCategory::ALL
+            .into_iter()
+            .filter(|c| c.urgent())
+            .collect();
+        assert_eq!(
+            urgent,
+            [
+                ReportCategory::ViolentThreat,
+                ReportCategory::PersonalInformation,
+                ReportCategory::Csam
+            ]
+        );
+    }
+
+    #[test]
+    fn a_good_submission_becomes_a_trimmed_report() {
+        let report = make(ReportSubmission {
+            urls: vec![
+                "  https://blog.example/a ".into(),
+                "".into(),
+                "HTTP://blog.example:8080/b?c#d".into(),
+            ],
+            description: "  line one\r\nline two\twith a tab  ".into(),
+            contact: Some("   ".into()),
+            ..submission()
+        })
+        .unwrap();
+        assert_eq!(
+            report.urls,
+            ["https://blog.example/a", "HTTP://blog.example:8080/b?c#d"]
+        );
+        assert_eq!(report.description, "line one\nline two\twith a tab");
+        assert_eq!(report.contact, None);
+        assert_eq!(report.category, ReportCategory::Harassment);
+        assert_eq!(report.site.as_deref(), Some("blog"));
+    }
+
+    #[test]
+    fn the_category_is_required_and_must_be_known() {
+        let err = make(ReportSubmission {
+            category: None,
+            ..submission()
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "category");
+        let err = make(ReportSubmission {
+            category: Some("spam".into()),
+            ..submission()
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "category");
+        assert!(err.message.contains("\"spam\""), "{err}");
+        assert!(err.to_string().starts_with("category: "), "{err}");
+    }
+
+    #[test]
+    fn urls_are_one_to_twenty_http_urls_with_a_host() {
+        let with_urls = |urls: Vec<String>| ReportSubmission {
+            urls,
+            ..submission()
+        };
+        assert_eq!(field_of(with_urls(vec![])), "urls");
+        assert_eq!(field_of(with_urls(vec![" ".into()])), "urls");
+        let twenty: Vec<String> = (0..20).map(|i| format!("http://a.example/{i}")).collect();
+        assert!(make(with_urls(twenty.clone())).is_ok());
+        let mut twenty_one = twenty;
+        twenty_one.push("http://a.example/x".into());
+        assert_eq!(field_of(with_urls(twenty_one)), "urls");
+        for bad in [
+            "ftp://a.example/",
+            "javascript:alert(1)",
+            "blog.example/a",
+            "http://",
+            "https:///path",
+            "http://:80/",
+            "http://a.example/with space",
+            "http://a.example/\u{0}",
+            "http://a.example/\u{7f}",
+        ] {
+            let err = make(with_urls(vec!["http://ok.example/".into(), bad.into()])).unwrap_err();
+            assert_eq!(err.field, "urls", "{bad:?}");
+            assert!(err.message.starts_with("URL 2: "), "{bad:?}: {err}");
+        }
+        let long = format!("https://a.example/{}", "a".repeat(2048 - 18));
+        assert_eq!(long.len(), 2048);
+        assert!(make(with_urls(vec![long.clone()])).is_ok());
+        assert_eq!(field_of(with_urls(vec![format!("{long}a")])), "urls");
+    }
+
+    #[test]
+    fn the_description_is_one_to_ten_thousand_characters_without_control_characters() {
+        let with = |description: String| ReportSubmission {
+            description,
+            ..submission()
+        };
+        assert_eq!(field_of(with(String::new())), "description");
+        assert_eq!(field_of(with(" \r\n\t ".into())), "description");
+        // Characters, not bytes: ten thousand 'é' are 20,000 bytes and fine.
+        assert!(make(with("é".repeat(10_000))).is_ok());
+        assert_eq!(field_of(with("a".repeat(10_001))), "description");
+        for bad in ["a\u{0}b", "a\rb", "a\u{1b}[31mb", "a\u{85}b"] {
+            assert_eq!(field_of(with(bad.into())), "description", "{bad:?}");
+        }
+        assert!(make(with("a\n\tb\r\nc".into())).is_ok());
+    }
+
+    #[test]
+    fn the_contact_is_optional_short_and_without_control_characters() {
+        let with = |contact: &str| ReportSubmission {
+            contact: Some(contact.into()),
+            ..submission()
+        };
+        assert!(make(with(&"a".repeat(320))).is_ok());
+        assert_eq!(field_of(with(&"a".repeat(321))), "contact");
+        assert_eq!(field_of(with("me@mail.example\nBcc: x")), "contact");
+    }
+
+    #[test]
+    fn a_report_survives_a_serde_round_trip() {
+        let report = make(submission()).unwrap();
+        let text = toml::to_string(&report).unwrap();
+        assert!(text.contains("category = \"harassment\""), "{text}");
+        let back: NewReport = toml::from_str(&text).unwrap();
+        assert_eq!(back, report);
+    }
+}

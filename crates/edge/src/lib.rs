@@ -16,13 +16,16 @@
 //! | `origin/*` | origin pools, health, selection, and the HTTP/1.1 client that forwards: `codec` (heads and framing), `chunked`, `connection` (one socket, driven from the request's task), `response_body` |
 //! | `snapshot`, `router` | the config snapshot and Host → Site routing |
 //! | `metrics`, `access_log`, `admin` | what an operator sees |
+//! | [`analytics`] | per-site, per-minute counts and top paths and clients, taken by the control plane |
 //! | [`explain`] | `palisade explain`: the shield's verdict worked out from the config alone |
 //!
 //! ## Invariants (each pinned by a named test)
 //! 1. Never an open proxy: a request whose host no site claims gets 421 and no origin is
-//!    contacted; CONNECT is refused; on TLS the Host must belong to the site SNI chose.
+//!    contacted (the operator's hostname, when set, reaches only the abuse intake); CONNECT is
+//!    refused; on TLS the Host must belong to the site SNI chose.
 //!    (`router::tests::unknown_host_routes_nowhere`; black-box
 //!    `unknown_host_gets_421_and_origin_sees_nothing`,
+//!    `the_operator_hostname_serves_the_form_and_nothing_else_while_unknown_hosts_get_421`,
 //!    `absolute_form_naming_unknown_host_gets_421_despite_known_host_header`,
 //!    `connect_method_is_refused_and_origin_sees_nothing`,
 //!    `host_naming_another_site_than_sni_gets_421`.)
@@ -64,9 +67,14 @@
 //!     (`conn_guard::tests::accept_rate_*`, `h2_flood::tests::*`, `body::tests::*`,
 //!     `conn::tests::*`; black-box `shield_connection_guard::*`,
 //!     `five_thousand_slowloris_connections_from_fifty_addresses_while_browsers_are_served`.)
+//! 12. The abuse intake (`/.well-known/palisade/abuse`) never reaches an origin, is never
+//!     challenged, and bounds what a reporter costs: 64 KiB within `request_body_timeout`, 5
+//!     reports per 10 minutes per address in fixed memory. (`phases::abuse::tests::*`;
+//!     black-box `abuse_intake::*`.)
 
 pub mod access_log;
-mod admin;
+pub mod admin;
+pub mod analytics;
 mod body;
 mod clock;
 mod conn;
@@ -86,5 +94,6 @@ mod snapshot;
 mod test_input;
 mod tls;
 
+pub use phases::abuse::{ReportSink, SubmitFuture};
 pub use server::{Edge, EdgeError};
 pub use snapshot::Snapshot;

@@ -180,6 +180,8 @@ pub struct Metrics {
     /// Connections the edge cut because the client was too slow or abused HTTP/2, by
     /// [`CutReason`].
     connections_cut: [AtomicU64; CutReason::ALL.len()],
+    /// Abuse reports by [`ReportOutcome`].
+    abuse_reports: [AtomicU64; ReportOutcome::ALL.len()],
     pub tls_handshake_failures: AtomicU64,
     pub connections_parked: AtomicU64,
     pub access_log_dropped: AtomicU64,
@@ -218,6 +220,49 @@ impl CutReason {
             CutReason::SendTimeout => "send_timeout",
             CutReason::H2ControlFlood => "h2_control_flood",
             CutReason::H2ResetFlood => "h2_reset_flood",
+        }
+    }
+}
+
+/// What became of a report posted to the abuse intake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportOutcome {
+    /// Handed to the sink, which stored it (201).
+    Taken,
+    /// Refused as malformed or out of bounds (400, 415).
+    Invalid,
+    /// Body over the size cap (413).
+    TooLarge,
+    /// Body not in within `request_body_timeout` (408).
+    TimedOut,
+    /// Over the per-address limit (429).
+    RateLimited,
+    /// No sink installed: reports are not taken here (503).
+    Unavailable,
+    /// The sink failed or did not answer in time (503).
+    Failed,
+}
+
+impl ReportOutcome {
+    const ALL: [ReportOutcome; 7] = [
+        ReportOutcome::Taken,
+        ReportOutcome::Invalid,
+        ReportOutcome::TooLarge,
+        ReportOutcome::TimedOut,
+        ReportOutcome::RateLimited,
+        ReportOutcome::Unavailable,
+        ReportOutcome::Failed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ReportOutcome::Taken => "taken",
+            ReportOutcome::Invalid => "invalid",
+            ReportOutcome::TooLarge => "too_large",
+            ReportOutcome::TimedOut => "timeout",
+            ReportOutcome::RateLimited => "rate_limited",
+            ReportOutcome::Unavailable => "unavailable",
+            ReportOutcome::Failed => "failed",
         }
     }
 }
@@ -270,6 +315,11 @@ impl Metrics {
     /// Counts a connection the edge closed for `reason`.
     pub fn connection_cut(&self, reason: CutReason) {
         self.connections_cut[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one report posted to the abuse intake.
+    pub fn abuse_report(&self, outcome: ReportOutcome) {
+        self.abuse_reports[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counters for `site`, created on first use and kept across reloads.
@@ -515,6 +565,18 @@ impl Metrics {
                 "palisade_connections_cut_total{{reason=\"{}\"}} {}",
                 reason.label(),
                 self.connections_cut[reason as usize].load(Ordering::Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP palisade_abuse_reports_total Reports posted to the abuse intake, by outcome.\n",
+        );
+        out.push_str("# TYPE palisade_abuse_reports_total counter\n");
+        for outcome in ReportOutcome::ALL {
+            let _ = writeln!(
+                out,
+                "palisade_abuse_reports_total{{outcome=\"{}\"}} {}",
+                outcome.label(),
+                self.abuse_reports[outcome as usize].load(Ordering::Relaxed)
             );
         }
         for (metric, help, counter) in [

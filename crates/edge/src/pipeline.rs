@@ -3,7 +3,8 @@
 //! ```text
 //! http     framing checks (smuggling shapes → 400, close)       phases::framing
 //! route    Host/:authority → site; unknown → 421, CONNECT → 405   phases::route
-//! reserved /.well-known/palisade/: challenge answers              phases::challenge
+//! reserved /.well-known/palisade/: challenge answers, abuse       phases::challenge,
+//!          reports (also on the operator's hostname; any site state) phases::abuse
 //! shield   lists, rules, rate limits → 403/429; challenge gate     phases::shield,
 //!          (no clearance: challenge page 503, or 403)               phases::challenge
 //! limits   declared body over max_body_bytes → 413
@@ -17,6 +18,7 @@
 //! (`accept`, `tls` and the `http` timeouts run before this, per connection: see `conn`.)
 
 use crate::access_log::{AccessLog, AccessRecord};
+use crate::analytics::{Analytics, ServedRequest};
 use crate::body::{BodyMeter, BodyPace, EdgeBody, Finish, OriginBody};
 use crate::conn::ConnContext;
 use crate::metrics::{CacheOutcome, Metrics, SiteMetrics, UNROUTED};
@@ -25,8 +27,8 @@ use crate::phases::cache::CacheStep;
 use crate::phases::route::RouteRefusal;
 use crate::phases::shield::OriginPermit;
 use crate::phases::{
-    cache as cache_phase, challenge as challenge_phase, forward, framing, respond, route,
-    shield as shield_phase,
+    abuse as abuse_phase, cache as cache_phase, challenge as challenge_phase, forward, framing,
+    respond, route, shield as shield_phase,
 };
 use crate::snapshot::{SiteRuntime, Snapshot};
 use arc_swap::ArcSwap;
@@ -56,6 +58,12 @@ pub struct EdgeState {
     pub events: Arc<EventRing>,
     /// Challenge nonces and the filter of answered challenges.
     pub challenges: challenge_phase::ChallengeState,
+    /// The abuse intake's sink and per-address counter.
+    pub abuse: abuse_phase::AbuseIntake,
+    /// Answers the admin listener's requests once the control plane installs it.
+    pub admin_handler: std::sync::OnceLock<crate::admin::AdminHandler>,
+    /// Per-site minutes for the control plane to take.
+    pub analytics: Arc<Analytics>,
     unrouted: Arc<SiteMetrics>,
 }
 
@@ -70,12 +78,15 @@ impl EdgeState {
         EdgeState {
             events,
             challenges: challenge_phase::ChallengeState::new(),
+            abuse: abuse_phase::AbuseIntake::new(),
+            admin_handler: std::sync::OnceLock::new(),
             snapshot: ArcSwap::from_pointee(snapshot),
             access_log,
             unrouted: metrics.site(UNROUTED),
             metrics,
             cache,
             purge_wake: Arc::new(tokio::sync::Notify::new()),
+            analytics: Arc::new(Analytics::new()),
         }
     }
 }
@@ -103,6 +114,7 @@ pub async fn handle(
         origin: None,
         upstream_time: None,
         origin_permit: None,
+        cache: None,
         started,
     };
 
@@ -126,13 +138,32 @@ pub async fn handle(
         conn.sni_site.as_deref(),
     ) {
         Ok(routed) => routed,
+        Err(RouteRefusal::OperatorHost) => {
+            // The operator's hostname: the abuse intake and nothing else, never forwarded.
+            log.client_ip = forward::real_client_ip(request.headers(), &conn.client, |ip| {
+                snapshot.is_trusted_proxy(ip)
+            });
+            if state.access_log.enabled() {
+                log.host = snapshot.operator_host.as_deref().map(str::to_string);
+            }
+            let (response, bytes_in) = abuse_phase::operator_host(
+                &state.abuse,
+                &state.metrics,
+                &snapshot,
+                log.client_ip,
+                request,
+            )
+            .await;
+            log.meter = Some(Arc::new(BodyMeter::read(bytes_in)));
+            return log.finish_with(response);
+        }
         Err(refusal) => {
             let status = match refusal {
                 RouteRefusal::Connect => StatusCode::METHOD_NOT_ALLOWED,
                 RouteRefusal::BadHost => StatusCode::BAD_REQUEST,
-                RouteRefusal::UnknownHost | RouteRefusal::SniMismatch => {
-                    StatusCode::MISDIRECTED_REQUEST
-                }
+                RouteRefusal::UnknownHost
+                | RouteRefusal::SniMismatch
+                | RouteRefusal::OperatorHost => StatusCode::MISDIRECTED_REQUEST,
             };
             let close = refusal != RouteRefusal::UnknownHost;
             return log.finish_with(respond::edge_page(status, close));
@@ -150,25 +181,48 @@ pub async fn handle(
     // shield
     let record = |event: shield::events::NewEvent| {
         site.metrics.shield(event.action);
+        let minute = state.analytics.minute_at(Instant::now());
+        state.analytics.shield(&site.name, minute, event.action, event.reason);
         state.events.record(event);
     };
     let client_ip = log.client_ip;
-    // Palisade's own endpoints (challenge answers): never forwarded, never challenged (a
-    // challenge rule must not stand between a browser and its answer), but deny lists hold.
+    // Palisade's own endpoints (challenge answers, abuse reports): never forwarded, never
+    // challenged (a challenge rule must not stand between a browser and its answer), answered
+    // before the site's state (a suspended site's visitors can still report it), but deny
+    // lists hold.
     if challenge_phase::is_reserved(request.uri().path()) {
         if let Some(refusal) = shield_phase::answer(&site.guard.check_lists(client_ip, &record)) {
             return log.finish_with(refusal);
         }
-        let (response, bytes_in) = challenge_phase::reserved(
-            &state.challenges,
-            &snapshot.challenge_keys,
-            site,
-            (client_ip, conn.client.tls),
-            snapshot.limits.request_body_timeout,
-            request,
-            &record,
-        )
-        .await;
+        let (response, bytes_in) = if request.uri().path() == abuse_phase::ABUSE_PATH {
+            // The host is copied: `routed` borrows the request, which the intake takes.
+            let host = routed.host.to_string();
+            let place = abuse_phase::Place {
+                site: Some(&site.name),
+                host: &host,
+            };
+            let timeout = snapshot.limits.request_body_timeout;
+            abuse_phase::serve(
+                &state.abuse,
+                &state.metrics,
+                place,
+                client_ip,
+                timeout,
+                request,
+            )
+            .await
+        } else {
+            challenge_phase::reserved(
+                &state.challenges,
+                &snapshot.challenge_keys,
+                site,
+                (client_ip, conn.client.tls),
+                snapshot.limits.request_body_timeout,
+                request,
+                &record,
+            )
+            .await
+        };
         log.meter = Some(Arc::new(BodyMeter::read(bytes_in)));
         return log.finish_with(response);
     }
@@ -265,11 +319,13 @@ pub async fn handle(
         {
             CacheStep::Answer(mut response) => {
                 site.metrics.cache(CacheOutcome::Hit);
+                log.cache = Some(CacheOutcome::Hit);
                 respond::client_response_headers(&mut response, version, http10_keep_alive);
                 return log.finish_with(response);
             }
             CacheStep::AnswerAndRefresh(mut response, refresh) => {
                 site.metrics.cache(CacheOutcome::Stale);
+                log.cache = Some(CacheOutcome::Stale);
                 if let Some(refresh) = refresh {
                     // The background request is this one's twin: same fields, no body.
                     let mut fields = Vec::with_capacity(512);
@@ -313,6 +369,7 @@ pub async fn handle(
             }
             CacheStep::Pass(why) => {
                 site.metrics.cache(CacheOutcome::Pass);
+                log.cache = Some(CacheOutcome::Pass);
                 pass = Some(why);
             }
         }
@@ -378,6 +435,7 @@ pub async fn handle(
                 && let Some(mut stale) = f.stale_when_shed(&method).await
             {
                 site.metrics.cache(CacheOutcome::Stale);
+                log.cache = Some(CacheOutcome::Stale);
                 respond::client_response_headers(&mut stale, version, http10_keep_alive);
                 return log.finish_with(stale);
             }
@@ -395,6 +453,7 @@ pub async fn handle(
             };
             if let Some(mut stale) = stale {
                 site.metrics.cache(CacheOutcome::Stale);
+                log.cache = Some(CacheOutcome::Stale);
                 respond::client_response_headers(&mut stale, version, http10_keep_alive);
                 return log.finish_with(stale);
             }
@@ -445,6 +504,7 @@ pub async fn handle(
         && let Some(mut stale) = f.stale_on_error(&method, Some(parts.status)).await
     {
         site.metrics.cache(CacheOutcome::Stale);
+        log.cache = Some(CacheOutcome::Stale);
         respond::client_response_headers(&mut stale, version, http10_keep_alive);
         return log.finish_with(stale);
     }
@@ -455,6 +515,7 @@ pub async fn handle(
             .await
     {
         site.metrics.cache(CacheOutcome::Revalidated);
+        log.cache = Some(CacheOutcome::Revalidated);
         respond::client_response_headers(&mut refreshed, version, http10_keep_alive);
         return log.finish_with(refreshed);
     }
@@ -471,6 +532,7 @@ pub async fn handle(
     }
     if fill.is_some() {
         site.metrics.cache(CacheOutcome::Miss);
+        log.cache = Some(CacheOutcome::Miss);
     }
     if let Some(why) = pass {
         cache_phase::mark_pass(&mut parts.headers, why);
@@ -629,6 +691,8 @@ struct RequestLog {
     upstream_time: Option<Duration>,
     /// The origin request's slot under the site's concurrency cap, held to the response's end.
     origin_permit: Option<OriginPermit>,
+    /// What the cache did, for the site's analytics.
+    cache: Option<CacheOutcome>,
     started: Instant,
 }
 
@@ -654,6 +718,18 @@ impl Finish for RequestLog {
             None => (UNROUTED, &self.state.unrouted),
         };
         metrics.record(self.status, duration, bytes_in, bytes_out);
+        if let Some((name, _)) = &self.site {
+            let analytics = &self.state.analytics;
+            let request = ServedRequest {
+                status: self.status,
+                bytes_in,
+                bytes_out,
+                path: self.uri.path(),
+                client: self.client_ip,
+                cache: self.cache,
+            };
+            analytics.record(name, analytics.minute_at(now), &request);
+        }
         if self.state.access_log.enabled() {
             self.state.access_log.write(&AccessRecord {
                 time: SystemTime::now()

@@ -11,7 +11,7 @@ use crate::tls::{self, TlsShared};
 use ipnet::IpNet;
 use model::{Config, ServerLimits, Site};
 use shield::challenge::{ChallengeKeys, SiteChallenge};
-use shield::guard::SiteGuard;
+use shield::guard::{GlobalLists, SiteGuard};
 use shield::ratelimit::{LimiterRegistry, WindowCounter};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -43,6 +43,10 @@ pub struct Snapshot {
     pub generation: u64,
     /// Signs challenges and clearance cookies (read from the data directory at each reload).
     pub challenge_keys: Arc<ChallengeKeys>,
+    /// `[server] operator_host`: where abuse reports are taken when no site claims the name.
+    pub operator_host: Option<Box<str>>,
+    /// The `[shield]` lists, for requests that belong to no site (the operator's hostname).
+    pub global_lists: Arc<GlobalLists>,
 }
 
 /// What building a snapshot borrows from the running edge.
@@ -98,6 +102,8 @@ impl Snapshot {
             tls,
             generation: ctx.generation,
             challenge_keys: Arc::clone(ctx.challenge_keys),
+            operator_host: config.server.operator_host.as_deref().map(Box::from),
+            global_lists: global,
         })
     }
 

@@ -3,7 +3,8 @@
 //! The host comes from the request target's authority when there is one (HTTP/2 `:authority`,
 //! or an HTTP/1.1 absolute-form target, which RFC 9112 §3.2.2 says overrides Host), else from
 //! the single Host header. A host no site claims gets 421 and goes nowhere: the edge is never an
-//! open proxy. On TLS the host must belong to the same site as the SNI name, so a connection
+//! open proxy (the operator's hostname, when no site claims it, reaches only the abuse intake:
+//! `phases::abuse`). On TLS the host must belong to the same site as the SNI name, so a connection
 //! opened for one site cannot be used to reach another (RFC 9110 §15.5.20: 421 tells the client
 //! to retry on a new connection).
 
@@ -23,6 +24,9 @@ pub enum RouteRefusal {
     UnknownHost,
     /// TLS: the host belongs to another site than the SNI name (421).
     SniMismatch,
+    /// No site claims the host, but it is the operator's hostname (`[server] operator_host`):
+    /// Palisade's own abuse intake answers there, and nothing is forwarded.
+    OperatorHost,
 }
 
 /// A routed request: its site and the host it named (normalised).
@@ -76,10 +80,15 @@ pub fn route<'a>(
         }
         model::normalize_host(authority).ok_or(RouteRefusal::BadHost)?
     };
-    let site = snapshot
-        .router
-        .route(&host)
-        .ok_or(RouteRefusal::UnknownHost)?;
+    let Some(site) = snapshot.router.route(&host) else {
+        // A connection whose SNI chose a site stays that site's, operator hostname or not.
+        let operator = sni_site.is_none() && snapshot.operator_host.as_deref() == Some(&*host);
+        return Err(if operator {
+            RouteRefusal::OperatorHost
+        } else {
+            RouteRefusal::UnknownHost
+        });
+    };
     if let Some(sni_site) = sni_site
         && snapshot.sites[site].name.as_ref() != sni_site
     {

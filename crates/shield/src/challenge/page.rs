@@ -145,8 +145,9 @@ fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Text content (or a quoted attribute value): `&<>"'` as character references.
-fn push_html_text(out: &mut String, s: &str) {
+/// Text content (or a quoted attribute value): `&<>"'` as character references. Also what
+/// the edge's other pages (the abuse form) escape with.
+pub fn push_html_text(out: &mut String, s: &str) {
     let mut safe_from = 0;
     for (at, c) in s.char_indices() {
         let reference = match c {

@@ -1,0 +1,905 @@
+//! Per-site, per-minute analytics: what each site's traffic was, minute by minute, for the
+//! control plane to store and chart.
+//!
+//! The `log` phase records every routed request here when its response ends (requests that
+//! matched no site are not counted per site); the shield records what it blocked and
+//! challenged as it decides. Once a minute the control plane calls
+//! [`Analytics::take_finished`] and gets each site's completed minutes as plain
+//! [`SiteMinute`]s; the minute under way stays open.
+//!
+//! Per site and minute: requests, bytes in and out, cache outcomes, status classes, blocked and
+//! challenged requests by reason, and the top paths and client addresses, estimated by a
+//! [`SpaceSaving`] sketch of [`sketch::CAPACITY`] counters.
+//!
+//! ## Invariants (each pinned by a named test)
+//! 1. Memory is bounded whatever the traffic: a sketch never holds more than
+//!    [`sketch::CAPACITY`] keys, a stored path at most [`MAX_PATH_BYTES`], and a site keeps at
+//!    most [`PENDING_MINUTES`] minutes nobody took.
+//!    (`top_paths_find_the_heavy_hitters_among_100k_unique_paths_in_fixed_memory`,
+//!    `long_paths_are_cut_to_max_path_bytes_on_a_char_boundary`,
+//!    `minutes_nobody_takes_are_capped_dropping_the_oldest`.)
+//! 2. A minute is handed over once, and only once it is over.
+//!    (`a_minute_is_handed_over_once_and_only_once`,
+//!    `the_current_minute_is_not_handed_over`,
+//!    `a_request_recorded_after_its_minute_was_taken_counts_in_the_next_one`.)
+//!
+//! ## How the hot path stays cheap
+//! Recording a request takes no lock and allocates nothing: the site's counters are found by a
+//! binary search of a copy-on-write list, the minute's counters are atomics in one of two
+//! slots (minute `m` uses slot `m % 2`), and the sketch sits behind a mutex that is only ever
+//! *tried*: a request that finds it busy is left out of the sketch, not made to wait. The top
+//! counts are then scaled by requests ÷ sketched requests when the minute is handed over, so a
+//! skipped sample costs precision, not a bias. Sampling 1 in N was the other choice; it costs
+//! small sites their top lists (a site with 100 requests a minute would sketch 6 of them)
+//! to save work that measures at tens of nanoseconds (`benches/analytics.rs`).
+//!
+//! The first request of a new minute (per site and slot) takes the site's lock to close the
+//! minute the slot held and open the new one: once a minute, not once a request.
+
+pub mod sketch;
+
+pub use sketch::SpaceSaving;
+
+use crate::metrics::CacheOutcome;
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use shield::events::{EventAction, EventReason};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use xxhash_rust::xxh3::xxh3_64;
+
+/// A stored path is cut to this many bytes: bounded memory per counter, and a path longer than
+/// this is an attack or a bug, which its first 256 bytes identify as well as the whole.
+pub const MAX_PATH_BYTES: usize = 256;
+
+/// Entries of a top list handed over per minute: the upper half of the sketch, where the
+/// Space-Saving guarantee holds (the lower half is mostly keys that just arrived with the
+/// smallest count as their error).
+pub const TOP_REPORTED: usize = 32;
+
+/// Finished minutes a site keeps for the control plane; past this the oldest go, so an absent
+/// control plane costs a fixed amount of memory.
+pub const PENDING_MINUTES: usize = 10;
+
+/// A site with no request for this many minutes (and nothing to hand over) is forgotten, so a
+/// site removed from the configuration stops costing memory.
+const FORGET_AFTER_MINUTES: i64 = 10;
+
+/// Minute `m` is counted in slot `m % SLOTS`. Two: the minute under way and the one before,
+/// which requests that started in it may still be finishing.
+const SLOTS: usize = 2;
+
+/// A slot's minute when it holds none (closed, or never opened).
+const CLOSED: i64 = i64::MIN;
+
+/// The shield's reasons, in the order counted.
+const REASONS: [EventReason; 14] = [
+    EventReason::DenyList,
+    EventReason::Rule,
+    EventReason::RateLimit,
+    EventReason::CacheMisses,
+    EventReason::OriginConcurrency,
+    EventReason::UnderAttack,
+    EventReason::RequestSpike,
+    EventReason::ErrorSpike,
+    EventReason::Settled,
+    EventReason::ProofOfWork,
+    EventReason::InvalidAnswer,
+    EventReason::ExpiredAnswer,
+    EventReason::WrongAnswer,
+    EventReason::ReplayedAnswer,
+];
+
+/// A wall-clock minute: minutes since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Minute(pub i64);
+
+impl Minute {
+    /// The minute `time` falls in.
+    pub fn of(time: SystemTime) -> Minute {
+        Minute(unix_ms(time).div_euclid(60_000))
+    }
+
+    /// Unix seconds at the minute's start.
+    pub fn start_secs(self) -> i64 {
+        self.0 * 60
+    }
+}
+
+/// One site's finished minute, as handed to the control plane.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SiteMinute {
+    pub site: String,
+    /// Unix seconds at the minute's start.
+    pub minute: i64,
+    /// Responses finished in the minute.
+    pub requests: u64,
+    /// Request body bytes read.
+    pub bytes_in: u64,
+    /// Response bytes sent.
+    pub bytes_out: u64,
+    /// Cache outcomes, as in [`CacheOutcome`] (GET and HEAD on sites with the cache on).
+    pub cache_hit: u64,
+    pub cache_miss: u64,
+    pub cache_stale: u64,
+    pub cache_revalidated: u64,
+    pub cache_pass: u64,
+    pub status_1xx: u64,
+    pub status_2xx: u64,
+    pub status_3xx: u64,
+    pub status_4xx: u64,
+    pub status_5xx: u64,
+    /// Requests refused (`block` and `rate_limit` actions) by the shield's reason
+    /// (`EventReason` labels: `deny_list`, `rule`, `rate_limit`, `cache_misses`, ...).
+    pub blocked: BTreeMap<String, u64>,
+    /// Requests sent the challenge, by reason.
+    pub challenged: BTreeMap<String, u64>,
+    /// Estimated requests per path (no query), largest first, at most [`TOP_REPORTED`].
+    pub top_paths: Vec<(String, u64)>,
+    /// Estimated requests per client address, largest first, at most [`TOP_REPORTED`].
+    pub top_clients: Vec<(String, u64)>,
+}
+
+/// One finished request, as the `log` phase hands it over.
+#[derive(Debug, Clone, Copy)]
+pub struct ServedRequest<'a> {
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// The request's path, without the query.
+    pub path: &'a str,
+    pub client: IpAddr,
+    /// What the cache did, when it was asked.
+    pub cache: Option<CacheOutcome>,
+}
+
+/// Every site's minutes.
+///
+/// ```
+/// use edge::analytics::{Analytics, Minute, ServedRequest};
+/// use std::time::{Duration, SystemTime};
+///
+/// let analytics = Analytics::new();
+/// let now = SystemTime::now();
+/// let request = ServedRequest {
+///     status: 200,
+///     bytes_in: 0,
+///     bytes_out: 512,
+///     path: "/",
+///     client: "192.0.2.1".parse().unwrap(),
+///     cache: None,
+/// };
+/// analytics.record("example", Minute::of(now), &request);
+/// assert!(analytics.take_finished(now).is_empty()); // the minute is still open
+/// let minutes = analytics.take_finished(now + Duration::from_secs(60));
+/// assert_eq!(minutes[0].requests, 1);
+/// ```
+#[derive(Debug)]
+pub struct Analytics {
+    /// Sorted by [`by_length_then_bytes`]; replaced whole when a site comes or goes (rare), read
+    /// without a lock.
+    sites: ArcSwap<Vec<(Box<str>, Arc<SiteAnalytics>)>>,
+    /// Serialises the replacements of `sites`.
+    changing: Mutex<()>,
+    /// Unix milliseconds minus `clock::now_ms()`: turns the hot path's monotonic clock into
+    /// wall-clock minutes without a second clock read. Set again at every take.
+    wall_offset_ms: AtomicI64,
+    /// Minutes dropped because nobody took them in time, shared with every site.
+    dropped: Arc<AtomicU64>,
+}
+
+impl Default for Analytics {
+    fn default() -> Self {
+        Analytics::new()
+    }
+}
+
+impl Analytics {
+    pub fn new() -> Analytics {
+        Analytics {
+            sites: ArcSwap::from_pointee(Vec::new()),
+            changing: Mutex::new(()),
+            wall_offset_ms: AtomicI64::new(wall_offset_ms()),
+            dropped: Arc::default(),
+        }
+    }
+
+    /// The wall-clock minute of `now`, read from the edge's monotonic clock.
+    pub fn minute_at(&self, now: Instant) -> Minute {
+        let ms = crate::clock::ms_at(now) as i64 + self.wall_offset_ms.load(Ordering::Relaxed);
+        Minute(ms.div_euclid(60_000))
+    }
+
+    /// Counts one finished request of `site` in `minute`.
+    pub fn record(&self, site: &str, minute: Minute, request: &ServedRequest<'_>) {
+        self.with_site(site, |site| site.record(minute.0, request));
+    }
+
+    /// Counts what the shield did to a request of `site`: `block` and `rate_limit` as blocked,
+    /// `challenge` as challenged, by `reason`; other actions are not counted.
+    pub fn shield(&self, site: &str, minute: Minute, action: EventAction, reason: EventReason) {
+        let blocked = match action {
+            EventAction::Block | EventAction::RateLimit => true,
+            EventAction::Challenge => false,
+            _ => return,
+        };
+        let Some(reason) = REASONS.iter().position(|r| *r == reason) else {
+            return;
+        };
+        self.with_site(site, |site| {
+            let counters = &site.open(minute.0).counters;
+            let by_reason = if blocked {
+                &counters.blocked
+            } else {
+                &counters.challenged
+            };
+            by_reason[reason].fetch_add(1, Ordering::Relaxed);
+        });
+    }
+
+    /// Every site's minutes before `now`'s that were not taken yet, by site then minute. The
+    /// minute `now` falls in stays open. Also forgets sites idle for a while.
+    pub fn take_finished(&self, now: SystemTime) -> Vec<SiteMinute> {
+        self.wall_offset_ms
+            .store(wall_offset_ms(), Ordering::Relaxed);
+        let current = Minute::of(now).0;
+        let sites = self.sites.load_full();
+        let mut taken = Vec::new();
+        let mut idle = Vec::new();
+        for (name, site) in sites.iter() {
+            let mut state = lock(&site.state);
+            for slot in &site.slots {
+                let minute = slot.minute.load(Ordering::Acquire);
+                if minute != CLOSED && minute < current {
+                    site.close(slot, &mut state);
+                }
+            }
+            taken.extend(state.pending.drain(..));
+            drop(state);
+            if site.is_idle(current) {
+                idle.push(name.clone());
+            }
+        }
+        if !idle.is_empty() {
+            // Checked again under the change: a request may have come since.
+            self.change_sites(|sites| {
+                sites.retain(|(name, site)| !idle.contains(name) || !site.is_idle(current))
+            });
+        }
+        taken.sort_by(|a, b| a.site.cmp(&b.site).then(a.minute.cmp(&b.minute)));
+        taken
+    }
+
+    /// Minutes dropped since the start because nobody took them within [`PENDING_MINUTES`].
+    pub fn dropped_minutes(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn with_site(&self, name: &str, f: impl FnOnce(&SiteAnalytics)) {
+        let sites = self.sites.load();
+        if let Ok(i) = sites.binary_search_by(|(n, _)| by_length_then_bytes(n, name)) {
+            return f(&sites[i].1);
+        }
+        drop(sites);
+        // A site's first request since the start (or since it was forgotten).
+        let mut added = None;
+        self.change_sites(|sites| {
+            match sites.binary_search_by(|(n, _)| by_length_then_bytes(n, name)) {
+                Ok(i) => added = Some(Arc::clone(&sites[i].1)),
+                Err(i) => {
+                    let site = Arc::new(SiteAnalytics::new(name, &self.dropped));
+                    sites.insert(i, (name.into(), Arc::clone(&site)));
+                    added = Some(site);
+                }
+            }
+        });
+        if let Some(site) = added {
+            f(&site);
+        }
+    }
+
+    fn change_sites(&self, change: impl FnOnce(&mut Vec<(Box<str>, Arc<SiteAnalytics>)>)) {
+        let _changing = lock(&self.changing);
+        let mut sites = Vec::clone(&self.sites.load());
+        change(&mut sites);
+        self.sites.store(Arc::new(sites));
+    }
+}
+
+/// One site's open minutes and the closed ones waiting to be taken.
+#[derive(Debug)]
+struct SiteAnalytics {
+    name: String,
+    slots: [Slot; SLOTS],
+    state: Mutex<SiteState>,
+    /// [`Analytics`]'s count of dropped minutes.
+    dropped: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+struct SiteState {
+    /// The latest minute closed: a request for it or an earlier one counts in the next.
+    closed_through: i64,
+    /// Closed minutes, oldest first, at most [`PENDING_MINUTES`].
+    pending: VecDeque<SiteMinute>,
+    /// The latest minute opened.
+    last_opened: i64,
+}
+
+/// One minute's counters.
+#[derive(Debug)]
+struct Slot {
+    /// The minute counted here, or [`CLOSED`].
+    minute: AtomicI64,
+    counters: Counters,
+    /// Only ever tried on the hot path (see the module's doc).
+    tops: Mutex<Tops>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    /// Indexed by `CacheOutcome as usize`.
+    cache: [AtomicU64; 5],
+    /// 1xx ... 5xx.
+    status: [AtomicU64; 5],
+    /// Indexed like [`REASONS`].
+    blocked: [AtomicU64; REASONS.len()],
+    challenged: [AtomicU64; REASONS.len()],
+}
+
+#[derive(Debug, Default)]
+struct Tops {
+    paths: SpaceSaving<String>,
+    clients: SpaceSaving<IpAddr>,
+}
+
+impl SiteAnalytics {
+    fn new(name: &str, dropped: &Arc<AtomicU64>) -> SiteAnalytics {
+        SiteAnalytics {
+            name: name.to_string(),
+            slots: std::array::from_fn(|_| Slot {
+                minute: AtomicI64::new(CLOSED),
+                counters: Counters::default(),
+                tops: Mutex::default(),
+            }),
+            state: Mutex::new(SiteState {
+                closed_through: CLOSED,
+                pending: VecDeque::new(),
+                last_opened: CLOSED,
+            }),
+            dropped: Arc::clone(dropped),
+        }
+    }
+
+    fn record(&self, minute: i64, request: &ServedRequest<'_>) {
+        let slot = self.open(minute);
+        let counters = &slot.counters;
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        if request.bytes_in > 0 {
+            counters
+                .bytes_in
+                .fetch_add(request.bytes_in, Ordering::Relaxed);
+        }
+        counters
+            .bytes_out
+            .fetch_add(request.bytes_out, Ordering::Relaxed);
+        let class = (request.status / 100).clamp(1, 5) as usize - 1;
+        counters.status[class].fetch_add(1, Ordering::Relaxed);
+        if let Some(outcome) = request.cache {
+            counters.cache[outcome as usize].fetch_add(1, Ordering::Relaxed);
+        }
+        let mut tops = match slot.tops.try_lock() {
+            Ok(tops) => tops,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        let path = truncate(request.path, MAX_PATH_BYTES);
+        tops.paths.offer(xxh3_64(path.as_bytes()), path);
+        tops.clients.offer(ip_hash(request.client), &request.client);
+    }
+
+    /// No minute open, nothing pending, and no request for [`FORGET_AFTER_MINUTES`] before
+    /// `current`.
+    fn is_idle(&self, current: i64) -> bool {
+        let state = lock(&self.state);
+        state.pending.is_empty()
+            && state.last_opened < current - FORGET_AFTER_MINUTES
+            && self
+                .slots
+                .iter()
+                .all(|slot| slot.minute.load(Ordering::Acquire) == CLOSED)
+    }
+
+    /// The slot counting `minute`: on the hot path, the one that already does.
+    fn open(&self, minute: i64) -> &Slot {
+        let slot = &self.slots[minute.rem_euclid(SLOTS as i64) as usize];
+        if slot.minute.load(Ordering::Acquire) == minute {
+            return slot;
+        }
+        self.open_slow(minute)
+    }
+
+    /// Opens `minute`'s slot, closing the earlier minute it held; a minute already closed
+    /// (a request that finished as its minute was taken) counts in the next one instead.
+    #[cold]
+    fn open_slow(&self, minute: i64) -> &Slot {
+        let mut state = lock(&self.state);
+        let minute = minute.max(state.closed_through.saturating_add(1));
+        let slot = &self.slots[minute.rem_euclid(SLOTS as i64) as usize];
+        let held = slot.minute.load(Ordering::Acquire);
+        // `held > minute`: the clock went back; count in the later minute rather than reopen.
+        if held != CLOSED && held >= minute {
+            return slot;
+        }
+        if held != CLOSED {
+            // Nobody took it: it waits with the others.
+            self.close(slot, &mut state);
+        }
+        slot.minute.store(minute, Ordering::Release);
+        state.last_opened = state.last_opened.max(minute);
+        slot
+    }
+
+    /// Moves `slot`'s minute to the pending list and marks the slot closed. A request racing
+    /// this adds to the slot's next minute: counted once, never lost, never handed over twice.
+    fn close(&self, slot: &Slot, state: &mut SiteState) {
+        let minute = slot.minute.swap(CLOSED, Ordering::AcqRel);
+        if minute == CLOSED {
+            return;
+        }
+        state.closed_through = state.closed_through.max(minute);
+        let c = &slot.counters;
+        let take = |counter: &AtomicU64| counter.swap(0, Ordering::Relaxed);
+        let by_reason = |counters: &[AtomicU64; REASONS.len()]| {
+            REASONS
+                .iter()
+                .zip(counters)
+                .filter_map(|(reason, n)| {
+                    let n = take(n);
+                    (n > 0).then(|| (reason.as_str().to_string(), n))
+                })
+                .collect()
+        };
+        let requests = take(&c.requests);
+        let mut tops = lock(&slot.tops);
+        // Requests left out of a busy sketch: scale the sketched counts back to the whole.
+        let sketched = tops.paths.offered();
+        let scale = |count: u64| {
+            if sketched == 0 || sketched >= requests {
+                count
+            } else {
+                (count as f64 * requests as f64 / sketched as f64).round() as u64
+            }
+        };
+        let top_paths = tops
+            .paths
+            .top(TOP_REPORTED)
+            .map(|(path, count, _)| (path.clone(), scale(count)))
+            .collect();
+        let top_clients = tops
+            .clients
+            .top(TOP_REPORTED)
+            .map(|(ip, count, _)| (ip.to_string(), scale(count)))
+            .collect();
+        tops.paths.clear();
+        tops.clients.clear();
+        drop(tops);
+        let finished = SiteMinute {
+            site: self.name.clone(),
+            minute: Minute(minute).start_secs(),
+            requests,
+            bytes_in: take(&c.bytes_in),
+            bytes_out: take(&c.bytes_out),
+            cache_hit: take(&c.cache[CacheOutcome::Hit as usize]),
+            cache_miss: take(&c.cache[CacheOutcome::Miss as usize]),
+            cache_stale: take(&c.cache[CacheOutcome::Stale as usize]),
+            cache_revalidated: take(&c.cache[CacheOutcome::Revalidated as usize]),
+            cache_pass: take(&c.cache[CacheOutcome::Pass as usize]),
+            status_1xx: take(&c.status[0]),
+            status_2xx: take(&c.status[1]),
+            status_3xx: take(&c.status[2]),
+            status_4xx: take(&c.status[3]),
+            status_5xx: take(&c.status[4]),
+            blocked: by_reason(&c.blocked),
+            challenged: by_reason(&c.challenged),
+            top_paths,
+            top_clients,
+        };
+        if state.pending.len() >= PENDING_MINUTES {
+            state.pending.pop_front();
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        state.pending.push_back(finished);
+    }
+}
+
+/// Merges the top lists of several minutes (or sites) into one: counts of the same key add
+/// up; the `limit` largest come back, largest first (ties by key).
+///
+/// Each minute's list is a sketch's estimate, cut at [`TOP_REPORTED`]: a key counts in the
+/// merge only the minutes it made its minute's list, so a key that is steady but never near
+/// the top is under-counted, and a key at the top is over-counted by at most its minutes'
+/// sketch errors (each at most the minute's requests ÷ [`sketch::CAPACITY`]).
+///
+/// ```
+/// use edge::analytics::merge_top;
+/// let a = vec![("/".to_string(), 5), ("/a".to_string(), 2)];
+/// let b = vec![("/a".to_string(), 4)];
+/// let merged = merge_top([a.as_slice(), b.as_slice()], 10);
+/// assert_eq!(merged, [("/a".to_string(), 6), ("/".to_string(), 5)]);
+/// ```
+pub fn merge_top<'a>(
+    lists: impl IntoIterator<Item = &'a [(String, u64)]>,
+    limit: usize,
+) -> Vec<(String, u64)> {
+    let mut sums: HashMap<&str, u64> = HashMap::new();
+    for list in lists {
+        for (key, count) in list {
+            *sums.entry(key.as_str()).or_default() += count;
+        }
+    }
+    let mut merged: Vec<(String, u64)> = sums
+        .into_iter()
+        .map(|(key, count)| (key.to_string(), count))
+        .collect();
+    merged.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    merged.truncate(limit);
+    merged
+}
+
+/// The order of the site list: names of different lengths compare without reading them.
+fn by_length_then_bytes(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// `path` cut to at most `max` bytes, on a character boundary.
+fn truncate(path: &str, max: usize) -> &str {
+    if path.len() <= max {
+        return path;
+    }
+    let mut end = max;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
+}
+
+fn ip_hash(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(v4) => xxh3_64(&v4.octets()),
+        IpAddr::V6(v6) => xxh3_64(&v6.octets()),
+    }
+}
+
+fn unix_ms(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+fn wall_offset_ms() -> i64 {
+    unix_ms(SystemTime::now()) - crate::clock::now_ms() as i64
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    /// A minute well after the epoch, and a time inside it.
+    const M: i64 = 29_000_000;
+
+    fn at(minute: i64, second: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(minute as u64 * 60 + second)
+    }
+
+    fn served(path: &str, client: IpAddr, status: u16) -> ServedRequest<'_> {
+        ServedRequest {
+            status,
+            bytes_in: 10,
+            bytes_out: 100,
+            path,
+            client,
+            cache: None,
+        }
+    }
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
+    }
+
+    fn slot_of<'a>(
+        sites: &'a [(Box<str>, Arc<SiteAnalytics>)],
+        site: &str,
+        minute: i64,
+    ) -> &'a Slot {
+        let (_, site) = sites.iter().find(|(n, _)| &**n == site).expect("the site");
+        &site.slots[minute.rem_euclid(SLOTS as i64) as usize]
+    }
+
+    #[test]
+    fn counters_add_up_per_site_and_per_minute() {
+        let analytics = Analytics::new();
+        let hit = ServedRequest {
+            cache: Some(CacheOutcome::Hit),
+            ..served("/", ip(1), 200)
+        };
+        let miss = ServedRequest {
+            cache: Some(CacheOutcome::Miss),
+            ..served("/", ip(1), 200)
+        };
+        for _ in 0..3 {
+            analytics.record("a", Minute(M), &hit);
+        }
+        analytics.record("a", Minute(M), &miss);
+        analytics.record("a", Minute(M), &served("/x", ip(2), 404));
+        analytics.record("a", Minute(M + 1), &served("/", ip(1), 503));
+        analytics.record("b", Minute(M), &served("/", ip(1), 301));
+
+        let taken = analytics.take_finished(at(M + 2, 0));
+        let summary: Vec<_> = taken
+            .iter()
+            .map(|m| (m.site.as_str(), m.minute, m.requests))
+            .collect();
+        assert_eq!(
+            summary,
+            [("a", M * 60, 5), ("a", (M + 1) * 60, 1), ("b", M * 60, 1)]
+        );
+        let a = &taken[0];
+        assert_eq!((a.bytes_in, a.bytes_out), (50, 500));
+        assert_eq!((a.cache_hit, a.cache_miss, a.cache_stale), (3, 1, 0));
+        assert_eq!((a.status_2xx, a.status_4xx, a.status_5xx), (4, 1, 0));
+        assert_eq!(a.top_paths, [("/".to_string(), 4), ("/x".to_string(), 1)]);
+        assert_eq!(
+            a.top_clients,
+            [("192.0.2.1".to_string(), 4), ("192.0.2.2".to_string(), 1)]
+        );
+        assert_eq!(taken[1].status_5xx, 1);
+        assert_eq!(taken[2].status_3xx, 1);
+    }
+
+    #[test]
+    fn shield_outcomes_are_counted_by_reason() {
+        let analytics = Analytics::new();
+        let minute = Minute(M);
+        analytics.shield("a", minute, EventAction::Block, EventReason::DenyList);
+        analytics.shield("a", minute, EventAction::Block, EventReason::Rule);
+        analytics.shield("a", minute, EventAction::RateLimit, EventReason::RateLimit);
+        analytics.shield("a", minute, EventAction::RateLimit, EventReason::RateLimit);
+        let under_attack = EventReason::UnderAttack;
+        analytics.shield("a", minute, EventAction::Challenge, under_attack);
+        // Not a refusal: the request went on.
+        analytics.shield("a", minute, EventAction::Log, EventReason::Rule);
+        analytics.shield(
+            "a",
+            minute,
+            EventAction::Shed,
+            EventReason::OriginConcurrency,
+        );
+
+        let taken = analytics.take_finished(at(M + 1, 0));
+        assert_eq!(taken.len(), 1);
+        let blocked: Vec<_> = taken[0]
+            .blocked
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(blocked, [("deny_list", 1), ("rate_limit", 2), ("rule", 1)]);
+        let challenged: Vec<_> = taken[0]
+            .challenged
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(challenged, [("under_attack", 1)]);
+    }
+
+    #[test]
+    fn a_minute_is_handed_over_once_and_only_once() {
+        let analytics = Analytics::new();
+        analytics.record("a", Minute(M), &served("/", ip(1), 200));
+        assert_eq!(analytics.take_finished(at(M + 1, 1)).len(), 1);
+        assert!(analytics.take_finished(at(M + 1, 2)).is_empty());
+        assert!(analytics.take_finished(at(M + 5, 0)).is_empty());
+    }
+
+    #[test]
+    fn the_current_minute_is_not_handed_over() {
+        let analytics = Analytics::new();
+        analytics.record("a", Minute(M), &served("/", ip(1), 200));
+        assert!(analytics.take_finished(at(M, 59)).is_empty());
+        analytics.record("a", Minute(M), &served("/", ip(1), 200));
+        let taken = analytics.take_finished(at(M + 1, 0));
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].requests, 2);
+    }
+
+    #[test]
+    fn a_request_recorded_after_its_minute_was_taken_counts_in_the_next_one() {
+        let analytics = Analytics::new();
+        analytics.record("a", Minute(M), &served("/", ip(1), 200));
+        assert_eq!(analytics.take_finished(at(M + 1, 0))[0].requests, 1);
+        // Started in minute M, finished just after the take.
+        analytics.record("a", Minute(M), &served("/", ip(1), 200));
+        assert!(analytics.take_finished(at(M + 1, 30)).is_empty());
+        let taken = analytics.take_finished(at(M + 2, 0));
+        let minutes: Vec<_> = taken.iter().map(|m| (m.minute, m.requests)).collect();
+        assert_eq!(minutes, [((M + 1) * 60, 1)]);
+    }
+
+    #[test]
+    fn minutes_nobody_takes_are_capped_dropping_the_oldest() {
+        let analytics = Analytics::new();
+        for minute in M..M + 16 {
+            analytics.record("a", Minute(minute), &served("/", ip(1), 200));
+            let sites = analytics.sites.load();
+            let pending = lock(&sites[0].1.state).pending.len();
+            assert!(pending <= PENDING_MINUTES);
+        }
+        let taken = analytics.take_finished(at(M + 16, 0));
+        let minutes: Vec<_> = taken.iter().map(|m| m.minute / 60 - M).collect();
+        assert_eq!(minutes, (6..16).collect::<Vec<_>>());
+        assert_eq!(analytics.dropped_minutes(), 6);
+    }
+
+    #[test]
+    fn top_paths_find_the_heavy_hitters_among_100k_unique_paths_in_fixed_memory() {
+        // Ten heavy paths (12,000 down to 3,000 requests, each from its own address) shuffled
+        // into 100,000 requests for paths and from addresses seen once each.
+        let heavy: Vec<u64> = (0..10).map(|i| 12_000 - i * 1_000).collect();
+        let mut stream: Vec<u32> = Vec::new();
+        for (i, &n) in heavy.iter().enumerate() {
+            stream.extend(std::iter::repeat_n(i as u32, n as usize));
+        }
+        stream.extend(10..100_010);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in (1..stream.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            stream.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let total = stream.len() as u64;
+        let analytics = Analytics::new();
+        for (n, &item) in stream.iter().enumerate() {
+            let (path, client) = if item < 10 {
+                (format!("/heavy/{item}"), ip(item as u8))
+            } else {
+                let [_, a, b, c] = item.to_be_bytes();
+                (
+                    format!("/unique/{item}"),
+                    IpAddr::V4(Ipv4Addr::new(10, a, b, c)),
+                )
+            };
+            analytics.record("a", Minute(M), &served(&path, client, 200));
+            if n % 1_000 == 0 {
+                let sites = analytics.sites.load();
+                let tops = lock(&slot_of(&sites, "a", M).tops);
+                assert!(tops.paths.len() <= sketch::CAPACITY);
+                assert!(tops.paths.buffers() <= sketch::CAPACITY);
+                assert!(tops.clients.buffers() <= sketch::CAPACITY);
+            }
+        }
+        let taken = analytics.take_finished(at(M + 1, 0));
+        let minute = &taken[0];
+        assert_eq!(minute.requests, total);
+        let bound = total / sketch::CAPACITY as u64;
+        let mut found: Vec<_> = minute.top_paths[..10].to_vec();
+        found.sort();
+        for (i, (path, estimate)) in found.iter().enumerate() {
+            assert_eq!(path, &format!("/heavy/{i}"));
+            let truth = heavy[i];
+            assert!(
+                (truth..=truth + bound).contains(estimate),
+                "{path}: {estimate} for {truth}"
+            );
+        }
+        let mut clients: Vec<_> = minute.top_clients[..10].iter().map(|(c, _)| c).collect();
+        clients.sort();
+        let mut expected: Vec<_> = (0..10).map(|i| ip(i).to_string()).collect();
+        expected.sort();
+        assert_eq!(clients, expected.iter().collect::<Vec<_>>());
+        assert!(minute.top_paths.len() <= TOP_REPORTED);
+    }
+
+    #[test]
+    fn long_paths_are_cut_to_max_path_bytes_on_a_char_boundary() {
+        let analytics = Analytics::new();
+        let long = format!("/{}", "a".repeat(1_000));
+        // 'é' is two bytes; one straddles byte 256.
+        let accented = format!("/{}{}", "b".repeat(254), "é".repeat(10));
+        analytics.record("a", Minute(M), &served(&long, ip(1), 200));
+        analytics.record("a", Minute(M), &served(&accented, ip(1), 200));
+        let taken = analytics.take_finished(at(M + 1, 0));
+        let mut lengths: Vec<_> = taken[0].top_paths.iter().map(|(p, _)| p.len()).collect();
+        lengths.sort();
+        assert_eq!(lengths, [255, MAX_PATH_BYTES]);
+        assert!(taken[0].top_paths.iter().any(|(p, _)| long.starts_with(p)));
+    }
+
+    #[test]
+    fn requests_left_out_of_a_busy_sketch_scale_its_counts() {
+        let analytics = Analytics::new();
+        analytics.record("a", Minute(M), &served("/a", ip(1), 200));
+        {
+            let sites = analytics.sites.load();
+            let _busy = lock(&slot_of(&sites, "a", M).tops);
+            for _ in 0..3 {
+                analytics.record("a", Minute(M), &served("/a", ip(1), 200));
+            }
+        }
+        let taken = analytics.take_finished(at(M + 1, 0));
+        assert_eq!(taken[0].requests, 4);
+        assert_eq!(taken[0].top_paths, [("/a".to_string(), 4)]);
+    }
+
+    #[test]
+    fn a_site_idle_for_ten_minutes_is_forgotten() {
+        let analytics = Analytics::new();
+        analytics.record("gone", Minute(M), &served("/", ip(1), 200));
+        analytics.record("kept", Minute(M + 20), &served("/", ip(1), 200));
+        assert_eq!(analytics.take_finished(at(M + 20, 0)).len(), 1);
+        let names: Vec<_> = analytics
+            .sites
+            .load()
+            .iter()
+            .map(|(name, _)| name.to_string())
+            .collect();
+        assert_eq!(names, ["kept"]);
+    }
+
+    #[test]
+    fn minute_at_reads_the_wall_clock_minute_from_the_monotonic_clock() {
+        let analytics = Analytics::new();
+        let before = Minute::of(SystemTime::now());
+        let minute = analytics.minute_at(Instant::now());
+        let after = Minute::of(SystemTime::now());
+        assert!((before.0 - 1..=after.0 + 1).contains(&minute.0));
+    }
+
+    #[test]
+    fn merge_top_adds_counts_across_minutes_and_keeps_the_largest() {
+        let entry = |k: &str, n: u64| (k.to_string(), n);
+        let minutes = [
+            SiteMinute {
+                top_paths: vec![entry("/", 50), entry("/a", 20), entry("/b", 5)],
+                ..SiteMinute::default()
+            },
+            SiteMinute {
+                top_paths: vec![entry("/a", 40), entry("/c", 30)],
+                ..SiteMinute::default()
+            },
+            SiteMinute::default(),
+        ];
+        let merged = merge_top(minutes.iter().map(|m| m.top_paths.as_slice()), 3);
+        assert_eq!(merged, [entry("/a", 60), entry("/", 50), entry("/c", 30)]);
+        let ties = merge_top([[entry("/y", 1), entry("/x", 1)].as_slice()], 10);
+        assert_eq!(ties, [entry("/x", 1), entry("/y", 1)]);
+    }
+
+    #[test]
+    fn a_site_minute_round_trips_through_json() {
+        let minute = SiteMinute {
+            site: "a".into(),
+            minute: M * 60,
+            requests: 3,
+            blocked: BTreeMap::from([("rule".to_string(), 2)]),
+            top_paths: vec![("/".into(), 3)],
+            ..SiteMinute::default()
+        };
+        let json = serde_json::to_string(&minute).expect("serializes");
+        let back: SiteMinute = serde_json::from_str(&json).expect("deserializes");
+        assert_eq!(back, minute);
+    }
+}

@@ -105,6 +105,10 @@ pub struct Palisade {
     config_path: PathBuf,
     listeners: Listeners,
     capture: Arc<Capture>,
+    /// How it was started, for [`Palisade::kill_and_restart`].
+    args: Vec<String>,
+    expected: Expected,
+    bootstrap_token: bool,
 }
 
 impl Palisade {
@@ -173,16 +177,45 @@ impl Palisade {
         }
     }
 
+    /// [`Palisade::start`] without `PALISADE_BOOTSTRAP_TOKEN`: the first start makes an admin
+    /// token and prints it on stdout (read it with [`Palisade::access_log_lines`]).
+    pub fn start_without_bootstrap_token(config_toml: &str) -> Palisade {
+        let dir = tempfile::tempdir().expect("temp dir for palisade");
+        let config_path = dir.path().join("palisade.toml");
+        let config_toml = with_harness_defaults(config_toml, &dir.path().join("data"));
+        write_config(&config_path, &config_toml);
+        let expected = expected_listeners(&config_toml);
+        let args = vec![
+            "serve".to_owned(),
+            "--config".to_owned(),
+            config_path.display().to_string(),
+        ];
+        Self::spawn_with(dir, config_path, &args, expected, false)
+    }
+
     fn spawn(dir: TempDir, config_path: PathBuf, args: &[String], expected: Expected) -> Palisade {
+        Self::spawn_with(dir, config_path, args, expected, true)
+    }
+
+    fn spawn_with(
+        dir: TempDir,
+        config_path: PathBuf,
+        args: &[String],
+        expected: Expected,
+        bootstrap_token: bool,
+    ) -> Palisade {
         let mut command = Command::new(binary_path());
         command
             .args(args)
             .current_dir(dir.path())
             .env("NO_COLOR", "1")
-            .env("PALISADE_BOOTSTRAP_TOKEN", ADMIN_TOKEN)
+            .env_remove("PALISADE_BOOTSTRAP_TOKEN")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if bootstrap_token {
+            command.env("PALISADE_BOOTSTRAP_TOKEN", ADMIN_TOKEN);
+        }
         // SAFETY: prctl is async-signal-safe; it makes the kernel kill palisade if this test
         // process dies without running Drop (a timeout kill, an abort).
         unsafe {
@@ -204,6 +237,9 @@ impl Palisade {
             config_path,
             listeners: Listeners::default(),
             capture,
+            args: args.to_vec(),
+            expected,
+            bootstrap_token,
         };
         palisade.wait_for_listeners(expected);
         palisade
@@ -394,6 +430,23 @@ impl Palisade {
             0,
             "kill({pid}, {signal}) failed: {}",
             std::io::Error::last_os_error()
+        );
+    }
+
+    /// `kill -9`, then the same command again on the same directory (data, config): a crash
+    /// and a restart. Listener addresses on port 0 change; read them again.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        let dir = std::mem::replace(&mut self.dir, placeholder);
+        let args = self.args.clone();
+        *self = Self::spawn_with(
+            dir,
+            self.config_path.clone(),
+            &args,
+            self.expected,
+            self.bootstrap_token,
         );
     }
 

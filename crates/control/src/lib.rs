@@ -17,35 +17,39 @@ pub mod store;
 pub use plane::{BaseConfig, ControlPlane};
 
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Why the control plane could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("cannot create the data directory {path}: {error}")]
+    DataDir { path: String, error: std::io::Error },
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Bootstrap(#[from] bootstrap::BootstrapError),
     #[error("the store's sites do not fit the configuration: {0}")]
     Compose(String),
+    #[error(transparent)]
+    Edge(#[from] edge::EdgeError),
 }
 
-/// Opens the store in the edge's data directory, makes the first admin token if there is
-/// none (printing it once), swaps in the composed configuration, and takes over the admin
+/// Opens the store in the data directory, makes the first admin token if there is none
+/// (printing it once), starts the edge on the base composed with the store (so the edge's
+/// first request already sees every stored site and suspension), and takes over the admin
 /// listener, the abuse intake and analytics.
 ///
 /// ```no_run
-/// # async fn run(edge: std::sync::Arc<edge::Edge>, config: model::Config) -> Result<(), control::StartError> {
+/// # async fn run(config: model::Config) -> Result<(), control::StartError> {
 /// let base = control::BaseConfig::from_flags(config, "--origin".into());
-/// let plane = control::start(edge, base, std::time::Duration::from_secs(7 * 86400)).await?;
+/// let (edge, plane) = control::start(base).await?;
 /// # Ok(()) }
 /// ```
-pub async fn start(
-    edge: Arc<edge::Edge>,
-    base: BaseConfig,
-    analytics_retention: Duration,
-) -> Result<Arc<ControlPlane>, StartError> {
-    let data_dir = edge.data_dir().to_path_buf();
+pub async fn start(base: BaseConfig) -> Result<(Arc<edge::Edge>, Arc<ControlPlane>), StartError> {
+    let data_dir = base.config.server.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|error| StartError::DataDir {
+        path: data_dir.display().to_string(),
+        error,
+    })?;
     let store = tokio::task::spawn_blocking(move || store::Store::open(&data_dir))
         .await
         .map_err(|e| store::StoreError::Task(e.to_string()))??;
@@ -62,10 +66,18 @@ pub async fn start(
             tracing::warn!("first start: an admin token was printed on stdout; keep it safe");
         }
     }
-    let plane =
-        ControlPlane::start(store.clone(), Arc::clone(&edge), base).map_err(StartError::Compose)?;
+    let config = store
+        .with(|conn| {
+            let tx = conn.transaction().map_err(store::StoreError::from)?;
+            plane::compose(&base, &tx)
+        })
+        .map_err(|e| StartError::Compose(e.to_string()))?;
+    let retention = base.config.server.analytics_retention;
+    let edge = Arc::new(edge::Edge::start(config, base.source.clone()).await?);
+    let plane = ControlPlane::new(store.clone(), Arc::clone(&edge), base);
     edge.set_admin_handler(api::admin_handler(Arc::clone(&plane)));
     edge.set_report_sink(Arc::new(intake::StoreSink { store }));
-    tokio::spawn(analytics::collect(Arc::clone(&plane), analytics_retention));
-    Ok(plane)
+    edge.serve_admin();
+    tokio::spawn(analytics::collect(Arc::clone(&plane), retention));
+    Ok((edge, plane))
 }

@@ -163,28 +163,14 @@ impl ChangeContext<'_> {
 }
 
 impl ControlPlane {
-    /// Opens the control plane over a running edge and swaps in the composed configuration
-    /// (the store's sites and suspensions join the base's).
-    pub fn start(
-        store: Store,
-        edge: Arc<edge::Edge>,
-        base: BaseConfig,
-    ) -> Result<Arc<ControlPlane>, String> {
-        let plane = Arc::new(ControlPlane {
+    /// The control plane over an edge started with [`compose`]'s configuration.
+    pub fn new(store: Store, edge: Arc<edge::Edge>, base: BaseConfig) -> Arc<ControlPlane> {
+        Arc::new(ControlPlane {
             store,
             edge,
             base: Mutex::new(Arc::new(base)),
             writes: tokio::sync::Mutex::new(()),
-        });
-        let config = plane
-            .store
-            .with(|conn| {
-                let tx = conn.transaction()?;
-                compose(&plane.base(), &tx)
-            })
-            .map_err(|e| e.to_string())?;
-        plane.edge.reload(&config)?;
-        Ok(plane)
+        })
     }
 
     pub fn base(&self) -> Arc<BaseConfig> {

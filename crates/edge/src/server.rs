@@ -3,12 +3,14 @@
 //! ```no_run
 //! # async fn run(config: model::Config) -> Result<(), edge::EdgeError> {
 //! let edge = edge::Edge::start(config, "palisade.toml".into()).await?;
+//! edge.serve_admin(); // after the control plane's handler, if any, is installed
 //! // ... on SIGHUP: edge.reload(&new_config)
 //! edge.shutdown(std::time::Duration::from_secs(30)).await;
 //! # Ok(()) }
 //! ```
 
 use crate::access_log::AccessLog;
+use crate::analytics::Analytics;
 use crate::conn_guard::ConnGuard;
 use crate::listener::{self, ListenerKind};
 use crate::metrics::Metrics;
@@ -26,6 +28,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// Why the edge could not start.
@@ -87,6 +90,8 @@ pub struct Edge {
     started_with: ServerSettings,
     addrs: Vec<(ListenerKind, SocketAddr)>,
     admin_addr: SocketAddr,
+    /// The admin listener until [`Edge::serve_admin`] takes it.
+    admin: std::sync::Mutex<Option<(TcpListener, watch::Receiver<bool>)>>,
 }
 
 impl Edge {
@@ -98,6 +103,7 @@ impl Edge {
             error: e,
         })?;
         let metrics = Metrics::new();
+        let analytics = Arc::new(Analytics::new());
         let upstreams = UpstreamRegistry::default();
         let limiters = LimiterRegistry::default();
         let protections = ProtectionRegistry::default();
@@ -109,6 +115,7 @@ impl Edge {
             &BuildContext {
                 upstreams: &upstreams,
                 metrics: &metrics,
+                analytics: &analytics,
                 limiters: &limiters,
                 protections: &protections,
                 tls: &tls,
@@ -122,7 +129,9 @@ impl Edge {
             .map_err(EdgeError::AccessLog)?;
         let cache = Arc::new(open_cache(&config).await?);
         let events = Arc::new(EventRing::new(config.shield.events));
-        let state = Arc::new(EdgeState::new(snapshot, access_log, metrics, cache, events));
+        let state = Arc::new(EdgeState::new(
+            snapshot, access_log, metrics, cache, events, analytics,
+        ));
         let guard = ConnGuard::new();
         let (shutdown, shutdown_rx) = watch::channel(false);
 
@@ -174,16 +183,9 @@ impl Edge {
             Arc::clone(&state),
             shutdown_rx.clone(),
         ));
-        tokio::spawn(crate::admin::serve(
-            admin,
-            Arc::clone(&state),
-            Arc::clone(&guard),
-            shutdown_rx,
-        ));
         for (kind, addr) in &addrs {
             tracing::info!(kind = %kind.label(), addr = %addr, "listening");
         }
-        tracing::info!(kind = %"admin", addr = %admin_addr, "listening");
 
         Ok(Edge {
             state,
@@ -198,7 +200,24 @@ impl Edge {
             started_with: config.server,
             addrs,
             admin_addr,
+            admin: std::sync::Mutex::new(Some((admin, shutdown_rx))),
         })
+    }
+
+    /// Starts answering on the admin listener (bound by [`Edge::start`], so its address is
+    /// known and a port conflict fails the start). Called once the control plane has
+    /// installed its handler, so the API never answers half-ready; a second call does nothing.
+    pub fn serve_admin(&self) {
+        let taken = self.admin.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((listener, shutdown)) = taken {
+            tokio::spawn(crate::admin::serve(
+                listener,
+                Arc::clone(&self.state),
+                Arc::clone(&self.guard),
+                shutdown,
+            ));
+            tracing::info!(kind = %"admin", addr = %self.admin_addr, "listening");
+        }
     }
 
     /// Bound addresses of the HTTP and HTTPS listeners (useful with port 0).
@@ -212,7 +231,7 @@ impl Edge {
 
     /// Per-site, per-minute analytics: the control plane calls
     /// [`Analytics::take_finished`](crate::analytics::Analytics::take_finished) once a minute.
-    pub fn analytics(&self) -> &Arc<crate::analytics::Analytics> {
+    pub fn analytics(&self) -> &Arc<Analytics> {
         &self.state.analytics
     }
 
@@ -228,6 +247,7 @@ impl Edge {
                 &BuildContext {
                     upstreams: &self.upstreams,
                     metrics: &self.state.metrics,
+                    analytics: &self.state.analytics,
                     limiters: &self.limiters,
                     protections: &self.protections,
                     tls: &self.tls,
@@ -349,6 +369,7 @@ pub fn check(config: &Config, source: &str) -> Result<(), EdgeError> {
         &BuildContext {
             upstreams: &upstreams,
             metrics: &metrics,
+            analytics: &Analytics::new(),
             limiters: &LimiterRegistry::default(),
             protections: &ProtectionRegistry::default(),
             tls: &tls,

@@ -56,6 +56,7 @@ pub async fn list(
 /// `GET /api/reports/{id}`.
 pub async fn show(State(plane): Shared, Path(id): Path<String>, request: Request) -> ApiResult {
     let caller = auth::caller(&plane, request.headers()).await?;
+    caller.require_scope(Scope::Read)?;
     let id = report_id(&id)?;
     let report = plane
         .store

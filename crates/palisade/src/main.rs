@@ -330,11 +330,7 @@ async fn run(
         Some(path) => std::fs::read(path).ok(),
         None => None,
     };
-    let retention = base.config.server.analytics_retention;
-    let edge = Arc::new(edge::Edge::start(base.config.clone(), base.source.clone()).await?);
-    let plane = control::start(Arc::clone(&edge), base, retention)
-        .await
-        .context("starting the control plane")?;
+    let (edge, plane) = control::start(base).await?;
     let mut watch = tokio::time::interval(CONFIG_POLL);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

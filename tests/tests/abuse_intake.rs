@@ -2,11 +2,10 @@
 //! on a site's host and on the operator's hostname, what a bad report gets, the per-address
 //! limit, and that nothing under it ever reaches an origin.
 //!
-//! The edge stores nothing: it hands checked reports to a sink the control plane installs.
-//! The binary does not install one yet, so every well-formed report here gets **503**. The
-//! assertions marked `WITHOUT A SINK` are the ones that change once the control plane installs
-//! its sink: they become 201 with `{"id": N, "status": "new", "urgent": ...}` (and, on the
-//! operator's hostname, a report whose site is none).
+//! The edge stores nothing: it hands checked reports to the control plane's sink, which
+//! stores them (`GET /api/reports` shows them); a well-formed report gets 201 with
+//! `{"id": N, "status": "new", "urgent": ...}`. (An edge without a sink answers 503: the
+//! edge's unit tests cover that, since the binary always installs one.)
 //!
 //! Clients that must be told apart (the limit counts per address) connect from their own
 //! loopback address: the whole of 127.0.0.0/8 is loopback on Linux.
@@ -155,23 +154,29 @@ async fn the_form_is_served_on_a_site_host_with_a_strict_policy_and_never_reache
 }
 
 #[tokio::test]
-async fn a_good_json_report_without_a_sink_gets_503_and_is_counted() {
+async fn a_good_json_report_is_stored_answered_201_and_counted() {
     let origin = Origin::start("a");
     let proxy = Palisade::start(&config(&origin).to_toml());
 
     let response = post_json(&proxy, v4(127, 0, 0, 1), "blog.example", GOOD_REPORT).await;
 
-    // WITHOUT A SINK: with the control plane's sink this is 201 and
-    // {"id": N, "status": "new", "urgent": false}.
-    assert_eq!(response.status(), Some(503), "{}", response.body_text());
+    assert_eq!(response.status(), Some(201), "{}", response.body_text());
     let body = json(&response);
-    assert_eq!(body["error"], "Reports are not being taken here.", "{body}");
+    assert_eq!(body["status"], "new", "{body}");
+    assert_eq!(body["urgent"], false, "{body}");
+    let id = body["id"].as_i64().expect("an id");
     assert_eq!(response.header("cache-control"), Some("no-store"));
+    let stored = client::admin_get(proxy.admin_addr(), &format!("/api/reports/{id}")).await;
+    assert_eq!(stored.status, 200, "{}", stored.text());
+    let stored: Value = serde_json::from_slice(&stored.body).unwrap();
+    assert_eq!(stored["site"], "blog");
+    assert_eq!(stored["host"], "blog.example");
+    assert_eq!(stored["reporter_ip"], "127.0.0.1");
     let metrics = scrape_until(proxy.admin_addr(), Duration::from_secs(5), |text| {
         sample(
             text,
             "palisade_abuse_reports_total",
-            &[("outcome", "unavailable")],
+            &[("outcome", "taken")],
         ) == Some(1.0)
     })
     .await;
@@ -179,7 +184,7 @@ async fn a_good_json_report_without_a_sink_gets_503_and_is_counted() {
         sample(
             &metrics,
             "palisade_abuse_reports_total",
-            &[("outcome", "unavailable")]
+            &[("outcome", "taken")]
         ),
         Some(1.0),
         "{metrics}"
@@ -278,8 +283,7 @@ async fn the_sixth_report_in_ten_minutes_from_one_address_gets_429() {
 
     for n in 1..=5 {
         let response = post_json(&proxy, reporter, "blog.example", GOOD_REPORT).await;
-        // WITHOUT A SINK: 201 with the control plane's sink.
-        assert_eq!(response.status(), Some(503), "report {n}: {response:?}");
+        assert_eq!(response.status(), Some(201), "report {n}: {response:?}");
     }
     let response = post_json(&proxy, reporter, "blog.example", GOOD_REPORT).await;
     assert_eq!(response.status(), Some(429), "{}", response.body_text());
@@ -288,11 +292,10 @@ async fn the_sixth_report_in_ten_minutes_from_one_address_gets_429() {
     // The limit is per address and across hosts: the operator's hostname counts too.
     let response = post_json(&proxy, reporter, OPERATOR_HOST, GOOD_REPORT).await;
     assert_eq!(response.status(), Some(429));
-    // WITHOUT A SINK: 201 with the control plane's sink.
     let response = post_json(&proxy, v4(127, 0, 0, 6), "blog.example", GOOD_REPORT).await;
     assert_eq!(
         response.status(),
-        Some(503),
+        Some(201),
         "another address is not limited"
     );
     // The form itself is still served to the limited address.
@@ -348,8 +351,15 @@ async fn the_operator_hostname_serves_the_form_and_nothing_else_while_unknown_ho
     }
 
     let report = post_json(&proxy, v4(127, 0, 3, 1), OPERATOR_HOST, GOOD_REPORT).await;
-    // WITHOUT A SINK: 201 with the control plane's sink (the stored report has no site).
-    assert_eq!(report.status(), Some(503), "{}", report.body_text());
+    assert_eq!(report.status(), Some(201), "{}", report.body_text());
+    let id = json(&report)["id"].as_i64().expect("an id");
+    let stored = client::admin_get(proxy.admin_addr(), &format!("/api/reports/{id}")).await;
+    let stored: Value = serde_json::from_slice(&stored.body).unwrap();
+    assert_eq!(
+        stored["site"],
+        Value::Null,
+        "a report on the operator's hostname has no site"
+    );
 
     let unknown = client::get(proxy.http_addr(), "unknown.example", ABUSE_PATH).await;
     assert_eq!(unknown.status, 421, "{}", unknown.text());

@@ -878,3 +878,93 @@ async fn kill_9_during_a_burst_of_writes_leaves_a_consistent_store() {
     let reply = client::get(proxy.http_addr(), &host, "/status/200").await;
     assert_eq!(reply.status, 200);
 }
+
+// ---- Certificates --------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_certificate_uploaded_with_a_site_is_served_by_sni_and_never_shown_back() {
+    use palisade_blackbox::{TestCa, peer_leaf};
+    let ca = TestCa::new();
+    let blog_cert = ca.issue(&["blog.example"]);
+    let shop_cert = ca.issue(&["shop.example"]);
+    let blog = Origin::start("blog");
+    let shop_origin = Origin::start("shop");
+    let proxy = Palisade::start(&format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n\n\
+         [[site]]\nname = \"blog\"\nhosts = [\"blog.example\"]\norigins = [\"{}\"]\ntls = {}\n",
+        blog.url(),
+        blog_cert.toml()
+    ));
+    let cert_pem = std::fs::read_to_string(&shop_cert.cert_path).unwrap();
+    let key_pem = std::fs::read_to_string(&shop_cert.key_path).unwrap();
+
+    // Paths elsewhere on the machine are refused: the API reads no file it did not write.
+    let mut document = shop(&shop_origin.url());
+    document["tls"] = json!({"cert": shop_cert.cert_path, "key": shop_cert.key_path});
+    let (status, body) = api(&proxy, "POST", "/api/sites", Some(document.clone())).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("tls.cert")),
+        "{body}"
+    );
+    document["tls"] = json!({"cert_pem": "not a certificate", "key_pem": key_pem});
+    let (status, body) = api(&proxy, "POST", "/api/sites", Some(document.clone())).await;
+    assert_eq!(status, 422, "{body}");
+    // A certificate and key that do not load are refused by the snapshot check.
+    document["tls"] = json!({"cert_pem": key_pem, "key_pem": key_pem});
+    let (status, body) = api(&proxy, "POST", "/api/sites", Some(document.clone())).await;
+    assert_eq!(status, 422, "{body}");
+
+    document["tls"] = json!({"cert_pem": cert_pem, "key_pem": key_pem});
+    let (status, body) = api(&proxy, "POST", "/api/sites", Some(document)).await;
+    assert_eq!(status, 201, "{body}");
+    let shown = body.to_string();
+    assert!(
+        !shown.contains("PRIVATE KEY") && !shown.contains("BEGIN"),
+        "{shown}"
+    );
+    let key_path = body["tls"]["key"].as_str().unwrap().to_string();
+    assert!(
+        key_path.starts_with(
+            &proxy
+                .dir()
+                .join("data")
+                .join("certs")
+                .join("shop")
+                .display()
+                .to_string()
+        )
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_path).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the key is readable by its owner only");
+
+    let tls = ca
+        .connect(proxy.https_addr(), "shop.example", &["http/1.1"])
+        .await
+        .expect("TLS to shop.example");
+    assert_eq!(
+        peer_leaf(&tls).as_ref(),
+        Some(&shop_cert.der),
+        "SNI picks the uploaded certificate"
+    );
+    let mut sender = client::h1_handshake(tls).await.unwrap();
+    let reply = client::send_h1(
+        &mut sender,
+        client::h1_request("GET", "shop.example", "/status/200", client::empty()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.origin_id(), Some("shop"));
+
+    // Sent back as shown (paths inside the site's directory), the document is accepted.
+    let (status, body) = api(&proxy, "PUT", "/api/sites/shop", Some(body)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = api(&proxy, "DELETE", "/api/sites/shop", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        !std::path::Path::new(&key_path).exists(),
+        "a deleted site's key goes with it"
+    );
+}

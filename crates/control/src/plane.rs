@@ -288,3 +288,84 @@ pub fn compose(base: &BaseConfig, conn: &rusqlite::Connection) -> Result<Config,
     }
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_store;
+    use serde_json::json;
+
+    fn base() -> BaseConfig {
+        let text = r#"
+            [[site]]
+            name = "blog"
+            hosts = ["blog.example"]
+            origins = ["http://127.0.0.1:3000"]
+        "#;
+        let config = Config::from_toml_str("palisade.toml", text).unwrap();
+        BaseConfig::from_file(config, text, "palisade.toml".into())
+    }
+
+    fn store_site(conn: &mut rusqlite::Connection, doc: Value) {
+        let tx = conn.transaction().unwrap();
+        let name = doc["name"].as_str().unwrap().to_string();
+        store::sites::insert(&tx, &name, doc.as_object().unwrap(), 1).unwrap();
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn the_file_and_the_store_compose_and_suspensions_apply_to_either() {
+        let (_dir, store) = test_store();
+        store.with(|conn| {
+            store_site(
+                conn,
+                json!({"name": "shop", "hosts": ["shop.example"], "origins": ["http://127.0.0.1:3001"], "state": "paused"}),
+            );
+            let tx = conn.transaction().unwrap();
+            store::sites::suspend(
+                &tx,
+                &Suspension {
+                    site: "blog".into(),
+                    reason: "threats".into(),
+                    legal: true,
+                    reports: vec![],
+                    actor: "tok_x".into(),
+                    at: 1,
+                },
+            )
+            .unwrap();
+            let config = compose(&base(), &tx).unwrap();
+            let names: Vec<&str> = config.sites.iter().map(|s| s.name.as_str()).collect();
+            assert_eq!(names, vec!["blog", "shop"]);
+            assert_eq!(config.sites[0].state, SiteState::Suspended);
+            assert_eq!(config.sites[0].suspension, Some(model::Suspension { legal: true }));
+            assert_eq!(config.sites[1].state, SiteState::Paused);
+            assert_eq!(config.sites[1].suspension, None);
+        });
+    }
+
+    #[test]
+    fn a_store_site_claiming_a_file_host_does_not_compose() {
+        let (_dir, store) = test_store();
+        store.with(|conn| {
+            store_site(
+                conn,
+                json!({"name": "copy", "hosts": ["blog.example"], "origins": ["http://127.0.0.1:3001"]}),
+            );
+            let tx = conn.transaction().unwrap();
+            let error = compose(&base(), &tx).unwrap_err();
+            assert!(matches!(error, ChangeError::Conflict(_)), "{error}");
+            assert!(error.to_string().contains("blog.example"), "{error}");
+        });
+    }
+
+    #[test]
+    fn file_sites_show_their_table_as_written() {
+        let base = base();
+        assert_eq!(
+            Value::Object(base.documents[0].clone()),
+            json!({"name": "blog", "hosts": ["blog.example"], "origins": ["http://127.0.0.1:3000"]})
+        );
+        assert!(base.has_site("blog") && !base.has_site("shop"));
+    }
+}

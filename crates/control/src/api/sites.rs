@@ -31,11 +31,11 @@ pub async fn list(State(plane): Shared, request: Request) -> ApiResult {
 
 async fn views(plane: &Arc<ControlPlane>) -> Result<Vec<SiteView>, ApiError> {
     let inner = Arc::clone(plane);
-    Ok(plane
+    plane
         .store
         .run(move |conn| inner.sites(conn))
         .await
-        .map_err(|e: StoreError| ApiError::from(e))?)
+        .map_err(|e: StoreError| ApiError::from(e))
 }
 
 async fn view(plane: &Arc<ControlPlane>, name: &str) -> Result<SiteView, ApiError> {

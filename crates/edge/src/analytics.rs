@@ -1,15 +1,15 @@
 //! Per-site, per-minute analytics: what each site's traffic was, minute by minute, for the
 //! control plane to store and chart.
 //!
-//! The `log` phase records every routed request here when its response ends (requests that
-//! matched no site are not counted per site); the shield records what it blocked and
-//! challenged as it decides. Once a minute the control plane calls
-//! [`Analytics::take_finished`] and gets each site's completed minutes as plain
-//! [`SiteMinute`]s; the minute under way stays open.
+//! The `log` phase records every routed request in its site's [`SiteAnalytics`] when the
+//! response ends (requests that matched no site are not counted per site); the shield records
+//! what it blocked and challenged as it decides. The control plane calls
+//! [`Analytics::take_finished`] (at least once a minute) and gets each site's completed
+//! minutes as plain [`SiteMinute`]s; the minute under way stays open.
 //!
 //! Per site and minute: requests, bytes in and out, cache outcomes, status classes, blocked and
 //! challenged requests by reason, and the top paths and client addresses, estimated by a
-//! [`SpaceSaving`] sketch of [`sketch::CAPACITY`] counters.
+//! [`SpaceSaving`] sketch of [`sketch::CAPACITY`] counters. See `docs/analytics.md`.
 //!
 //! ## Invariants (each pinned by a named test)
 //! 1. Memory is bounded whatever the traffic: a sketch never holds more than
@@ -24,24 +24,32 @@
 //!    `a_request_recorded_after_its_minute_was_taken_counts_in_the_next_one`.)
 //!
 //! ## How the hot path stays cheap
-//! Recording a request takes no lock and allocates nothing: the site's counters are found by a
-//! binary search of a copy-on-write list, the minute's counters are atomics in one of two
-//! slots (minute `m` uses slot `m % 2`), and the sketch sits behind a mutex that is only ever
-//! *tried*: a request that finds it busy is left out of the sketch, not made to wait. The top
-//! counts are then scaled by requests ÷ sketched requests when the minute is handed over, so a
-//! skipped sample costs precision, not a bias. Sampling 1 in N was the other choice; it costs
-//! small sites their top lists (a site with 100 requests a minute would sketch 6 of them)
-//! to save work that measures at tens of nanoseconds (`benches/analytics.rs`).
+//! The snapshot hands each request its site's [`SiteAnalytics`] (as it hands it its
+//! `SiteMetrics`), so nothing is looked up by name. A minute's counters are atomics in one of
+//! two slots (minute `m` uses slot `m % 2`). Only the first request of a new minute takes the
+//! site's lock, to close the minute the slot held (allocating the [`SiteMinute`] when no take
+//! came first) and open its own: once a minute, not once a request. Other requests take no
+//! lock and allocate nothing.
 //!
-//! The first request of a new minute (per site and slot) takes the site's lock to close the
-//! minute the slot held and open the new one: once a minute, not once a request.
+//! The top lists cost more (a hash and a scan of the counters for each of the two sketches), so
+//! two things bound that cost:
+//! - **sampling when busy**: a site's first [`EXACT_REQUESTS`] requests of a minute all enter
+//!   the sketches; after that, one in [`SAMPLE_EVERY`] does, counting for `SAMPLE_EVERY`. Quiet
+//!   sites keep exact top lists; a busy site pays for an eighth of its requests, and its
+//!   heavy hitters carry a sampling error of `2 × √(8 × count)` at two standard deviations
+//!   (±10% at 3,000 requests, ±3% at 30,000). Sampling throughout would cost small sites
+//!   their lists (at 100 requests a minute, 12 samples).
+//! - **never waiting**: the sketches sit behind a mutex the hot path only *tries*; a request
+//!   that finds it busy is left out. The counts are scaled by requests ÷ sketched weight when
+//!   the minute is handed over, so a skipped sample costs precision, not a bias.
+//!
+//! The cost is measured by `benches/analytics.rs`.
 
 pub mod sketch;
 
 pub use sketch::SpaceSaving;
 
 use crate::metrics::CacheOutcome;
-use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use shield::events::{EventAction, EventReason};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -64,9 +72,11 @@ pub const TOP_REPORTED: usize = 32;
 /// control plane costs a fixed amount of memory.
 pub const PENDING_MINUTES: usize = 10;
 
-/// A site with no request for this many minutes (and nothing to hand over) is forgotten, so a
-/// site removed from the configuration stops costing memory.
-const FORGET_AFTER_MINUTES: i64 = 10;
+/// A site's requests per minute that all enter the sketches (about 17 a second).
+pub const EXACT_REQUESTS: u64 = 1024;
+
+/// Past [`EXACT_REQUESTS`] in a minute, one request in this many enters the sketches.
+pub const SAMPLE_EVERY: u64 = 8;
 
 /// Minute `m` is counted in slot `m % SLOTS`. Two: the minute under way and the one before,
 /// which requests that started in it may still be finishing.
@@ -75,7 +85,7 @@ const SLOTS: usize = 2;
 /// A slot's minute when it holds none (closed, or never opened).
 const CLOSED: i64 = i64::MIN;
 
-/// The shield's reasons, in the order counted.
+/// The shield's reasons, in the order counted ([`reason_index`]).
 const REASONS: [EventReason; 14] = [
     EventReason::DenyList,
     EventReason::Rule,
@@ -93,6 +103,11 @@ const REASONS: [EventReason; 14] = [
     EventReason::ReplayedAnswer,
 ];
 
+/// Unix milliseconds minus `clock::now_ms()`: turns the edge's monotonic clock into wall-clock
+/// minutes without a second clock read per request. Set on first use and again at every take,
+/// so a stepped system clock is followed within a take.
+static WALL_OFFSET_MS: AtomicI64 = AtomicI64::new(CLOSED);
+
 /// A wall-clock minute: minutes since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Minute(pub i64);
@@ -101,6 +116,15 @@ impl Minute {
     /// The minute `time` falls in.
     pub fn of(time: SystemTime) -> Minute {
         Minute(unix_ms(time).div_euclid(60_000))
+    }
+
+    /// The wall-clock minute of `now`, an instant already read (the `log` phase's).
+    pub fn at(now: Instant) -> Minute {
+        let mut offset = WALL_OFFSET_MS.load(Ordering::Relaxed);
+        if offset == CLOSED {
+            offset = sync_wall_clock();
+        }
+        Minute((crate::clock::ms_at(now) as i64 + offset).div_euclid(60_000))
     }
 
     /// Unix seconds at the minute's start.
@@ -163,6 +187,7 @@ pub struct ServedRequest<'a> {
 /// use std::time::{Duration, SystemTime};
 ///
 /// let analytics = Analytics::new();
+/// let site = analytics.site("example"); // what a snapshot holds
 /// let now = SystemTime::now();
 /// let request = ServedRequest {
 ///     status: 200,
@@ -172,103 +197,62 @@ pub struct ServedRequest<'a> {
 ///     client: "192.0.2.1".parse().unwrap(),
 ///     cache: None,
 /// };
-/// analytics.record("example", Minute::of(now), &request);
+/// site.record(Minute::of(now), &request);
 /// assert!(analytics.take_finished(now).is_empty()); // the minute is still open
 /// let minutes = analytics.take_finished(now + Duration::from_secs(60));
 /// assert_eq!(minutes[0].requests, 1);
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Analytics {
-    /// Sorted by [`by_length_then_bytes`]; replaced whole when a site comes or goes (rare), read
-    /// without a lock.
-    sites: ArcSwap<Vec<(Box<str>, Arc<SiteAnalytics>)>>,
-    /// Serialises the replacements of `sites`.
-    changing: Mutex<()>,
-    /// Unix milliseconds minus `clock::now_ms()`: turns the hot path's monotonic clock into
-    /// wall-clock minutes without a second clock read. Set again at every take.
-    wall_offset_ms: AtomicI64,
+    /// By name. Read and changed only by snapshot builds and takes, never by a request.
+    sites: Mutex<BTreeMap<String, Arc<SiteAnalytics>>>,
     /// Minutes dropped because nobody took them in time, shared with every site.
     dropped: Arc<AtomicU64>,
 }
 
-impl Default for Analytics {
-    fn default() -> Self {
-        Analytics::new()
-    }
-}
-
 impl Analytics {
     pub fn new() -> Analytics {
-        Analytics {
-            sites: ArcSwap::from_pointee(Vec::new()),
-            changing: Mutex::new(()),
-            wall_offset_ms: AtomicI64::new(wall_offset_ms()),
-            dropped: Arc::default(),
+        Analytics::default()
+    }
+
+    /// `site`'s counters, created on first use and kept across reloads while a snapshot holds
+    /// them (a snapshot build calls this once per site).
+    pub fn site(&self, site: &str) -> Arc<SiteAnalytics> {
+        let mut sites = lock(&self.sites);
+        if let Some(existing) = sites.get(site) {
+            return Arc::clone(existing);
         }
-    }
-
-    /// The wall-clock minute of `now`, read from the edge's monotonic clock.
-    pub fn minute_at(&self, now: Instant) -> Minute {
-        let ms = crate::clock::ms_at(now) as i64 + self.wall_offset_ms.load(Ordering::Relaxed);
-        Minute(ms.div_euclid(60_000))
-    }
-
-    /// Counts one finished request of `site` in `minute`.
-    pub fn record(&self, site: &str, minute: Minute, request: &ServedRequest<'_>) {
-        self.with_site(site, |site| site.record(minute.0, request));
-    }
-
-    /// Counts what the shield did to a request of `site`: `block` and `rate_limit` as blocked,
-    /// `challenge` as challenged, by `reason`; other actions are not counted.
-    pub fn shield(&self, site: &str, minute: Minute, action: EventAction, reason: EventReason) {
-        let blocked = match action {
-            EventAction::Block | EventAction::RateLimit => true,
-            EventAction::Challenge => false,
-            _ => return,
-        };
-        let Some(reason) = REASONS.iter().position(|r| *r == reason) else {
-            return;
-        };
-        self.with_site(site, |site| {
-            let counters = &site.open(minute.0).counters;
-            let by_reason = if blocked {
-                &counters.blocked
-            } else {
-                &counters.challenged
-            };
-            by_reason[reason].fetch_add(1, Ordering::Relaxed);
-        });
+        let added = Arc::new(SiteAnalytics::new(site, &self.dropped));
+        sites.insert(site.to_string(), Arc::clone(&added));
+        added
     }
 
     /// Every site's minutes before `now`'s that were not taken yet, by site then minute. The
-    /// minute `now` falls in stays open. Also forgets sites idle for a while.
+    /// minute `now` falls in stays open. Sites no snapshot holds any more are forgotten once
+    /// their minutes are taken.
     pub fn take_finished(&self, now: SystemTime) -> Vec<SiteMinute> {
-        self.wall_offset_ms
-            .store(wall_offset_ms(), Ordering::Relaxed);
+        sync_wall_clock();
         let current = Minute::of(now).0;
-        let sites = self.sites.load_full();
         let mut taken = Vec::new();
-        let mut idle = Vec::new();
-        for (name, site) in sites.iter() {
+        let mut sites = lock(&self.sites);
+        sites.retain(|_, site| {
             let mut state = lock(&site.state);
+            let mut open = false;
             for slot in &site.slots {
                 let minute = slot.minute.load(Ordering::Acquire);
                 if minute != CLOSED && minute < current {
                     site.close(slot, &mut state);
+                } else {
+                    open |= minute != CLOSED;
                 }
             }
             taken.extend(state.pending.drain(..));
-            drop(state);
-            if site.is_idle(current) {
-                idle.push(name.clone());
-            }
-        }
-        if !idle.is_empty() {
-            // Checked again under the change: a request may have come since.
-            self.change_sites(|sites| {
-                sites.retain(|(name, site)| !idle.contains(name) || !site.is_idle(current))
-            });
-        }
+            // Kept while a minute is open or a snapshot or a request holds it. Held by this
+            // list alone, nothing can count in it any more: a new holder would come through
+            // `site`, which waits for this lock.
+            open || Arc::strong_count(site) > 1
+        });
+        drop(sites);
         taken.sort_by(|a, b| a.site.cmp(&b.site).then(a.minute.cmp(&b.minute)));
         taken
     }
@@ -277,41 +261,11 @@ impl Analytics {
     pub fn dropped_minutes(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
-
-    fn with_site(&self, name: &str, f: impl FnOnce(&SiteAnalytics)) {
-        let sites = self.sites.load();
-        if let Ok(i) = sites.binary_search_by(|(n, _)| by_length_then_bytes(n, name)) {
-            return f(&sites[i].1);
-        }
-        drop(sites);
-        // A site's first request since the start (or since it was forgotten).
-        let mut added = None;
-        self.change_sites(|sites| {
-            match sites.binary_search_by(|(n, _)| by_length_then_bytes(n, name)) {
-                Ok(i) => added = Some(Arc::clone(&sites[i].1)),
-                Err(i) => {
-                    let site = Arc::new(SiteAnalytics::new(name, &self.dropped));
-                    sites.insert(i, (name.into(), Arc::clone(&site)));
-                    added = Some(site);
-                }
-            }
-        });
-        if let Some(site) = added {
-            f(&site);
-        }
-    }
-
-    fn change_sites(&self, change: impl FnOnce(&mut Vec<(Box<str>, Arc<SiteAnalytics>)>)) {
-        let _changing = lock(&self.changing);
-        let mut sites = Vec::clone(&self.sites.load());
-        change(&mut sites);
-        self.sites.store(Arc::new(sites));
-    }
 }
 
 /// One site's open minutes and the closed ones waiting to be taken.
 #[derive(Debug)]
-struct SiteAnalytics {
+pub struct SiteAnalytics {
     name: String,
     slots: [Slot; SLOTS],
     state: Mutex<SiteState>,
@@ -325,8 +279,6 @@ struct SiteState {
     closed_through: i64,
     /// Closed minutes, oldest first, at most [`PENDING_MINUTES`].
     pending: VecDeque<SiteMinute>,
-    /// The latest minute opened.
-    last_opened: i64,
 }
 
 /// One minute's counters.
@@ -371,16 +323,16 @@ impl SiteAnalytics {
             state: Mutex::new(SiteState {
                 closed_through: CLOSED,
                 pending: VecDeque::new(),
-                last_opened: CLOSED,
             }),
             dropped: Arc::clone(dropped),
         }
     }
 
-    fn record(&self, minute: i64, request: &ServedRequest<'_>) {
-        let slot = self.open(minute);
+    /// Counts one finished request in `minute`.
+    pub fn record(&self, minute: Minute, request: &ServedRequest<'_>) {
+        let slot = self.open(minute.0);
         let counters = &slot.counters;
-        counters.requests.fetch_add(1, Ordering::Relaxed);
+        let earlier = counters.requests.fetch_add(1, Ordering::Relaxed);
         if request.bytes_in > 0 {
             counters
                 .bytes_in
@@ -394,26 +346,40 @@ impl SiteAnalytics {
         if let Some(outcome) = request.cache {
             counters.cache[outcome as usize].fetch_add(1, Ordering::Relaxed);
         }
+        let weight = if earlier < EXACT_REQUESTS {
+            1
+        } else if earlier.is_multiple_of(SAMPLE_EVERY) {
+            SAMPLE_EVERY
+        } else {
+            return;
+        };
         let mut tops = match slot.tops.try_lock() {
             Ok(tops) => tops,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return,
         };
         let path = truncate(request.path, MAX_PATH_BYTES);
-        tops.paths.offer(xxh3_64(path.as_bytes()), path);
-        tops.clients.offer(ip_hash(request.client), &request.client);
+        tops.paths.offer(xxh3_64(path.as_bytes()), path, weight);
+        let client = request.client;
+        tops.clients.offer(ip_hash(client), &client, weight);
     }
 
-    /// No minute open, nothing pending, and no request for [`FORGET_AFTER_MINUTES`] before
-    /// `current`.
-    fn is_idle(&self, current: i64) -> bool {
-        let state = lock(&self.state);
-        state.pending.is_empty()
-            && state.last_opened < current - FORGET_AFTER_MINUTES
-            && self
-                .slots
-                .iter()
-                .all(|slot| slot.minute.load(Ordering::Acquire) == CLOSED)
+    /// Counts what the shield did to a request in `minute`: `block` and `rate_limit` as
+    /// blocked, `challenge` as challenged, by `reason`; other actions are not counted.
+    pub fn shield(&self, minute: Minute, action: EventAction, reason: EventReason) {
+        let blocked = match action {
+            EventAction::Block | EventAction::RateLimit => true,
+            EventAction::Challenge => false,
+            _ => return,
+        };
+        let reason = reason_index(reason);
+        let counters = &self.open(minute.0).counters;
+        let by_reason = if blocked {
+            &counters.blocked
+        } else {
+            &counters.challenged
+        };
+        by_reason[reason].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The slot counting `minute`: on the hot path, the one that already does.
@@ -442,7 +408,6 @@ impl SiteAnalytics {
             self.close(slot, &mut state);
         }
         slot.minute.store(minute, Ordering::Release);
-        state.last_opened = state.last_opened.max(minute);
         slot
     }
 
@@ -471,7 +436,7 @@ impl SiteAnalytics {
         // Requests left out of a busy sketch: scale the sketched counts back to the whole.
         let sketched = tops.paths.offered();
         let scale = |count: u64| {
-            if sketched == 0 || sketched >= requests {
+            if sketched == 0 || sketched == requests {
                 count
             } else {
                 (count as f64 * requests as f64 / sketched as f64).round() as u64
@@ -553,9 +518,25 @@ pub fn merge_top<'a>(
     merged
 }
 
-/// The order of the site list: names of different lengths compare without reading them.
-fn by_length_then_bytes(a: &str, b: &str) -> std::cmp::Ordering {
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+/// Where `reason` is counted. A match rather than a search of [`REASONS`]: a reason added to
+/// the shield does not build until it is given a place here.
+fn reason_index(reason: EventReason) -> usize {
+    match reason {
+        EventReason::DenyList => 0,
+        EventReason::Rule => 1,
+        EventReason::RateLimit => 2,
+        EventReason::CacheMisses => 3,
+        EventReason::OriginConcurrency => 4,
+        EventReason::UnderAttack => 5,
+        EventReason::RequestSpike => 6,
+        EventReason::ErrorSpike => 7,
+        EventReason::Settled => 8,
+        EventReason::ProofOfWork => 9,
+        EventReason::InvalidAnswer => 10,
+        EventReason::ExpiredAnswer => 11,
+        EventReason::WrongAnswer => 12,
+        EventReason::ReplayedAnswer => 13,
+    }
 }
 
 /// `path` cut to at most `max` bytes, on a character boundary.
@@ -570,10 +551,17 @@ fn truncate(path: &str, max: usize) -> &str {
     &path[..end]
 }
 
+/// An address's hash for the sketch: a multiply, since a match is confirmed on the address.
 fn ip_hash(ip: IpAddr) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
     match ip {
-        IpAddr::V4(v4) => xxh3_64(&v4.octets()),
-        IpAddr::V6(v6) => xxh3_64(&v6.octets()),
+        IpAddr::V4(v4) => u64::from(v4.to_bits()).wrapping_mul(K),
+        IpAddr::V6(v6) => {
+            let bits = v6.to_bits();
+            ((bits >> 64) as u64 ^ (bits as u64).wrapping_mul(K))
+                .wrapping_add(1)
+                .wrapping_mul(K)
+        }
     }
 }
 
@@ -584,8 +572,11 @@ fn unix_ms(time: SystemTime) -> i64 {
     }
 }
 
-fn wall_offset_ms() -> i64 {
-    unix_ms(SystemTime::now()) - crate::clock::now_ms() as i64
+/// Reads the wall clock and the monotonic clock together and keeps their difference.
+fn sync_wall_clock() -> i64 {
+    let offset = unix_ms(SystemTime::now()) - crate::clock::now_ms() as i64;
+    WALL_OFFSET_MS.store(offset, Ordering::Relaxed);
+    offset
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -598,7 +589,7 @@ mod tests {
     use std::net::Ipv4Addr;
     use std::time::Duration;
 
-    /// A minute well after the epoch, and a time inside it.
+    /// A minute well after the epoch.
     const M: i64 = 29_000_000;
 
     fn at(minute: i64, second: u64) -> SystemTime {
@@ -620,18 +611,14 @@ mod tests {
         IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
     }
 
-    fn slot_of<'a>(
-        sites: &'a [(Box<str>, Arc<SiteAnalytics>)],
-        site: &str,
-        minute: i64,
-    ) -> &'a Slot {
-        let (_, site) = sites.iter().find(|(n, _)| &**n == site).expect("the site");
-        &site.slots[minute.rem_euclid(SLOTS as i64) as usize]
+    fn tops(site: &SiteAnalytics, minute: i64) -> MutexGuard<'_, Tops> {
+        lock(&site.slots[minute.rem_euclid(SLOTS as i64) as usize].tops)
     }
 
     #[test]
     fn counters_add_up_per_site_and_per_minute() {
         let analytics = Analytics::new();
+        let (a, b) = (analytics.site("a"), analytics.site("b"));
         let hit = ServedRequest {
             cache: Some(CacheOutcome::Hit),
             ..served("/", ip(1), 200)
@@ -641,12 +628,12 @@ mod tests {
             ..served("/", ip(1), 200)
         };
         for _ in 0..3 {
-            analytics.record("a", Minute(M), &hit);
+            a.record(Minute(M), &hit);
         }
-        analytics.record("a", Minute(M), &miss);
-        analytics.record("a", Minute(M), &served("/x", ip(2), 404));
-        analytics.record("a", Minute(M + 1), &served("/", ip(1), 503));
-        analytics.record("b", Minute(M), &served("/", ip(1), 301));
+        a.record(Minute(M), &miss);
+        a.record(Minute(M), &served("/x", ip(2), 404));
+        a.record(Minute(M + 1), &served("/", ip(1), 503));
+        b.record(Minute(M), &served("/", ip(1), 301));
 
         let taken = analytics.take_finished(at(M + 2, 0));
         let summary: Vec<_> = taken
@@ -657,13 +644,22 @@ mod tests {
             summary,
             [("a", M * 60, 5), ("a", (M + 1) * 60, 1), ("b", M * 60, 1)]
         );
-        let a = &taken[0];
-        assert_eq!((a.bytes_in, a.bytes_out), (50, 500));
-        assert_eq!((a.cache_hit, a.cache_miss, a.cache_stale), (3, 1, 0));
-        assert_eq!((a.status_2xx, a.status_4xx, a.status_5xx), (4, 1, 0));
-        assert_eq!(a.top_paths, [("/".to_string(), 4), ("/x".to_string(), 1)]);
+        let first = &taken[0];
+        assert_eq!((first.bytes_in, first.bytes_out), (50, 500));
         assert_eq!(
-            a.top_clients,
+            (first.cache_hit, first.cache_miss, first.cache_stale),
+            (3, 1, 0)
+        );
+        assert_eq!(
+            (first.status_2xx, first.status_4xx, first.status_5xx),
+            (4, 1, 0)
+        );
+        assert_eq!(
+            first.top_paths,
+            [("/".to_string(), 4), ("/x".to_string(), 1)]
+        );
+        assert_eq!(
+            first.top_clients,
             [("192.0.2.1".to_string(), 4), ("192.0.2.2".to_string(), 1)]
         );
         assert_eq!(taken[1].status_5xx, 1);
@@ -673,42 +669,41 @@ mod tests {
     #[test]
     fn shield_outcomes_are_counted_by_reason() {
         let analytics = Analytics::new();
+        let site = analytics.site("a");
         let minute = Minute(M);
-        analytics.shield("a", minute, EventAction::Block, EventReason::DenyList);
-        analytics.shield("a", minute, EventAction::Block, EventReason::Rule);
-        analytics.shield("a", minute, EventAction::RateLimit, EventReason::RateLimit);
-        analytics.shield("a", minute, EventAction::RateLimit, EventReason::RateLimit);
-        let under_attack = EventReason::UnderAttack;
-        analytics.shield("a", minute, EventAction::Challenge, under_attack);
-        // Not a refusal: the request went on.
-        analytics.shield("a", minute, EventAction::Log, EventReason::Rule);
-        analytics.shield(
-            "a",
-            minute,
-            EventAction::Shed,
-            EventReason::OriginConcurrency,
-        );
+        site.shield(minute, EventAction::Block, EventReason::DenyList);
+        site.shield(minute, EventAction::Block, EventReason::Rule);
+        site.shield(minute, EventAction::RateLimit, EventReason::RateLimit);
+        site.shield(minute, EventAction::RateLimit, EventReason::RateLimit);
+        site.shield(minute, EventAction::Challenge, EventReason::UnderAttack);
+        // Not refusals: the request went on, or got the origin's 503.
+        site.shield(minute, EventAction::Log, EventReason::Rule);
+        site.shield(minute, EventAction::Shed, EventReason::OriginConcurrency);
 
         let taken = analytics.take_finished(at(M + 1, 0));
         assert_eq!(taken.len(), 1);
-        let blocked: Vec<_> = taken[0]
-            .blocked
-            .iter()
-            .map(|(k, v)| (k.as_str(), *v))
-            .collect();
-        assert_eq!(blocked, [("deny_list", 1), ("rate_limit", 2), ("rule", 1)]);
-        let challenged: Vec<_> = taken[0]
-            .challenged
-            .iter()
-            .map(|(k, v)| (k.as_str(), *v))
-            .collect();
-        assert_eq!(challenged, [("under_attack", 1)]);
+        let labels = |map: &BTreeMap<String, u64>| {
+            map.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>()
+        };
+        let blocked = labels(&taken[0].blocked);
+        let expected = [("deny_list", 1), ("rate_limit", 2), ("rule", 1)];
+        assert_eq!(blocked, expected.map(|(k, v)| (k.to_string(), v)));
+        let challenged = labels(&taken[0].challenged);
+        assert_eq!(challenged, [("under_attack".to_string(), 1)]);
+    }
+
+    #[test]
+    fn every_reason_has_its_own_counter() {
+        for (i, reason) in REASONS.iter().enumerate() {
+            assert_eq!(reason_index(*reason), i, "{}", reason.as_str());
+        }
     }
 
     #[test]
     fn a_minute_is_handed_over_once_and_only_once() {
         let analytics = Analytics::new();
-        analytics.record("a", Minute(M), &served("/", ip(1), 200));
+        let site = analytics.site("a");
+        site.record(Minute(M), &served("/", ip(1), 200));
         assert_eq!(analytics.take_finished(at(M + 1, 1)).len(), 1);
         assert!(analytics.take_finished(at(M + 1, 2)).is_empty());
         assert!(analytics.take_finished(at(M + 5, 0)).is_empty());
@@ -717,9 +712,10 @@ mod tests {
     #[test]
     fn the_current_minute_is_not_handed_over() {
         let analytics = Analytics::new();
-        analytics.record("a", Minute(M), &served("/", ip(1), 200));
+        let site = analytics.site("a");
+        site.record(Minute(M), &served("/", ip(1), 200));
         assert!(analytics.take_finished(at(M, 59)).is_empty());
-        analytics.record("a", Minute(M), &served("/", ip(1), 200));
+        site.record(Minute(M), &served("/", ip(1), 200));
         let taken = analytics.take_finished(at(M + 1, 0));
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].requests, 2);
@@ -728,10 +724,11 @@ mod tests {
     #[test]
     fn a_request_recorded_after_its_minute_was_taken_counts_in_the_next_one() {
         let analytics = Analytics::new();
-        analytics.record("a", Minute(M), &served("/", ip(1), 200));
+        let site = analytics.site("a");
+        site.record(Minute(M), &served("/", ip(1), 200));
         assert_eq!(analytics.take_finished(at(M + 1, 0))[0].requests, 1);
         // Started in minute M, finished just after the take.
-        analytics.record("a", Minute(M), &served("/", ip(1), 200));
+        site.record(Minute(M), &served("/", ip(1), 200));
         assert!(analytics.take_finished(at(M + 1, 30)).is_empty());
         let taken = analytics.take_finished(at(M + 2, 0));
         let minutes: Vec<_> = taken.iter().map(|m| (m.minute, m.requests)).collect();
@@ -741,11 +738,10 @@ mod tests {
     #[test]
     fn minutes_nobody_takes_are_capped_dropping_the_oldest() {
         let analytics = Analytics::new();
+        let site = analytics.site("a");
         for minute in M..M + 16 {
-            analytics.record("a", Minute(minute), &served("/", ip(1), 200));
-            let sites = analytics.sites.load();
-            let pending = lock(&sites[0].1.state).pending.len();
-            assert!(pending <= PENDING_MINUTES);
+            site.record(Minute(minute), &served("/", ip(1), 200));
+            assert!(lock(&site.state).pending.len() <= PENDING_MINUTES);
         }
         let taken = analytics.take_finished(at(M + 16, 0));
         let minutes: Vec<_> = taken.iter().map(|m| m.minute / 60 - M).collect();
@@ -772,20 +768,18 @@ mod tests {
         }
         let total = stream.len() as u64;
         let analytics = Analytics::new();
+        let site = analytics.site("a");
         for (n, &item) in stream.iter().enumerate() {
             let (path, client) = if item < 10 {
                 (format!("/heavy/{item}"), ip(item as u8))
             } else {
                 let [_, a, b, c] = item.to_be_bytes();
-                (
-                    format!("/unique/{item}"),
-                    IpAddr::V4(Ipv4Addr::new(10, a, b, c)),
-                )
+                let client = IpAddr::V4(Ipv4Addr::new(10, a, b, c));
+                (format!("/unique/{item}"), client)
             };
-            analytics.record("a", Minute(M), &served(&path, client, 200));
+            site.record(Minute(M), &served(&path, client, 200));
             if n % 1_000 == 0 {
-                let sites = analytics.sites.load();
-                let tops = lock(&slot_of(&sites, "a", M).tops);
+                let tops = tops(&site, M);
                 assert!(tops.paths.len() <= sketch::CAPACITY);
                 assert!(tops.paths.buffers() <= sketch::CAPACITY);
                 assert!(tops.clients.buffers() <= sketch::CAPACITY);
@@ -794,14 +788,17 @@ mod tests {
         let taken = analytics.take_finished(at(M + 1, 0));
         let minute = &taken[0];
         assert_eq!(minute.requests, total);
-        let bound = total / sketch::CAPACITY as u64;
+        // The sketch's bound, plus four standard deviations of sampling one in SAMPLE_EVERY.
+        let sketch_error = total / sketch::CAPACITY as u64;
         let mut found: Vec<_> = minute.top_paths[..10].to_vec();
         found.sort();
         for (i, (path, estimate)) in found.iter().enumerate() {
             assert_eq!(path, &format!("/heavy/{i}"));
             let truth = heavy[i];
+            let sampling = 4 * (SAMPLE_EVERY as f64 * truth as f64).sqrt() as u64;
+            let plausible = truth - sampling..=truth + sketch_error + sampling;
             assert!(
-                (truth..=truth + bound).contains(estimate),
+                plausible.contains(estimate),
                 "{path}: {estimate} for {truth}"
             );
         }
@@ -814,13 +811,31 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_minute_has_exact_top_counts() {
+        let analytics = Analytics::new();
+        let site = analytics.site("a");
+        for i in 0..EXACT_REQUESTS {
+            let path = if i % 4 == 0 { "/a" } else { "/b" };
+            site.record(Minute(M), &served(path, ip(1), 200));
+        }
+        let taken = analytics.take_finished(at(M + 1, 0));
+        let quarter = EXACT_REQUESTS / 4;
+        let expected = [("/b", 3 * quarter), ("/a", quarter)];
+        assert_eq!(
+            taken[0].top_paths,
+            expected.map(|(p, n)| (p.to_string(), n))
+        );
+    }
+
+    #[test]
     fn long_paths_are_cut_to_max_path_bytes_on_a_char_boundary() {
         let analytics = Analytics::new();
+        let site = analytics.site("a");
         let long = format!("/{}", "a".repeat(1_000));
         // 'é' is two bytes; one straddles byte 256.
         let accented = format!("/{}{}", "b".repeat(254), "é".repeat(10));
-        analytics.record("a", Minute(M), &served(&long, ip(1), 200));
-        analytics.record("a", Minute(M), &served(&accented, ip(1), 200));
+        site.record(Minute(M), &served(&long, ip(1), 200));
+        site.record(Minute(M), &served(&accented, ip(1), 200));
         let taken = analytics.take_finished(at(M + 1, 0));
         let mut lengths: Vec<_> = taken[0].top_paths.iter().map(|(p, _)| p.len()).collect();
         lengths.sort();
@@ -831,12 +846,12 @@ mod tests {
     #[test]
     fn requests_left_out_of_a_busy_sketch_scale_its_counts() {
         let analytics = Analytics::new();
-        analytics.record("a", Minute(M), &served("/a", ip(1), 200));
+        let site = analytics.site("a");
+        site.record(Minute(M), &served("/a", ip(1), 200));
         {
-            let sites = analytics.sites.load();
-            let _busy = lock(&slot_of(&sites, "a", M).tops);
+            let _busy = tops(&site, M);
             for _ in 0..3 {
-                analytics.record("a", Minute(M), &served("/a", ip(1), 200));
+                site.record(Minute(M), &served("/a", ip(1), 200));
             }
         }
         let taken = analytics.take_finished(at(M + 1, 0));
@@ -845,25 +860,34 @@ mod tests {
     }
 
     #[test]
-    fn a_site_idle_for_ten_minutes_is_forgotten() {
+    fn a_site_no_snapshot_holds_is_forgotten_once_its_minutes_are_taken() {
         let analytics = Analytics::new();
-        analytics.record("gone", Minute(M), &served("/", ip(1), 200));
-        analytics.record("kept", Minute(M + 20), &served("/", ip(1), 200));
-        assert_eq!(analytics.take_finished(at(M + 20, 0)).len(), 1);
-        let names: Vec<_> = analytics
-            .sites
-            .load()
-            .iter()
-            .map(|(name, _)| name.to_string())
-            .collect();
+        let gone = analytics.site("gone");
+        let kept = analytics.site("kept");
+        gone.record(Minute(M), &served("/", ip(1), 200));
+        drop(gone);
+        assert_eq!(analytics.take_finished(at(M, 30)).len(), 0);
+        assert_eq!(lock(&analytics.sites).len(), 2, "its minute is still open");
+        assert_eq!(analytics.take_finished(at(M + 1, 0)).len(), 1);
+        let names: Vec<_> = lock(&analytics.sites).keys().cloned().collect();
         assert_eq!(names, ["kept"]);
+        drop(kept);
+    }
+
+    #[test]
+    fn a_site_keeps_its_counters_across_snapshots() {
+        let analytics = Analytics::new();
+        let before = analytics.site("a");
+        before.record(Minute(M), &served("/", ip(1), 200));
+        let after = analytics.site("a");
+        after.record(Minute(M), &served("/", ip(1), 200));
+        assert_eq!(analytics.take_finished(at(M + 1, 0))[0].requests, 2);
     }
 
     #[test]
     fn minute_at_reads_the_wall_clock_minute_from_the_monotonic_clock() {
-        let analytics = Analytics::new();
         let before = Minute::of(SystemTime::now());
-        let minute = analytics.minute_at(Instant::now());
+        let minute = Minute::at(Instant::now());
         let after = Minute::of(SystemTime::now());
         assert!((before.0 - 1..=after.0 + 1).contains(&minute.0));
     }

@@ -18,7 +18,7 @@
 //! (`accept`, `tls` and the `http` timeouts run before this, per connection: see `conn`.)
 
 use crate::access_log::{AccessLog, AccessRecord};
-use crate::analytics::{Analytics, ServedRequest};
+use crate::analytics::{Analytics, Minute, ServedRequest, SiteAnalytics};
 use crate::body::{BodyMeter, BodyPace, EdgeBody, Finish, OriginBody};
 use crate::conn::ConnContext;
 use crate::metrics::{CacheOutcome, Metrics, SiteMetrics, UNROUTED};
@@ -74,6 +74,7 @@ impl EdgeState {
         metrics: Arc<Metrics>,
         cache: Arc<Cache>,
         events: Arc<EventRing>,
+        analytics: Arc<Analytics>,
     ) -> EdgeState {
         EdgeState {
             events,
@@ -86,7 +87,7 @@ impl EdgeState {
             metrics,
             cache,
             purge_wake: Arc::new(tokio::sync::Notify::new()),
-            analytics: Arc::new(Analytics::new()),
+            analytics,
         }
     }
 }
@@ -114,6 +115,7 @@ pub async fn handle(
         origin: None,
         upstream_time: None,
         origin_permit: None,
+        analytics: None,
         cache: None,
         started,
     };
@@ -171,6 +173,7 @@ pub async fn handle(
     };
     let site = &snapshot.sites[routed.site];
     log.site = Some((Arc::clone(&site.name), Arc::clone(&site.metrics)));
+    log.analytics = Some(Arc::clone(&site.analytics));
     if state.access_log.enabled() {
         log.host = Some(routed.host.to_string());
     }
@@ -181,8 +184,8 @@ pub async fn handle(
     // shield
     let record = |event: shield::events::NewEvent| {
         site.metrics.shield(event.action);
-        let minute = state.analytics.minute_at(Instant::now());
-        state.analytics.shield(&site.name, minute, event.action, event.reason);
+        site.analytics
+            .shield(Minute::at(Instant::now()), event.action, event.reason);
         state.events.record(event);
     };
     let client_ip = log.client_ip;
@@ -691,6 +694,8 @@ struct RequestLog {
     upstream_time: Option<Duration>,
     /// The origin request's slot under the site's concurrency cap, held to the response's end.
     origin_permit: Option<OriginPermit>,
+    /// The site's analytics (none for a request that matched no site).
+    analytics: Option<Arc<SiteAnalytics>>,
     /// What the cache did, for the site's analytics.
     cache: Option<CacheOutcome>,
     started: Instant,
@@ -718,8 +723,7 @@ impl Finish for RequestLog {
             None => (UNROUTED, &self.state.unrouted),
         };
         metrics.record(self.status, duration, bytes_in, bytes_out);
-        if let Some((name, _)) = &self.site {
-            let analytics = &self.state.analytics;
+        if let Some(analytics) = &self.analytics {
             let request = ServedRequest {
                 status: self.status,
                 bytes_in,
@@ -728,7 +732,7 @@ impl Finish for RequestLog {
                 client: self.client_ip,
                 cache: self.cache,
             };
-            analytics.record(name, analytics.minute_at(now), &request);
+            analytics.record(Minute::at(now), &request);
         }
         if self.state.access_log.enabled() {
             self.state.access_log.write(&AccessRecord {

@@ -3,6 +3,7 @@
 //! A request loads the current snapshot once and keeps it to the end, so a reload never changes
 //! the rules under a request in flight, and the hot path takes no lock.
 
+use crate::analytics::{Analytics, SiteAnalytics};
 use crate::metrics::{Metrics, OriginReport, SiteMetrics};
 use crate::origin::{PoolLimits, Upstream, UpstreamRegistry};
 use crate::phases::shield::{ProtectionRegistry, SiteProtection};
@@ -22,6 +23,8 @@ pub struct SiteRuntime {
     pub config: Site,
     pub upstream: Arc<Upstream>,
     pub metrics: Arc<SiteMetrics>,
+    /// This minute's counts and top lists, kept across reloads like `metrics`.
+    pub analytics: Arc<SiteAnalytics>,
     /// Lists, rules and rate limits, compiled.
     pub guard: SiteGuard,
     /// The shield's state that outlives this snapshot (attack baseline, origin slots).
@@ -53,6 +56,7 @@ pub struct Snapshot {
 pub struct BuildContext<'a> {
     pub upstreams: &'a UpstreamRegistry,
     pub metrics: &'a Metrics,
+    pub analytics: &'a Analytics,
     pub limiters: &'a LimiterRegistry,
     pub protections: &'a ProtectionRegistry,
     pub tls: &'a TlsShared,
@@ -91,6 +95,7 @@ impl Snapshot {
                     .upstream_for(site, &pool)
                     .map_err(|e| format!("{}: {e}", ctx.source))?,
                 metrics: ctx.metrics.site(&site.name),
+                analytics: ctx.analytics.site(&site.name),
                 config: site.clone(),
             });
         }

@@ -3,8 +3,9 @@
 //! counters.
 //!
 //! Each of the [`CAPACITY`] counters holds a key, its estimated count and the error that
-//! estimate may carry. A key already held gets +1; a new key takes the counter with the
-//! smallest count `min` and starts at `min + 1` with error `min`. So, over a stream of `N`:
+//! estimate may carry. A key already held gets +w (its weight: 1, or the sampling rate when
+//! the stream is sampled); a new key takes the counter with the smallest count `min` and
+//! starts at `min + w` with error `min`. So, over a stream of total weight `N`:
 //! - every estimate is at least the key's true count, and at most `N / CAPACITY` above it;
 //! - every key seen more than `N / CAPACITY` times holds a counter.
 //!
@@ -13,7 +14,7 @@
 //!
 //! The counters are kept sorted by count, largest first. A heavy key is found after a few
 //! comparisons (it sits at the front), the smallest counter is always the last one, and an
-//! increment moves a key by one swap with the first counter of its old count.
+//! increment moves a key ahead of the counters it passed (for a weight of 1, one swap).
 
 use std::borrow::Borrow;
 
@@ -34,7 +35,7 @@ pub struct SpaceSaving<K> {
     /// The keys of `0..len`; those after `len` are kept after a [`clear`](Self::clear) so that
     /// their buffers are reused rather than allocated again. Never longer than [`CAPACITY`].
     keys: Vec<K>,
-    /// Every key offered since the last clear.
+    /// The weight offered since the last clear.
     offered: u64,
 }
 
@@ -52,14 +53,15 @@ impl<K> Default for SpaceSaving<K> {
 }
 
 impl<K> SpaceSaving<K> {
-    /// Counts one occurrence of `key`, whose hash is `hash` (the caller's: it knows its keys).
-    /// Copies the key only when it takes a counter, into a buffer kept from earlier keys.
-    pub fn offer<Q>(&mut self, hash: u64, key: &Q)
+    /// Counts `weight` occurrences of `key`, whose hash is `hash` (the caller's: it knows its
+    /// keys). Copies the key only when it takes a counter, into a buffer kept from earlier
+    /// keys.
+    pub fn offer<Q>(&mut self, hash: u64, key: &Q, weight: u64)
     where
         K: Borrow<Q>,
         Q: ?Sized + PartialEq + ToOwned<Owned = K>,
     {
-        self.offered += 1;
+        self.offered += weight;
         let len = self.len;
         // Hashes first (a tight loop over one array), the key only to confirm.
         let mut found = self.hashes[..len].iter().position(|h| *h == hash);
@@ -70,7 +72,7 @@ impl<K> SpaceSaving<K> {
             found = self.keys[..len].iter().position(|k| k.borrow() == key);
         }
         if let Some(i) = found {
-            self.increment(i);
+            self.add(i, weight);
             return;
         }
         if len < CAPACITY {
@@ -78,7 +80,7 @@ impl<K> SpaceSaving<K> {
             self.len += 1;
             self.counts[len] = 0;
             self.errors[len] = 0;
-            self.increment(len);
+            self.add(len, weight);
             return;
         }
         // Full: the new key takes the smallest counter (the last) and inherits its count.
@@ -86,7 +88,7 @@ impl<K> SpaceSaving<K> {
         let min = self.counts[last];
         self.assign(last, hash, key);
         self.errors[last] = min;
-        self.increment(last);
+        self.add(last, weight);
     }
 
     /// The counters in use, never more than [`CAPACITY`].
@@ -98,7 +100,7 @@ impl<K> SpaceSaving<K> {
         self.len == 0
     }
 
-    /// Keys offered since the last clear.
+    /// The weight offered since the last clear.
     pub fn offered(&self) -> u64 {
         self.offered
     }
@@ -136,17 +138,26 @@ impl<K> SpaceSaving<K> {
         }
     }
 
-    /// Adds one to counter `i` and restores the order: the counter changes places with the
-    /// first counter of its old count (everything before that one is larger).
-    fn increment(&mut self, i: usize) {
-        let old = self.counts[i];
-        self.counts[i] = old + 1;
-        let first = self.counts[..i].partition_point(|&c| c > old);
-        if first < i {
-            self.hashes.swap(first, i);
-            self.counts.swap(first, i);
-            self.errors.swap(first, i);
-            self.keys.swap(first, i);
+    /// Adds `weight` to counter `i` and restores the order: the counter moves ahead of every
+    /// counter now smaller than it.
+    fn add(&mut self, i: usize, weight: u64) {
+        let count = self.counts[i] + weight;
+        self.counts[i] = count;
+        if i == 0 || self.counts[i - 1] >= count {
+            return;
+        }
+        let to = self.counts[..i].partition_point(|&c| c >= count);
+        if weight == 1 {
+            // Everything passed had the old count: one swap keeps the order.
+            self.hashes.swap(to, i);
+            self.counts.swap(to, i);
+            self.errors.swap(to, i);
+            self.keys.swap(to, i);
+        } else {
+            self.hashes[to..=i].rotate_right(1);
+            self.counts[to..=i].rotate_right(1);
+            self.errors[to..=i].rotate_right(1);
+            self.keys[to..=i].rotate_right(1);
         }
     }
 }
@@ -157,7 +168,7 @@ mod tests {
     use xxhash_rust::xxh3::xxh3_64;
 
     fn offer(sketch: &mut SpaceSaving<String>, key: &str) {
-        sketch.offer(xxh3_64(key.as_bytes()), key);
+        sketch.offer(xxh3_64(key.as_bytes()), key, 1);
     }
 
     fn sorted(sketch: &SpaceSaving<String>) -> bool {
@@ -200,6 +211,24 @@ mod tests {
         }
         assert_eq!(sketch.len(), CAPACITY);
         assert!(sorted(&sketch));
+    }
+
+    #[test]
+    fn weighted_offers_keep_the_counters_in_order() {
+        let mut sketch = SpaceSaving::default();
+        for (key, weight) in [
+            ("/a", 1),
+            ("/b", 1),
+            ("/c", 1),
+            ("/c", 8),
+            ("/a", 3),
+            ("/b", 1),
+        ] {
+            sketch.offer(xxh3_64(key.as_bytes()), key, weight);
+        }
+        let top: Vec<_> = sketch.top(10).map(|(k, c, _)| (k.as_str(), c)).collect();
+        assert_eq!(top, [("/c", 9), ("/a", 4), ("/b", 2)]);
+        assert_eq!(sketch.offered(), 15);
     }
 
     #[test]

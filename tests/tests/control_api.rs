@@ -968,3 +968,80 @@ async fn a_certificate_uploaded_with_a_site_is_served_by_sni_and_never_shown_bac
         "a deleted site's key goes with it"
     );
 }
+
+// ---- Analytics -----------------------------------------------------------------------------
+
+/// Waits for the minute to end and the control plane to store it: up to 70 s, so this one test
+/// is slow by nature (it runs beside the others).
+#[tokio::test]
+async fn analytics_count_a_sites_minute_with_its_top_paths_and_clients() {
+    let origin = Origin::start("o");
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .site("[[site.rule]]\nid = \"no-admin\"\nexpr = 'http.request.uri.path starts_with \"/admin\"'\naction = \"block\"")
+            .to_toml(),
+    );
+    for _ in 0..20 {
+        assert_eq!(
+            client::get(proxy.http_addr(), "blog.example", "/status/200")
+                .await
+                .status,
+            200
+        );
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            client::get(proxy.http_addr(), "blog.example", "/status/404")
+                .await
+                .status,
+            404
+        );
+    }
+    assert_eq!(
+        client::get(proxy.http_addr(), "blog.example", "/admin/x")
+            .await
+            .status,
+        403
+    );
+    // Not a site's request: not counted per site.
+    assert_eq!(
+        client::get(proxy.http_addr(), "nobody.example", "/")
+            .await
+            .status,
+        421
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(75);
+    let summary = loop {
+        let (status, summary) =
+            api(&proxy, "GET", "/api/sites/blog/analytics?since=10m", None).await;
+        assert_eq!(status, 200, "{summary}");
+        if summary["totals"]["requests"].as_u64().unwrap_or(0) >= 26 {
+            break summary;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no minute stored within 75 s: {summary}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let totals = &summary["totals"];
+    assert_eq!(totals["requests"], 26, "{summary}");
+    assert_eq!(totals["status_2xx"], 20);
+    assert_eq!(totals["status_4xx"], 6);
+    assert_eq!(totals["blocked"]["rule"], 1);
+    assert!(totals["bytes_out"].as_u64().unwrap() > 0);
+    assert_eq!(
+        summary["top_paths"][0],
+        json!(["/status/200", 20]),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["top_clients"][0],
+        json!(["127.0.0.1", 26]),
+        "{summary}"
+    );
+    assert!(!summary["minutes"].as_array().unwrap().is_empty());
+    let (status, body) = api(&proxy, "GET", "/api/sites/blog/analytics?since=soon", None).await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("since")));
+}

@@ -563,28 +563,14 @@ fn refusal(posted: Posted, status: StatusCode, message: &str) -> Response<EdgeBo
 }
 
 fn json(status: StatusCode, body: &serde_json::Value) -> Response<EdgeBody> {
-    let mut response = Response::new(EdgeBody::fixed(format!("{body}\n")));
-    *response.status_mut() = status;
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    respond::not_stored(status, "application/json", format!("{body}\n"))
 }
 
 /// One of the intake's HTML pages, with the headers every one of them carries.
 fn page(status: StatusCode, html: String) -> Response<EdgeBody> {
-    let mut response = Response::new(EdgeBody::fixed(html));
-    *response.status_mut() = status;
+    // What a reporter wrote must not stay in a shared cache or a browser's: not stored.
+    let mut response = respond::not_stored(status, "text/html; charset=utf-8", html);
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    // What a reporter wrote must not stay in a shared cache or a browser's.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(PAGE_CSP),

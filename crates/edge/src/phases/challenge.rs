@@ -118,14 +118,12 @@ pub fn challenge(
         return_to: safe_return(return_to),
     });
     site.metrics.challenge_issued();
-    let mut response = Response::new(EdgeBody::fixed(html));
-    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
+    let mut response = respond::not_stored(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "text/html; charset=utf-8",
+        html,
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(PAGE_CSP),
@@ -155,12 +153,7 @@ fn browser_required(json: bool) -> Response<EdgeBody> {
             "text/plain; charset=utf-8",
         )
     };
-    let mut response = Response::new(EdgeBody::fixed(body));
-    *response.status_mut() = StatusCode::FORBIDDEN;
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    respond::not_stored(StatusCode::FORBIDDEN, content_type, body)
 }
 
 /// True when the client's Accept ranks JSON above HTML (an API client, a `fetch`), so it gets
@@ -328,15 +321,7 @@ fn refuse(
 }
 
 fn answer_json(status: StatusCode, body: impl Into<Bytes>) -> Response<EdgeBody> {
-    let mut response = Response::new(EdgeBody::fixed(body));
-    *response.status_mut() = status;
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    respond::not_stored(status, "application/json", body)
 }
 
 #[cfg(test)]

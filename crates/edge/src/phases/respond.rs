@@ -38,6 +38,22 @@ pub fn client_response_headers(
     append_list(headers, &header::VIA, &via(client_version));
 }
 
+/// An answer the edge makes itself (an error page, a notice, a JSON refusal): fixed body,
+/// `Content-Type` as given, and `Cache-Control: no-store`, since none of them may be kept by a
+/// cache or a browser in place of the site's own content.
+pub fn not_stored(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<bytes::Bytes>,
+) -> Response<EdgeBody> {
+    let mut response = Response::new(EdgeBody::fixed(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// A page the edge answers with itself.
 pub fn edge_page(status: StatusCode, close: bool) -> Response<EdgeBody> {
     let (title, text) = page_text(status);
@@ -46,16 +62,11 @@ pub fn edge_page(status: StatusCode, close: bool) -> Response<EdgeBody> {
          <body><h1>{code} {title}</h1><p>{text}</p><hr><p>palisade</p></body></html>\n",
         code = status.as_u16()
     );
-    let mut response = Response::new(EdgeBody::fixed(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut response = not_stored(status, "text/html; charset=utf-8", body);
     if close {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }
@@ -87,12 +98,7 @@ pub fn suspension_notice(legal: bool, request_headers: &http::HeaderMap) -> Resp
         );
         ("text/html; charset=utf-8", body)
     };
-    let mut response = Response::new(EdgeBody::fixed(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    not_stored(status, content_type, body)
 }
 
 fn page_text(status: StatusCode) -> (&'static str, &'static str) {

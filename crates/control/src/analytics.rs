@@ -110,11 +110,10 @@ pub async fn serve(plane: &ControlPlane, site: &str, query: &str) -> ApiResult {
     let now = unix_now();
     let since = parse_since(query, now)?;
     let name = site.to_string();
-    let rows = plane
-        .store
-        .run(move |conn| store::analytics::since(conn, &name, since, MAX_MINUTES))
-        .await
-        .map_err(|e: StoreError| ApiError::from(e))?;
+    let rows = crate::api::read(plane, move |conn| {
+        store::analytics::since(conn, &name, since, MAX_MINUTES)
+    })
+    .await?;
     let mut minutes = Vec::with_capacity(rows.len());
     for (_, data) in rows {
         match serde_json::from_str::<SiteMinute>(&data) {

@@ -2,7 +2,6 @@
 //! first when paging forward with `after`). Read-only: no route changes or removes an entry.
 
 use super::{ApiError, ApiResult, Shared, auth, limit, reply};
-use crate::store::StoreError;
 use crate::store::audit::{self, Query};
 use crate::store::tokens::Scope;
 use axum::extract::{Query as QueryString, Request, State};
@@ -34,10 +33,6 @@ pub async fn list(
         sites: caller.sites(),
         limit: limit(params.limit, 100, 10_000)?,
     };
-    let entries = plane
-        .store
-        .run(move |conn| audit::list(conn, &query))
-        .await
-        .map_err(|e: StoreError| ApiError::from(e))?;
+    let entries = crate::api::read(&plane, move |conn| audit::list(conn, &query)).await?;
     reply(StatusCode::OK, json!({ "entries": entries }))
 }

@@ -2,7 +2,6 @@
 
 use super::ApiError;
 use crate::plane::ControlPlane;
-use crate::store::StoreError;
 use crate::store::tokens::{self, Scope, Token};
 use axum::http::{HeaderMap, StatusCode, header};
 
@@ -74,11 +73,7 @@ pub async fn caller(plane: &ControlPlane, headers: &HeaderMap) -> Result<Caller,
             )
         })?
         .to_string();
-    let token = plane
-        .store
-        .run(move |conn| tokens::authenticate(conn, &secret))
-        .await
-        .map_err(|e: StoreError| ApiError::from(e))?;
+    let token = crate::api::read(plane, move |conn| tokens::authenticate(conn, &secret)).await?;
     match token {
         Some(token) => Ok(Caller { token }),
         None => Err(ApiError::new(

@@ -175,6 +175,17 @@ pub async fn read_body(body: axum::body::Body) -> Result<Bytes, ApiError> {
     }
 }
 
+/// Runs a read of the store on a blocking thread.
+pub async fn read<T: Send + 'static>(
+    plane: &ControlPlane,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    plane
+        .store
+        .run(move |conn| f(conn).map_err(ApiError::from))
+        .await
+}
+
 /// `limit` from a query: `default` when absent, at most `max`.
 pub fn limit(value: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
     match value {

@@ -2,7 +2,6 @@
 
 use super::{ApiError, ApiResult, Shared, auth, limit, read_json, reply};
 use crate::plane::ChangeError;
-use crate::store::StoreError;
 use crate::store::audit::Change;
 use crate::store::reports::{self, Query};
 use crate::store::tokens::Scope;
@@ -45,11 +44,7 @@ pub async fn list(
         sites: caller.sites(),
         limit: limit(params.limit, 100, 10_000)?,
     };
-    let found = plane
-        .store
-        .run(move |conn| reports::list(conn, &query))
-        .await
-        .map_err(|e: StoreError| ApiError::from(e))?;
+    let found = crate::api::read(&plane, move |conn| reports::list(conn, &query)).await?;
     reply(StatusCode::OK, json!({ "reports": found }))
 }
 
@@ -58,11 +53,7 @@ pub async fn show(State(plane): Shared, Path(id): Path<String>, request: Request
     let caller = auth::caller(&plane, request.headers()).await?;
     caller.require_scope(Scope::Read)?;
     let id = report_id(&id)?;
-    let report = plane
-        .store
-        .run(move |conn| reports::get(conn, id))
-        .await
-        .map_err(|e: StoreError| ApiError::from(e))?;
+    let report = crate::api::read(&plane, move |conn| reports::get(conn, id)).await?;
     let report =
         report.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no report {id}")))?;
     caller.require(Scope::Read, report.site.as_deref())?;

@@ -31,11 +31,7 @@ pub async fn list(State(plane): Shared, request: Request) -> ApiResult {
 
 async fn views(plane: &Arc<ControlPlane>) -> Result<Vec<SiteView>, ApiError> {
     let inner = Arc::clone(plane);
-    plane
-        .store
-        .run(move |conn| inner.sites(conn))
-        .await
-        .map_err(|e: StoreError| ApiError::from(e))
+    crate::api::read(plane, move |conn| inner.sites(conn)).await
 }
 
 async fn view(plane: &Arc<ControlPlane>, name: &str) -> Result<SiteView, ApiError> {
@@ -180,11 +176,8 @@ async fn update(
     // that two clients patching at once cannot lose one's edit.
     let current = {
         let name = site.clone();
-        plane
-            .store
-            .run(move |conn| store::sites::get(conn, &name))
-            .await
-            .map_err(|e: StoreError| ApiError::from(e))?
+        crate::api::read(plane, move |conn| store::sites::get(conn, &name))
+            .await?
             .ok_or_else(|| no_site(&site))?
     };
     let mut document = match update {

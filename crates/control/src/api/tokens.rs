@@ -2,7 +2,6 @@
 
 use super::{ApiError, ApiResult, Shared, auth, read_json, reply};
 use crate::plane::ChangeError;
-use crate::store::StoreError;
 use crate::store::audit::Change;
 use crate::store::tokens::{self, NewToken, Scope};
 use axum::extract::{Path, Request, State};
@@ -12,11 +11,7 @@ use serde_json::{Value, json};
 
 pub async fn list(State(plane): Shared, request: Request) -> ApiResult {
     auth::authorize(&plane, request.headers(), Scope::Admin, None).await?;
-    let all = plane
-        .store
-        .run(|conn| tokens::list(conn))
-        .await
-        .map_err(|e: StoreError| ApiError::from(e))?;
+    let all = crate::api::read(&plane, tokens::list).await?;
     reply(StatusCode::OK, json!({ "tokens": all }))
 }
 

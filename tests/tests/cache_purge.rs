@@ -1,9 +1,9 @@
 //! Purging through the real binary: `POST /api/sites/{site}/purge` on the admin listener and
 //! `palisade purge`, by URL, prefix, host, tag and everything, hard and soft.
 
-use palisade_blackbox::binary_path;
 use palisade_blackbox::client;
 use palisade_blackbox::scripted_origin::Reply;
+use palisade_blackbox::{ADMIN_TOKEN, binary_path};
 use palisade_blackbox::{Palisade, ScriptedOrigin, SiteConfig};
 
 /// Answers request `n` with body `v{n}`, fresh for a minute, tagged by its path's first
@@ -147,6 +147,7 @@ async fn palisade_purge_command_purges_through_the_admin_listener() {
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(binary_path())
             .args(["purge", "--site", "blog", "--everything", "--admin", &admin])
+            .env("PALISADE_TOKEN", ADMIN_TOKEN)
             .output()
             .expect("run palisade purge")
     })

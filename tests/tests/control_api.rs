@@ -513,7 +513,7 @@ async fn a_suspended_site_under_load_never_reaches_its_origin_and_reinstating_re
             // Bounded in count and time.
             let deadline = Instant::now() + Duration::from_secs(20);
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && n < 20_000 {
-                let path = if n % 2 == 0 {
+                let path = if n.is_multiple_of(2) {
                     "/page".to_string()
                 } else {
                     format!("/u/{c}/{n}")

@@ -1,8 +1,23 @@
-//! `palisade`: the command line. `serve` runs the edge; `check` validates a configuration;
-//! `purge` asks a running edge to purge cached responses; `keys rotate` renews the challenge's
-//! signing key.
+//! `palisade`: the command line (docs/cli.md has every command, flag and exit status).
+//!
+//! - `serve` runs the edge and the control plane; `check` validates a configuration file;
+//!   `explain` shows what the shield would do with a request; `keys rotate` renews the
+//!   challenge's signing key; `audit verify` checks the audit log's hash chain in the store
+//!   file. These work on files, without a running server.
+//! - `site`, `token`, `purge`, `suspend`, `reinstate`, `reports`, `audit list`, `analytics`
+//!   and `apply` mirror the admin API (`cli/`, through `admin_client`): they reach a running
+//!   `serve` at `--admin-url` (or `PALISADE_ADMIN_URL`) with `--token` (or `PALISADE_TOKEN`),
+//!   print tables by default and the API's JSON with `--json`.
+//!
+//! Exit status: 0 on success; 1 on any error (including a refusal from the API and an audit
+//! log that does not verify); 2 for a command line clap cannot parse.
 
+mod admin_client;
+mod apply;
+mod cli;
 mod purge;
+mod site_file;
+mod table;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -87,7 +102,7 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
-    /// Purge cached responses of a site on a running edge (through its admin listener).
+    /// Purge cached responses of a site on a running edge (through its admin API).
     Purge {
         /// The site, by its name in the configuration.
         #[arg(long)]
@@ -97,12 +112,74 @@ enum Command {
         /// Mark stale (revalidated on next use) instead of deleting.
         #[arg(long)]
         soft: bool,
-        /// The edge's admin listener [default: from --config, else 127.0.0.1:9090].
+        /// The edge's admin listener, ADDR:PORT [default: from --config, else --admin-url].
         #[arg(long, conflicts_with = "config")]
         admin: Option<SocketAddr>,
         /// Read the admin listener's address from this configuration file.
         #[arg(long)]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        api: cli::ApiArgs,
+    },
+    /// Sites: list, show, create, update, patch, delete, and switch their state.
+    Site {
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        #[command(subcommand)]
+        action: cli::site::Action,
+    },
+    /// API tokens: list, create (the secret is printed once), revoke.
+    Token {
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        #[command(subcommand)]
+        action: cli::token::Action,
+    },
+    /// Suspend a site (terminate service): its hosts get a fixed notice, 403 or 451.
+    Suspend {
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        #[command(flatten)]
+        args: cli::suspension::SuspendArgs,
+    },
+    /// Lift a site's suspension.
+    Reinstate {
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        #[command(flatten)]
+        args: cli::suspension::ReinstateArgs,
+    },
+    /// Abuse reports: the queue (urgent first), one report, triage.
+    Reports {
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        #[command(subcommand)]
+        action: cli::reports::Action,
+    },
+    /// The audit log: list entries (API), or verify its hash chain (offline, the store file).
+    Audit {
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        #[command(subcommand)]
+        action: cli::audit::Action,
+    },
+    /// A site's traffic: totals, status classes, cache, blocked and challenged, top lists.
+    Analytics {
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        #[command(flatten)]
+        args: cli::analytics::AnalyticsArgs,
+    },
+    /// Sync the store's sites to a TOML file's [[site]] tables, printing the diff.
+    Apply {
+        /// The file: [[site]] tables as in palisade.toml ([server] and [shield] are ignored).
+        #[arg(short, long, value_name = "FILE")]
+        file: PathBuf,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        api: cli::ApiArgs,
     },
 }
 
@@ -120,13 +197,18 @@ enum KeysAction {
     },
 }
 
-/// `palisade keys rotate`.
-fn rotate_keys(data: Option<PathBuf>, config: Option<PathBuf>) -> Result<()> {
-    let data_dir = match (data, config) {
+/// The data directory from `--data` or `--config` (its `data_dir`), else the default.
+pub fn data_dir(data: Option<PathBuf>, config: Option<PathBuf>) -> Result<PathBuf> {
+    Ok(match (data, config) {
         (Some(dir), _) => dir,
         (None, Some(path)) => Config::load(&path)?.server.data_dir,
         (None, None) => PathBuf::from("./palisade-data"),
-    };
+    })
+}
+
+/// `palisade keys rotate`.
+fn rotate_keys(data: Option<PathBuf>, config: Option<PathBuf>) -> Result<()> {
+    let data_dir = data_dir(data, config)?;
     shield::challenge::ChallengeKeys::rotate(&data_dir)?;
     let path = data_dir.join(shield::challenge::keys::KEY_FILE);
     println!(
@@ -165,7 +247,16 @@ fn main() -> ExitCode {
             soft,
             admin,
             config,
-        } => purge_command(&site, &selector, soft, admin, config),
+            api,
+        } => purge::run(&api, &site, &selector, soft, admin, config),
+        Command::Site { api, action } => cli::site::run(&api, action),
+        Command::Token { api, action } => cli::token::run(&api, action),
+        Command::Suspend { api, args } => cli::suspension::suspend(&api, args),
+        Command::Reinstate { api, args } => cli::suspension::reinstate(&api, args),
+        Command::Reports { api, action } => cli::reports::run(&api, action),
+        Command::Audit { api, action } => cli::audit::run(&api, action),
+        Command::Analytics { api, args } => cli::analytics::run(&api, args),
+        Command::Apply { file, dry_run, api } => apply::run(&api, &file, dry_run),
         Command::Serve {
             config,
             origin,
@@ -199,23 +290,6 @@ fn explain(
     };
     let text = edge::explain::explain(&config, &request).map_err(|e| anyhow::anyhow!(e))?;
     print!("{text}");
-    Ok(())
-}
-
-fn purge_command(
-    site: &str,
-    selector: &purge::Selector,
-    soft: bool,
-    admin: Option<SocketAddr>,
-    config: Option<PathBuf>,
-) -> Result<()> {
-    let admin = match (admin, config) {
-        (Some(admin), _) => admin,
-        (None, Some(path)) => Config::load(&path)?.server.admin,
-        (None, None) => SocketAddr::from(([127, 0, 0, 1], 9090)),
-    };
-    let answer = purge::send(admin, site, &purge::body(selector, soft))?;
-    println!("{answer}");
     Ok(())
 }
 
@@ -390,5 +464,38 @@ async fn reload(plane: &Arc<control::ControlPlane>, path: &Path, overrides: &Ove
         Err(e) => {
             tracing::error!("configuration not reloaded, the previous one keeps running: {e}")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// clap checks a command's definition only when it is used: this checks them all.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn connection_flags_go_anywhere_after_the_noun() {
+        let cli = Cli::try_parse_from([
+            "palisade",
+            "site",
+            "--json",
+            "list",
+            "--admin-url",
+            "http://127.0.0.1:1",
+            "--token",
+            "pal_x",
+        ])
+        .unwrap();
+        let Command::Site { api, .. } = cli.command else {
+            panic!("not `site`");
+        };
+        assert!(api.json);
+        assert_eq!(api.admin_url, "http://127.0.0.1:1");
+        assert_eq!(api.token.as_deref(), Some("pal_x"));
     }
 }

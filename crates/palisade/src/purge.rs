@@ -1,13 +1,13 @@
-//! `palisade purge`: asks a running edge's admin listener to purge (`POST
-//! /api/sites/{site}/purge`), and prints its answer.
+//! `palisade purge`: asks a running edge's admin API to purge a site's cached responses
+//! (`POST /api/sites/{site}/purge`, a token with the `purge` scope).
 
-use anyhow::{Context, Result, bail};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
-
-/// How long the CLI waits for the admin listener, to connect and to answer.
-const TIMEOUT: Duration = Duration::from_secs(10);
+use crate::admin_client::{AdminUrl, segment};
+use crate::cli::{ApiArgs, cell, print_json};
+use anyhow::{Result, anyhow};
+use model::Config;
+use serde_json::{Map, Value};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// What to purge: exactly one (clap's group enforces it).
 #[derive(clap::Args)]
@@ -31,21 +31,8 @@ pub struct Selector {
 }
 
 /// The JSON body for a selector.
-pub fn body(selector: &Selector, soft: bool) -> String {
-    let mut fields = serde_json_fields(selector);
-    if soft {
-        fields.push(("soft".into(), "true".into()));
-    }
-    let inner: Vec<String> = fields
-        .iter()
-        .map(|(k, v)| format!("\"{k}\": {v}"))
-        .collect();
-    format!("{{{}}}", inner.join(", "))
-}
-
-fn serde_json_fields(selector: &Selector) -> Vec<(String, String)> {
-    let quoted = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
-    let mut fields = Vec::new();
+pub fn body(selector: &Selector, soft: bool) -> Value {
+    let mut fields = Map::new();
     for (name, value) in [
         ("url", &selector.url),
         ("prefix", &selector.prefix),
@@ -53,51 +40,65 @@ fn serde_json_fields(selector: &Selector) -> Vec<(String, String)> {
         ("tag", &selector.tag),
     ] {
         if let Some(value) = value {
-            fields.push((name.to_string(), quoted(value)));
+            fields.insert(name.into(), Value::from(value.as_str()));
         }
     }
     if selector.everything {
-        fields.push(("everything".into(), "true".into()));
+        fields.insert("everything".into(), Value::Bool(true));
     }
-    fields
+    if soft {
+        fields.insert("soft".into(), Value::Bool(true));
+    }
+    Value::Object(fields)
 }
 
-/// Sends the purge and returns the admin listener's answer body; an error for anything but
-/// 200, with the server's message.
-pub fn send(admin: SocketAddr, site: &str, body: &str) -> Result<String> {
-    if site.is_empty()
-        || !site
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        bail!("site name {site:?} is not a site name");
+/// `palisade purge`: the admin API is `--admin ADDR`, else `--config`'s `admin`, else
+/// `--admin-url` (or its environment variable, or the default).
+pub fn run(
+    api: &ApiArgs,
+    site: &str,
+    selector: &Selector,
+    soft: bool,
+    admin: Option<SocketAddr>,
+    config: Option<PathBuf>,
+) -> Result<()> {
+    let url = match (admin, config) {
+        (Some(admin), _) => format!("http://{admin}"),
+        (None, Some(path)) => format!("http://{}", Config::load(&path)?.server.admin),
+        (None, None) => api.admin_url.clone(),
+    };
+    let url = AdminUrl::parse(&url).map_err(|e| anyhow!("admin URL {e}"))?;
+    let client = api.client_at(url)?;
+    let answer = client.post(
+        &format!("/api/sites/{}/purge", segment(site)),
+        &body(selector, soft),
+    )?;
+    if api.json {
+        print_json(&answer);
+    } else {
+        println!(
+            "purged {} of site {site} ({}; purge #{})",
+            what(selector),
+            if soft { "marked stale" } else { "deleted" },
+            cell(answer.get("purge"))
+        );
     }
-    let mut stream = TcpStream::connect_timeout(&admin, TIMEOUT)
-        .with_context(|| format!("cannot reach the admin listener at {admin}"))?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))?;
-    let request = format!(
-        "POST /api/sites/{site}/purge HTTP/1.1\r\nHost: {admin}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes())?;
-    let mut response = Vec::new();
-    stream
-        .take(1 << 20)
-        .read_to_end(&mut response)
-        .context("reading the admin listener's answer")?;
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .context("the admin listener's answer is not HTTP")?;
-    if status != 200 {
-        bail!("purge refused ({status}): {}", body.trim());
+    Ok(())
+}
+
+fn what(selector: &Selector) -> String {
+    match selector {
+        Selector { url: Some(url), .. } => format!("url {url}"),
+        Selector {
+            prefix: Some(prefix),
+            ..
+        } => format!("urls under {prefix}"),
+        Selector {
+            host: Some(host), ..
+        } => format!("host {host}"),
+        Selector { tag: Some(tag), .. } => format!("tag {tag}"),
+        _ => "everything".to_string(),
     }
-    Ok(body.trim().to_string())
 }
 
 #[cfg(test)]
@@ -114,12 +115,12 @@ mod tests {
             everything,
         };
         assert_eq!(
-            body(&s(Some("https://a.example/x\"y"), false), false),
-            r#"{"url": "https://a.example/x\"y"}"#
+            body(&s(Some("https://a.example/x\"y\u{1}"), false), false).to_string(),
+            r#"{"url":"https://a.example/x\"y\u0001"}"#
         );
         assert_eq!(
-            body(&s(None, true), true),
-            r#"{"everything": true, "soft": true}"#
+            body(&s(None, true), true).to_string(),
+            r#"{"everything":true,"soft":true}"#
         );
     }
 }

@@ -1045,3 +1045,66 @@ async fn analytics_count_a_sites_minute_with_its_top_paths_and_clients() {
     let (status, body) = api(&proxy, "GET", "/api/sites/blog/analytics?since=soon", None).await;
     assert_eq!((status, body["field"].as_str()), (400, Some("since")));
 }
+
+#[tokio::test]
+async fn a_suspended_site_shown_and_sent_back_keeps_its_suspension_and_the_state_it_resumes_with() {
+    let origin = Origin::start("o");
+    let proxy = proxy_with_file_site(&origin);
+    let mut document = shop(&origin.url());
+    document["state"] = json!("paused");
+    let (status, _) = api(&proxy, "POST", "/api/sites", Some(document)).await;
+    assert_eq!(status, 201);
+    let (status, _) = api(
+        &proxy,
+        "POST",
+        "/api/sites/shop/suspend",
+        Some(json!({"reason": "phishing kit"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, shown) = api(&proxy, "GET", "/api/sites/shop", None).await;
+    assert_eq!(shown["state"], "suspended");
+    assert_eq!(shown["suspension"]["resumes_as"], "paused");
+
+    let (status, body) = api(&proxy, "PUT", "/api/sites/shop", Some(shown)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["state"], "suspended",
+        "a write cannot lift a suspension"
+    );
+    let (status, body) = api(
+        &proxy,
+        "PATCH",
+        "/api/sites/blog",
+        Some(json!({"state": "suspended"})),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = api(
+        &proxy,
+        "PATCH",
+        "/api/sites/shop",
+        Some(json!({"state": "active"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "suspended");
+    assert_eq!(body["suspension"]["resumes_as"], "active");
+    let (_, body) = api(&proxy, "POST", "/api/sites/shop/reinstate", None).await;
+    assert_eq!(body["state"], "active");
+    let (status, body) = api(
+        &proxy,
+        "PATCH",
+        "/api/sites/shop",
+        Some(json!({"state": "suspended"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("state")),
+        "{body}"
+    );
+
+    let (status, body) = api(&proxy, "GET", "/api/sites/nope/analytics", None).await;
+    assert_eq!(status, 404, "a mistyped site is not a quiet one: {body}");
+}

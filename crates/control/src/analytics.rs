@@ -114,6 +114,23 @@ pub async fn serve(plane: &ControlPlane, site: &str, query: &str) -> ApiResult {
         store::analytics::since(conn, &name, since, MAX_MINUTES)
     })
     .await?;
+    if rows.is_empty() {
+        // No minutes: a quiet site, or no such site (a mistyped name must not look quiet).
+        let exists = {
+            let name = site.to_string();
+            let plane_sites = crate::api::read(plane, move |conn| {
+                Ok(store::sites::get(conn, &name)?.is_some())
+            })
+            .await?;
+            plane_sites || plane.base().has_site(site)
+        };
+        if !exists {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no site named {site:?}, and no analytics kept for one"),
+            ));
+        }
+    }
     let mut minutes = Vec::with_capacity(rows.len());
     for (_, data) in rows {
         match serde_json::from_str::<SiteMinute>(&data) {

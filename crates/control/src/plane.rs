@@ -126,10 +126,14 @@ impl SiteView {
             serde_json::to_value(self.source).unwrap_or(Value::Null),
         );
         if let Some(suspension) = &self.suspension {
-            out.insert(
-                "suspension".into(),
-                serde_json::to_value(suspension).unwrap_or(Value::Null),
-            );
+            let mut shown = serde_json::to_value(suspension).unwrap_or(Value::Null);
+            // The state the site's document holds, which reinstating brings back.
+            shown["resumes_as"] = self
+                .document
+                .get("state")
+                .cloned()
+                .unwrap_or_else(|| Value::from(SiteState::Active.as_str()));
+            out.insert("suspension".into(), shown);
         }
         if let Some((created, updated)) = self.times {
             out.insert("created_at".into(), Value::from(created));

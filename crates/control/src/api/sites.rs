@@ -124,7 +124,7 @@ pub async fn create(State(plane): Shared, request: Request) -> ApiResult {
 
 fn file_site(name: &str, source: &str) -> ChangeError {
     ChangeError::Conflict(format!(
-        "site {name:?} is defined in {source}: change it there (or move it to the store with `palisade apply`)"
+        "site {name:?} is defined in {source}: change it there (to manage it through the API instead, remove it from that file, then create it here)"
     ))
 }
 
@@ -174,12 +174,17 @@ async fn update(
     }
     // The stored document, read for the patch; re-read and compared inside the change so
     // that two clients patching at once cannot lose one's edit.
-    let current = {
+    let (current, suspended) = {
         let name = site.clone();
-        crate::api::read(plane, move |conn| store::sites::get(conn, &name))
-            .await?
-            .ok_or_else(|| no_site(&site))?
+        crate::api::read(plane, move |conn| {
+            Ok((
+                store::sites::get(conn, &name)?,
+                store::sites::suspension(conn, &name)?.is_some(),
+            ))
+        })
+        .await?
     };
+    let current = current.ok_or_else(|| no_site(&site))?;
     let mut document = match update {
         Update::Patch(patch) => {
             let mut document = current.document.clone();
@@ -190,6 +195,14 @@ async fn update(
     };
     if !document.contains_key("name") {
         document.insert("name".into(), Value::from(site.clone()));
+    }
+    // A suspended site is shown with `"state": "suspended"`; sent back as shown, that means
+    // "keep the state it resumes with" (suspension itself is not a field to set).
+    if suspended && document.get("state").and_then(Value::as_str) == Some("suspended") {
+        match current.document.get("state") {
+            Some(state) => document.insert("state".into(), state.clone()),
+            None => document.remove("state"),
+        };
     }
     if document_name(&document)? != site {
         return Err(ApiError::field(

@@ -87,6 +87,32 @@ impl Store {
         })
     }
 
+    /// Opens an existing store for reading only: no file is created, no schema upgraded, no
+    /// byte written (`palisade audit verify` on a copy, or beside a running server).
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let open_error = |error| StoreError::Open {
+            path: path.to_path_buf(),
+            error,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > migrations::LATEST {
+            return Err(StoreError::TooNew {
+                found: version,
+                known: migrations::LATEST,
+            });
+        }
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -153,6 +179,23 @@ mod tests {
                 .unwrap();
             assert_eq!(version, migrations::LATEST);
         });
+    }
+
+    #[test]
+    fn a_read_only_open_reads_without_writing() {
+        let (dir, store) = test_store();
+        store.with(|conn| conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap());
+        drop(store);
+        let path = dir.path().join(DB_FILE);
+        let read_only = Store::open_read_only(&path).unwrap();
+        read_only.with(|conn| {
+            let n: i64 = conn
+                .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 0);
+            assert!(conn.execute("INSERT INTO t VALUES (1)", []).is_err());
+        });
+        assert!(Store::open_read_only(&dir.path().join("missing.db")).is_err());
     }
 
     #[test]

@@ -123,14 +123,14 @@ pub fn parse_head(text: &str) -> Result<Head> {
 /// Walks the chain in `<data_dir>/palisade.db`; an error (exit 1) on any problem.
 fn verify(data_dir: &Path, head: Option<&Head>, json: bool) -> Result<()> {
     let db = data_dir.join(DB_FILE);
-    // Opening would create an empty store: an empty chain must not "verify" a mistyped path.
+    // Said plainly rather than as SQLite's "unable to open database file".
     if !db.is_file() {
         bail!(
             "no store at {}: --data (or --config's data_dir) must be the server's data directory",
             db.display()
         );
     }
-    let store = Store::open(data_dir).with_context(|| format!("opening {}", db.display()))?;
+    let store = Store::open_read_only(&db).with_context(|| format!("opening {}", db.display()))?;
     let (report, at_head) = store.with(|conn| -> Result<_> {
         let report = audit::verify(conn)?;
         let at_head = match head {

@@ -8,14 +8,14 @@
 //! ## Layout
 //! | module | job |
 //! |---|---|
-//! | [`server`] | starts listeners and the admin endpoint, reload, graceful shutdown |
+//! | [`server`] | starts listeners, opens the admin listener once its handler is in place, reload, graceful shutdown |
 //! | `listener`, `conn`, `conn_guard`, `h2_flood` | accept loops, per-connection HTTP serving, timeouts and parking, connection caps and accept rate, HTTP/2 flood limits |
 //! | `tls` | certificates by SNI |
 //! | [`pipeline`] | the request's phases in order |
 //! | `phases/*` | one module per phase |
 //! | `origin/*` | origin pools, health, selection, and the HTTP/1.1 client that forwards: `codec` (heads and framing), `chunked`, `connection` (one socket, driven from the request's task), `response_body` |
 //! | `snapshot`, `router` | the config snapshot and Host → Site routing |
-//! | `metrics`, `access_log`, `admin` | what an operator sees |
+//! | `metrics`, `access_log`, [`admin`] | what an operator sees; the control plane answers the admin listener through an [`admin::AdminHandler`] |
 //! | [`analytics`] | per-site, per-minute counts and top paths and clients, taken by the control plane |
 //! | [`explain`] | `palisade explain`: the shield's verdict worked out from the config alone |
 //!
@@ -71,6 +71,12 @@
 //!     challenged, and bounds what a reporter costs: 64 KiB within `request_body_timeout`, 5
 //!     reports per 10 minutes per address in fixed memory. (`phases::abuse::tests::*`;
 //!     black-box `abuse_intake::*`.)
+//! 13. A suspended site's hosts get its notice (451 or 403) and nothing else: no cached
+//!     response, no origin contact, from the request after the snapshot swap; a paused site
+//!     skips the shield and the cache. (black-box
+//!     `a_suspended_site_under_load_never_reaches_its_origin_and_reinstating_restores_it`,
+//!     `a_legal_suspension_answers_451_and_a_reason_is_required`,
+//!     `a_site_change_reaches_the_edge_within_one_second_without_a_restart`.)
 
 pub mod access_log;
 pub mod admin;

@@ -37,8 +37,8 @@ pub use challenge::{
     ChallengeSettings, DEFAULT_DIFFICULTY, MAX_CHALLENGE_TTL, MAX_DIFFICULTY, SiteState, Suspension,
 };
 pub use config::{
-    AccessLogTarget, DEFAULT_ANALYTICS_RETENTION, CacheStorage, Config, ConfigError, HealthCheck, QueryKey, ServerLimits,
-    ServerSettings, Site, SiteCache, TlsFiles,
+    AccessLogTarget, CacheStorage, Config, ConfigError, DEFAULT_ANALYTICS_RETENTION, HealthCheck,
+    QueryKey, ServerLimits, ServerSettings, Site, SiteCache, TlsFiles,
 };
 pub use duration::parse_duration;
 pub use host::{HostPattern, normalize_host};

@@ -877,6 +877,18 @@ async fn kill_9_during_a_burst_of_writes_leaves_a_consistent_store() {
     let host = format!("{}.example", stored[0]);
     let reply = client::get(proxy.http_addr(), &host, "/status/200").await;
     assert_eq!(reply.status, 200);
+    // And the audit chain the kill cut into still verifies, end to end.
+    let verify = std::process::Command::new(palisade_blackbox::binary_path())
+        .args(["audit", "verify", "--data"])
+        .arg(proxy.dir().join("data"))
+        .output()
+        .expect("run palisade audit verify");
+    assert!(
+        verify.status.success(),
+        "audit verify after kill -9: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
 }
 
 // ---- Certificates --------------------------------------------------------------------------

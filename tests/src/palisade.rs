@@ -117,6 +117,10 @@ impl Palisade {
     ///
     /// Panics with everything the process printed if it exits or stays silent.
     pub fn start(config_toml: &str) -> Palisade {
+        Self::start_from_file(config_toml, true)
+    }
+
+    fn start_from_file(config_toml: &str, bootstrap_token: bool) -> Palisade {
         let dir = tempfile::tempdir().expect("temp dir for palisade");
         let config_path = dir.path().join("palisade.toml");
         let config_toml = with_harness_defaults(config_toml, &dir.path().join("data"));
@@ -127,7 +131,7 @@ impl Palisade {
             "--config".to_owned(),
             config_path.display().to_string(),
         ];
-        Self::spawn(dir, config_path, &args, expected)
+        Self::spawn_with(dir, config_path, &args, expected, bootstrap_token)
     }
 
     /// Runs the one-origin default, `palisade serve --origin URL`, with a cleartext listener and
@@ -180,17 +184,7 @@ impl Palisade {
     /// [`Palisade::start`] without `PALISADE_BOOTSTRAP_TOKEN`: the first start makes an admin
     /// token and prints it on stdout (read it with [`Palisade::access_log_lines`]).
     pub fn start_without_bootstrap_token(config_toml: &str) -> Palisade {
-        let dir = tempfile::tempdir().expect("temp dir for palisade");
-        let config_path = dir.path().join("palisade.toml");
-        let config_toml = with_harness_defaults(config_toml, &dir.path().join("data"));
-        write_config(&config_path, &config_toml);
-        let expected = expected_listeners(&config_toml);
-        let args = vec![
-            "serve".to_owned(),
-            "--config".to_owned(),
-            config_path.display().to_string(),
-        ];
-        Self::spawn_with(dir, config_path, &args, expected, false)
+        Self::start_from_file(config_toml, false)
     }
 
     fn spawn(dir: TempDir, config_path: PathBuf, args: &[String], expected: Expected) -> Palisade {

@@ -33,8 +33,17 @@ pub(super) enum Attempt {
 /// timeout just as a request is written on it (Node.js closes after 5 s by default).
 const STALE_RISK_AFTER: Duration = Duration::from_secs(1);
 
-/// One request on one origin, within `timeout` (connect included): the response, whose body
-/// owns the connection.
+/// When an attempt began and how long it may take (connect, write, and the response head).
+/// `started` is the caller's clock reading, reused for the deadline and the pool's idle check:
+/// on the proxy path a clock read costs about as much as parsing a header field.
+#[derive(Debug, Clone, Copy)]
+struct AttemptTime {
+    started: Instant,
+    timeout: Duration,
+}
+
+/// One request on one origin, within its [`AttemptTime`]: the response, whose body owns the
+/// connection.
 ///
 /// A reused connection the origin had closed meanwhile is not a failure of the origin:
 /// - when writing the request head on it fails, the request goes out again on a new
@@ -49,12 +58,13 @@ async fn exchange(
     head: &[u8],
     method: &Method,
     upload: Option<Box<Upload>>,
-    timeout: Duration,
+    time: AttemptTime,
     retryable: bool,
 ) -> Result<Response<OriginResponseBody>, Attempt> {
     // One timer for the whole attempt: connect, write, and wait for the response head.
-    let attempt = attempt(origin, pool, head, method, upload, retryable, timeout);
-    tokio::time::timeout(timeout, attempt)
+    let attempt = attempt(origin, pool, head, method, upload, retryable, time);
+    let deadline = tokio::time::Instant::from_std(time.started) + time.timeout;
+    tokio::time::timeout_at(deadline, attempt)
         .await
         .unwrap_or(Err(Attempt::TimedOut))
 }
@@ -66,11 +76,11 @@ async fn attempt(
     method: &Method,
     mut upload: Option<Box<Upload>>,
     retryable: bool,
-    stall_timeout: Duration,
+    time: AttemptTime,
 ) -> Result<Response<OriginResponseBody>, Attempt> {
     let mut fresh = false;
     loop {
-        let mut conn = pool.checkout(fresh).await.map_err(|e| {
+        let mut conn = pool.checkout(fresh, time.started).await.map_err(|e| {
             tracing::debug!(origin = %origin.label, error = %e, "origin connect failed");
             Attempt::ConnectFailed
         })?;
@@ -96,7 +106,7 @@ async fn attempt(
                     switched,
                     head.keep_alive,
                     rest,
-                    stall_timeout,
+                    time.timeout,
                 );
                 let mut response = Response::new(body);
                 *response.status_mut() = head.status;
@@ -199,7 +209,10 @@ impl Upstream {
                 &head,
                 &method,
                 upload.take(),
-                self.settings.response_timeout,
+                AttemptTime {
+                    started,
+                    timeout: self.settings.response_timeout,
+                },
                 retryable,
             )
             .await
@@ -265,7 +278,11 @@ impl Upstream {
         fields.extend_from_slice(b"\r\nuser-agent: palisade-health-check\r\n");
         let head = encode_request_head(&Method::GET, &target, &fields, RequestFraming::None);
         let pool = &self.pools[index];
-        match exchange(origin, pool, &head, &Method::GET, None, timeout, true).await {
+        let time = AttemptTime {
+            started: Instant::now(),
+            timeout,
+        };
+        match exchange(origin, pool, &head, &Method::GET, None, time, true).await {
             Ok(response) => {
                 let status = response.status();
                 // Read the (small) body so the connection can be reused.

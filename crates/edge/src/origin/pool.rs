@@ -79,9 +79,14 @@ impl ConnPool {
     }
 
     /// An idle connection, or a new one. `fresh` skips the idle ones (after a reused
-    /// connection turned out to be closed).
-    pub async fn checkout(self: &Arc<Self>, fresh: bool) -> Result<PooledConn, ConnectError> {
-        if !fresh && let Some((conn, idle_for)) = self.take_idle() {
+    /// connection turned out to be closed). `now` is the caller's clock reading, for the idle
+    /// check.
+    pub async fn checkout(
+        self: &Arc<Self>,
+        fresh: bool,
+        now: Instant,
+    ) -> Result<PooledConn, ConnectError> {
+        if !fresh && let Some((conn, idle_for)) = self.take_idle(now) {
             return Ok(PooledConn {
                 conn,
                 pool: Arc::clone(self),
@@ -108,8 +113,7 @@ impl ConnPool {
         })
     }
 
-    fn take_idle(&self) -> Option<(OriginConn, Duration)> {
-        let now = Instant::now();
+    fn take_idle(&self, now: Instant) -> Option<(OriginConn, Duration)> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(mut entry) = idle.pop() {
             let idle_for = now.saturating_duration_since(entry.since);

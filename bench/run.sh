@@ -30,7 +30,10 @@
 #   BENCH_IDLE_CONCURRENCY  connects/requests in flight while opening them [64]
 #   BENCH_PALISADE_SERVER_EXTRA  extra TOML lines for Palisade's [server] table,
 #                        e.g. 'origin_max_idle = 64' [unset]
-#   BENCH_PROXIES        which proxies to run ["nginx haproxy palisade"]
+#   BENCH_PROXIES        which proxies to run, from "nginx haproxy nginx-fwd haproxy-fwd
+#                        palisade" ["nginx haproxy nginx-fwd haproxy-fwd palisade"];
+#                        the -fwd ones are the same proxy also sending the origin the fields
+#                        Palisade sends (X-Forwarded-*, Forwarded, Via) and Via to the client
 #   BENCH_PIN            1 = the proxy under test on BENCH_SERVER_CPU, wrk and the
 #                        origin on BENCH_CLIENT_CPU (needs BENCH_WORKERS=1); 0 = nothing
 #                        pinned [0]
@@ -67,7 +70,7 @@ SKIP_PALISADE=${BENCH_SKIP_PALISADE:-0}
 SKIP_IDLE=${BENCH_SKIP_IDLE:-0}
 SKIP_LOAD=${BENCH_SKIP_LOAD:-0}
 KEEP_TMP=${BENCH_KEEP_TMP:-0}
-PROXIES=${BENCH_PROXIES:-nginx haproxy palisade}
+PROXIES=${BENCH_PROXIES:-nginx haproxy nginx-fwd haproxy-fwd palisade}
 PIN=${BENCH_PIN:-0}
 SERVER_CPU=${BENCH_SERVER_CPU:-1}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-0}
@@ -82,7 +85,7 @@ if [[ $SKIP_PALISADE == 1 ]]; then
     PROXIES=$(tr ' ' '\n' <<<"$PROXIES" | grep -vx palisade | tr '\n' ' ' || true)
 fi
 for p in $PROXIES; do
-    case $p in nginx | haproxy | palisade) ;; *) echo "[bench] ERROR: unknown proxy '$p' in BENCH_PROXIES (nginx haproxy palisade)" >&2; exit 2 ;; esac
+    case $p in nginx | haproxy | nginx-fwd | haproxy-fwd | palisade) ;; *) echo "[bench] ERROR: unknown proxy '$p' in BENCH_PROXIES (nginx haproxy nginx-fwd haproxy-fwd palisade)" >&2; exit 2 ;; esac
 done
 
 [[ $PIN == 0 || $PIN == 1 ]] || { echo "[bench] ERROR: BENCH_PIN must be 0 or 1 (got '$PIN')" >&2; exit 2; }
@@ -120,11 +123,11 @@ fi
 
 make_work
 
-read -r ORIGIN_PORT NGINX_PORT HAPROXY_PORT PALISADE_PORT PALISADE_ADMIN_PORT < <(free_ports 5) || true
+read -r ORIGIN_PORT NGINX_PORT HAPROXY_PORT NGINX_FWD_PORT HAPROXY_FWD_PORT PALISADE_PORT PALISADE_ADMIN_PORT < <(free_ports 7) || true
 [[ -n ${PALISADE_ADMIN_PORT:-} ]] || die "could not pick free ports"
 
 # ------------------------------------------------------------------ origin --
-mkdir -p "$WORK/www" "$WORK/origin" "$WORK/nginx" "$WORK/haproxy" "$WORK/palisade-data"
+mkdir -p "$WORK/www" "$WORK/origin" "$WORK/nginx" "$WORK/haproxy" "$WORK/nginx-fwd" "$WORK/haproxy-fwd" "$WORK/palisade-data"
 write_bodies "$WORK/www"
 
 cat >"$WORK/origin/nginx.conf" <<EOF
@@ -147,11 +150,31 @@ EOF
 
 # ----------------------------------------------------------------- proxies --
 WORKER_CONNS=$((NOFILE - 100))
-cat >"$WORK/nginx/nginx.conf" <<EOF
+# What Palisade sends the origin besides the client's own fields, and adds to the response:
+# the -fwd peers are configured to do the same work (values from the real peer, replacing
+# whatever the client sent).
+NGINX_FORWARD_FIELDS='
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header Forwarded "for=$remote_addr;proto=$scheme;host=\"$host\"";
+            proxy_set_header Via "1.1 nginx";
+            add_header Via "1.1 nginx";'
+HAPROXY_FORWARD_FIELDS='
+    http-request set-header X-Forwarded-For %[src]
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request set-header Forwarded "for=%[src];proto=http;host=\"%[req.hdr(host)]\""
+    http-request set-header Via "1.1 haproxy"
+    http-response set-header Via "1.1 haproxy"'
+
+write_nginx_conf() { # name port extra-location-lines
+    cat >"$WORK/$1/nginx.conf" <<EOF
 # nginx reverse proxy: one master + BENCH_WORKERS workers, upstream keep-alive
-$(nginx_main "$WORK/nginx" $WORKERS $WORKER_CONNS)
+$(nginx_main "$WORK/$1" $WORKERS $WORKER_CONNS)
 http {
-$(nginx_common_http "$WORK/nginx")
+$(nginx_common_http "$WORK/$1")
     keepalive_timeout 300s;
     keepalive_requests 1000000;
     # stream through memory buffers only, never spill responses to disk
@@ -161,16 +184,19 @@ $(nginx_common_http "$WORK/nginx")
         keepalive 64;
     }
     server {
-        listen 127.0.0.1:$NGINX_PORT backlog=4096;
+        listen 127.0.0.1:$2 backlog=4096;
         server_name _;
         location / {
             proxy_pass http://origin;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Connection "";$3
         }
     }
 }
 EOF
+}
+write_nginx_conf nginx "$NGINX_PORT" ""
+write_nginx_conf nginx-fwd "$NGINX_FWD_PORT" "$NGINX_FORWARD_FIELDS"
 
 HAPROXY_MAXCONN=$((IDLE_CONNS + 1000))
 HAPROXY_LIMITS=""
@@ -180,13 +206,14 @@ HAPROXY_LIMITS=""
 if ((NOFILE < 2 * HAPROXY_MAXCONN + 100)); then
     HAPROXY_LIMITS="    no strict-limits  # ulimit -n is only $NOFILE here"
 fi
-cat >"$WORK/haproxy/haproxy.cfg" <<EOF
+write_haproxy_conf() { # name port extra-frontend-lines
+    cat >"$WORK/$1/haproxy.cfg" <<EOF
 # HAProxy: http mode, default http-reuse (safe), no logging
 global
     nbthread $WORKERS
     maxconn $HAPROXY_MAXCONN
 $HAPROXY_LIMITS
-    pidfile $WORK/haproxy/haproxy.pid
+    pidfile $WORK/$1/haproxy.pid
 
 defaults
     mode http
@@ -198,12 +225,15 @@ defaults
     timeout http-request 30s
 
 frontend fe
-    bind 127.0.0.1:$HAPROXY_PORT
+    bind 127.0.0.1:$2$3
     default_backend origin
 
 backend origin
     server o1 127.0.0.1:$ORIGIN_PORT
 EOF
+}
+write_haproxy_conf haproxy "$HAPROXY_PORT" ""
+write_haproxy_conf haproxy-fwd "$HAPROXY_FWD_PORT" "$HAPROXY_FORWARD_FIELDS"
 
 cat >"$WORK/palisade.toml" <<EOF
 [server]
@@ -232,6 +262,7 @@ port_of() {
     case $1 in
         origin) echo "$ORIGIN_PORT" ;; nginx) echo "$NGINX_PORT" ;;
         haproxy) echo "$HAPROXY_PORT" ;; palisade) echo "$PALISADE_PORT" ;;
+        nginx-fwd) echo "$NGINX_FWD_PORT" ;; haproxy-fwd) echo "$HAPROXY_FWD_PORT" ;;
         *) return 1 ;;
     esac
 }
@@ -248,8 +279,8 @@ start_server() { # name -> starts it, sets SERVER_PID
     fi
     case $name in
         origin) start_bg origin "$logf" ${pin[@]+"${pin[@]}"} nginx -p "$WORK/origin" -e "$WORK/origin/error.log" -c "$WORK/origin/nginx.conf" ;;
-        nginx) start_bg nginx "$logf" ${pin[@]+"${pin[@]}"} nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" ;;
-        haproxy) start_bg haproxy "$logf" ${pin[@]+"${pin[@]}"} haproxy -db -f "$WORK/haproxy/haproxy.cfg" ;;
+        nginx | nginx-fwd) start_bg "$name" "$logf" ${pin[@]+"${pin[@]}"} nginx -p "$WORK/$name" -e "$WORK/$name/error.log" -c "$WORK/$name/nginx.conf" ;;
+        haproxy | haproxy-fwd) start_bg "$name" "$logf" ${pin[@]+"${pin[@]}"} haproxy -db -f "$WORK/$name/haproxy.cfg" ;;
         palisade)
             start_bg palisade "$logf" ${pin[@]+"${pin[@]}"} "$PALISADE" serve --config "$WORK/palisade.toml" ;;
         *) return 1 ;;
@@ -336,6 +367,7 @@ load    : wrk -t$THREADS -c$CONNS -d$DURATION --latency, warm-up $WARMUP, Host: 
 origin  : nginx $(nginx -v 2>&1 | sed 's|.*/||'), worker_processes $ORIGIN_WORKERS, static 1 KiB / 100 KiB files, keep-alive, access_log off
 nginx   : $(has_proxy nginx && echo "worker_processes $WORKERS (+ master), upstream keepalive 64, proxy_http_version 1.1, access_log off" || echo skipped)
 haproxy : $(has_proxy haproxy && echo "$(haproxy -v 2>/dev/null | head -1 | awk '{print $3}'), nbthread $WORKERS, mode http, default http-reuse (safe), no log" || echo skipped)
+-fwd    : $(has_proxy nginx-fwd || has_proxy haproxy-fwd && echo "the same, also sending the origin X-Forwarded-For/-Proto/-Host, Forwarded and Via, and Via to the client, as Palisade does" || echo skipped)
 palisade: $(has_proxy palisade && echo "$PALISADE_THREADS_DESC, access_log off${PALISADE_EXTRA:+, extra: $PALISADE_EXTRA}" || echo skipped)
 idle    : $([[ $SKIP_IDLE == 1 ]] && echo skipped || echo "$IDLE_CONNS keep-alive conns per proxy (fresh process), one GET /1k each, $IDLE_CONCURRENCY at a time, from 127.0.0.2-40; KiB/conn = RSS delta / open conns")
 EOF
@@ -383,8 +415,10 @@ if [[ $SKIP_LOAD != 1 ]]; then
     done
 fi
 
+# The -fwd peers hold idle connections exactly as their plain configuration does.
+IDLE_PROXIES=$(tr ' ' '\n' <<<"$PROXIES" | grep -v -- '-fwd$' | tr '\n' ' ' || true)
 if [[ $SKIP_IDLE != 1 ]]; then
-    for t in $PROXIES; do
+    for t in $IDLE_PROXIES; do
         port=$(port_of "$t")
         start_server "$t"; pid=$SERVER_PID   # fresh process for each memory test
         if ! wait_ready "$t" "$pid" "$port"; then
@@ -401,31 +435,31 @@ fi
     echo "$HEADER"
     echo
     if [[ $SKIP_LOAD != 1 ]]; then
-        printf '%-6s %-9s %10s %10s %10s %9s %9s %7s  %s\n' size proxy "req/s" "p50 ms" "p99 ms" "usr us/r" "sys us/r" errors note
-        printf '%-6s %-9s %10s %10s %10s %9s %9s %7s\n' ------ --------- ---------- ---------- ---------- --------- --------- -------
+        printf '%-6s %-11s %10s %10s %10s %9s %9s %7s  %s\n' size proxy "req/s" "p50 ms" "p99 ms" "usr us/r" "sys us/r" errors note
+        printf '%-6s %-11s %10s %10s %10s %9s %9s %7s\n' ------ ----------- ---------- ---------- ---------- --------- --------- -------
         for size in $SIZES; do
             for t in "${TARGETS[@]}"; do
                 if [[ -n ${RPS[$size,$t]:-} ]]; then
-                    printf '%-6s %-9s %10s %10s %10s %9s %9s %7s  %s\n' "$size" "$t" "${RPS[$size,$t]}" \
+                    printf '%-6s %-11s %10s %10s %10s %9s %9s %7s  %s\n' "$size" "$t" "${RPS[$size,$t]}" \
                         "${P50[$size,$t]}" "${P99[$size,$t]}" "${CPU_USER[$size,$t]}" "${CPU_SYS[$size,$t]}" \
                         "${ERRS[$size,$t]}" "${NOTE[$size,$t]:-}"
                 else
-                    printf '%-6s %-9s %10s %10s %10s %9s %9s %7s  %s\n' "$size" "$t" - - - - - - "FAILED: ${NOTE[$size,$t]:-no result}"
+                    printf '%-6s %-11s %10s %10s %10s %9s %9s %7s  %s\n' "$size" "$t" - - - - - - "FAILED: ${NOTE[$size,$t]:-no result}"
                 fi
             done
         done
         echo
     fi
-    if [[ $SKIP_IDLE != 1 && -n ${PROXIES// /} ]]; then
+    if [[ $SKIP_IDLE != 1 && -n ${IDLE_PROXIES// /} ]]; then
         line="idle keep-alive memory ($IDLE_CONNS conns):"
         sep=" "
-        for t in $PROXIES; do
+        for t in $IDLE_PROXIES; do
             line+="$sep$t ${MEM_RSS[$t]:-n/a} KiB/conn"; sep=", "
         done
         echo "$line"
         echo "  (RSS delta / open connections; reference: nginx 0.6, HAProxy 1.3, Varnish 10, default hyper 11; Palisade target < 4)"
-        for t in $PROXIES; do
-            printf '  %-9s RSS %8s KiB/conn  PSS %8s KiB/conn  %s\n' "$t" "${MEM_RSS[$t]:-n/a}" "${MEM_PSS[$t]:-n/a}" "${MEM_NOTE[$t]:-}"
+        for t in $IDLE_PROXIES; do
+            printf '  %-11s RSS %8s KiB/conn  PSS %8s KiB/conn  %s\n' "$t" "${MEM_RSS[$t]:-n/a}" "${MEM_PSS[$t]:-n/a}" "${MEM_NOTE[$t]:-}"
         done
     fi
     for t in "${TARGETS[@]}"; do

@@ -236,6 +236,35 @@ async fn dead_origin_is_ejected_after_max_fails_and_reported_unhealthy() {
     );
 }
 
+/// A site whose only origin is dead still tries it (there is nothing else), so it fails
+/// `max_fails` times again every few requests. The ejection is logged when it happens, not at
+/// every renewed failure: under load that would be thousands of lines a second.
+#[tokio::test]
+async fn a_dead_only_origin_logs_its_ejection_once() {
+    let proxy =
+        Palisade::start(&SiteConfig::blog(format!("http://127.0.0.1:{}", free_port())).to_toml());
+    for i in 0..30 {
+        let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
+        assert_eq!(reply.status, 502, "GET {i}: {}", reply.text());
+    }
+    // A reload logs a line after every line the requests wrote: once it is read, they are.
+    proxy.sighup();
+    let reloaded = proxy.wait_for_stderr(Duration::from_secs(5), |line| {
+        line.contains("configuration reloaded")
+    });
+    assert!(
+        reloaded.is_some(),
+        "no reload line; stderr:\n{}",
+        proxy.stderr_text()
+    );
+    let stderr = proxy.stderr_text();
+    let ejections = stderr
+        .lines()
+        .filter(|line| line.contains("origin ejected after consecutive failures"))
+        .count();
+    assert_eq!(ejections, 1, "stderr:\n{stderr}");
+}
+
 #[tokio::test]
 async fn slow_origin_beyond_response_timeout_gets_504() {
     let origin = Origin::start("a");

@@ -2,7 +2,7 @@
 //! and small enough (a `u64`) to keep in an atomic.
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 static START: OnceLock<Instant> = OnceLock::new();
 
@@ -15,9 +15,4 @@ pub fn now_ms() -> u64 {
 pub fn ms_at(instant: Instant) -> u64 {
     let start = *START.get_or_init(Instant::now);
     instant.saturating_duration_since(start).as_millis() as u64 + 1
-}
-
-/// `now_ms()` plus `d`, saturating.
-pub fn after_ms(d: Duration) -> u64 {
-    now_ms().saturating_add(d.as_millis() as u64)
 }

@@ -87,11 +87,31 @@ impl OriginState {
     /// Counts a transport failure; after `max_fails` in a row the origin sits out `fail_timeout`.
     fn record_failure(&self, max_fails: u32, fail_timeout: Duration) {
         let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures >= max_fails {
-            self.consecutive_failures.store(0, Ordering::Relaxed);
-            self.ejected_until_ms
-                .store(clock::after_ms(fail_timeout), Ordering::Relaxed);
-            tracing::warn!(origin = %self.label, failures, "origin ejected after consecutive failures");
+        if failures < max_fails {
+            return;
+        }
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        match self.eject(clock::now_ms(), fail_timeout) {
+            Ejection::New => {
+                tracing::warn!(origin = %self.label, failures, "origin ejected after consecutive failures")
+            }
+            // When every origin of a site is out, requests still try them; a dead one fails
+            // `max_fails` times again every few requests. Its ejection was said once: a
+            // line each time would be thousands of lines a second under load.
+            Ejection::Extended => {
+                tracing::debug!(origin = %self.label, failures, "ejected origin failed again; ejection extended")
+            }
+        }
+    }
+
+    /// Takes the origin out of rotation until `fail_timeout` after `now_ms`.
+    fn eject(&self, now_ms: u64, fail_timeout: Duration) -> Ejection {
+        let until = now_ms.saturating_add(fail_timeout.as_millis() as u64);
+        let before = self.ejected_until_ms.swap(until, Ordering::Relaxed);
+        if before != 0 && before > now_ms {
+            Ejection::Extended
+        } else {
+            Ejection::New
         }
     }
 
@@ -102,6 +122,15 @@ impl OriginState {
             self.ejected_until_ms.store(0, Ordering::Relaxed);
         }
     }
+}
+
+/// What a passive ejection changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ejection {
+    /// The origin was in rotation and is now out.
+    New,
+    /// It was already out; it stays out longer.
+    Extended,
 }
 
 /// The settings that decide whether an `Upstream` can be reused across a reload.
@@ -255,4 +284,28 @@ fn probe_host(site: &Site) -> String {
             _ => None,
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> OriginState {
+        OriginState::new(&model::OriginUrl::parse("http://127.0.0.1:9").expect("origin url"))
+            .expect("origin")
+    }
+
+    #[test]
+    fn an_ejection_is_new_only_when_the_origin_was_in_rotation() {
+        let origin = origin();
+        let timeout = Duration::from_secs(10);
+        assert_eq!(origin.eject(1_000, timeout), Ejection::New);
+        assert!(!origin.available(1_001));
+        // Failing again while out (every origin of the site is out, so it is still tried).
+        assert_eq!(origin.eject(5_000, timeout), Ejection::Extended);
+        assert!(!origin.available(14_999), "the ejection was extended");
+        // Past its end the origin was back in rotation: a new ejection.
+        assert!(origin.available(15_000));
+        assert_eq!(origin.eject(15_000, timeout), Ejection::New);
+    }
 }

@@ -55,6 +55,6 @@ mod tls;
 pub use config::SiteConfig;
 pub use echo::Echo;
 pub use origin::Origin;
-pub use palisade::{ADMIN_TOKEN, CheckRun, Palisade, RssSampler, binary_path, free_port};
+pub use palisade::{ADMIN_TOKEN, CheckRun, DeadPort, Palisade, RssSampler, binary_path, free_port};
 pub use scripted_origin::ScriptedOrigin;
 pub use tls::{LeafCert, TestCa, negotiated_alpn, peer_leaf};

@@ -44,12 +44,58 @@ pub fn binary_path() -> PathBuf {
     path
 }
 
-/// A port on 127.0.0.1 that nothing listens on right now (bound, then released).
-///
-/// For "origin is down" tests: connecting to it is refused.
+/// A port on 127.0.0.1 that nothing listens on right now (bound, then released), for a
+/// server a test starts itself. Another process may take it later: for an origin that must
+/// stay down, use [`DeadPort`].
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
     listener.local_addr().expect("probe port address").port()
+}
+
+/// A port on 127.0.0.1 where connections are refused for as long as this value lives: an
+/// origin that is down.
+///
+/// The socket is bound but never listens. Holding the port keeps it from another test's
+/// listener and from an outgoing connection's ephemeral port (a socket connecting to a free
+/// port in the ephemeral range can be given that very port and connect to itself), either of
+/// which turns "refused at once" into a hang.
+pub struct DeadPort {
+    _socket: socket2::Socket,
+    port: u16,
+}
+
+impl DeadPort {
+    pub fn new() -> DeadPort {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a socket to hold a dead port");
+        let any_port: std::net::SocketAddr = "127.0.0.1:0".parse().expect("loopback address");
+        socket.bind(&any_port.into()).expect("bind a dead port");
+        let port = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("dead port address")
+            .port();
+        DeadPort {
+            _socket: socket,
+            port,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT`, as an origin URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Default for DeadPort {
+    fn default() -> DeadPort {
+        DeadPort::new()
+    }
 }
 
 /// What the process has printed so far, one entry per line.

@@ -4,12 +4,13 @@
 use std::time::{Duration, Instant};
 
 use palisade_blackbox::client::{self, Reply, h1_request};
-use palisade_blackbox::{Origin, Palisade, SiteConfig, free_port, metrics};
+use palisade_blackbox::{DeadPort, Origin, Palisade, SiteConfig, metrics};
 
 #[tokio::test]
 async fn origin_down_gets_502_without_revealing_origin_address() {
-    let port = free_port();
-    let proxy = Palisade::start(&SiteConfig::blog(format!("http://127.0.0.1:{port}")).to_toml());
+    let dead = DeadPort::new();
+    let port = dead.port();
+    let proxy = Palisade::start(&SiteConfig::blog(dead.url()).to_toml());
 
     let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
 
@@ -46,8 +47,8 @@ fn assert_uncacheable_html(reply: &Reply) {
 
 #[tokio::test]
 async fn bad_gateway_page_is_uncacheable_html() {
-    let dead = format!("http://127.0.0.1:{}", free_port());
-    let proxy = Palisade::start(&SiteConfig::blog(dead).to_toml());
+    let dead = DeadPort::new();
+    let proxy = Palisade::start(&SiteConfig::blog(dead.url()).to_toml());
 
     let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
 
@@ -72,16 +73,16 @@ async fn gateway_timeout_page_is_uncacheable_html() {
 
 /// Origin `live` and a dead origin (nothing listens on its port) behind site `blog`, with
 /// `max_fails` so high that the dead one is never ejected.
-fn live_and_never_ejected_dead() -> (Origin, Palisade) {
+fn live_and_never_ejected_dead() -> (Origin, DeadPort, Palisade) {
     let live = Origin::start("live");
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let dead = DeadPort::new();
     let proxy = Palisade::start(
         &SiteConfig::blog(live.url())
-            .origin(dead)
+            .origin(dead.url())
             .site("max_fails = 1000")
             .to_toml(),
     );
-    (live, proxy)
+    (live, dead, proxy)
 }
 
 /// POST number `i`: `/upload` with a 10-byte body on a fresh connection; panics on a
@@ -101,7 +102,7 @@ async fn post_small_body(proxy: &Palisade, i: usize) -> Reply {
 #[tokio::test]
 async fn post_that_could_not_connect_is_not_retried_on_another_origin() {
     // Never eject the dead origin, so round robin keeps sending it every other request.
-    let (live, proxy) = live_and_never_ejected_dead();
+    let (live, _dead, proxy) = live_and_never_ejected_dead();
 
     let mut served = 0;
     let mut bad_gateway = 0;
@@ -132,7 +133,7 @@ async fn post_that_could_not_connect_is_not_retried_on_another_origin() {
 
 #[tokio::test]
 async fn round_robin_moves_on_after_a_post_the_dead_origin_refused() {
-    let (_live, proxy) = live_and_never_ejected_dead();
+    let (_live, _dead, proxy) = live_and_never_ejected_dead();
 
     let mut statuses = Vec::new();
     for i in 0..10 {
@@ -153,7 +154,7 @@ async fn round_robin_moves_on_after_a_post_the_dead_origin_refused() {
 #[tokio::test]
 async fn get_that_could_not_connect_is_retried_on_another_origin() {
     // Never eject the dead origin, so round robin keeps trying it first every other request.
-    let (live, proxy) = live_and_never_ejected_dead();
+    let (live, _dead, proxy) = live_and_never_ejected_dead();
 
     for i in 0..10 {
         let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
@@ -167,8 +168,8 @@ async fn get_that_could_not_connect_is_retried_on_another_origin() {
 #[tokio::test]
 async fn dead_origin_is_ejected_after_max_fails_and_reported_unhealthy() {
     let live = Origin::start("live");
-    let dead_port = free_port();
-    let dead = format!("127.0.0.1:{dead_port}");
+    let dead_port = DeadPort::new();
+    let dead = format!("127.0.0.1:{}", dead_port.port());
     // Defaults: max_fails = 3, fail_timeout = 10s; no active health check.
     let proxy = Palisade::start(
         &SiteConfig::blog(live.url())
@@ -241,8 +242,8 @@ async fn dead_origin_is_ejected_after_max_fails_and_reported_unhealthy() {
 /// every renewed failure: under load that would be thousands of lines a second.
 #[tokio::test]
 async fn a_dead_only_origin_logs_its_ejection_once() {
-    let proxy =
-        Palisade::start(&SiteConfig::blog(format!("http://127.0.0.1:{}", free_port())).to_toml());
+    let dead = DeadPort::new();
+    let proxy = Palisade::start(&SiteConfig::blog(dead.url()).to_toml());
     for i in 0..30 {
         let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
         assert_eq!(reply.status, 502, "GET {i}: {}", reply.text());

@@ -68,6 +68,11 @@ async fn send(
     response
 }
 
+/// A bodiless `method path` request to blog.example from `from`.
+async fn on_blog(proxy: &Palisade, from: IpAddr, method: &str, path: &str) -> RawResponse {
+    send(proxy.http_addr(), from, method, "blog.example", path, None).await
+}
+
 async fn post_json(proxy: &Palisade, from: IpAddr, host: &str, body: &str) -> RawResponse {
     send(
         proxy.http_addr(),
@@ -118,25 +123,9 @@ async fn the_form_is_served_on_a_site_host_with_a_strict_policy_and_never_reache
     let origin = Origin::start("a");
     let proxy = Palisade::start(&config(&origin).to_toml());
 
-    let get = send(
-        proxy.http_addr(),
-        v4(127, 0, 0, 1),
-        "GET",
-        "blog.example",
-        ABUSE_PATH,
-        None,
-    )
-    .await;
+    let get = on_blog(&proxy, v4(127, 0, 0, 1), "GET", ABUSE_PATH).await;
     assert_is_the_form(&get, "blog.example");
-    let head = send(
-        proxy.http_addr(),
-        v4(127, 0, 0, 1),
-        "HEAD",
-        "blog.example",
-        ABUSE_PATH,
-        None,
-    )
-    .await;
+    let head = on_blog(&proxy, v4(127, 0, 0, 1), "HEAD", ABUSE_PATH).await;
     assert_eq!(head.status(), Some(200));
     let put = send(
         proxy.http_addr(),
@@ -299,15 +288,7 @@ async fn the_sixth_report_in_ten_minutes_from_one_address_gets_429() {
         "another address is not limited"
     );
     // The form itself is still served to the limited address.
-    let form = send(
-        proxy.http_addr(),
-        reporter,
-        "GET",
-        "blog.example",
-        ABUSE_PATH,
-        None,
-    )
-    .await;
+    let form = on_blog(&proxy, reporter, "GET", ABUSE_PATH).await;
     assert_eq!(form.status(), Some(200));
     assert_eq!(origin.requests(), 0);
 }
@@ -391,25 +372,9 @@ async fn deny_lists_hold_on_the_intake_but_a_challenge_never_stands_in_front_of_
     );
 
     // Under attack, every visitor without clearance is challenged, but not on the intake.
-    let form = send(
-        proxy.http_addr(),
-        v4(127, 0, 0, 1),
-        "GET",
-        "blog.example",
-        ABUSE_PATH,
-        None,
-    )
-    .await;
+    let form = on_blog(&proxy, v4(127, 0, 0, 1), "GET", ABUSE_PATH).await;
     assert_is_the_form(&form, "blog.example");
-    let page = send(
-        proxy.http_addr(),
-        v4(127, 0, 0, 1),
-        "GET",
-        "blog.example",
-        "/",
-        None,
-    )
-    .await;
+    let page = on_blog(&proxy, v4(127, 0, 0, 1), "GET", "/").await;
     assert_eq!(
         page.status(),
         Some(503),

@@ -111,6 +111,10 @@ pub fn normalize_host(raw: &str) -> Option<Cow<'_, str>> {
         }
         previous = b;
     }
+    // A dot still at the end is an empty last label ("a.." less the one root dot dropped above).
+    if previous == b'.' {
+        return None;
+    }
     Some(if upper {
         Cow::Owned(name.to_ascii_lowercase())
     } else {
@@ -171,6 +175,8 @@ mod tests {
             ".a",
             "a..b",
             "a@b",
+            "blog.example..",
+            "BloleBl..:8080",
         ] {
             assert_eq!(normalize_host(bad), None, "{bad:?}");
         }

@@ -86,6 +86,9 @@ mod clock;
 mod conn;
 mod conn_guard;
 pub mod explain;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod h2_flood;
 mod listener;
 pub mod metrics;

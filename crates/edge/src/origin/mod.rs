@@ -5,9 +5,9 @@
 //! site's origins unchanged hands the same `Upstream` (warm connections, health verdicts) to the
 //! new snapshot, and an origin that stays in a changed set keeps its [`OriginState`].
 
-mod chunked;
+pub(crate) mod chunked;
 mod client;
-mod codec;
+pub(crate) mod codec;
 mod connection;
 mod health;
 mod pool;

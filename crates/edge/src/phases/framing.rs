@@ -90,6 +90,9 @@ enum Track {
     },
     /// Framing can no longer be followed (an upgrade, a head hyper will refuse); stop looking.
     Opaque,
+    /// A head outgrew `max_head` before its end arrived: hyper's buffer, which holds at least
+    /// these bytes, is over the same limit, so it answers 431 and closes. Stop looking.
+    HeadTooLarge,
 }
 
 impl FramingTracker {
@@ -107,6 +110,14 @@ impl FramingTracker {
         self.heads
     }
 
+    /// True once a head outgrew the limit unfinished, which hyper refuses on its own. Heads that
+    /// arrive whole in one read are judged at any size, so whether this happens depends on how
+    /// the bytes were cut into reads, while the connection's fate (refused) does not.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn gave_up_on_head_size(&self) -> bool {
+        self.state == Track::HeadTooLarge
+    }
+
     /// True between messages: nothing of a next request has been read yet.
     pub fn at_message_start(&self) -> bool {
         self.state == Track::Head && self.partial.is_empty()
@@ -118,7 +129,7 @@ impl FramingTracker {
         let mut found = None;
         while !bytes.is_empty() {
             match self.state {
-                Track::Opaque => return found,
+                Track::Opaque | Track::HeadTooLarge => return found,
                 Track::Head => {
                     if self.partial.is_empty() {
                         // RFC 9112 §2.2: tolerate empty lines before a request line.
@@ -166,8 +177,7 @@ impl FramingTracker {
                                 self.partial.extend_from_slice(bytes);
                             }
                             if self.partial.len() > self.max_head {
-                                // hyper answers 431 and closes; nothing more to follow.
-                                self.state = Track::Opaque;
+                                self.state = Track::HeadTooLarge;
                             }
                             return found;
                         }
@@ -370,6 +380,30 @@ mod tests {
         let b: &[u8] =
             b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\ncontent-length: 5\r\n\r\n";
         assert_eq!(feed_all(&[b]), Some((0, FramingError::LengthAndChunked)));
+    }
+
+    /// A head that outgrows the limit unfinished is hyper's to refuse (431); the tracker says
+    /// it stopped there. The same head read whole is still judged: hyper's buffer may hold
+    /// more than the limit once a read lands on a partly filled one.
+    #[test]
+    fn tracker_stops_at_an_unfinished_head_over_the_limit_but_judges_a_whole_one() {
+        let padding = format!("X-Pad: {}\r\n", "p".repeat(100));
+        let head =
+            format!("POST / HTTP/1.1\r\n{padding}Content-Length: 1\r\nContent-Length: 1\r\n\r\n");
+        let head = head.as_bytes();
+        assert!(head.len() > 120);
+
+        let mut whole = FramingTracker::new(120);
+        assert_eq!(whole.feed(head), Some((0, FramingError::RepeatedLength)));
+        assert!(!whole.gave_up_on_head_size());
+
+        let mut cut = FramingTracker::new(120);
+        assert_eq!(cut.feed(&head[..60]), None);
+        assert!(!cut.gave_up_on_head_size());
+        assert_eq!(cut.feed(&head[60..125]), None);
+        assert!(cut.gave_up_on_head_size());
+        assert_eq!(cut.feed(&head[125..]), None);
+        assert!(cut.gave_up_on_head_size());
     }
 
     #[test]

@@ -91,7 +91,9 @@ enum Track {
     /// Framing can no longer be followed (an upgrade, a head hyper will refuse); stop looking.
     Opaque,
     /// A head outgrew `max_head` before its end arrived: hyper's buffer, which holds at least
-    /// these bytes, is over the same limit, so it answers 431 and closes. Stop looking.
+    /// these bytes, is over the same limit (both are `max_header_bytes`), so it answers 431 and
+    /// closes. Stop looking. (Black-box `an_oversized_head_completed_by_one_late_read_is_refused`
+    /// fails if the two limits ever part.)
     HeadTooLarge,
 }
 

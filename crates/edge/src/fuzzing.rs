@@ -39,8 +39,14 @@ pub fn read_origin_response(input: &[u8], cuts: &[u8], head_request: bool) -> Or
     let mut pieces = Pieces::new(input, cuts);
     let mut buf = BytesMut::new();
     let mut read = OriginRead::default();
+    let mut scan = codec::HeadScan::default();
     let head = loop {
-        match codec::parse_response_head(&mut buf, &method) {
+        let parsed = if buf.is_empty() || !scan.worth_parsing(&buf) {
+            Ok(None)
+        } else {
+            codec::parse_response_head(&mut buf, &method)
+        };
+        match parsed {
             Ok(Some(head)) => break head,
             Ok(None) => match pieces.next() {
                 Some(piece) => buf.extend_from_slice(piece),

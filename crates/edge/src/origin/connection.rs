@@ -96,6 +96,7 @@ impl OriginConn {
         method: &Method,
     ) -> Result<(ResponseHead, Option<Box<Upload>>), ExchangeError> {
         let mut received = false;
+        let mut scan = codec::HeadScan::default();
         poll_fn(|cx| {
             if let Some(sending) = upload.as_mut().filter(|u| !u.failed) {
                 match sending.poll_send(&mut self.io, cx) {
@@ -115,10 +116,13 @@ impl OriginConn {
             loop {
                 if !self.buf.is_empty() {
                     received = true;
-                    if let Some(head) = codec::parse_response_head(&mut self.buf, method)? {
+                    if scan.worth_parsing(&self.buf)
+                        && let Some(head) = codec::parse_response_head(&mut self.buf, method)?
+                    {
                         if head.status.is_informational()
                             && head.status != http::StatusCode::SWITCHING_PROTOCOLS
                         {
+                            scan.restart();
                             continue;
                         }
                         return Poll::Ready(Ok(head));

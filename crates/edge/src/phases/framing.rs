@@ -275,11 +275,13 @@ enum Head {
     Body(Track),
 }
 
-/// Finds the end of a head (just past CRLFCRLF, or LFLF which hyper also accepts).
+/// Finds the end of a head (just past CRLFCRLF, or LFLF which hyper and httparse also accept),
+/// searching from `from`. Also tells the origin client when an unfinished response head is
+/// worth parsing again (`origin::codec::HeadScan`).
 ///
 /// Every request's bytes pass through here, so it jumps from line feed to line feed
 /// (`memchr`, vectorised) rather than testing each byte.
-fn find_head_end(bytes: &[u8], from: usize) -> Option<usize> {
+pub(crate) fn find_head_end(bytes: &[u8], from: usize) -> Option<usize> {
     let from = from.min(bytes.len());
     memchr::memchr_iter(b'\n', &bytes[from..])
         .map(|i| i + from)

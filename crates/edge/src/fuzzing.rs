@@ -51,7 +51,11 @@ pub fn read_origin_response(input: &[u8], cuts: &[u8], head_request: bool) -> Or
             Ok(None) => match pieces.next() {
                 Some(piece) => buf.extend_from_slice(piece),
                 None => {
-                    read.end = "incomplete".into();
+                    // The origin closed: what it sent is judged whole, as a last parse would.
+                    read.end = match codec::parse_response_head(&mut buf, &method) {
+                        Err(e) => e.to_string(),
+                        Ok(_) => "incomplete".into(),
+                    };
                     return read;
                 }
             },

@@ -87,32 +87,41 @@ pub enum HeadError {
     Malformed(&'static str),
 }
 
-/// Tells when an unfinished response head is worth parsing again: once bytes that could end it
-/// have arrived. Parsing from the start after every read would let an origin that trickles its
-/// head a byte at a time cost time quadratic in the head's size (about 0.6 s of CPU for a
-/// 60 KB head), which in a shield shared by many sites is one site's origin taxing them all.
+/// Tells when an unfinished response head is worth parsing again. Parsing from the start after
+/// every read would let an origin that trickles its head a byte at a time cost time quadratic
+/// in the head's size (about 0.6 s of CPU for a 60 KB head), which in a shield shared by many
+/// sites is one site's origin taxing them all. So it is parsed again when bytes that could end
+/// it have arrived, or when the buffer has doubled since the last parse: the parses then add up
+/// to a few times the head's size, and a malformed head is still caught before it doubles.
 #[derive(Debug, Default)]
 pub struct HeadScan {
     /// Bytes of the buffer already known to hold no head end.
     searched: usize,
+    /// The buffer's length at the last parse.
+    parsed: usize,
 }
 
 impl HeadScan {
     /// True on the first look at a buffer, when a head end may be among the bytes that arrived
-    /// since the last look, or when the buffer reached the head limit (the parse refuses it).
+    /// since the last look, when the buffer has doubled since the last parse, or when it
+    /// reached the head limit (the parse refuses it).
     pub fn worth_parsing(&mut self, buf: &[u8]) -> bool {
         // A head end is at most 3 bytes long: it may begin just before the new bytes.
         let worth = self.searched == 0
             || buf.len() >= MAX_RESPONSE_HEAD_BYTES
+            || buf.len() >= 2 * self.parsed
             || crate::phases::framing::find_head_end(buf, self.searched.saturating_sub(3))
                 .is_some();
         self.searched = buf.len();
+        if worth {
+            self.parsed = buf.len();
+        }
         worth
     }
 
     /// A head was taken from the buffer (a 1xx): what follows is looked at afresh.
     pub fn restart(&mut self) {
-        self.searched = 0;
+        *self = HeadScan::default();
     }
 }
 
@@ -377,14 +386,17 @@ mod tests {
         assert_eq!(buf.len(), 27);
     }
 
-    /// An origin trickling its head a byte at a time gets it parsed twice (the first byte, and
-    /// the one that ends it), not once per byte; at the limit it is parsed, and refused.
+    /// An origin trickling its head a byte at a time gets it parsed a few times (as the buffer
+    /// doubles, and at the byte that ends it), not once per byte; garbage is still caught before
+    /// the buffer doubles past it; at the limit the head is parsed, and refused.
     #[test]
-    fn a_trickled_head_is_parsed_only_once_it_can_be_complete() {
+    fn a_trickled_head_is_parsed_as_it_doubles_and_once_it_can_be_complete() {
+        let padded = format!("HTTP/1.1 200 OK\r\nX-Pad: {}\r\n\r\n", "p".repeat(3000));
         for head in [
             &b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n"[..],
             b"HTTP/1.1 200 OK\nX-A: 1\nContent-Length: 0\n\n",
             b"HTTP/1.1 204 No Content\r\n\r\n",
+            padded.as_bytes(),
         ] {
             let (mut scan, mut buf, mut parses) = (HeadScan::default(), BytesMut::new(), 0);
             for (i, byte) in head.iter().enumerate() {
@@ -395,16 +407,31 @@ mod tests {
                     assert_eq!(parsed.is_some(), i == head.len() - 1, "{head:?} at {i}");
                 }
             }
-            assert_eq!(parses, 2, "{head:?}");
+            // Lengths 1, 2, 4, ... up to the head's, and its last byte.
+            let doublings = usize::BITS - head.len().leading_zeros();
+            assert!(
+                parses <= doublings as usize + 2,
+                "{parses} parses of {} bytes",
+                head.len()
+            );
         }
+
+        let bad = b"HTXP/1.1 200 OK\r\nX-A: 1\r\nX-B: 2\r\nX-C: 3\r\n";
+        let (mut scan, mut buf) = (HeadScan::default(), BytesMut::new());
+        let caught = bad.iter().position(|byte| {
+            buf.extend_from_slice(&[*byte]);
+            scan.worth_parsing(&buf) && parse_response_head(&mut buf, &Method::GET).is_err()
+        });
+        // The bad byte is the third; it is seen by the time the buffer doubles past it.
+        assert!(caught.is_some_and(|at| at < 6), "{caught:?}");
 
         let mut scan = HeadScan::default();
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
         assert!(scan.worth_parsing(&buf));
         buf.resize(MAX_RESPONSE_HEAD_BYTES - 1, b'a');
-        assert!(!scan.worth_parsing(&buf));
+        assert!(scan.worth_parsing(&buf), "doubled");
         buf.extend_from_slice(b"a");
-        assert!(scan.worth_parsing(&buf));
+        assert!(scan.worth_parsing(&buf), "at the limit");
         assert_eq!(
             parse_response_head(&mut buf, &Method::GET).unwrap_err(),
             HeadError::TooLarge

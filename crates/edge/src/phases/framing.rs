@@ -387,8 +387,8 @@ mod tests {
     }
 
     /// A head that outgrows the limit unfinished is hyper's to refuse (431); the tracker says
-    /// it stopped there. The same head read whole is still judged: hyper's buffer may hold
-    /// more than the limit once a read lands on a partly filled one.
+    /// it stopped there. The same head read whole is still judged: that costs nothing, and
+    /// refusing it does not then rest on hyper's buffer arithmetic alone.
     #[test]
     fn tracker_stops_at_an_unfinished_head_over_the_limit_but_judges_a_whole_one() {
         let padding = format!("X-Pad: {}\r\n", "p".repeat(100));

@@ -12,6 +12,7 @@
 //! | [`Palisade`] | the binary, started on a config in a temp dir, its ports read from its log |
 //! | [`Origin`] | a real HTTP/1.1 origin server (`/echo`, `/bytes/N`, `/slow/MS`, `/mirror`, `/ws`, ...) |
 //! | [`ScriptedOrigin`] | a raw TCP origin that answers request N with scripted bytes, then keeps, closes or lingers |
+//! | [`RecordingOrigin`] | an origin that keeps every byte it receives per connection and answers each request with its request line |
 //! | [`SiteConfig`] | the config most tests start from: one site, plus the lines a test adds |
 //! | [`client`] | HTTP/1.1, h2c, TLS and WebSocket clients over plain sockets |
 //! | [`raw`] | byte-exact HTTP/1.1 exchanges, for framing attacks and connection state |
@@ -49,6 +50,7 @@ pub mod metrics;
 mod origin;
 mod palisade;
 pub mod raw;
+pub mod recording_origin;
 pub mod scripted_origin;
 mod tls;
 
@@ -56,5 +58,6 @@ pub use config::SiteConfig;
 pub use echo::Echo;
 pub use origin::Origin;
 pub use palisade::{ADMIN_TOKEN, CheckRun, DeadPort, Palisade, RssSampler, binary_path, free_port};
+pub use recording_origin::RecordingOrigin;
 pub use scripted_origin::ScriptedOrigin;
 pub use tls::{LeafCert, TestCa, negotiated_alpn, peer_leaf};

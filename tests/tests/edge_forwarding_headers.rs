@@ -103,10 +103,17 @@ async fn forwarding_headers_from_untrusted_peer_are_replaced() {
           Forwarded: for=6.6.6.6\r\n\
           X-Forwarded-Host: evil\r\n\
           X-Forwarded-Proto: https\r\n\
+          X-Real-IP: 6.6.6.6\r\n\
           \r\n",
     )
     .await;
 
+    assert_eq!(
+        echo.headers_named("x-real-ip"),
+        vec!["127.0.0.1"],
+        "{:?}",
+        echo.headers
+    );
     assert_eq!(
         echo.headers_named("x-forwarded-for"),
         vec!["127.0.0.1"],
@@ -155,4 +162,24 @@ async fn forwarded_for_from_trusted_peer_is_kept_and_peer_appended() {
         "{:?}",
         echo.headers
     );
+}
+
+#[tokio::test]
+async fn x_real_ip_from_a_trusted_peer_is_kept_and_otherwise_names_its_client() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&config(&origin, r#"["127.0.0.0/8"]"#));
+
+    let kept = echo_of_raw(
+        &proxy,
+        b"GET /echo HTTP/1.1\r\nHost: blog.example\r\nX-Real-IP: 203.0.113.9\r\n\r\n",
+    )
+    .await;
+    assert_eq!(kept.headers_named("x-real-ip"), vec!["203.0.113.9"]);
+
+    let resolved = echo_of_raw(
+        &proxy,
+        b"GET /echo HTTP/1.1\r\nHost: blog.example\r\nX-Forwarded-For: 203.0.113.10\r\n\r\n",
+    )
+    .await;
+    assert_eq!(resolved.headers_named("x-real-ip"), vec!["203.0.113.10"]);
 }

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use palisade_blackbox::client::{self, h1_request, h2_request};
-use palisade_blackbox::raw::{RawConn, raw_request};
-use palisade_blackbox::{Echo, Origin, Palisade, SiteConfig};
+use palisade_blackbox::h2raw::{self, H2Conn};
+use palisade_blackbox::raw::{READ_TIMEOUT, RawConn, raw_request};
+use palisade_blackbox::recording_origin::{answer_body, parse_exact};
+use palisade_blackbox::{Echo, Origin, Palisade, RecordingOrigin, SiteConfig};
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
@@ -236,4 +238,75 @@ async fn serve_with_origin_flag_proxies_any_host() {
 
     assert_eq!(reply.status, 200, "body: {}", reply.text());
     assert_eq!(reply.echo().header("host"), Some("anything.example"));
+}
+
+/// `GET http://host?x=1` names the path `/` (RFC 9112 §3.2.1): the origin gets `/?x=1`,
+/// never the request line `GET ?x=1`.
+#[tokio::test]
+async fn absolute_form_with_an_empty_path_reaches_the_origin_as_slash() {
+    let origin = RecordingOrigin::start();
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
+
+    let mut conn = RawConn::connect(proxy.http_addr()).await.unwrap();
+    conn.send(b"GET http://blog.example?x=1 HTTP/1.1\r\nHost: blog.example\r\n\r\n")
+        .await
+        .unwrap();
+    let response = conn.read_response(READ_TIMEOUT).await;
+
+    assert_eq!(response.status(), Some(200), "{response:?}");
+    assert_eq!(response.body_text(), answer_body("GET", "/?x=1"));
+}
+
+/// The asterisk form is for a server-wide OPTIONS only (RFC 9112 §3.2.4, RFC 9113 §8.3.1):
+/// any other method with `*` gets 400 on HTTP/1.1 and HTTP/2, and `OPTIONS *` is forwarded.
+#[tokio::test]
+async fn asterisk_target_is_refused_except_for_options() {
+    let origin = RecordingOrigin::start();
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
+
+    for method in ["GET", "POST", "DELETE"] {
+        let response = raw_request(
+            proxy.http_addr(),
+            format!("{method} * HTTP/1.1\r\nHost: blog.example\r\nContent-Length: 0\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+        assert_eq!(response.status(), Some(400), "{method} *: {response:?}");
+    }
+    let mut conn = RawConn::connect(proxy.http_addr()).await.unwrap();
+    conn.send(b"OPTIONS * HTTP/1.1\r\nHost: blog.example\r\n\r\n")
+        .await
+        .unwrap();
+    let response = conn.read_response(READ_TIMEOUT).await;
+    assert_eq!(response.status(), Some(200), "{response:?}");
+    assert_eq!(response.body_text(), answer_body("OPTIONS", "*"));
+
+    // HTTP/2: `:path *` with GET.
+    let mut h2 = H2Conn::connect(proxy.http_addr()).await.unwrap();
+    h2.send(&h2raw::headers(
+        1,
+        &h2raw::get_block("blog.example", "*"),
+        true,
+    ))
+    .await
+    .unwrap();
+    let status = loop {
+        let frame = h2
+            .read_frame(READ_TIMEOUT)
+            .await
+            .expect("a response to :path *");
+        if frame.kind == h2raw::HEADERS && frame.stream == 1 {
+            break frame.payload.first().copied();
+        }
+    };
+    // HPACK static table index 12 is `:status 400`.
+    assert_eq!(status, Some(0x8c), ":path * with GET");
+
+    let requests: Vec<String> = origin
+        .connections()
+        .iter()
+        .flat_map(|c| parse_exact(c).expect("origin bytes parse"))
+        .map(|r| format!("{} {}", r.method, r.target))
+        .collect();
+    assert_eq!(requests, ["OPTIONS *"]);
 }

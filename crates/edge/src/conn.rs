@@ -167,22 +167,15 @@ impl ConnActivity {
         self.header_clock_ms.store(0, Ordering::Release);
         let index = self.requests.fetch_add(1, Ordering::AcqRel);
         if self.ambiguous_request.load(Ordering::Acquire) == index + 1 {
-            return Some(match self.ambiguous_reason.load(Ordering::Acquire) {
-                0 => FramingError::LengthAndChunked,
-                1 => FramingError::RepeatedLength,
-                _ => FramingError::ChunkedInHttp10,
-            });
+            return Some(FramingError::from_code(
+                self.ambiguous_reason.load(Ordering::Acquire),
+            ));
         }
         None
     }
 
     fn record_ambiguous(&self, index: u64, error: FramingError) {
-        let reason = match error {
-            FramingError::LengthAndChunked => 0,
-            FramingError::RepeatedLength => 1,
-            FramingError::ChunkedInHttp10 => 2,
-        };
-        self.ambiguous_reason.store(reason, Ordering::Release);
+        self.ambiguous_reason.store(error as u8, Ordering::Release);
         let _ = self.ambiguous_request.compare_exchange(
             0,
             index + 1,

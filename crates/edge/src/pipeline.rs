@@ -100,6 +100,9 @@ pub async fn handle(
 ) -> Response<EdgeBody> {
     let started = Instant::now();
     let ambiguous_on_wire = conn.activity.request_started();
+    if let Some(rooted) = route::with_rooted_path(request.uri()) {
+        *request.uri_mut() = rooted;
+    }
     let snapshot = state.snapshot.load_full();
     let mut log = RequestLog {
         state: Arc::clone(state),
@@ -162,7 +165,7 @@ pub async fn handle(
         Err(refusal) => {
             let status = match refusal {
                 RouteRefusal::Connect => StatusCode::METHOD_NOT_ALLOWED,
-                RouteRefusal::BadHost => StatusCode::BAD_REQUEST,
+                RouteRefusal::BadHost | RouteRefusal::BadTarget => StatusCode::BAD_REQUEST,
                 RouteRefusal::UnknownHost
                 | RouteRefusal::SniMismatch
                 | RouteRefusal::OperatorHost => StatusCode::MISDIRECTED_REQUEST,
@@ -268,7 +271,8 @@ pub async fn handle(
     };
 
     // limits: a declared length over the site's limit is refused before any byte is read.
-    if declared_length(&request).is_some_and(|n| n > site.config.max_body_bytes) {
+    let declared = declared_length(&request);
+    if declared.is_some_and(|n| n > site.config.max_body_bytes) {
         return log.finish_with(respond::edge_page(StatusCode::PAYLOAD_TOO_LARGE, true));
     }
 
@@ -332,16 +336,15 @@ pub async fn handle(
                 if let Some(refresh) = refresh {
                     // The background request is this one's twin: same fields, no body.
                     let mut fields = Vec::with_capacity(512);
-                    forward::write_origin_fields(
-                        &mut fields,
-                        request.headers(),
+                    let hop = forward::Hop {
                         version,
-                        &authority,
-                        host_is_set,
-                        &conn.client,
-                        false,
-                        true,
-                    );
+                        authority: &authority,
+                        client: &conn.client,
+                        client_ip: log.client_ip,
+                        upgrade: false,
+                        cache_fill: true,
+                    };
+                    forward::write_origin_fields(&mut fields, request.headers(), &hop);
                     spawn_refresh(site, target.clone(), fields, refresh);
                 }
                 respond::client_response_headers(&mut response, version, http10_keep_alive);
@@ -387,20 +390,26 @@ pub async fn handle(
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (parts, body) = request.into_parts();
     let mut fields = Vec::with_capacity(512);
-    forward::write_origin_fields(
-        &mut fields,
-        &parts.headers,
+    let hop = forward::Hop {
         version,
-        &authority,
-        host_is_set,
-        &conn.client,
+        authority: &authority,
+        client: &conn.client,
+        client_ip: log.client_ip,
         upgrade,
-        fill.is_some(),
-    );
+        cache_fill: fill.is_some(),
+    };
+    forward::write_origin_fields(&mut fields, &parts.headers, &hop);
     if let Some(fill) = &fill {
         fill.write_validators(&mut fields);
     }
     let has_body = !http_body::Body::is_end_stream(&body);
+    // The length the origin is told is the one the body is held to: hyper reads exactly a
+    // declared Content-Length (h2 checks its DATA against it), and the upload checks again.
+    let length = if has_body {
+        http_body::Body::size_hint(&body).exact()
+    } else {
+        declared.filter(|n| *n == 0)
+    };
     let body = if has_body {
         let meter = Arc::new(BodyMeter::default());
         log.meter = Some(Arc::clone(&meter));
@@ -418,7 +427,7 @@ pub async fn handle(
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/")),
         fields,
-        declared_length: parts.headers.contains_key(header::CONTENT_LENGTH),
+        length,
         body,
     };
     // Origin protection: over the site's cap, a stale copy or 503.
@@ -566,7 +575,7 @@ fn spawn_refresh(
             method: Method::GET,
             path_and_query,
             fields,
-            declared_length: false,
+            length: None,
             body: OriginBody::Empty,
             retryable: true,
         },

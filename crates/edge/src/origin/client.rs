@@ -140,8 +140,9 @@ pub struct OriginRequest {
     pub path_and_query: PathAndQuery,
     /// `name: value\r\n` lines (see `phases::forward::write_origin_fields`).
     pub fields: Vec<u8>,
-    /// The fields hold the client's Content-Length, which frames the body.
-    pub declared_length: bool,
+    /// The body's length, when the client declared one (hyper holds the body to it); the
+    /// codec writes Content-Length from it. `None` with a body: sent chunked.
+    pub length: Option<u64>,
     pub body: OriginBody,
     /// Whether it may be sent again after a connect failure (idempotent, no body).
     pub retryable: bool,
@@ -180,21 +181,19 @@ impl Upstream {
             method,
             path_and_query,
             fields,
-            declared_length,
+            length,
             body,
             retryable,
         } = request;
-        let framing = if matches!(body, OriginBody::Empty) {
-            RequestFraming::None
-        } else if declared_length {
-            RequestFraming::Length
-        } else {
-            RequestFraming::Chunked
+        let framing = match (length, matches!(body, OriginBody::Empty)) {
+            (Some(n), _) => RequestFraming::Length(n),
+            (None, true) => RequestFraming::None,
+            (None, false) => RequestFraming::Chunked,
         };
         // Encoded once: a retry on another origin or connection sends the same bytes.
         let head = encode_request_head(&method, &path_and_query, &fields, framing);
         let mut upload =
-            (framing != RequestFraming::None).then(|| Box::new(Upload::new(body, framing)));
+            (!matches!(body, OriginBody::Empty)).then(|| Box::new(Upload::new(body, framing)));
         let mut tried = 0u64;
         loop {
             let index = self

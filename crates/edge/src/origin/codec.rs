@@ -17,23 +17,24 @@ pub const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
 /// Most fields in one response head (or one trailer section).
 pub const MAX_RESPONSE_FIELDS: usize = 256;
 
-/// How the request body, if any, is framed on the way to the origin.
+/// How the request body, if any, is framed on the way to the origin. The framing field is
+/// written from this, never copied from the client's fields, so what the origin is told always
+/// matches the bytes it is sent (a Connection option that named Content-Length once made the
+/// two differ: request smuggling).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestFraming {
-    /// No body.
+    /// No body, and no length field.
     None,
-    /// The client's Content-Length is forwarded as it is; the body is sent as it arrives.
-    Length,
+    /// A body of exactly this many bytes (the client's Content-Length, which hyper holds the
+    /// body to), sent as it arrives; `Length(0)` is a declared empty body.
+    Length(u64),
     /// No length known in advance (a chunked HTTP/1.1 body, an HTTP/2 body without
     /// content-length): sent chunked, trailers included.
     Chunked,
 }
 
 /// Writes `METHOD target HTTP/1.1`, the fields (`name: value\r\n` lines, as the forward phase
-/// wrote them) and the framing field.
-///
-/// The fields carry no hop-by-hop lines, so no Transfer-Encoding of the client's; a
-/// Content-Length is there only when the client declared one, and then it frames the body.
+/// wrote them: no Host-less, framing or hop-by-hop lines of the client's) and the framing field.
 pub fn encode_request_head(
     method: &Method,
     target: &PathAndQuery,
@@ -47,8 +48,14 @@ pub fn encode_request_head(
     head.extend_from_slice(target.as_str().as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\n");
     head.extend_from_slice(fields);
-    if framing == RequestFraming::Chunked {
-        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    match framing {
+        RequestFraming::None => {}
+        RequestFraming::Length(n) => {
+            head.extend_from_slice(b"content-length: ");
+            head.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        RequestFraming::Chunked => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     head.extend_from_slice(b"\r\n");
     head
@@ -333,6 +340,9 @@ pub fn parse_trailers(section: &[u8]) -> Result<HeaderMap, HeadError> {
             for field in parsed {
                 let name = HeaderName::from_bytes(field.name.as_bytes())
                     .map_err(|_| HeadError::Malformed("trailer name"))?;
+                if !forward::trailer_may_cross(name.as_str()) {
+                    continue;
+                }
                 let value = HeaderValue::from_bytes(field.value)
                     .map_err(|_| HeadError::Malformed("trailer value"))?;
                 trailers.append(name, value);
@@ -366,6 +376,12 @@ mod tests {
             String::from_utf8(head).unwrap(),
             "POST /a?b=c HTTP/1.1\r\nhost: blog.example\r\nx-a: 1\r\n\
              transfer-encoding: chunked\r\n\r\n"
+        );
+        let head = encode_request_head(&Method::PUT, &target, fields, RequestFraming::Length(12));
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "PUT /a?b=c HTTP/1.1\r\nhost: blog.example\r\nx-a: 1\r\n\
+             content-length: 12\r\n\r\n"
         );
         let head = encode_request_head(&Method::GET, &target, fields, RequestFraming::None);
         assert!(
@@ -566,6 +582,15 @@ mod tests {
 
     #[test]
     fn trailers_are_parsed_as_fields() {
+        let kept = parse_trailers(
+            b"x-checksum: abc\r\nContent-Length: 9\r\ntransfer-encoding: chunked\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            kept.len(),
+            1,
+            "framing fields dropped from trailers: {kept:?}"
+        );
         let trailers = parse_trailers(b"x-checksum: abc\r\nx-b: 1\r\n\r\n").unwrap();
         assert_eq!(trailers["x-checksum"], "abc");
         assert_eq!(trailers.len(), 2);

@@ -9,6 +9,7 @@
 
 use super::codec::{self, HeadError, RequestFraming, ResponseHead};
 use crate::body::{BodyTooLarge, BodyTooSlow, BoxError, OriginBody};
+use crate::phases::forward;
 use bytes::{Bytes, BytesMut};
 use http::Method;
 use http_body::Body;
@@ -213,6 +214,10 @@ pub enum UploadError {
 pub struct Upload {
     body: OriginBody,
     chunked: bool,
+    /// With Content-Length framing, the bytes the origin still expects: the body must bring
+    /// exactly these, or the exchange fails (and the connection is not reused) rather than
+    /// leave the origin reading the next request from the wrong place.
+    remaining: Option<u64>,
     /// Encoded bytes not yet written (a chunk's size line, its data, its CRLF).
     pending: VecDeque<Bytes>,
     ended: bool,
@@ -224,6 +229,11 @@ impl Upload {
         Upload {
             body,
             chunked: framing == RequestFraming::Chunked,
+            remaining: match framing {
+                RequestFraming::Length(n) => Some(n),
+                RequestFraming::None => Some(0),
+                RequestFraming::Chunked => None,
+            },
             pending: VecDeque::with_capacity(3),
             ended: false,
             failed: false,
@@ -245,6 +255,11 @@ impl Upload {
                 return Poll::Ready(Ok(()));
             }
             match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                None if self.remaining.is_some_and(|n| n > 0) => {
+                    return Poll::Ready(Err(UploadError::Client(
+                        "the request body ended before its Content-Length".into(),
+                    )));
+                }
                 None => {
                     self.ended = true;
                     if self.chunked {
@@ -254,18 +269,31 @@ impl Upload {
                 Some(Err(e)) => return Poll::Ready(Err(UploadError::Client(e))),
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) if data.is_empty() => {}
+                    Ok(data) if self.remaining.is_some_and(|n| (data.len() as u64) > n) => {
+                        return Poll::Ready(Err(UploadError::Client(
+                            "the request body is longer than its Content-Length".into(),
+                        )));
+                    }
                     Ok(data) if self.chunked => {
                         self.pending
                             .push_back(Bytes::from(format!("{:x}\r\n", data.len())));
                         self.pending.push_back(data);
                         self.pending.push_back(Bytes::from_static(b"\r\n"));
                     }
-                    Ok(data) => self.pending.push_back(data),
+                    Ok(data) => {
+                        if let Some(n) = self.remaining.as_mut() {
+                            *n -= data.len() as u64;
+                        }
+                        self.pending.push_back(data);
+                    }
                     Err(frame) => {
                         // Trailers end the body; only chunked framing can carry them.
                         if let (Ok(trailers), true) = (frame.into_trailers(), self.chunked) {
                             let mut section = b"0\r\n".to_vec();
                             for (name, value) in &trailers {
+                                if !forward::trailer_may_cross(name.as_str()) {
+                                    continue;
+                                }
                                 section.extend_from_slice(name.as_str().as_bytes());
                                 section.extend_from_slice(b": ");
                                 section.extend_from_slice(value.as_bytes());

@@ -2,10 +2,15 @@
 //!
 //! - Hop-by-hop fields (RFC 9110 §7.6.1) are removed, including every field the client named in
 //!   Connection, so a client cannot make the edge pass on (or drop) a connection-level header.
-//! - `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded` (RFC 7239) are
-//!   set from what the edge saw. A client's own values are replaced, unless the peer is a trusted
-//!   proxy, whose values are kept and appended to: origins get a chain they can believe.
+//! - `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Real-IP` and `Forwarded`
+//!   (RFC 7239) are set from what the edge saw. A client's own values are replaced, unless the
+//!   peer is a trusted proxy, whose values are kept (and for the lists, appended to): origins
+//!   get a chain they can believe.
 //! - `Via` (RFC 9110 §7.6.3) gains this hop.
+//! - `Host` and `Content-Length` are written by the edge, never copied: Host from the authority
+//!   routing validated, the length from the body actually forwarded (`origin::codec`). A
+//!   Connection option can therefore never take either away, nor any field the edge sets
+//!   ([`connection_may_remove`]).
 //! - `Expect` is dropped: hyper has already answered `100-continue` when the body was read.
 
 use http::Version;
@@ -41,6 +46,60 @@ pub(crate) fn is_connection_option(token: &[u8]) -> bool {
     ]
     .iter()
     .any(|known| token.eq_ignore_ascii_case(known))
+}
+
+/// Whether a Connection option may remove the field `name` (lowercase) at this hop.
+///
+/// Not the fields that frame or route a message (RFC 9110 §7.6.1 lets a hop drop what the
+/// previous one named, but a body whose length the next hop no longer knows is read there as
+/// the next request, and an HTTP/1.1 request without Host is malformed), nor the fields the
+/// edge sets itself, which the client does not get to suppress. The framing phase refuses a
+/// request whose Connection names Content-Length or Host; for the rest the option is ignored.
+pub(crate) fn connection_may_remove(name: &[u8]) -> bool {
+    ![
+        &b"content-length"[..],
+        b"transfer-encoding",
+        b"host",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-real-ip",
+        b"forwarded",
+        b"via",
+    ]
+    .iter()
+    .any(|kept| name.eq_ignore_ascii_case(kept))
+}
+
+/// Whether a trailer field may be passed on, in either direction (`name` lowercase).
+///
+/// RFC 9110 §6.5.1: a trailer cannot carry what must be known before the content is
+/// processed: framing, routing, request modifiers, authentication, response control data or
+/// the content's format. A recipient that merged such a field into the header section (many
+/// origins' frameworks do) could be told a second length, another Host, or a client address,
+/// so the edge drops them; so are the hop-by-hop fields and the edge's own forwarding fields.
+pub(crate) fn trailer_may_cross(name: &str) -> bool {
+    !(is_hop_by_hop(name)
+        || matches!(
+            name,
+            // framing and routing
+            "content-length" | "host" | "trailer"
+                // request modifiers (controls, conditionals, range)
+                | "cache-control" | "expect" | "max-forwards" | "pragma" | "range"
+                | "if-match" | "if-none-match" | "if-modified-since" | "if-unmodified-since"
+                | "if-range"
+                // authentication and state
+                | "authorization" | "www-authenticate" | "proxy-authenticate"
+                | "cookie" | "set-cookie"
+                // response control data
+                | "age" | "date" | "expires" | "location" | "retry-after" | "vary"
+                | "warning" | "etag" | "last-modified"
+                // how to process the content
+                | "content-encoding" | "content-type" | "content-range" | "content-location"
+                // the edge's own forwarding fields
+                | "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "x-real-ip"
+                | "forwarded" | "via"
+        ))
 }
 
 /// Most hop-by-hop fields one message can carry (the list above).
@@ -125,7 +184,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for value in headers.get_all(header::CONNECTION) {
         for token in value.as_bytes().split(|b| *b == b',') {
             let token = token.trim_ascii();
-            if token.is_empty() || is_connection_option(token) {
+            if token.is_empty() || is_connection_option(token) || !connection_may_remove(token) {
                 continue;
             }
             if let Ok(name) = HeaderName::from_bytes(token) {
@@ -138,10 +197,24 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// What the origin's copy of a request needs beyond the client's fields.
+pub struct Hop<'a> {
+    pub version: Version,
+    /// The host the client asked for, as routing validated it.
+    pub authority: &'a HeaderValue,
+    pub client: &'a ClientFacts,
+    /// The client's address as the edge resolved it: the peer, or behind a trusted proxy the
+    /// rightmost untrusted X-Forwarded-For entry ([`real_client_ip`]).
+    pub client_ip: IpAddr,
+    /// Keep a WebSocket handshake's Connection/Upgrade pair.
+    pub upgrade: bool,
+    /// The response will be stored for other clients (see [`write_origin_fields`]).
+    pub cache_fill: bool,
+}
+
 /// Writes the origin's copy of a client's request fields, each as a `name: value` line, into
-/// `out`; `upgrade` keeps a WebSocket handshake's Connection/Upgrade pair.
-/// `authority` is the host the client asked for; `host_is_set` says the request's Host field
-/// already holds it (an HTTP/1.1 origin-form request), so it need not be written again.
+/// `out`. The framing field is not among them: `origin::codec` writes it from the body it
+/// sends.
 ///
 /// Written straight to the wire rather than edited in the header map: five inserts, a removal
 /// and their lookups per request cost more than one pass that skips and appends (callgrind,
@@ -153,21 +226,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// preconditions and Range are not passed on (the cache needs the full response, and answers
 /// them itself), and Accept-Encoding is sent reduced to the variant the response is stored under
 /// (`cache::vary::accept_encoding`), so what comes back suits every client of that variant.
-#[allow(clippy::too_many_arguments)]
-pub fn write_origin_fields(
-    out: &mut Vec<u8>,
-    headers: &HeaderMap,
-    version: Version,
-    authority: &HeaderValue,
-    host_is_set: bool,
-    client: &ClientFacts,
-    upgrade: bool,
-    cache_fill: bool,
-) {
+pub fn write_origin_fields(out: &mut Vec<u8>, headers: &HeaderMap, hop: &Hop<'_>) {
+    let client = hop.client;
     // First pass: what the fields say about the others.
     let mut named: Vec<&[u8]> = Vec::new();
     let mut wants_trailers = false;
-    let (mut has_forwarded_host, mut has_forwarded_proto) = (false, false);
+    let (mut has_forwarded_host, mut has_forwarded_proto, mut has_real_ip) = (false, false, false);
     for (name, value) in headers {
         match name.as_str() {
             "connection" => named.extend(
@@ -175,7 +239,9 @@ pub fn write_origin_fields(
                     .as_bytes()
                     .split(|b| *b == b',')
                     .map(<[u8]>::trim_ascii)
-                    .filter(|t| !t.is_empty() && !is_connection_option(t)),
+                    .filter(|t| {
+                        !t.is_empty() && !is_connection_option(t) && connection_may_remove(t)
+                    }),
             ),
             "te" => {
                 wants_trailers |= value
@@ -185,22 +251,27 @@ pub fn write_origin_fields(
             }
             "x-forwarded-host" => has_forwarded_host = true,
             "x-forwarded-proto" => has_forwarded_proto = true,
+            "x-real-ip" => has_real_ip = true,
             _ => {}
         }
     }
     let keep_forwarded_host = client.trusted && has_forwarded_host;
     let keep_forwarded_proto = client.trusted && has_forwarded_proto;
+    let keep_real_ip = client.trusted && has_real_ip;
 
     // Second pass: the client's fields the origin gets as they are.
     for (name, value) in headers {
         let n = name.as_str();
         let skip = is_hop_by_hop(n)
-            || matches!(n, "expect" | "x-forwarded-for" | "forwarded" | "via")
-            || (n == "host" && !host_is_set)
+            || matches!(
+                n,
+                "host" | "content-length" | "expect" | "x-forwarded-for" | "forwarded" | "via"
+            )
             || (n == "x-forwarded-host" && !keep_forwarded_host)
             || (n == "x-forwarded-proto" && !keep_forwarded_proto)
+            || (n == "x-real-ip" && !keep_real_ip)
             || named.iter().any(|t| t.eq_ignore_ascii_case(n.as_bytes()))
-            || (cache_fill
+            || (hop.cache_fill
                 && matches!(
                     n,
                     "accept-encoding"
@@ -215,19 +286,17 @@ pub fn write_origin_fields(
             field(out, n, value.as_bytes());
         }
     }
-    if cache_fill {
+    if hop.cache_fill {
         let coding = cache::vary::accept_encoding(headers);
         if !coding.is_empty() {
             field(out, "accept-encoding", coding.as_bytes());
         }
     }
 
-    // This hop's fields.
-    if !host_is_set {
-        // An HTTP/2 client sends no Host; an absolute-form target overrides the Host field.
-        field(out, "host", authority.as_bytes());
-    }
-    if upgrade {
+    // This hop's fields. Host always: an HTTP/2 client sends none, an absolute-form target
+    // overrides the Host field, and otherwise it is the Host routing checked.
+    field(out, "host", hop.authority.as_bytes());
+    if hop.upgrade {
         field(out, "connection", b"upgrade");
         field(out, "upgrade", b"websocket");
     }
@@ -237,10 +306,17 @@ pub fn write_origin_fields(
         field(out, "te", b"trailers");
     }
     if !keep_forwarded_host {
-        field(out, "x-forwarded-host", authority.as_bytes());
+        field(out, "x-forwarded-host", hop.authority.as_bytes());
     }
     if !keep_forwarded_proto {
         field(out, "x-forwarded-proto", proto(client.tls).as_bytes());
+    }
+    if !keep_real_ip {
+        if hop.client_ip == client.peer {
+            field(out, "x-real-ip", client.peer_text.as_bytes());
+        } else {
+            field(out, "x-real-ip", hop.client_ip.to_string().as_bytes());
+        }
     }
     let kept = |name: &HeaderName| client.trusted.then(|| headers.get_all(name));
     list_field(
@@ -257,7 +333,7 @@ pub fn write_origin_fields(
         &[
             client.forwarded_base.as_bytes(),
             b";host=\"",
-            authority.as_bytes(),
+            hop.authority.as_bytes(),
             b"\"",
         ],
     );
@@ -266,7 +342,7 @@ pub fn write_origin_fields(
         out,
         "via",
         Some(headers.get_all(header::VIA)),
-        &[via(version).as_bytes()],
+        &[via(hop.version).as_bytes()],
     );
 }
 
@@ -382,16 +458,16 @@ mod tests {
         upgrade: bool,
     ) {
         let mut out = Vec::new();
-        write_origin_fields(
-            &mut out,
-            h,
+        let authority = HeaderValue::from_static(host);
+        let hop = Hop {
             version,
-            &HeaderValue::from_static(host),
-            false,
+            authority: &authority,
             client,
+            client_ip: real_client_ip(h, client, |_| false),
             upgrade,
-            false,
-        );
+            cache_fill: false,
+        };
+        write_origin_fields(&mut out, h, &hop);
         out.extend_from_slice(b"\r\n");
         let mut slots = [httparse::EMPTY_HEADER; 64];
         let httparse::Status::Complete((_, fields)) =
@@ -411,6 +487,26 @@ mod tests {
 
     fn peer() -> ClientFacts {
         ClientFacts::new("192.0.2.7".parse().unwrap(), false, false)
+    }
+
+    #[test]
+    fn rfc9110_6_5_1_fields_that_frame_route_or_control_never_cross_as_trailers() {
+        for forbidden in [
+            "content-length",
+            "transfer-encoding",
+            "host",
+            "authorization",
+            "set-cookie",
+            "cache-control",
+            "content-type",
+            "x-forwarded-for",
+            "connection",
+        ] {
+            assert!(!trailer_may_cross(forbidden), "{forbidden}");
+        }
+        for allowed in ["x-checksum", "server-timing", "grpc-status", "digest"] {
+            assert!(trailer_may_cross(allowed), "{allowed}");
+        }
     }
 
     #[test]
@@ -438,6 +534,58 @@ mod tests {
             assert!(!h.contains_key(gone), "{gone} leaked");
         }
         assert_eq!(h["x-normal"], "1");
+    }
+
+    #[test]
+    fn connection_cannot_remove_framing_routing_or_the_edges_own_fields() {
+        let mut h = request(&[
+            (
+                "connection",
+                "Host, Content-Length, X-Forwarded-For, X-Real-IP, Via, Forwarded, \
+                 X-Forwarded-Proto, X-Forwarded-Host, x-secret",
+            ),
+            ("host", "blog.example"),
+            ("content-length", "3"),
+            ("x-secret", "1"),
+        ]);
+        rewrite(&mut h, Version::HTTP_11, "blog.example", &peer(), false);
+        assert_eq!(h["host"], "blog.example");
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["x-real-ip"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "blog.example");
+        assert_eq!(h["via"], "1.1 palisade");
+        assert!(h.contains_key("forwarded"));
+        assert!(
+            !h.contains_key("x-secret"),
+            "the client's own field is still its to drop"
+        );
+        // The length is the codec's to write, from the body it sends.
+        assert!(!h.contains_key("content-length"));
+    }
+
+    #[test]
+    fn host_is_written_from_the_authority_never_copied() {
+        let mut h = request(&[("host", "blog.example")]);
+        rewrite(&mut h, Version::HTTP_11, "blog.example", &peer(), false);
+        assert_eq!(h.get_all("host").iter().count(), 1);
+        assert_eq!(h["host"], "blog.example");
+    }
+
+    #[test]
+    fn x_real_ip_is_replaced_unless_the_peer_is_trusted() {
+        let mut h = request(&[("x-real-ip", "6.6.6.6")]);
+        rewrite(&mut h, Version::HTTP_11, "blog.example", &peer(), false);
+        assert_eq!(h["x-real-ip"], "192.0.2.7");
+
+        let trusted = ClientFacts::new("10.0.0.1".parse().unwrap(), false, true);
+        let mut h = request(&[("x-real-ip", "203.0.113.9")]);
+        rewrite(&mut h, Version::HTTP_11, "blog.example", &trusted, false);
+        assert_eq!(h["x-real-ip"], "203.0.113.9");
+        // A trusted proxy that sent none: the client it names in X-Forwarded-For.
+        let mut h = request(&[("x-forwarded-for", "203.0.113.10")]);
+        rewrite(&mut h, Version::HTTP_11, "blog.example", &trusted, false);
+        assert_eq!(h["x-real-ip"], "203.0.113.10");
     }
 
     #[test]

@@ -8,6 +8,15 @@
 //!   refusing is the only answer that cannot desynchronise anything.
 //! - Content-Length sent twice or as a list, even with equal values.
 //! - Transfer-Encoding in an HTTP/1.0 request (RFC 9112 §6.1: treat as faulty framing).
+//! - A transfer coding list other than exactly `chunked` (`gzip, chunked`, `chunked, chunked`,
+//!   `identity, chunked`): hyper decodes the chunked layer and would let the edge forward the
+//!   body as if that were all, silently dropping a coding the origin was told about.
+//! - Connection naming Content-Length or Host. Connection lists fields to drop at the next
+//!   hop (RFC 9110 §7.6.1), but a request's framing and routing are not the client's to drop:
+//!   a body whose length the next hop no longer knows is read there as the next request. No
+//!   client has a use for it, so it is refused rather than ignored. (Transfer-Encoding named
+//!   there is hop-by-hop anyway, and the forwarding fields are the edge's own: for those the
+//!   option is ignored, see `forward::connection_may_remove`.)
 //!
 //! Each gets 400 and the connection is closed, since what follows on it cannot be trusted.
 //!
@@ -22,18 +31,41 @@ use http::{HeaderMap, Version, header};
 
 /// Why a request's framing was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum FramingError {
     LengthAndChunked,
     RepeatedLength,
     ChunkedInHttp10,
+    /// A transfer coding list other than exactly `chunked`.
+    UnsupportedCoding,
+    /// Connection names Content-Length or Host.
+    ConnectionNamesFraming,
 }
 
 impl FramingError {
+    const ALL: [FramingError; 5] = [
+        FramingError::LengthAndChunked,
+        FramingError::RepeatedLength,
+        FramingError::ChunkedInHttp10,
+        FramingError::UnsupportedCoding,
+        FramingError::ConnectionNamesFraming,
+    ];
+
+    /// The error stored as `self as u8` (the connection keeps it in an atomic).
+    pub(crate) fn from_code(code: u8) -> FramingError {
+        Self::ALL
+            .get(usize::from(code))
+            .copied()
+            .unwrap_or(FramingError::LengthAndChunked)
+    }
+
     pub fn reason(self) -> &'static str {
         match self {
             FramingError::LengthAndChunked => "both Content-Length and Transfer-Encoding",
             FramingError::RepeatedLength => "more than one Content-Length",
             FramingError::ChunkedInHttp10 => "Transfer-Encoding in an HTTP/1.0 request",
+            FramingError::UnsupportedCoding => "a transfer coding other than chunked",
+            FramingError::ConnectionNamesFraming => "Connection names Content-Length or Host",
         }
     }
 }
@@ -55,7 +87,31 @@ pub fn check(version: Version, headers: &HeaderMap) -> Result<(), FramingError> 
     if chunked && version == Version::HTTP_10 {
         return Err(FramingError::ChunkedInHttp10);
     }
+    if chunked && !is_only_chunked(headers) {
+        return Err(FramingError::UnsupportedCoding);
+    }
+    if headers.get_all(header::CONNECTION).iter().any(|value| {
+        value.as_bytes().split(|b| *b == b',').any(|token| {
+            let token = token.trim_ascii();
+            token.eq_ignore_ascii_case(b"content-length") || token.eq_ignore_ascii_case(b"host")
+        })
+    }) {
+        return Err(FramingError::ConnectionNamesFraming);
+    }
     Ok(())
+}
+
+/// Whether the Transfer-Encoding lines, taken together, list exactly one coding: `chunked`.
+fn is_only_chunked(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii);
+    codings
+        .next()
+        .is_some_and(|first| first.eq_ignore_ascii_case(b"chunked"))
+        && codings.next().is_none()
 }
 
 /// Follows HTTP/1.x message framing on a connection's incoming bytes to inspect every request
@@ -547,6 +603,70 @@ GET /c HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n";
             map.append(*name, HeaderValue::from_static(value));
         }
         map
+    }
+
+    #[test]
+    fn transfer_codings_other_than_exactly_chunked_are_refused() {
+        for codings in [
+            &[("transfer-encoding", "gzip, chunked")][..],
+            &[("transfer-encoding", "identity, chunked")],
+            &[("transfer-encoding", "chunked, chunked")],
+            &[
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked"),
+            ],
+            &[
+                ("transfer-encoding", "gzip"),
+                ("transfer-encoding", "chunked"),
+            ],
+            &[("transfer-encoding", ",chunked")],
+        ] {
+            assert_eq!(
+                check(Version::HTTP_11, &headers(codings)),
+                Err(FramingError::UnsupportedCoding),
+                "{codings:?}"
+            );
+        }
+        for fine in ["chunked", "Chunked", " CHUNKED "] {
+            let h = headers(&[("transfer-encoding", fine)]);
+            assert_eq!(check(Version::HTTP_11, &h), Ok(()), "{fine:?}");
+        }
+    }
+
+    #[test]
+    fn connection_naming_content_length_or_host_is_refused() {
+        for connection in [
+            "Content-Length",
+            "close, Content-Length",
+            "keep-alive,content-length",
+            "CONTENT-LENGTH",
+            "host",
+            "x-a, Host ",
+        ] {
+            let h = headers(&[("content-length", "3"), ("connection", connection)]);
+            assert_eq!(
+                check(Version::HTTP_11, &h),
+                Err(FramingError::ConnectionNamesFraming),
+                "{connection:?}"
+            );
+        }
+        // Other fields, and names that merely contain these, stay the client's to drop.
+        for connection in [
+            "close",
+            "keep-alive, x-secret",
+            "x-content-length",
+            "hostname",
+        ] {
+            let h = headers(&[("connection", connection)]);
+            assert_eq!(check(Version::HTTP_11, &h), Ok(()), "{connection:?}");
+        }
+    }
+
+    #[test]
+    fn framing_errors_survive_their_code() {
+        for error in FramingError::ALL {
+            assert_eq!(FramingError::from_code(error as u8), error);
+        }
     }
 
     #[test]

@@ -27,6 +27,24 @@ pub enum RouteRefusal {
     /// No site claims the host, but it is the operator's hostname (`[server] operator_host`):
     /// Palisade's own abuse intake answers there, and nothing is forwarded.
     OperatorHost,
+    /// The asterisk-form target `*` with another method than OPTIONS (400): RFC 9112 §3.2.4
+    /// allows it only for a server-wide OPTIONS, and an origin may read it as anything.
+    BadTarget,
+}
+
+/// The request target in origin form when the client's differs only by an empty path:
+/// `GET http://host?x=1` names the path `/` (RFC 9112 §3.2.1, "if the target URI's path
+/// component is empty, the client MUST send "/" as the path"), and forwarding `?x=1` as a
+/// request line would hand the origin a target it cannot parse. `None`: the target is fine.
+pub fn with_rooted_path(uri: &Uri) -> Option<Uri> {
+    let query_only = uri.path_and_query()?.as_str().starts_with('?');
+    if !query_only {
+        return None;
+    }
+    let mut parts = uri.clone().into_parts();
+    let rooted = format!("/{}", uri.path_and_query()?.as_str());
+    parts.path_and_query = Some(rooted.parse().ok()?);
+    Uri::from_parts(parts).ok()
 }
 
 /// A routed request: its site and the host it named (normalised).
@@ -47,6 +65,9 @@ pub fn route<'a>(
 ) -> Result<Routed<'a>, RouteRefusal> {
     if method == Method::CONNECT {
         return Err(RouteRefusal::Connect);
+    }
+    if uri.path_and_query().is_some_and(|t| t.as_str() == "*") && method != Method::OPTIONS {
+        return Err(RouteRefusal::BadTarget);
     }
     let mut host_headers = headers.get_all(header::HOST).iter();
     let host_header = host_headers.next();
@@ -99,4 +120,21 @@ pub fn route<'a>(
         host,
         authority,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc9112_3_2_1_an_empty_path_is_sent_as_slash() {
+        let uri: Uri = "http://blog.example?x=1".parse().unwrap();
+        let rooted = with_rooted_path(&uri).expect("rooted");
+        assert_eq!(rooted.path_and_query().unwrap().as_str(), "/?x=1");
+        assert_eq!(rooted.authority().unwrap().as_str(), "blog.example");
+        for fine in ["/a?x=1", "http://blog.example/", "*", "http://blog.example"] {
+            let uri: Uri = fine.parse().unwrap();
+            assert!(with_rooted_path(&uri).is_none(), "{fine}");
+        }
+    }
 }

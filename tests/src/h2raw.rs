@@ -28,6 +28,7 @@ pub const ACK: u8 = 0x1;
 pub const END_HEADERS: u8 = 0x4;
 
 /// GOAWAY and RST_STREAM error codes (RFC 9113 §7).
+pub const PROTOCOL_ERROR: u32 = 0x1;
 pub const CANCEL: u32 = 0x8;
 pub const ENHANCE_YOUR_CALM: u32 = 0xb;
 
@@ -270,6 +271,12 @@ impl H2Reader {
         ending.closed = self.eof;
         ending
     }
+}
+
+/// The complete frames at the front of `bytes` (what a server sent), in order.
+pub fn parse_frames(bytes: &[u8]) -> Vec<Frame> {
+    let mut buf = bytes.to_vec();
+    std::iter::from_fn(|| take_frame(&mut buf)).collect()
 }
 
 /// Takes one complete frame off the front of `buf`.

@@ -3,7 +3,10 @@
 
 use hyper::client::conn::http1::SendRequest;
 use palisade_blackbox::client::{self, ClientBody, h1_request, h2_request};
+use palisade_blackbox::h2raw;
+use palisade_blackbox::raw::READ_TIMEOUT;
 use palisade_blackbox::{LeafCert, Origin, Palisade, TestCa, negotiated_alpn, peer_leaf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// Two sites on one TLS listener, each with its own certificate and origin.
 struct TwoSites {
@@ -156,4 +159,84 @@ async fn tls_request_reaches_origin_with_forwarded_proto_https() {
     .expect("request over TLS");
 
     assert_eq!(reply.echo().header("x-forwarded-proto"), Some("https"));
+}
+
+/// Reads what the server sends until it closes or `READ_TIMEOUT` passes.
+async fn read_until_close(tls: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(READ_TIMEOUT, async {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = tls.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    got
+}
+
+/// ALPN decides the protocol (RFC 9113 §3.3): a client that negotiated `h2` and sends an
+/// HTTP/1.1 head gets the server preface and GOAWAY(PROTOCOL_ERROR) (§3.4), never an
+/// HTTP/1.1 answer, and nothing reaches the origin.
+#[tokio::test]
+async fn an_http1_head_after_alpn_h2_gets_goaway_protocol_error() {
+    let sites = two_sites();
+    let mut tls = sites
+        .ca
+        .connect(sites.proxy.https_addr(), "blog.example", &["h2"])
+        .await
+        .expect("TLS handshake");
+    assert_eq!(negotiated_alpn(&tls).as_deref(), Some("h2"));
+    tls.write_all(b"GET /echo HTTP/1.1\r\nHost: blog.example\r\n\r\n")
+        .await
+        .unwrap();
+
+    let got = read_until_close(&mut tls).await;
+    assert!(
+        !got.starts_with(b"HTTP/1.1"),
+        "answered in HTTP/1.1: {:?}",
+        got.escape_ascii().to_string()
+    );
+    let frames = h2raw::parse_frames(&got);
+    let goaway = frames
+        .iter()
+        .find_map(h2raw::Frame::goaway_code)
+        .unwrap_or_else(|| panic!("no GOAWAY among {frames:?}"));
+    assert_eq!(goaway, h2raw::PROTOCOL_ERROR);
+    assert_eq!(sites.blog_origin.requests(), 0);
+}
+
+/// A client that negotiated `http/1.1` is served HTTP/1.1 even when it sends the HTTP/2
+/// preface: no SETTINGS frame comes back, and nothing reaches the origin.
+#[tokio::test]
+async fn the_h2_preface_after_alpn_http1_is_not_served_as_h2() {
+    let sites = two_sites();
+    for alpn in [&["http/1.1"][..], &[]] {
+        let mut tls = sites
+            .ca
+            .connect(sites.proxy.https_addr(), "blog.example", alpn)
+            .await
+            .expect("TLS handshake");
+        let mut preface = h2raw::PREFACE.to_vec();
+        preface.extend_from_slice(&h2raw::settings(&[]));
+        preface.extend_from_slice(&h2raw::headers(
+            1,
+            &h2raw::get_block("blog.example", "/echo"),
+            true,
+        ));
+        tls.write_all(&preface).await.unwrap();
+
+        let got = read_until_close(&mut tls).await;
+        let settings = h2raw::parse_frames(&got)
+            .iter()
+            .any(|f| f.kind == h2raw::SETTINGS);
+        assert!(
+            got.is_empty() || got.starts_with(b"HTTP/1.1 ") && !settings,
+            "ALPN {alpn:?}: got {:?}",
+            got.escape_ascii().to_string()
+        );
+    }
+    assert_eq!(sites.blog_origin.requests(), 0);
 }

@@ -25,9 +25,10 @@ use crate::metrics::{CutReason, Metrics};
 use crate::phases::forward::ClientFacts;
 use crate::phases::framing::{FramingError, FramingTracker};
 use crate::pipeline::{self, EdgeState};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use model::ServerLimits;
 use std::convert::Infallible;
 use std::io;
@@ -286,15 +287,14 @@ impl ConnActivity {
 /// parked, so parking costs nothing on the hot path.
 const PARK_AFTER: Duration = Duration::from_secs(1);
 
-/// Reports arriving bytes to [`ConnActivity`], notices the HTTP/2 preface, runs the HTTP/1.x
-/// framing tracker (or on HTTP/2 the flood guard) over what the client sends, cuts writes the
-/// client leaves waiting past `send_timeout`, and hands the socket back when parking.
+/// Reports arriving bytes to [`ConnActivity`], runs the HTTP/1.x framing tracker (or on
+/// HTTP/2 the flood guard) over what the client sends, cuts writes the client leaves waiting
+/// past `send_timeout`, and hands the socket back when parking.
 struct WatchedIo<I> {
     inner: Option<I>,
+    /// Bytes read before hyper started, to tell the protocol; reads return them first.
+    replay: Replay,
     ctx: Arc<ConnContext>,
-    /// How many bytes of `PRI * HTTP/2.0` the first bytes have matched, across reads (a client
-    /// may split the preface); `None` once the protocol is known.
-    preface_matched: Option<u8>,
     framing: Option<Box<FramingTracker>>,
     h2_flood: Option<Box<H2FloodGuard>>,
     /// Requests already taken on this connection before this hyper instance started.
@@ -395,29 +395,15 @@ impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let before = buf.filled().len();
-        let polled = this.inner().poll_read(cx, buf);
+        let polled = if this.replay.is_empty() {
+            this.inner().poll_read(cx, buf)
+        } else {
+            this.replay.take_into(buf);
+            Poll::Ready(Ok(()))
+        };
         let got = &buf.filled()[before..];
         if matches!(polled, Poll::Ready(Ok(()))) && !got.is_empty() {
             let activity = &this.ctx.activity;
-            if let Some(matched) = this.preface_matched {
-                let rest = &H2_PREFACE_START[usize::from(matched)..];
-                let n = got.len().min(rest.len());
-                this.preface_matched = if got[..n] != rest[..n] {
-                    None
-                } else if n == rest.len() {
-                    activity.h2.store(true, Ordering::Relaxed);
-                    activity.header_clock_ms.store(0, Ordering::Release);
-                    this.framing = None;
-                    if this.h2_flood.is_none() {
-                        this.h2_flood = Some(Box::new(H2FloodGuard::after_preface_bytes(
-                            usize::from(matched),
-                        )));
-                    }
-                    None
-                } else {
-                    Some(matched + n as u8)
-                };
-            }
             if let Some(guard) = this.h2_flood.as_mut()
                 && let Err(abuse) = guard.feed(got)
             {
@@ -499,8 +485,85 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for WatchedIo<I> {
     }
 }
 
-/// What the HTTP/2 client connection preface starts with (RFC 9113 §3.4).
-const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
+/// The HTTP/2 client connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The first bytes of a connection, read to tell which HTTP it speaks, returned to hyper's
+/// first reads. At most the preface's length is read, as hyper-util's detection did: an
+/// HTTP/1.1 request usually differs at its first byte.
+#[derive(Default)]
+struct Replay {
+    buf: [u8; H2_PREFACE.len()],
+    start: usize,
+    end: usize,
+}
+
+impl Replay {
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    fn take_into(&mut self, out: &mut ReadBuf<'_>) {
+        let n = (self.end - self.start).min(out.remaining());
+        out.put_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+    }
+}
+
+/// Reads the first bytes of a connection until they show whether it starts with the HTTP/2
+/// preface (`Some(true)`) or not (`Some(false)`), within `timeout`; `None` if the client
+/// closes or stays silent. What was read is in `replay`.
+async fn starts_with_h2_preface<I>(
+    io: &mut I,
+    replay: &mut Replay,
+    timeout: Duration,
+) -> Option<bool>
+where
+    I: AsyncRead + Unpin,
+{
+    tokio::time::timeout(timeout, async {
+        loop {
+            let n = io.read(&mut replay.buf[replay.end..]).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            replay.end += n;
+            if replay.buf[..replay.end] != H2_PREFACE[..replay.end] {
+                return Some(false);
+            }
+            if replay.end == H2_PREFACE.len() {
+                return Some(true);
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Which HTTP a connection may speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocols {
+    /// Cleartext: HTTP/1.1, or HTTP/2 with prior knowledge when the first bytes are its
+    /// preface (h2c).
+    Detect,
+    /// TLS that negotiated `http/1.1` by ALPN, or no protocol at all (RFC 9113 §3.3: HTTP/2
+    /// over TLS is chosen by ALPN only), and a cleartext connection that already spoke
+    /// HTTP/1.1 before it was parked.
+    Http1,
+    /// TLS that negotiated `h2`: anything but the preface is a connection error.
+    Http2,
+}
+
+/// The server's side of a refused HTTP/2 connection: its connection preface (an empty
+/// SETTINGS frame), then GOAWAY with last stream 0 and PROTOCOL_ERROR, as RFC 9113 §3.4 asks
+/// for a client preface that is not one (h2 itself closes without a word).
+const H2_BAD_PREFACE_GOAWAY: &[u8] = &[
+    0, 0, 0, 0x4, 0, 0, 0, 0, 0, // SETTINGS, empty
+    0, 0, 8, 0x7, 0, 0, 0, 0, 0, // GOAWAY, 8 bytes, stream 0
+    0, 0, 0, 0, // last stream id 0
+    0, 0, 0, 0x1, // PROTOCOL_ERROR
+];
 
 /// Streams one HTTP/2 connection may have open: enough for a browser page; bounds one
 /// connection's share of the origins.
@@ -512,18 +575,22 @@ const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
 const H2_MAX_SEND_BUF: usize = 128 * 1024;
 const H2_RECEIVE_WINDOW: u32 = 1024 * 1024;
 
-/// hyper's settings for client connections, from the server limits.
-pub fn http_builder(limits: &ServerLimits, http1_only: bool) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+/// hyper's HTTP/1.1 settings for client connections, from the server limits.
+fn http1_builder(limits: &ServerLimits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         // Our watchdog runs the header timer; see the module docs.
         .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers);
     builder
-        .http2()
+}
+
+/// hyper's HTTP/2 settings for client connections, from the server limits.
+fn http2_builder(limits: &ServerLimits) -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
         .timer(TokioTimer::new())
         // HPACK bombs: the decoded header list is bounded like an HTTP/1.1 head. h2 answers a
         // larger list with 431 and sends GOAWAY (ENHANCE_YOUR_CALM) past four times the
@@ -544,10 +611,60 @@ pub fn http_builder(limits: &ServerLimits, http1_only: bool) -> auto::Builder<To
         // No keep-alive PINGs: idle connections close on idle_timeout, and a client that stops
         // reading while data waits is cut by send_timeout.
         .keep_alive_interval(None);
-    if http1_only {
-        builder = builder.http1_only();
-    }
     builder
+}
+
+pin_project_lite::pin_project! {
+    /// A connection hyper serves in the protocol the edge chose for it.
+    #[project = HttpConnProj]
+    enum HttpConn<I, S>
+    where
+        I: hyper::rt::Read,
+        I: hyper::rt::Write,
+        I: Unpin,
+        S: hyper::service::HttpService<Incoming>,
+    {
+        Http1 { #[pin] conn: http1::UpgradeableConnection<I, S> },
+        Http2 { #[pin] conn: http2::Connection<I, S, TokioExecutor> },
+    }
+}
+
+impl<I, S, B> HttpConn<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        match self.project() {
+            HttpConnProj::Http1 { conn } => conn.graceful_shutdown(),
+            HttpConnProj::Http2 { conn } => conn.graceful_shutdown(),
+        }
+    }
+}
+
+impl<I, S, B> Future for HttpConn<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Output = hyper::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            HttpConnProj::Http1 { conn } => conn.poll(cx),
+            HttpConnProj::Http2 { conn } => conn.poll(cx),
+        }
+    }
 }
 
 /// Serves a cleartext connection: parked (socket only) while idle, handed to hyper when bytes
@@ -580,7 +697,14 @@ pub async fn serve_parkable(
             Arc::clone(&ctx),
             Arc::clone(&state),
             shutdown.clone(),
-            Some(known_http1),
+            Serving {
+                parkable: true,
+                protocols: if known_http1 {
+                    Protocols::Http1
+                } else {
+                    Protocols::Detect
+                },
+            },
         ))
         .await;
         match served {
@@ -599,28 +723,65 @@ pub async fn serve_parkable(
     }
 }
 
+/// How [`serve`] takes a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Serving {
+    /// The socket may be handed back while idle (cleartext only).
+    pub parkable: bool,
+    pub protocols: Protocols,
+}
+
 /// Serves a connection with hyper until it closes, times out, shutdown completes, or (when
-/// `parkable` is `Some`) it is parked, in which case the socket is returned.
-/// `parkable == Some(true)` says the connection is known to speak HTTP/1.1.
+/// parkable) it is parked, in which case the socket is returned.
 pub async fn serve<I>(
-    io: I,
+    mut io: I,
     ctx: Arc<ConnContext>,
     state: Arc<EdgeState>,
     mut shutdown: watch::Receiver<bool>,
-    parkable: Option<bool>,
+    serving: Serving,
 ) -> Option<I>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Serving {
+        parkable,
+        protocols,
+    } = serving;
     let limits = state.snapshot.load().limits.clone();
-    let builder = http_builder(&limits, parkable == Some(true));
-    let h2 = ctx.activity.h2.load(Ordering::Relaxed);
-    let (give_back, taken_back) = match parkable {
-        Some(_) => {
-            let (tx, rx) = oneshot::channel();
-            (Some(tx), Some(rx))
+    let mut replay = Replay::default();
+    let h2 = match protocols {
+        Protocols::Http1 => false,
+        Protocols::Detect => {
+            starts_with_h2_preface(&mut io, &mut replay, limits.header_read_timeout).await?
         }
-        None => (None, None),
+        Protocols::Http2 => {
+            // Checked here, not left to h2, which closes on a bad preface without the GOAWAY
+            // RFC 9113 §3.4 asks for.
+            match starts_with_h2_preface(&mut io, &mut replay, limits.header_read_timeout).await {
+                Some(true) => true,
+                Some(false) => {
+                    tracing::debug!(peer = %ctx.client.peer, "no HTTP/2 preface after ALPN h2; closing");
+                    // Best effort: the client may already be gone.
+                    let _ = tokio::time::timeout(limits.header_read_timeout, async {
+                        let _ = io.write_all(H2_BAD_PREFACE_GOAWAY).await;
+                        let _ = io.shutdown().await;
+                    })
+                    .await;
+                    return None;
+                }
+                None => return None,
+            }
+        }
+    };
+    if h2 {
+        ctx.activity.h2.store(true, Ordering::Relaxed);
+        ctx.activity.header_clock_ms.store(0, Ordering::Release);
+    }
+    let (give_back, taken_back) = if parkable {
+        let (tx, rx) = oneshot::channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
     };
     // A fresh hyper instance starts reading at a message boundary; so does its tracker.
     let heads_base = ctx.activity.requests.load(Ordering::Acquire);
@@ -629,12 +790,11 @@ where
     let metrics = Arc::clone(&state.metrics);
     let io = WatchedIo {
         inner: Some(io),
+        replay,
         heads_base,
         ctx: Arc::clone(&ctx),
-        // A connection parked after HTTP/1.1 requests stays HTTP/1.1.
-        preface_matched: (parkable != Some(true)).then_some(0),
         framing: (!h2).then(|| Box::new(FramingTracker::new(limits.max_header_bytes.max(8192)))),
-        // TLS chose HTTP/2 by ALPN: the preface comes first all the same.
+        // The replayed preface comes first.
         h2_flood: h2.then(|| Box::new(H2FloodGuard::after_preface_bytes(0))),
         give_back,
         send: SendWatch::new(limits.send_timeout),
@@ -647,7 +807,18 @@ where
         async move { Ok::<_, Infallible>(pipeline::handle(&state, &ctx, request).await) }
     });
     let parked = {
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        let io = TokioIo::new(io);
+        let conn = if h2 {
+            HttpConn::Http2 {
+                conn: http2_builder(&limits).serve_connection(io, service),
+            }
+        } else {
+            HttpConn::Http1 {
+                conn: http1_builder(&limits)
+                    .serve_connection(io, service)
+                    .with_upgrades(),
+            }
+        };
         tokio::pin!(conn);
         let sleep = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(sleep);
@@ -667,7 +838,7 @@ where
                     }
                     break parking;
                 }
-                () = &mut sleep => match ctx.activity.verdict(&limits, parkable.is_some() && !draining) {
+                () = &mut sleep => match ctx.activity.verdict(&limits, parkable && !draining) {
                     Verdict::Keep(at) => sleep.as_mut().reset(instant_at(at)),
                     Verdict::HeaderTimeout => {
                         metrics.connection_cut(CutReason::HeaderTimeout);
@@ -781,6 +952,50 @@ mod tests {
 
     fn check(watch: &mut SendWatch, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
         watch.check(polled, &mut Context::from_waker(Waker::noop()))
+    }
+
+    #[tokio::test]
+    async fn the_first_bytes_tell_the_protocol_and_are_replayed_whole() {
+        let timeout = Duration::from_secs(5);
+        // An HTTP/1.1 request is told at its first byte that differs; POST shares the `P`.
+        for head in [
+            &b"GET / HTTP/1.1\r\n"[..],
+            b"POST / HTTP/1.1\r\n",
+            b"PRI-ish",
+        ] {
+            let (mut client, mut server) = tokio::io::duplex(64);
+            client.write_all(head).await.unwrap();
+            let mut replay = Replay::default();
+            let h2 = starts_with_h2_preface(&mut server, &mut replay, timeout).await;
+            assert_eq!(h2, Some(false), "{}", head.escape_ascii());
+            assert_eq!(&replay.buf[..replay.end], &head[..replay.end]);
+        }
+        // The preface split across writes.
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let task = tokio::spawn(async move {
+            for piece in H2_PREFACE.chunks(5) {
+                client.write_all(piece).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            client
+        });
+        let mut replay = Replay::default();
+        let h2 = starts_with_h2_preface(&mut server, &mut replay, timeout).await;
+        assert_eq!(h2, Some(true));
+        let mut out = [0u8; 64];
+        let mut read = ReadBuf::new(&mut out);
+        replay.take_into(&mut read);
+        assert_eq!(read.filled(), H2_PREFACE);
+        assert!(replay.is_empty());
+        drop(task.await);
+        // A client that closes before saying anything.
+        let (client, mut server) = tokio::io::duplex(64);
+        drop(client);
+        let mut replay = Replay::default();
+        assert_eq!(
+            starts_with_h2_preface(&mut server, &mut replay, timeout).await,
+            None
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -145,7 +145,15 @@ fn admit(
                     Some(Arc::clone(&snapshot.sites[site].name))
                 });
                 let ctx = Arc::new(ConnContext::new(client, sni_site, h2, permit));
-                conn::serve(stream, ctx, state, shutdown, None).await;
+                let serving = conn::Serving {
+                    parkable: false,
+                    protocols: if h2 {
+                        conn::Protocols::Http2
+                    } else {
+                        conn::Protocols::Http1
+                    },
+                };
+                conn::serve(stream, ctx, state, shutdown, serving).await;
             });
         }
     }

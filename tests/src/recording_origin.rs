@@ -46,7 +46,7 @@ impl WireRequest {
     }
 }
 
-/// The origin's answer to a request: `200`, body `METHOD target`.
+/// The origin's answer to a request: `200`, body `METHOD target` (none for HEAD).
 pub fn answer_body(method: &str, target: &str) -> String {
     format!("{method} {target}")
 }
@@ -134,7 +134,12 @@ async fn serve(mut socket: TcpStream, received: Arc<Mutex<Vec<Vec<u8>>>>, index:
             match parse_one(&buf) {
                 Parsed::Request(request, used) => {
                     buf.drain(..used);
-                    let body = answer_body(&request.method, &request.target);
+                    // A response to HEAD has no content (RFC 9110 §9.3.2).
+                    let body = if request.method == "HEAD" {
+                        String::new()
+                    } else {
+                        answer_body(&request.method, &request.target)
+                    };
                     let reply = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncache-control: no-store\r\n\
                          content-length: {}\r\n\r\n{body}",

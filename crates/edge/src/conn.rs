@@ -35,7 +35,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -48,8 +48,129 @@ pub struct ConnContext {
     /// On TLS: the site the SNI name routed to; requests must stay on it.
     pub sni_site: Option<Arc<str>>,
     pub activity: ConnActivity,
+    /// Interim (1xx) responses from origins on their way to an HTTP/1.1 client.
+    pub interim: InterimQueue,
     /// Held until the connection and any tunnel on it are gone.
     _permit: ConnPermit,
+}
+
+/// Interim (1xx) responses for an HTTP/1.1 client, encoded, waiting for the I/O wrapper to
+/// write them between messages.
+///
+/// hyper's server cannot send a 1xx from a service, so the wrapper does: an interim is
+/// written when hyper flushes, which it does only with its own write buffer empty. While a
+/// request's service runs, the previous response has been written whole (hyper reads the
+/// next request only then), so that point is between messages. The request then waits for
+/// its interims to be written ([`InterimQueue::written`]) before handing hyper its final
+/// response, so they always go first, even when the origin sent both in one segment.
+#[derive(Default)]
+pub struct InterimQueue {
+    /// Interims queued or being written: the one thing the hot path reads.
+    busy: AtomicBool,
+    state: std::sync::Mutex<InterimState>,
+}
+
+#[derive(Default)]
+struct InterimState {
+    /// Encoded, not yet taken by the wrapper.
+    queued: Vec<u8>,
+    /// The wrapper took bytes and has not finished writing them.
+    writing: bool,
+    /// The request waiting for them to be written.
+    waiter: Option<std::task::Waker>,
+}
+
+/// Most interim bytes waiting at once for one connection; more are dropped (1xx are advice).
+const MAX_INTERIM_QUEUED: usize = 16 * 1024;
+
+impl InterimQueue {
+    /// Ready once every interim queued so far has been written to the client (at once when
+    /// there are none). The connection closing drops the request's future with it.
+    pub fn written(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if !self.busy.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            let mut state = self.lock();
+            if state.queued.is_empty() && !state.writing {
+                self.busy.store(false, Ordering::Release);
+                return Poll::Ready(());
+            }
+            state.waiter = Some(cx.waker().clone());
+            Poll::Pending
+        })
+    }
+
+    /// Drops what has not begun to be written (a request that ends without waiting).
+    pub fn discard_unsent(&self) {
+        if self.busy.load(Ordering::Acquire) {
+            let mut state = self.lock();
+            state.queued.clear();
+            if !state.writing {
+                self.busy.store(false, Ordering::Release);
+            }
+        }
+    }
+
+    fn push(&self, encoded: &[u8]) {
+        let mut state = self.lock();
+        if state.queued.len() + encoded.len() <= MAX_INTERIM_QUEUED {
+            state.queued.extend_from_slice(encoded);
+            self.busy.store(true, Ordering::Release);
+        }
+    }
+
+    /// Takes what waits, for the I/O wrapper to write.
+    fn take(&self) -> Option<Vec<u8>> {
+        if !self.busy.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut state = self.lock();
+        if state.queued.is_empty() {
+            return None;
+        }
+        state.writing = true;
+        Some(std::mem::take(&mut state.queued))
+    }
+
+    /// The wrapper wrote everything it took.
+    fn finished_writing(&self) {
+        let mut state = self.lock();
+        state.writing = false;
+        if state.queued.is_empty() {
+            self.busy.store(false, Ordering::Release);
+        }
+        if let Some(waiter) = state.waiter.take() {
+            waiter.wake();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, InterimState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl crate::origin::InterimSink for ConnContext {
+    fn interim(&self, status: http::StatusCode, headers: &http::HeaderMap) {
+        let mut fields = headers.clone();
+        crate::phases::forward::strip_hop_by_hop(&mut fields);
+        // A 1xx has no content: a length would only mislead.
+        fields.remove(http::header::CONTENT_LENGTH);
+        let mut encoded = Vec::with_capacity(64);
+        encoded.extend_from_slice(b"HTTP/1.1 ");
+        encoded.extend_from_slice(status.as_str().as_bytes());
+        encoded.push(b' ');
+        encoded.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        encoded.extend_from_slice(b"\r\n");
+        for (name, value) in &fields {
+            encoded.extend_from_slice(name.as_str().as_bytes());
+            encoded.extend_from_slice(b": ");
+            encoded.extend_from_slice(value.as_bytes());
+            encoded.extend_from_slice(b"\r\n");
+        }
+        encoded.extend_from_slice(b"\r\n");
+        self.interim.push(&encoded);
+    }
 }
 
 impl ConnContext {
@@ -63,6 +184,7 @@ impl ConnContext {
             client,
             sni_site,
             activity: ConnActivity::new(h2),
+            interim: InterimQueue::default(),
             _permit: permit,
         }
     }
@@ -302,6 +424,8 @@ struct WatchedIo<I> {
     give_back: Option<oneshot::Sender<I>>,
     send: SendWatch,
     metrics: Arc<Metrics>,
+    /// Interim responses being written; once begun, they are finished before anything else.
+    interim_out: Vec<u8>,
 }
 
 /// The slow-read guard: when a write (or flush) cannot proceed because the client is not
@@ -435,6 +559,32 @@ impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
     }
 }
 
+impl<I: AsyncWrite + Unpin> WatchedIo<I> {
+    /// Writes the interim responses already begun, if any.
+    fn poll_finish_interim(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.interim_out.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        while !self.interim_out.is_empty() {
+            let inner = Pin::new(
+                self.inner
+                    .as_mut()
+                    .expect("the socket is only taken on drop"),
+            );
+            let polled = inner.poll_write(cx, &self.interim_out);
+            match ready!(self.watch_send(polled, cx)) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    self.interim_out.drain(..n);
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        self.ctx.interim.finished_writing();
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<I> WatchedIo<I> {
     fn watch_send<T>(
         &mut self,
@@ -456,6 +606,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for WatchedIo<I> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        ready!(self.poll_finish_interim(cx))?;
         let polled = self.inner().poll_write(cx, buf);
         self.watch_send(polled, cx)
     }
@@ -464,6 +615,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for WatchedIo<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        ready!(self.poll_finish_interim(cx))?;
         let polled = self.inner().poll_write_vectored(cx, bufs);
         self.watch_send(polled, cx)
     }
@@ -471,6 +623,14 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for WatchedIo<I> {
         self.inner.as_ref().is_some_and(|i| i.is_write_vectored())
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // hyper flushes with its own buffer empty: between messages, the one place an
+        // interim response may go (see `InterimQueue`).
+        if self.interim_out.is_empty()
+            && let Some(waiting) = self.ctx.interim.take()
+        {
+            self.interim_out = waiting;
+        }
+        ready!(self.poll_finish_interim(cx))?;
         // A TLS stream takes writes into its buffer and waits in flush.
         let polled = self.inner().poll_flush(cx);
         self.watch_send(polled, cx)
@@ -799,6 +959,7 @@ where
         give_back,
         send: SendWatch::new(limits.send_timeout),
         metrics: Arc::clone(&metrics),
+        interim_out: Vec::new(),
     };
     let service_ctx = Arc::clone(&ctx);
     let service = service_fn(move |request| {

@@ -429,6 +429,9 @@ pub async fn handle(
         fields,
         length,
         body,
+        // HTTP/1.1 clients take interim responses (RFC 9110 §15.2: never an HTTP/1.0 one).
+        interim: (version == Version::HTTP_11)
+            .then(|| Arc::clone(conn) as Arc<dyn crate::origin::InterimSink>),
     };
     // Origin protection: over the site's cap, a stale copy or 503.
     match site
@@ -454,7 +457,10 @@ pub async fn handle(
             return log.finish_with(shield_phase::origin_busy());
         }
     }
-    let answer = match site.upstream.forward(origin_request).await {
+    let forwarded = site.upstream.forward(origin_request).await;
+    // Interim responses the origin sent go to the client before whatever answers it.
+    conn.interim.written().await;
+    let answer = match forwarded {
         Ok(answer) => answer,
         Err(failure) => {
             site.protection.attack.count_error();
@@ -578,6 +584,7 @@ fn spawn_refresh(
             length: None,
             body: OriginBody::Empty,
             retryable: true,
+            interim: None,
         },
         refresh,
         site.config.cache.clone(),
@@ -712,6 +719,7 @@ struct RequestLog {
 
 impl RequestLog {
     fn finish_with(mut self, mut response: Response<EdgeBody>) -> Response<EdgeBody> {
+        self.conn.interim.discard_unsent();
         self.status = response.status().as_u16();
         response.body_mut().watch_sends(Arc::clone(&self.conn));
         response.body_mut().on_finish(Box::new(self));

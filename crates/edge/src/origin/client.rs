@@ -9,7 +9,7 @@ use super::codec::{RequestFraming, encode_request_head};
 use super::connection::{ExchangeError, Upload};
 use super::pool::ConnPool;
 use super::response_body::OriginResponseBody;
-use super::{OriginState, Upstream};
+use super::{InterimSink, OriginState, Upstream};
 use crate::body::OriginBody;
 use http::uri::PathAndQuery;
 use http::{Method, Response, StatusCode};
@@ -55,29 +55,40 @@ struct AttemptTime {
 async fn exchange(
     origin: &OriginState,
     pool: &Arc<ConnPool>,
-    head: &[u8],
-    method: &Method,
+    sending: &Sending<'_>,
     upload: Option<Box<Upload>>,
     time: AttemptTime,
-    retryable: bool,
 ) -> Result<Response<OriginResponseBody>, Attempt> {
     // One timer for the whole attempt: connect, write, and wait for the response head.
-    let attempt = attempt(origin, pool, head, method, upload, retryable, time);
+    let attempt = attempt(origin, pool, sending, upload, time);
     let deadline = tokio::time::Instant::from_std(time.started) + time.timeout;
     tokio::time::timeout_at(deadline, attempt)
         .await
         .unwrap_or(Err(Attempt::TimedOut))
 }
 
+/// What one request sends, the same on every attempt.
+struct Sending<'a> {
+    head: &'a [u8],
+    method: &'a Method,
+    /// May be sent again after a connect failure (idempotent, no body).
+    retryable: bool,
+    interim: Option<&'a dyn InterimSink>,
+}
+
 async fn attempt(
     origin: &OriginState,
     pool: &Arc<ConnPool>,
-    head: &[u8],
-    method: &Method,
+    sending: &Sending<'_>,
     mut upload: Option<Box<Upload>>,
-    retryable: bool,
     time: AttemptTime,
 ) -> Result<Response<OriginResponseBody>, Attempt> {
+    let Sending {
+        head,
+        method,
+        retryable,
+        interim,
+    } = *sending;
     let mut fresh = false;
     loop {
         let mut conn = pool.checkout(fresh, time.started).await.map_err(|e| {
@@ -97,7 +108,11 @@ async fn attempt(
             Ok(()) => {}
         }
         let had_body = upload.is_some();
-        match conn.connection().read_response(upload.take(), method).await {
+        match conn
+            .connection()
+            .read_response(upload.take(), method, interim)
+            .await
+        {
             Ok((head, rest)) => {
                 let switched = head.status == StatusCode::SWITCHING_PROTOCOLS;
                 let body = OriginResponseBody::new(
@@ -146,6 +161,8 @@ pub struct OriginRequest {
     pub body: OriginBody,
     /// Whether it may be sent again after a connect failure (idempotent, no body).
     pub retryable: bool,
+    /// Where the origin's 1xx responses go; `None` when the client cannot take them.
+    pub interim: Option<Arc<dyn InterimSink>>,
 }
 
 /// The origin's answer.
@@ -184,6 +201,7 @@ impl Upstream {
             length,
             body,
             retryable,
+            interim,
         } = request;
         let framing = match (length, matches!(body, OriginBody::Empty)) {
             (Some(n), _) => RequestFraming::Length(n),
@@ -202,17 +220,21 @@ impl Upstream {
             tried |= 1 << index;
             let origin = &self.origins[index];
             let started = Instant::now();
+            let sending = Sending {
+                head: &head,
+                method: &method,
+                retryable,
+                interim: interim.as_deref(),
+            };
             match exchange(
                 origin,
                 &self.pools[index],
-                &head,
-                &method,
+                &sending,
                 upload.take(),
                 AttemptTime {
                     started,
                     timeout: self.settings.response_timeout,
                 },
-                retryable,
             )
             .await
             {
@@ -281,7 +303,13 @@ impl Upstream {
             started: Instant::now(),
             timeout,
         };
-        match exchange(origin, pool, &head, &Method::GET, None, time, true).await {
+        let sending = Sending {
+            head: &head,
+            method: &Method::GET,
+            retryable: true,
+            interim: None,
+        };
+        match exchange(origin, pool, &sending, None, time).await {
             Ok(response) => {
                 let status = response.status();
                 // Read the (small) body so the connection can be reused.

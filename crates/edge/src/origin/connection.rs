@@ -7,6 +7,7 @@
 //! task per connection and passed every request, response and body chunk through channels,
 //! about 15,000 instructions per proxied request (callgrind, see `bench/README.md`).
 
+use super::InterimSink;
 use super::codec::{self, HeadError, RequestFraming, ResponseHead};
 use crate::body::{BodyTooLarge, BodyTooSlow, BoxError, OriginBody};
 use crate::phases::forward;
@@ -30,6 +31,11 @@ const BODY_READ_BYTES: usize = 64 * 1024;
 /// Reads ask for at least this much room, so a nearly full buffer does not turn into many
 /// tiny reads.
 const MIN_READ_ROOM: usize = 2 * 1024;
+
+/// Most interim (1xx) responses an origin may send before its final one: a handful is what
+/// 102 Processing and 103 Early Hints are used for; an endless stream of them would keep the
+/// edge parsing heads within `response_timeout`. Past it the response is refused (502).
+const MAX_INTERIM_RESPONSES: usize = 32;
 
 /// A TCP connection to an origin with what has been read from it and not consumed yet.
 pub struct OriginConn {
@@ -87,16 +93,19 @@ impl OriginConn {
         self.io.write_all(head).await
     }
 
-    /// Sends the body (if any) while waiting for the response head, skipping interim 1xx
-    /// responses (a 101 is final). Returns the head and the upload when the origin answered
+    /// Sends the body (if any) while waiting for the response head, handing interim 1xx
+    /// responses to `interim` (a 101 is final; a 100 answers an `Expect` the edge never
+    /// forwards, so it is skipped). Returns the head and the upload when the origin answered
     /// before the whole body was sent: the caller keeps streaming it (an origin may echo a
     /// body as it reads it).
     pub async fn read_response(
         &mut self,
         mut upload: Option<Box<Upload>>,
         method: &Method,
+        interim: Option<&dyn InterimSink>,
     ) -> Result<(ResponseHead, Option<Box<Upload>>), ExchangeError> {
         let mut received = false;
+        let mut interims = 0;
         let mut scan = codec::HeadScan::default();
         poll_fn(|cx| {
             if let Some(sending) = upload.as_mut().filter(|u| !u.failed) {
@@ -123,6 +132,18 @@ impl OriginConn {
                         if head.status.is_informational()
                             && head.status != http::StatusCode::SWITCHING_PROTOCOLS
                         {
+                            interims += 1;
+                            if interims > MAX_INTERIM_RESPONSES {
+                                return Poll::Ready(Err(HeadError::Malformed(
+                                    "too many interim responses",
+                                )
+                                .into()));
+                            }
+                            if let Some(sink) = interim
+                                && head.status != http::StatusCode::CONTINUE
+                            {
+                                sink.interim(head.status, &head.headers);
+                            }
                             scan.restart();
                             continue;
                         }

@@ -139,6 +139,211 @@ pub fn track_client_framing(input: &[u8], cuts: &[u8], max_head: usize) -> Clien
     }
 }
 
+/// Sends a client's HTTP/1.1 request (head and body bytes, as a client wrote them) through the
+/// edge's request rewriting as the pipeline does, and reads what the origin would receive back
+/// strictly. `Ok(None)`: the edge refuses it (or it is not one complete request); `Ok(Some)`:
+/// the origin's bytes. `Err`: what the origin would receive is not exactly the one request the
+/// edge accepted (its method, target and body), which is request smuggling or corruption.
+///
+/// httparse stands in for hyper on the client side; both refuse what RFC 9112 refuses, and the
+/// edge's own framing checks run on the fields as parsed.
+pub fn forward_request(input: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    use crate::phases::{forward, framing, route};
+    use http::{HeaderMap, HeaderName, HeaderValue, Uri, Version};
+
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut slots);
+    let Ok(httparse::Status::Complete(head_len)) = request.parse(input) else {
+        return Ok(None);
+    };
+    let (Some(method), Some(target), Some(1)) = (request.method, request.path, request.version)
+    else {
+        return Ok(None);
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Ok(None);
+    };
+    let Ok(mut uri) = target.parse::<Uri>() else {
+        return Ok(None);
+    };
+    let mut headers = HeaderMap::new();
+    for field in request.headers.iter() {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(field.name.as_bytes()),
+            HeaderValue::from_bytes(field.value),
+        ) else {
+            return Ok(None);
+        };
+        headers.append(name, value);
+    }
+    if framing::check(Version::HTTP_11, &headers).is_err() || method == Method::CONNECT {
+        return Ok(None);
+    }
+    if let Some(rooted) = route::with_rooted_path(&uri) {
+        uri = rooted;
+    }
+    if uri.path_and_query().is_some_and(|t| t.as_str() == "*") && method != Method::OPTIONS {
+        return Ok(None);
+    }
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    let (Some(host), None) = (hosts.next(), hosts.next()) else {
+        return Ok(None);
+    };
+    let authority = match uri.authority() {
+        Some(a) => match HeaderValue::from_str(a.as_str()) {
+            Ok(v) => v,
+            Err(_) => return Ok(None),
+        },
+        None => host.clone(),
+    };
+    if authority.is_empty() {
+        return Ok(None);
+    }
+
+    // The body as hyper reads it: chunked (exactly), else the declared length, else none.
+    let rest = &input[head_len..];
+    let (body, trailers, framing) = if headers.contains_key(http::header::TRANSFER_ENCODING) {
+        let mut buf = BytesMut::from(rest);
+        let mut decoder = ChunkedDecoder::default();
+        let mut body = Vec::new();
+        let mut trailers = None;
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Decoded::Data(data)) => body.extend_from_slice(&data),
+                Ok(Decoded::Trailers(fields)) => trailers = Some(fields),
+                Ok(Decoded::End) => break,
+                Ok(Decoded::NeedMore) | Err(_) => return Ok(None),
+            }
+        }
+        (body, trailers, codec::RequestFraming::Chunked)
+    } else if let Some(length) = headers.get(http::header::CONTENT_LENGTH) {
+        let Some(length) = length
+            .to_str()
+            .ok()
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l <= rest.len())
+        else {
+            return Ok(None);
+        };
+        (
+            rest[..length].to_vec(),
+            None,
+            codec::RequestFraming::Length(length as u64),
+        )
+    } else {
+        (Vec::new(), None, codec::RequestFraming::None)
+    };
+
+    let client = forward::ClientFacts::new(std::net::Ipv4Addr::LOCALHOST.into(), false, false);
+    let hop = forward::Hop {
+        version: Version::HTTP_11,
+        authority: &authority,
+        client: &client,
+        client_ip: client.peer,
+        upgrade: false,
+        cache_fill: false,
+    };
+    let mut fields = Vec::new();
+    forward::write_origin_fields(&mut fields, &headers, &hop);
+    let target = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let mut sent = codec::encode_request_head(&method, &target, &fields, framing);
+    match framing {
+        codec::RequestFraming::Chunked => {
+            if !body.is_empty() {
+                sent.extend_from_slice(&codec::chunk_size_line(body.len()));
+                sent.extend_from_slice(&body);
+                sent.extend_from_slice(b"\r\n");
+            }
+            sent.extend_from_slice(&codec::last_chunk(trailers.as_ref()));
+        }
+        _ => sent.extend_from_slice(&body),
+    }
+
+    // What the origin reads: exactly one request, the one accepted.
+    let mut slots = [httparse::EMPTY_HEADER; 128];
+    let mut seen = httparse::Request::new(&mut slots);
+    let Ok(httparse::Status::Complete(seen_head)) = seen.parse(&sent) else {
+        return Err(format!(
+            "the origin cannot parse {:?}",
+            sent.escape_ascii().to_string()
+        ));
+    };
+    let field = |name: &str| {
+        seen.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.to_vec())
+            .collect::<Vec<_>>()
+    };
+    let (lengths, codings, seen_hosts) = (
+        field("content-length"),
+        field("transfer-encoding"),
+        field("host"),
+    );
+    if seen_hosts.len() != 1 || lengths.len() > 1 || (!lengths.is_empty() && !codings.is_empty()) {
+        return Err(format!(
+            "ambiguous head to the origin: {:?}",
+            sent.escape_ascii().to_string()
+        ));
+    }
+    if seen.method != Some(method.as_str()) || seen.path != Some(target.as_str()) {
+        return Err(format!(
+            "the request line changed: {:?}",
+            sent.escape_ascii().to_string()
+        ));
+    }
+    let rest = &sent[seen_head..];
+    let (seen_body, used) = if !codings.is_empty() {
+        let mut buf = BytesMut::from(rest);
+        let mut decoder = ChunkedDecoder::default();
+        let mut seen_body = Vec::new();
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Decoded::Data(data)) => seen_body.extend_from_slice(&data),
+                Ok(Decoded::Trailers(_)) => {}
+                Ok(Decoded::End) => break,
+                Ok(Decoded::NeedMore) | Err(_) => {
+                    return Err(format!(
+                        "a broken chunked body: {:?}",
+                        sent.escape_ascii().to_string()
+                    ));
+                }
+            }
+        }
+        (seen_body, rest.len() - buf.len())
+    } else {
+        let length = lengths
+            .first()
+            .map(|l| String::from_utf8_lossy(l).parse::<usize>())
+            .transpose()
+            .map_err(|e| format!("content-length: {e}"))?
+            .unwrap_or(0);
+        if length > rest.len() {
+            return Err(format!(
+                "a body shorter than its length: {:?}",
+                sent.escape_ascii().to_string()
+            ));
+        }
+        (rest[..length].to_vec(), length)
+    };
+    if seen_body != body {
+        return Err(format!(
+            "the body changed: {:?}",
+            sent.escape_ascii().to_string()
+        ));
+    }
+    if used != rest.len() {
+        return Err(format!(
+            "bytes after the request, which the origin reads as another one: {:?}",
+            sent.escape_ascii().to_string()
+        ));
+    }
+    Ok(Some(sent))
+}
+
 /// `input` cut into pieces of the sizes in `cuts`, cycled.
 struct Pieces<'a> {
     rest: &'a [u8],
@@ -177,6 +382,33 @@ impl<'a> Iterator for Pieces<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forwarded_request_reaches_the_origin_as_exactly_one_request() {
+        let accepted: [&[u8]; 5] = [
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 005\r\n\r\nhello",
+            b"PUT /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+              3\r\nabc\r\n0\r\nContent-Length: 9\r\nX-Sum: 1\r\n\r\n",
+            b"GET http://a?x=1 HTTP/1.1\r\nHost: a\r\nConnection: x-a, via\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 31\r\n\r\nGET /admin HTTP/1.1\r\nX-Ignore: ",
+        ];
+        for input in accepted {
+            let sent = forward_request(input)
+                .unwrap_or_else(|e| panic!("{}: {e}", input.escape_ascii()))
+                .unwrap_or_else(|| panic!("refused: {}", input.escape_ascii()));
+            assert!(sent.starts_with(b"GET /") || sent.starts_with(b"P"));
+        }
+        // The smuggling shapes are refused before anything is written.
+        let refused: [&[u8]; 3] = [
+            b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 31\r\nConnection: content-length\r\n\r\nGET /admin HTTP/1.1\r\nX-Ignore: ",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Host\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        ];
+        for input in refused {
+            assert_eq!(forward_request(input), Ok(None), "{}", input.escape_ascii());
+        }
+    }
 
     #[test]
     fn a_chunked_response_reads_the_same_however_it_is_cut() {

@@ -61,6 +61,31 @@ pub fn encode_request_head(
     head
 }
 
+/// A chunk's size line (`{len:x}\r\n`), for a chunked request body.
+pub fn chunk_size_line(len: usize) -> Bytes {
+    Bytes::from(format!("{len:x}\r\n"))
+}
+
+/// The last chunk and the trailer section of a chunked request body, with only the trailers
+/// that may cross (`forward::trailer_may_cross`).
+pub fn last_chunk(trailers: Option<&HeaderMap>) -> Bytes {
+    let Some(trailers) = trailers.filter(|t| !t.is_empty()) else {
+        return Bytes::from_static(b"0\r\n\r\n");
+    };
+    let mut section = b"0\r\n".to_vec();
+    for (name, value) in trailers {
+        if !forward::trailer_may_cross(name.as_str()) {
+            continue;
+        }
+        section.extend_from_slice(name.as_str().as_bytes());
+        section.extend_from_slice(b": ");
+        section.extend_from_slice(value.as_bytes());
+        section.extend_from_slice(b"\r\n");
+    }
+    section.extend_from_slice(b"\r\n");
+    Bytes::from(section)
+}
+
 /// How the response body is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseFraming {

@@ -10,7 +10,6 @@
 use super::InterimSink;
 use super::codec::{self, HeadError, RequestFraming, ResponseHead};
 use crate::body::{BodyTooLarge, BodyTooSlow, BoxError, OriginBody};
-use crate::phases::forward;
 use bytes::{Bytes, BytesMut};
 use http::Method;
 use http_body::Body;
@@ -284,7 +283,7 @@ impl Upload {
                 None => {
                     self.ended = true;
                     if self.chunked {
-                        self.pending.push_back(Bytes::from_static(b"0\r\n\r\n"));
+                        self.pending.push_back(codec::last_chunk(None));
                     }
                 }
                 Some(Err(e)) => return Poll::Ready(Err(UploadError::Client(e))),
@@ -296,8 +295,7 @@ impl Upload {
                         )));
                     }
                     Ok(data) if self.chunked => {
-                        self.pending
-                            .push_back(Bytes::from(format!("{:x}\r\n", data.len())));
+                        self.pending.push_back(codec::chunk_size_line(data.len()));
                         self.pending.push_back(data);
                         self.pending.push_back(Bytes::from_static(b"\r\n"));
                     }
@@ -310,18 +308,7 @@ impl Upload {
                     Err(frame) => {
                         // Trailers end the body; only chunked framing can carry them.
                         if let (Ok(trailers), true) = (frame.into_trailers(), self.chunked) {
-                            let mut section = b"0\r\n".to_vec();
-                            for (name, value) in &trailers {
-                                if !forward::trailer_may_cross(name.as_str()) {
-                                    continue;
-                                }
-                                section.extend_from_slice(name.as_str().as_bytes());
-                                section.extend_from_slice(b": ");
-                                section.extend_from_slice(value.as_bytes());
-                                section.extend_from_slice(b"\r\n");
-                            }
-                            section.extend_from_slice(b"\r\n");
-                            self.pending.push_back(Bytes::from(section));
+                            self.pending.push_back(codec::last_chunk(Some(&trailers)));
                             self.ended = true;
                         }
                     }

@@ -126,3 +126,42 @@ async fn an_origin_that_sends_interims_without_end_is_refused() {
     let last = conn.read_response(READ_TIMEOUT).await;
     assert_eq!(last.status(), Some(502), "{last:?}");
 }
+
+/// Over HTTP/2 (h2c here; browsers act on 103 over HTTP/2 only) the interim is a HEADERS frame
+/// on the request's stream before its final one.
+#[tokio::test]
+async fn early_hints_reach_an_http2_client_on_the_stream_before_the_response() {
+    let origin = ScriptedOrigin::start(early_hints_then_ok);
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
+    let tcp = tokio::net::TcpStream::connect(proxy.http_addr())
+        .await
+        .unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.expect("h2c handshake");
+    tokio::spawn(connection);
+
+    for (path, expected) in [("/h2", "v0"), ("/other", "v1")] {
+        let request = hyper::Request::get(format!("http://blog.example{path}"))
+            .body(())
+            .unwrap();
+        let (mut response, _) = client.send_request(request, true).expect("send");
+        let hints = std::future::poll_fn(|cx| response.poll_informational(cx))
+            .await
+            .expect("an interim response before the final one")
+            .expect("a well-formed interim");
+        assert_eq!(hints.status(), 103);
+        assert_eq!(
+            hints.headers()["link"],
+            "</style.css>; rel=preload; as=style"
+        );
+        let response = response.await.expect("the final response");
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let mut got = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.expect("body");
+            let _ = body.flow_control().release_capacity(chunk.len());
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, expected.as_bytes());
+    }
+}

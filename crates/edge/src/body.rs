@@ -148,11 +148,52 @@ impl BodyPace {
     }
 }
 
+/// A client's request body, as the connection's protocol delivers it.
+pub enum ClientBody {
+    /// HTTP/1.1, read by hyper.
+    Http1(Incoming),
+    /// HTTP/2, read from h2 (see `h2_conn`).
+    Http2(crate::h2_conn::H2RequestBody),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ClientBody::Http1(inner) => Pin::new(inner)
+                .poll_frame(cx)
+                .map_err(|e| Box::new(e) as BoxError),
+            ClientBody::Http2(inner) => Pin::new(inner)
+                .poll_frame(cx)
+                .map_err(|e| Box::new(e) as BoxError),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Http1(inner) => inner.is_end_stream(),
+            ClientBody::Http2(inner) => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Http1(inner) => inner.size_hint(),
+            ClientBody::Http2(inner) => inner.size_hint(),
+        }
+    }
+}
+
 /// The body of a request forwarded to an origin.
 pub enum OriginBody {
     Empty,
     Client {
-        inner: Incoming,
+        inner: ClientBody,
         meter: Arc<BodyMeter>,
         limit: u64,
         pace: Box<BodyPace>,
@@ -163,7 +204,7 @@ impl OriginBody {
     /// The client's body, counted into `meter`, failing past `limit` bytes or when it comes
     /// too slowly for `pace`.
     pub fn client(
-        inner: Incoming,
+        inner: ClientBody,
         meter: Arc<BodyMeter>,
         limit: u64,
         pace: BodyPace,
@@ -199,7 +240,7 @@ impl Body for OriginBody {
                     }
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(None) => return Poll::Ready(None),
-                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(Box::new(e)))),
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
                     Poll::Ready(Some(Ok(frame))) => frame,
                 };
                 let len = frame.data_ref().map_or(0, |d| d.len() as u64);

@@ -18,17 +18,20 @@
 //! On HTTP/2 the wrapper also walks the client's frame headers for floods h2 does not bound in
 //! rate (see `h2_flood`).
 
+use crate::body::ClientBody;
 use crate::clock;
 use crate::conn_guard::ConnPermit;
+use crate::h2_conn::{self, H2Connection};
 use crate::h2_flood::{H2Abuse, H2FloodGuard};
 use crate::metrics::{CutReason, Metrics};
 use crate::phases::forward::ClientFacts;
 use crate::phases::framing::{FramingError, FramingTracker};
 use crate::pipeline::{self, EdgeState};
+use http::Request;
 use hyper::body::Incoming;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use model::ServerLimits;
 use std::convert::Infallible;
 use std::io;
@@ -503,12 +506,38 @@ impl<I> WatchedIo<I> {
 
 impl<I> Drop for WatchedIo<I> {
     fn drop(&mut self) {
-        if self.ctx.activity.parking.load(Ordering::Acquire)
+        // Handed back when parking, or when the client is still sending a body the edge no
+        // longer reads (an early answer: 413, a refusal), to be drained (`linger`).
+        let parking = self.ctx.activity.parking.load(Ordering::Acquire);
+        let mid_body = self.framing.as_ref().is_some_and(|t| t.in_body());
+        if (parking || mid_body)
             && let (Some(io), Some(back)) = (self.inner.take(), self.give_back.take())
         {
             let _ = back.send(io);
         }
     }
+}
+
+/// How long the edge keeps reading (and discarding) a request body it answered early before
+/// closing, in all and between two reads, like nginx's `lingering_time` and
+/// `lingering_timeout`. Closing a socket with unread bytes sends a TCP reset, which can
+/// destroy the answer (a 413 for a body over `max_body_bytes`) before the client reads it.
+const LINGER_TOTAL: Duration = Duration::from_secs(5);
+const LINGER_IDLE: Duration = Duration::from_secs(2);
+
+/// Drains what the client still sends after the edge closed its side, within the bounds above;
+/// the connection's permit is held meanwhile, so it still counts against the client's caps.
+async fn linger<I: AsyncRead + AsyncWrite + Unpin>(mut io: I) {
+    let _ = tokio::time::timeout(LINGER_IDLE, io.shutdown()).await;
+    let mut sink = [0u8; 16 * 1024];
+    let _ = tokio::time::timeout(LINGER_TOTAL, async {
+        while let Ok(Ok(n)) = tokio::time::timeout(LINGER_IDLE, io.read(&mut sink)).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
@@ -725,16 +754,6 @@ const H2_BAD_PREFACE_GOAWAY: &[u8] = &[
     0, 0, 0, 0x1, // PROTOCOL_ERROR
 ];
 
-/// Streams one HTTP/2 connection may have open: enough for a browser page; bounds one
-/// connection's share of the origins.
-const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
-/// h2's own default, stated: resets of streams not yet accepted before GOAWAY.
-const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
-/// hyper's default, stated.
-const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
-const H2_MAX_SEND_BUF: usize = 128 * 1024;
-const H2_RECEIVE_WINDOW: u32 = 1024 * 1024;
-
 /// hyper's HTTP/1.1 settings for client connections, from the server limits.
 fn http1_builder(limits: &ServerLimits) -> http1::Builder {
     let mut builder = http1::Builder::new();
@@ -747,35 +766,9 @@ fn http1_builder(limits: &ServerLimits) -> http1::Builder {
     builder
 }
 
-/// hyper's HTTP/2 settings for client connections, from the server limits.
-fn http2_builder(limits: &ServerLimits) -> http2::Builder<TokioExecutor> {
-    let mut builder = http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        // HPACK bombs: the decoded header list is bounded like an HTTP/1.1 head. h2 answers a
-        // larger list with 431 and sends GOAWAY (ENHANCE_YOUR_CALM) past four times the
-        // limit; it also bounds CONTINUATION frames to what this size needs (about 5 frames).
-        .max_header_list_size(limits.max_header_bytes as u32)
-        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
-        // Rapid reset (CVE-2023-44487): streams the client resets before hyper accepts them.
-        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
-        // MadeYouReset (CVE-2025-8671) and stream errors on purpose: streams h2 has to reset
-        // for the client's protocol errors, per connection.
-        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
-        // Response data h2 queues per stream beyond what the socket takes: with 128 streams a
-        // connection that reads slowly holds at most 16 MiB (hyper's default would be 50 MiB).
-        .max_send_buf_size(H2_MAX_SEND_BUF)
-        // Request data a client may send ahead of the origin reading it: 1 MiB per connection.
-        .initial_connection_window_size(H2_RECEIVE_WINDOW)
-        .initial_stream_window_size(H2_RECEIVE_WINDOW)
-        // No keep-alive PINGs: idle connections close on idle_timeout, and a client that stops
-        // reading while data waits is cut by send_timeout.
-        .keep_alive_interval(None);
-    builder
-}
-
 pin_project_lite::pin_project! {
-    /// A connection hyper serves in the protocol the edge chose for it.
+    /// A connection served in the protocol the edge chose for it: HTTP/1.1 by hyper, HTTP/2
+    /// on h2 (`h2_conn`).
     #[project = HttpConnProj]
     enum HttpConn<I, S>
     where
@@ -785,7 +778,7 @@ pin_project_lite::pin_project! {
         S: hyper::service::HttpService<Incoming>,
     {
         Http1 { #[pin] conn: http1::UpgradeableConnection<I, S> },
-        Http2 { #[pin] conn: http2::Connection<I, S, TokioExecutor> },
+        Http2 { conn: H2Connection },
     }
 }
 
@@ -794,9 +787,7 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::HttpService<Incoming, ResBody = B>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::Future: Send + 'static,
     B: http_body::Body + Send + 'static,
-    B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     fn graceful_shutdown(self: Pin<&mut Self>) {
@@ -812,17 +803,15 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::HttpService<Incoming, ResBody = B>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::Future: Send + 'static,
     B: http_body::Body + Send + 'static,
-    B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    type Output = hyper::Result<()>;
+    type Output = Result<(), crate::body::BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            HttpConnProj::Http1 { conn } => conn.poll(cx),
-            HttpConnProj::Http2 { conn } => conn.poll(cx),
+            HttpConnProj::Http1 { conn } => conn.poll(cx).map_err(Into::into),
+            HttpConnProj::Http2 { conn } => Pin::new(conn).poll(cx).map_err(Into::into),
         }
     }
 }
@@ -937,11 +926,9 @@ where
         ctx.activity.h2.store(true, Ordering::Relaxed);
         ctx.activity.header_clock_ms.store(0, Ordering::Release);
     }
-    let (give_back, taken_back) = if parkable {
+    let (give_back, mut taken_back) = {
         let (tx, rx) = oneshot::channel();
-        (Some(tx), Some(rx))
-    } else {
-        (None, None)
+        (Some(tx), rx)
     };
     // A fresh hyper instance starts reading at a message boundary; so does its tracker.
     let heads_base = ctx.activity.requests.load(Ordering::Acquire);
@@ -962,21 +949,24 @@ where
         interim_out: Vec::new(),
     };
     let service_ctx = Arc::clone(&ctx);
-    let service = service_fn(move |request| {
+    let handle = move |request: Request<ClientBody>| {
         let state = Arc::clone(&state);
         let ctx = Arc::clone(&service_ctx);
-        async move { Ok::<_, Infallible>(pipeline::handle(&state, &ctx, request).await) }
-    });
+        async move { pipeline::handle(&state, &ctx, request).await }
+    };
     let parked = {
-        let io = TokioIo::new(io);
         let conn = if h2 {
             HttpConn::Http2 {
-                conn: http2_builder(&limits).serve_connection(io, service),
+                conn: H2Connection::new(io, h2_conn::builder(&limits), handle),
             }
         } else {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let answer = handle(request.map(ClientBody::Http1));
+                async move { Ok::<_, Infallible>(answer.await) }
+            });
             HttpConn::Http1 {
                 conn: http1_builder(&limits)
-                    .serve_connection(io, service)
+                    .serve_connection(TokioIo::new(io), service)
                     .with_upgrades(),
             }
         };
@@ -1032,11 +1022,16 @@ where
             }
         }
     };
-    // `conn` is dropped here, and with it the wrapper, which sends the socket back if parking.
-    if parked && let Some(mut rx) = taken_back {
-        return rx.try_recv().ok();
+    // `conn` is dropped here, and with it the wrapper, which sends the socket back if parking
+    // or if a request body was left unread.
+    let back = taken_back.try_recv().ok();
+    if parked {
+        return back;
     }
     ctx.activity.parking.store(false, Ordering::Release);
+    if let Some(io) = back {
+        linger(io).await;
+    }
     None
 }
 

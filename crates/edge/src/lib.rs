@@ -9,7 +9,7 @@
 //! | module | job |
 //! |---|---|
 //! | [`server`] | starts listeners, opens the admin listener once its handler is in place, reload, graceful shutdown |
-//! | `listener`, `conn`, `conn_guard`, `h2_flood` | accept loops, per-connection HTTP serving, timeouts and parking, connection caps and accept rate, HTTP/2 flood limits |
+//! | `listener`, `conn`, `h2_conn`, `conn_guard`, `h2_flood` | accept loops, per-connection HTTP serving (HTTP/1.1 on hyper, HTTP/2 on h2, chosen by the preface or ALPN), timeouts, parking and lingering close, interim (1xx) responses, connection caps and accept rate, HTTP/2 flood limits |
 //! | `tls` | certificates by SNI |
 //! | [`pipeline`] | the request's phases in order |
 //! | `phases/*` | one module per phase |
@@ -89,6 +89,7 @@ pub mod explain;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod h2_conn;
 mod h2_flood;
 mod listener;
 pub mod metrics;

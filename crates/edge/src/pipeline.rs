@@ -19,7 +19,7 @@
 
 use crate::access_log::{AccessLog, AccessRecord};
 use crate::analytics::{Analytics, Minute, ServedRequest, SiteAnalytics};
-use crate::body::{BodyMeter, BodyPace, EdgeBody, Finish, OriginBody};
+use crate::body::{BodyMeter, BodyPace, ClientBody, EdgeBody, Finish, OriginBody};
 use crate::conn::ConnContext;
 use crate::metrics::{CacheOutcome, Metrics, SiteMetrics, UNROUTED};
 use crate::origin::{OriginFailure, OriginRequest, OriginState};
@@ -35,7 +35,6 @@ use arc_swap::ArcSwap;
 use cache::Cache;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
-use hyper::body::Incoming;
 use model::SiteState;
 use shield::RequestFacts;
 use shield::events::{EventAction, EventReason, EventRing, NewEvent};
@@ -96,7 +95,7 @@ impl EdgeState {
 pub async fn handle(
     state: &Arc<EdgeState>,
     conn: &Arc<ConnContext>,
-    mut request: Request<Incoming>,
+    mut request: Request<ClientBody>,
 ) -> Response<EdgeBody> {
     let started = Instant::now();
     let ambiguous_on_wire = conn.activity.request_started();
@@ -429,9 +428,15 @@ pub async fn handle(
         fields,
         length,
         body,
-        // HTTP/1.1 clients take interim responses (RFC 9110 §15.2: never an HTTP/1.0 one).
-        interim: (version == Version::HTTP_11)
-            .then(|| Arc::clone(conn) as Arc<dyn crate::origin::InterimSink>),
+        // HTTP/1.1 and HTTP/2 clients take interim responses (RFC 9110 §15.2: never an
+        // HTTP/1.0 one): through the connection, or the HTTP/2 stream.
+        interim: match version {
+            Version::HTTP_11 => Some(Arc::clone(conn) as Arc<dyn crate::origin::InterimSink>),
+            _ => parts
+                .extensions
+                .get::<crate::h2_conn::InterimHandle>()
+                .map(|handle| Arc::clone(&handle.0)),
+        },
     };
     // Origin protection: over the site's cap, a stale copy or 503.
     match site
@@ -623,7 +628,7 @@ fn shield_gate(
     snapshot: &Snapshot,
     site: &SiteRuntime,
     (client_ip, tls): (IpAddr, bool),
-    request: &Request<Incoming>,
+    request: &Request<ClientBody>,
     host: &str,
     record: &dyn Fn(NewEvent),
 ) -> ControlFlow<Response<EdgeBody>, bool> {
@@ -684,7 +689,7 @@ fn shield_gate(
     ControlFlow::Continue(allowed)
 }
 
-fn declared_length(request: &Request<Incoming>) -> Option<u64> {
+fn declared_length(request: &Request<ClientBody>) -> Option<u64> {
     request
         .headers()
         .get(header::CONTENT_LENGTH)?

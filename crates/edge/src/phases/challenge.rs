@@ -4,14 +4,13 @@
 //! The cryptography (tokens, proof of work, cookies, replay filter, keys) is
 //! `shield::challenge`; this module reads requests and writes responses around it.
 
-use crate::body::EdgeBody;
+use crate::body::{ClientBody, EdgeBody};
 use crate::phases::respond;
 use crate::snapshot::SiteRuntime;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde::Deserialize;
 use shield::challenge::page::{self, PageParams};
 use shield::challenge::{
@@ -92,7 +91,7 @@ pub fn challenge(
     keys: &ChallengeKeys,
     site: &SiteRuntime,
     ip: IpAddr,
-    request: &Request<Incoming>,
+    request: &Request<ClientBody>,
     host: &str,
 ) -> Response<EdgeBody> {
     let method = request.method();
@@ -213,7 +212,7 @@ pub async fn reserved(
     site: &SiteRuntime,
     (ip, tls): (IpAddr, bool),
     body_timeout: Duration,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
     record: &(dyn Fn(NewEvent) + Sync),
 ) -> (Response<EdgeBody>, u64) {
     if request.uri().path() != VERIFY_PATH {

@@ -176,6 +176,18 @@ impl FramingTracker {
         self.state == Track::HeadTooLarge
     }
 
+    /// True inside a request body (of a known framing): the client is still sending it.
+    pub fn in_body(&self) -> bool {
+        matches!(
+            self.state,
+            Track::Fixed(_)
+                | Track::ChunkSize { .. }
+                | Track::ChunkData(_)
+                | Track::ChunkEnd(_)
+                | Track::Trailers { .. }
+        )
+    }
+
     /// True between messages: nothing of a next request has been read yet.
     pub fn at_message_start(&self) -> bool {
         self.state == Track::Head && self.partial.is_empty()

@@ -1,0 +1,386 @@
+//! HTTP/2 client connections, served on the `h2` crate directly.
+//!
+//! hyper's HTTP/2 server keeps each stream's `SendResponse` to itself, so a service cannot
+//! send an interim (1xx) response, which RFC 9110 §15.2 asks a proxy to forward (and browsers
+//! act on 103 Early Hints over HTTP/2 only). This module does the part of hyper it replaces,
+//! the same way: one task per stream runs the request through the pipeline, then sends the
+//! response head and pipes its body under HTTP/2 flow control; a client's RST_STREAM drops the
+//! request's work. What it adds: the origin's interim responses go out on the stream before
+//! its final head.
+//!
+//! The protections h2 itself gives (header list size, CONTINUATION bounds, rapid reset,
+//! local error resets, concurrent streams, send buffer) are set from the server limits in
+//! [`builder`], as they were on hyper's builder; the connection's own guards (floods, slow
+//! readers) stay in `conn`.
+
+use crate::body::{ClientBody, EdgeBody};
+use crate::origin::InterimSink;
+use bytes::Bytes;
+use h2::SendStream;
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use model::ServerLimits;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
+
+/// Streams one HTTP/2 connection may have open: enough for a browser page; bounds one
+/// connection's share of the origins.
+pub const MAX_CONCURRENT_STREAMS: u32 = 128;
+/// h2's own default, stated: resets of streams not yet accepted before GOAWAY.
+const MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// hyper's default, stated.
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+const MAX_SEND_BUF: usize = 128 * 1024;
+const RECEIVE_WINDOW: u32 = 1024 * 1024;
+
+/// h2's settings for client connections, from the server limits.
+pub fn builder(limits: &ServerLimits) -> h2::server::Builder {
+    let mut builder = h2::server::Builder::new();
+    builder
+        // HPACK bombs: the decoded header list is bounded like an HTTP/1.1 head. h2 answers a
+        // larger list with 431 and sends GOAWAY (ENHANCE_YOUR_CALM) past four times the
+        // limit; it also bounds CONTINUATION frames to what this size needs (about 5 frames).
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        // Rapid reset (CVE-2023-44487): streams the client resets before they are accepted.
+        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
+        // MadeYouReset (CVE-2025-8671) and stream errors on purpose: streams h2 has to reset
+        // for the client's protocol errors, per connection.
+        .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+        // Response data h2 queues per stream beyond what the socket takes: with 128 streams a
+        // connection that reads slowly holds at most 16 MiB.
+        .max_send_buffer_size(MAX_SEND_BUF)
+        // Request data a client may send ahead of the origin reading it: 1 MiB per connection.
+        .initial_connection_window_size(RECEIVE_WINDOW)
+        .initial_window_size(RECEIVE_WINDOW);
+    builder
+}
+
+/// One HTTP/2 connection being served: a future that ends when the connection does.
+pub struct H2Connection {
+    run: Pin<Box<dyn Future<Output = Result<(), h2::Error>> + Send>>,
+    shutdown: Arc<Notify>,
+}
+
+impl H2Connection {
+    /// Serves `io` (whose first bytes are the client preface), running each request through
+    /// `handle` on a task of its own.
+    pub fn new<I, H, F>(io: I, builder: h2::server::Builder, handle: H) -> H2Connection
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        H: Fn(Request<ClientBody>) -> F + Send + 'static,
+        F: Future<Output = Response<EdgeBody>> + Send + 'static,
+    {
+        let shutdown = Arc::new(Notify::new());
+        let run = Box::pin(run(io, builder, handle, Arc::clone(&shutdown)));
+        H2Connection { run, shutdown }
+    }
+
+    /// Sends GOAWAY and lets the streams in flight finish; the future ends after them.
+    pub fn graceful_shutdown(&self) {
+        self.shutdown.notify_one();
+    }
+}
+
+impl Future for H2Connection {
+    type Output = Result<(), h2::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.run.as_mut().poll(cx)
+    }
+}
+
+async fn run<I, H, F>(
+    io: I,
+    builder: h2::server::Builder,
+    handle: H,
+    shutdown: Arc<Notify>,
+) -> Result<(), h2::Error>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<ClientBody>) -> F + Send + 'static,
+    F: Future<Output = Response<EdgeBody>> + Send + 'static,
+{
+    let mut conn = builder.handshake::<_, Bytes>(io).await?;
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            biased;
+            accepted = conn.accept() => match accepted {
+                Some(Ok((request, respond))) => {
+                    let (request, interim) = into_edge_request(request);
+                    tokio::spawn(serve_stream(handle(request), respond, interim));
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+            },
+            () = shutdown.notified(), if !closing => {
+                conn.graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}
+
+/// The stream's request as the pipeline takes it: its body readable under flow control, and
+/// a place for the origin's interim responses in its extensions.
+fn into_edge_request(request: Request<RecvStream>) -> (Request<ClientBody>, Arc<StreamInterim>) {
+    let (mut parts, recv) = request.into_parts();
+    let length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let interim = Arc::new(StreamInterim::default());
+    parts
+        .extensions
+        .insert(InterimHandle(Arc::clone(&interim) as Arc<dyn InterimSink>));
+    let body = ClientBody::Http2(H2RequestBody {
+        recv,
+        length,
+        data_done: false,
+    });
+    (Request::from_parts(parts, body), interim)
+}
+
+/// Where the pipeline finds an HTTP/2 stream's interim sink (a request extension).
+#[derive(Clone)]
+pub struct InterimHandle(pub Arc<dyn InterimSink>);
+
+/// Interim responses for one stream, handed over by the origin client while the request's
+/// future runs on the stream's task, and sent by that task before it polls again.
+#[derive(Default)]
+struct StreamInterim {
+    waiting: Mutex<Vec<Response<()>>>,
+}
+
+/// Most interim responses one stream passes on; more are dropped (1xx are advice).
+const MAX_INTERIMS_PER_STREAM: usize = 16;
+
+impl InterimSink for StreamInterim {
+    fn interim(&self, status: StatusCode, headers: &HeaderMap) {
+        let mut response = Response::new(());
+        *response.status_mut() = status;
+        let mut fields = headers.clone();
+        crate::phases::forward::strip_hop_by_hop(&mut fields);
+        strip_connection_fields(&mut fields);
+        fields.remove(header::CONTENT_LENGTH);
+        *response.headers_mut() = fields;
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if waiting.len() < MAX_INTERIMS_PER_STREAM {
+            waiting.push(response);
+        }
+    }
+}
+
+impl StreamInterim {
+    fn send(&self, respond: &mut SendResponse<Bytes>) {
+        let waiting = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|p| p.into_inner()));
+        for response in waiting {
+            // A stream the client already reset takes nothing more; the final send says so.
+            let _ = respond.send_informational(response);
+        }
+    }
+}
+
+/// Runs one request: its interims and response head on the stream, then its body.
+async fn serve_stream<F>(request: F, mut respond: SendResponse<Bytes>, interim: Arc<StreamInterim>)
+where
+    F: Future<Output = Response<EdgeBody>>,
+{
+    let mut request = pin!(request);
+    // The request's future, and the client's RST_STREAM, which abandons it.
+    let response = poll_fn(|cx| {
+        let polled = request.as_mut().poll(cx);
+        // Interims handed over during that poll go out before a final head it returned.
+        interim.send(&mut respond);
+        if let Poll::Ready(response) = polled {
+            return Poll::Ready(Some(response));
+        }
+        match respond.poll_reset(cx) {
+            Poll::Ready(_) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    let Some(response) = response else {
+        return;
+    };
+    let (mut head, body) = response.into_parts();
+    strip_connection_fields(&mut head.headers);
+    if !head.headers.contains_key(header::DATE) {
+        head.headers.insert(header::DATE, crate::clock::http_date());
+    }
+    let end_of_stream = body.is_end_stream();
+    if !end_of_stream
+        && let Some(length) = body.size_hint().exact()
+        && !head.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        head.headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    let sending = match respond.send_response(Response::from_parts(head, ()), end_of_stream) {
+        Ok(sending) => sending,
+        Err(e) => {
+            tracing::debug!(error = %e, "HTTP/2 response head not sent");
+            return;
+        }
+    };
+    if !end_of_stream {
+        pipe_body(body, sending).await;
+    }
+}
+
+/// Removes the fields HTTP/2 forbids in a message (RFC 9113 §8.2.2): connection-specific
+/// ones, and TE in a response. Normally none are left by then; an edge page may carry
+/// `Connection: close` meant for HTTP/1.1.
+fn strip_connection_fields(headers: &mut HeaderMap) {
+    for name in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::TE,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Sends a response body under flow control: a chunk waits for stream capacity before the
+/// next is read, so a client with a shut window holds at most one chunk (plus h2's send
+/// buffer) of it. Ends on the client's RST_STREAM.
+async fn pipe_body(body: EdgeBody, mut sending: SendStream<Bytes>) {
+    let mut body = pin!(body);
+    let mut waiting: Option<(Bytes, bool)> = None;
+    let done = poll_fn(|cx| {
+        loop {
+            if let Poll::Ready(reason) = sending.poll_reset(cx) {
+                return Poll::Ready(Err(format!("client reset the stream: {reason:?}")));
+            }
+            if let Some((chunk, end)) = waiting.take() {
+                if sending.capacity() == 0 {
+                    match sending.poll_capacity(cx) {
+                        Poll::Pending => {
+                            waiting = Some((chunk, end));
+                            return Poll::Pending;
+                        }
+                        Poll::Ready(Some(Ok(_))) => {
+                            waiting = Some((chunk, end));
+                            continue;
+                        }
+                        Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e.to_string())),
+                        Poll::Ready(None) => return Poll::Ready(Err("stream closed".into())),
+                    }
+                }
+                // h2 takes the whole chunk and sends what the window allows, queueing the rest
+                // within `max_send_buffer_size`.
+                if let Err(e) = sending.send_data(chunk, end) {
+                    return Poll::Ready(Err(e.to_string()));
+                }
+                if end {
+                    return Poll::Ready(Ok(()));
+                }
+                continue;
+            }
+            match ready!(body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(chunk) => {
+                        let end = body.is_end_stream();
+                        if chunk.is_empty() && !end {
+                            continue;
+                        }
+                        // A minimal claim, not the chunk's length: claiming the whole of it
+                        // up front makes every waiting stream a heavy claimant on the
+                        // connection's window (hyper's #4003); h2 raises the claim to what is
+                        // buffered when the data is sent.
+                        sending.reserve_capacity(1);
+                        waiting = Some((chunk, end));
+                    }
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            sending.reserve_capacity(0);
+                            return Poll::Ready(
+                                sending.send_trailers(trailers).map_err(|e| e.to_string()),
+                            );
+                        }
+                    }
+                },
+                Some(Err(e)) => {
+                    sending.send_reset(Reason::INTERNAL_ERROR);
+                    return Poll::Ready(Err(e.to_string()));
+                }
+                None => {
+                    return Poll::Ready(
+                        sending
+                            .send_data(Bytes::new(), true)
+                            .map_err(|e| e.to_string()),
+                    );
+                }
+            }
+        }
+    })
+    .await;
+    if let Err(e) = done {
+        tracing::debug!(error = %e, "HTTP/2 response body not sent whole");
+    }
+}
+
+/// An HTTP/2 request body: DATA frames as they come, each handed back to the connection's
+/// flow-control window once taken, then the trailers.
+pub struct H2RequestBody {
+    recv: RecvStream,
+    /// The declared content-length, which h2 holds the DATA frames to.
+    length: Option<u64>,
+    data_done: bool,
+}
+
+impl Body for H2RequestBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, h2::Error>>> {
+        if !self.data_done {
+            match ready!(self.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    if let Some(left) = self.length.as_mut() {
+                        *left = left.saturating_sub(data.len() as u64);
+                    }
+                    return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
+                }
+                // RFC 9113 §8.1: RST_STREAM(NO_ERROR) after an early response ends the body
+                // without failing it.
+                Some(Err(e)) if e.reason() == Some(Reason::NO_ERROR) => return Poll::Ready(None),
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => self.data_done = true,
+            }
+        }
+        match ready!(self.recv.poll_trailers(cx)) {
+            Ok(trailers) => Poll::Ready(trailers.map(|t| Ok(http_body::Frame::trailers(t)))),
+            Err(e) if e.reason() == Some(Reason::NO_ERROR) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.length {
+            Some(left) => http_body::SizeHint::with_exact(left),
+            None => http_body::SizeHint::default(),
+        }
+    }
+}

@@ -54,6 +54,15 @@
 //!    defensively. `garbage_never_panics_and_unknown_directives_are_ignored`,
 //!    `meta::tests::truncated_or_foreign_records_are_refused_never_a_panic`,
 //!    `disk::tests::garbage_and_foreign_files_are_removed_at_open`.
+//! 8. **Invalid freshness information makes a response stale, never fresher**: an invalid
+//!    `Expires`, `max-age` or `Age` (whose first member is what counts, §5.1), and every date
+//!    field is read in all three HTTP-date formats (RFC 9110 §5.6.7), so an obsolete format is
+//!    not mistaken for an invalid date. `s5_3_invalid_expires_means_already_expired`,
+//!    `s4_2_1_invalid_max_age_is_stale_not_ignored`,
+//!    `s5_1_invalid_age_makes_the_response_stale_rather_than_new`,
+//!    `s5_1_a_list_valued_age_uses_its_first_member`,
+//!    `date::tests::rfc9110_5_6_7_all_three_formats_are_accepted`,
+//!    `rfc9110_5_6_7_expires_is_read_in_all_three_date_formats`.
 
 pub mod coalesce;
 pub mod disk;

@@ -4,12 +4,14 @@
 //! | module | RFC 9111 | question |
 //! |---|---|---|
 //! | `directives` | §5.2 | what does `Cache-Control` say? |
+//! | `date` | RFC 9110 §5.6.7 | which time does an HTTP date name, in any of its three formats? |
 //! | `freshness` | §4.2 | how long is a response fresh, how old is it now? |
 //! | `storable` | §3, §3.5 | may this response be stored? |
 //! | `reuse` | §4, §4.2.4, RFC 5861 | may a stored response answer this request, and how? |
 //! | `validation` | §4.3, §3.2 | conditional requests, 304 handling, updating stored headers |
 //! | `invalidation` | §4.4 | what does an unsafe request invalidate? |
 
+pub mod date;
 pub mod directives;
 pub mod freshness;
 pub mod invalidation;

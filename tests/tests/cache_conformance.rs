@@ -127,8 +127,7 @@ async fn s4_3_4_a_304_naming_another_representation_is_refetched_unconditionally
     let after = get(&proxy, "/r").await;
 
     assert_eq!(
-        revalidated.status,
-        200,
+        revalidated.status, 200,
         "a client that sent no condition never gets a 304"
     );
     assert_eq!(revalidated.text(), "v2");
@@ -136,7 +135,9 @@ async fn s4_3_4_a_304_naming_another_representation_is_refetched_unconditionally
     let heads = origin.heads();
     assert_eq!(heads.len(), 3, "{heads:#?}");
     assert!(
-        heads[1].to_ascii_lowercase().contains("if-none-match: \"a\""),
+        heads[1]
+            .to_ascii_lowercase()
+            .contains("if-none-match: \"a\""),
         "{}",
         heads[1]
     );
@@ -145,7 +146,11 @@ async fn s4_3_4_a_304_naming_another_representation_is_refetched_unconditionally
         "§4.3.4: the request is made again without the validators: {}",
         heads[2]
     );
-    assert_eq!(after.text(), "v2", "what the unconditional request brought is stored");
+    assert_eq!(
+        after.text(),
+        "v2",
+        "what the unconditional request brought is stored"
+    );
     assert_eq!(origin.requests(), 3);
 }
 
@@ -154,7 +159,9 @@ async fn s4_3_4_a_304_to_a_request_that_cannot_have_earned_one_is_not_passed_to_
     // An origin that answers 304 even to the cache's unconditional request.
     let origin = ScriptedOrigin::start(|n| {
         Reply::keep_open(match n {
-            0 => "HTTP/1.1 200 OK\r\nCache-Control: max-age=1\r\nETag: \"a\"\r\nContent-Length: 2\r\n\r\nv0",
+            0 => {
+                "HTTP/1.1 200 OK\r\nCache-Control: max-age=1\r\nETag: \"a\"\r\nContent-Length: 2\r\n\r\nv0"
+            }
             _ => "HTTP/1.1 304 Not Modified\r\nETag: \"b\"\r\n\r\n",
         })
     });
@@ -188,6 +195,18 @@ async fn rfc9110_15_3_5_a_stored_204_is_reused() {
     assert_eq!(second.status, 204);
     let status = second.header("cache-status").unwrap_or_default();
     assert!(status.starts_with("palisade; hit"), "{status}");
+    let head = client::try_send(
+        proxy.http_addr(),
+        h1_request("HEAD", "blog.example", "/beacon", client::empty()),
+    )
+    .await
+    .expect("HEAD through the proxy");
+    assert_eq!(head.status, 204);
+    assert_eq!(
+        head.header("content-length"),
+        None,
+        "RFC 9110 §8.6: never in a 204"
+    );
     assert_eq!(origin.requests(), 1);
 }
 
@@ -244,16 +263,19 @@ async fn rfc9213_cdn_cache_control_overrides_cache_control_for_the_edge() {
         "Cache-Control still reaches the client as the origin wrote it"
     );
     assert_eq!(browser_only.text(), "v1");
-    assert_eq!(browser_only_again.text(), "v2", "CDN-Cache-Control: no-store");
+    assert_eq!(
+        browser_only_again.text(),
+        "v2",
+        "CDN-Cache-Control: no-store"
+    );
     assert_eq!(origin.requests(), 3);
 }
 
 #[tokio::test]
 async fn rfc9213_a_targeted_field_that_does_not_parse_is_ignored() {
     // Not a structured-field dictionary (uppercase key): Cache-Control decides.
-    let origin = ScriptedOrigin::numbered(
-        "Cache-Control: max-age=60\r\nCDN-Cache-Control: No-Store\r\n",
-    );
+    let origin =
+        ScriptedOrigin::numbered("Cache-Control: max-age=60\r\nCDN-Cache-Control: No-Store\r\n");
     let proxy = proxy_for(&origin);
 
     get(&proxy, "/sf").await;
@@ -264,14 +286,20 @@ async fn rfc9213_a_targeted_field_that_does_not_parse_is_ignored() {
 
 #[tokio::test]
 async fn rfc9213_cdn_cache_control_is_not_forwarded_to_clients() {
-    let origin = ScriptedOrigin::numbered("Cache-Control: max-age=5\r\nCDN-Cache-Control: max-age=60\r\n");
+    let origin =
+        ScriptedOrigin::numbered("Cache-Control: max-age=5\r\nCDN-Cache-Control: max-age=60\r\n");
     let proxy = proxy_for(&origin);
 
     let miss = get(&proxy, "/cdn").await;
     let hit = get(&proxy, "/cdn").await;
 
     for reply in [&miss, &hit] {
-        assert_eq!(reply.header("cdn-cache-control"), None, "{:?}", reply.headers);
+        assert_eq!(
+            reply.header("cdn-cache-control"),
+            None,
+            "{:?}",
+            reply.headers
+        );
         assert_eq!(reply.header("cache-control"), Some("max-age=5"));
     }
     assert!(
@@ -334,7 +362,12 @@ async fn deception_armour_gives_no_heuristic_freshness_to_a_response_to_a_cookie
     let origin = dynamic_origin();
     let proxy = proxy_for(&origin);
 
-    let victim = get_with(&proxy, "/account/profile.css", &[("cookie", "session=alice")]).await;
+    let victim = get_with(
+        &proxy,
+        "/account/profile.css",
+        &[("cookie", "session=alice")],
+    )
+    .await;
     let attacker = get(&proxy, "/account/profile.css").await;
 
     assert_eq!(victim.text(), "v0");
@@ -384,7 +417,12 @@ async fn a_site_can_turn_deception_armour_off() {
     let origin = dynamic_origin();
     let proxy = proxy_with(&origin, "deception_armour = false");
 
-    get_with(&proxy, "/account/profile.css", &[("cookie", "session=alice")]).await;
+    get_with(
+        &proxy,
+        "/account/profile.css",
+        &[("cookie", "session=alice")],
+    )
+    .await;
     let second = get(&proxy, "/account/profile.css").await;
 
     assert_eq!(second.text(), "v0");

@@ -438,13 +438,11 @@ impl Fill {
             now,
             settings.ttl,
         );
-        add_cache_status(
-            headers,
-            &format!("fwd={}; fwd-status={}; stored", self.fwd, status.as_u16()),
-        );
         let mut stored_headers = headers.clone();
-        // This hop's Cache-Status is not part of what is stored; later hits write their own.
+        // Members named as this cache's (a Palisade nearer the origin) are not stored: hits
+        // write their own.
         strip_own_cache_status(&mut stored_headers);
+        let fwd = self.fwd;
         let mut object = StoredObject::new(
             status,
             stored_headers,
@@ -466,8 +464,18 @@ impl Fill {
         };
         // Known to be large: straight to disk from the first byte.
         if declared.is_some_and(|n| n > small_limit) && !filling.start_streaming() {
+            add_cache_status(
+                headers,
+                &format!("fwd={fwd}; fwd-status={}", status.as_u16()),
+            );
             return None;
         }
+        // RFC 9211 §2.8: `stored` says the response was stored; from here on only a body
+        // broken off or longer than it declared keeps it from being so.
+        add_cache_status(
+            headers,
+            &format!("fwd={fwd}; fwd-status={}; stored", status.as_u16()),
+        );
         Some(Box::new(filling))
     }
 }
@@ -614,9 +622,11 @@ fn serve(
     }
     // §5.1: the Age of a response from the cache.
     headers.insert(header::AGE, HeaderValue::from(age));
+    // RFC 9110 §8.6: never in a 204.
     if *method == Method::HEAD
         && !headers.contains_key(header::CONTENT_LENGTH)
         && status == object.status
+        && status != StatusCode::NO_CONTENT
     {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
     }

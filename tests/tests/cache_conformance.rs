@@ -155,6 +155,48 @@ async fn s4_3_4_a_304_naming_another_representation_is_refetched_unconditionally
 }
 
 #[tokio::test]
+async fn s4_3_4_a_background_refresh_answered_304_for_another_representation_fetches_it() {
+    let origin = ScriptedOrigin::start(|n| {
+        Reply::keep_open(match n {
+            0 => "HTTP/1.1 200 OK\r\nCache-Control: max-age=1, stale-while-revalidate=60\r\nETag: \"a\"\r\nContent-Length: 2\r\n\r\nv0".to_string(),
+            1 => "HTTP/1.1 304 Not Modified\r\nETag: \"b\"\r\n\r\n".to_string(),
+            n => format!("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nETag: \"b\"\r\nContent-Length: 2\r\n\r\nv{n}"),
+        })
+    });
+    let proxy = proxy_for(&origin);
+    get(&proxy, "/swr").await;
+    tokio::time::sleep(PAST_ONE_SECOND).await;
+
+    let stale = get(&proxy, "/swr").await;
+    let mut refreshed = None;
+    for _ in 0..100 {
+        let reply = get(&proxy, "/swr").await;
+        if reply.text() != "v0" {
+            refreshed = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    assert_eq!(stale.text(), "v0", "served stale at once");
+    let refreshed = refreshed.expect("the other representation is stored within 5 s");
+    assert_eq!(refreshed.text(), "v2");
+    let status = refreshed.header("cache-status").unwrap_or_default();
+    assert!(
+        status.starts_with("palisade; hit"),
+        "the refresh stored it, no client had to fetch it: {status}"
+    );
+    assert!(
+        !origin.heads()[2]
+            .to_ascii_lowercase()
+            .contains("if-none-match"),
+        "{}",
+        origin.heads()[2]
+    );
+    assert_eq!(origin.requests(), 3);
+}
+
+#[tokio::test]
 async fn s4_3_4_a_304_to_a_request_that_cannot_have_earned_one_is_not_passed_to_the_client() {
     // An origin that answers 304 even to the cache's unconditional request.
     let origin = ScriptedOrigin::start(|n| {

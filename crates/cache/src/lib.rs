@@ -63,6 +63,14 @@
 //!    `s5_1_a_list_valued_age_uses_its_first_member`,
 //!    `date::tests::rfc9110_5_6_7_all_three_formats_are_accepted`,
 //!    `rfc9110_5_6_7_expires_is_read_in_all_three_date_formats`.
+//! 9. **A client never gets a 304 it did not ask for** (the edge answers a client's conditions
+//!    from the cache and never passes them on with a fill): a 304 naming a representation the
+//!    cache does not hold refreshes nothing and the request is made again without validators
+//!    (§4.3.4); one nothing asked for is a 502. `s4_3_4_a_304_with_another_entity_tag_does_not_apply`,
+//!    `s4_3_4_a_304_naming_another_representation_is_refetched_unconditionally`,
+//!    `s4_3_4_a_304_to_a_request_that_cannot_have_earned_one_is_not_passed_to_the_client`.
+//! 10. **`stored` in Cache-Status means stored**, empty bodies (a 204) included.
+//!    `rfc9110_15_3_5_a_stored_204_is_reused`, `an_empty_200_said_to_be_stored_is_reused`.
 
 pub mod coalesce;
 pub mod disk;

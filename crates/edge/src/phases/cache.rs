@@ -46,6 +46,9 @@ pub struct Fill {
     site: Arc<str>,
     /// The purge log's position before the origin was asked (purges after it apply).
     purge_mark: u64,
+    /// The origin request's fields without the validators, kept while revalidating: a 304 that
+    /// names another representation sends the request again without them (§4.3.4).
+    unconditional: Option<Vec<u8>>,
 }
 
 /// A stored response being revalidated.
@@ -77,6 +80,21 @@ pub enum CacheStep {
     /// Go to the origin without storing; the `Cache-Status` parameters saying why (RFC 9211
     /// §2.2), for [`mark_pass`].
     Pass(&'static str),
+}
+
+/// What a 304 from the origin means for a fill (RFC 9111 §4.3.4). A fill never passes the
+/// client's own conditions on (the cache answers them itself), so a 304 is only ever the answer
+/// to the cache's validators, never one the client asked for.
+pub enum NotModified {
+    /// It refreshed the stored response: the answer built from it.
+    Refreshed(Response<EdgeBody>),
+    /// It names a representation the cache does not hold: the stored one is dropped, and the
+    /// request is made again with these fields (the validators left out); the fill stores
+    /// what that brings.
+    Refetch(Box<Fill>, Vec<u8>),
+    /// No validator of the cache's asked for it (a miss, or the request made again): no answer
+    /// for a client, to whom it would say "you have it already" about nothing it has.
+    Unrequested,
 }
 
 /// Whether the site caches and the request is one the cache handles (GET and HEAD, outside
@@ -180,6 +198,7 @@ pub async fn lookup(
                                 }),
                                 site: Arc::clone(site),
                                 purge_mark,
+                                unconditional: None,
                             })),
                             _ => None,
                         };
@@ -243,6 +262,7 @@ pub async fn lookup(
         stale,
         site: Arc::clone(site),
         purge_mark,
+        unconditional: None,
     }))
 }
 
@@ -253,11 +273,12 @@ pub fn mark_pass(headers: &mut HeaderMap, params: &str) {
 
 impl Fill {
     /// Writes the validators of the response being revalidated into the origin request's
-    /// fields (§4.3.1).
-    pub fn write_validators(&self, fields: &mut Vec<u8>) {
+    /// fields (§4.3.1), keeping the fields as they were for [`NotModified::Refetch`].
+    pub fn write_validators(&mut self, fields: &mut Vec<u8>) {
         let Some(stale) = &self.stale else {
             return;
         };
+        self.unconditional = Some(fields.clone());
         for (name, value) in validation::conditional_fields(&stale.object.headers) {
             fields.extend_from_slice(name.as_str().as_bytes());
             fields.extend_from_slice(b": ");
@@ -324,19 +345,27 @@ impl Fill {
         ))
     }
 
-    /// The origin answered 304 to the validators: refresh the stored response (§4.3.4, §3.2)
-    /// and answer from it. `None`: there was nothing to refresh or the 304 is about another
-    /// representation (the caller treats the 304 as the origin's answer).
+    /// The origin answered 304: refresh the stored response it names and answer from it
+    /// (§4.3.4, §3.2), or say what else to do (see [`NotModified`]).
     pub async fn not_modified(
-        mut self,
+        mut self: Box<Self>,
         method: &Method,
         settings: &SiteCache,
         not_modified: &HeaderMap,
-    ) -> Option<Response<EdgeBody>> {
-        let stale = self.stale.take()?;
+    ) -> NotModified {
+        let Some(stale) = self.stale.take() else {
+            return NotModified::Unrequested;
+        };
+        let refetch = |mut fill: Box<Fill>| match fill.unconditional.take() {
+            Some(fields) => NotModified::Refetch(fill, fields),
+            None => NotModified::Unrequested,
+        };
+        // §4.3.4: "If none of the initial set contains at least one of the same strong
+        // validators, then the cache MUST NOT use the new response to update any stored
+        // responses." The stored one is superseded: the representation is another now.
         if !validation::not_modified_applies(&stale.object.headers, not_modified) {
             self.cache.invalidate(&self.key);
-            return None;
+            return refetch(self);
         }
         let now = unix_now();
         let mut refreshed = StoredObject::clone(&stale.object);
@@ -378,14 +407,15 @@ impl Fill {
                         now,
                         params,
                     ),
-                    _ => return None,
+                    // Gone from disk meanwhile: nothing left to answer from.
+                    _ => return refetch(self),
                 }
             }
         };
         if let Some(guard) = self.guard.take() {
             guard.finish(FillOutcome::Stored);
         }
-        Some(answer)
+        NotModified::Refreshed(answer)
     }
 
     /// Decides whether the origin's response is stored, adds this cache's `Cache-Status`, and

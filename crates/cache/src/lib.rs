@@ -11,7 +11,7 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | `policy` | the RFC's decisions, section by section, as pure functions |
+//! | `policy` | the RFC's decisions, section by section, as pure functions (and RFC 9213's targeted fields) |
 //! | `key` | primary cache keys: site, URL, keyed fields |
 //! | `vary` | secondary keys from Vary (§4.1), Accept-Encoding normalised |
 //! | `object` | a stored response |
@@ -71,6 +71,14 @@
 //!    `s4_3_4_a_304_to_a_request_that_cannot_have_earned_one_is_not_passed_to_the_client`.
 //! 10. **`stored` in Cache-Status means stored**, empty bodies (a 204) included.
 //!    `rfc9110_15_3_5_a_stored_204_is_reused`, `an_empty_200_said_to_be_stored_is_reused`.
+//! 11. **A targeted field decides for this edge and for nothing after it**: the site's own
+//!    field, else `CDN-Cache-Control`, when valid, replaces Cache-Control and Expires for
+//!    storing and reuse (also across a 304 and a restart), and neither, nor the purge tags,
+//!    reaches a client. `targeted::tests::rfc9213_2_2_a_targeted_field_replaces_cache_control`,
+//!    `meta::tests::directives_from_a_targeted_field_survive_a_round_trip`,
+//!    `rfc9213_cdn_cache_control_overrides_cache_control_for_the_edge`,
+//!    `rfc9213_cdn_cache_control_is_not_forwarded_to_clients`,
+//!    `purge_tags_never_reach_clients_whether_stored_or_not`.
 
 pub mod coalesce;
 pub mod disk;

@@ -565,7 +565,7 @@ pub async fn handle(
         log.cache = Some(CacheOutcome::Miss);
     }
     if let Some(why) = pass {
-        cache_phase::mark_pass(&mut parts.headers, why);
+        cache_phase::mark_pass(&mut parts.headers, why, cache_settings);
     }
     let tee = fill
         .and_then(|fill| fill.respond(&method, cache_settings, parts.status, &mut parts.headers));

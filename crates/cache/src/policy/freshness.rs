@@ -150,7 +150,12 @@ fn lifetime(
     if let Some(max_age) = d.max_age {
         return (max_age.seconds().unwrap_or(0), false);
     }
-    match single_date(headers, EXPIRES) {
+    // RFC 9213 §2.2: directives from a targeted field make the cache ignore Expires.
+    let expires = match d.targeted {
+        Some(_) => DateField::Absent,
+        None => single_date(headers, EXPIRES),
+    };
+    match expires {
         DateField::Absent => {}
         // "A cache recipient MUST interpret invalid date formats, especially the value "0", as
         // representing a time in the past" (§5.3); two different Expires: stale (§4.2.1).
@@ -428,6 +433,21 @@ mod tests {
             ),
         ]);
         assert_eq!(timing_of(&heuristic, 200).lifetime, 100);
+    }
+
+    #[test]
+    fn rfc9213_2_2_expires_is_ignored_with_a_targeted_field() {
+        let h = with(&[
+            ("date", date(T0)),
+            ("expires", date(T0 + 1000)),
+            ("last-modified", date(T0 - 1000)),
+            ("cdn-cache-control", HeaderValue::from_static("public")),
+        ]);
+        let targeted = super::super::targeted::response_directives(&h, &["cdn-cache-control"]);
+        let t = timing(StatusCode::OK, &h, &targeted, T0, T0, None);
+        assert_eq!((t.lifetime, t.heuristic), (100, true));
+        let d = ResponseDirectives::parse(&h);
+        assert_eq!(timing(StatusCode::OK, &h, &d, T0, T0, None).lifetime, 1000);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! | `reuse` | §4, §4.2.4, RFC 5861 | may a stored response answer this request, and how? |
 //! | `validation` | §4.3, §3.2 | conditional requests, 304 handling, updating stored headers |
 //! | `invalidation` | §4.4 | what does an unsafe request invalidate? |
+//! | `targeted` | RFC 9213 | does `CDN-Cache-Control` (or the site's own field) say otherwise? |
 
 pub mod date;
 pub mod directives;
@@ -17,6 +18,7 @@ pub mod freshness;
 pub mod invalidation;
 pub mod reuse;
 pub mod storable;
+pub mod targeted;
 pub mod validation;
 
 pub use directives::{Delta, Qualified, RequestDirectives, ResponseDirectives};

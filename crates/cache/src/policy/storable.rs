@@ -104,9 +104,10 @@ pub fn storable(
         return Err(NotStored::Authorization);
     }
     // "the response contains at least one of" public, Expires, max-age, s-maxage, an extension
-    // allowing it (the operator's edge TTL), or a heuristically cacheable status.
+    // allowing it (the operator's edge TTL), or a heuristically cacheable status. Expires does
+    // not count when a targeted field gave the directives (RFC 9213 §2.2).
     let explicit = response.public
-        || headers.contains_key(EXPIRES)
+        || (response.targeted.is_none() && headers.contains_key(EXPIRES))
         || response.max_age.is_some()
         || response.s_maxage.is_some()
         || settings.has_edge_ttl;

@@ -16,9 +16,8 @@ use bytes::{Bytes, BytesMut};
 use cache::coalesce::{self, FillGuard, FillOutcome, Lock};
 use cache::disk::DiskObject;
 use cache::persist;
-use cache::policy::{
-    self, RequestDirectives, ResponseDirectives, invalidation, reuse, storable, validation,
-};
+use cache::policy::targeted::{self, CDN_CACHE_CONTROL};
+use cache::policy::{self, RequestDirectives, invalidation, reuse, storable, validation};
 use cache::{Cache, CacheKey, Loaded, Lookup, ObjectId, StoredObject, range};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Response, StatusCode};
@@ -49,6 +48,8 @@ pub struct Fill {
     /// The origin request's fields without the validators, kept while revalidating: a 304 that
     /// names another representation sends the request again without them (§4.3.4).
     unconditional: Option<Vec<u8>>,
+    /// The site's own targeted field, kept out of what a stale copy answers with.
+    own_field: Option<String>,
 }
 
 /// A stored response being revalidated.
@@ -118,6 +119,7 @@ pub async fn lookup(
     headers: &HeaderMap,
 ) -> CacheStep {
     let request_directives = RequestDirectives::parse(headers);
+    let own_field = settings.targeted_field.as_deref();
     let mut waited = false;
     let reuse_settings = reuse::ReuseSettings {
         ignore_client_no_cache: settings.ignore_client_no_cache,
@@ -169,7 +171,7 @@ pub async fn lookup(
                 let serve_on_error = match decision {
                     reuse::Reuse::Hit { .. } => {
                         return CacheStep::Answer(serve(
-                            &object, disk, method, headers, now, "hit",
+                            &object, disk, method, headers, own_field, now, "hit",
                         ));
                     }
                     reuse::Reuse::StaleWhileRevalidate => {
@@ -178,6 +180,7 @@ pub async fn lookup(
                             disk,
                             method,
                             headers,
+                            own_field,
                             now,
                             "hit; detail=stale-while-revalidate",
                         );
@@ -199,6 +202,7 @@ pub async fn lookup(
                                 site: Arc::clone(site),
                                 purge_mark,
                                 unconditional: None,
+                                own_field: settings.targeted_field.clone(),
                             })),
                             _ => None,
                         };
@@ -263,11 +267,14 @@ pub async fn lookup(
         site: Arc::clone(site),
         purge_mark,
         unconditional: None,
+        own_field: settings.targeted_field.clone(),
     }))
 }
 
-/// Adds this cache's `Cache-Status` member to a response the cache passed through unstored.
-pub fn mark_pass(headers: &mut HeaderMap, params: &str) {
+/// Adds this cache's `Cache-Status` member to a response the cache passed through unstored,
+/// and takes out the fields meant for this edge alone.
+pub fn mark_pass(headers: &mut HeaderMap, params: &str, settings: &SiteCache) {
+    strip_edge_fields(headers, settings.targeted_field.as_deref());
     add_cache_status(headers, params);
 }
 
@@ -340,6 +347,7 @@ impl Fill {
             disk,
             method,
             &self.request_headers,
+            self.own_field.as_deref(),
             unix_now(),
             detail,
         ))
@@ -374,7 +382,7 @@ impl Fill {
         refreshed.purge_mark = self.purge_mark;
         validation::update_stored_fields(&mut refreshed.headers, not_modified);
         strip_own_cache_status(&mut refreshed.headers);
-        refreshed.reparse();
+        refreshed.reparse(&target_list(settings));
         refreshed.timing = policy::freshness::timing(
             refreshed.status,
             &refreshed.headers,
@@ -386,7 +394,15 @@ impl Fill {
         let params = "fwd=stale; fwd-status=304";
         let answer = match stale.on_disk {
             None => {
-                let answer = serve(&refreshed, None, method, &self.request_headers, now, params);
+                let answer = serve(
+                    &refreshed,
+                    None,
+                    method,
+                    &self.request_headers,
+                    settings.targeted_field.as_deref(),
+                    now,
+                    params,
+                );
                 self.cache
                     .store(&self.key, &self.request_headers, refreshed);
                 answer
@@ -404,6 +420,7 @@ impl Fill {
                         Some(body),
                         method,
                         &self.request_headers,
+                        settings.targeted_field.as_deref(),
                         now,
                         params,
                     ),
@@ -428,7 +445,9 @@ impl Fill {
         headers: &mut HeaderMap,
     ) -> Option<Box<dyn Tee>> {
         let now = unix_now();
-        let directives = ResponseDirectives::parse(headers);
+        // RFC 9213 §2.2: the site's own targeted field, else CDN-Cache-Control, else
+        // Cache-Control decides.
+        let directives = targeted::response_directives(headers, &target_list(settings));
         let decision = storable::storable(
             method,
             &self.request_headers,
@@ -447,6 +466,7 @@ impl Fill {
         let strip = match decision {
             Ok(strip) if declared.is_none_or(|n| n <= limit) => strip,
             _ => {
+                strip_edge_fields(headers, settings.targeted_field.as_deref());
                 // A new representation that may not be stored replaces the stale one too.
                 if self.stale.is_some() {
                     self.cache.invalidate(&self.key);
@@ -472,6 +492,9 @@ impl Fill {
         // Members named as this cache's (a Palisade nearer the origin) are not stored: hits
         // write their own.
         strip_own_cache_status(&mut stored_headers);
+        // The stored copy keeps the targeted fields (a 304 may refresh them, §3.2); the client
+        // never sees them.
+        strip_edge_fields(headers, settings.targeted_field.as_deref());
         let fwd = self.fwd;
         let mut object = StoredObject::new(
             status,
@@ -482,6 +505,7 @@ impl Fill {
             self.key.url.clone(),
             self.purge_mark,
         );
+        object.directives = directives;
         object.site = Arc::clone(&self.site);
         let mut filling = Filling {
             object: Some(object),
@@ -589,11 +613,15 @@ impl Tee for Filling {
 
 /// A response built from a stored one (RFC 9111 §4), or a 304/412 when the client's own
 /// preconditions say so (§4.3.2).
+///
+/// `own_field`: the site's own targeted field, which (with the other fields meant for this
+/// edge) the stored copy keeps and the client never gets.
 fn serve(
     object: &StoredObject,
     disk: Option<DiskObject>,
     method: &Method,
     request: &HeaderMap,
+    own_field: Option<&str>,
     now: u64,
     params: &str,
 ) -> Response<EdgeBody> {
@@ -650,6 +678,7 @@ fn serve(
             headers.remove(name);
         }
     }
+    strip_edge_fields(&mut headers, own_field);
     // §5.1: the Age of a response from the cache.
     headers.insert(header::AGE, HeaderValue::from(age));
     // RFC 9110 §8.6: never in a 204.
@@ -824,6 +853,31 @@ pub fn invalidate_after(
 ) {
     for path in invalidation::invalidated_paths(method, status, host, path_and_query, response) {
         cache.invalidate(&make_key(&path));
+    }
+}
+
+/// The site's target list (RFC 9213 §2.2): its own targeted field, when it names one, before
+/// `CDN-Cache-Control` (without one, `CDN-Cache-Control` is simply looked at twice).
+fn target_list(settings: &SiteCache) -> [&str; 2] {
+    [
+        settings
+            .targeted_field
+            .as_deref()
+            .unwrap_or(CDN_CACHE_CONTROL),
+        CDN_CACHE_CONTROL,
+    ]
+}
+
+/// Takes out the fields meant for this edge alone: `CDN-Cache-Control` (RFC 9213 §3: a CDN
+/// "MAY remove it" when nothing downstream uses it, and this edge is the last CDN hop, the one
+/// that answers visitors), the site's own targeted field, and the purge tags.
+fn strip_edge_fields(headers: &mut HeaderMap, own_field: Option<&str>) {
+    headers.remove(CDN_CACHE_CONTROL);
+    if let Some(own) = own_field {
+        headers.remove(own);
+    }
+    for tag in cache::object::TAG_FIELDS {
+        headers.remove(tag);
     }
 }
 

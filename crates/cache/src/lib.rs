@@ -79,6 +79,13 @@
 //!    `rfc9213_cdn_cache_control_overrides_cache_control_for_the_edge`,
 //!    `rfc9213_cdn_cache_control_is_not_forwarded_to_clients`,
 //!    `purge_tags_never_reach_clients_whether_stored_or_not`.
+//! 12. **No response is stored on the cache's own judgement where web cache deception could
+//!    exploit it** (unless the site turns the armour off): without a lifetime from the origin
+//!    or the operator, nothing answering a request with credentials, nor a response whose type
+//!    belies the path's extension. `deception::tests`,
+//!    `storable::tests::deception_armour_stores_only_what_names_a_lifetime`,
+//!    `deception_armour_gives_no_heuristic_freshness_to_a_response_to_a_cookie`,
+//!    `deception_armour_gives_no_heuristic_freshness_when_the_type_belies_the_extension`.
 
 pub mod coalesce;
 pub mod disk;

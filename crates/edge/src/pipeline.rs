@@ -316,6 +316,7 @@ pub async fn handle(
             cache_settings,
             key,
             request.method(),
+            request.uri().path(),
             request.headers(),
         )
         .await

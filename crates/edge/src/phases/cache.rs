@@ -17,7 +17,9 @@ use cache::coalesce::{self, FillGuard, FillOutcome, Lock};
 use cache::disk::DiskObject;
 use cache::persist;
 use cache::policy::targeted::{self, CDN_CACHE_CONTROL};
-use cache::policy::{self, RequestDirectives, invalidation, reuse, storable, validation};
+use cache::policy::{
+    self, RequestDirectives, deception, invalidation, reuse, storable, validation,
+};
 use cache::{Cache, CacheKey, Loaded, Lookup, ObjectId, StoredObject, range};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Response, StatusCode};
@@ -50,6 +52,8 @@ pub struct Fill {
     unconditional: Option<Vec<u8>>,
     /// The site's own targeted field, kept out of what a stale copy answers with.
     own_field: Option<String>,
+    /// What the request tells the deception armour, when the site has it on.
+    deception: Option<deception::Request>,
 }
 
 /// A stored response being revalidated.
@@ -109,13 +113,15 @@ pub fn applies(settings: &SiteCache, method: &Method, path: &str) -> bool {
             .any(|pattern| glob_match(pattern, path))
 }
 
-/// Looks the request up and waits on a fill in progress if there is one.
+/// Looks the request up and waits on a fill in progress if there is one. `path`: the request
+/// target's path, for the deception armour.
 pub async fn lookup(
     cache: &Arc<Cache>,
     site: &Arc<str>,
     settings: &SiteCache,
     key: CacheKey,
     method: &Method,
+    path: &str,
     headers: &HeaderMap,
 ) -> CacheStep {
     let request_directives = RequestDirectives::parse(headers);
@@ -203,6 +209,7 @@ pub async fn lookup(
                                 purge_mark,
                                 unconditional: None,
                                 own_field: settings.targeted_field.clone(),
+                                deception: armour(settings, headers, path),
                             })),
                             _ => None,
                         };
@@ -268,7 +275,16 @@ pub async fn lookup(
         purge_mark,
         unconditional: None,
         own_field: settings.targeted_field.clone(),
+        deception: armour(settings, headers, path),
     }))
+}
+
+/// What the request tells the deception armour (`policy::deception`), if the site has it on.
+/// The challenge's clearance cookie is the edge's, no credential of the origin's.
+fn armour(settings: &SiteCache, headers: &HeaderMap, path: &str) -> Option<deception::Request> {
+    settings
+        .deception_armour
+        .then(|| deception::Request::of(headers, path, &[shield::challenge::clearance::COOKIE]))
 }
 
 /// Adds this cache's `Cache-Status` member to a response the cache passed through unstored,
@@ -458,6 +474,9 @@ impl Fill {
             storable::StoreSettings {
                 has_edge_ttl: settings.ttl.is_some(),
                 share_set_cookie: settings.share_set_cookie,
+                deception: self
+                    .deception
+                    .and_then(|request| deception::withheld(&request, headers)),
             },
         );
         let limit = settings.max_object_size.min(self.cache.store_limit());

@@ -523,7 +523,7 @@ pub async fn handle(
                 site.metrics.cache(CacheOutcome::Revalidated);
                 log.cache = Some(CacheOutcome::Revalidated);
                 respond::client_response_headers(&mut refreshed, version, http10_keep_alive);
-                return log.finish_with(refreshed);
+                return log.finish_with(*refreshed);
             }
             // RFC 9111 §4.3.4: a 304 about another representation; the same GET again,
             // without validators, and its answer is the one sent and stored.

@@ -92,7 +92,7 @@ pub enum CacheStep {
 /// to the cache's validators, never one the client asked for.
 pub enum NotModified {
     /// It refreshed the stored response: the answer built from it.
-    Refreshed(Response<EdgeBody>),
+    Refreshed(Box<Response<EdgeBody>>),
     /// It names a representation the cache does not hold: the stored one is dropped, and the
     /// request is made again with these fields (the validators left out); the fill stores
     /// what that brings.
@@ -448,7 +448,7 @@ impl Fill {
         if let Some(guard) = self.guard.take() {
             guard.finish(FillOutcome::Stored);
         }
-        NotModified::Refreshed(answer)
+        NotModified::Refreshed(Box::new(answer))
     }
 
     /// Decides whether the origin's response is stored, adds this cache's `Cache-Status`, and

@@ -697,7 +697,8 @@ fn serve(
             headers.remove(name);
         }
     }
-    strip_edge_fields(&mut headers, own_field);
+    // (Purge tags never make it into a stored header.)
+    strip_targeted_fields(&mut headers, own_field);
     // §5.1: the Age of a response from the cache.
     headers.insert(header::AGE, HeaderValue::from(age));
     // RFC 9110 §8.6: never in a 204.
@@ -887,16 +888,21 @@ fn target_list(settings: &SiteCache) -> [&str; 2] {
     ]
 }
 
-/// Takes out the fields meant for this edge alone: `CDN-Cache-Control` (RFC 9213 §3: a CDN
-/// "MAY remove it" when nothing downstream uses it, and this edge is the last CDN hop, the one
-/// that answers visitors), the site's own targeted field, and the purge tags.
+/// Takes out the fields meant for this edge alone: the targeted fields and the purge tags.
 fn strip_edge_fields(headers: &mut HeaderMap, own_field: Option<&str>) {
+    strip_targeted_fields(headers, own_field);
+    for tag in cache::object::TAG_FIELDS {
+        headers.remove(tag);
+    }
+}
+
+/// Takes out `CDN-Cache-Control` (RFC 9213 §3: a CDN "MAY remove it" when nothing downstream
+/// uses it, and this edge is the last CDN hop, the one that answers visitors) and the site's
+/// own targeted field.
+fn strip_targeted_fields(headers: &mut HeaderMap, own_field: Option<&str>) {
     headers.remove(CDN_CACHE_CONTROL);
     if let Some(own) = own_field {
         headers.remove(own);
-    }
-    for tag in cache::object::TAG_FIELDS {
-        headers.remove(tag);
     }
 }
 

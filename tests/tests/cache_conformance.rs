@@ -457,6 +457,11 @@ async fn deception_armour_gives_no_heuristic_freshness_to_a_response_to_a_cookie
     let attacker = get(&proxy, "/account/profile.css").await;
 
     assert_eq!(victim.text(), "v0");
+    let status = victim.header("cache-status").unwrap_or_default();
+    assert!(
+        status.contains("detail=deception-armour") && !status.contains("stored"),
+        "{status}"
+    );
     assert_eq!(
         attacker.text(),
         "v1",

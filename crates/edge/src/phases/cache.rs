@@ -491,9 +491,14 @@ impl Fill {
                     self.cache.invalidate(&self.key);
                 }
                 self.cache.mark_uncacheable(&self.key, now);
+                // RFC 9211 §2.8's detail: why, when the policy said no (as NotStored promises).
+                let detail = match decision {
+                    Err(why) => format!("; detail={}", why.as_str()),
+                    Ok(_) => String::new(),
+                };
                 add_cache_status(
                     headers,
-                    &format!("fwd={}; fwd-status={}", self.fwd, status.as_u16()),
+                    &format!("fwd={}; fwd-status={}{detail}", self.fwd, status.as_u16()),
                 );
                 // Dropping the guard releases the waiters to go to the origin themselves.
                 return None;

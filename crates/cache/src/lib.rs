@@ -11,7 +11,7 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | `policy` | the RFC's decisions, section by section, as pure functions |
+//! | `policy` | the RFC's decisions, section by section, as pure functions (and RFC 9213's targeted fields) |
 //! | `key` | primary cache keys: site, URL, keyed fields |
 //! | `vary` | secondary keys from Vary (§4.1), Accept-Encoding normalised |
 //! | `object` | a stored response |
@@ -54,6 +54,40 @@
 //!    defensively. `garbage_never_panics_and_unknown_directives_are_ignored`,
 //!    `meta::tests::truncated_or_foreign_records_are_refused_never_a_panic`,
 //!    `disk::tests::garbage_and_foreign_files_are_removed_at_open`.
+//! 8. **Invalid freshness information makes a response stale, never fresher**: an invalid
+//!    `Expires`, `max-age` or `Age` (whose first member is what counts, §5.1), and every date
+//!    field is read in all three HTTP-date formats (RFC 9110 §5.6.7), so an obsolete format is
+//!    not mistaken for an invalid date. `s5_3_invalid_expires_means_already_expired`,
+//!    `s4_2_1_invalid_max_age_is_stale_not_ignored`,
+//!    `s5_1_invalid_age_makes_the_response_stale_rather_than_new`,
+//!    `s5_1_a_list_valued_age_uses_its_first_member`,
+//!    `date::tests::rfc9110_5_6_7_all_three_formats_are_accepted`,
+//!    `rfc9110_5_6_7_expires_is_read_in_all_three_date_formats`.
+//! 9. **A client never gets a 304 it did not ask for** (the edge answers a client's conditions
+//!    from the cache and never passes them on with a fill): a 304 naming a representation the
+//!    cache does not hold refreshes nothing and the request is made again without validators
+//!    (§4.3.4); one nothing asked for is a 502.
+//!    `validation::tests::s4_3_4_a_304_with_another_entity_tag_does_not_apply`,
+//!    `s4_3_4_a_304_naming_another_representation_is_refetched_unconditionally`,
+//!    `s4_3_4_a_304_to_a_request_that_cannot_have_earned_one_is_not_passed_to_the_client`.
+//! 10. **`stored` in Cache-Status means stored**, empty bodies (a 204) included.
+//!     `rfc9110_15_3_5_a_stored_204_is_reused`, `an_empty_200_said_to_be_stored_is_reused`.
+//! 11. **A targeted field decides for this edge and for nothing after it**: the site's own
+//!     field, else `CDN-Cache-Control`, when valid, replaces Cache-Control and Expires for
+//!     storing and reuse (also across a 304 and a restart), and neither, nor the purge tags,
+//!     reaches a client.
+//!     `targeted::tests::rfc9213_2_2_a_targeted_field_replaces_cache_control`,
+//!     `meta::tests::directives_from_a_targeted_field_survive_a_round_trip`,
+//!     `rfc9213_cdn_cache_control_overrides_cache_control_for_the_edge`,
+//!     `rfc9213_cdn_cache_control_is_not_forwarded_to_clients`,
+//!     `purge_tags_never_reach_clients_whether_stored_or_not`.
+//! 12. **No response is stored on the cache's own judgement where web cache deception could
+//!     exploit it** (unless the site turns the armour off): without a lifetime from the origin
+//!     or the operator, nothing answering a request with credentials, nor a response whose type
+//!     belies the path's extension. `deception::tests`,
+//!     `storable::tests::deception_armour_stores_only_what_names_a_lifetime`,
+//!     `deception_armour_gives_no_heuristic_freshness_to_a_response_to_a_cookie`,
+//!     `deception_armour_gives_no_heuristic_freshness_when_the_type_belies_the_extension`.
 
 pub mod coalesce;
 pub mod disk;

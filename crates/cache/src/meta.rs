@@ -11,7 +11,9 @@ use http::{HeaderMap, StatusCode};
 use std::sync::Arc;
 
 const MAGIC: &[u8; 4] = b"PLSM";
-const VERSION: u8 = 1;
+/// 2 added, after the header fields, the targeted field the directives came from (RFC 9213;
+/// empty for Cache-Control). Version 1 records are still read, as Cache-Control's.
+const VERSION: u8 = 2;
 const KIND_OBJECT: u8 = 0;
 const KIND_VARY: u8 = 1;
 
@@ -52,6 +54,11 @@ pub fn encode_object(object: &StoredObject, run: u64) -> Vec<u8> {
         put(&mut out, name.as_str().as_bytes());
         put(&mut out, value.as_bytes());
     }
+    let targeted = object.directives.targeted.as_ref();
+    put(
+        &mut out,
+        targeted.map_or(&b""[..], |n| n.as_str().as_bytes()),
+    );
     out
 }
 
@@ -71,7 +78,11 @@ pub fn encode_vary(spec: &VarySpec) -> Vec<u8> {
 /// Decodes a record; `None` for anything not written by this version.
 pub fn decode(bytes: &[u8]) -> Option<Meta> {
     let mut r = Reader { bytes, at: 0 };
-    if r.take(4)? != MAGIC || r.u8()? != VERSION {
+    if r.take(4)? != MAGIC {
+        return None;
+    }
+    let version = r.u8()?;
+    if !(1..=VERSION).contains(&version) {
         return None;
     }
     match r.u8()? {
@@ -109,10 +120,19 @@ pub fn decode(bytes: &[u8]) -> Option<Meta> {
                 let value = HeaderValue::from_bytes(r.field()?).ok()?;
                 headers.append(name, value);
             }
+            let targeted = match version {
+                1 => &b""[..],
+                _ => r.field()?,
+            };
             if r.at != bytes.len() {
                 return None;
             }
-            let directives = ResponseDirectives::parse(&headers);
+            let targeted = std::str::from_utf8(targeted).ok()?;
+            let directives = if targeted.is_empty() {
+                ResponseDirectives::parse(&headers)
+            } else {
+                crate::policy::targeted::response_directives(&headers, &[targeted])
+            };
             Some(Meta::Object {
                 object: Box::new(StoredObject {
                     status,
@@ -221,6 +241,34 @@ mod tests {
         assert_eq!((back.purge_mark, back.soft_purged), (42, true));
         assert_eq!(back.directives, o.directives);
         assert!(back.body.is_empty());
+    }
+
+    #[test]
+    fn directives_from_a_targeted_field_survive_a_round_trip() {
+        let mut o = object();
+        o.headers.insert(
+            "palisade-cache-control",
+            HeaderValue::from_static("no-cache"),
+        );
+        o.reparse(&["palisade-cache-control", "cdn-cache-control"]);
+        assert!(o.directives.targeted.is_some() && o.directives.max_age.is_none());
+        let Some(Meta::Object { object: back, .. }) = decode(&encode_object(&o, 7)) else {
+            panic!("decodes")
+        };
+        assert_eq!(back.directives, o.directives);
+    }
+
+    #[test]
+    fn a_version_1_record_is_read_as_cache_controls() {
+        let mut bytes = encode_object(&object(), 7);
+        // Version 1 had no targeted field name after the header fields (here empty: 4 bytes).
+        bytes[4] = 1;
+        bytes.truncate(bytes.len() - 4);
+        let Some(Meta::Object { object: back, .. }) = decode(&bytes) else {
+            panic!("decodes")
+        };
+        assert_eq!(back.directives, object().directives);
+        assert_eq!(back.headers, object().headers);
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub struct StoredObject {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub timing: Timing,
-    /// The stored header's Cache-Control, parsed once.
+    /// The directives this cache follows, parsed once: the stored header's Cache-Control, or
+    /// the targeted field that replaced it (RFC 9213; `directives.targeted` names it).
     pub directives: ResponseDirectives,
     /// The keyed url (`https://host/path?query`), for purges.
     pub url: String,
@@ -79,9 +80,10 @@ impl StoredObject {
         }
     }
 
-    /// Refreshes the parsed directives after the stored header changed (a 304, §3.2).
-    pub fn reparse(&mut self) {
-        self.directives = ResponseDirectives::parse(&self.headers);
+    /// Refreshes the parsed directives after the stored header changed (a 304, §3.2), from the
+    /// first of `targets` present and valid, else Cache-Control (RFC 9213 §2.2).
+    pub fn reparse(&mut self, targets: &[&str]) {
+        self.directives = crate::policy::targeted::response_directives(&self.headers, targets);
     }
 
     /// Bytes this object holds: body, fields, url and tags.

@@ -5,6 +5,7 @@
 //! ignore the Range header field"; many small or overlapping ranges are a known way to make a
 //! server do a lot of work for little request, §17.15).
 
+use crate::policy::date;
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http::header::{ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
@@ -61,7 +62,8 @@ pub fn answer(request: &HeaderMap, stored: &HeaderMap, len: u64) -> RangeAnswer 
 }
 
 /// §13.1.5: If-Range with an entity tag needs a strong match; with a date, the stored
-/// Last-Modified must be exactly that date. Absent: the Range applies.
+/// Last-Modified must be exactly that date (the same time, in whichever of the three HTTP-date
+/// formats each is written, RFC 9110 §5.6.7). Absent: the Range applies.
 fn if_range_holds(request: &HeaderMap, stored: &HeaderMap) -> bool {
     let Some(condition) = request.get(IF_RANGE) else {
         return true;
@@ -73,9 +75,14 @@ fn if_range_holds(request: &HeaderMap, stored: &HeaderMap) -> bool {
                 .get(ETAG)
                 .is_some_and(|etag| etag.as_bytes().trim_ascii() == condition);
     }
-    stored
-        .get(LAST_MODIFIED)
-        .is_some_and(|lm| lm.as_bytes().trim_ascii() == condition)
+    let Some(last_modified) = stored.get(LAST_MODIFIED) else {
+        return false;
+    };
+    let as_time = |bytes: &[u8]| std::str::from_utf8(bytes).ok().and_then(date::parse);
+    match (as_time(condition), as_time(last_modified.as_bytes())) {
+        (Some(asked), Some(modified)) => asked == modified,
+        _ => last_modified.as_bytes().trim_ascii() == condition,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,6 +281,11 @@ mod tests {
             RangeAnswer::Partial(vec![(0, 0)])
         );
         assert_eq!(with("Fri, 02 Jun 2023 00:00:00 GMT"), RangeAnswer::Full);
+        assert_eq!(
+            with("Thu Jun  1 00:00:00 2023"),
+            RangeAnswer::Partial(vec![(0, 0)]),
+            "the same date in asctime format"
+        );
     }
 
     #[test]

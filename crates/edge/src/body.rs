@@ -319,6 +319,12 @@ impl EdgeBody {
 
     /// An origin's body that `tee` also sees.
     pub fn origin_with_tee(body: OriginResponseBody, tee: Box<dyn Tee>) -> EdgeBody {
+        // An empty body (a 204, a 304, `Content-Length: 0`) is complete before anyone reads it,
+        // and hyper never polls a body that says it has ended: the tee learns it here, or never.
+        if body.is_end_stream() {
+            tee.end();
+            return EdgeBody::origin(body);
+        }
         EdgeBody {
             source: Source::Origin(body, Some(tee)),
             bytes_out: 0,

@@ -319,6 +319,7 @@ pub async fn handle(
             cache_settings,
             key,
             request.method(),
+            request.uri().path(),
             request.headers(),
         )
         .await
@@ -398,7 +399,7 @@ pub async fn handle(
         cache_fill: fill.is_some(),
     };
     forward::write_origin_fields(&mut fields, &parts.headers, &hop);
-    if let Some(fill) = &fill {
+    if let Some(fill) = &mut fill {
         fill.write_validators(&mut fields);
     }
     let has_body = !http_body::Body::is_end_stream(&body);
@@ -522,7 +523,7 @@ pub async fn handle(
     }
 
     // respond (and store)
-    let (mut parts, body) = origin_response.into_parts();
+    let (mut parts, mut body) = origin_response.into_parts();
     if let Some(f) = &fill
         && let Some(mut stale) = f.stale_on_error(&method, Some(parts.status)).await
     {
@@ -533,14 +534,41 @@ pub async fn handle(
     }
     if parts.status == StatusCode::NOT_MODIFIED
         && let Some(f) = fill.take()
-        && let Some(mut refreshed) = f
+    {
+        match f
             .not_modified(&method, cache_settings, &parts.headers)
             .await
-    {
-        site.metrics.cache(CacheOutcome::Revalidated);
-        log.cache = Some(CacheOutcome::Revalidated);
-        respond::client_response_headers(&mut refreshed, version, http10_keep_alive);
-        return log.finish_with(refreshed);
+        {
+            cache_phase::NotModified::Refreshed(mut refreshed) => {
+                site.metrics.cache(CacheOutcome::Revalidated);
+                log.cache = Some(CacheOutcome::Revalidated);
+                respond::client_response_headers(&mut refreshed, version, http10_keep_alive);
+                return log.finish_with(*refreshed);
+            }
+            // RFC 9111 §4.3.4: a 304 about another representation; the same GET again,
+            // without validators, and its answer is the one sent and stored.
+            cache_phase::NotModified::Refetch(f, fields) => {
+                let again = site
+                    .upstream
+                    .forward(origin_get(target.clone(), fields))
+                    .await;
+                match again {
+                    Ok(answer) if answer.response.status() != StatusCode::NOT_MODIFIED => {
+                        log.origin = Some(Arc::clone(&answer.origin));
+                        log.upstream_time = Some(answer.upstream_time);
+                        (parts, body) = answer.response.into_parts();
+                        fill = Some(f);
+                    }
+                    _ => {
+                        return log.finish_with(respond::edge_page(StatusCode::BAD_GATEWAY, false));
+                    }
+                }
+            }
+            // The client's conditions were never sent: a 304 cannot be its answer.
+            cache_phase::NotModified::Unrequested => {
+                return log.finish_with(respond::edge_page(StatusCode::BAD_GATEWAY, false));
+            }
+        }
     }
     if let Some((host, request_headers)) = &invalidation {
         cache_phase::invalidate_after(
@@ -558,7 +586,7 @@ pub async fn handle(
         log.cache = Some(CacheOutcome::Miss);
     }
     if let Some(why) = pass {
-        cache_phase::mark_pass(&mut parts.headers, why);
+        cache_phase::mark_pass(&mut parts.headers, why, cache_settings);
     }
     let tee = fill
         .and_then(|fill| fill.respond(&method, cache_settings, parts.status, &mut parts.headers));
@@ -577,23 +605,29 @@ fn spawn_refresh(
     site: &crate::snapshot::SiteRuntime,
     path_and_query: PathAndQuery,
     mut fields: Vec<u8>,
-    refresh: Box<cache_phase::Fill>,
+    mut refresh: Box<cache_phase::Fill>,
 ) {
     refresh.write_validators(&mut fields);
     tokio::spawn(refresh_in_background(
         Arc::clone(&site.upstream),
-        OriginRequest {
-            method: Method::GET,
-            path_and_query,
-            fields,
-            length: None,
-            body: OriginBody::Empty,
-            retryable: true,
-            interim: None,
-        },
+        origin_get(path_and_query, fields),
         refresh,
         site.config.cache.clone(),
     ));
+}
+
+/// A GET without a body to `path_and_query`, with `fields` as written for a fill (validators
+/// included or not).
+fn origin_get(path_and_query: PathAndQuery, fields: Vec<u8>) -> OriginRequest {
+    OriginRequest {
+        method: Method::GET,
+        path_and_query,
+        fields,
+        length: None,
+        body: OriginBody::Empty,
+        retryable: true,
+        interim: None,
+    }
 }
 
 /// Refreshes a stored response while its stale copy is being served (RFC 5861 §3). The fill
@@ -602,17 +636,30 @@ fn spawn_refresh(
 async fn refresh_in_background(
     upstream: Arc<crate::origin::Upstream>,
     request: OriginRequest,
-    fill: Box<cache_phase::Fill>,
+    mut fill: Box<cache_phase::Fill>,
     settings: model::SiteCache,
 ) {
+    let path_and_query = request.path_and_query.clone();
     let Ok(answer) = upstream.forward(request).await else {
         return;
     };
-    let (mut parts, body) = answer.response.into_parts();
+    let (mut parts, mut body) = answer.response.into_parts();
     if parts.status == StatusCode::NOT_MODIFIED {
-        fill.not_modified(&Method::GET, &settings, &parts.headers)
-            .await;
-        return;
+        let cache_phase::NotModified::Refetch(again, fields) = fill
+            .not_modified(&Method::GET, &settings, &parts.headers)
+            .await
+        else {
+            return;
+        };
+        // RFC 9111 §4.3.4: another representation; fetch it whole.
+        let Ok(answer) = upstream.forward(origin_get(path_and_query, fields)).await else {
+            return;
+        };
+        if answer.response.status() == StatusCode::NOT_MODIFIED {
+            return;
+        }
+        (parts, body) = answer.response.into_parts();
+        fill = again;
     }
     if let Some(tee) = fill.respond(&Method::GET, &settings, parts.status, &mut parts.headers) {
         // Read to the end: the tee stores the body when it is complete.

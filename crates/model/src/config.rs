@@ -203,6 +203,12 @@ pub struct SiteCache {
     /// How long a request waits for another request's fill of the same object before it goes to
     /// the origin itself.
     pub lock_timeout: Duration,
+    /// A targeted cache-control field of the site's own (RFC 9213), lowercase: when an origin
+    /// sends it, it overrides `CDN-Cache-Control` and `Cache-Control` for this edge.
+    pub targeted_field: Option<String>,
+    /// Web cache deception armour: no heuristic freshness for a response to a request with
+    /// credentials, or whose Content-Type belies its path's extension.
+    pub deception_armour: bool,
 }
 
 /// How the query string enters the cache key.
@@ -624,6 +630,8 @@ struct FileSiteCache {
     share_set_cookie: bool,
     #[serde(with = "as_text")]
     lock_timeout: Duration,
+    targeted_field: Option<String>,
+    deception_armour: bool,
 }
 
 impl Default for FileSiteCache {
@@ -640,6 +648,8 @@ impl Default for FileSiteCache {
             always_online: false,
             share_set_cookie: false,
             lock_timeout: Duration::from_secs(5),
+            targeted_field: None,
+            deception_armour: true,
         }
     }
 }
@@ -662,6 +672,8 @@ impl FileSiteCache {
             always_online: self.always_online,
             share_set_cookie: self.share_set_cookie,
             lock_timeout: self.lock_timeout,
+            targeted_field: self.targeted_field.map(|name| name.to_ascii_lowercase()),
+            deception_armour: self.deception_armour,
         }
     }
 
@@ -694,6 +706,26 @@ impl FileSiteCache {
         }
         if self.lock_timeout.is_zero() {
             return Err(("cache.lock_timeout", "must be more than zero".into()));
+        }
+        if let Some(name) = &self.targeted_field {
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return Err((
+                    "cache.targeted_field",
+                    format!("{name:?} is not a header field name"),
+                ));
+            }
+            // What a targeted field overrides, or is already followed, cannot be one.
+            if ["cache-control", "cdn-cache-control", "expires"]
+                .iter()
+                .any(|taken| name.eq_ignore_ascii_case(taken))
+            {
+                return Err((
+                    "cache.targeted_field",
+                    format!(
+                        "{name:?} cannot be the site's own targeted field (try \"Palisade-Cache-Control\")"
+                    ),
+                ));
+            }
         }
         if self.ttl.is_some_and(|t| t.is_zero()) {
             return Err((
@@ -1186,6 +1218,28 @@ tls = { cert = "certs/blog.pem", key = "certs/blog.key" }
         assert!(err.key.contains("max_object_size"), "{err}");
         let err = parse("[server]\ncache_memory = \"12 parsecs\"\n").unwrap_err();
         assert_eq!(err.key, "server.cache_memory");
+        for bad in ["", "Palisade Cache", "Cache-Control", "CDN-Cache-Control"] {
+            let err = parse(&format!("{site}targeted_field = {bad:?}\n")).unwrap_err();
+            assert_eq!(err.key, "site[0].cache.targeted_field", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn targeted_field_and_deception_armour() {
+        let site = "[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigins = [\"http://127.0.0.1:1\"]\n[site.cache]\n";
+        let defaults = &parse(site).unwrap().sites[0].cache;
+        assert_eq!(defaults.targeted_field, None, "off by default");
+        assert!(defaults.deception_armour, "on by default");
+        let config = parse(&format!(
+            "{site}targeted_field = \"Palisade-Cache-Control\"\ndeception_armour = false\n"
+        ))
+        .unwrap();
+        let cache = &config.sites[0].cache;
+        assert_eq!(
+            cache.targeted_field.as_deref(),
+            Some("palisade-cache-control")
+        );
+        assert!(!cache.deception_armour);
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub struct ResponseDirectives {
     pub stale_while_revalidate: Option<Delta>,
     /// RFC 5861 §4: how long after going stale the response may be served when the origin errs.
     pub stale_if_error: Option<Delta>,
+    /// The targeted field (RFC 9213) these directives were read from, instead of Cache-Control;
+    /// `Expires` is then ignored too (§2.2). See `policy::targeted`.
+    pub targeted: Option<HeaderName>,
 }
 
 /// A request's cache directives (§5.2.1).
@@ -89,26 +92,42 @@ pub struct RequestDirectives {
 }
 
 impl ResponseDirectives {
+    /// Reads the response's `Cache-Control`. (What this cache follows may be a targeted field
+    /// instead: `policy::targeted::response_directives`.)
     pub fn parse(headers: &HeaderMap) -> ResponseDirectives {
         let mut d = ResponseDirectives::default();
-        for_each_directive(headers, |name, arg| match name {
-            "max-age" => merge_delta(&mut d.max_age, arg),
-            "s-maxage" => merge_delta(&mut d.s_maxage, arg),
-            "no-cache" => merge_qualified(&mut d.no_cache, arg),
-            "no-store" => d.no_store = true,
-            "private" => merge_qualified(&mut d.private, arg),
-            "public" => d.public = true,
-            "must-revalidate" => d.must_revalidate = true,
-            "proxy-revalidate" => d.proxy_revalidate = true,
-            "must-understand" => d.must_understand = true,
-            "no-transform" => d.no_transform = true,
-            "immutable" => d.immutable = true,
-            "stale-while-revalidate" => merge_delta(&mut d.stale_while_revalidate, arg),
-            "stale-if-error" => merge_delta(&mut d.stale_if_error, arg),
-            _ => {}
-        });
+        for_each_directive(headers, |name, arg| d.apply(name, arg));
         d
     }
+
+    /// Adds one directive: `name` lowercase, `arg` its argument without quotes. The same
+    /// meaning whichever field it came from (RFC 9213 §2.2).
+    pub(super) fn apply(&mut self, name: &str, arg: Option<&str>) {
+        match name {
+            "max-age" => merge_delta(&mut self.max_age, arg),
+            "s-maxage" => merge_delta(&mut self.s_maxage, arg),
+            "no-cache" => merge_qualified(&mut self.no_cache, arg),
+            "no-store" => self.no_store = true,
+            "private" => merge_qualified(&mut self.private, arg),
+            "public" => self.public = true,
+            "must-revalidate" => self.must_revalidate = true,
+            "proxy-revalidate" => self.proxy_revalidate = true,
+            "must-understand" => self.must_understand = true,
+            "no-transform" => self.no_transform = true,
+            "immutable" => self.immutable = true,
+            "stale-while-revalidate" => merge_delta(&mut self.stale_while_revalidate, arg),
+            "stale-if-error" => merge_delta(&mut self.stale_if_error, arg),
+            _ => {}
+        }
+    }
+}
+
+/// Response directives whose argument is delta-seconds (§1.2.2).
+pub(super) fn takes_delta_seconds(name: &str) -> bool {
+    matches!(
+        name,
+        "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error"
+    )
 }
 
 impl RequestDirectives {

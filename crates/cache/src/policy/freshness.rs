@@ -2,7 +2,7 @@
 //!
 //! Times are whole seconds since the Unix epoch, as HTTP dates and `Age` are whole seconds.
 
-use super::directives::ResponseDirectives;
+use super::directives::{DELTA_SECONDS_MAX, ResponseDirectives};
 use http::header::{AGE, DATE, EXPIRES, LAST_MODIFIED};
 use http::{HeaderMap, StatusCode};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -62,9 +62,14 @@ pub fn timing(
     edge_ttl: Option<Duration>,
 ) -> Timing {
     let date = single_date(headers, DATE);
-    let initial_age = initial_age(headers, date, request_time, response_time);
+    let age = age_field(headers);
+    let initial_age = initial_age(age, date, request_time, response_time);
     let (lifetime, heuristic) = match edge_ttl {
         Some(ttl) => (ttl.as_secs(), false),
+        // §5.1 would have an invalid Age ignored, which reads a response of unknown age as
+        // brand new: the least safe guess. §4.2.1's rule for invalid freshness information is
+        // the safe one: consider the response stale.
+        None if age == AgeField::Invalid => (0, false),
         None => lifetime(status, headers, directives, date, response_time),
     };
     Timing {
@@ -76,8 +81,12 @@ pub fn timing(
 }
 
 /// §4.2.3's `corrected_initial_age`.
-fn initial_age(headers: &HeaderMap, date: DateField, request_time: u64, response_time: u64) -> u64 {
-    let age_value = age_value(headers);
+fn initial_age(age: AgeField, date: DateField, request_time: u64, response_time: u64) -> u64 {
+    let age_value = match age {
+        AgeField::Valid(seconds) => seconds,
+        // Unknown: the apparent age and the round trip still count (and the lifetime is 0).
+        AgeField::Absent | AgeField::Invalid => 0,
+    };
     let date_value = match date {
         DateField::Valid(d) => d,
         // Without a usable Date the apparent age is unknown; the response's own Age and the
@@ -90,23 +99,39 @@ fn initial_age(headers: &HeaderMap, date: DateField, request_time: u64, response
     apparent_age.max(corrected_age_value)
 }
 
-/// The `Age` field (§5.1): delta-seconds; anything else is ignored (treated as 0). Several
-/// lines: the first valid one.
-fn age_value(headers: &HeaderMap) -> u64 {
-    headers
-        .get_all(AGE)
-        .iter()
-        .find_map(|v| {
-            let text = v.to_str().ok()?.trim();
-            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            Some(
-                text.parse::<u64>()
-                    .unwrap_or(super::directives::DELTA_SECONDS_MAX),
-            )
-        })
-        .unwrap_or(0)
+/// The `Age` field (§5.1) as received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgeField {
+    Absent,
+    /// The first member is not delta-seconds.
+    Invalid,
+    Valid(u64),
+}
+
+/// Reads `Age` (§5.1): "a cache encountering a message with a list-based Age field value
+/// SHOULD use the first member of the field value, discarding subsequent ones", over all its
+/// lines (RFC 9110 §5.3), skipping empty members (RFC 9110 §5.6.1). A first member that is not
+/// delta-seconds makes the field invalid; one too large to represent counts as 2^31 (§1.2.2).
+pub fn age_field(headers: &HeaderMap) -> AgeField {
+    for line in headers.get_all(AGE) {
+        let Some(first) = line
+            .as_bytes()
+            .split(|b| *b == b',')
+            .map(<[u8]>::trim_ascii)
+            .find(|member| !member.is_empty())
+        else {
+            continue;
+        };
+        if !first.iter().all(u8::is_ascii_digit) {
+            return AgeField::Invalid;
+        }
+        let seconds = std::str::from_utf8(first)
+            .ok()
+            .and_then(|text| text.parse::<u64>().ok())
+            .map_or(DELTA_SECONDS_MAX, |s| s.min(DELTA_SECONDS_MAX));
+        return AgeField::Valid(seconds);
+    }
+    AgeField::Absent
 }
 
 /// §4.2.1: the freshness lifetime, in order of precedence, then §4.2.2's heuristic.
@@ -125,7 +150,12 @@ fn lifetime(
     if let Some(max_age) = d.max_age {
         return (max_age.seconds().unwrap_or(0), false);
     }
-    match single_date(headers, EXPIRES) {
+    // RFC 9213 §2.2: directives from a targeted field make the cache ignore Expires.
+    let expires = match d.targeted {
+        Some(_) => DateField::Absent,
+        None => single_date(headers, EXPIRES),
+    };
+    match expires {
         DateField::Absent => {}
         // "A cache recipient MUST interpret invalid date formats, especially the value "0", as
         // representing a time in the past" (§5.3); two different Expires: stale (§4.2.1).
@@ -177,15 +207,12 @@ pub enum DateField {
     Valid(u64),
 }
 
-/// Reads a date field that must appear once; identical repeated lines are tolerated.
+/// Reads a date field that must appear once, in any of the three HTTP-date formats
+/// ([`super::date`]); identical repeated lines are tolerated.
 pub fn single_date(headers: &HeaderMap, name: http::header::HeaderName) -> DateField {
     let mut found = DateField::Absent;
     for value in headers.get_all(name) {
-        let parsed = value
-            .to_str()
-            .ok()
-            .and_then(|text| httpdate::parse_http_date(text.trim()).ok())
-            .map(unix_seconds);
+        let parsed = value.to_str().ok().and_then(super::date::parse);
         found = match (found, parsed) {
             (_, None) | (DateField::Invalid, _) => DateField::Invalid,
             (DateField::Absent, Some(t)) => DateField::Valid(t),
@@ -338,11 +365,89 @@ mod tests {
     }
 
     #[test]
-    fn s5_1_invalid_age_is_ignored() {
-        for bad in ["-1", "ten", "1.5", ""] {
-            let h = with(&[("age", HeaderValue::from_static(bad))]);
-            assert_eq!(timing_of(&h, 200).initial_age, 0, "{bad:?}");
+    fn s5_1_a_list_valued_age_uses_its_first_member() {
+        for (lines, age) in [
+            (&["7200, 0"][..], 7200),
+            (&["7200", "0"][..], 7200),
+            (&[", 30, 5"][..], 30),
+            (&["", "40"][..], 40),
+            (&["99999999999999999999999"][..], DELTA_SECONDS_MAX),
+        ] {
+            let mut h = HeaderMap::new();
+            for line in lines {
+                h.append(AGE, HeaderValue::from_str(line).unwrap());
+            }
+            assert_eq!(age_field(&h), AgeField::Valid(age), "{lines:?}");
+            assert_eq!(timing_of(&h, 200).initial_age, age, "{lines:?}");
         }
+        // Two hours old by its first member, fresh for one: stale on arrival.
+        let h = with(&[
+            ("age", HeaderValue::from_static("7200, 0")),
+            ("cache-control", HeaderValue::from_static("max-age=3600")),
+        ]);
+        assert!(!timing_of(&h, 200).is_fresh(T0));
+    }
+
+    #[test]
+    fn s5_1_invalid_age_makes_the_response_stale_rather_than_new() {
+        for bad in ["-1", "ten", "1.5", "0x10", "ten, 5"] {
+            let h = with(&[
+                ("age", HeaderValue::from_static(bad)),
+                ("cache-control", HeaderValue::from_static("max-age=3600")),
+            ]);
+            assert_eq!(age_field(&h), AgeField::Invalid, "{bad:?}");
+            let t = timing_of(&h, 200);
+            assert_eq!((t.lifetime, t.initial_age), (0, 0), "{bad:?}");
+            assert!(!t.is_fresh(T0), "{bad:?}");
+        }
+        // An empty field has no member to read: absent, not invalid.
+        let h = with(&[("age", HeaderValue::from_static(""))]);
+        assert_eq!(age_field(&h), AgeField::Absent);
+        // The operator's edge TTL is the operator's word on the lifetime, as with an invalid
+        // max-age.
+        let h = with(&[("age", HeaderValue::from_static("ten"))]);
+        let d = ResponseDirectives::parse(&h);
+        let ttl = Some(Duration::from_secs(600));
+        assert_eq!(timing(StatusCode::OK, &h, &d, T0, T0, ttl).lifetime, 600);
+    }
+
+    #[test]
+    fn rfc9110_5_6_7_obsolete_date_formats_count_in_every_date_field() {
+        // Expires in asctime, Date in RFC 850, Last-Modified in lowercase IMF-fixdate.
+        let expires = with(&[
+            (
+                "date",
+                HeaderValue::from_static("Sunday, 06-Nov-94 08:49:37 GMT"),
+            ),
+            (
+                "expires",
+                HeaderValue::from_static("Sun Nov  6 08:50:37 1994"),
+            ),
+        ]);
+        assert_eq!(timing_of(&expires, 200).lifetime, 60);
+        let heuristic = with(&[
+            ("date", HeaderValue::from_static("Sun Nov  6 08:49:37 1994")),
+            (
+                "last-modified",
+                HeaderValue::from_static("sun, 06 nov 1994 08:32:57 gmt"),
+            ),
+        ]);
+        assert_eq!(timing_of(&heuristic, 200).lifetime, 100);
+    }
+
+    #[test]
+    fn rfc9213_2_2_expires_is_ignored_with_a_targeted_field() {
+        let h = with(&[
+            ("date", date(T0)),
+            ("expires", date(T0 + 1000)),
+            ("last-modified", date(T0 - 1000)),
+            ("cdn-cache-control", HeaderValue::from_static("public")),
+        ]);
+        let targeted = super::super::targeted::response_directives(&h, &["cdn-cache-control"]);
+        let t = timing(StatusCode::OK, &h, &targeted, T0, T0, None);
+        assert_eq!((t.lifetime, t.heuristic), (100, true));
+        let d = ResponseDirectives::parse(&h);
+        assert_eq!(timing(StatusCode::OK, &h, &d, T0, T0, None).lifetime, 1000);
     }
 
     #[test]

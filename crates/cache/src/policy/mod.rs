@@ -4,17 +4,23 @@
 //! | module | RFC 9111 | question |
 //! |---|---|---|
 //! | `directives` | §5.2 | what does `Cache-Control` say? |
+//! | `date` | RFC 9110 §5.6.7 | which time does an HTTP date name, in any of its three formats? |
 //! | `freshness` | §4.2 | how long is a response fresh, how old is it now? |
 //! | `storable` | §3, §3.5 | may this response be stored? |
+//! | `deception` | §4.2.2, web cache deception | may the cache store on its own judgement here? |
 //! | `reuse` | §4, §4.2.4, RFC 5861 | may a stored response answer this request, and how? |
 //! | `validation` | §4.3, §3.2 | conditional requests, 304 handling, updating stored headers |
 //! | `invalidation` | §4.4 | what does an unsafe request invalidate? |
+//! | `targeted` | RFC 9213 | does `CDN-Cache-Control` (or the site's own field) say otherwise? |
 
+pub mod date;
+pub mod deception;
 pub mod directives;
 pub mod freshness;
 pub mod invalidation;
 pub mod reuse;
 pub mod storable;
+pub mod targeted;
 pub mod validation;
 
 pub use directives::{Delta, Qualified, RequestDirectives, ResponseDirectives};

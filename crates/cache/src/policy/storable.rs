@@ -29,6 +29,9 @@ pub enum NotStored {
     VaryAny,
     /// The response sets a cookie: never handed to another client unless the site allows it.
     SetCookie,
+    /// It names no lifetime, and the deception armour withholds the cache's own judgement
+    /// (`policy::deception`).
+    Deception,
 }
 
 impl NotStored {
@@ -43,6 +46,7 @@ impl NotStored {
             NotStored::NotCacheable => "not-cacheable",
             NotStored::VaryAny => "vary-star",
             NotStored::SetCookie => "set-cookie",
+            NotStored::Deception => "deception-armour",
         }
     }
 }
@@ -55,6 +59,9 @@ pub struct StoreSettings {
     /// Store responses that set cookies and hand them to every client. Off by default: a
     /// session cookie served to the next visitor is a security hole.
     pub share_set_cookie: bool,
+    /// The deception armour's verdict on this request and response
+    /// (`policy::deception::withheld`), when the site has the armour on.
+    pub deception: Option<super::deception::Deception>,
 }
 
 /// May this response be stored? `Ok(strip)` lists fields to leave out of the stored copy
@@ -104,9 +111,10 @@ pub fn storable(
         return Err(NotStored::Authorization);
     }
     // "the response contains at least one of" public, Expires, max-age, s-maxage, an extension
-    // allowing it (the operator's edge TTL), or a heuristically cacheable status.
+    // allowing it (the operator's edge TTL), or a heuristically cacheable status. Expires does
+    // not count when a targeted field gave the directives (RFC 9213 §2.2).
     let explicit = response.public
-        || headers.contains_key(EXPIRES)
+        || (response.targeted.is_none() && headers.contains_key(EXPIRES))
         || response.max_age.is_some()
         || response.s_maxage.is_some()
         || settings.has_edge_ttl;
@@ -119,6 +127,16 @@ pub fn storable(
     let any_freshness = explicit || headers.contains_key(LAST_MODIFIED);
     if !any_freshness && !has_validator {
         return Err(NotStored::NotCacheable);
+    }
+    // Deception armour: a response that names no lifetime (neither the origin nor the
+    // operator's ttl) is stored only on this cache's own judgement, withheld when the request
+    // carried credentials or the type belies the path.
+    let lifetime_given = response.max_age.is_some()
+        || response.s_maxage.is_some()
+        || (response.targeted.is_none() && headers.contains_key(EXPIRES))
+        || settings.has_edge_ttl;
+    if settings.deception.is_some() && !lifetime_given {
+        return Err(NotStored::Deception);
     }
     if vary_has_star(headers) {
         return Err(NotStored::VaryAny);
@@ -335,6 +353,37 @@ mod tests {
             ],
         );
         assert_eq!(revalidated.decide(), Ok(vec![]));
+    }
+
+    #[test]
+    fn deception_armour_stores_only_what_names_a_lifetime() {
+        use super::super::deception::Deception;
+        let armoured = |response: &[(&'static str, &'static str)]| {
+            let mut case = Case::get(200, response);
+            case.settings.deception = Some(Deception::Credentials);
+            case.decide()
+        };
+        let heuristic = [("last-modified", "Thu, 01 Jan 2015 00:00:00 GMT")];
+        assert_eq!(armoured(&heuristic), Err(NotStored::Deception));
+        assert_eq!(armoured(&[("etag", "\"v1\"")]), Err(NotStored::Deception));
+        // public says it may be shared, not for how long: the lifetime would still be a guess.
+        assert_eq!(
+            armoured(&[("cache-control", "public"), heuristic[0]]),
+            Err(NotStored::Deception)
+        );
+        for lifetime in [
+            ("cache-control", "max-age=60"),
+            ("cache-control", "s-maxage=60"),
+            ("expires", "Thu, 01 Jan 2099 00:00:00 GMT"),
+        ] {
+            assert_eq!(armoured(&[lifetime]), Ok(vec![]), "{lifetime:?}");
+        }
+        let mut ttl = Case::get(200, &heuristic);
+        ttl.settings.deception = Some(Deception::TypeBeliesExtension);
+        ttl.settings.has_edge_ttl = true;
+        assert_eq!(ttl.decide(), Ok(vec![]), "the operator's ttl is a lifetime");
+        // Without a verdict (armour off, or nothing to fear), the heuristic stands.
+        assert_eq!(Case::get(200, &heuristic).decide(), Ok(vec![]));
     }
 
     #[test]

@@ -28,8 +28,9 @@ pub fn conditional_fields(stored: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> 
 /// §4.3.4: does a 304 received for our conditional request describe the stored response?
 ///
 /// A strong entity tag in the 304 must equal the stored one; a weak one must match it weakly;
-/// without an entity tag, a Last-Modified must equal the stored one. A 304 that carries no
-/// validator at all answers the one stored response whose validators we sent, so it applies.
+/// without an entity tag, a Last-Modified must name the same time as the stored one (in
+/// whichever HTTP-date format each is written). A 304 that carries no validator at all answers
+/// the one stored response whose validators we sent, so it applies.
 pub fn not_modified_applies(stored: &HeaderMap, not_modified: &HeaderMap) -> bool {
     if let Some(new) = not_modified.get(ETAG) {
         let Some(old) = stored.get(ETAG) else {
@@ -40,7 +41,13 @@ pub fn not_modified_applies(stored: &HeaderMap, not_modified: &HeaderMap) -> boo
         return new_tag == old_tag && (new_weak || !old_weak);
     }
     if let Some(new) = not_modified.get(LAST_MODIFIED) {
-        return stored.get(LAST_MODIFIED) == Some(new);
+        return match (
+            single_date(stored, LAST_MODIFIED),
+            single_date(not_modified, LAST_MODIFIED),
+        ) {
+            (DateField::Valid(old), DateField::Valid(new)) => old == new,
+            _ => stored.get(LAST_MODIFIED) == Some(new),
+        };
     }
     true
 }
@@ -233,6 +240,11 @@ mod tests {
         assert!(!not_modified_applies(
             &dated,
             &map(&[("last-modified", JUL_1)])
+        ));
+        // The same time in an obsolete format (RFC 9110 §5.6.7) is the same validator.
+        assert!(not_modified_applies(
+            &dated,
+            &map(&[("last-modified", "Thu Jun  1 00:00:00 2023")])
         ));
     }
 

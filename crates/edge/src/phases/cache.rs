@@ -16,8 +16,9 @@ use bytes::{Bytes, BytesMut};
 use cache::coalesce::{self, FillGuard, FillOutcome, Lock};
 use cache::disk::DiskObject;
 use cache::persist;
+use cache::policy::targeted::{self, CDN_CACHE_CONTROL};
 use cache::policy::{
-    self, RequestDirectives, ResponseDirectives, invalidation, reuse, storable, validation,
+    self, RequestDirectives, deception, invalidation, reuse, storable, validation,
 };
 use cache::{Cache, CacheKey, Loaded, Lookup, ObjectId, StoredObject, range};
 use http::header::{self, HeaderName, HeaderValue};
@@ -46,6 +47,13 @@ pub struct Fill {
     site: Arc<str>,
     /// The purge log's position before the origin was asked (purges after it apply).
     purge_mark: u64,
+    /// The origin request's fields without the validators, kept while revalidating: a 304 that
+    /// names another representation sends the request again without them (§4.3.4).
+    unconditional: Option<Vec<u8>>,
+    /// The site's own targeted field, kept out of what a stale copy answers with.
+    own_field: Option<String>,
+    /// What the request tells the deception armour, when the site has it on.
+    deception: Option<deception::Request>,
 }
 
 /// A stored response being revalidated.
@@ -79,6 +87,21 @@ pub enum CacheStep {
     Pass(&'static str),
 }
 
+/// What a 304 from the origin means for a fill (RFC 9111 §4.3.4). A fill never passes the
+/// client's own conditions on (the cache answers them itself), so a 304 is only ever the answer
+/// to the cache's validators, never one the client asked for.
+pub enum NotModified {
+    /// It refreshed the stored response: the answer built from it.
+    Refreshed(Box<Response<EdgeBody>>),
+    /// It names a representation the cache does not hold: the stored one is dropped, and the
+    /// request is made again with these fields (the validators left out); the fill stores
+    /// what that brings.
+    Refetch(Box<Fill>, Vec<u8>),
+    /// No validator of the cache's asked for it (a miss, or the request made again): no answer
+    /// for a client, to whom it would say "you have it already" about nothing it has.
+    Unrequested,
+}
+
 /// Whether the site caches and the request is one the cache handles (GET and HEAD, outside
 /// the bypass paths).
 pub fn applies(settings: &SiteCache, method: &Method, path: &str) -> bool {
@@ -90,16 +113,19 @@ pub fn applies(settings: &SiteCache, method: &Method, path: &str) -> bool {
             .any(|pattern| glob_match(pattern, path))
 }
 
-/// Looks the request up and waits on a fill in progress if there is one.
+/// Looks the request up and waits on a fill in progress if there is one. `path`: the request
+/// target's path, for the deception armour.
 pub async fn lookup(
     cache: &Arc<Cache>,
     site: &Arc<str>,
     settings: &SiteCache,
     key: CacheKey,
     method: &Method,
+    path: &str,
     headers: &HeaderMap,
 ) -> CacheStep {
     let request_directives = RequestDirectives::parse(headers);
+    let own_field = settings.targeted_field.as_deref();
     let mut waited = false;
     let reuse_settings = reuse::ReuseSettings {
         ignore_client_no_cache: settings.ignore_client_no_cache,
@@ -151,7 +177,7 @@ pub async fn lookup(
                 let serve_on_error = match decision {
                     reuse::Reuse::Hit { .. } => {
                         return CacheStep::Answer(serve(
-                            &object, disk, method, headers, now, "hit",
+                            &object, disk, method, headers, own_field, now, "hit",
                         ));
                     }
                     reuse::Reuse::StaleWhileRevalidate => {
@@ -160,6 +186,7 @@ pub async fn lookup(
                             disk,
                             method,
                             headers,
+                            own_field,
                             now,
                             "hit; detail=stale-while-revalidate",
                         );
@@ -180,6 +207,9 @@ pub async fn lookup(
                                 }),
                                 site: Arc::clone(site),
                                 purge_mark,
+                                unconditional: None,
+                                own_field: settings.targeted_field.clone(),
+                                deception: armour(settings, headers, path),
                             })),
                             _ => None,
                         };
@@ -243,21 +273,35 @@ pub async fn lookup(
         stale,
         site: Arc::clone(site),
         purge_mark,
+        unconditional: None,
+        own_field: settings.targeted_field.clone(),
+        deception: armour(settings, headers, path),
     }))
 }
 
-/// Adds this cache's `Cache-Status` member to a response the cache passed through unstored.
-pub fn mark_pass(headers: &mut HeaderMap, params: &str) {
+/// What the request tells the deception armour (`policy::deception`), if the site has it on.
+/// The challenge's clearance cookie is the edge's, no credential of the origin's.
+fn armour(settings: &SiteCache, headers: &HeaderMap, path: &str) -> Option<deception::Request> {
+    settings
+        .deception_armour
+        .then(|| deception::Request::of(headers, path, &[shield::challenge::clearance::COOKIE]))
+}
+
+/// Adds this cache's `Cache-Status` member to a response the cache passed through unstored,
+/// and takes out the fields meant for this edge alone.
+pub fn mark_pass(headers: &mut HeaderMap, params: &str, settings: &SiteCache) {
+    strip_edge_fields(headers, settings.targeted_field.as_deref());
     add_cache_status(headers, params);
 }
 
 impl Fill {
     /// Writes the validators of the response being revalidated into the origin request's
-    /// fields (§4.3.1).
-    pub fn write_validators(&self, fields: &mut Vec<u8>) {
+    /// fields (§4.3.1), keeping the fields as they were for [`NotModified::Refetch`].
+    pub fn write_validators(&mut self, fields: &mut Vec<u8>) {
         let Some(stale) = &self.stale else {
             return;
         };
+        self.unconditional = Some(fields.clone());
         for (name, value) in validation::conditional_fields(&stale.object.headers) {
             fields.extend_from_slice(name.as_str().as_bytes());
             fields.extend_from_slice(b": ");
@@ -319,24 +363,33 @@ impl Fill {
             disk,
             method,
             &self.request_headers,
+            self.own_field.as_deref(),
             unix_now(),
             detail,
         ))
     }
 
-    /// The origin answered 304 to the validators: refresh the stored response (§4.3.4, §3.2)
-    /// and answer from it. `None`: there was nothing to refresh or the 304 is about another
-    /// representation (the caller treats the 304 as the origin's answer).
+    /// The origin answered 304: refresh the stored response it names and answer from it
+    /// (§4.3.4, §3.2), or say what else to do (see [`NotModified`]).
     pub async fn not_modified(
-        mut self,
+        mut self: Box<Self>,
         method: &Method,
         settings: &SiteCache,
         not_modified: &HeaderMap,
-    ) -> Option<Response<EdgeBody>> {
-        let stale = self.stale.take()?;
+    ) -> NotModified {
+        let Some(stale) = self.stale.take() else {
+            return NotModified::Unrequested;
+        };
+        let refetch = |mut fill: Box<Fill>| match fill.unconditional.take() {
+            Some(fields) => NotModified::Refetch(fill, fields),
+            None => NotModified::Unrequested,
+        };
+        // §4.3.4: "If none of the initial set contains at least one of the same strong
+        // validators, then the cache MUST NOT use the new response to update any stored
+        // responses." The stored one is superseded: the representation is another now.
         if !validation::not_modified_applies(&stale.object.headers, not_modified) {
             self.cache.invalidate(&self.key);
-            return None;
+            return refetch(self);
         }
         let now = unix_now();
         let mut refreshed = StoredObject::clone(&stale.object);
@@ -345,7 +398,7 @@ impl Fill {
         refreshed.purge_mark = self.purge_mark;
         validation::update_stored_fields(&mut refreshed.headers, not_modified);
         strip_own_cache_status(&mut refreshed.headers);
-        refreshed.reparse();
+        refreshed.reparse(&target_list(settings));
         refreshed.timing = policy::freshness::timing(
             refreshed.status,
             &refreshed.headers,
@@ -357,7 +410,15 @@ impl Fill {
         let params = "fwd=stale; fwd-status=304";
         let answer = match stale.on_disk {
             None => {
-                let answer = serve(&refreshed, None, method, &self.request_headers, now, params);
+                let answer = serve(
+                    &refreshed,
+                    None,
+                    method,
+                    &self.request_headers,
+                    settings.targeted_field.as_deref(),
+                    now,
+                    params,
+                );
                 self.cache
                     .store(&self.key, &self.request_headers, refreshed);
                 answer
@@ -375,17 +436,19 @@ impl Fill {
                         Some(body),
                         method,
                         &self.request_headers,
+                        settings.targeted_field.as_deref(),
                         now,
                         params,
                     ),
-                    _ => return None,
+                    // Gone from disk meanwhile: nothing left to answer from.
+                    _ => return refetch(self),
                 }
             }
         };
         if let Some(guard) = self.guard.take() {
             guard.finish(FillOutcome::Stored);
         }
-        Some(answer)
+        NotModified::Refreshed(Box::new(answer))
     }
 
     /// Decides whether the origin's response is stored, adds this cache's `Cache-Status`, and
@@ -398,7 +461,9 @@ impl Fill {
         headers: &mut HeaderMap,
     ) -> Option<Box<dyn Tee>> {
         let now = unix_now();
-        let directives = ResponseDirectives::parse(headers);
+        // RFC 9213 §2.2: the site's own targeted field, else CDN-Cache-Control, else
+        // Cache-Control decides.
+        let directives = targeted::response_directives(headers, &target_list(settings));
         let decision = storable::storable(
             method,
             &self.request_headers,
@@ -409,6 +474,9 @@ impl Fill {
             storable::StoreSettings {
                 has_edge_ttl: settings.ttl.is_some(),
                 share_set_cookie: settings.share_set_cookie,
+                deception: self
+                    .deception
+                    .and_then(|request| deception::withheld(&request, headers)),
             },
         );
         let limit = settings.max_object_size.min(self.cache.store_limit());
@@ -417,14 +485,20 @@ impl Fill {
         let strip = match decision {
             Ok(strip) if declared.is_none_or(|n| n <= limit) => strip,
             _ => {
+                strip_edge_fields(headers, settings.targeted_field.as_deref());
                 // A new representation that may not be stored replaces the stale one too.
                 if self.stale.is_some() {
                     self.cache.invalidate(&self.key);
                 }
                 self.cache.mark_uncacheable(&self.key, now);
+                // RFC 9211 §2.8's detail: why, when the policy said no (as NotStored promises).
+                let detail = match decision {
+                    Err(why) => format!("; detail={}", why.as_str()),
+                    Ok(_) => String::new(),
+                };
                 add_cache_status(
                     headers,
-                    &format!("fwd={}; fwd-status={}", self.fwd, status.as_u16()),
+                    &format!("fwd={}; fwd-status={}{detail}", self.fwd, status.as_u16()),
                 );
                 // Dropping the guard releases the waiters to go to the origin themselves.
                 return None;
@@ -438,13 +512,14 @@ impl Fill {
             now,
             settings.ttl,
         );
-        add_cache_status(
-            headers,
-            &format!("fwd={}; fwd-status={}; stored", self.fwd, status.as_u16()),
-        );
         let mut stored_headers = headers.clone();
-        // This hop's Cache-Status is not part of what is stored; later hits write their own.
+        // Members named as this cache's (a Palisade nearer the origin) are not stored: hits
+        // write their own.
         strip_own_cache_status(&mut stored_headers);
+        // The stored copy keeps the targeted fields (a 304 may refresh them, §3.2); the client
+        // never sees them.
+        strip_edge_fields(headers, settings.targeted_field.as_deref());
+        let fwd = self.fwd;
         let mut object = StoredObject::new(
             status,
             stored_headers,
@@ -454,6 +529,7 @@ impl Fill {
             self.key.url.clone(),
             self.purge_mark,
         );
+        object.directives = directives;
         object.site = Arc::clone(&self.site);
         let mut filling = Filling {
             object: Some(object),
@@ -466,8 +542,18 @@ impl Fill {
         };
         // Known to be large: straight to disk from the first byte.
         if declared.is_some_and(|n| n > small_limit) && !filling.start_streaming() {
+            add_cache_status(
+                headers,
+                &format!("fwd={fwd}; fwd-status={}", status.as_u16()),
+            );
             return None;
         }
+        // RFC 9211 §2.8: `stored` says the response was stored; from here on only a body
+        // broken off or longer than it declared keeps it from being so.
+        add_cache_status(
+            headers,
+            &format!("fwd={fwd}; fwd-status={}; stored", status.as_u16()),
+        );
         Some(Box::new(filling))
     }
 }
@@ -551,11 +637,15 @@ impl Tee for Filling {
 
 /// A response built from a stored one (RFC 9111 §4), or a 304/412 when the client's own
 /// preconditions say so (§4.3.2).
+///
+/// `own_field`: the site's own targeted field, which (with the other fields meant for this
+/// edge) the stored copy keeps and the client never gets.
 fn serve(
     object: &StoredObject,
     disk: Option<DiskObject>,
     method: &Method,
     request: &HeaderMap,
+    own_field: Option<&str>,
     now: u64,
     params: &str,
 ) -> Response<EdgeBody> {
@@ -612,11 +702,15 @@ fn serve(
             headers.remove(name);
         }
     }
+    // (Purge tags never make it into a stored header.)
+    strip_targeted_fields(&mut headers, own_field);
     // §5.1: the Age of a response from the cache.
     headers.insert(header::AGE, HeaderValue::from(age));
+    // RFC 9110 §8.6: never in a 204.
     if *method == Method::HEAD
         && !headers.contains_key(header::CONTENT_LENGTH)
         && status == object.status
+        && status != StatusCode::NO_CONTENT
     {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
     }
@@ -784,6 +878,36 @@ pub fn invalidate_after(
 ) {
     for path in invalidation::invalidated_paths(method, status, host, path_and_query, response) {
         cache.invalidate(&make_key(&path));
+    }
+}
+
+/// The site's target list (RFC 9213 §2.2): its own targeted field, when it names one, before
+/// `CDN-Cache-Control` (without one, `CDN-Cache-Control` is simply looked at twice).
+fn target_list(settings: &SiteCache) -> [&str; 2] {
+    [
+        settings
+            .targeted_field
+            .as_deref()
+            .unwrap_or(CDN_CACHE_CONTROL),
+        CDN_CACHE_CONTROL,
+    ]
+}
+
+/// Takes out the fields meant for this edge alone: the targeted fields and the purge tags.
+fn strip_edge_fields(headers: &mut HeaderMap, own_field: Option<&str>) {
+    strip_targeted_fields(headers, own_field);
+    for tag in cache::object::TAG_FIELDS {
+        headers.remove(tag);
+    }
+}
+
+/// Takes out `CDN-Cache-Control` (RFC 9213 §3: a CDN "MAY remove it" when nothing downstream
+/// uses it, and this edge is the last CDN hop, the one that answers visitors) and the site's
+/// own targeted field.
+fn strip_targeted_fields(headers: &mut HeaderMap, own_field: Option<&str>) {
+    headers.remove(CDN_CACHE_CONTROL);
+    if let Some(own) = own_field {
+        headers.remove(own);
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use palisade_blackbox::metrics::{sample, scrape_until};
 use palisade_blackbox::raw::{RawConn, RawResponse};
 use palisade_blackbox::{Origin, Palisade, SiteConfig, client};
+use tokio::sync::Semaphore;
 
 /// What a browser sends when it navigates.
 const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
@@ -175,6 +176,140 @@ async fn a_crawler_fetching_twenty_new_urls_a_second_for_a_minute_from_one_addre
     assert_eq!(refused_connections(&metrics), 0.0, "{metrics}");
     // The pace held: this was 20 a second for a minute, not a slower test.
     assert!(took < CRAWL_TIME + Duration::from_secs(15), "took {took:?}");
+}
+
+const SCAN_EVERY: Duration = Duration::from_millis(10);
+const SCAN_REQUESTS: usize = 1000;
+
+/// A scanner (or a script without keep-alive) opens a new connection for every request: 100 a
+/// second for 10 s from one address, each for a URL of its own. That is 1,000 new connections
+/// in the 10 s window, twice the old `max_new_connections_per_ip` of 500: all are accepted and
+/// answered.
+#[tokio::test]
+async fn a_scanner_opening_a_connection_per_request_at_a_hundred_a_second_is_never_refused() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
+    let addr = proxy.http_addr();
+    let scanner = v4(127, 0, 17, 1);
+
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(SCAN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut requests = Vec::with_capacity(SCAN_REQUESTS);
+    for n in 0..SCAN_REQUESTS {
+        tick.tick().await;
+        requests.push(tokio::spawn(async move {
+            let Ok(mut conn) = RawConn::connect_from(scanner, addr).await else {
+                return 0;
+            };
+            let path = format!("/echo/scan/{n}");
+            get_on(&mut conn, "blog.example", &path, "Connection: close\r\n")
+                .await
+                .and_then(|r| r.status())
+                .unwrap_or(0)
+        }));
+    }
+    let mut statuses = Vec::with_capacity(SCAN_REQUESTS);
+    for request in requests {
+        statuses.push(request.await.expect("scanner request"));
+    }
+    let took = started.elapsed();
+    let metrics = metrics_text(&proxy).await;
+    eprintln!(
+        "scanner: {SCAN_REQUESTS} connections in {took:.1?}, statuses {:?}; refused at accept {}",
+        tally(&statuses),
+        refused_connections(&metrics)
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "the scanner was refused: {:?}",
+        tally(&statuses)
+    );
+    assert_eq!(refused_connections(&metrics), 0.0, "{metrics}");
+    assert_eq!(origin.requests_from("127.0.17.1"), SCAN_REQUESTS as u64);
+    assert!(
+        took < Duration::from_secs(20),
+        "the scan was not a scan: {took:?}"
+    );
+}
+
+/// Keep-alive connections an office NAT holds open at once: some 120 browsers with HTTP/1.1's
+/// six connections each (or 700 with HTTP/2's one).
+const NAT_CONNECTIONS: usize = 700;
+
+/// An office behind one NAT address holds 700 keep-alive connections open at once (the old
+/// `max_connections_per_ip` was 256), opened within a second or two (the old
+/// `max_new_connections_per_ip` was 500 per 10 s): every one is accepted, answered, and still
+/// usable for a second request while all the others stay open.
+#[tokio::test]
+async fn an_office_nat_holding_seven_hundred_keep_alive_connections_from_one_address_is_served() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .server("access_log = \"off\"")
+            .site("[site.cache]\nttl = \"1m\"")
+            .to_toml(),
+    );
+    let addr = proxy.http_addr();
+    let office = v4(127, 0, 18, 1);
+    // Opened a few dozen at a time, as browsers coming and going would, not as one SYN burst.
+    let opening = Arc::new(Semaphore::new(32));
+
+    let browsers: Vec<_> = (0..NAT_CONNECTIONS)
+        .map(|n| {
+            let opening = opening.clone();
+            tokio::spawn(async move {
+                let permit = opening.acquire_owned().await.expect("semaphore");
+                let mut conn = RawConn::connect_from(office, addr).await.ok()?;
+                let first = get_on(
+                    &mut conn,
+                    "blog.example",
+                    &format!("/echo/page/{}", n % 50),
+                    "",
+                )
+                .await?;
+                drop(permit);
+                Some((conn, first.status().unwrap_or(0)))
+            })
+        })
+        .collect();
+    let mut open = Vec::with_capacity(NAT_CONNECTIONS);
+    let mut statuses = Vec::with_capacity(2 * NAT_CONNECTIONS);
+    for browser in browsers {
+        match browser.await.expect("browser task") {
+            Some((conn, status)) => {
+                open.push(conn);
+                statuses.push(status);
+            }
+            None => statuses.push(0),
+        }
+    }
+    let metrics = metrics_text(&proxy).await;
+    let open_now = sample(&metrics, "palisade_open_connections", &[]).unwrap_or(0.0);
+    // Every connection asks again while all of them are open.
+    for (n, conn) in open.iter_mut().enumerate() {
+        let again = get_on(conn, "blog.example", &format!("/echo/page/{}", n % 50), "").await;
+        statuses.push(again.and_then(|r| r.status()).unwrap_or(0));
+    }
+    let metrics = metrics_text(&proxy).await;
+    eprintln!(
+        "office NAT: {} connections open ({open_now} by the proxy's count), statuses {:?}, \
+         refused at accept {}",
+        open.len(),
+        tally(&statuses),
+        refused_connections(&metrics)
+    );
+    assert_eq!(open.len(), NAT_CONNECTIONS, "{:?}", tally(&statuses));
+    assert!(
+        open_now >= NAT_CONNECTIONS as f64,
+        "only {open_now} connections open at once"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "the office was refused: {:?}",
+        tally(&statuses)
+    );
+    assert_eq!(refused_connections(&metrics), 0.0, "{metrics}");
 }
 
 // ---- The miss limit while the origin is under pressure -------------------------------------

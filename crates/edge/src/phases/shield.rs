@@ -141,8 +141,11 @@ pub enum MissVerdict {
 /// Counts a cache miss for the client at `ip` and judges it: over `max_misses_per_ip`, and (by
 /// default) while the origin is under pressure, the site's `misses_action` applies. A client
 /// with a live clearance (`clearance` returns its cookie) that would be challenged is counted
-/// on its clearance instead of its address: each browser behind a shared address has an
-/// allowance of its own, and one that floods alone is refused however often it solved.
+/// on its cookie instead of its address: each browser behind a shared address has an
+/// allowance of its own, and one that floods alone is refused rather than challenged again.
+/// (A cookie is bound to the site, the network, the User-Agent and the second it was earned:
+/// two alike browsers solving in the same second share one allowance, and a client that solves
+/// again earns another, at the price of the proof of work.)
 pub fn judge_miss<'a>(
     protection: &SiteProtection,
     counter: &WindowCounter,

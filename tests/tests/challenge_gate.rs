@@ -897,6 +897,73 @@ action = "challenge"
     assert_eq!(origin.requests(), 7);
 }
 
+/// The per-address miss limit while the origin is under pressure, for browsers sharing one
+/// address (an office NAT): the address is past its misses, so each browser gets the challenge
+/// once; solved, it is counted on its own clearance, with an allowance of its own. One that goes
+/// on past that allowance gets 429, not another challenge; without its cookie a browser is
+/// challenged again.
+#[tokio::test]
+async fn under_origin_pressure_each_cleared_browser_behind_a_busy_address_has_a_miss_allowance_of_its_own()
+ {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .site(
+                r#"
+[site.challenge]
+difficulty = 8
+
+[site.shield]
+max_origin_concurrency = 4
+max_misses_per_ip = 3
+"#,
+            )
+            .to_toml(),
+    );
+    // Two slow requests from another network hold half the origin's slots: pressure.
+    let elsewhere = Visitor::browser(&proxy).from(v4(127, 0, 31, 1));
+    for n in 0..2 {
+        let slow = elsewhere.clone();
+        tokio::spawn(async move { slow.get(&format!("/slow/6000?n={n}")).await });
+    }
+    let waited = std::time::Instant::now();
+    while origin.requests() < 2 {
+        assert!(waited.elapsed() < Duration::from_secs(5), "no slow request");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // One browser behind the NAT address spends the address's three misses...
+    let first = Visitor::browser(&proxy).from(v4(127, 0, 30, 1));
+    // Another browser (a cookie is the same for two browsers alike in all it is bound to,
+    // solving in the same second: they would share one allowance).
+    let second = first.clone().user_agent(
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) \
+         Chrome/126.0.0.0 Safari/537.36",
+    );
+    for n in 0..3 {
+        let path = format!("/echo/nat/{n}");
+        assert_from_origin(&first.get(&path).await, &path);
+    }
+    // ...so both it and the next browser there get the challenge, and solve it.
+    let cookie = first.earn_clearance("/echo/nat/3").await;
+    let first = first.cookie(&cookie);
+    let cookie = second.earn_clearance("/echo/nat/4").await;
+    let second = second.cookie(&cookie);
+    for n in 0..3 {
+        let path = format!("/echo/first/{n}");
+        assert_from_origin(&first.get(&path).await, &path);
+        let path = format!("/echo/second/{n}");
+        assert_from_origin(&second.get(&path).await, &path);
+    }
+    let refused = first.get("/echo/first/3").await;
+    assert_eq!(refused.status(), Some(429), "{}", refused.body_text());
+    assert!(refused.header("retry-after").is_some());
+    let without_cookie = Visitor::browser(&proxy).from(v4(127, 0, 30, 1));
+    assert_challenge_page(&without_cookie.get("/echo/nat/5").await);
+    // The origin saw the slow two, the address's three, and three for each cleared browser.
+    assert_eq!(origin.requests(), 2 + 3 + 3 + 3);
+}
+
 // ---- Metrics and events ------------------------------------------------------------------------
 
 #[tokio::test]

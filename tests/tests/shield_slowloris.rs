@@ -1,6 +1,6 @@
 //! The attack test #2: 5,000 slowloris connections from 50 addresses while browsers keep
-//! being served, on the production defaults (`header_read_timeout = "10s"`, 256 connections
-//! and 500 new connections per 10 s per address, 10,000 in all).
+//! being served, on the production defaults (`header_read_timeout = "10s"`, 1,024 connections
+//! and 3,000 new connections per 10 s per address, 10,000 in all).
 //!
 //! Each attacking connection sends a partial request head and then one more header line a
 //! second, never the blank line that ends the head. The header timeout must close every one of

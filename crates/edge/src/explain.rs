@@ -105,7 +105,7 @@ pub fn explain(config: &Config, request: &ExplainRequest<'_>) -> Result<String, 
     let _ = writeln!(
         out,
         "at run time also: under-attack mode {} (challenges everyone not allowed), at most {} \
-         cache misses per address per {:?}, at most {} origin requests at once",
+         origin requests at once",
         if site.state == model::SiteState::UnderAttack {
             "on (state)"
         } else if shield.attack.enabled {
@@ -113,11 +113,41 @@ pub fn explain(config: &Config, request: &ExplainRequest<'_>) -> Result<String, 
         } else {
             "off"
         },
-        shield.max_misses_per_ip,
-        shield.misses_period,
         shield.max_origin_concurrency
     );
+    let _ = writeln!(
+        out,
+        "{}",
+        miss_limit(
+            shield,
+            crate::phases::challenge::can_take(&challenge, &facts)
+        )
+    );
     Ok(out)
+}
+
+/// The per-address cache-miss limit, as it would meet this request.
+fn miss_limit(shield: &model::SiteShield, can_take_challenge: bool) -> String {
+    if shield.max_misses_per_ip == 0 {
+        return "miss limit: none".into();
+    }
+    let when = if shield.misses_only_under_pressure {
+        "only while the origin is under pressure"
+    } else {
+        "always"
+    };
+    let past = match shield.misses_action {
+        model::LimitAction::Block => "429",
+        model::LimitAction::Log => "a security event, and served",
+        model::LimitAction::Challenge if can_take_challenge => {
+            "the challenge (once cleared, an allowance of its own)"
+        }
+        model::LimitAction::Challenge => "429 (this request cannot take the challenge)",
+    };
+    format!(
+        "miss limit: {} cache misses per address per {:?}, {when}; past it, this request gets {past}",
+        shield.max_misses_per_ip, shield.misses_period
+    )
 }
 
 #[cfg(test)]
@@ -184,6 +214,27 @@ deny = ["203.0.113.0/24"]
         );
         let fine = run("10.0.0.1", "http://blog.example/", &[]).unwrap();
         assert!(fine.contains("verdict: pass"), "{fine}");
+    }
+
+    #[test]
+    fn the_miss_limit_says_when_it_applies_and_what_this_request_would_get() {
+        let page = run("10.0.0.1", "https://blog.example/post", &[]).unwrap();
+        assert!(
+            page.contains(
+                "miss limit: 600 cache misses per address per 60s, only while the origin is \
+                 under pressure; past it, this request gets the challenge"
+            ),
+            "{page}"
+        );
+        let feed = run("10.0.0.1", "https://blog.example/feed", &[]).unwrap();
+        assert!(feed.contains("this request gets 429"), "{feed}");
+        let api = run(
+            "10.0.0.1",
+            "https://blog.example/api",
+            &["Accept: application/json".into()],
+        )
+        .unwrap();
+        assert!(api.contains("this request gets 429"), "{api}");
     }
 
     #[test]

@@ -77,6 +77,16 @@
 //!     `a_suspended_site_under_load_never_reaches_its_origin_and_reinstating_restores_it`,
 //!     `a_legal_suspension_answers_451_and_a_reason_is_required`,
 //!     `a_site_change_reaches_the_edge_within_one_second_without_a_restart`.)
+//! 14. The per-address cache-miss limit refuses no one while the site's origin copes; while
+//!     the origin is under pressure (requests in flight near its cap, or latency rising), a
+//!     client past it gets the challenge if it can take one and 429 otherwise, and a cleared
+//!     browser is counted on its cookie with an allowance of its own.
+//!     (`phases::shield::tests::*`, `shield::pressure::tests::*`; black-box
+//!     `a_crawler_fetching_twenty_new_urls_a_second_for_a_minute_from_one_address_is_never_refused`,
+//!     `with_its_origin_near_the_concurrency_cap_a_client_past_its_miss_limit_is_challenged_or_refused`,
+//!     `with_its_origin_latency_rising_a_client_past_its_miss_limit_gets_429`,
+//!     `under_origin_pressure_each_cleared_browser_behind_a_busy_address_has_a_miss_allowance_of_its_own`,
+//!     `a_cache_busting_flood_on_the_default_miss_limit_is_challenged_once_it_presses_the_origin`.)
 
 pub mod access_log;
 pub mod admin;

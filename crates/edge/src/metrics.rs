@@ -36,6 +36,8 @@ pub struct SiteMetrics {
     shield: [AtomicU64; SHIELD_ACTIONS.len()],
     /// 1 while the site is in under-attack mode.
     under_attack: AtomicU64,
+    /// 1 while the site's origin is under pressure (as of the last second's tick).
+    origin_pressure: AtomicU64,
     /// Challenge pages served, answers accepted, answers refused by [`Rejection`] index.
     challenges_issued: AtomicU64,
     challenges_solved: AtomicU64,
@@ -121,6 +123,11 @@ impl SiteMetrics {
 
     pub fn set_under_attack(&self, on: bool) {
         self.under_attack.store(u64::from(on), Ordering::Relaxed);
+    }
+
+    /// Sets the origin-pressure gauge; returns what it was.
+    pub fn set_origin_pressure(&self, on: bool) -> bool {
+        self.origin_pressure.swap(u64::from(on), Ordering::Relaxed) == 1
     }
 
     /// A challenge page was served.
@@ -415,6 +422,15 @@ impl Metrics {
                 out,
                 "palisade_under_attack{{site=\"{name}\"}} {}",
                 m.under_attack.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP palisade_origin_pressure 1 while the site's origin is under pressure (requests in flight near max_origin_concurrency, or latency rising): the cache-miss limit is in force.\n");
+        out.push_str("# TYPE palisade_origin_pressure gauge\n");
+        for (name, m) in &sites {
+            let _ = writeln!(
+                out,
+                "palisade_origin_pressure{{site=\"{name}\"}} {}",
+                m.origin_pressure.load(Ordering::Relaxed)
             );
         }
         out.push_str("# HELP palisade_challenges_total Browser challenges by site and outcome: issued (pages served), solved (answers accepted), failed (answers refused).\n");

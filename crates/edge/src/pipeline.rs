@@ -9,7 +9,8 @@
 //!          (no clearance: challenge page 503, or 403)               phases::challenge
 //! limits   declared body over max_body_bytes → 413
 //! cache    fresh stored response → answer; else one fill per miss  phases::cache
-//!          (a miss over the client's miss limit → 429)
+//!          (a miss over the client's miss limit while the origin is
+//!          under pressure → challenge or 429)                       phases::shield
 //! origin   concurrency cap (stale or 503), rewrite the header,      phases::forward, origin
 //!          pick an origin, forward, failover
 //! respond  clean the origin's header, or the edge's own page      phases::respond
@@ -351,25 +352,17 @@ pub async fn handle(
                 return log.finish_with(response);
             }
             CacheStep::Forward(step) => {
-                let limit = site.config.shield.max_misses_per_ip;
-                if limit > 0
-                    && !allowed
-                    && shield_phase::too_many_misses(
-                        &site.protection,
-                        &site.misses,
-                        limit,
-                        log.client_ip,
-                        Instant::now(),
+                if !allowed
+                    && let Some(refusal) = shield_phase::limit_misses(
+                        (&state.challenges, &snapshot.challenge_keys),
+                        site,
+                        (client_ip, conn.client.tls),
+                        &request,
+                        &routed.host,
+                        &record,
                     )
                 {
-                    record(NewEvent::for_client(
-                        &site.name,
-                        log.client_ip,
-                        EventAction::RateLimit,
-                        EventReason::CacheMisses,
-                    ));
-                    let retry = site.config.shield.misses_period;
-                    return log.finish_with(shield_phase::too_many_requests(retry));
+                    return log.finish_with(refusal);
                 }
                 fill = Some(step)
             }
@@ -470,6 +463,10 @@ pub async fn handle(
         Ok(answer) => answer,
         Err(failure) => {
             site.protection.attack.count_error();
+            if matches!(failure, OriginFailure::TimedOut { .. }) {
+                // The slowest answer there is, for the origin's latency.
+                site.protection.origin.record(site.config.response_timeout);
+            }
             // RFC 5861 §4 / always online: a stale copy beats an error page.
             let stale = match &fill {
                 Some(f) => f.stale_on_error(&method, None).await,
@@ -500,6 +497,7 @@ pub async fn handle(
     };
     log.origin = Some(Arc::clone(&answer.origin));
     log.upstream_time = Some(answer.upstream_time);
+    site.protection.origin.record(answer.upstream_time);
     let mut origin_response = answer.response;
     if origin_response.status().is_server_error() {
         site.protection.attack.count_error();

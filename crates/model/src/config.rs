@@ -131,8 +131,14 @@ impl Default for ServerLimits {
             max_header_bytes: 64 * 1024,
             max_headers: 100,
             max_connections: 10_000,
-            max_connections_per_ip: 256,
-            max_new_connections_per_ip: 500,
+            // An office or school NAT: some 1,000 HTTP/2 browsers, or 170 HTTP/1.1 ones with all
+            // six connections open; one address still holds at most a tenth of the total.
+            max_connections_per_ip: 1024,
+            // 300 browsers behind one address all opening six connections within the same
+            // seconds, or a scanner without keep-alive at 150 requests a second, stay under
+            // it; one address cannot make the edge accept (and shake hands) faster than 300
+            // connections a second on average. docs/config.md has the reasoning.
+            max_new_connections_per_ip: 3000,
             new_connections_period: Duration::from_secs(10),
             min_request_body_rate: 500,
             request_body_timeout: Duration::from_secs(10),

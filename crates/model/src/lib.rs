@@ -44,7 +44,7 @@ pub use duration::parse_duration;
 pub use host::{HostPattern, normalize_host};
 pub use origin::{Origin, OriginScheme, OriginUrl};
 pub use shield::{
-    AttackDetection, GlobalShield, IpLists, LimitAction, LimitKey, RateLimit, Rule, RuleAction,
-    SiteShield, parse_net,
+    AttackDetection, GlobalShield, IpLists, LimitAction, LimitKey, OriginPressure, RateLimit, Rule,
+    RuleAction, SiteShield, parse_net,
 };
 pub use size::parse_size;

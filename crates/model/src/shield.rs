@@ -48,10 +48,32 @@ pub struct SiteShield {
     /// 503 with Retry-After. 0 means no cap.
     pub max_origin_concurrency: u32,
     /// Cache misses one client address may cause per `misses_period` (a cache-busting flood of
-    /// random query strings); over it, 429. 0 means no limit.
+    /// random query strings); over it, `misses_action`. 0 means no limit.
     pub max_misses_per_ip: u32,
     pub misses_period: Duration,
+    /// What a miss over the limit gets: `Challenge` (the challenge for a client that can take
+    /// one, 429 for the others), `Block` (429) or `Log`.
+    pub misses_action: LimitAction,
+    /// The miss limit acts only while the origin is under pressure (`pressure`): it exists to
+    /// keep a cache-busting flood off an origin that is struggling, not to refuse a heavy
+    /// client (a crawler, an office NAT) an origin serves with ease.
+    pub misses_only_under_pressure: bool,
+    pub pressure: OriginPressure,
     pub attack: AttackDetection,
+}
+
+/// When a site's origin counts as under pressure: either signal is enough, and the site stays
+/// under pressure for a hold time after the last sign of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OriginPressure {
+    /// Origin requests in flight, as a share of `max_origin_concurrency`, at which the origin
+    /// is under pressure (0 turns this signal off; so does a site without a cap).
+    pub concurrency: f64,
+    /// Most origin responses over the last few seconds took this many times the origin's
+    /// usual latency (0 turns this signal off)...
+    pub latency_factor: f64,
+    /// ...and at least this long.
+    pub min_latency: Duration,
 }
 
 /// Automatic under-attack mode.
@@ -274,6 +296,12 @@ pub(crate) struct FileSiteShield {
     max_misses_per_ip: u32,
     #[serde(with = "as_text")]
     misses_period: Duration,
+    misses_action: LimitAction,
+    misses_only_under_pressure: bool,
+    origin_pressure_concurrency: f64,
+    origin_pressure_latency_factor: f64,
+    #[serde(with = "as_text")]
+    origin_pressure_min_latency: Duration,
     auto_under_attack: bool,
     attack_factor: f64,
     attack_min_rps: f64,
@@ -289,8 +317,14 @@ impl Default for FileSiteShield {
             allow_files: Vec::new(),
             deny_files: Vec::new(),
             max_origin_concurrency: 256,
+            // docs/shield.md, "Per-address defaults": the numbers and why.
             max_misses_per_ip: 600,
             misses_period: Duration::from_secs(60),
+            misses_action: LimitAction::Challenge,
+            misses_only_under_pressure: true,
+            origin_pressure_concurrency: 0.5,
+            origin_pressure_latency_factor: 4.0,
+            origin_pressure_min_latency: Duration::from_millis(100),
             // Off until the browser challenge lands: today the challenge is a 503 page for
             // everyone, so a false alarm (a launch, a newsletter) would take a site down.
             auto_under_attack: false,
@@ -332,6 +366,21 @@ impl FileSiteShield {
                 "must be zero or more".into(),
             ));
         }
+        if !(0.0..=1.0).contains(&self.origin_pressure_concurrency) {
+            return Err((
+                None,
+                format!("{key}.origin_pressure_concurrency"),
+                "must be a share of max_origin_concurrency from 0 (off) to 1".into(),
+            ));
+        }
+        let factor = self.origin_pressure_latency_factor;
+        if !(factor == 0.0 || (factor > 1.0 && factor.is_finite())) {
+            return Err((
+                None,
+                format!("{key}.origin_pressure_latency_factor"),
+                "must be a number above 1, or 0 (off)".into(),
+            ));
+        }
         let lists = FileLists {
             allow: self.allow,
             deny: self.deny,
@@ -343,6 +392,13 @@ impl FileSiteShield {
             max_origin_concurrency: self.max_origin_concurrency,
             max_misses_per_ip: self.max_misses_per_ip,
             misses_period: self.misses_period,
+            misses_action: self.misses_action,
+            misses_only_under_pressure: self.misses_only_under_pressure,
+            pressure: OriginPressure {
+                concurrency: self.origin_pressure_concurrency,
+                latency_factor: factor,
+                min_latency: self.origin_pressure_min_latency,
+            },
             attack: AttackDetection {
                 enabled: self.auto_under_attack,
                 factor: self.attack_factor,
@@ -623,6 +679,36 @@ max_origin_concurrency = 256
     }
 
     #[test]
+    fn the_miss_limit_defaults_to_a_challenge_while_the_origin_is_under_pressure() {
+        let shield = SiteShield::default();
+        assert_eq!(shield.max_misses_per_ip, 600);
+        assert_eq!(shield.misses_action, LimitAction::Challenge);
+        assert!(shield.misses_only_under_pressure);
+        assert_eq!(
+            shield.pressure,
+            OriginPressure {
+                concurrency: 0.5,
+                latency_factor: 4.0,
+                min_latency: Duration::from_millis(100),
+            }
+        );
+        // The old behaviour, spelled out: 429 whatever the origin's state.
+        let config = parse(
+            "[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigins = [\"http://127.0.0.1:1\"]\n\
+             [site.shield]\nmisses_action = \"block\"\nmisses_only_under_pressure = false\n\
+             origin_pressure_concurrency = 0\norigin_pressure_latency_factor = 0\n\
+             origin_pressure_min_latency = \"250ms\"\n",
+        )
+        .unwrap();
+        let shield = &config.sites[0].shield;
+        assert_eq!(shield.misses_action, LimitAction::Block);
+        assert!(!shield.misses_only_under_pressure);
+        assert_eq!(shield.pressure.concurrency, 0.0);
+        assert_eq!(shield.pressure.latency_factor, 0.0);
+        assert_eq!(shield.pressure.min_latency, Duration::from_millis(250));
+    }
+
+    #[test]
     fn mistakes_name_their_key() {
         let base =
             "[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigins = [\"http://127.0.0.1:1\"]\n";
@@ -646,6 +732,14 @@ max_origin_concurrency = 256
             (
                 "[site.shield]\nattack_factor = 0.5\n",
                 "site[0].shield.attack_factor",
+            ),
+            (
+                "[site.shield]\norigin_pressure_concurrency = 1.5\n",
+                "site[0].shield.origin_pressure_concurrency",
+            ),
+            (
+                "[site.shield]\norigin_pressure_latency_factor = 0.5\n",
+                "site[0].shield.origin_pressure_latency_factor",
             ),
             ("[shield]\nallow = [\"nope\"]\n", "shield.allow[0]"),
         ];

@@ -7,6 +7,7 @@
 //! rules        the firewall's expression language            rules
 //! rate limits  counts per key in bounded memory              ratelimit
 //! attack       baselines, spikes, under-attack mode           attack
+//! pressure     is the origin struggling (concurrency, latency)  pressure
 //! challenge    proof of work, signed clearance cookies         challenge
 //! events       what the shield did, in a bounded ring         events
 //! ```
@@ -21,6 +22,7 @@ pub mod events;
 pub mod facts;
 pub mod guard;
 pub mod iplist;
+pub mod pressure;
 pub mod ratelimit;
 pub mod rules;
 

@@ -14,8 +14,8 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 use shield::challenge::page::{self, PageParams};
 use shield::challenge::{
-    Binding, ChallengeKeys, NonceSource, RESERVED_PREFIX, Rejection, ReplayFilter, VERIFY_PATH,
-    clearance, token,
+    Binding, ChallengeKeys, NonceSource, RESERVED_PREFIX, Rejection, ReplayFilter, SiteChallenge,
+    VERIFY_PATH, clearance, token,
 };
 use shield::events::{EventAction, EventReason, NewEvent};
 use std::net::IpAddr;
@@ -135,6 +135,15 @@ pub fn challenge(
         HeaderValue::from_static("same-origin"),
     );
     response
+}
+
+/// True when the challenge page is an answer this request can use: a browser's GET or HEAD
+/// (not a call that prefers JSON, which [`challenge`] answers with a 403) for a path the site
+/// does not exempt (feeds and `robots.txt` by default: their readers run no JavaScript).
+pub fn can_take(challenge: &SiteChallenge, facts: &shield::RequestFacts<'_>) -> bool {
+    matches!(facts.method, "GET" | "HEAD")
+        && !prefers_json(facts.headers)
+        && !challenge.exempt(facts)
 }
 
 /// 403: this request needs a browser's clearance first.

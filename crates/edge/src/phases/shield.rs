@@ -2,17 +2,31 @@
 //! (`shield::guard`), then the challenge gate; and the origin protection the later phases ask
 //! for (the per-address cache-miss limit, the cap on concurrent origin requests).
 //!
-//! What a site's shield remembers between requests (attack baselines, origin requests in flight,
-//! miss counts) is a [`SiteProtection`] kept by site name, so it outlives reloads as the site's
-//! metrics do.
+//! What a site's shield remembers between requests (attack baselines, origin requests in flight
+//! and latency, miss counts) is a [`SiteProtection`] kept by site name, so it outlives reloads
+//! as the site's metrics do.
+//!
+//! The miss limit is there to keep a cache-busting flood off an origin that is struggling, so
+//! by default it acts only while the origin is under pressure (`shield::pressure`), and then
+//! answers a client that can take the challenge with it: a browser behind a busy NAT address
+//! solves it once and is then counted on its clearance, with an allowance of its own, rather
+//! than on the address it shares. Everyone else past the limit gets 429.
 
 use crate::body::EdgeBody;
+use crate::phases::challenge::{self as challenge_phase, ChallengeState};
 use crate::phases::respond;
+use crate::snapshot::SiteRuntime;
 use http::header::{self, HeaderValue};
-use http::{Response, StatusCode};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use model::{LimitAction, SiteShield};
+use shield::RequestFacts;
 use shield::attack::AttackDetector;
+use shield::challenge::{ChallengeKeys, clearance};
+use shield::events::{EventAction, EventReason, NewEvent};
 use shield::guard::Verdict;
-use shield::ratelimit::{WindowCounter, client_prefix, random_seed};
+use shield::pressure::PressureMonitor;
+use shield::ratelimit::{WindowCounter, client_prefix, cookie_value, random_seed};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -26,6 +40,8 @@ const MISS_SKETCH_WIDTH: usize = 8192;
 #[derive(Debug)]
 pub struct SiteProtection {
     pub attack: AttackDetector,
+    /// The origin's load: latency seen, and whether it is under pressure.
+    pub origin: PressureMonitor,
     origin_in_flight: AtomicU32,
     misses: Mutex<Option<(Duration, Arc<WindowCounter>)>>,
     seed: u64,
@@ -35,6 +51,7 @@ impl SiteProtection {
     fn new() -> SiteProtection {
         SiteProtection {
             attack: AttackDetector::default(),
+            origin: PressureMonitor::default(),
             origin_in_flight: AtomicU32::new(0),
             misses: Mutex::new(None),
             seed: random_seed(),
@@ -67,6 +84,17 @@ impl SiteProtection {
     pub fn origin_in_flight(&self) -> u32 {
         self.origin_in_flight.load(Ordering::Relaxed)
     }
+
+    /// True while the site's origin is under pressure: its requests in flight near
+    /// `max_origin_concurrency`, or its latency rising (`shield::pressure`).
+    pub fn origin_under_pressure(&self, shield: &SiteShield, now: Instant) -> bool {
+        self.origin.under_pressure(
+            &shield.pressure,
+            self.origin_in_flight(),
+            shield.max_origin_concurrency,
+            now,
+        )
+    }
 }
 
 /// One origin request in flight; the slot is freed when the response is done (dropped).
@@ -96,16 +124,127 @@ impl ProtectionRegistry {
     }
 }
 
-/// Counts a cache miss for the client; true when it is over the site's limit.
-pub fn too_many_misses(
+/// What the miss limit decided for one cache miss.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MissVerdict {
+    /// Under the limit, or over it while the origin copes: on to the origin.
+    Pass,
+    /// Over the limit, and the site's `misses_action` is `log`.
+    Log { count: f64 },
+    /// Over the limit without clearance: the challenge, for a client that can take one.
+    Challenge { count: f64 },
+    /// 429: over the limit with `misses_action = "block"`, or a cleared client over the
+    /// allowance of its own clearance.
+    Refuse { count: f64 },
+}
+
+/// Counts a cache miss for the client at `ip` and judges it: over `max_misses_per_ip`, and (by
+/// default) while the origin is under pressure, the site's `misses_action` applies. A client
+/// with a live clearance (`clearance` returns its cookie) that would be challenged is counted
+/// on its cookie instead of its address: each browser behind a shared address has an
+/// allowance of its own, and one that floods alone is refused rather than challenged again.
+/// (A cookie is bound to the site, the network, the User-Agent and the second it was earned:
+/// two alike browsers solving in the same second share one allowance, and a client that solves
+/// again earns another, at the price of the proof of work.)
+pub fn judge_miss<'a>(
     protection: &SiteProtection,
     counter: &WindowCounter,
-    limit: u32,
+    shield: &SiteShield,
     ip: IpAddr,
+    clearance: impl FnOnce() -> Option<&'a [u8]>,
     now: Instant,
-) -> bool {
+) -> MissVerdict {
+    let limit = f64::from(shield.max_misses_per_ip);
+    if limit == 0.0 {
+        return MissVerdict::Pass;
+    }
+    // Counted whatever the origin's state, so that the heaviest clients are known the moment
+    // pressure starts.
     let key = xxhash_rust::xxh3::xxh3_64_with_seed(&client_prefix(ip), protection.seed);
-    counter.hit(key, now) > f64::from(limit)
+    let count = counter.hit(key, now);
+    if count <= limit
+        || (shield.misses_only_under_pressure && !protection.origin_under_pressure(shield, now))
+    {
+        return MissVerdict::Pass;
+    }
+    match shield.misses_action {
+        LimitAction::Log => MissVerdict::Log { count },
+        LimitAction::Block => MissVerdict::Refuse { count },
+        LimitAction::Challenge => match clearance() {
+            None => MissVerdict::Challenge { count },
+            Some(cookie) => {
+                // Another seed than addresses', so a cookie and an address never share a key.
+                let key = xxhash_rust::xxh3::xxh3_64_with_seed(cookie, !protection.seed);
+                let count = counter.hit(key, now);
+                if count <= limit {
+                    MissVerdict::Pass
+                } else {
+                    MissVerdict::Refuse { count }
+                }
+            }
+        },
+    }
+}
+
+/// The cache phase's miss limit ([`judge_miss`]): `None` to go on to the origin, or the answer
+/// for a client past it: the challenge page when the request can take one
+/// ([`challenge_phase::can_take`]), else 429 with Retry-After.
+pub fn limit_misses(
+    (challenges, keys): (&ChallengeState, &ChallengeKeys),
+    site: &SiteRuntime,
+    (ip, tls): (IpAddr, bool),
+    request: &Request<Incoming>,
+    host: &str,
+    record: &dyn Fn(NewEvent),
+) -> Option<Response<EdgeBody>> {
+    let shield = &site.config.shield;
+    let headers = request.headers();
+    let cleared = || {
+        let cookie = cookie_value(headers, clearance::COOKIE)?;
+        challenge_phase::cleared(keys, site, ip, headers).then_some(cookie)
+    };
+    let verdict = judge_miss(
+        &site.protection,
+        &site.misses,
+        shield,
+        ip,
+        cleared,
+        Instant::now(),
+    );
+    let event = |action, count| {
+        record(NewEvent {
+            value: Some(count),
+            ..NewEvent::for_client(&site.name, ip, action, EventReason::CacheMisses)
+        })
+    };
+    let facts = || RequestFacts {
+        ip,
+        host,
+        method: request.method().as_str(),
+        path: request.uri().path(),
+        query: request.uri().query().unwrap_or(""),
+        headers,
+        tls,
+    };
+    match verdict {
+        MissVerdict::Pass => None,
+        MissVerdict::Log { count } => {
+            event(EventAction::Log, count);
+            None
+        }
+        MissVerdict::Challenge { count }
+            if challenge_phase::can_take(&site.challenge, &facts()) =>
+        {
+            event(EventAction::Challenge, count);
+            Some(challenge_phase::challenge(
+                challenges, keys, site, ip, request, host,
+            ))
+        }
+        MissVerdict::Challenge { count } | MissVerdict::Refuse { count } => {
+            event(EventAction::RateLimit, count);
+            Some(too_many_requests(shield.misses_period))
+        }
+    }
 }
 
 /// The response for a verdict that refuses the request; `None` to go on. (A challenge is
@@ -140,7 +279,8 @@ fn retry_after_header(response: &mut Response<EdgeBody>, after: Duration) {
 }
 
 /// Once a second, turns every site's request and error counts into rates and switches
-/// automatic under-attack mode on and off; each switch is a security event and a warning.
+/// automatic under-attack mode on and off (each switch is a security event and a warning), and
+/// judges whether each site's origin is under pressure (each switch is logged).
 pub async fn watch_attacks(
     state: Arc<crate::pipeline::EdgeState>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -155,6 +295,23 @@ pub async fn watch_attacks(
         let snapshot = state.snapshot.load();
         let now = Instant::now();
         for site in &snapshot.sites {
+            let shield = &site.config.shield;
+            let protection = &site.protection;
+            let pressed = protection.origin.tick(
+                &shield.pressure,
+                protection.origin_in_flight(),
+                shield.max_origin_concurrency,
+                now,
+            );
+            if site.metrics.set_origin_pressure(pressed) != pressed {
+                tracing::info!(
+                    site = %site.name,
+                    in_flight = protection.origin_in_flight(),
+                    usual_latency_ms = protection.origin.baseline().as_millis() as u64,
+                    "origin pressure {}",
+                    if pressed { "on" } else { "off" },
+                );
+            }
             let change = site.protection.attack.tick(&site.config.shield.attack, now);
             site.metrics.set_under_attack(
                 site.config.state == model::SiteState::UnderAttack
@@ -199,22 +356,113 @@ mod tests {
         assert!(p.origin_permit(0).is_some(), "0 means no cap");
     }
 
-    #[test]
-    fn misses_are_limited_per_address() {
-        let p = SiteProtection::new();
-        let counter = p.miss_counter(Duration::from_secs(60));
-        let now = Instant::now();
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        for _ in 0..3 {
-            assert!(!too_many_misses(&p, &counter, 3, a, now));
+    /// A site with a miss limit of 3 and an origin cap of 4 (under pressure from 2 in flight).
+    fn shield(action: LimitAction) -> SiteShield {
+        SiteShield {
+            max_misses_per_ip: 3,
+            max_origin_concurrency: 4,
+            misses_action: action,
+            ..SiteShield::default()
         }
-        assert!(too_many_misses(&p, &counter, 3, a, now));
-        assert!(!too_many_misses(&p, &counter, 3, b, now));
-        assert!(Arc::ptr_eq(
-            &counter,
-            &p.miss_counter(Duration::from_secs(60))
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    /// `n` misses from `ip` without clearance; the last one's verdict.
+    fn misses(p: &SiteProtection, s: &SiteShield, ip: IpAddr, n: usize) -> MissVerdict {
+        let counter = p.miss_counter(s.misses_period);
+        let now = Instant::now();
+        let mut verdict = MissVerdict::Pass;
+        for _ in 0..n {
+            verdict = judge_miss(p, &counter, s, ip, || None, now);
+        }
+        verdict
+    }
+
+    #[test]
+    fn misses_over_the_limit_pass_while_the_origin_copes() {
+        let registry = ProtectionRegistry::default();
+        let p = registry.site("a");
+        let s = shield(LimitAction::Challenge);
+        assert_eq!(misses(&p, &s, ip("10.0.0.1"), 50), MissVerdict::Pass);
+        // Two of four origin slots taken: under pressure, and the count was kept all along.
+        let _busy = [p.origin_permit(4).unwrap(), p.origin_permit(4).unwrap()];
+        assert!(p.origin_under_pressure(&s, Instant::now()));
+        assert!(matches!(
+            misses(&p, &s, ip("10.0.0.1"), 1),
+            MissVerdict::Challenge { count } if count > 50.0
         ));
+        // Per address: another one has its own count.
+        assert_eq!(misses(&p, &s, ip("10.0.0.2"), 3), MissVerdict::Pass);
+        assert!(matches!(
+            misses(&p, &s, ip("10.0.0.2"), 1),
+            MissVerdict::Challenge { .. }
+        ));
+    }
+
+    #[test]
+    fn under_pressure_the_misses_action_decides() {
+        for (action, over) in [
+            (LimitAction::Block, MissVerdict::Refuse { count: 4.0 }),
+            (LimitAction::Log, MissVerdict::Log { count: 4.0 }),
+            (
+                LimitAction::Challenge,
+                MissVerdict::Challenge { count: 4.0 },
+            ),
+        ] {
+            let registry = ProtectionRegistry::default();
+            let p = registry.site("a");
+            let s = shield(action);
+            let _busy = [p.origin_permit(4).unwrap(), p.origin_permit(4).unwrap()];
+            assert_eq!(misses(&p, &s, ip("10.0.0.1"), 3), MissVerdict::Pass);
+            assert_eq!(misses(&p, &s, ip("10.0.0.1"), 1), over, "{action:?}");
+        }
+    }
+
+    #[test]
+    fn with_the_pressure_gate_off_the_limit_always_applies() {
+        let p = SiteProtection::new();
+        let s = SiteShield {
+            misses_only_under_pressure: false,
+            ..shield(LimitAction::Block)
+        };
+        assert_eq!(misses(&p, &s, ip("10.0.0.1"), 3), MissVerdict::Pass);
+        assert_eq!(
+            misses(&p, &s, ip("10.0.0.1"), 1),
+            MissVerdict::Refuse { count: 4.0 }
+        );
+        // 0: no limit at all.
+        let none = SiteShield {
+            max_misses_per_ip: 0,
+            ..s
+        };
+        assert_eq!(misses(&p, &none, ip("10.0.0.1"), 100), MissVerdict::Pass);
+    }
+
+    #[test]
+    fn a_cleared_client_past_its_address_limit_is_counted_on_its_clearance() {
+        let registry = ProtectionRegistry::default();
+        let p = registry.site("a");
+        let s = shield(LimitAction::Challenge);
+        let _busy = [p.origin_permit(4).unwrap(), p.origin_permit(4).unwrap()];
+        let nat = ip("192.0.2.1");
+        let counter = p.miss_counter(s.misses_period);
+        let now = Instant::now();
+        let miss =
+            |cookie: Option<&'static [u8]>| judge_miss(&p, &counter, &s, nat, || cookie, now);
+        for _ in 0..10 {
+            miss(None);
+        }
+        // Two browsers behind the busy address, each with its own clearance and allowance...
+        for _ in 0..3 {
+            assert_eq!(miss(Some(b"first")), MissVerdict::Pass);
+            assert_eq!(miss(Some(b"second")), MissVerdict::Pass);
+        }
+        // ...and one that keeps going past it is refused, not challenged again.
+        assert_eq!(miss(Some(b"first")), MissVerdict::Refuse { count: 4.0 });
+        assert!(matches!(miss(None), MissVerdict::Challenge { .. }));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! | [`ScriptedOrigin`] | a raw TCP origin that answers request N with scripted bytes, then keeps, closes or lingers |
 //! | [`SiteConfig`] | the config most tests start from: one site, plus the lines a test adds |
 //! | [`client`] | HTTP/1.1, h2c, TLS and WebSocket clients over plain sockets |
+//! | [`control`] | the admin API as JSON, tokens made for a test, reports filed through the intake |
 //! | [`raw`] | byte-exact HTTP/1.1 exchanges, for framing attacks and connection state |
 //! | [`h2raw`] | hand-made HTTP/2 frames over h2c, for protocol floods |
 //! | [`metrics`] | samples read out of the admin listener's Prometheus text |
@@ -43,6 +44,7 @@
 
 pub mod client;
 mod config;
+pub mod control;
 mod echo;
 pub mod h2raw;
 pub mod metrics;

@@ -77,6 +77,11 @@
 //!     `a_suspended_site_under_load_never_reaches_its_origin_and_reinstating_restores_it`,
 //!     `a_legal_suspension_answers_451_and_a_reason_is_required`,
 //!     `a_site_change_reaches_the_edge_within_one_second_without_a_restart`.)
+//! 14. The admin listener's every answer says `X-Content-Type-Options: nosniff`, and the edge
+//!     never reparses an API request the control plane has decided on: security events and
+//!     purges are typed calls on the site it authorized. (black-box
+//!     `every_answer_of_the_admin_listener_says_nosniff`,
+//!     `every_operation_under_every_credential_keeps_a_site_limited_token_inside_its_site`.)
 
 pub mod access_log;
 pub mod admin;
@@ -104,5 +109,7 @@ mod test_input;
 mod tls;
 
 pub use phases::abuse::{ReportSink, SubmitFuture};
+pub use purge_api::{MAX_BODY_BYTES as MAX_PURGE_BODY_BYTES, PurgeError, Purged};
 pub use server::{Edge, EdgeError};
+pub use shield::events::{EventQuery, SecurityEvent};
 pub use snapshot::Snapshot;

@@ -15,6 +15,7 @@
 //! | [`RecordingOrigin`] | an origin that keeps every byte it receives per connection and answers each request with its request line |
 //! | [`SiteConfig`] | the config most tests start from: one site, plus the lines a test adds |
 //! | [`client`] | HTTP/1.1, h2c, TLS and WebSocket clients over plain sockets |
+//! | [`control`] | the admin API as JSON, tokens made for a test, reports filed through the intake |
 //! | [`raw`] | byte-exact HTTP/1.1 exchanges, for framing attacks and connection state |
 //! | [`h2raw`] | hand-made HTTP/2 frames over h2c, for protocol floods |
 //! | [`metrics`] | samples read out of the admin listener's Prometheus text |
@@ -44,6 +45,7 @@
 
 pub mod client;
 mod config;
+pub mod control;
 mod echo;
 pub mod h2raw;
 pub mod metrics;

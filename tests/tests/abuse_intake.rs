@@ -228,7 +228,7 @@ async fn a_bad_report_gets_400_naming_the_field() {
     }
 
     // A form gets itself back, filled in, the error above it, every value escaped.
-    let form = "category=harassment&urls=https%3A%2F%2Fblog.example%2F%3Ca%3E\
+    let form = "category=harassment&urls=https%3A%2F%2Fblog.example%2Fa%26b\
                 &description=&contact=%22%3E%3Cscript%3Ealert(1)%3C%2Fscript%3E";
     let response = send(
         proxy.http_addr(),
@@ -246,7 +246,7 @@ async fn a_bad_report_gets_400_naming_the_field() {
         page.contains("<option value=\"harassment\" selected>"),
         "{page}"
     );
-    assert!(page.contains("https://blog.example/&lt;a&gt;"), "{page}");
+    assert!(page.contains("https://blog.example/a&amp;b"), "{page}");
     assert!(!page.contains("<script"), "{page}");
     assert!(response.header("content-security-policy").is_some());
 
@@ -261,6 +261,115 @@ async fn a_bad_report_gets_400_naming_the_field() {
     )
     .await;
     assert_eq!(response.status(), Some(415));
+    assert_eq!(origin.requests(), 0);
+}
+
+#[tokio::test]
+async fn a_url_that_is_not_an_rfc_3986_url_is_refused_and_the_form_shows_it_escaped() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&config(&origin).to_toml());
+    let hostile = r#"https://blog.example/"><script>alert(1)</script>"#;
+    let report = |url: &str| {
+        serde_json::json!({"category": "phishing", "urls": [url], "description": "see it"})
+            .to_string()
+    };
+    for (i, url) in [
+        hostile,
+        "https://blog.example/{x}",
+        "https://blog.example/a|b",
+        "https://blog.example/%zz",
+        "https://blog.example/a#b#c",
+        "https://bl<og.example/",
+        "https://blog.example:80a/",
+        "https://[::1/",
+        "https://[not-v6]/",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let response = post_json(
+            &proxy,
+            v4(127, 0, 4, i as u8 + 1),
+            "blog.example",
+            &report(url),
+        )
+        .await;
+        assert_eq!(
+            response.status(),
+            Some(400),
+            "{url}: {}",
+            response.body_text()
+        );
+        assert_eq!(json(&response)["field"], "urls", "{url}");
+        assert_eq!(
+            response.header("x-content-type-options"),
+            Some("nosniff"),
+            "{url}"
+        );
+    }
+
+    // The form gets itself back with the URL shown as text.
+    let form = format!(
+        "category=phishing&description=see+it&urls={}",
+        hostile
+            .bytes()
+            .map(|b| format!("%{b:02X}"))
+            .collect::<String>()
+    );
+    let response = send(
+        proxy.http_addr(),
+        v4(127, 0, 5, 1),
+        "POST",
+        "blog.example",
+        ABUSE_PATH,
+        Some(("application/x-www-form-urlencoded", &form)),
+    )
+    .await;
+    assert_eq!(response.status(), Some(400), "{}", response.body_text());
+    let page = response.body_text();
+    assert!(
+        page.contains("https://blog.example/&quot;&gt;&lt;script&gt;"),
+        "{page}"
+    );
+    assert!(!page.contains("<script"), "{page}");
+
+    // Valid ones are taken; an IRI's non-ASCII characters are percent-encoded (RFC 3987 3.1).
+    for (i, (url, stored)) in [
+        (
+            "https://blog.example/a?b=c&d=%20e#f",
+            "https://blog.example/a?b=c&d=%20e#f",
+        ),
+        ("http://[2001:db8::1]:8080/x", "http://[2001:db8::1]:8080/x"),
+        (
+            "https://user@blog.example/'quoted'",
+            "https://user@blog.example/'quoted'",
+        ),
+        (
+            "https://blog.example/café",
+            "https://blog.example/caf%C3%A9",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let response = post_json(
+            &proxy,
+            v4(127, 0, 6, i as u8 + 1),
+            "blog.example",
+            &report(url),
+        )
+        .await;
+        assert_eq!(
+            response.status(),
+            Some(201),
+            "{url}: {}",
+            response.body_text()
+        );
+        let id = json(&response)["id"].as_i64().expect("an id");
+        let shown = client::admin_get(proxy.admin_addr(), &format!("/api/reports/{id}")).await;
+        let shown: Value = serde_json::from_slice(&shown.body).expect("a report");
+        assert_eq!(shown["urls"], serde_json::json!([stored]), "{url}");
+    }
     assert_eq!(origin.requests(), 0);
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use palisade_blackbox::ADMIN_TOKEN;
 use palisade_blackbox::client::{self, Reply};
+use palisade_blackbox::control::{api, api_as, json_of};
 use palisade_blackbox::scripted_origin::ScriptedOrigin;
 use palisade_blackbox::{Origin, Palisade, SiteConfig};
 use serde_json::{Value, json};
@@ -17,31 +18,6 @@ use serde_json::{Value, json};
 /// A file with one site (`blog`), so the API has a file site beside the ones it makes.
 fn proxy_with_file_site(origin: &Origin) -> Palisade {
     Palisade::start(&SiteConfig::blog(origin.url()).to_toml())
-}
-
-async fn api(proxy: &Palisade, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let text = body.map(|b| b.to_string());
-    let reply = client::admin_send(proxy.admin_addr(), method, path, text.as_deref()).await;
-    (reply.status.as_u16(), json_of(&reply))
-}
-
-async fn api_as(
-    proxy: &Palisade,
-    token: Option<&str>,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> Reply {
-    let text = body.map(|b| b.to_string());
-    client::admin_send_as(proxy.admin_addr(), token, method, path, text.as_deref()).await
-}
-
-fn json_of(reply: &Reply) -> Value {
-    if reply.body.is_empty() {
-        return Value::Null;
-    }
-    serde_json::from_slice(&reply.body)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", reply.text()))
 }
 
 fn shop(origin_url: &str) -> Value {

@@ -72,43 +72,30 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// `since`: unix seconds, or a duration back from now (`90m`, `24h`); default one hour.
-pub fn parse_since(query: &str, now: i64) -> Result<i64, ApiError> {
-    let mut since = now - TOP_WINDOW.as_secs() as i64;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match name {
-            "since" => {
-                since = match value.parse::<i64>() {
-                    Ok(seconds) => seconds,
-                    Err(_) => match model::parse_duration(value) {
-                        Ok(back) => now - back.as_secs() as i64,
-                        Err(_) => {
-                            return Err(ApiError::field(
-                                StatusCode::BAD_REQUEST,
-                                "since",
-                                "unix seconds, or a duration back from now such as 90m or 24h",
-                            ));
-                        }
-                    },
-                }
-            }
-            other => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("unknown parameter {other:?} (since)"),
-                ));
-            }
-        }
+/// `since`: unix seconds, or a duration back from now (`90m`, `24h`); default one hour. The
+/// query it comes from was parsed once, by the API's gate.
+pub fn parse_since(since: Option<&str>, now: i64) -> Result<i64, ApiError> {
+    let Some(value) = since else {
+        return Ok(now - TOP_WINDOW.as_secs() as i64);
+    };
+    match value.parse::<i64>() {
+        Ok(seconds) => Ok(seconds),
+        Err(_) => match model::parse_duration(value) {
+            Ok(back) => Ok(now - back.as_secs() as i64),
+            Err(_) => Err(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "since",
+                "unix seconds, or a duration back from now such as 90m or 24h",
+            )),
+        },
     }
-    Ok(since)
 }
 
 /// The answer: every stored minute from `since`, their totals, and the top paths and clients
 /// over the last hour of them.
-pub async fn serve(plane: &ControlPlane, site: &str, query: &str) -> ApiResult {
+pub async fn serve(plane: &ControlPlane, site: &str, since: Option<&str>) -> ApiResult {
     let now = unix_now();
-    let since = parse_since(query, now)?;
+    let since = parse_since(since, now)?;
     let name = site.to_string();
     let rows = crate::api::read(plane, move |conn| {
         store::analytics::since(conn, &name, since, MAX_MINUTES)
@@ -127,7 +114,10 @@ pub async fn serve(plane: &ControlPlane, site: &str, query: &str) -> ApiResult {
         if !exists {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                format!("no site named {site:?}, and no analytics kept for one"),
+                format!(
+                    "no site named {}, and no analytics kept for one",
+                    model::shown(site)
+                ),
             ));
         }
     }
@@ -239,10 +229,9 @@ mod tests {
 
     #[test]
     fn since_takes_seconds_or_a_duration_back() {
-        assert_eq!(parse_since("", 10_000).unwrap(), 10_000 - 3600);
-        assert_eq!(parse_since("since=1234", 10_000).unwrap(), 1234);
-        assert_eq!(parse_since("since=90m", 10_000).unwrap(), 10_000 - 5400);
-        assert!(parse_since("since=soon", 10_000).is_err());
-        assert!(parse_since("until=1", 10_000).is_err());
+        assert_eq!(parse_since(None, 10_000).unwrap(), 10_000 - 3600);
+        assert_eq!(parse_since(Some("1234"), 10_000).unwrap(), 1234);
+        assert_eq!(parse_since(Some("90m"), 10_000).unwrap(), 10_000 - 5400);
+        assert!(parse_since(Some("soon"), 10_000).is_err());
     }
 }

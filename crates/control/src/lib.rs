@@ -5,10 +5,37 @@
 //! directory, serves the admin API on the admin listener, and turns every accepted change into
 //! a new snapshot for the edge. It is not on a request's path: the edge reads only its snapshot
 //! and hands abuse reports and analytics over through narrow hooks.
+//!
+//! ## Invariants (each pinned by a named test)
+//! 1. Every `/api/` route passes one gate before it does anything: the token (401), the scope
+//!    its operation names in the OpenAPI document (403), its query parsed once against the
+//!    parameters the document declares (400: given twice however spelled, undeclared,
+//!    malformed). A route the document lacks is not served. (`api::query::tests::*`,
+//!    `api::openapi::tests::the_gate_reads_scopes_and_query_parameters_from_the_document`;
+//!    black-box `every_operation_under_every_credential_keeps_a_site_limited_token_inside_its_site`.)
+//! 2. A token limited to sites never reads, changes or learns of another site: 403 for a route,
+//!    `site=` or `target=site:` naming it (without repeating the name), 404 for a report of it
+//!    or of none (as for a missing one, to `GET` and `PATCH`), listings and events held to its
+//!    sites, and a suspension cites only reports it reaches. (black-box
+//!    `every_operation_under_every_credential_keeps_a_site_limited_token_inside_its_site`,
+//!    `a_site_named_twice_or_percent_encoded_in_a_query_is_refused_not_read_two_ways`,
+//!    `a_report_out_of_a_tokens_reach_is_404_to_get_and_patch_alike`,
+//!    `a_suspension_by_a_limited_token_cites_only_its_own_sites_reports_and_cannot_probe_others`.)
+//! 3. A token limited to sites gives its sites only host names under those they hold.
+//!    (`claims::tests::*`; black-box
+//!    `a_limited_token_claims_only_names_under_those_its_sites_already_hold`.)
+//! 4. `/metrics` shows every site: without a token only to a peer in `metrics_open_to`, on a
+//!    request no proxy relayed. (black-box
+//!    `metrics_are_open_without_a_token_only_to_the_networks_metrics_open_to_names`,
+//!    `by_default_metrics_are_open_to_loopback_only_on_a_loopback_listener_and_never_to_relayed_requests`.)
+//! 5. Errors quote what was sent cut short and name no server path: a file site's file by its
+//!    base name, store and disk failures only in the log. (`model::shown::tests::*`; black-box
+//!    `errors_name_the_configuration_file_by_its_base_name_and_cut_what_they_echo`.)
 
 pub mod analytics;
 pub mod api;
 pub mod bootstrap;
+pub mod claims;
 pub mod documents;
 pub mod intake;
 pub mod plane;

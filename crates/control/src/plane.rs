@@ -81,6 +81,9 @@ pub enum ChangeError {
     /// What it names does not exist (404).
     #[error("{0}")]
     NotFound(String),
+    /// The caller's token may not make this change (403), e.g. claim that host name.
+    #[error("{0}")]
+    Forbidden(FieldError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -1,13 +1,19 @@
-//! The admin listener and the edge's own endpoints: `GET /metrics` (Prometheus), `GET
-//! /healthz`, `GET /api/events` (recent security events, see `events`), and `POST
-//! /api/sites/{site}/purge` (see `purge_api`).
+//! The admin listener and the edge's own endpoints: `GET /metrics` (Prometheus) and `GET
+//! /healthz`.
 //!
 //! The control plane installs an [`AdminHandler`] that answers every admin request (its API,
 //! with authentication, and these endpoints through [`Edge::admin_builtin`]). Until one is
 //! installed only `/metrics` and `/healthz` answer: the edge alone never serves an
-//! unauthenticated API.
+//! unauthenticated API. The API's security events and purges are typed calls
+//! ([`Edge::security_events`], [`Edge::purge`]), never a request the edge parses again: what
+//! the control plane authorized is exactly what the edge does.
+//!
+//! Every answer on this listener carries `X-Content-Type-Options: nosniff`: its bodies are
+//! JSON and text that may quote what a client or a reporter sent, never pages.
 //!
 //! [`Edge::admin_builtin`]: crate::Edge::admin_builtin
+//! [`Edge::security_events`]: crate::Edge::security_events
+//! [`Edge::purge`]: crate::Edge::purge
 
 use crate::conn_guard::ConnGuard;
 use crate::pipeline::EdgeState;
@@ -67,10 +73,14 @@ pub async fn serve(
                 let state = Arc::clone(&state);
                 let guard = Arc::clone(&guard);
                 async move {
-                    let response = match state.admin_handler.get() {
+                    let mut response = match state.admin_handler.get() {
                         Some(handler) => handler(request).await,
                         None => builtin_before_control(request, &state, &guard).await,
                     };
+                    response.headers_mut().insert(
+                        header::X_CONTENT_TYPE_OPTIONS,
+                        header::HeaderValue::from_static("nosniff"),
+                    );
                     Ok::<_, Infallible>(response)
                 }
             });
@@ -100,25 +110,12 @@ async fn builtin_before_control(
 }
 
 /// The edge's own admin endpoints, for any request body type (the control plane's router
-/// hands them its requests after checking their token).
+/// hands them its requests after deciding who may see them).
 pub async fn answer<B>(
     request: Request<B>,
     state: &EdgeState,
     guard: &ConnGuard,
-) -> Response<Full<Bytes>>
-where
-    B: http_body::Body<Data = Bytes> + Send,
-    B::Error: Into<BoxError>,
-{
-    if let Some(site) = request
-        .uri()
-        .path()
-        .strip_prefix("/api/sites/")
-        .and_then(|rest| rest.strip_suffix("/purge"))
-    {
-        let site = site.to_string();
-        return purge(request, &site, state).await;
-    }
+) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => {
             let snapshot = state.snapshot.load();
@@ -134,7 +131,6 @@ where
             )
         }
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-        (_, "/api/events") => return events(&request, state),
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",
@@ -142,90 +138,6 @@ where
         ),
     };
     reply(status, content_type, body)
-}
-
-/// Events returned when the query sets no `limit`, and the most it may ask for.
-const EVENTS_DEFAULT_LIMIT: usize = 100;
-const EVENTS_MAX_LIMIT: usize = 10_000;
-
-/// `GET /api/events?site=NAME&limit=N&after=ID`: recent security events, newest first.
-fn events<B>(request: &Request<B>, state: &EdgeState) -> Response<Full<Bytes>> {
-    if request.method() != Method::GET {
-        let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
-        response
-            .headers_mut()
-            .insert(header::ALLOW, header::HeaderValue::from_static("GET"));
-        return response;
-    }
-    let mut query = shield::events::EventQuery {
-        limit: EVENTS_DEFAULT_LIMIT,
-        ..Default::default()
-    };
-    let text = request.uri().query().unwrap_or("");
-    let pairs: Vec<(String, String)> = form_pairs(text);
-    for (name, value) in &pairs {
-        match name.as_str() {
-            "site" => query.site = Some(value.as_str()),
-            "limit" => match value.parse::<usize>() {
-                Ok(n) if (1..=EVENTS_MAX_LIMIT).contains(&n) => query.limit = n,
-                _ => {
-                    return json_error(
-                        StatusCode::BAD_REQUEST,
-                        &format!("limit must be 1 to {EVENTS_MAX_LIMIT}"),
-                    );
-                }
-            },
-            "after" => match value.parse::<u64>() {
-                Ok(id) => query.after = Some(id),
-                Err(_) => return json_error(StatusCode::BAD_REQUEST, "after must be an event id"),
-            },
-            other => {
-                return json_error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("unknown parameter {other:?} (site, limit, after)"),
-                );
-            }
-        }
-    }
-    let events = state.events.recent(&query);
-    let body = serde_json::json!({ "events": events }).to_string();
-    reply(StatusCode::OK, "application/json", body + "\n")
-}
-
-/// `a=1&b=x%20y` as pairs, percent-decoded (`+` is a space).
-fn form_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(name), percent_decode(value))
-        })
-        .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let hex = |i: usize| bytes.get(i).and_then(|b| (*b as char).to_digit(16));
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match (bytes[i], hex(i + 1), hex(i + 2)) {
-            (b'%', Some(high), Some(low)) => {
-                out.push((high * 16 + low) as u8);
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn cache_report(cache: &cache::Cache) -> crate::metrics::CacheReport {
@@ -251,71 +163,4 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
 fn json_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     let body = serde_json::json!({ "error": message }).to_string();
     reply(status, "application/json", body + "\n")
-}
-
-/// `POST /api/sites/{site}/purge`: 200 with the purge's sequence number once it applies to
-/// every request; 404 for a site the configuration does not have; 400 for a bad body; 405 for
-/// another method.
-async fn purge<B>(request: Request<B>, site: &str, state: &EdgeState) -> Response<Full<Bytes>>
-where
-    B: http_body::Body<Data = Bytes> + Send,
-    B::Error: Into<BoxError>,
-{
-    if request.method() != Method::POST {
-        let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
-        response
-            .headers_mut()
-            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
-        return response;
-    }
-    let snapshot = state.snapshot.load();
-    let Some(site) = snapshot.sites.iter().find(|s| &*s.name == site) else {
-        return json_error(StatusCode::NOT_FOUND, &format!("no site named {site:?}"));
-    };
-    let limited =
-        http_body_util::Limited::new(request.into_body(), crate::purge_api::MAX_BODY_BYTES);
-    let body = match tokio::time::timeout(Duration::from_secs(10), limited.collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(_)) => {
-            return json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "purge body over 64 KiB, or broken",
-            );
-        }
-        Err(_) => {
-            return json_error(
-                StatusCode::REQUEST_TIMEOUT,
-                "purge body not sent within 10 s",
-            );
-        }
-    };
-    let purge = match crate::purge_api::parse(&site.name, &body) {
-        Ok(purge) => purge,
-        Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
-    };
-    let scope = format!("{:?}", purge.scope);
-    let soft = purge.soft;
-    let seq = state.cache.purge(purge);
-    state.purge_wake.notify_one();
-    tracing::info!(site = %site.name, %scope, soft, seq, "purge");
-    let body = serde_json::json!({ "site": &*site.name, "purge": seq, "soft": soft }).to_string();
-    reply(StatusCode::OK, "application/json", body + "\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_pairs_are_percent_decoded() {
-        assert_eq!(
-            form_pairs("site=my%2dsite&limit=5&x=a+b&bad=%zz&&"),
-            vec![
-                ("site".into(), "my-site".into()),
-                ("limit".into(), "5".into()),
-                ("x".into(), "a b".into()),
-                ("bad".into(), "%zz".into()),
-            ]
-        );
-    }
 }

@@ -87,6 +87,11 @@
 //!     `with_its_origin_latency_rising_a_client_past_its_miss_limit_gets_429`,
 //!     `under_origin_pressure_each_cleared_browser_behind_a_busy_address_has_a_miss_allowance_of_its_own`,
 //!     `a_cache_busting_flood_on_the_default_miss_limit_is_challenged_once_it_presses_the_origin`.)
+//! 15. The admin listener's every answer says `X-Content-Type-Options: nosniff`, and the edge
+//!     never reparses an API request the control plane has decided on: security events and
+//!     purges are typed calls on the site it authorized. (black-box
+//!     `every_answer_of_the_admin_listener_says_nosniff`,
+//!     `every_operation_under_every_credential_keeps_a_site_limited_token_inside_its_site`.)
 
 pub mod access_log;
 pub mod admin;
@@ -115,5 +120,7 @@ mod test_input;
 mod tls;
 
 pub use phases::abuse::{ReportSink, SubmitFuture};
+pub use purge_api::{MAX_BODY_BYTES as MAX_PURGE_BODY_BYTES, PurgeError, Purged};
 pub use server::{Edge, EdgeError};
+pub use shield::events::{EventQuery, SecurityEvent};
 pub use snapshot::Snapshot;

@@ -16,6 +16,26 @@ use tokio::sync::Notify;
 /// Largest purge request body read.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// A purge the edge took: it applies to every request from now on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Purged {
+    pub site: String,
+    /// The purge's sequence number.
+    pub purge: u64,
+    pub soft: bool,
+}
+
+/// Why a purge was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PurgeError {
+    /// The running configuration has no such site.
+    #[error("no site named {}", model::shown(.0))]
+    NoSuchSite(String),
+    /// The body is not one of the selectors above.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PurgeBody {

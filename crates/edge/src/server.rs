@@ -300,18 +300,48 @@ impl Edge {
         }
     }
 
-    /// The edge's own admin endpoints (`/metrics`, `/healthz`, `/api/events`,
-    /// `/api/sites/{site}/purge`), for the control plane to answer with after it has checked
-    /// the caller.
+    /// The edge's own admin endpoints (`/metrics`, `/healthz`), for the control plane to
+    /// answer with after it has decided who may see them.
     pub async fn admin_builtin<B>(
         &self,
         request: http::Request<B>,
-    ) -> http::Response<http_body_util::Full<bytes::Bytes>>
-    where
-        B: http_body::Body<Data = bytes::Bytes> + Send,
-        B::Error: Into<crate::admin::BoxError>,
-    {
+    ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
         crate::admin::answer(request, &self.state, &self.guard).await
+    }
+
+    /// The newest security events `query` selects, newest first.
+    pub fn security_events(
+        &self,
+        query: &shield::events::EventQuery<'_>,
+    ) -> Vec<shield::events::SecurityEvent> {
+        self.state.events.recent(query)
+    }
+
+    /// Purges `site`'s cached responses by the JSON selector `body` (see `purge_api`): from
+    /// the next request on nothing it selects is served as fresh; stored objects are walked in
+    /// the background. The caller has read the body (at most
+    /// [`MAX_PURGE_BODY_BYTES`](crate::MAX_PURGE_BODY_BYTES)) and decided who may purge.
+    pub fn purge(
+        &self,
+        site: &str,
+        body: &[u8],
+    ) -> Result<crate::purge_api::Purged, crate::purge_api::PurgeError> {
+        use crate::purge_api::{PurgeError, Purged};
+        let snapshot = self.state.snapshot.load();
+        let Some(site) = snapshot.sites.iter().find(|s| &*s.name == site) else {
+            return Err(PurgeError::NoSuchSite(site.to_string()));
+        };
+        let purge = crate::purge_api::parse(&site.name, body).map_err(PurgeError::Invalid)?;
+        let scope = format!("{:?}", purge.scope);
+        let soft = purge.soft;
+        let seq = self.state.cache.purge(purge);
+        self.state.purge_wake.notify_one();
+        tracing::info!(site = %site.name, %scope, soft, seq, "purge");
+        Ok(Purged {
+            site: site.name.to_string(),
+            purge: seq,
+            soft,
+        })
     }
 
     /// The configuration's data directory, as the edge started with it.

@@ -188,7 +188,7 @@ impl FromStr for ReportStatus {
 
 /// A name that is not one of a fixed set (a report category or status).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} {name:?}: expected {expected}")]
+#[error("unknown {what} {}: expected {expected}", crate::shown(name))]
 pub struct UnknownName {
     pub what: &'static str,
     pub name: String,
@@ -245,7 +245,8 @@ impl ReportError {
 
 impl NewReport {
     /// Checks what a reporter wrote and makes the report. Blank URL entries are dropped, the
-    /// URLs, description and contact trimmed, and a blank contact is none; then everything
+    /// URLs, description and contact trimmed, a URL's non-ASCII characters percent-encoded
+    /// (RFC 3987's mapping of an IRI to a URI), and a blank contact is none; then everything
     /// must pass [`validate`](Self::validate).
     pub fn from_submission(
         submission: ReportSubmission,
@@ -267,7 +268,7 @@ impl NewReport {
             .iter()
             .map(|u| u.trim())
             .filter(|u| !u.is_empty())
-            .map(str::to_string)
+            .map(iri_to_uri)
             .collect();
         let description = submission.description.trim().replace("\r\n", "\n");
         let contact = submission
@@ -293,8 +294,8 @@ impl NewReport {
         self.category.urgent()
     }
 
-    /// Every bound on what a reporter wrote: 1 to 20 `http`/`https` URLs of at most 2048 bytes
-    /// each; a description of 1 to 10,000 characters with no control character but newline and
+    /// Every bound on what a reporter wrote: 1 to 20 `http`/`https` URLs (RFC 3986) of at most
+    /// 2048 bytes each; a description of 1 to 10,000 characters with no control character but newline and
     /// tab; a contact of at most 320 characters with no control character.
     pub fn validate(&self) -> Result<(), ReportError> {
         if self.urls.is_empty() {
@@ -358,8 +359,30 @@ impl NewReport {
     }
 }
 
-/// An absolute `http` or `https` URL with a host, no whitespace or control character, at most
-/// [`MAX_REPORT_URL_BYTES`].
+/// RFC 3987 section 3.1: an IRI becomes a URI by percent-encoding the UTF-8 bytes of each
+/// non-ASCII character. What a reporter pastes from an address bar may hold them (`/café`);
+/// stored mapped, every URL a report keeps is an RFC 3986 URI. Whitespace and control
+/// characters are left as they are, for [`check_url`] to refuse.
+fn iri_to_uri(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() || c.is_whitespace() || c.is_control() {
+            out.push(c);
+        } else {
+            let mut bytes = [0u8; 4];
+            for b in c.encode_utf8(&mut bytes).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
+}
+
+/// An absolute `http` or `https` URI as RFC 3986 writes it (section 3: `scheme "://"
+/// authority path-abempty [ "?" query ] [ "#" fragment ]`) with a host, at most
+/// [`MAX_REPORT_URL_BYTES`]. Everything outside the grammar is refused rather than repaired:
+/// `"`, `<`, `>` and the like cannot appear, so a report's URL never carries markup to a page
+/// that forgets to escape it (every page that shows one escapes it anyway).
 fn check_url(url: &str) -> Result<(), String> {
     if url.len() > MAX_REPORT_URL_BYTES {
         return Err(format!(
@@ -378,12 +401,98 @@ fn check_url(url: &str) -> Result<(), String> {
     } else {
         return Err("must start with http:// or https://".into());
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or("");
-    if host.is_empty() || host.starts_with(':') {
+    let (rest, fragment) = rest.split_once('#').unwrap_or((rest, ""));
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (userinfo, host_port) = match authority.rsplit_once('@') {
+        Some((userinfo, host_port)) => (userinfo, host_port),
+        None => ("", authority),
+    };
+    uri_part(userinfo, "the user part", |b| sub_delim(b) || b == b':')?;
+    let (host, port) = split_port(host_port)?;
+    if host.is_empty() {
         return Err("must name a host".into());
     }
+    if let Some(literal) = host.strip_prefix('[') {
+        let inside = literal
+            .strip_suffix(']')
+            .ok_or("an IPv6 address must be written in brackets: [2001:db8::1]")?;
+        if inside.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err("the brackets must hold an IPv6 address".into());
+        }
+    } else {
+        uri_part(host, "the host", sub_delim)?;
+    }
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("the port must be digits".into());
+    }
+    uri_part(path, "the path", |b| pchar(b) || b == b'/')?;
+    uri_part(query, "the query", |b| pchar(b) || b == b'/' || b == b'?')?;
+    uri_part(fragment, "the fragment", |b| {
+        pchar(b) || b == b'/' || b == b'?'
+    })
+}
+
+/// `host[:port]`: the port follows the last colon outside an IPv6 literal's brackets.
+fn split_port(host_port: &str) -> Result<(&str, &str), String> {
+    let after_literal = match host_port.find(']') {
+        Some(end) if host_port.starts_with('[') => end + 1,
+        Some(_) => return Err("holds ']' outside an IPv6 address".into()),
+        None => 0,
+    };
+    match host_port[after_literal..].rfind(':') {
+        Some(i) => {
+            let at = after_literal + i;
+            Ok((&host_port[..at], &host_port[at + 1..]))
+        }
+        None if after_literal == 0 || after_literal == host_port.len() => Ok((host_port, "")),
+        None => Err("holds characters after an IPv6 address".into()),
+    }
+}
+
+/// Checks one part of a URI: every byte unreserved, a `%XX` escape, or one `also` allows.
+fn uri_part(part: &str, what: &str, also: impl Fn(u8) -> bool) -> Result<(), String> {
+    let bytes = part.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let escape = bytes.get(i + 1..i + 3);
+            if !escape.is_some_and(|e| e.iter().all(u8::is_ascii_hexdigit)) {
+                return Err(format!(
+                    "{what} holds a '%' that is not followed by two hex digits"
+                ));
+            }
+            i += 3;
+            continue;
+        }
+        if !(unreserved(b) || also(b)) {
+            return Err(format!(
+                "{what} holds {:?}, which a URL must percent-encode (RFC 3986)",
+                b as char
+            ));
+        }
+        i += 1;
+    }
     Ok(())
+}
+
+/// RFC 3986 section 2.3.
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// RFC 3986 section 2.2.
+fn sub_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
+}
+
+/// RFC 3986 section 3.3, less the escapes `uri_part` reads itself.
+fn pchar(b: u8) -> bool {
+    sub_delim(b) || matches!(b, b':' | b'@')
 }
 
 #[cfg(test)]
@@ -539,6 +648,68 @@ mod tests {
         assert_eq!(long.len(), 2048);
         assert!(make(with_urls(vec![long.clone()])).is_ok());
         assert_eq!(field_of(with_urls(vec![format!("{long}a")])), "urls");
+    }
+
+    #[test]
+    fn urls_follow_rfc_3986_and_markup_never_passes() {
+        let with_url = |url: &str| ReportSubmission {
+            urls: vec![url.into()],
+            ..submission()
+        };
+        for good in [
+            "https://blog.example/a?b=c&d=%20e#f",
+            "HTTPS://Blog.Example:8443/",
+            "http://[2001:db8::1]:8080/x",
+            "https://user:pw@blog.example/'quoted'(1)*",
+            "https://blog.example/a/?q=/x?y#frag/ment?",
+            "https://blog.example",
+            "https://xn--caf-dma.example/",
+        ] {
+            assert!(make(with_url(good)).is_ok(), "{good}");
+        }
+        for bad in [
+            r#"https://a.test/"><script>alert(1)</script>"#,
+            "https://blog.example/<b>",
+            "https://blog.example/{x}",
+            "https://blog.example/a|b",
+            "https://blog.example/a\\b",
+            "https://blog.example/a^b",
+            "https://blog.example/`",
+            "https://blog.example/%zz",
+            "https://blog.example/%4",
+            "https://blog.example/a#b#c",
+            "https://bl<og.example/",
+            "https://blog.example:80a/",
+            "https://[::1/",
+            "https://[not-v6]/",
+            "https://[::1]x/",
+            "https://bl]og.example/",
+            "https://us\"er@blog.example/",
+        ] {
+            let err = make(with_url(bad)).unwrap_err();
+            assert_eq!(err.field, "urls", "{bad:?}");
+            assert!(
+                !err.message.contains(bad),
+                "the message names the fault, not the URL: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_iri_is_stored_as_the_uri_rfc_3987_maps_it_to() {
+        let report = make(ReportSubmission {
+            urls: vec!["https://blog.example/café?q=ü".into()],
+            ..submission()
+        })
+        .unwrap();
+        assert_eq!(report.urls, ["https://blog.example/caf%C3%A9?q=%C3%BC"]);
+        // Non-ASCII spaces are not mapped: they are refused.
+        let err = make(ReportSubmission {
+            urls: vec!["https://blog.example/a\u{a0}b".into()],
+            ..submission()
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "urls");
     }
 
     #[test]

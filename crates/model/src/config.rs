@@ -36,8 +36,11 @@ pub struct ServerSettings {
     pub listen: Vec<SocketAddr>,
     /// TLS listeners: ALPN h2 and http/1.1, certificate chosen by SNI.
     pub listen_tls: Vec<SocketAddr>,
-    /// Admin listener: `/metrics`, `/healthz`.
+    /// Admin listener: `/metrics`, `/healthz`, the admin API.
     pub admin: SocketAddr,
+    /// Networks whose peers may read `/metrics` without a token, as written; `None`: the
+    /// default, see [`ServerSettings::metrics_open_to`].
+    pub metrics_open_to: Option<Vec<IpNet>>,
     pub data_dir: PathBuf,
     /// Peers whose `X-Forwarded-*` and `Forwarded` headers are believed and appended to.
     pub trusted_proxies: Vec<IpNet>,
@@ -51,6 +54,32 @@ pub struct ServerSettings {
     pub operator_host: Option<String>,
     /// How long the control plane keeps per-minute analytics (default 7 days).
     pub analytics_retention: Duration,
+}
+
+impl ServerSettings {
+    /// The networks whose peers read `/metrics` without a token: `metrics_open_to` as written,
+    /// else loopback when the admin listener is `bound` to a loopback address, and nothing
+    /// when it is bound beyond (a peer there may be anyone the network lets through).
+    ///
+    /// ```
+    /// let config = model::Config::from_toml_str("palisade.toml", "").unwrap();
+    /// let loopback = "127.0.0.1:9090".parse().unwrap();
+    /// assert_eq!(config.server.metrics_open_to(loopback).len(), 2);
+    /// assert!(config.server.metrics_open_to("0.0.0.0:9090".parse().unwrap()).is_empty());
+    /// ```
+    pub fn metrics_open_to(&self, bound: SocketAddr) -> Vec<IpNet> {
+        match &self.metrics_open_to {
+            Some(networks) => networks.clone(),
+            None if bound.ip().is_loopback() => vec![
+                IpNet::V4(ipnet::Ipv4Net::new_assert(
+                    std::net::Ipv4Addr::new(127, 0, 0, 0),
+                    8,
+                )),
+                IpNet::from(std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)),
+            ],
+            None => Vec::new(),
+        }
+    }
 }
 
 /// The default of `server.analytics_retention`: a week of minutes, about 10k rows per site.
@@ -370,7 +399,7 @@ impl Config {
             if self.sites.iter().any(|s| s.name == site.name) {
                 return Err(error(
                     format!("{}.name", site.name),
-                    format!("site name {:?} is already used", site.name),
+                    format!("site name {} is already used", crate::shown(&site.name)),
                 ));
             }
             for host in &site.hosts {
@@ -465,6 +494,7 @@ struct FileServer {
     listen: Vec<SocketAddr>,
     listen_tls: Vec<SocketAddr>,
     admin: SocketAddr,
+    metrics_open_to: Option<Vec<IpNet>>,
     data_dir: PathBuf,
     trusted_proxies: Vec<IpNet>,
     access_log: String,
@@ -507,6 +537,7 @@ impl Default for FileServer {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
             listen_tls: Vec::new(),
             admin: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            metrics_open_to: None,
             data_dir: PathBuf::from("./palisade-data"),
             trusted_proxies: Vec::new(),
             access_log: "stdout".into(),
@@ -546,6 +577,7 @@ impl FileServer {
             listen: self.listen,
             listen_tls: self.listen_tls,
             admin: self.admin,
+            metrics_open_to: self.metrics_open_to,
             data_dir: self.data_dir,
             trusted_proxies: self.trusted_proxies,
             workers: self.workers.filter(|n| *n > 0),
@@ -690,7 +722,10 @@ impl FileSiteCache {
             if !pattern.starts_with('/') || pattern.bytes().any(|b| b <= b' ' || b == 0x7f) {
                 return Err((
                     "cache.bypass",
-                    format!("bypass pattern {pattern:?} must start with '/' and hold no spaces"),
+                    format!(
+                        "bypass pattern {} must start with '/' and hold no spaces",
+                        crate::shown(pattern)
+                    ),
                 ));
             }
         }
@@ -698,7 +733,7 @@ impl FileSiteCache {
             if name.is_empty() || !name.bytes().all(is_token_byte) {
                 return Err((
                     "cache.key_headers",
-                    format!("{name:?} is not a header field name"),
+                    format!("{} is not a header field name", crate::shown(name)),
                 ));
             }
         }
@@ -706,7 +741,7 @@ impl FileSiteCache {
             if name.is_empty() || !name.bytes().all(is_token_byte) {
                 return Err((
                     "cache.key_cookies",
-                    format!("{name:?} is not a cookie name"),
+                    format!("{} is not a cookie name", crate::shown(name)),
                 ));
             }
         }
@@ -816,7 +851,10 @@ impl FileConfig {
                     return Err((
                         None,
                         "server.operator_host".into(),
-                        format!("{raw:?} is not a host name (write it without port or wildcard)"),
+                        format!(
+                            "{} is not a host name (write it without port or wildcard)",
+                            crate::shown(&raw)
+                        ),
                     ));
                 }
             }
@@ -889,7 +927,8 @@ impl FileConfig {
                     Some(site.name.span()),
                     key("name"),
                     format!(
-                        "site name {name:?} must be 1 to 63 characters of a-z, 0-9, '-' and '_'"
+                        "site name {} must be 1 to 63 characters of a-z, 0-9, '-' and '_'",
+                        crate::shown(&name)
                     ),
                 ));
             }
@@ -935,8 +974,8 @@ impl FileConfig {
                             None,
                             key("health.path"),
                             format!(
-                                "health path {:?} must start with '/' and hold no spaces",
-                                h.path
+                                "health path {} must start with '/' and hold no spaces",
+                                crate::shown(&h.path)
                             ),
                         ));
                     }
@@ -1168,6 +1207,31 @@ tls = { cert = "certs/blog.pem", key = "certs/blog.key" }
         .unwrap();
         assert_eq!(config.sites[0].origins[0].weight, 3);
         assert_eq!(config.sites[0].origins[1].weight, 1);
+    }
+
+    #[test]
+    fn metrics_open_to_is_a_list_of_networks_defaulting_by_where_the_admin_listener_is_bound() {
+        let loopback: SocketAddr = "127.0.0.1:9090".parse().unwrap();
+        let wide: SocketAddr = "0.0.0.0:9090".parse().unwrap();
+        let default = parse("").unwrap().server;
+        assert_eq!(default.metrics_open_to, None);
+        let open: Vec<String> = default
+            .metrics_open_to(loopback)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(open, ["127.0.0.0/8", "::1/128"]);
+        assert!(default.metrics_open_to(wide).is_empty());
+        assert!(default.metrics_open_to("[::1]:9090".parse().unwrap()).len() == 2);
+
+        let closed = parse("[server]\nmetrics_open_to = []\n").unwrap().server;
+        assert!(closed.metrics_open_to(loopback).is_empty());
+        let listed = parse("[server]\nmetrics_open_to = [\"10.0.0.0/8\"]\n")
+            .unwrap()
+            .server;
+        assert_eq!(listed.metrics_open_to(wide).len(), 1);
+        let err = parse("[server]\nmetrics_open_to = [\"loopback\"]\n").unwrap_err();
+        assert_eq!(err.key, "server.metrics_open_to[0]", "{err}");
     }
 
     #[test]

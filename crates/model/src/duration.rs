@@ -5,8 +5,12 @@ use std::time::Duration;
 /// Parses a human duration (`"500ms"`, `"10s"`, `"2m"`). A bare number is refused on purpose:
 /// `timeout = 10` is ambiguous between seconds and milliseconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("invalid duration {text:?} ({e}); write it like \"500ms\" or \"10s\""))
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!(
+            "invalid duration {} ({e}); write it like \"500ms\" or \"10s\"",
+            crate::shown(text)
+        )
+    })
 }
 
 /// Serde adapter: a duration field written as a string.

@@ -30,13 +30,13 @@ impl HostPattern {
             None => (false, text),
         };
         if name.contains(':') {
-            return Err(format!("host {text:?} must not carry a port"));
+            return Err(format!("host {} must not carry a port", crate::shown(text)));
         }
         let normalized = normalize_host(name)
-            .ok_or_else(|| format!("{text:?} is not a valid host name"))?
+            .ok_or_else(|| format!("{} is not a valid host name", crate::shown(text)))?
             .into_owned();
         if normalized.is_empty() || normalized.contains('*') {
-            return Err(format!("{text:?} is not a valid host name"));
+            return Err(format!("{} is not a valid host name", crate::shown(text)));
         }
         Ok(if wildcard {
             HostPattern::Wildcard(format!(".{normalized}"))

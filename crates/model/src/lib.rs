@@ -27,6 +27,7 @@ mod duration;
 mod host;
 mod origin;
 mod shield;
+mod shown;
 mod size;
 
 pub use abuse::{
@@ -47,4 +48,5 @@ pub use shield::{
     AttackDetection, GlobalShield, IpLists, LimitAction, LimitKey, OriginPressure, RateLimit, Rule,
     RuleAction, SiteShield, parse_net,
 };
+pub use shown::{SHOWN_CHARS, Shown, shown};
 pub use size::parse_size;

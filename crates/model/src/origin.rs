@@ -22,27 +22,28 @@ impl OriginUrl {
     /// Parses `http://host[:port][/]`.
     pub fn parse(text: &str) -> Result<OriginUrl, String> {
         let hint = "write an origin like \"http://127.0.0.1:3000\"";
+        let shown = crate::shown(text);
         let (scheme, rest) = if let Some(rest) = text.strip_prefix("http://") {
             (OriginScheme::Http, rest)
         } else if text.starts_with("https://") {
             return Err(format!(
-                "origin {text:?}: https origins are not supported yet; use http:// to an origin on a trusted network"
+                "origin {shown}: https origins are not supported yet; use http:// to an origin on a trusted network"
             ));
         } else {
-            return Err(format!("origin {text:?} has no http:// scheme; {hint}"));
+            return Err(format!("origin {shown} has no http:// scheme; {hint}"));
         };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
         if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
             return Err(format!(
-                "origin {text:?} must be scheme://host:port with no path, user or query; {hint}"
+                "origin {shown} must be scheme://host:port with no path, user or query; {hint}"
             ));
         }
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let (addr, after) = v6
                 .split_once(']')
-                .ok_or_else(|| format!("origin {text:?}: unclosed IPv6 bracket"))?;
+                .ok_or_else(|| format!("origin {shown}: unclosed IPv6 bracket"))?;
             if addr.parse::<std::net::Ipv6Addr>().is_err() {
-                return Err(format!("origin {text:?}: {addr:?} is not an IPv6 address"));
+                return Err(format!("origin {shown}: the brackets hold no IPv6 address"));
             }
             (format!("[{addr}]"), after.strip_prefix(':'))
         } else {
@@ -57,10 +58,10 @@ impl OriginUrl {
                 .parse::<u16>()
                 .ok()
                 .filter(|p| *p != 0)
-                .ok_or_else(|| format!("origin {text:?}: invalid port {port:?}; {hint}"))?,
+                .ok_or_else(|| format!("origin {shown}: invalid port; {hint}"))?,
         };
         let host = crate::normalize_host(&host)
-            .ok_or_else(|| format!("origin {text:?}: invalid host; {hint}"))?
+            .ok_or_else(|| format!("origin {shown}: invalid host; {hint}"))?
             .into_owned();
         Ok(OriginUrl { scheme, host, port })
     }

@@ -471,14 +471,17 @@ fn check_id(id: &Spanned<String>, key: String, seen: &mut Vec<String>) -> Result
         return Err((
             Some(id.span()),
             key,
-            format!("id {text:?} must be 1 to 64 characters of a-z, A-Z, 0-9, '-', '_' and '.'"),
+            format!(
+                "id {} must be 1 to 64 characters of a-z, A-Z, 0-9, '-', '_' and '.'",
+                crate::shown(text)
+            ),
         ));
     }
     if seen.contains(text) {
         return Err((
             Some(id.span()),
             key,
-            format!("id {text:?} is used twice in this site"),
+            format!("id {} is used twice in this site", crate::shown(text)),
         ));
     }
     seen.push(text.clone());
@@ -546,7 +549,7 @@ pub(crate) fn validate_rate_limits(
 fn parse_limit_key(text: &str) -> Result<LimitKey, String> {
     let named = |name: &str, what: &str| {
         if name.is_empty() || !name.bytes().all(crate::config::is_token_byte) {
-            Err(format!("{what} name {name:?} is not valid"))
+            Err(format!("{what} name {} is not valid", crate::shown(name)))
         } else {
             Ok(name.to_string())
         }
@@ -559,7 +562,8 @@ fn parse_limit_key(text: &str) -> Result<LimitKey, String> {
         )),
         Some(("cookie", name)) => Ok(LimitKey::Cookie(named(name, "cookie")?)),
         _ => Err(format!(
-            "key {text:?} must be one of ip, ip_path, header:NAME, cookie:NAME"
+            "key {} must be one of ip, ip_path, header:NAME, cookie:NAME",
+            crate::shown(text)
         )),
     }
 }

@@ -10,9 +10,12 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("invalid size {text:?}; write it like \"256MiB\" or \"10GiB\""))?;
+    let number: u64 = number.parse().map_err(|_| {
+        format!(
+            "invalid size {}; write it like \"256MiB\" or \"10GiB\"",
+            crate::shown(text)
+        )
+    })?;
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
@@ -21,13 +24,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "t" | "tb" | "tib" => 40,
         other => {
             return Err(format!(
-                "unknown size unit {other:?} in {text:?}; use KiB, MiB, GiB or TiB"
+                "unknown size unit {} in {}; use KiB, MiB, GiB or TiB",
+                crate::shown(other),
+                crate::shown(text)
             ));
         }
     };
     number
         .checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("size {text:?} is too large"))
+        .ok_or_else(|| format!("size {} is too large", crate::shown(text)))
 }
 
 /// Serde adapter: a size written as a string with a unit, or as a number of bytes.

@@ -164,6 +164,8 @@ pub struct EventRing {
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery<'a> {
     pub site: Option<&'a str>,
+    /// Only events of these sites (what a token limited to sites may read).
+    pub sites: Option<&'a [String]>,
     /// Only events with a larger id.
     pub after: Option<u64>,
     pub limit: usize,
@@ -199,6 +201,11 @@ impl EventRing {
             .rev()
             .take_while(|e| query.after.is_none_or(|after| e.id > after))
             .filter(|e| query.site.is_none_or(|site| &*e.event.site == site))
+            .filter(|e| {
+                query
+                    .sites
+                    .is_none_or(|sites| sites.iter().any(|s| **s == *e.event.site))
+            })
             .take(query.limit)
             .cloned()
             .collect()
@@ -261,5 +268,21 @@ mod tests {
         assert_eq!(json["reason"], "rule");
         assert_eq!(json["client_ip"], "10.0.0.6");
         assert!(json["time"].as_u64().unwrap() > 1_700_000_000_000);
+    }
+
+    #[test]
+    fn a_reader_limited_to_sites_gets_only_their_events() {
+        let ring = EventRing::new(100);
+        for (n, site) in ["a", "b", "c", "a"].into_iter().enumerate() {
+            ring.record(event(site, n as u8 + 1));
+        }
+        let mine = ["a".to_string(), "c".to_string()];
+        let seen = ring.recent(&EventQuery {
+            sites: Some(&mine),
+            limit: 10,
+            ..Default::default()
+        });
+        let sites: Vec<&str> = seen.iter().map(|e| &*e.event.site).collect();
+        assert_eq!(sites, vec!["a", "c", "a"]);
     }
 }

@@ -1,4 +1,8 @@
-//! Who is calling: `Authorization: Bearer TOKEN`, looked up by its hash.
+//! Who is calling: `Authorization: Bearer TOKEN`, looked up by its hash; and what a caller
+//! reaches.
+//!
+//! Refusals never repeat the site a caller asked for: to a token limited to some sites, a
+//! name it sent and does not reach is still another customer's name.
 
 use super::ApiError;
 use crate::plane::ControlPlane;
@@ -12,21 +16,8 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// 403 unless the token has `scope` (and reaches `site`, when the route names one).
-    pub fn require(&self, scope: Scope, site: Option<&str>) -> Result<(), ApiError> {
-        if self.token.allows(scope, site) {
-            return Ok(());
-        }
-        self.require_scope(scope)?;
-        let message = match site {
-            Some(site) => format!("this token does not reach site {site:?}"),
-            None => "this token is limited to some sites; name one".to_string(),
-        };
-        Err(ApiError::new(StatusCode::FORBIDDEN, message))
-    }
-
-    /// 403 unless the token has `scope`, whatever sites it is limited to (listings filter
-    /// by site afterwards).
+    /// 403 unless the token has `scope`, whatever sites it is limited to (the gate checks
+    /// this for every operation, from the scope the OpenAPI document names).
     pub fn require_scope(&self, scope: Scope) -> Result<(), ApiError> {
         let scopes = &self.token.scopes;
         if scopes.contains(&Scope::Admin) || scopes.contains(&scope) {
@@ -37,6 +28,36 @@ impl Caller {
                 format!("this token lacks the `{scope}` scope"),
             ))
         }
+    }
+
+    /// 403 unless the token reaches `site`.
+    pub fn reach(&self, site: &str) -> Result<(), ApiError> {
+        if self.token.covers(Some(site)) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "this token does not reach that site",
+            ))
+        }
+    }
+
+    /// 403 unless the token reaches every site (what shows them all at once: `/metrics`).
+    pub fn reach_every_site(&self) -> Result<(), ApiError> {
+        if self.token.covers(None) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "this token is limited to some sites; this shows every site",
+            ))
+        }
+    }
+
+    /// Whether the token reaches what belongs to `site`; `None` (a report taken on the
+    /// operator's host name, about no site) only a token for every site reaches.
+    pub fn reaches(&self, site: Option<&str>) -> bool {
+        self.token.covers(site)
     }
 
     /// The token's id, as the audit log names the actor.
@@ -81,16 +102,4 @@ pub async fn caller(plane: &ControlPlane, headers: &HeaderMap) -> Result<Caller,
             "this token is unknown or revoked",
         )),
     }
-}
-
-/// The caller, if its token has `scope` and reaches `site`.
-pub async fn authorize(
-    plane: &ControlPlane,
-    headers: &HeaderMap,
-    scope: Scope,
-    site: Option<&str>,
-) -> Result<Caller, ApiError> {
-    let caller = caller(plane, headers).await?;
-    caller.require(scope, site)?;
-    Ok(caller)
 }

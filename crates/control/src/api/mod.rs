@@ -1,27 +1,34 @@
 //! The admin API: JSON over HTTP on the admin listener, described by `GET /api/openapi.json`.
 //!
-//! Every `/api/` route checks the caller's bearer token before anything else: missing,
-//! unknown or revoked is 401, a scope or site the token lacks is 403 (`auth`). Writes go
-//! through [`ControlPlane::change`], which audits them and swaps the edge's snapshot.
+//! Every `/api/` route passes the [`gate`] first: the caller's bearer token (401), the scope
+//! the OpenAPI document names for the operation (403), and the query, parsed once against the
+//! parameters the document declares (400). Handlers then decide what depends on what the
+//! request names: a site the token does not reach is 403, a report it does not reach 404
+//! (`auth`). Writes go through [`ControlPlane::change`], which audits them and swaps the
+//! edge's snapshot.
 
 mod audit;
 mod auth;
+mod gate;
 mod openapi;
+mod query;
 mod reports;
 mod sites;
 mod tokens;
 
-pub use auth::{Caller, authorize};
+pub use auth::Caller;
 pub use openapi::document as openapi_document;
+pub use query::{Query, QueryError};
 
 use crate::documents::FieldError;
 use crate::plane::{ChangeError, ControlPlane};
 use crate::store::StoreError;
-use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use crate::store::tokens::Scope;
+use axum::extract::{Extension, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Router, middleware};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
@@ -35,9 +42,7 @@ pub type Shared = State<Arc<ControlPlane>>;
 
 /// The admin listener's routes.
 pub fn router(plane: Arc<ControlPlane>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+    let api = Router::new()
         .route("/api/openapi.json", get(openapi::serve))
         .route("/api/sites", get(sites::list).post(sites::create))
         .route(
@@ -60,6 +65,14 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
             get(reports::show).patch(reports::patch),
         )
         .route("/api/events", get(events))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&plane),
+            gate::gate,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(plane)
@@ -104,11 +117,25 @@ impl ApiError {
     }
 }
 
+/// The most of an error's message (and of its `field`) an answer shows. Messages quote what
+/// was sent through `model::shown`, which cuts each value; this bound holds for the ones
+/// that quote by other means (a JSON parser's "unknown field `...`").
+const MAX_MESSAGE_CHARS: usize = 400;
+const MAX_FIELD_CHARS: usize = 100;
+
+/// `text`, cut to `max` characters with an ellipsis.
+fn cut(text: String, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text,
+        Some((at, _)) => format!("{}…", &text[..at]),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.message });
+        let mut body = json!({ "error": cut(self.message, MAX_MESSAGE_CHARS) });
         if let Some(field) = self.field {
-            body["field"] = Value::from(field);
+            body["field"] = Value::from(cut(field, MAX_FIELD_CHARS));
         }
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
@@ -122,9 +149,13 @@ impl IntoResponse for ApiError {
 }
 
 impl From<StoreError> for ApiError {
+    /// The cause goes to the log, not to the client: it may name the data directory's files.
     fn from(e: StoreError) -> ApiError {
         tracing::error!(error = %e, "store error");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the store failed; the server's log says why",
+        )
     }
 }
 
@@ -134,6 +165,10 @@ impl From<ChangeError> for ApiError {
             ChangeError::Invalid(error) => ApiError::invalid(error),
             ChangeError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, message),
             ChangeError::NotFound(message) => ApiError::new(StatusCode::NOT_FOUND, message),
+            ChangeError::Forbidden(error) => ApiError {
+                status: StatusCode::FORBIDDEN,
+                ..ApiError::invalid(error)
+            },
             ChangeError::Store(e) => e.into(),
         }
     }
@@ -186,19 +221,6 @@ pub async fn read<T: Send + 'static>(
         .await
 }
 
-/// `limit` from a query: `default` when absent, at most `max`.
-pub fn limit(value: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
-    match value {
-        None => Ok(default),
-        Some(n) if (1..=max).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "limit",
-            format!("limit must be 1 to {max}"),
-        )),
-    }
-}
-
 /// The edge's own endpoint, answered as the edge answers it.
 pub async fn edge_builtin(plane: &ControlPlane, request: Request) -> Response {
     plane.edge.admin_builtin(request).await.into_response()
@@ -208,35 +230,67 @@ async fn healthz(State(plane): Shared, request: Request) -> Response {
     edge_builtin(&plane, request).await
 }
 
-/// `/metrics`: open to loopback scrapers (as before the API existed); from anywhere else it
-/// needs a token with `read`, since site names and traffic are not public.
+/// Fields by which a proxy says the request is someone else's: a relayed request's peer
+/// address is the proxy's, so it says nothing of who is asking.
+const RELAYED: [HeaderName; 3] = [
+    header::FORWARDED,
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-real-ip"),
+];
+
+/// `/metrics`: every site's names and traffic. Without a token only for a peer in
+/// `metrics_open_to` (by default loopback, when the admin listener is bound to loopback) on a
+/// request no proxy relayed: a reverse proxy on this host connects from loopback for every
+/// client it relays. Anyone else needs a `read` token that reaches every site.
 async fn metrics(State(plane): Shared, request: Request) -> ApiResult {
-    let loopback = request
-        .extensions()
-        .get::<edge::admin::Peer>()
-        .is_some_and(|peer| peer.0.ip().is_loopback());
-    if !loopback {
-        authorize(
-            &plane,
-            request.headers(),
-            crate::store::tokens::Scope::Read,
-            None,
-        )
-        .await?;
+    if !open_without_token(&plane, &request) {
+        let caller = auth::caller(&plane, request.headers()).await?;
+        caller.require_scope(Scope::Read)?;
+        caller.reach_every_site()?;
     }
     Ok(edge_builtin(&plane, request).await)
 }
 
-/// `GET /api/events`: a token limited to sites must ask for one of them (`?site=`).
-async fn events(State(plane): Shared, request: Request) -> ApiResult {
-    let site = request.uri().query().and_then(|q| {
-        q.split('&')
-            .find_map(|pair| pair.strip_prefix("site="))
-            .map(str::to_string)
+fn open_without_token(plane: &ControlPlane, request: &Request) -> bool {
+    let Some(peer) = request.extensions().get::<edge::admin::Peer>() else {
+        return false;
+    };
+    if RELAYED
+        .iter()
+        .any(|name| request.headers().contains_key(name))
+    {
+        return false;
+    }
+    // An IPv4 peer of a listener bound to `[::]` arrives as ::ffff:a.b.c.d.
+    let ip = peer.0.ip().to_canonical();
+    plane
+        .base()
+        .config
+        .server
+        .metrics_open_to(plane.edge.admin_addr())
+        .iter()
+        .any(|network| network.contains(&ip))
+}
+
+/// `GET /api/events?site=&limit=&after=`: recent security events, newest first. A token
+/// limited to sites sees theirs only; naming another site is 403.
+async fn events(
+    State(plane): Shared,
+    Extension(caller): Extension<Caller>,
+    Extension(query): Extension<Query>,
+) -> ApiResult {
+    let site = query.get("site");
+    if let Some(site) = site {
+        caller.reach(site)?;
+    }
+    let sites = caller.sites();
+    let events = plane.edge.security_events(&edge::EventQuery {
+        site,
+        sites: sites.as_deref(),
+        after: query.parsed::<u64>("after", "an event id")?,
+        limit: query.limit(100, 10_000)?,
     });
-    let caller = auth::caller(&plane, request.headers()).await?;
-    caller.require(crate::store::tokens::Scope::Read, site.as_deref())?;
-    Ok(edge_builtin(&plane, request).await)
+    reply(StatusCode::OK, json!({ "events": events }))
 }
 
 async fn not_found(State(plane): Shared, request: Request) -> ApiResult {

@@ -1,15 +1,78 @@
 //! `GET /api/openapi.json`: the API described in OpenAPI 3.1. Every route the router has is
-//! here, and the black-box auth test walks this document, so a route added without an entry
-//! (or without a token check) fails it.
+//! here, and it is more than a description: the gate reads each operation's scope
+//! (`x-palisade-scope`) and query parameters from it, so what the document says is what the
+//! API enforces, and a route without an entry answers 500 rather than go unchecked. The
+//! black-box sweep walks it too (`control_site_boundaries`), so a route added later is swept.
 
-use super::{ApiResult, Shared, auth, reply};
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use super::{ApiResult, reply};
+use crate::store::tokens::Scope;
+use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::LazyLock;
 
-pub async fn serve(State(plane): Shared, request: Request) -> ApiResult {
-    auth::caller(&plane, request.headers()).await?;
-    reply(StatusCode::OK, document())
+/// `GET /api/openapi.json`: any live token (the gate has checked it).
+pub async fn serve() -> ApiResult {
+    reply(StatusCode::OK, document().clone())
+}
+
+/// What the gate enforces for one operation, read from the document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    /// The scope it needs; `None`: any live token.
+    pub scope: Option<Scope>,
+    /// The query parameters it declares; any other is refused.
+    pub query: Vec<String>,
+}
+
+/// The operation at `path` (the route's template, `/api/sites/{site}`) for `method`. `HEAD`
+/// is `GET`'s operation, as the router answers it.
+pub fn operation(method: &Method, path: &str) -> Option<&'static Operation> {
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
+    OPERATIONS.get(&(method.as_str().to_string(), path.to_string()))
+}
+
+static OPERATIONS: LazyLock<HashMap<(String, String), Operation>> =
+    LazyLock::new(|| operations(document()));
+
+/// Every operation of `document`, keyed by method (upper case) and path template.
+fn operations(document: &Value) -> HashMap<(String, String), Operation> {
+    let mut found = HashMap::new();
+    let paths = document["paths"].as_object().into_iter().flatten();
+    for (path, item) in paths {
+        let shared = item["parameters"].as_array().cloned().unwrap_or_default();
+        for (method, operation) in item.as_object().into_iter().flatten() {
+            let Some(scope) = operation["x-palisade-scope"].as_str() else {
+                continue; // `parameters`
+            };
+            let parameters = shared
+                .iter()
+                .chain(operation["parameters"].as_array().into_iter().flatten());
+            let query = parameters
+                .filter(|p| p["in"] == "query")
+                .filter_map(|p| p["name"].as_str().map(str::to_string))
+                .collect();
+            found.insert(
+                (method.to_uppercase(), path.clone()),
+                Operation {
+                    // An unknown scope name needs every scope there is: admin.
+                    scope: (scope != "any").then(|| scope.parse().unwrap_or(Scope::Admin)),
+                    query,
+                },
+            );
+        }
+    }
+    found
+}
+
+/// The document, built once.
+pub fn document() -> &'static Value {
+    static DOCUMENT: LazyLock<Value> = LazyLock::new(build);
+    &DOCUMENT
 }
 
 fn op(summary: &str, scope: &str, body: Option<&str>, ok: &str) -> Value {
@@ -19,6 +82,7 @@ fn op(summary: &str, scope: &str, body: Option<&str>, ok: &str) -> Value {
         "security": [{"bearer": []}],
         "responses": {
             ok: {"description": "done", "content": {"application/json": {}}},
+            "400": {"$ref": "#/components/responses/BadRequest"},
             "401": {"$ref": "#/components/responses/Unauthorized"},
             "403": {"$ref": "#/components/responses/Forbidden"},
         }
@@ -37,8 +101,23 @@ fn path_param(name: &str) -> Value {
     json!([{"name": name, "in": "path", "required": true, "schema": {"type": "string"}}])
 }
 
-/// The document.
-pub fn document() -> Value {
+fn with_404(mut operation: Value) -> Value {
+    operation["responses"]["404"] = json!({"$ref": "#/components/responses/NotFound"});
+    operation
+}
+
+fn query_param(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "query", "schema": {"type": "string"}, "description": description})
+}
+
+/// `operation` with query `parameters`.
+fn with_query(mut operation: Value, parameters: &[Value]) -> Value {
+    operation["parameters"] = Value::Array(parameters.to_vec());
+    operation
+}
+
+fn build() -> Value {
+    let limit = query_param("limit", "at most this many (default 100, at most 10,000)");
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -46,13 +125,19 @@ pub fn document() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Sites, suspensions, tokens, the audit log, abuse reports and analytics. \
                 Every route needs `Authorization: Bearer TOKEN`; `x-palisade-scope` names the scope \
-                it needs (`admin` has them all). Errors are `{\"error\": \"...\", \"field\": \"...\"}`."
+                it needs (`admin` has them all). A token limited to sites reaches only those: a route \
+                about another site answers 403, a report of another site (or of none) 404, and \
+                listings hold its sites only. A query names each declared parameter at most once \
+                (percent-encoded names included); anything else is 400. Errors are \
+                `{\"error\": \"...\", \"field\": \"...\"}`."
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "responses": {
+                "BadRequest": {"description": "a bad body, or a query parameter given twice, undeclared or malformed"},
                 "Unauthorized": {"description": "no token, or an unknown or revoked one"},
-                "Forbidden": {"description": "the token lacks the scope, or does not reach the site"},
+                "Forbidden": {"description": "the token lacks the scope, does not reach the site, or may not claim a host name"},
+                "NotFound": {"description": "no such site, token or report; a report the token does not reach reads the same"},
                 "Invalid": {"description": "the body is not valid; `field` names what is wrong"}
             },
             "schemas": {
@@ -146,7 +231,14 @@ pub fn document() -> Value {
                 "get": op("Per-minute counters, totals, top paths and clients of the last hour", "read", None, "200")
             },
             "/api/audit": {
-                "get": op("The audit log, newest first (`after` pages forward)", "read", None, "200")
+                "get": with_query(
+                    op("The audit log, newest first (`after` pages forward)", "read", None, "200"),
+                    &[
+                        query_param("after", "entries after this sequence number, oldest first"),
+                        query_param("target", "only this target, e.g. site:blog"),
+                        limit.clone(),
+                    ],
+                )
             },
             "/api/tokens": {
                 "get": op("Every token (never secrets)", "admin", None, "200"),
@@ -157,16 +249,71 @@ pub fn document() -> Value {
                 "delete": op("Revoke a token", "admin", None, "200")
             },
             "/api/reports": {
-                "get": op("Abuse reports, urgent first", "read", None, "200")
+                "get": with_query(
+                    op("Abuse reports, urgent first", "read", None, "200"),
+                    &[
+                        query_param("status", "new, reviewing, actioned or dismissed"),
+                        query_param("site", "only this site's reports"),
+                        limit.clone(),
+                    ],
+                )
             },
             "/api/reports/{id}": {
                 "parameters": path_param("id"),
-                "get": op("One abuse report", "read", None, "200"),
-                "patch": op("Triage a report (status, notes)", "suspend", Some("ReportPatch"), "200")
+                "get": with_404(op("One abuse report", "read", None, "200")),
+                "patch": with_404(op("Triage a report (status, notes)", "suspend", Some("ReportPatch"), "200"))
             },
             "/api/events": {
-                "get": op("Recent security events (site, limit, after)", "read", None, "200")
+                "get": with_query(
+                    op("Recent security events, newest first", "read", None, "200"),
+                    &[
+                        query_param("site", "only this site's events"),
+                        limit,
+                        query_param("after", "only events with a larger id"),
+                    ],
+                )
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_names_a_known_scope_or_any() {
+        let document = document();
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let Some(scope) = operation["x-palisade-scope"].as_str() else {
+                    continue;
+                };
+                assert!(
+                    scope == "any" || scope.parse::<Scope>().is_ok(),
+                    "{method} {path}: {scope}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_gate_reads_scopes_and_query_parameters_from_the_document() {
+        let events = operation(&Method::GET, "/api/events").unwrap();
+        assert_eq!(events.scope, Some(Scope::Read));
+        assert_eq!(events.query, ["site", "limit", "after"]);
+        let analytics = operation(&Method::GET, "/api/sites/{site}/analytics").unwrap();
+        assert_eq!(analytics.query, ["since"]);
+        let tokens = operation(&Method::DELETE, "/api/tokens/{id}").unwrap();
+        assert_eq!((tokens.scope, tokens.query.len()), (Some(Scope::Admin), 0));
+        assert_eq!(
+            operation(&Method::GET, "/api/openapi.json").unwrap().scope,
+            None
+        );
+        assert_eq!(operation(&Method::PUT, "/api/events"), None);
+        assert_eq!(
+            operation(&Method::HEAD, "/api/events"),
+            operation(&Method::GET, "/api/events")
+        );
+    }
 }

@@ -1,71 +1,76 @@
 //! `/api/reports`: the abuse desk's queue (urgent first) and its triage.
+//!
+//! A token limited to sites reaches the reports of its sites; a report of another site, or of
+//! none (taken on the operator's host name), reads to it exactly as one that does not exist
+//! (404, to `GET` and `PATCH` alike). A 403 for "exists, not yours" would let it walk the ids
+//! and learn how many reports other customers get, and when.
 
-use super::{ApiError, ApiResult, Shared, auth, limit, read_json, reply};
-use crate::plane::ChangeError;
+use super::{ApiError, ApiResult, Caller, Query, Shared, read_json, reply};
+use crate::plane::{ChangeError, ControlPlane};
 use crate::store::audit::Change;
-use crate::store::reports::{self, Query};
-use crate::store::tokens::Scope;
-use axum::extract::{Path, Query as QueryString, Request, State};
+use crate::store::reports::{self, Report};
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::StatusCode;
 use model::ReportStatus;
 use serde::Deserialize;
 use serde_json::json;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Params {
-    status: Option<String>,
-    site: Option<String>,
-    limit: Option<usize>,
-}
-
 /// `GET /api/reports?status=new&site=blog&limit=N`.
 pub async fn list(
     State(plane): Shared,
-    params: Result<QueryString<Params>, axum::extract::rejection::QueryRejection>,
-    request: Request,
+    Extension(caller): Extension<Caller>,
+    Extension(query): Extension<Query>,
 ) -> ApiResult {
-    let caller = auth::caller(&plane, request.headers()).await?;
-    let QueryString(params) =
-        params.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
-    match &params.site {
-        Some(site) => caller.require(Scope::Read, Some(site))?,
-        // A token limited to sites sees those sites' reports.
-        None => caller.require_scope(Scope::Read)?,
+    let site = query.get("site").map(str::to_string);
+    if let Some(site) = &site {
+        caller.reach(site)?;
     }
-    let status = params
-        .status
-        .map(|s| s.parse::<ReportStatus>())
+    let status = query
+        .get("status")
+        .map(str::parse::<ReportStatus>)
         .transpose()
         .map_err(|e| ApiError::field(StatusCode::BAD_REQUEST, "status", e.to_string()))?;
-    let query = Query {
+    let query = reports::Query {
         status,
-        site: params.site,
+        site,
+        // A token limited to sites sees those sites' reports.
         sites: caller.sites(),
-        limit: limit(params.limit, 100, 10_000)?,
+        limit: query.limit(100, 10_000)?,
     };
     let found = crate::api::read(&plane, move |conn| reports::list(conn, &query)).await?;
     reply(StatusCode::OK, json!({ "reports": found }))
 }
 
 /// `GET /api/reports/{id}`.
-pub async fn show(State(plane): Shared, Path(id): Path<String>, request: Request) -> ApiResult {
-    let caller = auth::caller(&plane, request.headers()).await?;
-    caller.require_scope(Scope::Read)?;
-    let id = report_id(&id)?;
-    let report = crate::api::read(&plane, move |conn| reports::get(conn, id)).await?;
-    let report =
-        report.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no report {id}")))?;
-    caller.require(Scope::Read, report.site.as_deref())?;
+pub async fn show(
+    State(plane): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let report = reachable(&plane, &caller, &id).await?;
     reply(
         StatusCode::OK,
         serde_json::to_value(report).unwrap_or_default(),
     )
 }
 
+/// The report `text` names, if it exists and the caller reaches it; otherwise 404, the same
+/// answer whichever it is.
+async fn reachable(plane: &ControlPlane, caller: &Caller, text: &str) -> Result<Report, ApiError> {
+    let id = report_id(text)?;
+    let report = crate::api::read(plane, move |conn| reports::get(conn, id)).await?;
+    report
+        .filter(|r| caller.reaches(r.site.as_deref()))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, no_report(text)))
+}
+
 fn report_id(text: &str) -> Result<i64, ApiError> {
     text.parse()
-        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, format!("no report {text:?}")))
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, no_report(text)))
+}
+
+fn no_report(text: &str) -> String {
+    format!("no report {}", model::shown(text))
 }
 
 #[derive(Deserialize)]
@@ -80,10 +85,14 @@ const MAX_NOTES_CHARS: usize = 20_000;
 
 /// `PATCH /api/reports/{id}` `{"status": "reviewing", "notes": "..."}`: triage, audited.
 /// Needs `suspend`: the abuse desk is the people who suspend.
-pub async fn patch(State(plane): Shared, Path(id): Path<String>, request: Request) -> ApiResult {
-    let caller = auth::caller(&plane, request.headers()).await?;
-    caller.require_scope(Scope::Suspend)?;
-    let id = report_id(&id)?;
+pub async fn patch(
+    State(plane): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(text): Path<String>,
+    request: Request,
+) -> ApiResult {
+    // Out of reach is 404 before the body is read, as for GET.
+    let id = reachable(&plane, &caller, &text).await?.id;
     let body: PatchBody = read_json(request.into_body()).await?;
     let status = body
         .status
@@ -108,18 +117,17 @@ pub async fn patch(State(plane): Shared, Path(id): Path<String>, request: Reques
             "send a status, notes, or both",
         ));
     }
-    let token = caller.token.clone();
+    let token = caller.token;
     let updated = plane
         .change(move |ctx| {
-            let Some(current) = reports::get(ctx.tx, id)? else {
-                return Err(ChangeError::NotFound(format!("no report {id}")));
-            };
-            if !token.allows(Scope::Suspend, current.site.as_deref()) {
-                return Err(ChangeError::NotFound(format!("no report {id}")));
+            let reached =
+                reports::get(ctx.tx, id)?.is_some_and(|r| token.covers(r.site.as_deref()));
+            if !reached {
+                return Err(ChangeError::NotFound(no_report(&text)));
             }
             let (before, after) =
                 reports::update(ctx.tx, id, status, body.notes.as_deref(), ctx.now)?
-                    .ok_or_else(|| ChangeError::NotFound(format!("no report {id}")))?;
+                    .ok_or_else(|| ChangeError::NotFound(no_report(&text)))?;
             ctx.audit(Change {
                 actor: &token.id,
                 action: "report.update",

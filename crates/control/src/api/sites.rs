@@ -1,29 +1,27 @@
 //! `/api/sites`: create, read, change and delete sites; suspend and reinstate; purge;
 //! analytics.
 
-use super::{ApiError, ApiResult, Shared, auth, read_body, read_json, reply};
+use super::{ApiError, ApiResult, Caller, Query, Shared, read_body, read_json, reply};
+use crate::claims::{self, ClaimError};
 use crate::documents::{self, FieldError, READ_ONLY_KEYS};
 use crate::plane::{ChangeContext, ChangeError, ControlPlane, SiteView};
 use crate::store::audit::Change;
 use crate::store::sites::Suspension;
-use crate::store::tokens::Scope;
+use crate::store::tokens::Token;
 use crate::store::{self, StoreError};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 /// `GET /api/sites`: every site the token reaches.
-pub async fn list(State(plane): Shared, request: Request) -> ApiResult {
-    let caller = auth::caller(&plane, request.headers()).await?;
-    caller.require_scope(Scope::Read)?;
+pub async fn list(State(plane): Shared, Extension(caller): Extension<Caller>) -> ApiResult {
     let views = views(&plane).await?;
     let sites: Vec<Value> = views
         .iter()
-        .filter(|v| caller.token.covers(Some(&v.name)))
+        .filter(|v| caller.reaches(Some(&v.name)))
         .map(SiteView::to_json)
         .collect();
     reply(StatusCode::OK, json!({ "sites": sites }))
@@ -43,12 +41,19 @@ async fn view(plane: &Arc<ControlPlane>, name: &str) -> Result<SiteView, ApiErro
 }
 
 fn no_site(name: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("no site named {name:?}"))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no site named {}", model::shown(name)),
+    )
 }
 
 /// `GET /api/sites/{site}`.
-pub async fn show(State(plane): Shared, Path(site): Path<String>, request: Request) -> ApiResult {
-    auth::authorize(&plane, request.headers(), Scope::Read, Some(&site)).await?;
+pub async fn show(
+    State(plane): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(site): Path<String>,
+) -> ApiResult {
+    caller.reach(&site)?;
     reply(StatusCode::OK, view(&plane, &site).await?.to_json())
 }
 
@@ -83,27 +88,31 @@ fn document_name(document: &Map<String, Value>) -> Result<String, ApiError> {
 }
 
 /// `POST /api/sites`: 201 with the new site.
-pub async fn create(State(plane): Shared, request: Request) -> ApiResult {
-    let caller = auth::caller(&plane, request.headers()).await?;
-    // A token limited to sites may create one of them: decided once the name is read.
-    caller.require_scope(Scope::Edit)?;
+pub async fn create(
+    State(plane): Shared,
+    Extension(caller): Extension<Caller>,
+    request: Request,
+) -> ApiResult {
     let document = client_document(read_json(request.into_body()).await?)?;
+    // A token limited to sites may create one of them: decided once the name is read.
     let name = document_name(&document)?;
-    caller.require(Scope::Edit, Some(&name))?;
+    caller.reach(&name)?;
     let certificates = Certificates::take(&plane, &name, document)?;
     let document = certificates.document.clone();
     let site = documents::parse_site(&document).map_err(ApiError::invalid)?;
     let actor = caller.actor().to_string();
+    let token = caller.token.clone();
     let stored = document.clone();
     let result = plane
         .change(move |ctx| {
             if ctx.base.has_site(&site.name) {
                 return Err(file_site(&site.name, &ctx.base.source));
             }
+            check_claims(ctx, &token, &site)?;
             if !store::sites::insert(ctx.tx, &site.name, &stored, ctx.now)? {
                 return Err(ChangeError::Conflict(format!(
-                    "site {:?} already exists",
-                    site.name
+                    "site {} already exists",
+                    model::shown(&site.name)
                 )));
             }
             ctx.audit(Change {
@@ -122,40 +131,57 @@ pub async fn create(State(plane): Shared, request: Request) -> ApiResult {
     reply(StatusCode::CREATED, view(&plane, &name).await?.to_json())
 }
 
+/// A file site is changed in its file. The file is named by its base name: its directory is
+/// the server's business, not an API client's.
 fn file_site(name: &str, source: &str) -> ChangeError {
+    let file = std::path::Path::new(source)
+        .file_name()
+        .map_or_else(|| source.to_string(), |f| f.to_string_lossy().into_owned());
     ChangeError::Conflict(format!(
-        "site {name:?} is defined in {source}: change it there (to manage it through the API instead, remove it from that file, then create it here)"
+        "site {} is defined in {file}: change it there (to manage it through the API instead, remove it from that file, then create it here)",
+        model::shown(name)
     ))
 }
 
+/// Refuses host names `token` may not give `site` (see [`claims`]), judged against the
+/// configuration as it is before this change, inside the change's transaction.
+fn check_claims(
+    ctx: &ChangeContext<'_>,
+    token: &Token,
+    site: &model::Site,
+) -> Result<(), ChangeError> {
+    if token.sites.is_none() {
+        return Ok(());
+    }
+    let current = crate::plane::compose(ctx.base, ctx.tx)?;
+    claims::check(token, &site.name, &site.hosts, &current).map_err(|e| match e {
+        ClaimError::NotUnder(_) => ChangeError::Forbidden(FieldError::new("hosts", e.to_string())),
+        ClaimError::Taken(_) => ChangeError::Conflict(e.to_string()),
+    })
+}
+
 /// `PATCH /api/sites/{site}`: a JSON merge patch (RFC 7396) over the stored document.
-pub async fn patch(State(plane): Shared, Path(site): Path<String>, request: Request) -> ApiResult {
-    let caller = auth::authorize(&plane, request.headers(), Scope::Edit, Some(&site)).await?;
+pub async fn patch(
+    State(plane): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(site): Path<String>,
+    request: Request,
+) -> ApiResult {
+    caller.reach(&site)?;
     let patch = client_document(read_json(request.into_body()).await?)?;
-    update(
-        &plane,
-        site,
-        caller.actor().to_string(),
-        Update::Patch(patch),
-    )
-    .await
+    update(&plane, site, caller.token, Update::Patch(patch)).await
 }
 
 /// `PUT /api/sites/{site}`: the whole document, replaced (what `palisade apply` sends).
 pub async fn replace(
     State(plane): Shared,
+    Extension(caller): Extension<Caller>,
     Path(site): Path<String>,
     request: Request,
 ) -> ApiResult {
-    let caller = auth::authorize(&plane, request.headers(), Scope::Edit, Some(&site)).await?;
+    caller.reach(&site)?;
     let document = client_document(read_json(request.into_body()).await?)?;
-    update(
-        &plane,
-        site,
-        caller.actor().to_string(),
-        Update::Replace(document),
-    )
-    .await
+    update(&plane, site, caller.token, Update::Replace(document)).await
 }
 
 enum Update {
@@ -166,7 +192,7 @@ enum Update {
 async fn update(
     plane: &Arc<ControlPlane>,
     site: String,
-    actor: String,
+    token: Token,
     update: Update,
 ) -> ApiResult {
     if plane.base().has_site(&site) {
@@ -213,19 +239,21 @@ async fn update(
     }
     let certificates = Certificates::take(plane, &site, document)?;
     let document = certificates.document.clone();
-    documents::parse_site(&document).map_err(ApiError::invalid)?;
+    let parsed = documents::parse_site(&document).map_err(ApiError::invalid)?;
     let name = site.clone();
     let result = plane
         .change(move |ctx| {
             let before = store::sites::get(ctx.tx, &name)?.ok_or_else(|| no_site_change(&name))?;
             if before.updated_at != current.updated_at || before.document != current.document {
                 return Err(ChangeError::Conflict(format!(
-                    "site {name:?} changed while this change was made: read it again and retry"
+                    "site {} changed while this change was made: read it again and retry",
+                    model::shown(&name)
                 )));
             }
+            check_claims(ctx, &token, &parsed)?;
             store::sites::replace(ctx.tx, &name, &document, ctx.now)?;
             ctx.audit(Change {
-                actor: &actor,
+                actor: &token.id,
                 action: "site.update",
                 target: format!("site:{name}"),
                 before: Some(Value::Object(before.document)),
@@ -241,13 +269,17 @@ async fn update(
 }
 
 fn no_site_change(name: &str) -> ChangeError {
-    ChangeError::NotFound(format!("no site named {name:?}"))
+    ChangeError::NotFound(format!("no site named {}", model::shown(name)))
 }
 
 /// `DELETE /api/sites/{site}`. A suspension outlives the site: created again under the same
 /// name, it is still suspended.
-pub async fn delete(State(plane): Shared, Path(site): Path<String>, request: Request) -> ApiResult {
-    let caller = auth::authorize(&plane, request.headers(), Scope::Edit, Some(&site)).await?;
+pub async fn delete(
+    State(plane): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(site): Path<String>,
+) -> ApiResult {
+    caller.reach(&site)?;
     let actor = caller.actor().to_string();
     let name = site.clone();
     plane
@@ -287,13 +319,15 @@ const MAX_REASON_CHARS: usize = 4000;
 
 /// `POST /api/sites/{site}/suspend` `{"reason": "...", "legal": false, "reports": [ids]}`:
 /// the site's hosts get the notice (451 when `legal`, else 403) from the next request on.
-/// Cited reports become `actioned`.
+/// Cited reports become `actioned`; each must be one the token reaches (a report of one of
+/// its sites, or, for a token for every site, any report).
 pub async fn suspend(
     State(plane): Shared,
+    Extension(caller): Extension<Caller>,
     Path(site): Path<String>,
     request: Request,
 ) -> ApiResult {
-    let caller = auth::authorize(&plane, request.headers(), Scope::Suspend, Some(&site)).await?;
+    caller.reach(&site)?;
     let body: SuspendBody = read_json(request.into_body()).await?;
     let reason = body.reason.trim().to_string();
     if reason.is_empty() {
@@ -311,15 +345,24 @@ pub async fn suspend(
         ));
     }
     let actor = caller.actor().to_string();
+    let token = caller.token;
     let name = site.clone();
     let suspension = plane
         .change(move |ctx| {
             site_exists(ctx, &name)?;
-            let missing = store::reports::missing(ctx.tx, &body.reports)?;
-            if !missing.is_empty() {
+            // A report the token does not reach reads as one that does not exist: the answer
+            // must not tell another site's report ids from unused ones.
+            let mut unknown = Vec::new();
+            for id in &body.reports {
+                let cited = store::reports::get(ctx.tx, *id)?;
+                if !cited.is_some_and(|r| token.covers(r.site.as_deref())) {
+                    unknown.push(*id);
+                }
+            }
+            if !unknown.is_empty() {
                 return Err(ChangeError::Invalid(FieldError::new(
                     "reports",
-                    format!("no report with id {missing:?}"),
+                    format!("no report with id {unknown:?}"),
                 )));
             }
             let before = store::sites::suspension(ctx.tx, &name)?;
@@ -389,10 +432,11 @@ struct ReinstateBody {
 /// `POST /api/sites/{site}/reinstate` (optional `{"reason": "..."}`): service as before.
 pub async fn reinstate(
     State(plane): Shared,
+    Extension(caller): Extension<Caller>,
     Path(site): Path<String>,
     request: Request,
 ) -> ApiResult {
-    let caller = auth::authorize(&plane, request.headers(), Scope::Suspend, Some(&site)).await?;
+    caller.reach(&site)?;
     let bytes = read_body(request.into_body()).await?;
     let body: ReinstateBody = if bytes.is_empty() {
         ReinstateBody::default()
@@ -406,7 +450,8 @@ pub async fn reinstate(
         .change(move |ctx| {
             let Some(before) = store::sites::reinstate(ctx.tx, &name)? else {
                 return Err(ChangeError::Conflict(format!(
-                    "site {name:?} is not suspended"
+                    "site {} is not suspended",
+                    model::shown(&name)
                 )));
             };
             ctx.audit(Change {
@@ -430,42 +475,59 @@ pub async fn reinstate(
     }
 }
 
-/// `POST /api/sites/{site}/purge`: the edge purges; the audit log records it.
-pub async fn purge(State(plane): Shared, Path(site): Path<String>, request: Request) -> ApiResult {
-    let caller = auth::authorize(&plane, request.headers(), Scope::Purge, Some(&site)).await?;
-    let (parts, body) = request.into_parts();
-    let bytes = read_body(body).await?;
-    let selector: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
-    let response = plane.edge.admin_builtin(request).await;
-    if response.status() == StatusCode::OK {
-        let actor = caller.actor().to_string();
-        let name = site.clone();
-        let audited = plane
-            .store
-            .run(move |conn| -> Result<(), StoreError> {
-                let tx = conn.transaction()?;
-                crate::store::audit::append(
-                    &tx,
-                    Change {
-                        actor: &actor,
-                        action: "site.purge",
-                        target: format!("site:{name}"),
-                        before: None,
-                        after: Some(selector),
-                        reason: None,
-                    },
-                    store::now_ms(),
-                )?;
-                tx.commit()?;
-                Ok(())
-            })
-            .await;
-        if let Err(e) = audited {
-            tracing::error!(error = %e, %site, "purge done but not audited");
-        }
+/// `POST /api/sites/{site}/purge`: the edge purges the site the route names (one parse of
+/// the path, the same name for the decision and the work); the audit log records it.
+pub async fn purge(
+    State(plane): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(site): Path<String>,
+    request: Request,
+) -> ApiResult {
+    caller.reach(&site)?;
+    let bytes = read_body(request.into_body()).await?;
+    if bytes.len() > edge::MAX_PURGE_BODY_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "a purge body is at most {} bytes",
+                edge::MAX_PURGE_BODY_BYTES
+            ),
+        ));
     }
-    Ok(response.into_response())
+    let purged = plane.edge.purge(&site, &bytes).map_err(|e| match e {
+        edge::PurgeError::NoSuchSite(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+        edge::PurgeError::Invalid(_) => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
+    })?;
+    let selector: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let actor = caller.actor().to_string();
+    let name = site.clone();
+    let audited = plane
+        .store
+        .run(move |conn| -> Result<(), StoreError> {
+            let tx = conn.transaction()?;
+            crate::store::audit::append(
+                &tx,
+                Change {
+                    actor: &actor,
+                    action: "site.purge",
+                    target: format!("site:{name}"),
+                    before: None,
+                    after: Some(selector),
+                    reason: None,
+                },
+                store::now_ms(),
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await;
+    if let Err(e) = audited {
+        tracing::error!(error = %e, %site, "purge done but not audited");
+    }
+    reply(
+        StatusCode::OK,
+        serde_json::to_value(purged).unwrap_or(Value::Null),
+    )
 }
 
 /// Certificates uploaded with a document (`"tls": {"cert_pem": "...", "key_pem": "..."}`),
@@ -576,10 +638,12 @@ impl Certificates {
     }
 }
 
+/// The path goes to the log, not to the client: it is inside the server's data directory.
 fn io_error(path: &std::path::Path, e: std::io::Error) -> ApiError {
+    tracing::error!(path = %path.display(), error = %e, "cannot write a certificate file");
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
-        format!("cannot write {}: {e}", path.display()),
+        "the certificate could not be written; the server's log says why",
     )
 }
 
@@ -600,9 +664,10 @@ fn write_private(path: &std::path::Path, bytes: &[u8], mode: u32) -> Result<(), 
 /// `GET /api/sites/{site}/analytics?since=...`.
 pub async fn analytics(
     State(plane): Shared,
+    Extension(caller): Extension<Caller>,
+    Extension(query): Extension<Query>,
     Path(site): Path<String>,
-    request: Request,
 ) -> ApiResult {
-    auth::authorize(&plane, request.headers(), Scope::Read, Some(&site)).await?;
-    crate::analytics::serve(&plane, &site, request.uri().query().unwrap_or("")).await
+    caller.reach(&site)?;
+    crate::analytics::serve(&plane, &site, query.get("since")).await
 }

@@ -1,16 +1,15 @@
 //! `/api/tokens`: list, create (the secret is in the answer, once) and revoke. `admin` only.
 
-use super::{ApiError, ApiResult, Shared, auth, read_json, reply};
+use super::{ApiError, ApiResult, Caller, Shared, read_json, reply};
 use crate::plane::ChangeError;
 use crate::store::audit::Change;
 use crate::store::tokens::{self, NewToken, Scope};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub async fn list(State(plane): Shared, request: Request) -> ApiResult {
-    auth::authorize(&plane, request.headers(), Scope::Admin, None).await?;
+pub async fn list(State(plane): Shared) -> ApiResult {
     let all = crate::api::read(&plane, tokens::list).await?;
     reply(StatusCode::OK, json!({ "tokens": all }))
 }
@@ -71,8 +70,11 @@ pub fn new_token(
 
 /// `POST /api/tokens` `{"name": "...", "scopes": ["read"], "sites": ["blog"]}`: 201 with the
 /// token and its `secret`, which is never shown again.
-pub async fn create(State(plane): Shared, request: Request) -> ApiResult {
-    let caller = auth::authorize(&plane, request.headers(), Scope::Admin, None).await?;
+pub async fn create(
+    State(plane): Shared,
+    Extension(caller): Extension<Caller>,
+    request: Request,
+) -> ApiResult {
     let body: CreateBody = read_json(request.into_body()).await?;
     let new = new_token(&body.name, &body.scopes, body.sites)?;
     let secret = tokens::new_secret()?;
@@ -99,14 +101,20 @@ pub async fn create(State(plane): Shared, request: Request) -> ApiResult {
 
 /// `DELETE /api/tokens/{id}`: revoked from the next request on. The last live admin token
 /// cannot go (nobody could make another).
-pub async fn revoke(State(plane): Shared, Path(id): Path<String>, request: Request) -> ApiResult {
-    let caller = auth::authorize(&plane, request.headers(), Scope::Admin, None).await?;
+pub async fn revoke(
+    State(plane): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
     let actor = caller.actor().to_string();
     let target = id.clone();
     let token = plane
         .change(move |ctx| {
             let Some(token) = tokens::revoke(ctx.tx, &target, ctx.now)? else {
-                return Err(ChangeError::NotFound(format!("no live token {target:?}")));
+                return Err(ChangeError::NotFound(format!(
+                    "no live token {}",
+                    model::shown(&target)
+                )));
             };
             let admins_left = tokens::list(ctx.tx)?
                 .iter()

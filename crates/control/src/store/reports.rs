@@ -141,18 +141,6 @@ pub fn update(
     Ok(Some((before, after)))
 }
 
-/// Which of `ids` are not stored.
-pub fn missing(conn: &Connection, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
-    let mut statement = conn.prepare_cached("SELECT 1 FROM reports WHERE id = ?1")?;
-    let mut gone = Vec::new();
-    for id in ids {
-        if !statement.exists(params![id])? {
-            gone.push(*id);
-        }
-    }
-    Ok(gone)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,7 +208,7 @@ mod tests {
             )
             .unwrap();
             assert_eq!(reviewing.len(), 1);
-            assert_eq!(missing(conn, &[id, id + 1]).unwrap(), vec![id + 1]);
+            assert!(get(conn, id + 1).unwrap().is_none());
         });
     }
 }

@@ -60,7 +60,12 @@ impl FromStr for Scope {
         Scope::ALL
             .into_iter()
             .find(|s| s.as_str() == text)
-            .ok_or_else(|| format!("unknown scope {text:?} (read, edit, purge, suspend, admin)"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown scope {} (read, edit, purge, suspend, admin)",
+                    model::shown(text)
+                )
+            })
     }
 }
 

@@ -563,7 +563,13 @@ fn refusal(posted: Posted, status: StatusCode, message: &str) -> Response<EdgeBo
 }
 
 fn json(status: StatusCode, body: &serde_json::Value) -> Response<EdgeBody> {
-    respond::not_stored(status, "application/json", format!("{body}\n"))
+    let mut response = respond::not_stored(status, "application/json", format!("{body}\n"));
+    // A refusal may quote what the reporter sent: never let a browser read it as a page.
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// One of the intake's HTML pages, with the headers every one of them carries.

@@ -12,13 +12,13 @@
 //! solves it once and is then counted on its clearance, with an allowance of its own, rather
 //! than on the address it shares. Everyone else past the limit gets 429.
 
+use crate::body::ClientBody;
 use crate::body::EdgeBody;
 use crate::phases::challenge::{self as challenge_phase, ChallengeState};
 use crate::phases::respond;
 use crate::snapshot::SiteRuntime;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use model::{LimitAction, SiteShield};
 use shield::RequestFacts;
 use shield::attack::AttackDetector;
@@ -193,7 +193,7 @@ pub fn limit_misses(
     (challenges, keys): (&ChallengeState, &ChallengeKeys),
     site: &SiteRuntime,
     (ip, tls): (IpAddr, bool),
-    request: &Request<Incoming>,
+    request: &Request<ClientBody>,
     host: &str,
     record: &dyn Fn(NewEvent),
 ) -> Option<Response<EdgeBody>> {

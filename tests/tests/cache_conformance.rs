@@ -518,3 +518,60 @@ async fn a_site_can_turn_deception_armour_off() {
 
     assert_eq!(second.text(), "v0");
 }
+
+/// Unkeyed fields that origins commonly reflect (a redirect's scheme or port, a rewritten
+/// path, another method) do not reach the origin on requests the cache may answer, where one
+/// client's value would be stored for everyone; a site keeps one by keying on it or by listing
+/// it, and requests the cache never answers (a POST) pass them on.
+#[tokio::test]
+async fn reflected_unkeyed_fields_never_shape_a_response_the_cache_may_store() {
+    let origin = ScriptedOrigin::numbered("Cache-Control: max-age=60\r\n");
+    let proxy = proxy_with(
+        &origin,
+        "key_headers = [\"x-forwarded-prefix\"]\nforward_unkeyed_fields = [\"x-forwarded-port\"]",
+    );
+    let poison: &[(&'static str, &'static str)] = &[
+        ("x-forwarded-scheme", "nothttps"),
+        ("x-forwarded-port", "1337"),
+        ("x-forwarded-server", "evil.example"),
+        ("x-host", "evil.example"),
+        ("x-original-host", "evil.example"),
+        ("x-original-url", "/admin"),
+        ("x-rewrite-url", "/admin"),
+        ("x-http-method-override", "DELETE"),
+        ("x-forwarded-prefix", "/keyed"),
+    ];
+    get_with(&proxy, "/page", poison).await;
+    let head = origin.heads()[0].to_ascii_lowercase();
+    for gone in [
+        "x-forwarded-scheme",
+        "x-forwarded-server",
+        "x-host",
+        "x-original-host",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-http-method-override",
+    ] {
+        assert!(
+            !head.contains(gone),
+            "{gone} reached the origin on a fill:\n{head}"
+        );
+    }
+    assert!(
+        head.contains("x-forwarded-port: 1337"),
+        "listed, kept:\n{head}"
+    );
+    assert!(
+        head.contains("x-forwarded-prefix: /keyed"),
+        "keyed, kept:\n{head}"
+    );
+
+    let mut post = h1_request("POST", "blog.example", "/form", client::full("a=1"));
+    post.headers_mut()
+        .append("x-original-url", "/admin".parse().unwrap());
+    client::try_send(proxy.http_addr(), post)
+        .await
+        .expect("POST");
+    let head = origin.heads()[1].to_ascii_lowercase();
+    assert!(head.contains("x-original-url: /admin"), "{head}");
+}

@@ -10,6 +10,32 @@ use http::header::COOKIE;
 use model::{QueryKey, SiteCache};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128_with_seed};
 
+/// Whether `name` (lowercase) is a request field that origins and their frameworks commonly
+/// reflect into a response (a redirect's scheme, host or port, an absolute link, a rewritten
+/// path, another method) while it is not part of the cache key: a client that sends one can
+/// get a poisoned response stored for everyone (unkeyed-input cache poisoning). The edge sets
+/// its own forwarding fields (X-Forwarded-For, -Proto, -Host, Forwarded) itself, so those are
+/// not here; these are the others.
+pub fn is_reflected_unkeyed_input(name: &str) -> bool {
+    matches!(
+        name,
+        "x-forwarded-scheme"
+            | "x-forwarded-port"
+            | "x-forwarded-server"
+            | "x-forwarded-ssl"
+            | "x-forwarded-prefix"
+            | "x-forwarded-path"
+            | "x-host"
+            | "x-original-host"
+            | "x-original-url"
+            | "x-rewrite-url"
+            | "x-original-method"
+            | "x-http-method-override"
+            | "x-http-method"
+            | "x-method-override"
+    )
+}
+
 /// Identifies one stored response (a primary key, or a primary key with a Vary variant).
 pub type ObjectId = u128;
 

@@ -241,7 +241,7 @@ pub fn forward_request(input: &[u8]) -> Result<Option<Vec<u8>>, String> {
         client: &client,
         client_ip: client.peer,
         upgrade: false,
-        cache_fill: false,
+        cache_fill: None,
     };
     let mut fields = Vec::new();
     forward::write_origin_fields(&mut fields, &headers, &hop);

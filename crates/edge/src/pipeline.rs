@@ -343,7 +343,7 @@ pub async fn handle(
                         client: &conn.client,
                         client_ip: log.client_ip,
                         upgrade: false,
-                        cache_fill: true,
+                        cache_fill: Some(cache_settings),
                     };
                     forward::write_origin_fields(&mut fields, request.headers(), &hop);
                     spawn_refresh(site, target.clone(), fields, refresh);
@@ -389,7 +389,7 @@ pub async fn handle(
         client: &conn.client,
         client_ip: log.client_ip,
         upgrade,
-        cache_fill: fill.is_some(),
+        cache_fill: fill.is_some().then_some(cache_settings),
     };
     forward::write_origin_fields(&mut fields, &parts.headers, &hop);
     if let Some(fill) = &mut fill {

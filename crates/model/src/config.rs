@@ -244,6 +244,10 @@ pub struct SiteCache {
     /// Web cache deception armour: no heuristic freshness for a response to a request with
     /// credentials, or whose Content-Type belies its path's extension.
     pub deception_armour: bool,
+    /// Request fields origins commonly reflect (`cache::key::is_reflected_unkeyed_input`)
+    /// that still reach the origin on requests the cache may answer (lowercase). Those in
+    /// `key_headers` do too: keyed, they cannot poison another client's response.
+    pub forward_unkeyed_fields: Vec<String>,
 }
 
 /// How the query string enters the cache key.
@@ -670,6 +674,7 @@ struct FileSiteCache {
     lock_timeout: Duration,
     targeted_field: Option<String>,
     deception_armour: bool,
+    forward_unkeyed_fields: Vec<String>,
 }
 
 impl Default for FileSiteCache {
@@ -688,6 +693,7 @@ impl Default for FileSiteCache {
             lock_timeout: Duration::from_secs(5),
             targeted_field: None,
             deception_armour: true,
+            forward_unkeyed_fields: Vec::new(),
         }
     }
 }
@@ -712,6 +718,11 @@ impl FileSiteCache {
             lock_timeout: self.lock_timeout,
             targeted_field: self.targeted_field.map(|name| name.to_ascii_lowercase()),
             deception_armour: self.deception_armour,
+            forward_unkeyed_fields: self
+                .forward_unkeyed_fields
+                .into_iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
         }
     }
 
@@ -733,6 +744,14 @@ impl FileSiteCache {
             if name.is_empty() || !name.bytes().all(is_token_byte) {
                 return Err((
                     "cache.key_headers",
+                    format!("{} is not a header field name", crate::shown(name)),
+                ));
+            }
+        }
+        for name in &self.forward_unkeyed_fields {
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return Err((
+                    "cache.forward_unkeyed_fields",
                     format!("{} is not a header field name", crate::shown(name)),
                 ));
             }

@@ -208,8 +208,9 @@ pub struct Hop<'a> {
     pub client_ip: IpAddr,
     /// Keep a WebSocket handshake's Connection/Upgrade pair.
     pub upgrade: bool,
-    /// The response will be stored for other clients (see [`write_origin_fields`]).
-    pub cache_fill: bool,
+    /// The response may be stored for other clients, under these settings (see
+    /// [`write_origin_fields`]).
+    pub cache_fill: Option<&'a model::SiteCache>,
 }
 
 /// Writes the origin's copy of a client's request fields, each as a `name: value` line, into
@@ -222,10 +223,13 @@ pub struct Hop<'a> {
 /// line, the client's lines joined in front of this hop's entry, since many origins read only
 /// the first line of a field.
 ///
-/// `cache_fill`: the response will be stored for other clients, so the client's own
+/// `cache_fill`: the response may be stored for other clients, so the client's own
 /// preconditions and Range are not passed on (the cache needs the full response, and answers
-/// them itself), and Accept-Encoding is sent reduced to the variant the response is stored under
-/// (`cache::vary::accept_encoding`), so what comes back suits every client of that variant.
+/// them itself), Accept-Encoding is sent reduced to the variant the response is stored under
+/// (`cache::vary::accept_encoding`), so what comes back suits every client of that variant, and
+/// the unkeyed fields origins commonly reflect (`cache::key::is_reflected_unkeyed_input`) are
+/// dropped unless the site keys on them or lists them in `forward_unkeyed_fields`: one
+/// client's `X-Forwarded-Host`-style field must not shape a response stored for everyone.
 pub fn write_origin_fields(out: &mut Vec<u8>, headers: &HeaderMap, hop: &Hop<'_>) {
     let client = hop.client;
     // First pass: what the fields say about the others.
@@ -271,7 +275,12 @@ pub fn write_origin_fields(out: &mut Vec<u8>, headers: &HeaderMap, hop: &Hop<'_>
             || (n == "x-forwarded-proto" && !keep_forwarded_proto)
             || (n == "x-real-ip" && !keep_real_ip)
             || named.iter().any(|t| t.eq_ignore_ascii_case(n.as_bytes()))
-            || (hop.cache_fill
+            || hop.cache_fill.is_some_and(|cache| {
+                cache::key::is_reflected_unkeyed_input(n)
+                    && !cache.key_headers.iter().any(|k| k == n)
+                    && !cache.forward_unkeyed_fields.iter().any(|k| k == n)
+            })
+            || (hop.cache_fill.is_some()
                 && matches!(
                     n,
                     "accept-encoding"
@@ -286,7 +295,7 @@ pub fn write_origin_fields(out: &mut Vec<u8>, headers: &HeaderMap, hop: &Hop<'_>
             field(out, n, value.as_bytes());
         }
     }
-    if hop.cache_fill {
+    if hop.cache_fill.is_some() {
         let coding = cache::vary::accept_encoding(headers);
         if !coding.is_empty() {
             field(out, "accept-encoding", coding.as_bytes());
@@ -465,7 +474,7 @@ mod tests {
             client,
             client_ip: real_client_ip(h, client, |_| false),
             upgrade,
-            cache_fill: false,
+            cache_fill: None,
         };
         write_origin_fields(&mut out, h, &hop);
         out.extend_from_slice(b"\r\n");
@@ -562,6 +571,53 @@ mod tests {
         );
         // The length is the codec's to write, from the body it sends.
         assert!(!h.contains_key("content-length"));
+    }
+
+    #[test]
+    fn reflected_unkeyed_fields_are_dropped_from_requests_the_cache_may_answer() {
+        let fields = [
+            ("x-forwarded-scheme", "nothttps"),
+            ("x-forwarded-port", "1337"),
+            ("x-host", "evil.example"),
+            ("x-original-url", "/admin"),
+            ("x-http-method-override", "DELETE"),
+            ("x-device", "phone"),
+        ];
+        let settings = model::SiteCache {
+            key_headers: vec!["x-device".into()],
+            forward_unkeyed_fields: vec!["x-forwarded-port".into()],
+            ..model::SiteCache::default()
+        };
+        let client = peer();
+        let authority = HeaderValue::from_static("blog.example");
+        let written = |cache_fill| {
+            let mut out = Vec::new();
+            let hop = Hop {
+                version: Version::HTTP_11,
+                authority: &authority,
+                client: &client,
+                client_ip: client.peer,
+                upgrade: false,
+                cache_fill,
+            };
+            write_origin_fields(&mut out, &request(&fields), &hop);
+            String::from_utf8(out).unwrap()
+        };
+        let filled = written(Some(&settings));
+        for gone in [
+            "x-forwarded-scheme",
+            "x-host",
+            "x-original-url",
+            "x-http-method-override",
+        ] {
+            assert!(!filled.contains(gone), "{gone} reached a fill: {filled}");
+        }
+        // Kept by the site, or keyed.
+        assert!(filled.contains("x-forwarded-port: 1337"), "{filled}");
+        assert!(filled.contains("x-device: phone"), "{filled}");
+        // A request the cache will not store passes them on.
+        let passed = written(None);
+        assert!(passed.contains("x-host: evil.example"), "{passed}");
     }
 
     #[test]

@@ -23,8 +23,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use model::ServerLimits;
-use std::future::{Future, poll_fn};
-use std::pin::{Pin, pin};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -75,7 +75,7 @@ impl H2Connection {
     pub fn new<I, H, F>(io: I, builder: h2::server::Builder, handle: H) -> H2Connection
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        H: Fn(Request<ClientBody>) -> F + Send + 'static,
+        H: Fn(Request<ClientBody>, Arc<dyn InterimSink>) -> F + Send + 'static,
         F: Future<Output = Response<EdgeBody>> + Send + 'static,
     {
         let shutdown = Arc::new(Notify::new());
@@ -105,23 +105,29 @@ async fn run<I, H, F>(
 ) -> Result<(), h2::Error>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<ClientBody>) -> F + Send + 'static,
+    H: Fn(Request<ClientBody>, Arc<dyn InterimSink>) -> F + Send + 'static,
     F: Future<Output = Response<EdgeBody>> + Send + 'static,
 {
     let mut conn = builder.handshake::<_, Bytes>(io).await?;
     let mut closing = false;
+    // Made once: a fresh `notified()` per accepted stream would join and leave the Notify's
+    // waiter list each time.
+    let shutdown_signal = shutdown.notified();
+    tokio::pin!(shutdown_signal);
     loop {
         tokio::select! {
             biased;
             accepted = conn.accept() => match accepted {
                 Some(Ok((request, respond))) => {
-                    let (request, interim) = into_edge_request(request);
-                    tokio::spawn(serve_stream(handle(request), respond, interim));
+                    let interim = Arc::new(StreamInterim::default());
+                    let request = into_edge_request(request);
+                    let work = handle(request, Arc::clone(&interim) as Arc<dyn InterimSink>);
+                    tokio::spawn(StreamTask::new(work, respond, interim));
                 }
                 Some(Err(e)) => return Err(e),
                 None => return Ok(()),
             },
-            () = shutdown.notified(), if !closing => {
+            () = &mut shutdown_signal, if !closing => {
                 conn.graceful_shutdown();
                 closing = true;
             }
@@ -129,30 +135,21 @@ where
     }
 }
 
-/// The stream's request as the pipeline takes it: its body readable under flow control, and
-/// a place for the origin's interim responses in its extensions.
-fn into_edge_request(request: Request<RecvStream>) -> (Request<ClientBody>, Arc<StreamInterim>) {
-    let (mut parts, recv) = request.into_parts();
+/// The stream's request as the pipeline takes it: its body readable under flow control.
+fn into_edge_request(request: Request<RecvStream>) -> Request<ClientBody> {
+    let (parts, recv) = request.into_parts();
     let length = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let interim = Arc::new(StreamInterim::default());
-    parts
-        .extensions
-        .insert(InterimHandle(Arc::clone(&interim) as Arc<dyn InterimSink>));
     let body = ClientBody::Http2(H2RequestBody {
         recv,
         length,
         data_done: false,
     });
-    (Request::from_parts(parts, body), interim)
+    Request::from_parts(parts, body)
 }
-
-/// Where the pipeline finds an HTTP/2 stream's interim sink (a request extension).
-#[derive(Clone)]
-pub struct InterimHandle(pub Arc<dyn InterimSink>);
 
 /// Interim responses for one stream, handed over by the origin client while the request's
 /// future runs on the stream's task, and sent by that task before it polls again.
@@ -190,29 +187,80 @@ impl StreamInterim {
     }
 }
 
-/// Runs one request: its interims and response head on the stream, then its body.
-async fn serve_stream<F>(request: F, mut respond: SendResponse<Bytes>, interim: Arc<StreamInterim>)
-where
-    F: Future<Output = Response<EdgeBody>>,
-{
-    let mut request = pin!(request);
-    // The request's future, and the client's RST_STREAM, which abandons it.
-    let response = poll_fn(|cx| {
-        let polled = request.as_mut().poll(cx);
-        // Interims handed over during that poll go out before a final head it returned.
-        interim.send(&mut respond);
-        if let Poll::Ready(response) = polled {
-            return Poll::Ready(Some(response));
+pin_project_lite::pin_project! {
+    /// One stream's work, spawned as its own task: the request through the pipeline (its
+    /// interims and then its response head sent on the stream), then the response body.
+    /// A hand-written future rather than an `async fn`, so that the pipeline's future and the
+    /// body being sent share their space: the task is moved once when spawned, and its size is
+    /// what that move copies.
+    struct StreamTask<F> {
+        respond: SendResponse<Bytes>,
+        interim: Arc<StreamInterim>,
+        #[pin]
+        state: StreamState<F>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StreamStateProj]
+    enum StreamState<F> {
+        Request { #[pin] work: F },
+        Body { pipe: BodyPipe },
+        Done,
+    }
+}
+
+impl<F: Future<Output = Response<EdgeBody>>> StreamTask<F> {
+    fn new(work: F, respond: SendResponse<Bytes>, interim: Arc<StreamInterim>) -> Self {
+        StreamTask {
+            respond,
+            interim,
+            state: StreamState::Request { work },
         }
-        match respond.poll_reset(cx) {
-            Poll::Ready(_) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+    }
+}
+
+impl<F: Future<Output = Response<EdgeBody>>> Future for StreamTask<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StreamStateProj::Request { work } => {
+                    let polled = work.poll(cx);
+                    // Interims handed over during that poll go out before a final head it
+                    // returned.
+                    this.interim.send(this.respond);
+                    let Poll::Ready(response) = polled else {
+                        // The client's RST_STREAM abandons the request's work.
+                        if this.respond.poll_reset(cx).is_ready() {
+                            this.state.set(StreamState::Done);
+                            return Poll::Ready(());
+                        }
+                        return Poll::Pending;
+                    };
+                    match send_head(this.respond, response) {
+                        Some(pipe) => this.state.set(StreamState::Body { pipe }),
+                        None => {
+                            this.state.set(StreamState::Done);
+                            return Poll::Ready(());
+                        }
+                    }
+                }
+                StreamStateProj::Body { pipe } => {
+                    ready!(pipe.poll(cx));
+                    this.state.set(StreamState::Done);
+                    return Poll::Ready(());
+                }
+                StreamStateProj::Done => return Poll::Ready(()),
+            }
         }
-    })
-    .await;
-    let Some(response) = response else {
-        return;
-    };
+    }
+}
+
+/// Sends the response head; the body still to send, if any.
+fn send_head(respond: &mut SendResponse<Bytes>, response: Response<EdgeBody>) -> Option<BodyPipe> {
     let (mut head, body) = response.into_parts();
     strip_connection_fields(&mut head.headers);
     if !head.headers.contains_key(header::DATE) {
@@ -226,15 +274,17 @@ where
         head.headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     }
-    let sending = match respond.send_response(Response::from_parts(head, ()), end_of_stream) {
-        Ok(sending) => sending,
+    match respond.send_response(Response::from_parts(head, ()), end_of_stream) {
+        Ok(sending) if !end_of_stream => Some(BodyPipe {
+            body,
+            sending,
+            waiting: None,
+        }),
+        Ok(_) => None,
         Err(e) => {
             tracing::debug!(error = %e, "HTTP/2 response head not sent");
-            return;
+            None
         }
-    };
-    if !end_of_stream {
-        pipe_body(body, sending).await;
     }
 }
 
@@ -242,6 +292,21 @@ where
 /// ones, and TE in a response. Normally none are left by then; an edge page may carry
 /// `Connection: close` meant for HTTP/1.1.
 fn strip_connection_fields(headers: &mut HeaderMap) {
+    // One scan of the names present first: removing each name would hash it every time.
+    let present = headers.keys().any(|name| {
+        matches!(
+            name.as_str(),
+            "connection"
+                | "transfer-encoding"
+                | "upgrade"
+                | "te"
+                | "keep-alive"
+                | "proxy-connection"
+        )
+    });
+    if !present {
+        return;
+    }
     for name in [
         header::CONNECTION,
         header::TRANSFER_ENCODING,
@@ -254,26 +319,43 @@ fn strip_connection_fields(headers: &mut HeaderMap) {
     }
 }
 
-/// Sends a response body under flow control: a chunk waits for stream capacity before the
-/// next is read, so a client with a shut window holds at most one chunk (plus h2's send
+/// A response body being sent under flow control: a chunk waits for stream capacity before
+/// the next is read, so a client with a shut window holds at most one chunk (plus h2's send
 /// buffer) of it. Ends on the client's RST_STREAM.
-async fn pipe_body(body: EdgeBody, mut sending: SendStream<Bytes>) {
-    let mut body = pin!(body);
-    let mut waiting: Option<(Bytes, bool)> = None;
-    let done = poll_fn(|cx| {
+struct BodyPipe {
+    body: EdgeBody,
+    sending: SendStream<Bytes>,
+    /// A chunk read from the body, waiting for capacity, and whether it ends the body.
+    waiting: Option<(Bytes, bool)>,
+}
+
+impl BodyPipe {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.poll_send(cx) {
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(error = %e, "HTTP/2 response body not sent whole");
+                Poll::Ready(())
+            }
+            Poll::Ready(Ok(())) => Poll::Ready(()),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), String>> {
+        let sending = &mut self.sending;
         loop {
             if let Poll::Ready(reason) = sending.poll_reset(cx) {
                 return Poll::Ready(Err(format!("client reset the stream: {reason:?}")));
             }
-            if let Some((chunk, end)) = waiting.take() {
+            if let Some((chunk, end)) = self.waiting.take() {
                 if sending.capacity() == 0 {
                     match sending.poll_capacity(cx) {
                         Poll::Pending => {
-                            waiting = Some((chunk, end));
+                            self.waiting = Some((chunk, end));
                             return Poll::Pending;
                         }
                         Poll::Ready(Some(Ok(_))) => {
-                            waiting = Some((chunk, end));
+                            self.waiting = Some((chunk, end));
                             continue;
                         }
                         Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e.to_string())),
@@ -290,19 +372,19 @@ async fn pipe_body(body: EdgeBody, mut sending: SendStream<Bytes>) {
                 }
                 continue;
             }
-            match ready!(body.as_mut().poll_frame(cx)) {
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(chunk) => {
-                        let end = body.is_end_stream();
+                        let end = self.body.is_end_stream();
                         if chunk.is_empty() && !end {
                             continue;
                         }
-                        // A minimal claim, not the chunk's length: claiming the whole of it
-                        // up front makes every waiting stream a heavy claimant on the
+                        // A minimal claim, not the chunk's length: claiming the whole of it up
+                        // front makes every waiting stream a heavy claimant on the
                         // connection's window (hyper's #4003); h2 raises the claim to what is
                         // buffered when the data is sent.
                         sending.reserve_capacity(1);
-                        waiting = Some((chunk, end));
+                        self.waiting = Some((chunk, end));
                     }
                     Err(frame) => {
                         if let Ok(trailers) = frame.into_trailers() {
@@ -326,10 +408,6 @@ async fn pipe_body(body: EdgeBody, mut sending: SendStream<Bytes>) {
                 }
             }
         }
-    })
-    .await;
-    if let Err(e) = done {
-        tracing::debug!(error = %e, "HTTP/2 response body not sent whole");
     }
 }
 

@@ -92,11 +92,13 @@ impl EdgeState {
     }
 }
 
-/// Runs one request through every phase and returns what the client gets.
+/// Runs one request through every phase and returns what the client gets. `h2_stream`: on
+/// HTTP/2, where the origin's interim responses go (on HTTP/1.1 the connection takes them).
 pub async fn handle(
     state: &Arc<EdgeState>,
     conn: &Arc<ConnContext>,
     mut request: Request<ClientBody>,
+    h2_stream: Option<Arc<dyn crate::origin::InterimSink>>,
 ) -> Response<EdgeBody> {
     let started = Instant::now();
     let ambiguous_on_wire = conn.activity.request_started();
@@ -426,10 +428,7 @@ pub async fn handle(
         // HTTP/1.0 one): through the connection, or the HTTP/2 stream.
         interim: match version {
             Version::HTTP_11 => Some(Arc::clone(conn) as Arc<dyn crate::origin::InterimSink>),
-            _ => parts
-                .extensions
-                .get::<crate::h2_conn::InterimHandle>()
-                .map(|handle| Arc::clone(&handle.0)),
+            _ => h2_stream,
         },
     };
     // Origin protection: over the site's cap, a stale copy or 503.

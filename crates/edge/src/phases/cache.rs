@@ -894,7 +894,20 @@ fn target_list(settings: &SiteCache) -> [&str; 2] {
 }
 
 /// Takes out the fields meant for this edge alone: the targeted fields and the purge tags.
+///
+/// On every response, and almost every response has none of them: one pass over the names
+/// present decides, rather than a removal per name (each parses and hashes its name; together
+/// about 900 instructions per request under callgrind).
 fn strip_edge_fields(headers: &mut HeaderMap, own_field: Option<&str>) {
+    let present = headers.keys().any(|name| {
+        let name = name.as_str();
+        name == CDN_CACHE_CONTROL
+            || own_field == Some(name)
+            || cache::object::TAG_FIELDS.contains(&name)
+    });
+    if !present {
+        return;
+    }
     strip_targeted_fields(headers, own_field);
     for tag in cache::object::TAG_FIELDS {
         headers.remove(tag);
@@ -905,6 +918,13 @@ fn strip_edge_fields(headers: &mut HeaderMap, own_field: Option<&str>) {
 /// uses it, and this edge is the last CDN hop, the one that answers visitors) and the site's
 /// own targeted field.
 fn strip_targeted_fields(headers: &mut HeaderMap, own_field: Option<&str>) {
+    // Looked for first, as in `strip_edge_fields`: a hit pays for the scan, not the removals.
+    let present = headers
+        .keys()
+        .any(|name| name.as_str() == CDN_CACHE_CONTROL || own_field == Some(name.as_str()));
+    if !present {
+        return;
+    }
     headers.remove(CDN_CACHE_CONTROL);
     if let Some(own) = own_field {
         headers.remove(own);

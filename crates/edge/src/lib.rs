@@ -31,12 +31,19 @@
 //!    `host_naming_another_site_than_sni_gets_421`.)
 //! 2. Ambiguous framing is rejected before routing, judged on the bytes as sent (hyper
 //!    normalises some shapes away): Content-Length with Transfer-Encoding, repeated
-//!    Content-Length → 400 and the connection closes. (`phases::framing::tests::tracker_*`;
+//!    Content-Length, a Transfer-Encoding other than exactly `chunked`, Connection naming
+//!    Content-Length or Host → 400 and the connection closes. (`phases::framing::tests::*`;
 //!    black-box `edge_smuggling::*`.)
 //! 3. Hop-by-hop headers, including those named in Connection, never cross the edge in either
-//!    direction. (`phases::forward::tests::strips_hop_by_hop_and_connection_named_fields`;
-//!    black-box `hop_by_hop_request_headers_do_not_reach_origin`,
-//!    `hop_by_hop_response_headers_do_not_reach_client`.)
+//!    direction; Connection never removes framing, routing or the edge's own forwarding
+//!    fields; framing, routing and forwarding fields never cross as trailers.
+//!    (`phases::forward::tests::strips_hop_by_hop_and_connection_named_fields`,
+//!    `connection_cannot_remove_framing_routing_or_the_edges_own_fields`,
+//!    `rfc9110_6_5_1_fields_that_frame_route_or_control_never_cross_as_trailers`; black-box
+//!    `hop_by_hop_request_headers_do_not_reach_origin`,
+//!    `hop_by_hop_response_headers_do_not_reach_client`,
+//!    `connection_cannot_remove_the_forwarding_fields_the_edge_sets`,
+//!    `framing_fields_in_trailers_are_dropped_both_ways`.)
 //! 4. Client-supplied forwarding headers are replaced unless the peer is a trusted proxy.
 //!    (`phases::forward::tests::untrusted_peer_cannot_spoof_forwarding_headers`; black-box
 //!    `forwarding_headers_from_untrusted_peer_are_replaced`.)
@@ -92,6 +99,21 @@
 //!     purges are typed calls on the site it authorized. (black-box
 //!     `every_answer_of_the_admin_listener_says_nosniff`,
 //!     `every_operation_under_every_credential_keeps_a_site_limited_token_inside_its_site`.)
+//! 16. What an origin receives is exactly the requests the edge accepted, one for one: the
+//!     Host and the body's framing are written by the edge (from the routed authority and the
+//!     body it forwards), never copied, so no body is ever read as another request on a pooled
+//!     origin connection. (`fuzzing::tests::a_forwarded_request_reaches_the_origin_as_exactly_one_request`,
+//!     fuzz target `forward_request`; black-box
+//!     `what_the_origin_receives_is_exactly_what_the_edge_accepted_and_logged`,
+//!     `connection_naming_content_length_is_refused_and_smuggles_nothing_onto_a_pooled_connection`,
+//!     `content_length_to_the_origin_is_written_by_the_edge`.)
+//! 17. An origin's interim (1xx) responses reach HTTP/1.1 and HTTP/2 clients before the final
+//!     response, in order on a pipelined connection, never an HTTP/1.0 client, and are never
+//!     stored. (black-box `edge_interim_responses::*`.)
+//! 18. On TLS, ALPN decides the protocol: `h2` is served HTTP/2 only (anything but the preface
+//!     gets GOAWAY PROTOCOL_ERROR), `http/1.1` or none HTTP/1.1 only. (`conn::tests::the_first_bytes_tell_the_protocol_and_are_replayed_whole`;
+//!     black-box `an_http1_head_after_alpn_h2_gets_goaway_protocol_error`,
+//!     `the_h2_preface_after_alpn_http1_is_not_served_as_h2`.)
 
 pub mod access_log;
 pub mod admin;

@@ -104,10 +104,19 @@ async fn forwarding_headers_from_untrusted_peer_are_replaced() {
           X-Forwarded-Host: evil\r\n\
           X-Forwarded-Proto: https\r\n\
           X-Real-IP: 6.6.6.6\r\n\
+          True-Client-IP: 6.6.6.6\r\n\
+          CF-Connecting-IP: 6.6.6.6\r\n\
           \r\n",
     )
     .await;
 
+    for other in ["true-client-ip", "cf-connecting-ip"] {
+        assert!(
+            !echo.has_header(other),
+            "{other} from an untrusted client reached the origin: {:?}",
+            echo.headers
+        );
+    }
     assert_eq!(
         echo.headers_named("x-real-ip"),
         vec!["127.0.0.1"],

@@ -102,6 +102,23 @@ pub(crate) fn trailer_may_cross(name: &str) -> bool {
         ))
 }
 
+/// Fields other proxies and CDNs use to tell an origin the client's address, which the edge
+/// does not set: from a peer that is not a trusted proxy they are a client's claim about
+/// itself, and an origin that trusts one (after a move from the CDN that set it) would log,
+/// rate-limit or allow the address the client chose. Dropped, like the forwarding fields the
+/// edge replaces.
+fn names_another_client_address(name: &str) -> bool {
+    matches!(
+        name,
+        "true-client-ip"
+            | "x-client-ip"
+            | "x-cluster-client-ip"
+            | "cf-connecting-ip"
+            | "fastly-client-ip"
+            | "x-original-forwarded-for"
+    )
+}
+
 /// Most hop-by-hop fields one message can carry (the list above).
 const HOP_COUNT: usize = 7;
 
@@ -274,6 +291,7 @@ pub fn write_origin_fields(out: &mut Vec<u8>, headers: &HeaderMap, hop: &Hop<'_>
             || (n == "x-forwarded-host" && !keep_forwarded_host)
             || (n == "x-forwarded-proto" && !keep_forwarded_proto)
             || (n == "x-real-ip" && !keep_real_ip)
+            || (!client.trusted && names_another_client_address(n))
             || named.iter().any(|t| t.eq_ignore_ascii_case(n.as_bytes()))
             || hop.cache_fill.is_some_and(|cache| {
                 cache::key::is_reflected_unkeyed_input(n)
@@ -626,6 +644,28 @@ mod tests {
         rewrite(&mut h, Version::HTTP_11, "blog.example", &peer(), false);
         assert_eq!(h.get_all("host").iter().count(), 1);
         assert_eq!(h["host"], "blog.example");
+    }
+
+    #[test]
+    fn other_client_address_fields_are_dropped_unless_the_peer_is_trusted() {
+        let fields = [
+            ("true-client-ip", "6.6.6.6"),
+            ("x-client-ip", "6.6.6.6"),
+            ("cf-connecting-ip", "6.6.6.6"),
+            ("x-cluster-client-ip", "6.6.6.6"),
+        ];
+        let mut h = request(&fields);
+        rewrite(&mut h, Version::HTTP_11, "blog.example", &peer(), false);
+        for (name, _) in fields {
+            assert!(
+                !h.contains_key(name),
+                "{name} from an untrusted peer reached the origin"
+            );
+        }
+        let trusted = ClientFacts::new("10.0.0.1".parse().unwrap(), false, true);
+        let mut h = request(&fields);
+        rewrite(&mut h, Version::HTTP_11, "blog.example", &trusted, false);
+        assert_eq!(h["true-client-ip"], "6.6.6.6");
     }
 
     #[test]

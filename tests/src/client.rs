@@ -254,6 +254,26 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
         .unwrap_or_else(|e| panic!("GET {path} (Host: {host}) via {addr} failed: {e}"))
 }
 
+/// `GET path` with `Host: host` and the extra request fields `fields` on a fresh HTTP/1.1
+/// connection; panics on a transport error.
+pub async fn get_with(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    fields: &[(&'static str, &'static str)],
+) -> Reply {
+    let mut request = h1_request("GET", host, path, empty());
+    for (name, value) in fields {
+        let value = value
+            .parse()
+            .unwrap_or_else(|e| panic!("field {name}: {value:?} is not a header value: {e}"));
+        request.headers_mut().append(*name, value);
+    }
+    try_send(addr, request)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} (Host: {host}) via {addr} failed: {e}"))
+}
+
 /// `GET path` on the admin listener, with the suite's admin token.
 pub async fn admin_get(addr: SocketAddr, path: &str) -> Reply {
     admin_send(addr, "GET", path, None).await

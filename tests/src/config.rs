@@ -89,6 +89,11 @@ impl SiteConfig {
         self
     }
 
+    /// Adds a `[site.cache]` table with `toml`'s lines (sub-tables come last: see [`Self::site`]).
+    pub fn cache(self, toml: &str) -> Self {
+        self.site(&format!("[site.cache]\n{toml}"))
+    }
+
     /// The config file's text.
     pub fn to_toml(&self) -> String {
         let quoted = |items: &[String]| {

@@ -16,11 +16,7 @@ fn proxy_for(origin: &ScriptedOrigin) -> Palisade {
 }
 
 fn proxy_with(origin: &ScriptedOrigin, cache_table: &str) -> Palisade {
-    Palisade::start(
-        &SiteConfig::blog(origin.url())
-            .site(&format!("[site.cache]\n{cache_table}"))
-            .to_toml(),
-    )
+    Palisade::start(&SiteConfig::blog(origin.url()).cache(cache_table).to_toml())
 }
 
 async fn get_with(
@@ -28,13 +24,7 @@ async fn get_with(
     path: &str,
     fields: &[(&'static str, &'static str)],
 ) -> client::Reply {
-    let mut request = h1_request("GET", "blog.example", path, client::empty());
-    for (name, value) in fields {
-        request.headers_mut().append(*name, value.parse().unwrap());
-    }
-    client::try_send(proxy.http_addr(), request)
-        .await
-        .expect("GET through the proxy")
+    client::get_with(proxy.http_addr(), "blog.example", path, fields).await
 }
 
 async fn get(proxy: &Palisade, path: &str) -> client::Reply {

@@ -7,11 +7,7 @@ use palisade_blackbox::scripted_origin::Reply;
 use palisade_blackbox::{Palisade, ScriptedOrigin, SiteConfig};
 
 fn proxy(origin: &ScriptedOrigin, cache_table: &str) -> Palisade {
-    Palisade::start(
-        &SiteConfig::blog(origin.url())
-            .site(&format!("[site.cache]\n{cache_table}"))
-            .to_toml(),
-    )
+    Palisade::start(&SiteConfig::blog(origin.url()).cache(cache_table).to_toml())
 }
 
 async fn get_with(
@@ -19,13 +15,7 @@ async fn get_with(
     path: &str,
     fields: &[(&'static str, &'static str)],
 ) -> client::Reply {
-    let mut request = h1_request("GET", "blog.example", path, client::empty());
-    for (name, value) in fields {
-        request.headers_mut().append(*name, value.parse().unwrap());
-    }
-    client::try_send(proxy.http_addr(), request)
-        .await
-        .expect("GET")
+    client::get_with(proxy.http_addr(), "blog.example", path, fields).await
 }
 
 async fn text(proxy: &Palisade, path: &str) -> String {

@@ -23,10 +23,10 @@ use crate::clock;
 use crate::conn_guard::ConnPermit;
 use crate::h2_conn::{self, H2Connection};
 use crate::h2_flood::{H2Abuse, H2FloodGuard};
+use crate::http::client::ClientFacts;
+use crate::http::framing::{FramingError, FramingTracker};
 use crate::metrics::{CutReason, Metrics};
 use crate::origin::InterimSink;
-use crate::phases::forward::ClientFacts;
-use crate::phases::framing::{FramingError, FramingTracker};
 use crate::pipeline::{self, EdgeState};
 use http::Request;
 use hyper::body::Incoming;
@@ -157,7 +157,7 @@ impl InterimQueue {
 impl InterimSink for ConnContext {
     fn interim(&self, status: http::StatusCode, headers: &http::HeaderMap) {
         let mut fields = headers.clone();
-        crate::phases::forward::strip_hop_by_hop(&mut fields);
+        crate::http::fields::strip_hop_by_hop(&mut fields);
         // A 1xx has no content: a length would only mislead.
         fields.remove(http::header::CONTENT_LENGTH);
         let mut encoded = Vec::with_capacity(64);

@@ -6,9 +6,9 @@
 //! concludes must not depend on how TCP happened to cut the stream, so the targets compare the
 //! outcome of a split read with that of one read of everything.
 
+use crate::http::framing::FramingTracker;
 use crate::origin::chunked::{ChunkedDecoder, Decoded};
 use crate::origin::codec;
-use crate::phases::framing::FramingTracker;
 use bytes::BytesMut;
 use http::Method;
 
@@ -148,7 +148,8 @@ pub fn track_client_framing(input: &[u8], cuts: &[u8], max_head: usize) -> Clien
 /// httparse stands in for hyper on the client side; both refuse what RFC 9112 refuses, and the
 /// edge's own framing checks run on the fields as parsed.
 pub fn forward_request(input: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    use crate::phases::{forward, framing, route};
+    use crate::http::{client::ClientFacts, framing};
+    use crate::phases::{forward, route};
     use http::{HeaderMap, HeaderName, HeaderValue, Uri, Version};
 
     let mut slots = [httparse::EMPTY_HEADER; 64];
@@ -234,7 +235,7 @@ pub fn forward_request(input: &[u8]) -> Result<Option<Vec<u8>>, String> {
         (Vec::new(), None, codec::RequestFraming::None)
     };
 
-    let client = forward::ClientFacts::new(std::net::Ipv4Addr::LOCALHOST.into(), false, false);
+    let client = ClientFacts::new(std::net::Ipv4Addr::LOCALHOST.into(), false, false);
     let hop = forward::Hop {
         version: Version::HTTP_11,
         authority: &authority,

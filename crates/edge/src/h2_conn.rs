@@ -166,7 +166,7 @@ impl InterimSink for StreamInterim {
         let mut response = Response::new(());
         *response.status_mut() = status;
         let mut fields = headers.clone();
-        crate::phases::forward::strip_hop_by_hop(&mut fields);
+        crate::http::fields::strip_hop_by_hop(&mut fields);
         strip_connection_fields(&mut fields);
         fields.remove(header::CONTENT_LENGTH);
         *response.headers_mut() = fields;

@@ -128,6 +128,7 @@ pub mod explain;
 pub mod fuzzing;
 mod h2_conn;
 mod h2_flood;
+mod http;
 mod listener;
 pub mod metrics;
 mod origin;

@@ -5,7 +5,7 @@
 
 use crate::conn::{self, ConnContext};
 use crate::conn_guard::{ConnGuard, Refusal};
-use crate::phases::forward::ClientFacts;
+use crate::http::client::ClientFacts;
 use crate::pipeline::EdgeState;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -22,14 +22,17 @@ use crate::access_log::{AccessLog, AccessRecord};
 use crate::analytics::{Analytics, Minute, ServedRequest, SiteAnalytics};
 use crate::body::{BodyMeter, BodyPace, ClientBody, EdgeBody, Finish, OriginBody};
 use crate::conn::ConnContext;
+use crate::http::client::real_client_ip;
+use crate::http::fields::has_token;
+use crate::http::framing;
 use crate::metrics::{CacheOutcome, Metrics, SiteMetrics, UNROUTED};
 use crate::origin::{OriginFailure, OriginRequest, OriginState};
 use crate::phases::cache::CacheStep;
 use crate::phases::route::RouteRefusal;
 use crate::phases::shield::OriginPermit;
 use crate::phases::{
-    abuse as abuse_phase, cache as cache_phase, challenge as challenge_phase, forward, framing,
-    respond, route, shield as shield_phase,
+    abuse as abuse_phase, cache as cache_phase, challenge as challenge_phase, forward, respond,
+    route, shield as shield_phase,
 };
 use crate::snapshot::{SiteRuntime, Snapshot};
 use arc_swap::ArcSwap;
@@ -147,7 +150,7 @@ pub async fn handle(
         Ok(routed) => routed,
         Err(RouteRefusal::OperatorHost) => {
             // The operator's hostname: the abuse intake and nothing else, never forwarded.
-            log.client_ip = forward::real_client_ip(request.headers(), &conn.client, |ip| {
+            log.client_ip = real_client_ip(request.headers(), &conn.client, |ip| {
                 snapshot.is_trusted_proxy(ip)
             });
             if state.access_log.enabled() {
@@ -182,7 +185,7 @@ pub async fn handle(
     if state.access_log.enabled() {
         log.host = Some(routed.host.to_string());
     }
-    log.client_ip = forward::real_client_ip(request.headers(), &conn.client, |ip| {
+    log.client_ip = real_client_ip(request.headers(), &conn.client, |ip| {
         snapshot.is_trusted_proxy(ip)
     });
 
@@ -280,7 +283,7 @@ pub async fn handle(
 
     let version = request.version();
     let http10_keep_alive = version == Version::HTTP_10
-        && forward::has_token(request.headers(), &header::CONNECTION, "keep-alive");
+        && has_token(request.headers(), &header::CONNECTION, "keep-alive");
 
     // cache
     let cache_settings = &site.config.cache;

@@ -3,7 +3,7 @@
 //!
 //! Pure functions over bytes, so every rule here is tested without a socket.
 
-use crate::phases::forward;
+use crate::http::fields;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
@@ -67,14 +67,14 @@ pub fn chunk_size_line(len: usize) -> Bytes {
 }
 
 /// The last chunk and the trailer section of a chunked request body, with only the trailers
-/// that may cross (`forward::trailer_may_cross`).
+/// that may cross (`fields::trailer_may_cross`).
 pub fn last_chunk(trailers: Option<&HeaderMap>) -> Bytes {
     let Some(trailers) = trailers.filter(|t| !t.is_empty()) else {
         return Bytes::from_static(b"0\r\n\r\n");
     };
     let mut section = b"0\r\n".to_vec();
     for (name, value) in trailers {
-        if !forward::trailer_may_cross(name.as_str()) {
+        if !fields::trailer_may_cross(name.as_str()) {
             continue;
         }
         section.extend_from_slice(name.as_str().as_bytes());
@@ -142,8 +142,7 @@ impl HeadScan {
         let worth = self.searched == 0
             || buf.len() >= MAX_RESPONSE_HEAD_BYTES
             || buf.len() >= 2 * self.parsed
-            || crate::phases::framing::find_head_end(buf, self.searched.saturating_sub(3))
-                .is_some();
+            || crate::http::framing::find_head_end(buf, self.searched.saturating_sub(3)).is_some();
         self.searched = buf.len();
         if worth {
             self.parsed = buf.len();
@@ -206,7 +205,7 @@ pub fn parse_response_head(
         facts.read(&name, field.value, &mut named)?;
         // Hop-by-hop fields describe the connection they arrived on and end here (RFC 9110
         // §7.6.1); a 101 keeps its Upgrade, the protocol being switched to.
-        if forward::is_hop_by_hop(name.as_str()) && !(switching && name == header::UPGRADE) {
+        if fields::is_hop_by_hop(name.as_str()) && !(switching && name == header::UPGRADE) {
             continue;
         }
         fields.push((
@@ -270,7 +269,7 @@ impl FieldFacts {
                     self.close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
                     self.keep_alive = true;
-                } else if !token.is_empty() && !forward::is_connection_option(token) {
+                } else if !token.is_empty() && !fields::is_connection_option(token) {
                     named.push(token);
                 }
             }
@@ -365,7 +364,7 @@ pub fn parse_trailers(section: &[u8]) -> Result<HeaderMap, HeadError> {
             for field in parsed {
                 let name = HeaderName::from_bytes(field.name.as_bytes())
                     .map_err(|_| HeadError::Malformed("trailer name"))?;
-                if !forward::trailer_may_cross(name.as_str()) {
+                if !fields::trailer_may_cross(name.as_str()) {
                     continue;
                 }
                 let value = HeaderValue::from_bytes(field.value)

@@ -10,97 +10,16 @@
 //! - `Host` and `Content-Length` are written by the edge, never copied: Host from the authority
 //!   routing validated, the length from the body actually forwarded (`origin::codec`). A
 //!   Connection option can therefore never take either away, nor any field the edge sets
-//!   ([`connection_may_remove`]).
+//!   (`http::fields::connection_may_remove`).
 //! - `Expect` is dropped: hyper has already answered `100-continue` when the body was read.
 
+use crate::http::client::{ClientFacts, X_FORWARDED_FOR, proto};
+use crate::http::fields::{
+    connection_may_remove, has_token, is_connection_option, is_hop_by_hop, via,
+};
 use http::Version;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
-
-/// Request and response fields that describe one connection, never the message
-/// (RFC 9110 §7.6.1), plus Proxy-Authorization, which is meant for the edge itself.
-pub(crate) fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authorization"
-            | "te"
-            | "transfer-encoding"
-            | "upgrade"
-    )
-}
-
-/// A Connection token that is an option or names a field removed anyway (any case).
-pub(crate) fn is_connection_option(token: &[u8]) -> bool {
-    [
-        &b"close"[..],
-        b"keep-alive",
-        b"upgrade",
-        b"te",
-        b"transfer-encoding",
-        b"proxy-connection",
-        b"proxy-authorization",
-        b"connection",
-    ]
-    .iter()
-    .any(|known| token.eq_ignore_ascii_case(known))
-}
-
-/// Whether a Connection option may remove the field `name` (lowercase) at this hop.
-///
-/// Not the fields that frame or route a message (RFC 9110 §7.6.1 lets a hop drop what the
-/// previous one named, but a body whose length the next hop no longer knows is read there as
-/// the next request, and an HTTP/1.1 request without Host is malformed), nor the fields the
-/// edge sets itself, which the client does not get to suppress. The framing phase refuses a
-/// request whose Connection names Content-Length or Host; for the rest the option is ignored.
-pub(crate) fn connection_may_remove(name: &[u8]) -> bool {
-    ![
-        &b"content-length"[..],
-        b"transfer-encoding",
-        b"host",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"x-real-ip",
-        b"forwarded",
-        b"via",
-    ]
-    .iter()
-    .any(|kept| name.eq_ignore_ascii_case(kept))
-}
-
-/// Whether a trailer field may be passed on, in either direction (`name` lowercase).
-///
-/// RFC 9110 §6.5.1: a trailer cannot carry what must be known before the content is
-/// processed: framing, routing, request modifiers, authentication, response control data or
-/// the content's format. A recipient that merged such a field into the header section (many
-/// origins' frameworks do) could be told a second length, another Host, or a client address,
-/// so the edge drops them; so are the hop-by-hop fields and the edge's own forwarding fields.
-pub(crate) fn trailer_may_cross(name: &str) -> bool {
-    !(is_hop_by_hop(name)
-        || matches!(
-            name,
-            // framing and routing
-            "content-length" | "host" | "trailer"
-                // request modifiers (controls, conditionals, range)
-                | "cache-control" | "expect" | "max-forwards" | "pragma" | "range"
-                | "if-match" | "if-none-match" | "if-modified-since" | "if-unmodified-since"
-                | "if-range"
-                // authentication and state
-                | "authorization" | "www-authenticate" | "proxy-authenticate"
-                | "cookie" | "set-cookie"
-                // response control data
-                | "age" | "date" | "expires" | "location" | "retry-after" | "vary"
-                | "warning" | "etag" | "last-modified"
-                // how to process the content
-                | "content-encoding" | "content-type" | "content-range" | "content-location"
-                // the edge's own forwarding fields
-                | "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "x-real-ip"
-                | "forwarded" | "via"
-        ))
-}
 
 /// Fields other proxies and CDNs use to tell an origin the client's address, which the edge
 /// does not set: from a peer that is not a trusted proxy they are a client's claim about
@@ -119,99 +38,12 @@ fn names_another_client_address(name: &str) -> bool {
     )
 }
 
-/// Most hop-by-hop fields one message can carry (the list above).
-const HOP_COUNT: usize = 7;
-
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-
-/// What is known about a client connection, computed once at accept so requests on it do not
-/// format addresses again.
-#[derive(Debug, Clone)]
-pub struct ClientFacts {
-    pub peer: IpAddr,
-    pub tls: bool,
-    /// The peer is in `trusted_proxies`.
-    pub trusted: bool,
-    peer_text: HeaderValue,
-    /// `for=...;proto=...` (host is added per request).
-    forwarded_base: String,
-}
-
-impl ClientFacts {
-    pub fn new(peer: IpAddr, tls: bool, trusted: bool) -> ClientFacts {
-        let peer = match peer {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(peer),
-            v4 => v4,
-        };
-        let text = peer.to_string();
-        let node = match peer {
-            IpAddr::V4(_) => text.clone(),
-            IpAddr::V6(_) => format!("\"[{text}]\""),
-        };
-        ClientFacts {
-            peer,
-            tls,
-            trusted,
-            peer_text: HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("unknown")),
-            forwarded_base: format!("for={node};proto={}", proto(tls)),
-        }
-    }
-}
-
-fn proto(tls: bool) -> &'static str {
-    if tls { "https" } else { "http" }
-}
-
 /// Whether the request asks to switch to WebSocket (RFC 6455 §4.1), the one upgrade the edge
 /// passes through.
 pub fn is_websocket_upgrade(version: Version, headers: &HeaderMap) -> bool {
     version == Version::HTTP_11
         && has_token(headers, &header::CONNECTION, "upgrade")
         && has_token(headers, &header::UPGRADE, "websocket")
-}
-
-/// Whether a comma-separated field holds `token` (case-insensitive).
-pub fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.to_str()
-            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-            .unwrap_or(false)
-    })
-}
-
-/// Removes hop-by-hop fields and those the Connection field names, from an origin's response
-/// (requests skip them as they are written: [`write_origin_fields`]).
-///
-/// On the hot path, so it avoids hashing names that are not there:
-/// one pass over the fields present finds the hop-by-hop ones, and Connection's tokens become
-/// header names only when they name something other than a connection option.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let mut present: [Option<HeaderName>; HOP_COUNT] = Default::default();
-    let mut count = 0;
-    for name in headers.keys() {
-        if count < HOP_COUNT && is_hop_by_hop(name.as_str()) {
-            present[count] = Some(name.clone());
-            count += 1;
-        }
-    }
-    if count == 0 {
-        return;
-    }
-    let mut named: Vec<HeaderName> = Vec::new();
-    for value in headers.get_all(header::CONNECTION) {
-        for token in value.as_bytes().split(|b| *b == b',') {
-            let token = token.trim_ascii();
-            if token.is_empty() || is_connection_option(token) || !connection_may_remove(token) {
-                continue;
-            }
-            if let Ok(name) = HeaderName::from_bytes(token) {
-                named.push(name);
-            }
-        }
-    }
-    for name in present.iter().flatten().chain(named.iter()) {
-        headers.remove(name);
-    }
 }
 
 /// What the origin's copy of a request needs beyond the client's fields.
@@ -399,70 +231,10 @@ fn list_field(
     out.extend_from_slice(b"\r\n");
 }
 
-/// This hop's `Via` entry for a message of `version`.
-pub fn via(version: Version) -> HeaderValue {
-    HeaderValue::from_static(match version {
-        Version::HTTP_09 => "0.9 palisade",
-        Version::HTTP_10 => "1.0 palisade",
-        Version::HTTP_2 => "2 palisade",
-        Version::HTTP_3 => "3 palisade",
-        _ => "1.1 palisade",
-    })
-}
-
-/// Appends `value` to a comma-separated field, folding existing lines into one.
-pub fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
-    match headers.entry(name) {
-        header::Entry::Vacant(slot) => {
-            slot.insert(value.clone());
-        }
-        header::Entry::Occupied(mut slot) => {
-            let mut joined: Vec<u8> = Vec::new();
-            for existing in slot.iter() {
-                joined.extend_from_slice(existing.as_bytes());
-                joined.extend_from_slice(b", ");
-            }
-            joined.extend_from_slice(value.as_bytes());
-            if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
-                slot.insert(value);
-            }
-        }
-    }
-}
-
-/// The client's address for logs and limits: the peer, or when the peer is a trusted proxy, the
-/// rightmost address in X-Forwarded-For that is not itself trusted.
-pub fn real_client_ip(
-    headers: &HeaderMap,
-    client: &ClientFacts,
-    is_trusted: impl Fn(IpAddr) -> bool,
-) -> IpAddr {
-    if !client.trusted {
-        return client.peer;
-    }
-    let mut found = client.peer;
-    let values: Vec<&str> = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    for hop in values.iter().rev().flat_map(|v| v.rsplit(',')) {
-        match hop.trim().parse::<IpAddr>() {
-            Ok(ip) => {
-                found = ip;
-                if !is_trusted(ip) {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    found
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::client::real_client_ip;
 
     fn request(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -514,26 +286,6 @@ mod tests {
 
     fn peer() -> ClientFacts {
         ClientFacts::new("192.0.2.7".parse().unwrap(), false, false)
-    }
-
-    #[test]
-    fn rfc9110_6_5_1_fields_that_frame_route_or_control_never_cross_as_trailers() {
-        for forbidden in [
-            "content-length",
-            "transfer-encoding",
-            "host",
-            "authorization",
-            "set-cookie",
-            "cache-control",
-            "content-type",
-            "x-forwarded-for",
-            "connection",
-        ] {
-            assert!(!trailer_may_cross(forbidden), "{forbidden}");
-        }
-        for allowed in ["x-checksum", "server-timing", "grpc-status", "digest"] {
-            assert!(trailer_may_cross(allowed), "{allowed}");
-        }
     }
 
     #[test]

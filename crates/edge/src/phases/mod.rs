@@ -4,7 +4,6 @@ pub mod abuse;
 pub mod cache;
 pub mod challenge;
 pub mod forward;
-pub mod framing;
 pub mod respond;
 pub mod route;
 pub mod shield;

@@ -3,8 +3,8 @@
 //! Error pages are fixed text: they say what went wrong in the visitor's terms and never show
 //! an origin's address, port or error message (those go to the log and metrics).
 
-use super::forward::{append_list, strip_hop_by_hop, via};
 use crate::body::EdgeBody;
+use crate::http::fields::{append_list, strip_hop_by_hop, via};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode, Version};

@@ -134,6 +134,7 @@ pub mod metrics;
 mod origin;
 mod phases;
 pub mod pipeline;
+mod protection;
 mod purge_api;
 mod router;
 pub mod server;

@@ -29,11 +29,11 @@ use crate::metrics::{CacheOutcome, Metrics, SiteMetrics, UNROUTED};
 use crate::origin::{OriginFailure, OriginRequest, OriginState};
 use crate::phases::cache::CacheStep;
 use crate::phases::route::RouteRefusal;
-use crate::phases::shield::OriginPermit;
 use crate::phases::{
     abuse as abuse_phase, cache as cache_phase, challenge as challenge_phase, forward, respond,
     route, shield as shield_phase,
 };
+use crate::protection::OriginPermit;
 use crate::snapshot::{SiteRuntime, Snapshot};
 use arc_swap::ArcSwap;
 use cache::Cache;

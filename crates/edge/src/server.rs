@@ -15,8 +15,8 @@ use crate::conn_guard::ConnGuard;
 use crate::listener::{self, ListenerKind};
 use crate::metrics::Metrics;
 use crate::origin::UpstreamRegistry;
-use crate::phases::shield::ProtectionRegistry;
 use crate::pipeline::EdgeState;
+use crate::protection::ProtectionRegistry;
 use crate::snapshot::{BuildContext, Snapshot};
 use crate::tls::TlsShared;
 use cache::Cache;
@@ -179,7 +179,7 @@ impl Edge {
             Arc::clone(&state.cache),
             Arc::clone(&state.purge_wake),
         ));
-        tokio::spawn(crate::phases::shield::watch_attacks(
+        tokio::spawn(crate::protection::watch_attacks(
             Arc::clone(&state),
             shutdown_rx.clone(),
         ));

@@ -6,7 +6,7 @@
 use crate::analytics::{Analytics, SiteAnalytics};
 use crate::metrics::{Metrics, OriginReport, SiteMetrics};
 use crate::origin::{PoolLimits, Upstream, UpstreamRegistry};
-use crate::phases::shield::{ProtectionRegistry, SiteProtection};
+use crate::protection::{ProtectionRegistry, SiteProtection};
 use crate::router::HostRouter;
 use crate::tls::{self, TlsShared};
 use ipnet::IpNet;

@@ -16,7 +16,7 @@
 //! [`Edge::purge`]: crate::Edge::purge
 
 use crate::conn_guard::ConnGuard;
-use crate::pipeline::EdgeState;
+use crate::state::EdgeState;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;

@@ -136,9 +136,11 @@ mod phases;
 pub mod pipeline;
 mod protection;
 mod purge_api;
+mod request;
 mod router;
 pub mod server;
 mod snapshot;
+mod state;
 #[cfg(test)]
 mod test_input;
 mod tls;

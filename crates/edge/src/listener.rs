@@ -6,7 +6,7 @@
 use crate::conn::{self, ConnContext};
 use crate::conn_guard::{ConnGuard, Refusal};
 use crate::http::client::ClientFacts;
-use crate::pipeline::EdgeState;
+use crate::state::EdgeState;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -109,7 +109,7 @@ impl ProtectionRegistry {
 /// automatic under-attack mode on and off (each switch is a security event and a warning), and
 /// judges whether each site's origin is under pressure (each switch is logged).
 pub async fn watch_attacks(
-    state: Arc<crate::pipeline::EdgeState>,
+    state: Arc<crate::state::EdgeState>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));

@@ -12,6 +12,10 @@
 //! Not done yet: the disk tier (only the memory tier stores).
 
 use crate::body::{EdgeBody, Tee};
+use crate::metrics::CacheOutcome;
+use crate::phases::{forward, shield as shield_phase};
+use crate::request::SiteRequest;
+use crate::snapshot::SiteRuntime;
 use bytes::{Bytes, BytesMut};
 use cache::coalesce::{self, FillGuard, FillOutcome, Lock};
 use cache::disk::DiskObject;
@@ -22,8 +26,10 @@ use cache::policy::{
 };
 use cache::{Cache, CacheKey, Loaded, Lookup, ObjectId, StoredObject, range};
 use http::header::{self, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Response, StatusCode};
 use model::SiteCache;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -100,6 +106,136 @@ pub enum NotModified {
     /// No validator of the cache's asked for it (a miss, or the request made again): no answer
     /// for a client, to whom it would say "you have it already" about nothing it has.
     Unrequested,
+}
+
+/// Runs after the limits. Reads the site's cache settings, the request's method, target and
+/// fields, and the store. Writes the fill (the response may be stored) or the pass reason
+/// (it goes to the origin unstored) for the `origin` and `respond` phases, and the cache's
+/// outcome into the metrics and the log.
+///
+/// Answers early: a fresh stored response (a hit), or a stale one within
+/// stale-while-revalidate (refreshed in the background, once); `only-if-cached` with nothing
+/// usable → 504; on a miss, a client past its miss limit while the origin is under pressure →
+/// the challenge or 429 (`phases::shield::limit_request_misses`).
+pub async fn look_up(request: &mut SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>> {
+    let site = request.site;
+    let settings = &site.config.cache;
+    if !settings.enabled || request.paused {
+        return ControlFlow::Continue(());
+    }
+    let method = request.request.method();
+    if !applies(settings, method, request.request.uri().path()) {
+        let get_or_head = matches!(*method, Method::GET | Method::HEAD);
+        request.pass = Some(if get_or_head {
+            "fwd=bypass"
+        } else {
+            "fwd=method"
+        });
+        return ControlFlow::Continue(());
+    }
+    let target = request.target();
+    let key = request.cache_key(target.as_str(), request.request.headers());
+    let step = lookup(
+        &request.state.cache,
+        &site.name,
+        settings,
+        key,
+        method,
+        request.request.uri().path(),
+        request.request.headers(),
+    )
+    .await;
+    match step {
+        CacheStep::Answer(response) => {
+            request.cache_outcome(CacheOutcome::Hit);
+            ControlFlow::Break(request.for_client(response))
+        }
+        CacheStep::AnswerAndRefresh(response, refresh) => {
+            request.cache_outcome(CacheOutcome::Stale);
+            if let Some(refresh) = refresh {
+                // The background request is this one's twin: same fields, no body.
+                let mut fields = Vec::with_capacity(512);
+                let hop = forward::Hop {
+                    version: request.framing.version,
+                    authority: &request.authority,
+                    client: &request.conn.client,
+                    client_ip: request.client_ip,
+                    upgrade: false,
+                    cache_fill: Some(settings),
+                };
+                forward::write_origin_fields(&mut fields, request.request.headers(), &hop);
+                spawn_refresh(site, target, fields, refresh);
+            }
+            ControlFlow::Break(request.for_client(response))
+        }
+        CacheStep::Forward(fill) => {
+            shield_phase::limit_request_misses(request)?;
+            request.fill = Some(fill);
+            ControlFlow::Continue(())
+        }
+        CacheStep::Pass(why) => {
+            request.cache_outcome(CacheOutcome::Pass);
+            request.pass = Some(why);
+            ControlFlow::Continue(())
+        }
+    }
+}
+
+/// Starts the background refresh of a stale response served under stale-while-revalidate:
+/// a GET with `fields` (the client's, as written for a fill) and the stored validators.
+fn spawn_refresh(
+    site: &SiteRuntime,
+    path_and_query: PathAndQuery,
+    mut fields: Vec<u8>,
+    mut refresh: Box<Fill>,
+) {
+    refresh.write_validators(&mut fields);
+    tokio::spawn(refresh_in_background(
+        Arc::clone(&site.upstream),
+        forward::origin_get(path_and_query, fields),
+        refresh,
+        site.config.cache.clone(),
+    ));
+}
+
+/// Refreshes a stored response while its stale copy is being served (RFC 5861 §3). The fill
+/// holds the object's lock, so there is one refresh at a time; if it fails, the stale copy stays
+/// until the stale-while-revalidate window closes and a request revalidates in the foreground.
+async fn refresh_in_background(
+    upstream: Arc<crate::origin::Upstream>,
+    request: crate::origin::OriginRequest,
+    mut fill: Box<Fill>,
+    settings: SiteCache,
+) {
+    let path_and_query = request.path_and_query.clone();
+    let Ok(answer) = upstream.forward(request).await else {
+        return;
+    };
+    let (mut parts, mut body) = answer.response.into_parts();
+    if parts.status == StatusCode::NOT_MODIFIED {
+        let NotModified::Refetch(again, fields) = fill
+            .not_modified(&Method::GET, &settings, &parts.headers)
+            .await
+        else {
+            return;
+        };
+        // RFC 9111 §4.3.4: another representation; fetch it whole.
+        let Ok(answer) = upstream
+            .forward(forward::origin_get(path_and_query, fields))
+            .await
+        else {
+            return;
+        };
+        if answer.response.status() == StatusCode::NOT_MODIFIED {
+            return;
+        }
+        (parts, body) = answer.response.into_parts();
+        fill = again;
+    }
+    if let Some(tee) = fill.respond(&Method::GET, &settings, parts.status, &mut parts.headers) {
+        // Read to the end: the tee stores the body when it is complete.
+        let _ = http_body_util::BodyExt::collect(EdgeBody::origin_with_tee(body, tee)).await;
+    }
 }
 
 /// Whether the site caches and the request is one the cache handles (GET and HEAD, outside

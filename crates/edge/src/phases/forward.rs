@@ -1,4 +1,6 @@
-//! The request half of the `origin` phase: rewriting a client's request header for the origin.
+//! The `origin` phase: the request goes to one of the site's origins, under the site's cap on
+//! concurrent origin requests, and its answer comes back for the `respond` phase. Most of
+//! this module is how the client's request header is rewritten for the origin:
 //!
 //! - Hop-by-hop fields (RFC 9110 §7.6.1) are removed, including every field the client named in
 //!   Connection, so a client cannot make the edge pass on (or drop) a connection-level header.
@@ -13,13 +15,22 @@
 //!   (`http::fields::connection_may_remove`).
 //! - `Expect` is dropped: hyper has already answered `100-continue` when the body was read.
 
+use crate::body::{BodyMeter, BodyPace, EdgeBody, OriginBody};
 use crate::http::client::{ClientFacts, X_FORWARDED_FOR, proto};
 use crate::http::fields::{
     connection_may_remove, has_token, is_connection_option, is_hop_by_hop, via,
 };
-use http::Version;
+use crate::metrics::CacheOutcome;
+use crate::origin::{InterimSink, OriginFailure, OriginRequest, OriginResponseBody};
+use crate::phases::{respond, shield as shield_phase};
+use crate::request::{Forwarded, SiteRequest};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Method, Response, StatusCode, Version};
+use shield::events::{EventAction, EventReason, NewEvent};
 use std::net::IpAddr;
+use std::ops::ControlFlow;
+use std::sync::Arc;
 
 /// Fields other proxies and CDNs use to tell an origin the client's address, which the edge
 /// does not set: from a peer that is not a trusted proxy they are a client's claim about
@@ -36,6 +47,217 @@ fn names_another_client_address(name: &str) -> bool {
             | "fastly-client-ip"
             | "x-original-forwarded-for"
     )
+}
+
+/// Runs after the cache, for every request it did not answer. Takes the request (its body
+/// streams to the origin), its routing and the cache's fill. Writes the origin's slot under
+/// the site's cap, the origin that answered and its time into the log. Continues with the
+/// origin's answer for the `respond` phase.
+///
+/// Answers early: over the site's `max_origin_concurrency`, a stale copy the cache holds or
+/// 503; when no origin answers, a stale copy (stale-if-error, always online) or 502 (504 on a
+/// timeout, 413 or 408 for a body over the limit or too slow); an origin switching protocols
+/// the client did not ask for → 502. A WebSocket upgrade the origin accepts becomes a tunnel
+/// here.
+pub async fn to_origin(
+    request: SiteRequest<'_>,
+) -> ControlFlow<Response<EdgeBody>, (Forwarded<'_>, Response<OriginResponseBody>)> {
+    let SiteRequest {
+        state,
+        conn,
+        snapshot,
+        site,
+        request: mut http_request,
+        h2_stream,
+        log,
+        host,
+        authority,
+        client_ip,
+        framing,
+        declared_length,
+        mut fill,
+        pass,
+        ..
+    } = request;
+    let settings = &site.config.cache;
+    let version = framing.version;
+    let method = http_request.method().clone();
+    // §4.4 needs the request's host and keyed fields after the request has gone to the origin.
+    let invalidation = (settings.enabled && !cache::policy::invalidation::is_safe(&method))
+        .then(|| (Arc::clone(&host), http_request.headers().clone()));
+    let upgrade = is_websocket_upgrade(version, http_request.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut http_request));
+    let (parts, body) = http_request.into_parts();
+    let target = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut fields = Vec::with_capacity(512);
+    let hop = Hop {
+        version,
+        authority: &authority,
+        client: &conn.client,
+        client_ip,
+        upgrade,
+        cache_fill: fill.is_some().then_some(settings),
+    };
+    write_origin_fields(&mut fields, &parts.headers, &hop);
+    if let Some(fill) = &mut fill {
+        fill.write_validators(&mut fields);
+    }
+    let has_body = !http_body::Body::is_end_stream(&body);
+    // The length the origin is told is the one the body is held to: hyper reads exactly a
+    // declared Content-Length (h2 checks its DATA against it), and the upload checks again.
+    let length = if has_body {
+        http_body::Body::size_hint(&body).exact()
+    } else {
+        declared_length.filter(|n| *n == 0)
+    };
+    let body = if has_body {
+        let meter = Arc::new(BodyMeter::default());
+        log.meter = Some(Arc::clone(&meter));
+        let pace = BodyPace::new(&snapshot.limits, Arc::clone(&state.metrics));
+        OriginBody::client(body, meter, site.config.max_body_bytes, pace)
+    } else {
+        OriginBody::Empty
+    };
+    let origin_request = OriginRequest {
+        retryable: !has_body && method.is_idempotent(),
+        method: method.clone(),
+        path_and_query: target.clone(),
+        fields,
+        length,
+        body,
+        // HTTP/1.1 and HTTP/2 clients take interim responses (RFC 9110 §15.2: never an
+        // HTTP/1.0 one): through the connection, or the HTTP/2 stream.
+        interim: match version {
+            Version::HTTP_11 => Some(Arc::clone(conn) as Arc<dyn InterimSink>),
+            _ => h2_stream,
+        },
+    };
+    let mut forwarded = Forwarded {
+        state,
+        conn,
+        site,
+        log,
+        framing,
+        method,
+        target,
+        invalidation,
+        fill,
+        pass,
+    };
+    // Origin protection: over the site's cap, a stale copy or 503.
+    match site
+        .protection
+        .origin_permit(site.config.shield.max_origin_concurrency)
+    {
+        Some(permit) => forwarded.log.origin_permit = Some(permit),
+        None => {
+            crate::request::record(
+                state,
+                site,
+                NewEvent::for_client(
+                    &site.name,
+                    client_ip,
+                    EventAction::Shed,
+                    EventReason::OriginConcurrency,
+                ),
+            );
+            if let Some(fill) = &forwarded.fill
+                && let Some(stale) = fill.stale_when_shed(&forwarded.method).await
+            {
+                forwarded.cache_outcome(CacheOutcome::Stale);
+                return ControlFlow::Break(forwarded.for_client(stale));
+            }
+            return ControlFlow::Break(shield_phase::origin_busy());
+        }
+    }
+    let answer = site.upstream.forward(origin_request).await;
+    // Interim responses the origin sent go to the client before whatever answers it.
+    conn.interim.written().await;
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(failure) => return ControlFlow::Break(failed(&mut forwarded, failure, has_body).await),
+    };
+    forwarded.answered_by(&answer.origin, answer.upstream_time);
+    site.protection.origin.record(answer.upstream_time);
+    let mut response = answer.response;
+    if response.status().is_server_error() {
+        site.protection.attack.count_error();
+    }
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // The origin connection now belongs to the tunnel, never to the pool.
+        match (client_upgrade, response.body_mut().take_upgraded()) {
+            (Some(client_upgrade), Some((origin_io, origin_early))) => {
+                crate::conn::spawn_tunnel(
+                    Arc::clone(conn),
+                    client_upgrade,
+                    origin_io,
+                    origin_early,
+                    snapshot.limits.idle_timeout,
+                );
+            }
+            // An origin may not switch protocols the client did not ask for.
+            _ => {
+                return ControlFlow::Break(respond::edge_page(StatusCode::BAD_GATEWAY, false));
+            }
+        }
+    }
+    ControlFlow::Continue((forwarded, response))
+}
+
+/// The answer when no origin answered: a stale copy if the cache holds one it may serve
+/// (RFC 5861 §4, always online), else the error page for the failure. `has_body`: the
+/// client's body was being sent, so the connection cannot carry another request.
+async fn failed(
+    forwarded: &mut Forwarded<'_>,
+    failure: OriginFailure,
+    has_body: bool,
+) -> Response<EdgeBody> {
+    let site = forwarded.site;
+    site.protection.attack.count_error();
+    if matches!(failure, OriginFailure::TimedOut { .. }) {
+        // The slowest answer there is, for the origin's latency.
+        site.protection.origin.record(site.config.response_timeout);
+    }
+    if let Some(fill) = &forwarded.fill
+        && let Some(stale) = fill.stale_on_error(&forwarded.method, None).await
+    {
+        forwarded.cache_outcome(CacheOutcome::Stale);
+        return forwarded.for_client(stale);
+    }
+    let status = match &failure {
+        OriginFailure::Unreachable { origin } | OriginFailure::Broken { origin } => {
+            forwarded.log.origin = Some(Arc::clone(origin));
+            StatusCode::BAD_GATEWAY
+        }
+        OriginFailure::TimedOut { origin } => {
+            forwarded.log.origin = Some(Arc::clone(origin));
+            StatusCode::GATEWAY_TIMEOUT
+        }
+        OriginFailure::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        OriginFailure::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
+        OriginFailure::ClientBody => StatusCode::BAD_REQUEST,
+    };
+    // A body we stopped reading leaves the connection unusable for the next request.
+    respond::edge_page(status, has_body)
+}
+
+/// A GET without a body to `path_and_query`, with `fields` as written for a fill (validators
+/// included or not): a background refresh, or a fill made again after a 304 that named
+/// another representation.
+pub fn origin_get(path_and_query: PathAndQuery, fields: Vec<u8>) -> OriginRequest {
+    OriginRequest {
+        method: Method::GET,
+        path_and_query,
+        fields,
+        length: None,
+        body: OriginBody::Empty,
+        retryable: true,
+        interim: None,
+    }
 }
 
 /// Whether the request asks to switch to WebSocket (RFC 6455 §4.1), the one upgrade the edge

@@ -1,14 +1,113 @@
-//! The `respond` phase: cleaning an origin's response for the client, and the edge's own pages.
+//! The `respond` phase: the origin's answer, stored when the cache may and cleaned for the
+//! client; and the edge's own pages, which every phase answers with.
 //!
 //! Error pages are fixed text: they say what went wrong in the visitor's terms and never show
 //! an origin's address, port or error message (those go to the log and metrics).
 
 use crate::body::EdgeBody;
 use crate::http::fields::{append_list, strip_hop_by_hop, via};
+use crate::metrics::CacheOutcome;
+use crate::origin::OriginResponseBody;
+use crate::phases::cache::{self as cache_phase, NotModified};
+use crate::phases::forward;
+use crate::request::Forwarded;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode, Version};
 use std::sync::LazyLock;
+
+/// Runs last, on the origin's answer. Reads the cache's fill and pass reason, and the request's
+/// method and target. Writes the stored response (while the body streams to the client), the
+/// cache's outcome into the metrics and the log, and invalidates what an unsafe request made
+/// stale (RFC 9111 §4.4).
+///
+/// What the client gets: a stale copy instead of the origin's 5xx when the cache may serve one
+/// (stale-if-error, always online); for a 304 to the cache's validators, the refreshed stored
+/// response, or, when the 304 names another representation (§4.3.4), the answer to the same GET
+/// made again without validators (502 if that is a 304 too; a client that sent no condition is
+/// never given a 304); otherwise the origin's response, cleaned (`client_response_headers`).
+pub async fn deliver(
+    mut forwarded: Forwarded<'_>,
+    response: Response<OriginResponseBody>,
+) -> Response<EdgeBody> {
+    let site = forwarded.site;
+    let settings = &site.config.cache;
+    let (mut parts, mut body) = response.into_parts();
+    if let Some(fill) = &forwarded.fill
+        && let Some(stale) = fill
+            .stale_on_error(&forwarded.method, Some(parts.status))
+            .await
+    {
+        forwarded.cache_outcome(CacheOutcome::Stale);
+        return forwarded.for_client(stale);
+    }
+    if parts.status == StatusCode::NOT_MODIFIED
+        && let Some(fill) = forwarded.fill.take()
+    {
+        match fill
+            .not_modified(&forwarded.method, settings, &parts.headers)
+            .await
+        {
+            NotModified::Refreshed(refreshed) => {
+                forwarded.cache_outcome(CacheOutcome::Revalidated);
+                return forwarded.for_client(*refreshed);
+            }
+            // RFC 9111 §4.3.4: a 304 about another representation; the same GET again,
+            // without validators, and its answer is the one sent and stored.
+            NotModified::Refetch(fill, fields) => {
+                let again = site
+                    .upstream
+                    .forward(forward::origin_get(forwarded.target.clone(), fields))
+                    .await;
+                match again {
+                    Ok(answer) if answer.response.status() != StatusCode::NOT_MODIFIED => {
+                        forwarded.answered_by(&answer.origin, answer.upstream_time);
+                        (parts, body) = answer.response.into_parts();
+                        forwarded.fill = Some(fill);
+                    }
+                    _ => return edge_page(StatusCode::BAD_GATEWAY, false),
+                }
+            }
+            // The client's conditions were never sent: a 304 cannot be its answer.
+            NotModified::Unrequested => return edge_page(StatusCode::BAD_GATEWAY, false),
+        }
+    }
+    if let Some((host, request_headers)) = &forwarded.invalidation {
+        let scheme = if forwarded.conn.client.tls {
+            "https"
+        } else {
+            "http"
+        };
+        cache_phase::invalidate_after(
+            &forwarded.state.cache,
+            &forwarded.method,
+            parts.status,
+            host,
+            forwarded.target.as_str(),
+            &parts.headers,
+            |path| cache::CacheKey::new(&site.name, settings, scheme, host, path, request_headers),
+        );
+    }
+    if forwarded.fill.is_some() {
+        forwarded.cache_outcome(CacheOutcome::Miss);
+    }
+    if let Some(why) = forwarded.pass {
+        cache_phase::mark_pass(&mut parts.headers, why, settings);
+    }
+    let tee = forwarded.fill.take().and_then(|fill| {
+        fill.respond(
+            &forwarded.method,
+            settings,
+            parts.status,
+            &mut parts.headers,
+        )
+    });
+    let body = match tee {
+        Some(tee) => EdgeBody::origin_with_tee(body, tee),
+        None => EdgeBody::origin(body),
+    };
+    forwarded.for_client(Response::from_parts(parts, body))
+}
 
 /// Removes hop-by-hop fields from an origin's response and adds this hop to `Via`.
 /// A 101 keeps its Upgrade/Connection pair: it is the handshake being passed through.

@@ -8,10 +8,17 @@
 //! opened for one site cannot be used to reach another (RFC 9110 §15.5.20: 421 tells the client
 //! to retry on a new connection).
 
+use crate::body::EdgeBody;
+use crate::http::client::real_client_ip;
+use crate::phases::{abuse, respond};
+use crate::request::{Arrival, ClientFraming, SiteRequest};
 use crate::router::SiteIndex;
 use crate::snapshot::Snapshot;
-use http::{HeaderMap, Method, Uri, Version, header};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri, Version, header};
+use model::SiteState;
 use std::borrow::Cow;
+use std::ops::ControlFlow;
+use std::sync::Arc;
 
 /// Why a request was not routed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +62,136 @@ pub struct Routed<'a> {
     pub authority: &'a str,
 }
 
-pub fn route<'a>(
+/// Runs after the framing check, on every request. Reads the request's target, Host and
+/// method, and on TLS the site the SNI name chose. Continues with the request routed to its
+/// site: the host, the authority as written, the client's address (behind trusted proxies,
+/// the one they name) and the request's declared body length, all also into the log.
+///
+/// Answers early: CONNECT → 405; no, several or a malformed host, or `*` with another method
+/// than OPTIONS → 400; a host no site claims → 421 (the operator's hostname: its abuse intake
+/// and nothing else); on TLS a host of another site than SNI's → 421. Nothing is forwarded.
+pub async fn route(arrival: Arrival<'_>) -> ControlFlow<Response<EdgeBody>, SiteRequest<'_>> {
+    let Arrival {
+        state,
+        conn,
+        snapshot,
+        request,
+        h2_stream,
+        log,
+        framing_on_wire: _,
+    } = arrival;
+    let routed = find_site(
+        snapshot,
+        request.method(),
+        request.uri(),
+        request.version(),
+        request.headers(),
+        conn.sni_site.as_deref(),
+    );
+    let trusted = |ip| snapshot.is_trusted_proxy(ip);
+    let routed = match routed {
+        Ok(routed) => routed,
+        Err(RouteRefusal::OperatorHost) => {
+            // The operator's hostname: the abuse intake and nothing else, never forwarded.
+            log.client_ip = real_client_ip(request.headers(), &conn.client, trusted);
+            if log.access_log_on() {
+                log.host = snapshot.operator_host.as_deref().map(Arc::from);
+            }
+            let (response, bytes_in) = abuse::operator_host(
+                &state.abuse,
+                &state.metrics,
+                snapshot,
+                log.client_ip,
+                request,
+            )
+            .await;
+            log.read(bytes_in);
+            return ControlFlow::Break(response);
+        }
+        Err(refusal) => {
+            let status = match refusal {
+                RouteRefusal::Connect => StatusCode::METHOD_NOT_ALLOWED,
+                RouteRefusal::BadHost | RouteRefusal::BadTarget => StatusCode::BAD_REQUEST,
+                RouteRefusal::UnknownHost
+                | RouteRefusal::SniMismatch
+                | RouteRefusal::OperatorHost => StatusCode::MISDIRECTED_REQUEST,
+            };
+            let close = refusal != RouteRefusal::UnknownHost;
+            return ControlFlow::Break(respond::edge_page(status, close));
+        }
+    };
+    let site = &snapshot.sites[routed.site];
+    let host: Arc<str> = Arc::from(&*routed.host);
+    // The Host field already names the authority for an origin-form HTTP/1.1 request; its
+    // value is shared rather than the text copied.
+    let host_field = request
+        .headers()
+        .get(header::HOST)
+        .filter(|_| request.uri().authority().is_none());
+    let authority = match host_field {
+        Some(field) => field.clone(),
+        None => {
+            HeaderValue::from_str(routed.authority).unwrap_or_else(|_| HeaderValue::from_static(""))
+        }
+    };
+    let client_ip = real_client_ip(request.headers(), &conn.client, trusted);
+    log.site = Some((Arc::clone(&site.name), Arc::clone(&site.metrics)));
+    log.analytics = Some(Arc::clone(&site.analytics));
+    log.client_ip = client_ip;
+    if log.access_log_on() {
+        log.host = Some(Arc::clone(&host));
+    }
+    let declared_length = declared_length(request.headers());
+    ControlFlow::Continue(SiteRequest {
+        state,
+        conn,
+        snapshot,
+        site,
+        framing: ClientFraming::of(&request),
+        request,
+        h2_stream,
+        log,
+        host,
+        authority,
+        client_ip,
+        allowed: false,
+        paused: false,
+        declared_length,
+        fill: None,
+        pass: None,
+    })
+}
+
+/// Runs after the edge's own endpoints (a suspended site's visitors can still report it).
+/// Reads the site's state. Answers a suspended site's request with its notice (451 or 403),
+/// and nothing else: no cache, no origin. Marks a paused site's request to pass the shield
+/// and the cache by.
+pub fn apply_site_state(request: &mut SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>> {
+    match request.site.config.state {
+        SiteState::Suspended => {
+            let legal = request.site.config.suspension.is_some_and(|s| s.legal);
+            ControlFlow::Break(respond::suspension_notice(legal, request.request.headers()))
+        }
+        SiteState::Paused => {
+            request.paused = true;
+            ControlFlow::Continue(())
+        }
+        SiteState::Active | SiteState::UnderAttack => ControlFlow::Continue(()),
+    }
+}
+
+/// The body length a request declares (a Content-Length hyper has already validated).
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Which site claims the request's host, and the host as routing read it.
+pub fn find_site<'a>(
     snapshot: &Snapshot,
     method: &Method,
     uri: &'a Uri,

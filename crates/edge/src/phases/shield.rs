@@ -17,16 +17,18 @@ use crate::body::EdgeBody;
 use crate::phases::challenge::{self as challenge_phase, ChallengeState};
 use crate::phases::respond;
 use crate::protection::SiteProtection;
+use crate::request::SiteRequest;
 use crate::snapshot::SiteRuntime;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use model::{LimitAction, SiteShield};
+use model::{LimitAction, SiteShield, SiteState};
 use shield::RequestFacts;
 use shield::challenge::{ChallengeKeys, clearance};
 use shield::events::{EventAction, EventReason, NewEvent};
 use shield::guard::Verdict;
 use shield::ratelimit::{WindowCounter, client_prefix, cookie_value};
 use std::net::IpAddr;
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 /// What the miss limit decided for one cache miss.
@@ -88,6 +90,109 @@ pub fn judge_miss<'a>(
                 }
             }
         },
+    }
+}
+
+/// Runs after the site's state, unless the site is paused. Reads the client's address, the
+/// request's method, host, path, query and fields, and its clearance cookie (verified at most
+/// once, and only when a challenge would otherwise be answered). Writes whether an allow list
+/// or rule let the request skip the rest of the shield (`SiteRequest::allowed`), and counts
+/// the request for attack detection.
+///
+/// Answers early: a deny list or `block` rule → 403; a rate limit → 429; a `challenge` rule,
+/// or under-attack mode (the site's state, or detection) for a request without clearance →
+/// the challenge page (503), or 403 where a browser is needed (`phases::challenge`).
+pub fn gate(request: &mut SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>> {
+    if request.paused {
+        return ControlFlow::Continue(());
+    }
+    let (site, snapshot, state) = (request.site, request.snapshot, request.state);
+    let client_ip = request.client_ip;
+    let record = |event| crate::request::record(state, site, event);
+    let http_request = &request.request;
+    let facts = RequestFacts {
+        ip: client_ip,
+        host: &request.host,
+        method: http_request.method().as_str(),
+        path: http_request.uri().path(),
+        query: http_request.uri().query().unwrap_or(""),
+        headers: http_request.headers(),
+        tls: request.conn.client.tls,
+    };
+    // Verified at most once, and only when a challenge would otherwise be answered.
+    let clearance = std::cell::OnceCell::new();
+    let cleared = || {
+        *clearance.get_or_init(|| {
+            challenge_phase::cleared(
+                &snapshot.challenge_keys,
+                site,
+                client_ip,
+                http_request.headers(),
+            )
+        })
+    };
+    let challenge = || {
+        challenge_phase::challenge(
+            &state.challenges,
+            &snapshot.challenge_keys,
+            site,
+            client_ip,
+            http_request,
+            &request.host,
+        )
+    };
+    let verdict = if site.guard.is_empty() {
+        Verdict::Pass
+    } else {
+        site.guard
+            .check_cleared(&facts, Instant::now(), &record, &cleared)
+    };
+    if let Verdict::Challenge { .. } = verdict {
+        return ControlFlow::Break(challenge());
+    }
+    if let Some(refusal) = answer(&verdict) {
+        return ControlFlow::Break(refusal);
+    }
+    let allowed = verdict == Verdict::Allowed;
+    // Counted before the challenge gate: requests it challenges are still the traffic that
+    // keeps under-attack mode on (counting only those let through, the mode would end
+    // `attack_hold` after it began, flood or no flood).
+    site.protection.attack.count_request();
+    let under_attack =
+        site.config.state == SiteState::UnderAttack || site.protection.attack.under_attack();
+    if under_attack && !allowed && !site.challenge.exempt(&facts) && !cleared() {
+        record(NewEvent::for_client(
+            &site.name,
+            client_ip,
+            EventAction::Challenge,
+            EventReason::UnderAttack,
+        ));
+        return ControlFlow::Break(challenge());
+    }
+    request.allowed = allowed;
+    ControlFlow::Continue(())
+}
+
+/// Runs inside the cache phase, on a miss that goes to the origin, unless an allow list or
+/// rule let the request through. Answers a client past its miss limit while the origin is
+/// under pressure: see [`limit_misses`].
+pub fn limit_request_misses(request: &SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>> {
+    if request.allowed {
+        return ControlFlow::Continue(());
+    }
+    let state = request.state;
+    let site = request.site;
+    let refusal = limit_misses(
+        (&state.challenges, &request.snapshot.challenge_keys),
+        site,
+        (request.client_ip, request.conn.client.tls),
+        &request.request,
+        &request.host,
+        &|event| crate::request::record(state, site, event),
+    );
+    match refusal {
+        Some(refusal) => ControlFlow::Break(refusal),
+        None => ControlFlow::Continue(()),
     }
 }
 

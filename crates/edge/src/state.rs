@@ -1,0 +1,60 @@
+//! What every request reads: the current snapshot (swapped whole on a reload) and the sinks
+//! that outlive snapshots (the cache, metrics, the access log, security events, analytics).
+
+use crate::access_log::AccessLog;
+use crate::analytics::Analytics;
+use crate::metrics::{Metrics, SiteMetrics, UNROUTED};
+use crate::phases::{abuse as abuse_phase, challenge as challenge_phase};
+use crate::snapshot::Snapshot;
+use arc_swap::ArcSwap;
+use cache::Cache;
+use shield::events::EventRing;
+use std::sync::Arc;
+
+/// What every request reads: the current snapshot and the shared sinks.
+pub struct EdgeState {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub access_log: AccessLog,
+    pub metrics: Arc<Metrics>,
+    /// Outlives snapshots: a reload keeps what is stored.
+    pub cache: Arc<Cache>,
+    /// Wakes the background pass that applies purges to stored objects.
+    pub purge_wake: Arc<tokio::sync::Notify>,
+    /// What the shield did, for `GET /api/events`.
+    pub events: Arc<EventRing>,
+    /// Challenge nonces and the filter of answered challenges.
+    pub challenges: challenge_phase::ChallengeState,
+    /// The abuse intake's sink and per-address counter.
+    pub abuse: abuse_phase::AbuseIntake,
+    /// Answers the admin listener's requests once the control plane installs it.
+    pub admin_handler: std::sync::OnceLock<crate::admin::AdminHandler>,
+    /// Per-site minutes for the control plane to take.
+    pub analytics: Arc<Analytics>,
+    /// Metrics for requests that matched no site.
+    pub(crate) unrouted: Arc<SiteMetrics>,
+}
+
+impl EdgeState {
+    pub fn new(
+        snapshot: Snapshot,
+        access_log: AccessLog,
+        metrics: Arc<Metrics>,
+        cache: Arc<Cache>,
+        events: Arc<EventRing>,
+        analytics: Arc<Analytics>,
+    ) -> EdgeState {
+        EdgeState {
+            events,
+            challenges: challenge_phase::ChallengeState::new(),
+            abuse: abuse_phase::AbuseIntake::new(),
+            admin_handler: std::sync::OnceLock::new(),
+            snapshot: ArcSwap::from_pointee(snapshot),
+            access_log,
+            unrouted: metrics.site(UNROUTED),
+            metrics,
+            cache,
+            purge_wake: Arc::new(tokio::sync::Notify::new()),
+            analytics,
+        }
+    }
+}

@@ -154,6 +154,8 @@ pub enum ClientBody {
     Http1(Incoming),
     /// HTTP/2, read from h2 (see `h2_conn`).
     Http2(crate::h2_conn::H2RequestBody),
+    /// Nothing (left behind when a phase takes the request's body away).
+    Taken,
 }
 
 impl Body for ClientBody {
@@ -171,6 +173,7 @@ impl Body for ClientBody {
             ClientBody::Http2(inner) => Pin::new(inner)
                 .poll_frame(cx)
                 .map_err(|e| Box::new(e) as BoxError),
+            ClientBody::Taken => Poll::Ready(None),
         }
     }
 
@@ -178,6 +181,7 @@ impl Body for ClientBody {
         match self {
             ClientBody::Http1(inner) => inner.is_end_stream(),
             ClientBody::Http2(inner) => inner.is_end_stream(),
+            ClientBody::Taken => true,
         }
     }
 
@@ -185,6 +189,7 @@ impl Body for ClientBody {
         match self {
             ClientBody::Http1(inner) => inner.size_hint(),
             ClientBody::Http2(inner) => inner.size_hint(),
+            ClientBody::Taken => SizeHint::with_exact(0),
         }
     }
 }

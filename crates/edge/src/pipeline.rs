@@ -33,8 +33,10 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Runs one request through the phases and returns what the client gets. `h2_stream`: on
-/// HTTP/2, where the origin's interim responses go (on HTTP/1.1 the connection takes them).
+/// Runs one request through the phases, in order, and returns what the client gets. Each
+/// phase passes the request on or answers it; whichever answers, the log is finished once.
+/// `h2_stream`: on HTTP/2, where the origin's interim responses go (on HTTP/1.1 the connection
+/// takes them).
 pub async fn handle(
     state: &Arc<EdgeState>,
     conn: &Arc<ConnContext>,
@@ -48,28 +50,37 @@ pub async fn handle(
     }
     let snapshot = state.snapshot.load_full();
     let mut log = RequestLog::start(state, conn, &request, started);
-    let arrival = Arrival {
-        state,
-        conn,
-        snapshot: &snapshot,
-        request,
-        h2_stream,
-        log: &mut log,
-        framing_on_wire,
+    // The phases run in this function's own body rather than in one they await: a request's
+    // futures are moved whole each time one is awaited, and one more level of them cost 4 KiB
+    // of copying per request (callgrind).
+    let response = 'answered: {
+        /// A phase's outcome: what it passes on, or its answer, which ends the request.
+        macro_rules! phase {
+            ($outcome:expr) => {
+                match $outcome {
+                    ControlFlow::Continue(next) => next,
+                    ControlFlow::Break(answer) => break 'answered answer,
+                }
+            };
+        }
+        let arrival = Arrival {
+            state,
+            conn,
+            snapshot: &snapshot,
+            request,
+            h2_stream,
+            log: &mut log,
+            framing_on_wire,
+        };
+        phase!(framing::refuse_ambiguous(&arrival));
+        let mut request = phase!(route::route(arrival).await);
+        phase!(reserved::answer_own_endpoints(&mut request).await);
+        phase!(route::apply_site_state(&mut request));
+        phase!(shield::gate(&mut request));
+        phase!(limits::refuse_oversized_body(&request));
+        phase!(cache::look_up(&mut request).await);
+        let answer = phase!(forward::to_origin(&mut request).await);
+        respond::deliver(&mut request, answer).await
     };
-    let (ControlFlow::Break(response) | ControlFlow::Continue(response)) = phases(arrival).await;
     log.finish_with(response)
-}
-
-/// The phases in request order.
-async fn phases(arrival: Arrival<'_>) -> ControlFlow<Response<EdgeBody>, Response<EdgeBody>> {
-    framing::refuse_ambiguous(&arrival)?;
-    let request = route::route(arrival).await?;
-    let mut request = reserved::answer_own_endpoints(request).await?;
-    route::apply_site_state(&mut request)?;
-    shield::gate(&mut request)?;
-    limits::refuse_oversized_body(&request)?;
-    cache::look_up(&mut request).await?;
-    let (forwarded, response) = forward::to_origin(request).await?;
-    ControlFlow::Continue(respond::deliver(forwarded, response).await)
 }

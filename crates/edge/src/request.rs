@@ -1,20 +1,20 @@
 //! The per-request context the phases share (see `pipeline`): what a request came with, and
 //! what the phases have found out about it so far.
 //!
-//! It comes in three stages, each a type, so that no phase can run before what it needs is
-//! known:
-//! - [`Arrival`]: the request as the connection handed it over, before routing;
-//! - [`SiteRequest`]: routed to a site (its host, the client's address, the cache's decision
-//!   once the cache phase has run);
-//! - [`Forwarded`]: the origin answered; the request itself has gone (its body to the origin).
+//! It comes in two stages, each a type, so that no phase can run before what it needs is
+//! known: [`Arrival`], the request as the connection handed it over, before routing; and
+//! [`SiteRequest`], routed to a site (its host, the client's address, the cache's decision once
+//! the cache phase has run). After routing the phases take the request by reference: it is
+//! moved once, not from phase to phase. The `origin` phase takes the request itself away
+//! (its body goes to the origin) and hands the `respond` phase an [`OriginAnswer`].
 //!
-//! Every stage carries the request's [`RequestLog`], which `pipeline::handle` finishes once,
-//! whatever phase answered.
+//! Both carry the request's [`RequestLog`], which `pipeline::handle` finishes once, whatever
+//! phase answered.
 
 use crate::body::{ClientBody, EdgeBody};
 use crate::conn::ConnContext;
 use crate::metrics::CacheOutcome;
-use crate::origin::{InterimSink, OriginState};
+use crate::origin::{InterimSink, OriginResponseBody, OriginState};
 use crate::phases::cache::Fill;
 use crate::phases::log::RequestLog;
 use crate::phases::respond;
@@ -74,20 +74,14 @@ pub struct SiteRequest<'a> {
     pub pass: Option<&'static str>,
 }
 
-/// A request the origin answered (or failed to): what the `respond` phase needs.
-pub struct Forwarded<'a> {
-    pub state: &'a Arc<EdgeState>,
-    pub conn: &'a Arc<ConnContext>,
-    pub site: &'a SiteRuntime,
-    pub log: &'a mut RequestLog,
-    pub framing: ClientFraming,
+/// The origin's answer, with what the `respond` phase needs of the request it no longer has.
+pub struct OriginAnswer {
+    pub response: Response<OriginResponseBody>,
     pub method: Method,
     pub target: PathAndQuery,
-    /// For a request that is not safe (RFC 9111 §4.4): its host and fields, to invalidate
-    /// what the origin's answer makes stale.
-    pub invalidation: Option<(Arc<str>, HeaderMap)>,
-    pub fill: Option<Box<Fill>>,
-    pub pass: Option<&'static str>,
+    /// For a request that is not safe (RFC 9111 §4.4): its fields, to invalidate what the
+    /// origin's answer makes stale.
+    pub invalidation: Option<HeaderMap>,
 }
 
 impl<'a> SiteRequest<'a> {
@@ -138,16 +132,11 @@ impl<'a> SiteRequest<'a> {
     }
 }
 
-impl Forwarded<'_> {
-    /// A response from the cache or an origin, framed for this client.
-    pub fn for_client(&self, response: Response<EdgeBody>) -> Response<EdgeBody> {
-        self.framing.apply(response)
-    }
-
-    /// What the cache did with this request, into the metrics and the log.
-    pub fn cache_outcome(&mut self, outcome: CacheOutcome) {
-        self.site.metrics.cache(outcome);
-        self.log.cache = Some(outcome);
+impl SiteRequest<'_> {
+    /// Takes the request away from the context (an empty one is left): for the phase that
+    /// sends it on, or an endpoint of the edge's own that reads its body.
+    pub fn take_request(&mut self) -> Request<ClientBody> {
+        std::mem::replace(&mut self.request, Request::new(ClientBody::Taken))
     }
 
     /// The origin that answered, and how long its head took, into the log.

@@ -21,9 +21,9 @@ use crate::http::fields::{
     connection_may_remove, has_token, is_connection_option, is_hop_by_hop, via,
 };
 use crate::metrics::CacheOutcome;
-use crate::origin::{InterimSink, OriginFailure, OriginRequest, OriginResponseBody};
+use crate::origin::{InterimSink, OriginFailure, OriginRequest};
 use crate::phases::{respond, shield as shield_phase};
-use crate::request::{Forwarded, SiteRequest};
+use crate::request::{OriginAnswer, SiteRequest};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Response, StatusCode, Version};
@@ -59,32 +59,79 @@ fn names_another_client_address(name: &str) -> bool {
 /// timeout, 413 or 408 for a body over the limit or too slow); an origin switching protocols
 /// the client did not ask for → 502. A WebSocket upgrade the origin accepts becomes a tunnel
 /// here.
-pub async fn to_origin(
-    request: SiteRequest<'_>,
-) -> ControlFlow<Response<EdgeBody>, (Forwarded<'_>, Response<OriginResponseBody>)> {
-    let SiteRequest {
-        state,
-        conn,
-        snapshot,
-        site,
-        request: mut http_request,
-        h2_stream,
-        log,
-        host,
-        authority,
-        client_ip,
-        framing,
-        declared_length,
-        mut fill,
-        pass,
-        ..
-    } = request;
+pub async fn to_origin(request: &mut SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>, OriginAnswer> {
+    let site = request.site;
+    let (origin_request, sent) = prepare(request);
+    // Origin protection: over the site's cap, a stale copy or 503.
+    match site
+        .protection
+        .origin_permit(site.config.shield.max_origin_concurrency)
+    {
+        Some(permit) => request.log.origin_permit = Some(permit),
+        None => return ControlFlow::Break(shed(request, &sent.method).await),
+    }
+    let answer = site.upstream.forward(origin_request).await;
+    // Interim responses the origin sent go to the client before whatever answers it.
+    request.conn.interim.written().await;
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(failure) => {
+            return ControlFlow::Break(failed(request, &sent.method, failure, sent.has_body).await);
+        }
+    };
+    request.answered_by(&answer.origin, answer.upstream_time);
+    site.protection.origin.record(answer.upstream_time);
+    let mut response = answer.response;
+    if response.status().is_server_error() {
+        site.protection.attack.count_error();
+    }
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // The origin connection now belongs to the tunnel, never to the pool.
+        match (sent.client_upgrade, response.body_mut().take_upgraded()) {
+            (Some(client_upgrade), Some((origin_io, origin_early))) => {
+                crate::conn::spawn_tunnel(
+                    Arc::clone(request.conn),
+                    client_upgrade,
+                    origin_io,
+                    origin_early,
+                    request.snapshot.limits.idle_timeout,
+                );
+            }
+            // An origin may not switch protocols the client did not ask for.
+            _ => {
+                return ControlFlow::Break(respond::edge_page(StatusCode::BAD_GATEWAY, false));
+            }
+        }
+    }
+    ControlFlow::Continue(OriginAnswer {
+        response,
+        method: sent.method,
+        target: sent.target,
+        invalidation: sent.invalidation,
+    })
+}
+
+/// What the origin phase keeps of the request it sends.
+struct Sent {
+    method: Method,
+    target: PathAndQuery,
+    invalidation: Option<HeaderMap>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// The client's body was sent on: a failure leaves the connection unusable.
+    has_body: bool,
+}
+
+/// Takes the request out of the context and writes the origin's copy of it (a plain
+/// function, so that its work does not live in the phase's future across the origin's wait).
+fn prepare(request: &mut SiteRequest<'_>) -> (OriginRequest, Sent) {
+    let site = request.site;
     let settings = &site.config.cache;
-    let version = framing.version;
+    let version = request.framing.version;
+    let mut http_request = request.take_request();
     let method = http_request.method().clone();
-    // §4.4 needs the request's host and keyed fields after the request has gone to the origin.
+    // §4.4 needs the request's keyed fields after the request has gone to the origin.
     let invalidation = (settings.enabled && !cache::policy::invalidation::is_safe(&method))
-        .then(|| (Arc::clone(&host), http_request.headers().clone()));
+        .then(|| http_request.headers().clone());
     let upgrade = is_websocket_upgrade(version, http_request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut http_request));
     let (parts, body) = http_request.into_parts();
@@ -96,14 +143,14 @@ pub async fn to_origin(
     let mut fields = Vec::with_capacity(512);
     let hop = Hop {
         version,
-        authority: &authority,
-        client: &conn.client,
-        client_ip,
+        authority: &request.authority,
+        client: &request.conn.client,
+        client_ip: request.client_ip,
         upgrade,
-        cache_fill: fill.is_some().then_some(settings),
+        cache_fill: request.fill.is_some().then_some(settings),
     };
     write_origin_fields(&mut fields, &parts.headers, &hop);
-    if let Some(fill) = &mut fill {
+    if let Some(fill) = &mut request.fill {
         fill.write_validators(&mut fields);
     }
     let has_body = !http_body::Body::is_end_stream(&body);
@@ -112,12 +159,15 @@ pub async fn to_origin(
     let length = if has_body {
         http_body::Body::size_hint(&body).exact()
     } else {
-        declared_length.filter(|n| *n == 0)
+        request.declared_length.filter(|n| *n == 0)
     };
     let body = if has_body {
         let meter = Arc::new(BodyMeter::default());
-        log.meter = Some(Arc::clone(&meter));
-        let pace = BodyPace::new(&snapshot.limits, Arc::clone(&state.metrics));
+        request.log.meter = Some(Arc::clone(&meter));
+        let pace = BodyPace::new(
+            &request.snapshot.limits,
+            Arc::clone(&request.state.metrics),
+        );
         OriginBody::client(body, meter, site.config.max_body_bytes, pace)
     } else {
         OriginBody::Empty
@@ -132,109 +182,66 @@ pub async fn to_origin(
         // HTTP/1.1 and HTTP/2 clients take interim responses (RFC 9110 §15.2: never an
         // HTTP/1.0 one): through the connection, or the HTTP/2 stream.
         interim: match version {
-            Version::HTTP_11 => Some(Arc::clone(conn) as Arc<dyn InterimSink>),
-            _ => h2_stream,
+            Version::HTTP_11 => Some(Arc::clone(request.conn) as Arc<dyn InterimSink>),
+            _ => request.h2_stream.take(),
         },
     };
-    let mut forwarded = Forwarded {
-        state,
-        conn,
-        site,
-        log,
-        framing,
+    let sent = Sent {
         method,
         target,
         invalidation,
-        fill,
-        pass,
+        client_upgrade,
+        has_body,
     };
-    // Origin protection: over the site's cap, a stale copy or 503.
-    match site
-        .protection
-        .origin_permit(site.config.shield.max_origin_concurrency)
+    (origin_request, sent)
+}
+
+/// The answer when the site's origins are at their cap: a stale copy the cache holds, or 503.
+async fn shed(request: &mut SiteRequest<'_>, method: &Method) -> Response<EdgeBody> {
+    let site = request.site;
+    request.record(NewEvent::for_client(
+        &site.name,
+        request.client_ip,
+        EventAction::Shed,
+        EventReason::OriginConcurrency,
+    ));
+    if let Some(fill) = &request.fill
+        && let Some(stale) = fill.stale_when_shed(method).await
     {
-        Some(permit) => forwarded.log.origin_permit = Some(permit),
-        None => {
-            crate::request::record(
-                state,
-                site,
-                NewEvent::for_client(
-                    &site.name,
-                    client_ip,
-                    EventAction::Shed,
-                    EventReason::OriginConcurrency,
-                ),
-            );
-            if let Some(fill) = &forwarded.fill
-                && let Some(stale) = fill.stale_when_shed(&forwarded.method).await
-            {
-                forwarded.cache_outcome(CacheOutcome::Stale);
-                return ControlFlow::Break(forwarded.for_client(stale));
-            }
-            return ControlFlow::Break(shield_phase::origin_busy());
-        }
+        request.cache_outcome(CacheOutcome::Stale);
+        return request.for_client(stale);
     }
-    let answer = site.upstream.forward(origin_request).await;
-    // Interim responses the origin sent go to the client before whatever answers it.
-    conn.interim.written().await;
-    let answer = match answer {
-        Ok(answer) => answer,
-        Err(failure) => return ControlFlow::Break(failed(&mut forwarded, failure, has_body).await),
-    };
-    forwarded.answered_by(&answer.origin, answer.upstream_time);
-    site.protection.origin.record(answer.upstream_time);
-    let mut response = answer.response;
-    if response.status().is_server_error() {
-        site.protection.attack.count_error();
-    }
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        // The origin connection now belongs to the tunnel, never to the pool.
-        match (client_upgrade, response.body_mut().take_upgraded()) {
-            (Some(client_upgrade), Some((origin_io, origin_early))) => {
-                crate::conn::spawn_tunnel(
-                    Arc::clone(conn),
-                    client_upgrade,
-                    origin_io,
-                    origin_early,
-                    snapshot.limits.idle_timeout,
-                );
-            }
-            // An origin may not switch protocols the client did not ask for.
-            _ => {
-                return ControlFlow::Break(respond::edge_page(StatusCode::BAD_GATEWAY, false));
-            }
-        }
-    }
-    ControlFlow::Continue((forwarded, response))
+    shield_phase::origin_busy()
 }
 
 /// The answer when no origin answered: a stale copy if the cache holds one it may serve
 /// (RFC 5861 §4, always online), else the error page for the failure. `has_body`: the
 /// client's body was being sent, so the connection cannot carry another request.
 async fn failed(
-    forwarded: &mut Forwarded<'_>,
+    request: &mut SiteRequest<'_>,
+    method: &Method,
     failure: OriginFailure,
     has_body: bool,
 ) -> Response<EdgeBody> {
-    let site = forwarded.site;
+    let site = request.site;
     site.protection.attack.count_error();
     if matches!(failure, OriginFailure::TimedOut { .. }) {
         // The slowest answer there is, for the origin's latency.
         site.protection.origin.record(site.config.response_timeout);
     }
-    if let Some(fill) = &forwarded.fill
-        && let Some(stale) = fill.stale_on_error(&forwarded.method, None).await
+    if let Some(fill) = &request.fill
+        && let Some(stale) = fill.stale_on_error(method, None).await
     {
-        forwarded.cache_outcome(CacheOutcome::Stale);
-        return forwarded.for_client(stale);
+        request.cache_outcome(CacheOutcome::Stale);
+        return request.for_client(stale);
     }
     let status = match &failure {
         OriginFailure::Unreachable { origin } | OriginFailure::Broken { origin } => {
-            forwarded.log.origin = Some(Arc::clone(origin));
+            request.log.origin = Some(Arc::clone(origin));
             StatusCode::BAD_GATEWAY
         }
         OriginFailure::TimedOut { origin } => {
-            forwarded.log.origin = Some(Arc::clone(origin));
+            request.log.origin = Some(Arc::clone(origin));
             StatusCode::GATEWAY_TIMEOUT
         }
         OriginFailure::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -275,7 +282,7 @@ pub struct Hop<'a> {
     pub authority: &'a HeaderValue,
     pub client: &'a ClientFacts,
     /// The client's address as the edge resolved it: the peer, or behind a trusted proxy the
-    /// rightmost untrusted X-Forwarded-For entry ([`real_client_ip`]).
+    /// rightmost untrusted X-Forwarded-For entry ([`crate::http::client::real_client_ip`]).
     pub client_ip: IpAddr,
     /// Keep a WebSocket handshake's Connection/Upgrade pair.
     pub upgrade: bool,

@@ -5,6 +5,7 @@ use crate::body::EdgeBody;
 use crate::phases::{abuse, challenge, shield};
 use crate::request::SiteRequest;
 use http::Response;
+use std::net::IpAddr;
 use std::ops::ControlFlow;
 
 /// Runs right after routing, before the site's state and the shield. Reads the path. A
@@ -12,12 +13,9 @@ use std::ops::ControlFlow;
 /// challenged (a challenge rule must not stand between a browser and its answer), and
 /// answered whatever the site's state (a suspended site's visitors can still report it); only
 /// the deny lists hold. Everything else goes on untouched.
-pub async fn answer_own_endpoints(
-    request: SiteRequest<'_>,
-) -> ControlFlow<Response<EdgeBody>, SiteRequest<'_>> {
-    let path = request.request.uri().path();
-    if !challenge::is_reserved(path) {
-        return ControlFlow::Continue(request);
+pub async fn answer_own_endpoints(request: &mut SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>> {
+    if !challenge::is_reserved(request.request.uri().path()) {
+        return ControlFlow::Continue(());
     }
     let site = request.site;
     let client = (request.client_ip, request.conn.client.tls);
@@ -25,30 +23,23 @@ pub async fn answer_own_endpoints(
     if let Some(refusal) = shield::answer(&site.guard.check_lists(client.0, &record)) {
         return ControlFlow::Break(refusal);
     }
-    let SiteRequest {
-        state,
-        snapshot,
-        request: http_request,
-        log,
-        host,
-        ..
-    } = request;
+    // Boxed: these endpoints' futures are large and rare; inline, every request would carry
+    // (and copy) their size through this phase.
+    ControlFlow::Break(Box::pin(answer(request, client)).await)
+}
+
+/// Answers a request for one of the edge's own endpoints.
+async fn answer(request: &mut SiteRequest<'_>, client: (IpAddr, bool)) -> Response<EdgeBody> {
+    let (state, site, snapshot) = (request.state, request.site, request.snapshot);
+    let http_request = request.take_request();
     let timeout = snapshot.limits.request_body_timeout;
     let record = |event| crate::request::record(state, site, event);
     let (response, bytes_in) = if http_request.uri().path() == abuse::ABUSE_PATH {
         let place = abuse::Place {
             site: Some(&site.name),
-            host: &host,
+            host: &request.host,
         };
-        abuse::serve(
-            &state.abuse,
-            &state.metrics,
-            place,
-            client.0,
-            timeout,
-            http_request,
-        )
-        .await
+        abuse::serve(&state.abuse, &state.metrics, place, client.0, timeout, http_request).await
     } else {
         challenge::reserved(
             &state.challenges,
@@ -61,6 +52,6 @@ pub async fn answer_own_endpoints(
         )
         .await
     };
-    log.read(bytes_in);
-    ControlFlow::Break(response)
+    request.log.read(bytes_in);
+    response
 }

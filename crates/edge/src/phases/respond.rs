@@ -7,17 +7,16 @@
 use crate::body::EdgeBody;
 use crate::http::fields::{append_list, strip_hop_by_hop, via};
 use crate::metrics::CacheOutcome;
-use crate::origin::OriginResponseBody;
 use crate::phases::cache::{self as cache_phase, NotModified};
 use crate::phases::forward;
-use crate::request::Forwarded;
+use crate::request::{OriginAnswer, SiteRequest};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode, Version};
 use std::sync::LazyLock;
 
-/// Runs last, on the origin's answer. Reads the cache's fill and pass reason, and the request's
-/// method and target. Writes the stored response (while the body streams to the client), the
+/// Runs last, on the origin's answer. Reads the cache's fill and pass reason, and what the
+/// origin phase kept of the request (method, target, fields for invalidation). Writes the stored response (while the body streams to the client), the
 /// cache's outcome into the metrics and the log, and invalidates what an unsafe request made
 /// stale (RFC 9111 §4.4).
 ///
@@ -26,44 +25,43 @@ use std::sync::LazyLock;
 /// response, or, when the 304 names another representation (§4.3.4), the answer to the same GET
 /// made again without validators (502 if that is a 304 too; a client that sent no condition is
 /// never given a 304); otherwise the origin's response, cleaned (`client_response_headers`).
-pub async fn deliver(
-    mut forwarded: Forwarded<'_>,
-    response: Response<OriginResponseBody>,
-) -> Response<EdgeBody> {
-    let site = forwarded.site;
+pub async fn deliver(request: &mut SiteRequest<'_>, answer: OriginAnswer) -> Response<EdgeBody> {
+    let site = request.site;
     let settings = &site.config.cache;
+    let OriginAnswer {
+        response,
+        method,
+        target,
+        invalidation,
+    } = answer;
     let (mut parts, mut body) = response.into_parts();
-    if let Some(fill) = &forwarded.fill
-        && let Some(stale) = fill
-            .stale_on_error(&forwarded.method, Some(parts.status))
-            .await
+    if let Some(fill) = &request.fill
+        && let Some(stale) = fill.stale_on_error(&method, Some(parts.status)).await
     {
-        forwarded.cache_outcome(CacheOutcome::Stale);
-        return forwarded.for_client(stale);
+        request.cache_outcome(CacheOutcome::Stale);
+        return request.for_client(stale);
     }
     if parts.status == StatusCode::NOT_MODIFIED
-        && let Some(fill) = forwarded.fill.take()
+        && let Some(fill) = request.fill.take()
     {
-        match fill
-            .not_modified(&forwarded.method, settings, &parts.headers)
-            .await
-        {
+        match fill.not_modified(&method, settings, &parts.headers).await {
             NotModified::Refreshed(refreshed) => {
-                forwarded.cache_outcome(CacheOutcome::Revalidated);
-                return forwarded.for_client(*refreshed);
+                request.cache_outcome(CacheOutcome::Revalidated);
+                return request.for_client(*refreshed);
             }
             // RFC 9111 §4.3.4: a 304 about another representation; the same GET again,
             // without validators, and its answer is the one sent and stored.
             NotModified::Refetch(fill, fields) => {
-                let again = site
-                    .upstream
-                    .forward(forward::origin_get(forwarded.target.clone(), fields))
-                    .await;
+                // Boxed: rare, and the origin client's future would otherwise make this
+                // phase's larger on every request.
+                let again =
+                    Box::pin(site.upstream.forward(forward::origin_get(target.clone(), fields)))
+                        .await;
                 match again {
                     Ok(answer) if answer.response.status() != StatusCode::NOT_MODIFIED => {
-                        forwarded.answered_by(&answer.origin, answer.upstream_time);
+                        request.answered_by(&answer.origin, answer.upstream_time);
                         (parts, body) = answer.response.into_parts();
-                        forwarded.fill = Some(fill);
+                        request.fill = Some(fill);
                     }
                     _ => return edge_page(StatusCode::BAD_GATEWAY, false),
                 }
@@ -72,41 +70,32 @@ pub async fn deliver(
             NotModified::Unrequested => return edge_page(StatusCode::BAD_GATEWAY, false),
         }
     }
-    if let Some((host, request_headers)) = &forwarded.invalidation {
-        let scheme = if forwarded.conn.client.tls {
-            "https"
-        } else {
-            "http"
-        };
+    if let Some(request_headers) = &invalidation {
         cache_phase::invalidate_after(
-            &forwarded.state.cache,
-            &forwarded.method,
+            &request.state.cache,
+            &method,
             parts.status,
-            host,
-            forwarded.target.as_str(),
+            &request.host,
+            target.as_str(),
             &parts.headers,
-            |path| cache::CacheKey::new(&site.name, settings, scheme, host, path, request_headers),
+            |path| request.cache_key(path, request_headers),
         );
     }
-    if forwarded.fill.is_some() {
-        forwarded.cache_outcome(CacheOutcome::Miss);
+    if request.fill.is_some() {
+        request.cache_outcome(CacheOutcome::Miss);
     }
-    if let Some(why) = forwarded.pass {
+    if let Some(why) = request.pass {
         cache_phase::mark_pass(&mut parts.headers, why, settings);
     }
-    let tee = forwarded.fill.take().and_then(|fill| {
-        fill.respond(
-            &forwarded.method,
-            settings,
-            parts.status,
-            &mut parts.headers,
-        )
-    });
+    let tee = request
+        .fill
+        .take()
+        .and_then(|fill| fill.respond(&method, settings, parts.status, &mut parts.headers));
     let body = match tee {
         Some(tee) => EdgeBody::origin_with_tee(body, tee),
         None => EdgeBody::origin(body),
     };
-    forwarded.for_client(Response::from_parts(parts, body))
+    request.for_client(Response::from_parts(parts, body))
 }
 
 /// Removes hop-by-hop fields from an origin's response and adds this hop to `Via`.

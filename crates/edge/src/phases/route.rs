@@ -97,13 +97,15 @@ pub async fn route(arrival: Arrival<'_>) -> ControlFlow<Response<EdgeBody>, Site
             if log.access_log_on() {
                 log.host = snapshot.operator_host.as_deref().map(Arc::from);
             }
-            let (response, bytes_in) = abuse::operator_host(
+            // Boxed: the intake's future is large and this path is rare; inline, every
+            // request's routing would carry (and copy) its size.
+            let (response, bytes_in) = Box::pin(abuse::operator_host(
                 &state.abuse,
                 &state.metrics,
                 snapshot,
                 log.client_ip,
                 request,
-            )
+            ))
             .await;
             log.read(bytes_in);
             return ControlFlow::Break(response);

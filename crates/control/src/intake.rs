@@ -1,7 +1,7 @@
 //! The edge's abuse intake hands checked reports here; they are stored with status `new`.
 
 use crate::store::{self, Store, StoreError};
-use edge::{ReportSink, SubmitFuture};
+use edge::{ReportSink, SubmitError, SubmitFuture};
 use model::NewReport;
 
 pub struct StoreSink {
@@ -23,7 +23,7 @@ impl ReportSink for StoreSink {
                     Ok(id)
                 })
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| SubmitError::Store(Box::new(e)))?;
             if urgent {
                 tracing::warn!(id, category = category.as_str(), site = ?site, "urgent abuse report");
             } else {

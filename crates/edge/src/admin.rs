@@ -50,6 +50,7 @@ pub struct Peer(pub std::net::SocketAddr);
 pub async fn serve(
     listener: TcpListener,
     state: Arc<EdgeState>,
+    handler: Arc<std::sync::OnceLock<AdminHandler>>,
     guard: Arc<ConnGuard>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -66,14 +67,16 @@ pub async fn serve(
             _ = shutdown.changed() => return,
         };
         let state = Arc::clone(&state);
+        let handler = Arc::clone(&handler);
         let guard = Arc::clone(&guard);
         tokio::spawn(async move {
             let service = service_fn(move |mut request: Request<Incoming>| {
                 request.extensions_mut().insert(Peer(peer));
                 let state = Arc::clone(&state);
+                let handler = Arc::clone(&handler);
                 let guard = Arc::clone(&guard);
                 async move {
-                    let mut response = match state.admin_handler.get() {
+                    let mut response = match handler.get() {
                         Some(handler) => handler(request).await,
                         None => builtin_before_control(request, &state, &guard).await,
                     };

@@ -13,8 +13,8 @@
 //! [`builder`], as they were on hyper's builder; the connection's own guards (floods, slow
 //! readers) stay in `conn`.
 
-use crate::body::{ClientBody, EdgeBody};
-use crate::origin::InterimSink;
+use crate::body::{ClientBody, EdgeBody, H2RequestBody};
+use crate::http::interim::InterimSink;
 use bytes::Bytes;
 use h2::SendStream;
 use h2::server::SendResponse;
@@ -143,11 +143,7 @@ fn into_edge_request(request: Request<RecvStream>) -> Request<ClientBody> {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let body = ClientBody::Http2(H2RequestBody {
-        recv,
-        length,
-        data_done: false,
-    });
+    let body = ClientBody::Http2(H2RequestBody::new(recv, length));
     Request::from_parts(parts, body)
 }
 
@@ -407,58 +403,6 @@ impl BodyPipe {
                     );
                 }
             }
-        }
-    }
-}
-
-/// An HTTP/2 request body: DATA frames as they come, each handed back to the connection's
-/// flow-control window once taken, then the trailers.
-pub struct H2RequestBody {
-    recv: RecvStream,
-    /// The declared content-length, which h2 holds the DATA frames to.
-    length: Option<u64>,
-    data_done: bool,
-}
-
-impl Body for H2RequestBody {
-    type Data = Bytes;
-    type Error = h2::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, h2::Error>>> {
-        if !self.data_done {
-            match ready!(self.recv.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    let _ = self.recv.flow_control().release_capacity(data.len());
-                    if let Some(left) = self.length.as_mut() {
-                        *left = left.saturating_sub(data.len() as u64);
-                    }
-                    return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
-                }
-                // RFC 9113 §8.1: RST_STREAM(NO_ERROR) after an early response ends the body
-                // without failing it.
-                Some(Err(e)) if e.reason() == Some(Reason::NO_ERROR) => return Poll::Ready(None),
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                None => self.data_done = true,
-            }
-        }
-        match ready!(self.recv.poll_trailers(cx)) {
-            Ok(trailers) => Poll::Ready(trailers.map(|t| Ok(http_body::Frame::trailers(t)))),
-            Err(e) if e.reason() == Some(Reason::NO_ERROR) => Poll::Ready(None),
-            Err(e) => Poll::Ready(Some(Err(e))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.recv.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        match self.length {
-            Some(left) => http_body::SizeHint::with_exact(left),
-            None => http_body::SizeHint::default(),
         }
     }
 }

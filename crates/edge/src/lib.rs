@@ -115,12 +115,15 @@
 //!     black-box `an_http1_head_after_alpn_h2_gets_goaway_protocol_error`,
 //!     `the_h2_preface_after_alpn_http1_is_not_served_as_h2`.)
 
+mod abuse_intake;
 pub mod access_log;
 pub mod admin;
 pub mod analytics;
+mod attack_watch;
 mod body;
 mod clock;
 mod conn;
+mod conn_context;
 mod conn_guard;
 pub mod explain;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -136,7 +139,6 @@ mod phases;
 pub mod pipeline;
 mod protection;
 mod purge_api;
-mod request;
 mod router;
 pub mod server;
 mod snapshot;
@@ -144,8 +146,9 @@ mod state;
 #[cfg(test)]
 mod test_input;
 mod tls;
+mod tunnel;
 
-pub use phases::abuse::{ReportSink, SubmitFuture};
+pub use abuse_intake::{ReportSink, SubmitError, SubmitFuture};
 pub use purge_api::{MAX_BODY_BYTES as MAX_PURGE_BODY_BYTES, PurgeError, Purged};
 pub use server::{Edge, EdgeError};
 pub use shield::events::{EventQuery, SecurityEvent};

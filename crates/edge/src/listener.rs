@@ -3,7 +3,8 @@
 //! Caps and the per-client rate of new connections are checked before anything is read from a
 //! socket, so a connection flood costs one accept and one close per connection. The TLS handshake has its own deadline.
 
-use crate::conn::{self, ConnContext};
+use crate::conn;
+use crate::conn_context::ConnContext;
 use crate::conn_guard::{ConnGuard, Refusal};
 use crate::http::client::ClientFacts;
 use crate::state::EdgeState;

@@ -22,11 +22,11 @@
 //! (`accept`, `tls` and the `http` timeouts run before this, per connection: see `conn`.)
 
 use crate::body::{ClientBody, EdgeBody};
-use crate::conn::ConnContext;
-use crate::origin::InterimSink;
+use crate::conn_context::ConnContext;
+use crate::http::interim::InterimSink;
 use crate::phases::log::RequestLog;
+use crate::phases::request::Arrival;
 use crate::phases::{cache, forward, framing, limits, reserved, respond, route, shield};
-use crate::request::Arrival;
 use crate::state::EdgeState;
 use http::{Request, Response};
 use std::ops::ControlFlow;

@@ -90,6 +90,8 @@ pub struct Edge {
     started_with: ServerSettings,
     addrs: Vec<(ListenerKind, SocketAddr)>,
     admin_addr: SocketAddr,
+    /// Answers the admin listener's requests once the control plane installs it.
+    admin_handler: Arc<std::sync::OnceLock<crate::admin::AdminHandler>>,
     /// The admin listener until [`Edge::serve_admin`] takes it.
     admin: std::sync::Mutex<Option<(TcpListener, watch::Receiver<bool>)>>,
 }
@@ -179,7 +181,7 @@ impl Edge {
             Arc::clone(&state.cache),
             Arc::clone(&state.purge_wake),
         ));
-        tokio::spawn(crate::protection::watch_attacks(
+        tokio::spawn(crate::attack_watch::watch_attacks(
             Arc::clone(&state),
             shutdown_rx.clone(),
         ));
@@ -200,6 +202,7 @@ impl Edge {
             started_with: config.server,
             addrs,
             admin_addr,
+            admin_handler: Arc::default(),
             admin: std::sync::Mutex::new(Some((admin, shutdown_rx))),
         })
     }
@@ -213,6 +216,7 @@ impl Edge {
             tokio::spawn(crate::admin::serve(
                 listener,
                 Arc::clone(&self.state),
+                Arc::clone(&self.admin_handler),
                 Arc::clone(&self.guard),
                 shutdown,
             ));
@@ -295,7 +299,7 @@ impl Edge {
     /// Hands every admin request to `handler` from now on (the control plane's API). Only the
     /// first call takes effect.
     pub fn set_admin_handler(&self, handler: crate::admin::AdminHandler) {
-        if self.state.admin_handler.set(handler).is_err() {
+        if self.admin_handler.set(handler).is_err() {
             tracing::warn!("an admin handler is already installed");
         }
     }

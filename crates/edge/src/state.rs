@@ -4,10 +4,10 @@
 use crate::access_log::AccessLog;
 use crate::analytics::Analytics;
 use crate::metrics::{Metrics, SiteMetrics, UNROUTED};
-use crate::phases::{abuse as abuse_phase, challenge as challenge_phase};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use cache::Cache;
+use shield::challenge::{NonceSource, ReplayFilter};
 use shield::events::EventRing;
 use std::sync::Arc;
 
@@ -23,11 +23,9 @@ pub struct EdgeState {
     /// What the shield did, for `GET /api/events`.
     pub events: Arc<EventRing>,
     /// Challenge nonces and the filter of answered challenges.
-    pub challenges: challenge_phase::ChallengeState,
+    pub challenges: ChallengeState,
     /// The abuse intake's sink and per-address counter.
-    pub abuse: abuse_phase::AbuseIntake,
-    /// Answers the admin listener's requests once the control plane installs it.
-    pub admin_handler: std::sync::OnceLock<crate::admin::AdminHandler>,
+    pub abuse: crate::abuse_intake::AbuseIntake,
     /// Per-site minutes for the control plane to take.
     pub analytics: Arc<Analytics>,
     /// Metrics for requests that matched no site.
@@ -45,9 +43,8 @@ impl EdgeState {
     ) -> EdgeState {
         EdgeState {
             events,
-            challenges: challenge_phase::ChallengeState::new(),
-            abuse: abuse_phase::AbuseIntake::new(),
-            admin_handler: std::sync::OnceLock::new(),
+            challenges: ChallengeState::new(),
+            abuse: crate::abuse_intake::AbuseIntake::new(),
             snapshot: ArcSwap::from_pointee(snapshot),
             access_log,
             unrouted: metrics.site(UNROUTED),
@@ -56,5 +53,30 @@ impl EdgeState {
             purge_wake: Arc::new(tokio::sync::Notify::new()),
             analytics,
         }
+    }
+}
+
+/// What the edge keeps for challenges across snapshots.
+#[derive(Debug)]
+pub struct ChallengeState {
+    pub replay: ReplayFilter,
+    pub nonces: NonceSource,
+}
+
+impl ChallengeState {
+    pub fn new() -> ChallengeState {
+        ChallengeState {
+            replay: ReplayFilter::new(
+                model::MAX_CHALLENGE_TTL,
+                shield::challenge::replay::DEFAULT_BITS,
+            ),
+            nonces: NonceSource::new(),
+        }
+    }
+}
+
+impl Default for ChallengeState {
+    fn default() -> Self {
+        ChallengeState::new()
     }
 }

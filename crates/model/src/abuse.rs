@@ -495,6 +495,139 @@ fn pchar(b: u8) -> bool {
     sub_delim(b) || matches!(b, b':' | b'@')
 }
 
+/// Why a posted body is not a [`ReportSubmission`]: the field at fault, when there is one (a
+/// body that is not JSON at all has none).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", field.map(|f| format!("{f}: ")).unwrap_or_default())]
+pub struct SubmissionError {
+    /// `category`, `urls`, `description` or `contact`, as in JSON and in the form.
+    pub field: Option<&'static str>,
+    pub message: String,
+}
+
+impl SubmissionError {
+    fn body(message: impl Into<String>) -> SubmissionError {
+        SubmissionError {
+            field: None,
+            message: message.into(),
+        }
+    }
+
+    fn field(field: &'static str, message: impl Into<String>) -> SubmissionError {
+        SubmissionError {
+            field: Some(field),
+            message: message.into(),
+        }
+    }
+}
+
+impl ReportSubmission {
+    /// A JSON report: `{"category": "...", "urls": ["..."], "description": "...", "contact": "..."}`
+    /// (`contact` optional; other members ignored).
+    pub fn from_json(bytes: &[u8]) -> Result<ReportSubmission, SubmissionError> {
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| SubmissionError::body(format!("the body is not valid JSON: {e}")))?;
+        let serde_json::Value::Object(object) = value else {
+            return Err(SubmissionError::body("the body must be a JSON object"));
+        };
+        let text = |field: &'static str| -> Result<Option<String>, SubmissionError> {
+            match object.get(field) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(SubmissionError::field(field, "must be a string")),
+            }
+        };
+        let urls = match object.get("urls") {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|item| item.as_str().map(str::to_string))
+                .collect::<Option<Vec<String>>>()
+                .ok_or_else(|| SubmissionError::field("urls", "must be a list of strings"))?,
+            Some(_) => return Err(SubmissionError::field("urls", "must be a list of strings")),
+        };
+        Ok(ReportSubmission {
+            category: text("category")?,
+            urls,
+            description: text("description")?.unwrap_or_default(),
+            contact: text("contact")?,
+        })
+    }
+
+    /// The form as a browser posts it (`application/x-www-form-urlencoded`, UTF-8): `urls` one per
+    /// line, and possibly repeated; every other field at most once. Unknown fields are ignored.
+    pub fn from_form(bytes: &[u8]) -> Result<ReportSubmission, SubmissionError> {
+        let mut submission = ReportSubmission::default();
+        let (mut category, mut description, mut contact) = (None, None, None);
+        for pair in bytes.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+            let (name, value) = match pair.iter().position(|b| *b == b'=') {
+                Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+                None => (pair, &b""[..]),
+            };
+            let name = form_decode(name);
+            let field = match name.as_slice() {
+                b"category" => "category",
+                b"urls" => "urls",
+                b"description" => "description",
+                b"contact" => "contact",
+                _ => continue,
+            };
+            let value = String::from_utf8(form_decode(value))
+                .map_err(|_| SubmissionError::field(field, "is not UTF-8 text"))?;
+            let once = |slot: &mut Option<String>, value: String| {
+                if slot.replace(value).is_some() {
+                    return Err(SubmissionError::field(field, "given more than once"));
+                }
+                Ok(())
+            };
+            match field {
+                "category" => once(&mut category, value)?,
+                "description" => once(&mut description, value)?,
+                "contact" => once(&mut contact, value)?,
+                _ => submission
+                    .urls
+                    .extend(value.split('\n').map(|line| line.trim().to_string())),
+            }
+        }
+        submission.category = category;
+        submission.description = description.unwrap_or_default();
+        submission.contact = contact;
+        Ok(submission)
+    }
+}
+
+/// URL-encoded form decoding (WHATWG URL §5.1): `+` is a space, `%XX` a byte, and a `%`
+/// not followed by two hex digits stays as it is.
+fn form_decode(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        if b == b'+' {
+            out.push(b' ');
+        } else if b == b'%'
+            && let Some(&[hi, lo]) = input.get(i + 1..i + 3)
+            && let (Some(hi), Some(lo)) = (hex(hi), hex(lo))
+        {
+            out.push(hi << 4 | lo);
+            i += 2;
+        } else {
+            out.push(b);
+        }
+        i += 1;
+    }
+    out
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -747,5 +880,79 @@ mod tests {
         assert!(text.contains("category = \"harassment\""), "{text}");
         let back: NewReport = toml::from_str(&text).unwrap();
         assert_eq!(back, report);
+    }
+
+    const GOOD_JSON: &str = r#"{"category":"violent_threat","urls":["https://blog.example/p/1"],"description":"A threat.","contact":"me@mail.example","extra":1}"#;
+
+    #[test]
+    fn form_decoding_handles_plus_escapes_and_stray_percents() {
+        assert_eq!(form_decode(b"a+b%20c"), b"a b c");
+        assert_eq!(form_decode(b"%e2%9C%93"), "✓".as_bytes());
+        assert_eq!(form_decode(b"100%"), b"100%");
+        assert_eq!(form_decode(b"%zz%4"), b"%zz%4");
+        assert_eq!(form_decode(b"%2B+"), b"+ ");
+        assert_eq!(form_decode(b""), b"");
+    }
+
+    #[test]
+    fn a_posted_form_becomes_a_submission_with_one_url_per_line() {
+        let submission = ReportSubmission::from_form(
+            b"category=phishing&urls=https%3A%2F%2Fa.example%2Fx%0D%0Ahttps%3A%2F%2Fb.example%2F%0D%0A\
+              &urls=http://c.example/?q=1%26r%3D2&description=Fake+login+page%0D%0Asecond+line\
+              &contact=me%40mail.example&submit=Send&&",
+        )
+        .unwrap();
+        assert_eq!(submission.category.as_deref(), Some("phishing"));
+        let report =
+            NewReport::from_submission(submission, None, "h".into(), "192.0.2.1".into(), None)
+                .unwrap();
+        assert_eq!(
+            report.urls,
+            [
+                "https://a.example/x",
+                "https://b.example/",
+                "http://c.example/?q=1&r=2"
+            ]
+        );
+        assert_eq!(report.description, "Fake login page\nsecond line");
+        assert_eq!(report.contact.as_deref(), Some("me@mail.example"));
+    }
+
+    #[test]
+    fn a_form_field_given_twice_or_not_utf8_is_named() {
+        let err = ReportSubmission::from_form(b"category=a&category=b").unwrap_err();
+        assert_eq!(err.field, Some("category"));
+        let err = ReportSubmission::from_form(b"description=%FF%FE").unwrap_err();
+        assert_eq!(err.field, Some("description"));
+        // Unknown fields are not looked at.
+        assert!(ReportSubmission::from_form(b"x=%FF&y&=").is_ok());
+    }
+
+    #[test]
+    fn json_fields_of_the_wrong_type_are_named() {
+        let ok = ReportSubmission::from_json(GOOD_JSON.as_bytes()).unwrap();
+        assert_eq!(ok.category.as_deref(), Some("violent_threat"));
+        assert_eq!(ok.urls, ["https://blog.example/p/1"]);
+        assert_eq!(ok.contact.as_deref(), Some("me@mail.example"));
+        for (body, field) in [
+            (r#"{"category":3}"#, Some("category")),
+            (r#"{"urls":"https://a.example/"}"#, Some("urls")),
+            (r#"{"urls":["https://a.example/",7]}"#, Some("urls")),
+            (r#"{"description":["x"]}"#, Some("description")),
+            (r#"{"contact":{}}"#, Some("contact")),
+            ("[]", None),
+            ("{\"category\":", None),
+            ("", None),
+        ] {
+            assert_eq!(
+                ReportSubmission::from_json(body.as_bytes())
+                    .unwrap_err()
+                    .field,
+                field,
+                "{body}"
+            );
+        }
+        let empty = ReportSubmission::from_json(br#"{"contact":null}"#).unwrap();
+        assert_eq!(empty, ReportSubmission::default());
     }
 }

@@ -32,7 +32,7 @@ mod size;
 
 pub use abuse::{
     MAX_CONTACT_CHARS, MAX_DESCRIPTION_CHARS, MAX_REPORT_URL_BYTES, MAX_REPORT_URLS, NewReport,
-    ReportCategory, ReportError, ReportStatus, ReportSubmission, UnknownName,
+    ReportCategory, ReportError, ReportStatus, ReportSubmission, SubmissionError, UnknownName,
 };
 pub use challenge::{
     ChallengeSettings, DEFAULT_DIFFICULTY, MAX_CHALLENGE_TTL, MAX_DIFFICULTY, SiteState, Suspension,

@@ -10,7 +10,7 @@ use super::connection::{ExchangeError, Upload};
 use super::pool::ConnPool;
 use super::response_body::OriginResponseBody;
 use super::{InterimSink, OriginState, Upstream};
-use crate::body::OriginBody;
+use crate::body::to_origin::OriginBody;
 use http::uri::PathAndQuery;
 use http::{Method, Response, StatusCode};
 use std::sync::Arc;

@@ -9,7 +9,8 @@
 
 use super::InterimSink;
 use super::codec::{self, HeadError, RequestFraming, ResponseHead};
-use crate::body::{BodyTooLarge, BodyTooSlow, BoxError, OriginBody};
+use crate::body::limits::{BodyTooLarge, BodyTooSlow, BoxError};
+use crate::body::to_origin::OriginBody;
 use bytes::{Bytes, BytesMut};
 use http::Method;
 use http_body::Body;

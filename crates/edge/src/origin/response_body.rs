@@ -19,7 +19,7 @@ use super::chunked::{ChunkedDecoder, Decoded};
 use super::codec::ResponseFraming;
 use super::connection::{Upload, UploadError};
 use super::pool::PooledConn;
-use crate::body::{BodyTooSlow, BoxError};
+use crate::body::limits::{BodyTooSlow, BoxError};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::future::Future;

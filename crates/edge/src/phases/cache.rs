@@ -13,8 +13,8 @@
 
 use crate::body::{EdgeBody, Tee};
 use crate::metrics::CacheOutcome;
+use crate::phases::request::SiteRequest;
 use crate::phases::{forward, shield as shield_phase};
-use crate::request::SiteRequest;
 use crate::snapshot::SiteRuntime;
 use bytes::{Bytes, BytesMut};
 use cache::coalesce::{self, FillGuard, FillOutcome, Lock};

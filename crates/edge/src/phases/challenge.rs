@@ -7,6 +7,7 @@
 use crate::body::{ClientBody, EdgeBody};
 use crate::phases::respond;
 use crate::snapshot::SiteRuntime;
+use crate::state::ChallengeState;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -14,8 +15,8 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 use shield::challenge::page::{self, PageParams};
 use shield::challenge::{
-    Binding, ChallengeKeys, NonceSource, RESERVED_PREFIX, Rejection, ReplayFilter, SiteChallenge,
-    VERIFY_PATH, clearance, token,
+    Binding, ChallengeKeys, RESERVED_PREFIX, Rejection, SiteChallenge, VERIFY_PATH, clearance,
+    token,
 };
 use shield::events::{EventAction, EventReason, NewEvent};
 use std::net::IpAddr;
@@ -32,31 +33,6 @@ const MAX_RETURN_LEN: usize = 2048;
 const PAGE_CSP: &str = "default-src 'none'; script-src 'unsafe-inline' blob:; \
      worker-src blob:; connect-src 'self'; style-src 'unsafe-inline'; \
      base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
-/// What the edge keeps for challenges across snapshots.
-#[derive(Debug)]
-pub struct ChallengeState {
-    pub replay: ReplayFilter,
-    pub nonces: NonceSource,
-}
-
-impl ChallengeState {
-    pub fn new() -> ChallengeState {
-        ChallengeState {
-            replay: ReplayFilter::new(
-                model::MAX_CHALLENGE_TTL,
-                shield::challenge::replay::DEFAULT_BITS,
-            ),
-            nonces: NonceSource::new(),
-        }
-    }
-}
-
-impl Default for ChallengeState {
-    fn default() -> Self {
-        ChallengeState::new()
-    }
-}
 
 fn binding<'a>(site: &'a SiteRuntime, ip: IpAddr, headers: &'a HeaderMap) -> Binding<'a> {
     Binding {

@@ -22,8 +22,8 @@ use crate::http::fields::{
 };
 use crate::metrics::CacheOutcome;
 use crate::origin::{InterimSink, OriginFailure, OriginRequest};
+use crate::phases::request::{OriginAnswer, SiteRequest};
 use crate::phases::{respond, shield as shield_phase};
-use crate::request::{OriginAnswer, SiteRequest};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Response, StatusCode, Version};
@@ -59,7 +59,9 @@ fn names_another_client_address(name: &str) -> bool {
 /// timeout, 413 or 408 for a body over the limit or too slow); an origin switching protocols
 /// the client did not ask for → 502. A WebSocket upgrade the origin accepts becomes a tunnel
 /// here.
-pub async fn to_origin(request: &mut SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>, OriginAnswer> {
+pub async fn to_origin(
+    request: &mut SiteRequest<'_>,
+) -> ControlFlow<Response<EdgeBody>, OriginAnswer> {
     let site = request.site;
     let (origin_request, sent) = prepare(request);
     // Origin protection: over the site's cap, a stale copy or 503.
@@ -89,7 +91,7 @@ pub async fn to_origin(request: &mut SiteRequest<'_>) -> ControlFlow<Response<Ed
         // The origin connection now belongs to the tunnel, never to the pool.
         match (sent.client_upgrade, response.body_mut().take_upgraded()) {
             (Some(client_upgrade), Some((origin_io, origin_early))) => {
-                crate::conn::spawn_tunnel(
+                crate::tunnel::spawn_tunnel(
                     Arc::clone(request.conn),
                     client_upgrade,
                     origin_io,
@@ -164,10 +166,7 @@ fn prepare(request: &mut SiteRequest<'_>) -> (OriginRequest, Sent) {
     let body = if has_body {
         let meter = Arc::new(BodyMeter::default());
         request.log.meter = Some(Arc::clone(&meter));
-        let pace = BodyPace::new(
-            &request.snapshot.limits,
-            Arc::clone(&request.state.metrics),
-        );
+        let pace = BodyPace::new(&request.snapshot.limits, Arc::clone(&request.state.metrics));
         OriginBody::client(body, meter, site.config.max_body_bytes, pace)
     } else {
         OriginBody::Empty

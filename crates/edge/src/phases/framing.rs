@@ -2,8 +2,8 @@
 //! could read two ways (request smuggling; the rules are in `http::framing`).
 
 use crate::body::EdgeBody;
+use crate::phases::request::Arrival;
 use crate::phases::respond;
-use crate::request::Arrival;
 use http::{Response, StatusCode};
 use std::ops::ControlFlow;
 

@@ -1,8 +1,8 @@
 //! The site's request limits that are known before any byte of the body is read.
 
 use crate::body::EdgeBody;
+use crate::phases::request::SiteRequest;
 use crate::phases::respond;
-use crate::request::SiteRequest;
 use http::{Response, StatusCode};
 use std::ops::ControlFlow;
 

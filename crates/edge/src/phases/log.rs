@@ -6,7 +6,7 @@
 use crate::access_log::AccessRecord;
 use crate::analytics::{Minute, ServedRequest, SiteAnalytics};
 use crate::body::{BodyMeter, ClientBody, EdgeBody, Finish};
-use crate::conn::ConnContext;
+use crate::conn_context::ConnContext;
 use crate::metrics::{CacheOutcome, SiteMetrics, UNROUTED};
 use crate::origin::OriginState;
 use crate::protection::OriginPermit;

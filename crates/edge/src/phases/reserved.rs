@@ -2,8 +2,8 @@
 //! answers (`phases::challenge`) and the abuse intake (`phases::abuse`).
 
 use crate::body::EdgeBody;
+use crate::phases::request::SiteRequest;
 use crate::phases::{abuse, challenge, shield};
-use crate::request::SiteRequest;
 use http::Response;
 use std::net::IpAddr;
 use std::ops::ControlFlow;
@@ -13,7 +13,9 @@ use std::ops::ControlFlow;
 /// challenged (a challenge rule must not stand between a browser and its answer), and
 /// answered whatever the site's state (a suspended site's visitors can still report it); only
 /// the deny lists hold. Everything else goes on untouched.
-pub async fn answer_own_endpoints(request: &mut SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>> {
+pub async fn answer_own_endpoints(
+    request: &mut SiteRequest<'_>,
+) -> ControlFlow<Response<EdgeBody>> {
     if !challenge::is_reserved(request.request.uri().path()) {
         return ControlFlow::Continue(());
     }
@@ -33,13 +35,21 @@ async fn answer(request: &mut SiteRequest<'_>, client: (IpAddr, bool)) -> Respon
     let (state, site, snapshot) = (request.state, request.site, request.snapshot);
     let http_request = request.take_request();
     let timeout = snapshot.limits.request_body_timeout;
-    let record = |event| crate::request::record(state, site, event);
-    let (response, bytes_in) = if http_request.uri().path() == abuse::ABUSE_PATH {
+    let record = |event| crate::phases::request::record(state, site, event);
+    let (response, bytes_in) = if http_request.uri().path() == crate::abuse_intake::ABUSE_PATH {
         let place = abuse::Place {
             site: Some(&site.name),
             host: &request.host,
         };
-        abuse::serve(&state.abuse, &state.metrics, place, client.0, timeout, http_request).await
+        abuse::serve(
+            &state.abuse,
+            &state.metrics,
+            place,
+            client.0,
+            timeout,
+            http_request,
+        )
+        .await
     } else {
         challenge::reserved(
             &state.challenges,

@@ -9,7 +9,7 @@ use crate::http::fields::{append_list, strip_hop_by_hop, via};
 use crate::metrics::CacheOutcome;
 use crate::phases::cache::{self as cache_phase, NotModified};
 use crate::phases::forward;
-use crate::request::{OriginAnswer, SiteRequest};
+use crate::phases::request::{OriginAnswer, SiteRequest};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode, Version};
@@ -54,9 +54,11 @@ pub async fn deliver(request: &mut SiteRequest<'_>, answer: OriginAnswer) -> Res
             NotModified::Refetch(fill, fields) => {
                 // Boxed: rare, and the origin client's future would otherwise make this
                 // phase's larger on every request.
-                let again =
-                    Box::pin(site.upstream.forward(forward::origin_get(target.clone(), fields)))
-                        .await;
+                let again = Box::pin(
+                    site.upstream
+                        .forward(forward::origin_get(target.clone(), fields)),
+                )
+                .await;
                 match again {
                     Ok(answer) if answer.response.status() != StatusCode::NOT_MODIFIED => {
                         request.answered_by(&answer.origin, answer.upstream_time);

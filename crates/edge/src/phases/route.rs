@@ -10,8 +10,8 @@
 
 use crate::body::EdgeBody;
 use crate::http::client::real_client_ip;
+use crate::phases::request::{Arrival, ClientFraming, SiteRequest};
 use crate::phases::{abuse, respond};
-use crate::request::{Arrival, ClientFraming, SiteRequest};
 use crate::router::SiteIndex;
 use crate::snapshot::Snapshot;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri, Version, header};

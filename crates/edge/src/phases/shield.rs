@@ -14,11 +14,12 @@
 
 use crate::body::ClientBody;
 use crate::body::EdgeBody;
-use crate::phases::challenge::{self as challenge_phase, ChallengeState};
+use crate::phases::challenge as challenge_phase;
+use crate::phases::request::SiteRequest;
 use crate::phases::respond;
 use crate::protection::SiteProtection;
-use crate::request::SiteRequest;
 use crate::snapshot::SiteRuntime;
+use crate::state::ChallengeState;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use model::{LimitAction, SiteShield, SiteState};
@@ -108,7 +109,7 @@ pub fn gate(request: &mut SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>> {
     }
     let (site, snapshot, state) = (request.site, request.snapshot, request.state);
     let client_ip = request.client_ip;
-    let record = |event| crate::request::record(state, site, event);
+    let record = |event| crate::phases::request::record(state, site, event);
     let http_request = &request.request;
     let facts = RequestFacts {
         ip: client_ip,
@@ -188,7 +189,7 @@ pub fn limit_request_misses(request: &SiteRequest<'_>) -> ControlFlow<Response<E
         (request.client_ip, request.conn.client.tls),
         &request.request,
         &request.host,
-        &|event| crate::request::record(state, site, event),
+        &|event| crate::phases::request::record(state, site, event),
     );
     match refusal {
         Some(refusal) => ControlFlow::Break(refusal),

@@ -12,7 +12,7 @@
 //! phase answered.
 
 use crate::body::{ClientBody, EdgeBody};
-use crate::conn::ConnContext;
+use crate::conn_context::ConnContext;
 use crate::metrics::CacheOutcome;
 use crate::origin::{InterimSink, OriginResponseBody, OriginState};
 use crate::phases::cache::Fill;

@@ -149,7 +149,8 @@ pub fn track_client_framing(input: &[u8], cuts: &[u8], max_head: usize) -> Clien
 /// edge's own framing checks run on the fields as parsed.
 pub fn forward_request(input: &[u8]) -> Result<Option<Vec<u8>>, String> {
     use crate::http::{client::ClientFacts, framing};
-    use crate::phases::{forward, route};
+    use crate::origin::fields as forward;
+    use crate::phases::route;
     use http::{HeaderMap, HeaderName, HeaderValue, Uri, Version};
 
     let mut slots = [httparse::EMPTY_HEADER; 64];

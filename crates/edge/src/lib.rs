@@ -37,7 +37,7 @@
 //! 3. Hop-by-hop headers, including those named in Connection, never cross the edge in either
 //!    direction; Connection never removes framing, routing or the edge's own forwarding
 //!    fields; framing, routing and forwarding fields never cross as trailers.
-//!    (`phases::forward::tests::strips_hop_by_hop_and_connection_named_fields`,
+//!    (`origin::fields::tests::strips_hop_by_hop_and_connection_named_fields`,
 //!    `connection_cannot_remove_framing_routing_or_the_edges_own_fields`,
 //!    `rfc9110_6_5_1_fields_that_frame_route_or_control_never_cross_as_trailers`; black-box
 //!    `hop_by_hop_request_headers_do_not_reach_origin`,
@@ -45,7 +45,7 @@
 //!    `connection_cannot_remove_the_forwarding_fields_the_edge_sets`,
 //!    `framing_fields_in_trailers_are_dropped_both_ways`.)
 //! 4. Client-supplied forwarding headers are replaced unless the peer is a trusted proxy.
-//!    (`phases::forward::tests::untrusted_peer_cannot_spoof_forwarding_headers`; black-box
+//!    (`origin::fields::tests::untrusted_peer_cannot_spoof_forwarding_headers`; black-box
 //!    `forwarding_headers_from_untrusted_peer_are_replaced`.)
 //! 5. Error pages never show an origin's address.
 //!    (`phases::respond::tests::error_pages_say_nothing_about_origins_and_are_not_stored`;
@@ -135,6 +135,7 @@ mod http;
 mod listener;
 pub mod metrics;
 mod origin;
+mod own_responses;
 mod phases;
 pub mod pipeline;
 mod protection;

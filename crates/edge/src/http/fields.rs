@@ -104,7 +104,7 @@ pub fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
 }
 
 /// Removes hop-by-hop fields and those the Connection field names, from an origin's response
-/// (requests skip them as they are written: `phases::forward::write_origin_fields`).
+/// (requests skip them as they are written: `origin::fields::write_origin_fields`).
 ///
 /// On the hot path, so it avoids hashing names that are not there:
 /// one pass over the fields present finds the hop-by-hop ones, and Connection's tokens become
@@ -167,6 +167,31 @@ pub fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderVal
             }
         }
     }
+}
+
+/// True when the client's Accept ranks JSON above HTML (an API client, a `fetch`), so it gets
+/// a JSON 403 rather than a page it cannot run.
+pub fn prefers_json(headers: &HeaderMap) -> bool {
+    let mut json = 0.0f32;
+    let mut html = 0.0f32;
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut params = item.split(';');
+            let media = params.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = params
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0)
+                .clamp(0.0, 1.0);
+            if media == "application/json" || media.ends_with("+json") {
+                json = json.max(q);
+            } else if media == "text/html" || media == "application/xhtml+xml" || media == "*/*" {
+                html = html.max(q);
+            }
+        }
+    }
+    json > html
 }
 
 #[cfg(test)]

@@ -153,7 +153,7 @@ async fn attempt(
 pub struct OriginRequest {
     pub method: Method,
     pub path_and_query: PathAndQuery,
-    /// `name: value\r\n` lines (see `phases::forward::write_origin_fields`).
+    /// `name: value\r\n` lines (see `origin::fields::write_origin_fields`).
     pub fields: Vec<u8>,
     /// The body's length, when the client declared one (hyper holds the body to it); the
     /// codec writes Content-Length from it. `None` with a body: sent chunked.

@@ -9,6 +9,7 @@ pub(crate) mod chunked;
 mod client;
 pub(crate) mod codec;
 mod connection;
+pub mod fields;
 mod health;
 mod pool;
 mod response_body;

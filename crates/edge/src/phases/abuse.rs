@@ -12,9 +12,9 @@
 use crate::abuse_intake::pages::{form_page, message_page, thanks_page};
 use crate::abuse_intake::{ABUSE_PATH, AbuseIntake, MAX_REPORT_BYTES, REPORTS_PERIOD, SubmitError};
 use crate::body::EdgeBody;
+use crate::http::fields::prefers_json;
 use crate::metrics::{Metrics, ReportOutcome};
-use crate::phases::challenge::prefers_json;
-use crate::phases::respond;
+use crate::own_responses::{edge_page, not_stored};
 use crate::snapshot::Snapshot;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -57,10 +57,10 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     if snapshot.global_lists.lookup(client_ip) == Some(Listed::Deny) {
-        return (respond::edge_page(StatusCode::FORBIDDEN, false), 0);
+        return (edge_page(StatusCode::FORBIDDEN, false), 0);
     }
     if request.uri().path() != ABUSE_PATH {
-        return (respond::edge_page(StatusCode::NOT_FOUND, false), 0);
+        return (edge_page(StatusCode::NOT_FOUND, false), 0);
     }
     let place = Place {
         site: None,
@@ -94,7 +94,7 @@ where
         ),
         Method::POST => take(intake, metrics, place, client_ip, body_timeout, request).await,
         _ => {
-            let mut response = respond::edge_page(StatusCode::METHOD_NOT_ALLOWED, false);
+            let mut response = edge_page(StatusCode::METHOD_NOT_ALLOWED, false);
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
@@ -340,7 +340,7 @@ fn refusal(posted: Posted, status: StatusCode, message: &str) -> Response<EdgeBo
 }
 
 fn json(status: StatusCode, body: &serde_json::Value) -> Response<EdgeBody> {
-    let mut response = respond::not_stored(status, "application/json", format!("{body}\n"));
+    let mut response = not_stored(status, "application/json", format!("{body}\n"));
     // A refusal may quote what the reporter sent: never let a browser read it as a page.
     response.headers_mut().insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -352,7 +352,7 @@ fn json(status: StatusCode, body: &serde_json::Value) -> Response<EdgeBody> {
 /// One of the intake's HTML pages, with the headers every one of them carries.
 fn page(status: StatusCode, html: String) -> Response<EdgeBody> {
     // What a reporter wrote must not stay in a shared cache or a browser's: not stored.
-    let mut response = respond::not_stored(status, "text/html; charset=utf-8", html);
+    let mut response = not_stored(status, "text/html; charset=utf-8", html);
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,

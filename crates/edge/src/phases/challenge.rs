@@ -5,7 +5,8 @@
 //! `shield::challenge`; this module reads requests and writes responses around it.
 
 use crate::body::{ClientBody, EdgeBody};
-use crate::phases::respond;
+use crate::http::fields::prefers_json;
+use crate::own_responses::{edge_page, not_stored};
 use crate::snapshot::SiteRuntime;
 use crate::state::ChallengeState;
 use bytes::Bytes;
@@ -93,7 +94,7 @@ pub fn challenge(
         return_to: safe_return(return_to),
     });
     site.metrics.challenge_issued();
-    let mut response = respond::not_stored(
+    let mut response = not_stored(
         StatusCode::SERVICE_UNAVAILABLE,
         "text/html; charset=utf-8",
         html,
@@ -137,32 +138,7 @@ fn browser_required(json: bool) -> Response<EdgeBody> {
             "text/plain; charset=utf-8",
         )
     };
-    respond::not_stored(StatusCode::FORBIDDEN, content_type, body)
-}
-
-/// True when the client's Accept ranks JSON above HTML (an API client, a `fetch`), so it gets
-/// a JSON 403 rather than a page it cannot run.
-pub fn prefers_json(headers: &HeaderMap) -> bool {
-    let mut json = 0.0f32;
-    let mut html = 0.0f32;
-    for value in headers.get_all(header::ACCEPT) {
-        let Ok(value) = value.to_str() else { continue };
-        for item in value.split(',') {
-            let mut params = item.split(';');
-            let media = params.next().unwrap_or("").trim().to_ascii_lowercase();
-            let q = params
-                .filter_map(|p| p.trim().strip_prefix("q="))
-                .find_map(|q| q.trim().parse::<f32>().ok())
-                .unwrap_or(1.0)
-                .clamp(0.0, 1.0);
-            if media == "application/json" || media.ends_with("+json") {
-                json = json.max(q);
-            } else if media == "text/html" || media == "application/xhtml+xml" || media == "*/*" {
-                html = html.max(q);
-            }
-        }
-    }
-    json > html
+    not_stored(StatusCode::FORBIDDEN, content_type, body)
 }
 
 /// The path a solved challenge returns to: the request's own path and query when it is a
@@ -201,10 +177,10 @@ pub async fn reserved(
     record: &(dyn Fn(NewEvent) + Sync),
 ) -> (Response<EdgeBody>, u64) {
     if request.uri().path() != VERIFY_PATH {
-        return (respond::edge_page(StatusCode::NOT_FOUND, false), 0);
+        return (edge_page(StatusCode::NOT_FOUND, false), 0);
     }
     if request.method() != Method::POST {
-        let mut response = respond::edge_page(StatusCode::METHOD_NOT_ALLOWED, false);
+        let mut response = edge_page(StatusCode::METHOD_NOT_ALLOWED, false);
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
@@ -305,7 +281,7 @@ fn refuse(
 }
 
 fn answer_json(status: StatusCode, body: impl Into<Bytes>) -> Response<EdgeBody> {
-    respond::not_stored(status, "application/json", body)
+    not_stored(status, "application/json", body)
 }
 
 #[cfg(test)]

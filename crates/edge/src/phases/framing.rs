@@ -2,8 +2,8 @@
 //! could read two ways (request smuggling; the rules are in `http::framing`).
 
 use crate::body::EdgeBody;
+use crate::own_responses::edge_page;
 use crate::phases::request::Arrival;
-use crate::phases::respond;
 use http::{Response, StatusCode};
 use std::ops::ControlFlow;
 
@@ -20,7 +20,7 @@ pub fn refuse_ambiguous(arrival: &Arrival<'_>) -> ControlFlow<Response<EdgeBody>
         Ok(()) => ControlFlow::Continue(()),
         Err(e) => {
             tracing::debug!(peer = %arrival.conn.client.peer, reason = e.reason(), "refused request framing");
-            ControlFlow::Break(respond::edge_page(StatusCode::BAD_REQUEST, true))
+            ControlFlow::Break(edge_page(StatusCode::BAD_REQUEST, true))
         }
     }
 }

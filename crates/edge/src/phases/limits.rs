@@ -1,8 +1,8 @@
 //! The site's request limits that are known before any byte of the body is read.
 
 use crate::body::EdgeBody;
+use crate::own_responses::edge_page;
 use crate::phases::request::SiteRequest;
-use crate::phases::respond;
 use http::{Response, StatusCode};
 use std::ops::ControlFlow;
 
@@ -13,7 +13,7 @@ use std::ops::ControlFlow;
 pub fn refuse_oversized_body(request: &SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>> {
     match request.declared_length {
         Some(n) if n > request.site.config.max_body_bytes => {
-            ControlFlow::Break(respond::edge_page(StatusCode::PAYLOAD_TOO_LARGE, true))
+            ControlFlow::Break(edge_page(StatusCode::PAYLOAD_TOO_LARGE, true))
         }
         _ => ControlFlow::Continue(()),
     }

@@ -15,9 +15,9 @@ use crate::body::{ClientBody, EdgeBody};
 use crate::conn_context::ConnContext;
 use crate::metrics::CacheOutcome;
 use crate::origin::{InterimSink, OriginResponseBody, OriginState};
-use crate::phases::cache::Fill;
+use crate::own_responses::client_response_headers;
+use crate::phases::cache::fill::Fill;
 use crate::phases::log::RequestLog;
-use crate::phases::respond;
 use crate::snapshot::{SiteRuntime, Snapshot};
 use crate::state::EdgeState;
 use http::uri::PathAndQuery;
@@ -159,7 +159,7 @@ pub fn record(state: &EdgeState, site: &SiteRuntime, event: shield::events::NewE
 
 /// How a response is framed for the client that sent the request: in its HTTP version, with
 /// keep-alive for an HTTP/1.0 client that asked for it (see
-/// [`respond::client_response_headers`]).
+/// [`crate::own_responses::client_response_headers`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientFraming {
     pub version: Version,
@@ -182,7 +182,7 @@ impl ClientFraming {
 
     /// `response` (from the cache or an origin) framed for this client.
     pub fn apply(self, mut response: Response<EdgeBody>) -> Response<EdgeBody> {
-        respond::client_response_headers(&mut response, self.version, self.http10_keep_alive);
+        client_response_headers(&mut response, self.version, self.http10_keep_alive);
         response
     }
 }

@@ -10,8 +10,9 @@
 
 use crate::body::EdgeBody;
 use crate::http::client::real_client_ip;
+use crate::own_responses::{edge_page, suspension_notice};
+use crate::phases::abuse;
 use crate::phases::request::{Arrival, ClientFraming, SiteRequest};
-use crate::phases::{abuse, respond};
 use crate::router::SiteIndex;
 use crate::snapshot::Snapshot;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri, Version, header};
@@ -119,7 +120,7 @@ pub async fn route(arrival: Arrival<'_>) -> ControlFlow<Response<EdgeBody>, Site
                 | RouteRefusal::OperatorHost => StatusCode::MISDIRECTED_REQUEST,
             };
             let close = refusal != RouteRefusal::UnknownHost;
-            return ControlFlow::Break(respond::edge_page(status, close));
+            return ControlFlow::Break(edge_page(status, close));
         }
     };
     let site = &snapshot.sites[routed.site];
@@ -172,7 +173,7 @@ pub fn apply_site_state(request: &mut SiteRequest<'_>) -> ControlFlow<Response<E
     match request.site.config.state {
         SiteState::Suspended => {
             let legal = request.site.config.suspension.is_some_and(|s| s.legal);
-            ControlFlow::Break(respond::suspension_notice(legal, request.request.headers()))
+            ControlFlow::Break(suspension_notice(legal, request.request.headers()))
         }
         SiteState::Paused => {
             request.paused = true;

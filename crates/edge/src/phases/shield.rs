@@ -14,9 +14,9 @@
 
 use crate::body::ClientBody;
 use crate::body::EdgeBody;
+use crate::own_responses::edge_page;
 use crate::phases::challenge as challenge_phase;
 use crate::phases::request::SiteRequest;
-use crate::phases::respond;
 use crate::protection::SiteProtection;
 use crate::snapshot::SiteRuntime;
 use crate::state::ChallengeState;
@@ -263,21 +263,21 @@ pub fn limit_misses(
 pub fn answer(verdict: &Verdict) -> Option<Response<EdgeBody>> {
     match verdict {
         Verdict::Pass | Verdict::Allowed | Verdict::Challenge { .. } => None,
-        Verdict::Block { .. } => Some(respond::edge_page(StatusCode::FORBIDDEN, false)),
+        Verdict::Block { .. } => Some(edge_page(StatusCode::FORBIDDEN, false)),
         Verdict::Limited { retry_after } => Some(too_many_requests(*retry_after)),
     }
 }
 
 /// 429 with Retry-After in whole seconds (at least 1).
 pub fn too_many_requests(retry_after: Duration) -> Response<EdgeBody> {
-    let mut response = respond::edge_page(StatusCode::TOO_MANY_REQUESTS, false);
+    let mut response = edge_page(StatusCode::TOO_MANY_REQUESTS, false);
     retry_after_header(&mut response, retry_after);
     response
 }
 
 /// 503 with Retry-After: the site's origin is at its concurrency cap.
 pub fn origin_busy() -> Response<EdgeBody> {
-    let mut response = respond::edge_page(StatusCode::SERVICE_UNAVAILABLE, false);
+    let mut response = edge_page(StatusCode::SERVICE_UNAVAILABLE, false);
     retry_after_header(&mut response, Duration::from_secs(5));
     response
 }

@@ -95,6 +95,7 @@ pub mod key;
 pub mod memory;
 pub mod meta;
 pub mod object;
+pub mod outcome;
 pub mod persist;
 pub mod policy;
 pub mod purge;
@@ -104,5 +105,6 @@ pub mod vary;
 
 pub use key::{CacheKey, ObjectId};
 pub use object::StoredObject;
+pub use outcome::CacheOutcome;
 pub use purge::{Purge, PurgeScope};
 pub use store::{Cache, Loaded, Lookup};

@@ -4,8 +4,8 @@
 use crate::api::{ApiError, ApiResult, reply};
 use crate::plane::ControlPlane;
 use crate::store::{self, StoreError};
+use ::analytics::{SiteMinute, merge_top};
 use axum::http::StatusCode;
-use edge::analytics::{SiteMinute, merge_top};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -19,7 +19,7 @@
 //! instructions under callgrind: two runs with different counts, the difference over the
 //! difference in iterations is one request, set-up excluded.
 
-use edge::analytics::{Analytics, Minute, ServedRequest, SiteAnalytics};
+use analytics::{Analytics, Minute, ServedRequest, SiteAnalytics};
 use edge::metrics::{CacheOutcome, Metrics, SiteMetrics};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};

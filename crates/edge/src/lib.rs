@@ -5,19 +5,43 @@
 //! settings from one immutable [`Snapshot`] that a reload swaps atomically. It is not the control
 //! plane: it never writes configuration, it only serves what it was handed.
 //!
-//! ## Layout
-//! | module | job |
-//! |---|---|
-//! | [`server`] | starts listeners, opens the admin listener once its handler is in place, reload, graceful shutdown |
-//! | `listener`, `conn`, `h2_conn`, `conn_guard`, `h2_flood` | accept loops, per-connection HTTP serving (HTTP/1.1 on hyper, HTTP/2 on h2, chosen by the preface or ALPN), timeouts, parking and lingering close, interim (1xx) responses, connection caps and accept rate, HTTP/2 flood limits |
-//! | `tls` | certificates by SNI |
-//! | [`pipeline`] | the request's phases in order |
-//! | `phases/*` | one module per phase |
-//! | `origin/*` | origin pools, health, selection, and the HTTP/1.1 client that forwards: `codec` (heads and framing), `chunked`, `connection` (one socket, driven from the request's task), `response_body` |
-//! | `snapshot`, `router` | the config snapshot and Host → Site routing |
-//! | `metrics`, `access_log`, [`admin`] | what an operator sees; the control plane answers the admin listener through an [`admin::AdminHandler`] |
-//! | [`analytics`] | per-site, per-minute counts and top paths and clients, taken by the control plane |
-//! | [`explain`] | `palisade explain`: the shield's verdict worked out from the config alone |
+//! ## A request's path, as functions
+//! ```text
+//! listener::accept_loop            accept, connection caps and accept rate (conn_guard)
+//! conn::serve / serve_parkable     TLS (tls), the protocol by preface or ALPN, timeouts,
+//!                                  parking, lingering close; HTTP/1.1 on hyper, HTTP/2 on h2
+//!                                  (h2_conn, h2_flood)
+//! pipeline::handle                 the phases, in order:
+//!   phases::framing::refuse_ambiguous      400 on framing two parsers could read two ways
+//!   phases::route::route                   Host/:authority → site (421, 405 for CONNECT)
+//!   phases::reserved::answer_own_endpoints challenge answers, abuse reports
+//!   phases::route::apply_site_state        suspended → notice; paused → plain proxy
+//!   phases::shield::gate                   lists, rules, rate limits, challenge gate
+//!   phases::limits::refuse_oversized_body  413
+//!   phases::cache::look_up                 hit, stale, or a fill (policy: phases::cache)
+//!   phases::forward::to_origin             origin cap, origin::fields, origin::Upstream
+//!   phases::respond::deliver               store, revalidate, invalidate, frame for client
+//! phases::log::RequestLog::finish_with     attached to the response; when its body ends
+//!                                          (body::to_client): metrics, analytics, access log
+//! ```
+//!
+//! ## Module map: who may use whom
+//! A module may use its own row and the rows below it, never a row above; there is no import
+//! cycle between modules (`tests/module_map.rs` checks both on every test run).
+//!
+//! | layer | modules | job |
+//! |---|---|---|
+//! | start | [`server`] | starts listeners and the tasks below, reload, graceful shutdown |
+//! | beside the path | `operator` ([`admin`], `purge_api`, [`explain`]), `attack_watch` | the admin listener, purges, `palisade explain`; the once-a-second attack and origin-pressure watch. Never called by a phase |
+//! | connections | `listener`, `conn`, `h2_conn`, `h2_flood` | accept and serve client connections; they call the pipeline |
+//! | request | [`pipeline`], `phases` (`phases::request`: the per-request context) | the phases in order, one module each |
+//! | below the phases | `own_responses`, `abuse_intake`, `protection`, `snapshot`, `router`, `tls`, `state`, `tunnel` | the edge's own pages; the abuse intake's limits and pages; per-site protection state; the config snapshot, routing and certificates; what outlives snapshots; WebSocket tunnels |
+//! | streams | `body`, `origin` (pools, health, selection, `fields`: what the origin receives, the HTTP/1.1 client), `conn_context` | bodies both ways, origins, what one client connection knows |
+//! | foundation | `http`, [`metrics`], [`access_log`], `clock`, `conn_guard` | wire-level HTTP, counters, the access log, the clock, connection permits |
+//!
+//! Crates below the edge: `cache` (RFC 9111 policy and storage), `shield` (guards, limits,
+//! challenge crypto, events), `analytics` (per-minute aggregation, taken by the control
+//! plane), `model` (configuration and shared types).
 //!
 //! ## Invariants (each pinned by a named test)
 //! 1. Never an open proxy: a request whose host no site claims gets 421 and no origin is
@@ -117,15 +141,12 @@
 
 mod abuse_intake;
 pub mod access_log;
-pub mod admin;
-pub mod analytics;
 mod attack_watch;
 mod body;
 mod clock;
 mod conn;
 mod conn_context;
 mod conn_guard;
-pub mod explain;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -134,12 +155,12 @@ mod h2_flood;
 mod http;
 mod listener;
 pub mod metrics;
+mod operator;
 mod origin;
 mod own_responses;
 mod phases;
 pub mod pipeline;
 mod protection;
-mod purge_api;
 mod router;
 pub mod server;
 mod snapshot;
@@ -150,7 +171,8 @@ mod tls;
 mod tunnel;
 
 pub use abuse_intake::{ReportSink, SubmitError, SubmitFuture};
-pub use purge_api::{MAX_BODY_BYTES as MAX_PURGE_BODY_BYTES, PurgeError, Purged};
+pub use operator::purge_api::{MAX_BODY_BYTES as MAX_PURGE_BODY_BYTES, PurgeError, Purged};
+pub use operator::{admin, explain};
 pub use server::{Edge, EdgeError};
 pub use shield::events::{EventQuery, SecurityEvent};
 pub use snapshot::Snapshot;

@@ -10,7 +10,6 @@
 //! ```
 
 use crate::access_log::AccessLog;
-use crate::analytics::Analytics;
 use crate::conn_guard::ConnGuard;
 use crate::listener::{self, ListenerKind};
 use crate::metrics::Metrics;
@@ -19,6 +18,7 @@ use crate::protection::ProtectionRegistry;
 use crate::snapshot::{BuildContext, Snapshot};
 use crate::state::EdgeState;
 use crate::tls::TlsShared;
+use analytics::Analytics;
 use cache::Cache;
 use model::{Config, ServerSettings};
 use shield::challenge::ChallengeKeys;
@@ -91,7 +91,7 @@ pub struct Edge {
     addrs: Vec<(ListenerKind, SocketAddr)>,
     admin_addr: SocketAddr,
     /// Answers the admin listener's requests once the control plane installs it.
-    admin_handler: Arc<std::sync::OnceLock<crate::admin::AdminHandler>>,
+    admin_handler: Arc<std::sync::OnceLock<crate::operator::admin::AdminHandler>>,
     /// The admin listener until [`Edge::serve_admin`] takes it.
     admin: std::sync::Mutex<Option<(TcpListener, watch::Receiver<bool>)>>,
 }
@@ -177,7 +177,7 @@ impl Edge {
                 shutdown_rx.clone(),
             ));
         }
-        tokio::spawn(crate::purge_api::lurker(
+        tokio::spawn(crate::operator::purge_api::lurker(
             Arc::clone(&state.cache),
             Arc::clone(&state.purge_wake),
         ));
@@ -213,7 +213,7 @@ impl Edge {
     pub fn serve_admin(&self) {
         let taken = self.admin.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some((listener, shutdown)) = taken {
-            tokio::spawn(crate::admin::serve(
+            tokio::spawn(crate::operator::admin::serve(
                 listener,
                 Arc::clone(&self.state),
                 Arc::clone(&self.admin_handler),
@@ -234,7 +234,7 @@ impl Edge {
     }
 
     /// Per-site, per-minute analytics: the control plane calls
-    /// [`Analytics::take_finished`](crate::analytics::Analytics::take_finished) once a minute.
+    /// [`Analytics::take_finished`](analytics::Analytics::take_finished) once a minute.
     pub fn analytics(&self) -> &Arc<Analytics> {
         &self.state.analytics
     }
@@ -298,7 +298,7 @@ impl Edge {
 
     /// Hands every admin request to `handler` from now on (the control plane's API). Only the
     /// first call takes effect.
-    pub fn set_admin_handler(&self, handler: crate::admin::AdminHandler) {
+    pub fn set_admin_handler(&self, handler: crate::operator::admin::AdminHandler) {
         if self.admin_handler.set(handler).is_err() {
             tracing::warn!("an admin handler is already installed");
         }
@@ -310,7 +310,7 @@ impl Edge {
         &self,
         request: http::Request<B>,
     ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
-        crate::admin::answer(request, &self.state, &self.guard).await
+        crate::operator::admin::answer(request, &self.state, &self.guard).await
     }
 
     /// The newest security events `query` selects, newest first.
@@ -329,13 +329,14 @@ impl Edge {
         &self,
         site: &str,
         body: &[u8],
-    ) -> Result<crate::purge_api::Purged, crate::purge_api::PurgeError> {
-        use crate::purge_api::{PurgeError, Purged};
+    ) -> Result<crate::operator::purge_api::Purged, crate::operator::purge_api::PurgeError> {
+        use crate::operator::purge_api::{PurgeError, Purged};
         let snapshot = self.state.snapshot.load();
         let Some(site) = snapshot.sites.iter().find(|s| &*s.name == site) else {
             return Err(PurgeError::NoSuchSite(site.to_string()));
         };
-        let purge = crate::purge_api::parse(&site.name, body).map_err(PurgeError::Invalid)?;
+        let purge =
+            crate::operator::purge_api::parse(&site.name, body).map_err(PurgeError::Invalid)?;
         let scope = format!("{:?}", purge.scope);
         let soft = purge.soft;
         let seq = self.state.cache.purge(purge);
@@ -373,7 +374,7 @@ impl Edge {
 
     /// Installs (or replaces) where the abuse intake hands the reports it takes
     /// (`/.well-known/palisade/abuse`). Until one is installed, reports are refused with 503.
-    pub fn set_report_sink(&self, sink: Arc<dyn crate::ReportSink>) {
+    pub fn set_report_sink(&self, sink: Arc<dyn crate::abuse_intake::ReportSink>) {
         self.state.abuse.set_sink(sink);
     }
 

@@ -3,12 +3,12 @@
 //! A request loads the current snapshot once and keeps it to the end, so a reload never changes
 //! the rules under a request in flight, and the hot path takes no lock.
 
-use crate::analytics::{Analytics, SiteAnalytics};
 use crate::metrics::{Metrics, OriginReport, SiteMetrics};
 use crate::origin::{PoolLimits, Upstream, UpstreamRegistry};
 use crate::protection::{ProtectionRegistry, SiteProtection};
 use crate::router::HostRouter;
 use crate::tls::{self, TlsShared};
+use analytics::{Analytics, SiteAnalytics};
 use ipnet::IpNet;
 use model::{Config, ServerLimits, Site};
 use shield::challenge::{ChallengeKeys, SiteChallenge};

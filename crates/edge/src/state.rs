@@ -2,9 +2,9 @@
 //! that outlive snapshots (the cache, metrics, the access log, security events, analytics).
 
 use crate::access_log::AccessLog;
-use crate::analytics::Analytics;
 use crate::metrics::{Metrics, SiteMetrics, UNROUTED};
 use crate::snapshot::Snapshot;
+use analytics::Analytics;
 use arc_swap::ArcSwap;
 use cache::Cache;
 use shield::challenge::{NonceSource, ReplayFilter};

@@ -4,13 +4,13 @@
 //! [`RequestLog::finish_with`], and the body calls it at its end.
 
 use crate::access_log::AccessRecord;
-use crate::analytics::{Minute, ServedRequest, SiteAnalytics};
 use crate::body::{BodyMeter, ClientBody, EdgeBody, Finish};
 use crate::conn_context::ConnContext;
 use crate::metrics::{CacheOutcome, SiteMetrics, UNROUTED};
 use crate::origin::OriginState;
 use crate::protection::OriginPermit;
 use crate::state::EdgeState;
+use analytics::{Minute, ServedRequest, SiteAnalytics};
 use http::{Method, Request, Response, Uri, Version};
 use std::net::IpAddr;
 use std::sync::Arc;

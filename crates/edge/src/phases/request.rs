@@ -150,7 +150,7 @@ impl SiteRequest<'_> {
 pub fn record(state: &EdgeState, site: &SiteRuntime, event: shield::events::NewEvent) {
     site.metrics.shield(event.action);
     site.analytics.shield(
-        crate::analytics::Minute::at(std::time::Instant::now()),
+        analytics::Minute::at(std::time::Instant::now()),
         event.action,
         event.reason,
     );

@@ -1,7 +1,7 @@
 //! Per-site, per-minute analytics: what each site's traffic was, minute by minute, for the
 //! control plane to store and chart.
 //!
-//! The `log` phase records every routed request in its site's [`SiteAnalytics`] when the
+//! The edge's `log` phase records every routed request in its site's [`SiteAnalytics`] when the
 //! response ends (requests that matched no site are not counted per site); the shield records
 //! what it blocked and challenged as it decides. The control plane calls
 //! [`Analytics::take_finished`] (at least once a minute) and gets each site's completed
@@ -49,7 +49,7 @@ pub mod sketch;
 
 pub use sketch::SpaceSaving;
 
-use crate::metrics::CacheOutcome;
+use cache::CacheOutcome;
 use serde::{Deserialize, Serialize};
 use shield::events::{EventAction, EventReason};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -124,7 +124,7 @@ impl Minute {
         if offset == CLOSED {
             offset = sync_wall_clock();
         }
-        Minute((crate::clock::ms_at(now) as i64 + offset).div_euclid(60_000))
+        Minute((monotonic_ms(now) + offset).div_euclid(60_000))
     }
 
     /// Unix seconds at the minute's start.
@@ -183,7 +183,7 @@ pub struct ServedRequest<'a> {
 /// Every site's minutes.
 ///
 /// ```
-/// use edge::analytics::{Analytics, Minute, ServedRequest};
+/// use analytics::{Analytics, Minute, ServedRequest};
 /// use std::time::{Duration, SystemTime};
 ///
 /// let analytics = Analytics::new();
@@ -493,7 +493,7 @@ impl SiteAnalytics {
 /// sketch errors (each at most the minute's requests ÷ [`sketch::CAPACITY`]).
 ///
 /// ```
-/// use edge::analytics::merge_top;
+/// use analytics::merge_top;
 /// let a = vec![("/".to_string(), 5), ("/a".to_string(), 2)];
 /// let b = vec![("/a".to_string(), 4)];
 /// let merged = merge_top([a.as_slice(), b.as_slice()], 10);
@@ -574,9 +574,17 @@ fn unix_ms(time: SystemTime) -> i64 {
 
 /// Reads the wall clock and the monotonic clock together and keeps their difference.
 fn sync_wall_clock() -> i64 {
-    let offset = unix_ms(SystemTime::now()) - crate::clock::now_ms() as i64;
+    let offset = unix_ms(SystemTime::now()) - monotonic_ms(Instant::now());
     WALL_OFFSET_MS.store(offset, Ordering::Relaxed);
     offset
+}
+
+/// Milliseconds of `instant` on a monotonic clock that starts at the first call: what the
+/// wall-clock offset is kept against, so a minute is found without reading the wall clock.
+fn monotonic_ms(instant: Instant) -> i64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    instant.saturating_duration_since(start).as_millis() as i64
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -1,6 +1,8 @@
 //! Black-box tests for Palisade: they drive the real `palisade` binary over real sockets.
 //!
-//! This crate is the harness; the tests live in `tests/edge_*.rs`. It knows nothing of the
+//! This crate is the harness; the tests live in `tests/*.rs`, one file per subject, named by
+//! the part of Palisade it is about (`edge_*`, `cache_*`, `shield_*`, `challenge_*`, `control_*`,
+//! `abuse_intake`). It knows nothing of the
 //! proxy's code (it does not depend on any crate in `crates/`): everything it asserts is what
 //! a client, an origin, an operator or a log reader can observe. It is not a place for unit tests
 //! of the proxy's internals; those sit next to the code.

@@ -29,7 +29,7 @@ pub fn client_response_headers(
         .then(|| headers.get(header::UPGRADE).cloned())
         .flatten();
     // origin::codec already dropped them while parsing; this keeps the rule true for any
-    // response source (a cache, later) and costs one scan that finds nothing.
+    // response source (the cache included) and costs one scan that finds nothing.
     strip_hop_by_hop(headers);
     if let Some(upgrade) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

@@ -182,7 +182,7 @@ impl Default for ServerLimits {
 /// One protected website: the names it answers to and the origins behind it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Site {
-    /// Identifier used in metrics, logs and (later) the API: `[a-z0-9_-]`, 1 to 63 characters.
+    /// Identifier used in metrics, logs and the API: `[a-z0-9_-]`, 1 to 63 characters.
     pub name: String,
     pub hosts: Vec<HostPattern>,
     pub origins: Vec<Origin>,

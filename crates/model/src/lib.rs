@@ -3,8 +3,8 @@
 //!
 //! This crate is what every other Palisade crate agrees on. It holds plain data and the rules that
 //! make it valid; it does no I/O beyond reading the configuration text it is handed, and depends on
-//! nothing heavy (serde and toml). The edge turns a validated [`Config`] into its runtime snapshot;
-//! the control plane (later) will edit the same structures.
+//! nothing heavy (serde, toml and serde_json). The edge turns a validated [`Config`] into its runtime snapshot;
+//! the control plane edits the same structures.
 //!
 //! ```
 //! let config = model::Config::from_toml_str(

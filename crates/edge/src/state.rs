@@ -1,6 +1,7 @@
 //! What every request reads: the current snapshot (swapped whole on a reload) and the sinks
 //! that outlive snapshots (the cache, metrics, the access log, security events, analytics).
 
+use crate::abuse_intake::AbuseIntake;
 use crate::access_log::AccessLog;
 use crate::metrics::{Metrics, SiteMetrics, UNROUTED};
 use crate::snapshot::Snapshot;
@@ -25,7 +26,7 @@ pub struct EdgeState {
     /// Challenge nonces and the filter of answered challenges.
     pub challenges: ChallengeState,
     /// The abuse intake's sink and per-address counter.
-    pub abuse: crate::abuse_intake::AbuseIntake,
+    pub abuse: AbuseIntake,
     /// Per-site minutes for the control plane to take.
     pub analytics: Arc<Analytics>,
     /// Metrics for requests that matched no site.
@@ -44,7 +45,7 @@ impl EdgeState {
         EdgeState {
             events,
             challenges: ChallengeState::new(),
-            abuse: crate::abuse_intake::AbuseIntake::new(),
+            abuse: AbuseIntake::new(),
             snapshot: ArcSwap::from_pointee(snapshot),
             access_log,
             unrouted: metrics.site(UNROUTED),

@@ -26,7 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use palisade_blackbox::metrics::sample;
+use palisade_blackbox::control::events;
+use palisade_blackbox::metrics::{sample, scrape};
 use palisade_blackbox::{Origin, Palisade, SiteConfig, client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -233,19 +234,6 @@ fn cpu_time(pid: &str) -> Duration {
     Duration::from_millis(ticks * 1000 / per_second)
 }
 
-async fn events(proxy: &Palisade, query: &str) -> Vec<serde_json::Value> {
-    let reply = client::admin_get(proxy.admin_addr(), &format!("/api/events{query}")).await;
-    assert_eq!(reply.status, 200, "/api/events{query}: {}", reply.text());
-    let body: serde_json::Value = serde_json::from_slice(&reply.body).expect("events JSON");
-    body["events"].as_array().cloned().unwrap_or_default()
-}
-
-async fn metrics_text(proxy: &Palisade) -> String {
-    client::admin_get(proxy.admin_addr(), "/metrics")
-        .await
-        .text()
-}
-
 // ---- a. One address floods, twenty browse ----------------------------------------------------
 
 /// What one side of the flood test saw.
@@ -311,8 +299,8 @@ async fn flood_connection(addr: SocketAddr, source: IpAddr, stop: &AtomicBool, t
 }
 
 /// One browser: a keep-alive connection from its own address, a request every
-/// [`BROWSE_EVERY`] for [`BROWSE_TIME`]; returns each request's latency (`None`: failed).
-async fn browse(addr: SocketAddr, source: IpAddr, n: u8) -> Vec<Option<Duration>> {
+/// [`BROWSE_EVERY`] for `time`; returns each request's latency (`None`: failed).
+async fn browse(addr: SocketAddr, source: IpAddr, n: u8, time: Duration) -> Vec<Option<Duration>> {
     let request = format!(
         "GET /echo?browser={n} HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: browser\r\n\r\n"
     );
@@ -323,7 +311,7 @@ async fn browse(addr: SocketAddr, source: IpAddr, n: u8) -> Vec<Option<Duration>
     let mut tick = tokio::time::interval(BROWSE_EVERY);
     // A late request is not made up for by a burst: each browser asks at its own pace.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let end = Instant::now() + BROWSE_TIME;
+    let end = Instant::now() + time;
     while Instant::now() < end {
         tick.tick().await;
         let started = Instant::now();
@@ -346,6 +334,32 @@ async fn browse(addr: SocketAddr, source: IpAddr, n: u8) -> Vec<Option<Duration>
         }
     }
     seen
+}
+
+/// [`BROWSERS`] browsers at once for `time`, browser `n` from 127.0.0.(10 + n); each one's
+/// latencies, by browser.
+fn browse_all(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    time: Duration,
+) -> Vec<Vec<Option<Duration>>> {
+    rt.block_on(async {
+        let browsers: Vec<_> = (0..BROWSERS)
+            .map(|n| tokio::spawn(browse(addr, v4(127, 0, 0, 10 + n), n, time)))
+            .collect();
+        let mut all = Vec::new();
+        for browser in browsers {
+            all.push(browser.await.expect("browser task"));
+        }
+        all
+    })
+}
+
+/// The latencies of the requests answered 200, sorted, and how many requests were made.
+fn served(latencies: &[Vec<Option<Duration>>]) -> (Vec<Duration>, usize) {
+    let mut ok: Vec<Duration> = latencies.iter().flatten().filter_map(|l| *l).collect();
+    ok.sort();
+    (ok, latencies.iter().map(Vec::len).sum())
 }
 
 /// The rate limit is the flooder's problem alone: 20 browsers at 5 requests/s each keep being
@@ -412,16 +426,7 @@ penalty = "30s"
     // Browsing starts once the flood is in full swing.
     std::thread::sleep(Duration::from_millis(500));
     let rt = runtime();
-    let latencies: Vec<Vec<Option<Duration>>> = rt.block_on(async {
-        let browsers: Vec<_> = (0..BROWSERS)
-            .map(|n| tokio::spawn(browse(addr, v4(127, 0, 0, 10 + n), n)))
-            .collect();
-        let mut all = Vec::new();
-        for browser in browsers {
-            all.push(browser.await.expect("browser task"));
-        }
-        all
-    });
+    let latencies = browse_all(&rt, addr, BROWSE_TIME);
     std::thread::sleep(FLOOD_TIME.saturating_sub(flood_started.elapsed()));
     load.finish();
     let flood_time = flood_started.elapsed();
@@ -432,14 +437,12 @@ penalty = "30s"
     let refused = flood.status(429);
     let passed = flood.status(200);
     let at_origin = origin.requests_from("127.0.0.2");
-    let mut ok: Vec<Duration> = latencies.iter().flatten().filter_map(|l| *l).collect();
-    ok.sort();
-    let asked: usize = latencies.iter().map(Vec::len).sum();
+    let (ok, asked) = served(&latencies);
     let success = ok.len() as f64 / asked.max(1) as f64;
     let p50 = quantile(&ok, 0.50);
     let p99 = quantile(&ok, 0.99);
     let worst = ok.last().copied().unwrap_or_default();
-    let metrics = rt.block_on(metrics_text(&proxy));
+    let metrics = rt.block_on(scrape(proxy.admin_addr()));
     eprintln!(
         "flooder: {sent} requests in {flood_time:.1?} ({:.0}/s) over {FLOOD_CONNECTIONS} connections: \
          {passed} × 200, {refused} × 429, {} errors; statuses {:?}; the origin saw {at_origin}\n\
@@ -646,7 +649,7 @@ attack_hold = "2s"
         Duration::from_secs(10),
     ));
     let detected_in = on.as_ref().map(|(_, at)| at.duration_since(flood_started));
-    let metrics = rt.block_on(metrics_text(&proxy));
+    let metrics = rt.block_on(scrape(proxy.admin_addr()));
     let gauge = sample(&metrics, "palisade_under_attack", &[("site", "shop")]);
     let sent_by_then = flood.sent.load(Ordering::Relaxed);
     eprintln!(
@@ -695,7 +698,7 @@ attack_hold = "2s"
         .filter(|e| e["action"] == "under_attack_off" || e["action"] == "under_attack_on")
         .collect();
     let still = sample(
-        &rt.block_on(metrics_text(&proxy)),
+        &rt.block_on(scrape(proxy.admin_addr())),
         "palisade_under_attack",
         &[("site", "shop")],
     );
@@ -721,7 +724,7 @@ attack_hold = "2s"
         .iter()
         .filter_map(|reason| {
             sample(
-                &rt.block_on(metrics_text(&proxy)),
+                &rt.block_on(scrape(proxy.admin_addr())),
                 "palisade_connections_refused_total",
                 &[("reason", reason)],
             )
@@ -746,7 +749,7 @@ attack_hold = "2s"
     eprintln!("spread flood: under_attack_off {off_after:?} after the flood stopped");
     let (off_event, _) = off.expect("no under_attack_off event within 10 s of the flood's end");
     assert_eq!(off_event["reason"], "settled", "{off_event}");
-    let metrics = rt.block_on(metrics_text(&proxy));
+    let metrics = rt.block_on(scrape(proxy.admin_addr()));
     assert_eq!(
         sample(&metrics, "palisade_under_attack", &[("site", "shop")]),
         Some(0.0),
@@ -1007,27 +1010,16 @@ fn a_cache_busting_flood_on_the_default_miss_limit_is_challenged_once_it_presses
     // Browsing starts once the flooder has spent its misses.
     std::thread::sleep(Duration::from_millis(1500));
     let rt = runtime();
-    let latencies: Vec<Vec<Option<Duration>>> = rt.block_on(async {
-        let browsers: Vec<_> = (0..BROWSERS)
-            .map(|n| tokio::spawn(browse(addr, v4(127, 0, 0, 10 + n), n)))
-            .collect();
-        let mut all = Vec::new();
-        for browser in browsers {
-            all.push(browser.await.expect("browser task"));
-        }
-        all
-    });
+    let latencies = browse_all(&rt, addr, BROWSE_TIME);
     load.finish();
     let flood_time = flood_started.elapsed();
 
     let sent = flood.sent.load(Ordering::Relaxed);
     let at_origin = origin.requests_from("127.0.0.2");
-    let mut ok: Vec<Duration> = latencies.iter().flatten().filter_map(|l| *l).collect();
-    ok.sort();
-    let asked: usize = latencies.iter().map(Vec::len).sum();
+    let (ok, asked) = served(&latencies);
     let success = ok.len() as f64 / asked.max(1) as f64;
     let p99 = quantile(&ok, 0.99);
-    let metrics = rt.block_on(metrics_text(&proxy));
+    let metrics = rt.block_on(scrape(proxy.admin_addr()));
     let challenged = sample(
         &metrics,
         "palisade_shield_actions_total",

@@ -9,7 +9,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use palisade_blackbox::metrics::sample;
+use palisade_blackbox::control::{api, events};
+use palisade_blackbox::metrics::{sample, scrape};
 use palisade_blackbox::raw::{RawConn, RawResponse};
 use palisade_blackbox::{Origin, Palisade, SiteConfig, binary_path, client};
 
@@ -39,25 +40,8 @@ async fn get_from(
     response
 }
 
-/// `GET /api/events{query}` on the admin listener: status and parsed body.
-async fn events_api(proxy: &Palisade, query: &str) -> (u16, serde_json::Value) {
-    let reply = client::admin_get(proxy.admin_addr(), &format!("/api/events{query}")).await;
-    let body = serde_json::from_slice(&reply.body)
-        .unwrap_or_else(|e| panic!("/api/events{query}: not JSON ({e}): {}", reply.text()));
-    (reply.status.as_u16(), body)
-}
-
-/// The events of `GET /api/events{query}`, newest first; panics unless it answers 200.
-async fn events(proxy: &Palisade, query: &str) -> Vec<serde_json::Value> {
-    let (status, body) = events_api(proxy, query).await;
-    assert_eq!(status, 200, "/api/events{query}: {body}");
-    body["events"].as_array().cloned().unwrap_or_default()
-}
-
 async fn shield_actions(proxy: &Palisade, site: &str, action: &str) -> f64 {
-    let text = client::admin_get(proxy.admin_addr(), "/metrics")
-        .await
-        .text();
+    let text = scrape(proxy.admin_addr()).await;
     sample(
         &text,
         "palisade_shield_actions_total",
@@ -376,7 +360,7 @@ action = "block"
         "?after=-1",
         "?colour=red",
     ] {
-        let (status, body) = events_api(&proxy, bad).await;
+        let (status, body) = api(&proxy, "GET", &format!("/api/events{bad}"), None).await;
         assert_eq!(status, 400, "/api/events{bad}: {body}");
         assert!(body["error"].is_string(), "/api/events{bad}: {body}");
     }
@@ -450,9 +434,7 @@ action = "block"
     )
     .await;
     assert_eq!(bot.status(), Some(200));
-    let metrics = client::admin_get(proxy.admin_addr(), "/metrics")
-        .await
-        .text();
+    let metrics = scrape(proxy.admin_addr()).await;
     // The signal, and maybe the file watch too (the file changed): one refusal each.
     let refused = sample(
         &metrics,

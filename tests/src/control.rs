@@ -33,6 +33,17 @@ pub async fn api_as(
     client::admin_send_as(proxy.admin_addr(), token, method, path, text.as_deref()).await
 }
 
+/// The security events `GET /api/events{query}` answers, newest first, read with the suite's
+/// admin token; panics, showing the body, unless it answers 200 with JSON.
+///
+/// `query` is empty or the query string as the API takes it, `?` included: `"?site=blog"`,
+/// `"?site=shop&after=41&limit=10000"` (the API answers 100 events unless `limit` says more).
+pub async fn events(proxy: &Palisade, query: &str) -> Vec<Value> {
+    let (status, body) = api(proxy, "GET", &format!("/api/events{query}"), None).await;
+    assert_eq!(status, 200, "/api/events{query}: {body}");
+    body["events"].as_array().cloned().unwrap_or_default()
+}
+
 /// A reply's body as JSON (`Null` when empty); panics, showing the body, when it is not JSON.
 pub fn json_of(reply: &Reply) -> Value {
     if reply.body.is_empty() {

@@ -17,10 +17,10 @@
 //! | [`RecordingOrigin`] | an origin that keeps every byte it receives per connection and answers each request with its request line |
 //! | [`SiteConfig`] | the config most tests start from: one site, plus the lines a test adds |
 //! | [`client`] | HTTP/1.1, h2c, TLS and WebSocket clients over plain sockets |
-//! | [`control`] | the admin API as JSON, tokens made for a test, reports filed through the intake |
+//! | [`control`] | the admin API as JSON, tokens made for a test, security events, reports filed through the intake |
 //! | [`raw`] | byte-exact HTTP/1.1 exchanges, for framing attacks and connection state |
 //! | [`h2raw`] | hand-made HTTP/2 frames over h2c, for protocol floods |
-//! | [`metrics`] | samples read out of the admin listener's Prometheus text |
+//! | [`metrics`] | the admin listener's Prometheus text, scraped, and samples read out of it |
 //! | [`TestCa`] | a throwaway certificate authority and leaf certificates as PEM files |
 //!
 //! Build the binary before running the tests:

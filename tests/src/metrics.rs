@@ -27,6 +27,14 @@ pub fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64>
     })
 }
 
+/// The text of `GET /metrics` on `admin`, read with the suite's admin token; panics unless it
+/// answers 200.
+pub async fn scrape(admin: SocketAddr) -> String {
+    let reply = client::admin_get(admin, "/metrics").await;
+    assert_eq!(reply.status, 200, "/metrics answered {}", reply.text());
+    reply.text()
+}
+
 /// Scrapes `GET /metrics` on `admin` until `done` holds for the text or `within` runs out;
 /// returns the last scrape either way, for the test to assert on and show.
 pub async fn scrape_until(
@@ -36,9 +44,7 @@ pub async fn scrape_until(
 ) -> String {
     let deadline = Instant::now() + within;
     loop {
-        let reply = client::admin_get(admin, "/metrics").await;
-        assert_eq!(reply.status, 200, "/metrics answered {}", reply.text());
-        let text = reply.text();
+        let text = scrape(admin).await;
         if done(&text) || Instant::now() >= deadline {
             return text;
         }

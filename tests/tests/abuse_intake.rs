@@ -13,12 +13,12 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use palisade_blackbox::control::ABUSE_PATH;
 use palisade_blackbox::metrics::{sample, scrape_until};
 use palisade_blackbox::raw::{RawConn, RawResponse};
 use palisade_blackbox::{Origin, Palisade, SiteConfig, client};
 use serde_json::Value;
 
-const ABUSE_PATH: &str = "/.well-known/palisade/abuse";
 const OPERATOR_HOST: &str = "abuse.provider.example";
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A report that passes every check.
@@ -29,7 +29,7 @@ fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
 }
 
 /// Site `blog` for `blog.example` in front of `origin`, the operator's hostname set.
-fn config(origin: &Origin) -> SiteConfig {
+fn with_operator_host(origin: &Origin) -> SiteConfig {
     SiteConfig::blog(origin.url()).server(&format!("operator_host = \"{OPERATOR_HOST}\""))
 }
 
@@ -121,7 +121,7 @@ fn assert_is_the_form(response: &RawResponse, host: &str) {
 #[tokio::test]
 async fn the_form_is_served_on_a_site_host_with_a_strict_policy_and_never_reaches_the_origin() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin).to_toml());
+    let proxy = Palisade::start(&with_operator_host(&origin).to_toml());
 
     let get = on_blog(&proxy, v4(127, 0, 0, 1), "GET", ABUSE_PATH).await;
     assert_is_the_form(&get, "blog.example");
@@ -145,7 +145,7 @@ async fn the_form_is_served_on_a_site_host_with_a_strict_policy_and_never_reache
 #[tokio::test]
 async fn a_good_json_report_is_stored_answered_201_and_counted() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin).to_toml());
+    let proxy = Palisade::start(&with_operator_host(&origin).to_toml());
 
     let response = post_json(&proxy, v4(127, 0, 0, 1), "blog.example", GOOD_REPORT).await;
 
@@ -184,7 +184,7 @@ async fn a_good_json_report_is_stored_answered_201_and_counted() {
 #[tokio::test]
 async fn a_bad_report_gets_400_naming_the_field() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin).to_toml());
+    let proxy = Palisade::start(&with_operator_host(&origin).to_toml());
     // Each from its own address: every POST counts against its sender's allowance.
     let cases = [
         (
@@ -267,7 +267,7 @@ async fn a_bad_report_gets_400_naming_the_field() {
 #[tokio::test]
 async fn a_url_that_is_not_an_rfc_3986_url_is_refused_and_the_form_shows_it_escaped() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin).to_toml());
+    let proxy = Palisade::start(&with_operator_host(&origin).to_toml());
     let hostile = r#"https://blog.example/"><script>alert(1)</script>"#;
     let report = |url: &str| {
         serde_json::json!({"category": "phishing", "urls": [url], "description": "see it"})
@@ -376,7 +376,7 @@ async fn a_url_that_is_not_an_rfc_3986_url_is_refused_and_the_form_shows_it_esca
 #[tokio::test]
 async fn the_sixth_report_in_ten_minutes_from_one_address_gets_429() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin).to_toml());
+    let proxy = Palisade::start(&with_operator_host(&origin).to_toml());
     let reporter = v4(127, 0, 0, 5);
 
     for n in 1..=5 {
@@ -405,7 +405,7 @@ async fn the_sixth_report_in_ten_minutes_from_one_address_gets_429() {
 #[tokio::test]
 async fn the_operator_hostname_serves_the_form_and_nothing_else_while_unknown_hosts_get_421() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin).to_toml());
+    let proxy = Palisade::start(&with_operator_host(&origin).to_toml());
     let from = v4(127, 0, 0, 1);
 
     let form = send(
@@ -473,7 +473,7 @@ async fn without_operator_host_its_name_is_just_an_unknown_host() {
 async fn deny_lists_hold_on_the_intake_but_a_challenge_never_stands_in_front_of_it() {
     let origin = Origin::start("a");
     let proxy = Palisade::start(
-        &config(&origin)
+        &with_operator_host(&origin)
             .site("state = \"under_attack\"")
             .site("[site.shield]\ndeny = [\"127.0.4.0/24\"]")
             .site("[shield]\ndeny = [\"127.0.5.0/24\"]")

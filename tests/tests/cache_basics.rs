@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use palisade_blackbox::client::{self, h1_request};
 use palisade_blackbox::scripted_origin::Reply;
-use palisade_blackbox::{Palisade, ScriptedOrigin, SiteConfig};
+use palisade_blackbox::{Palisade, ScriptedOrigin, SiteConfig, metrics};
 
 fn proxy_for(origin: &ScriptedOrigin) -> Palisade {
     Palisade::start(&SiteConfig::blog(origin.url()).to_toml())
@@ -382,9 +382,7 @@ async fn metrics_count_cache_outcomes_and_show_the_tiers() {
     client::get(proxy.http_addr(), "blog.example", "/m").await;
     client::get(proxy.http_addr(), "blog.example", "/m").await;
 
-    let metrics = client::admin_get(proxy.admin_addr(), "/metrics")
-        .await
-        .text();
+    let metrics = metrics::scrape(proxy.admin_addr()).await;
 
     assert!(
         metrics.contains("palisade_cache_requests_total{site=\"blog\",outcome=\"hit\"} 2"),

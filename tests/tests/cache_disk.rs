@@ -8,15 +8,12 @@ use palisade_blackbox::client::{self, h1_request};
 use palisade_blackbox::scripted_origin::Reply;
 use palisade_blackbox::{Palisade, ScriptedOrigin, SiteConfig};
 
-/// A config for `origin` whose data directory is `data` (so a second process finds it), with a
-/// 1 MiB memory tier: responses over 128 KiB live on disk only.
-fn config(origin: &ScriptedOrigin, data: &std::path::Path) -> String {
+/// Site `blog` in front of `origin` with a 1 MiB memory tier beside a 64 MiB disk tier:
+/// responses over 128 KiB (an eighth of the memory tier) live on disk only.
+fn with_small_memory_tier(origin: &ScriptedOrigin) -> SiteConfig {
     SiteConfig::blog(origin.url())
-        .server(&format!(
-            "data_dir = \"{}\"\ncache_memory = \"1MiB\"\ncache_disk = \"64MiB\"",
-            data.display()
-        ))
-        .to_toml()
+        .server(r#"cache_memory = "1MiB""#)
+        .server(r#"cache_disk = "64MiB""#)
 }
 
 fn stop(mut proxy: Palisade) {
@@ -36,8 +33,12 @@ async fn restart_keeps_the_disk_tier_warm() {
             body.len()
         ))
     });
+    // Both processes keep their data in one directory, so the second finds the first's.
     let data = tempfile::tempdir().unwrap();
-    let first = Palisade::start(&config(&origin, data.path()));
+    let config = with_small_memory_tier(&origin)
+        .server(&format!("data_dir = \"{}\"", data.path().display()))
+        .to_toml();
+    let first = Palisade::start(&config);
     let mut german = h1_request("GET", "blog.example", "/page", client::empty());
     german
         .headers_mut()
@@ -48,7 +49,7 @@ async fn restart_keeps_the_disk_tier_warm() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop(first);
 
-    let second = Palisade::start(&config(&origin, data.path()));
+    let second = Palisade::start(&config);
     let mut german = h1_request("GET", "blog.example", "/page", client::empty());
     german
         .headers_mut()
@@ -74,8 +75,7 @@ async fn a_large_response_is_stored_on_disk_and_served_whole_and_in_ranges() {
         bytes.extend_from_slice(&body);
         Reply::keep_open(bytes)
     });
-    let data = tempfile::tempdir().unwrap();
-    let proxy = Palisade::start(&config(&origin, data.path()));
+    let proxy = Palisade::start(&with_small_memory_tier(&origin).to_toml());
 
     let first = client::get(proxy.http_addr(), "blog.example", "/big.bin").await;
     assert_eq!(first.body.len(), SIZE);

@@ -18,9 +18,10 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use palisade_blackbox::metrics::sample;
+use palisade_blackbox::control::events;
+use palisade_blackbox::metrics::{sample, scrape};
 use palisade_blackbox::raw::{RawConn, RawResponse};
-use palisade_blackbox::{Echo, Origin, Palisade, SiteConfig, client};
+use palisade_blackbox::{Echo, Origin, Palisade, SiteConfig};
 use serde_json::{Value, json};
 use shield::challenge::{Binding, ChallengeKeys, clearance, pow};
 
@@ -329,13 +330,6 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     std::array::from_fn(|i| state.hash_one(i) as u8)
 }
 
-/// `GET /metrics` on the admin listener.
-async fn metrics_text(proxy: &Palisade) -> String {
-    client::admin_get(proxy.admin_addr(), "/metrics")
-        .await
-        .text()
-}
-
 /// The challenge counters of site `blog`: (issued, solved, failed).
 fn challenge_counts(metrics: &str) -> (f64, f64, f64) {
     let outcome = |outcome: &str| {
@@ -356,15 +350,6 @@ fn failures(metrics: &str, reason: &str) -> f64 {
         &[("site", "blog"), ("reason", reason)],
     )
     .unwrap_or_else(|| panic!("no palisade_challenge_failures_total reason={reason}:\n{metrics}"))
-}
-
-/// The security events of site `blog`, newest first.
-async fn events(proxy: &Palisade) -> Vec<Value> {
-    let reply = client::admin_get(proxy.admin_addr(), "/api/events?site=blog").await;
-    assert_eq!(reply.status, 200, "/api/events: {}", reply.text());
-    let body: Value = serde_json::from_slice(&reply.body)
-        .unwrap_or_else(|e| panic!("/api/events is not JSON ({e}): {}", reply.text()));
-    body["events"].as_array().cloned().unwrap_or_default()
 }
 
 // ---- Without clearance -------------------------------------------------------------------------
@@ -841,7 +826,7 @@ action = "challenge"
     );
     assert_eq!(origin.requests(), 2);
 
-    let challenged: Vec<_> = events(&proxy)
+    let challenged: Vec<_> = events(&proxy, "?site=blog")
         .await
         .into_iter()
         .filter(|e| e["action"] == "challenge")
@@ -972,7 +957,7 @@ async fn metrics_and_events_count_pages_answers_and_refusals() {
     let proxy = Palisade::start(&under_attack(&origin, "").to_toml());
     let browser = Visitor::browser(&proxy);
     assert_eq!(
-        challenge_counts(&metrics_text(&proxy).await),
+        challenge_counts(&scrape(proxy.admin_addr()).await),
         (0.0, 0.0, 0.0)
     );
 
@@ -990,7 +975,7 @@ async fn metrics_and_events_count_pages_answers_and_refusals() {
         "wrong_answer",
     );
 
-    let metrics = metrics_text(&proxy).await;
+    let metrics = scrape(proxy.admin_addr()).await;
     assert_eq!(challenge_counts(&metrics), (2.0, 1.0, 2.0), "{metrics}");
     assert_eq!(failures(&metrics, "replayed"), 1.0);
     assert_eq!(failures(&metrics, "wrong_answer"), 1.0);
@@ -1005,7 +990,7 @@ async fn metrics_and_events_count_pages_answers_and_refusals() {
         "{metrics}"
     );
 
-    let recorded = events(&proxy).await;
+    let recorded = events(&proxy, "?site=blog").await;
     let of = |action: &str| -> Vec<&Value> {
         recorded.iter().filter(|e| e["action"] == action).collect()
     };

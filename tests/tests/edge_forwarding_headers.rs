@@ -4,12 +4,6 @@
 use palisade_blackbox::raw::{READ_TIMEOUT, RawConn};
 use palisade_blackbox::{Echo, Origin, Palisade, SiteConfig, client};
 
-fn config(origin: &Origin, trusted_proxies: &str) -> String {
-    SiteConfig::blog(origin.url())
-        .server(&format!("trusted_proxies = {trusted_proxies}"))
-        .to_toml()
-}
-
 /// Sends `request` as written on a keep-alive connection and reads the `/echo` report.
 async fn echo_of_raw(proxy: &Palisade, request: &[u8]) -> Echo {
     let mut conn = RawConn::connect(proxy.http_addr()).await.expect("connect");
@@ -22,7 +16,7 @@ async fn echo_of_raw(proxy: &Palisade, request: &[u8]) -> Echo {
 #[tokio::test]
 async fn hop_by_hop_request_headers_do_not_reach_origin() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin, "[]"));
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
 
     let echo = echo_of_raw(
         &proxy,
@@ -64,7 +58,7 @@ async fn hop_by_hop_request_headers_do_not_reach_origin() {
 #[tokio::test]
 async fn hop_by_hop_response_headers_do_not_reach_client() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin, "[]"));
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
 
     let reply = client::get(proxy.http_addr(), "blog.example", "/hop").await;
 
@@ -93,7 +87,11 @@ async fn hop_by_hop_response_headers_do_not_reach_client() {
 #[tokio::test]
 async fn forwarding_headers_from_untrusted_peer_are_replaced() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin, "[]"));
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .server("trusted_proxies = []")
+            .to_toml(),
+    );
 
     let echo = echo_of_raw(
         &proxy,
@@ -157,7 +155,11 @@ async fn forwarding_headers_from_untrusted_peer_are_replaced() {
 #[tokio::test]
 async fn forwarded_for_from_trusted_peer_is_kept_and_peer_appended() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin, r#"["127.0.0.0/8"]"#));
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .server(r#"trusted_proxies = ["127.0.0.0/8"]"#)
+            .to_toml(),
+    );
 
     let echo = echo_of_raw(
         &proxy,
@@ -176,7 +178,11 @@ async fn forwarded_for_from_trusted_peer_is_kept_and_peer_appended() {
 #[tokio::test]
 async fn x_real_ip_from_a_trusted_peer_is_kept_and_otherwise_names_its_client() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin, r#"["127.0.0.0/8"]"#));
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .server(r#"trusted_proxies = ["127.0.0.0/8"]"#)
+            .to_toml(),
+    );
 
     let kept = echo_of_raw(
         &proxy,

@@ -5,17 +5,10 @@ use std::time::{Duration, Instant};
 
 use palisade_blackbox::{Origin, Palisade, SiteConfig, client, metrics};
 
-fn config(origin: &Origin) -> String {
-    SiteConfig::blog(origin.url())
-        .server(r#"admin = "127.0.0.1:0""#)
-        .server(r#"access_log = "stdout""#)
-        .to_toml()
-}
-
 #[tokio::test]
 async fn metrics_count_requests_by_site_and_status_class() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin));
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
     assert_eq!(
         client::get(proxy.http_addr(), "blog.example", "/echo")
             .await
@@ -39,7 +32,7 @@ async fn metrics_count_requests_by_site_and_status_class() {
 #[tokio::test]
 async fn healthz_on_admin_listener_returns_200_ok() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin));
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
 
     let reply = client::admin_get(proxy.admin_addr(), "/healthz").await;
 
@@ -50,7 +43,7 @@ async fn healthz_on_admin_listener_returns_200_ok() {
 #[tokio::test]
 async fn unknown_path_on_admin_listener_gets_404() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin));
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
 
     let reply = client::admin_get(proxy.admin_addr(), "/nope").await;
 
@@ -65,7 +58,11 @@ async fn unknown_path_on_admin_listener_gets_404() {
 #[tokio::test]
 async fn access_log_has_a_json_line_describing_each_request() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin));
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .server(r#"access_log = "stdout""#)
+            .to_toml(),
+    );
     let reply = client::get(proxy.http_addr(), "blog.example", "/echo").await;
     assert_eq!(reply.status, 200);
 

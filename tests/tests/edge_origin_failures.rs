@@ -227,9 +227,7 @@ async fn dead_origin_is_ejected_after_max_fails_and_reported_unhealthy() {
             reply.text()
         );
     }
-    let later = client::admin_get(proxy.admin_addr(), "/metrics")
-        .await
-        .text();
+    let later = metrics::scrape(proxy.admin_addr()).await;
     assert_eq!(
         metrics::sample(&later, "palisade_origin_errors_total", &dead_connect_errors),
         errors,

@@ -15,16 +15,15 @@ const RSS_LIMIT_KIB: u64 = 200 * 1024;
 /// hanging.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(90);
 
-fn config(origin: &Origin) -> String {
-    SiteConfig::blog(origin.url())
-        .site("max_body_bytes = 2147483648")
-        .to_toml()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_gib_upload_streams_to_origin_with_bounded_proxy_memory() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin));
+    // Room for the 1 GiB body: the site's default `max_body_bytes` is smaller.
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .site("max_body_bytes = 2147483648")
+            .to_toml(),
+    );
     let rss = proxy.sample_rss();
 
     let request = h1_request("POST", "blog.example", "/upload", client::generated(GIB));
@@ -52,7 +51,7 @@ async fn one_gib_upload_streams_to_origin_with_bounded_proxy_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_gib_download_streams_to_client_with_bounded_proxy_memory() {
     let origin = Origin::start("a");
-    let proxy = Palisade::start(&config(&origin));
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
     let rss = proxy.sample_rss();
 
     let path = format!("/bytes/{GIB}");

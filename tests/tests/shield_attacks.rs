@@ -26,7 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use palisade_blackbox::metrics::sample;
+use palisade_blackbox::control::events;
+use palisade_blackbox::metrics::{sample, scrape};
 use palisade_blackbox::{Origin, Palisade, SiteConfig, client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -233,19 +234,6 @@ fn cpu_time(pid: &str) -> Duration {
     Duration::from_millis(ticks * 1000 / per_second)
 }
 
-async fn events(proxy: &Palisade, query: &str) -> Vec<serde_json::Value> {
-    let reply = client::admin_get(proxy.admin_addr(), &format!("/api/events{query}")).await;
-    assert_eq!(reply.status, 200, "/api/events{query}: {}", reply.text());
-    let body: serde_json::Value = serde_json::from_slice(&reply.body).expect("events JSON");
-    body["events"].as_array().cloned().unwrap_or_default()
-}
-
-async fn metrics_text(proxy: &Palisade) -> String {
-    client::admin_get(proxy.admin_addr(), "/metrics")
-        .await
-        .text()
-}
-
 // ---- a. One address floods, twenty browse ----------------------------------------------------
 
 /// What one side of the flood test saw.
@@ -280,9 +268,15 @@ const FLOOD_CONNECTIONS: usize = 64;
 const FLOOD_TIME: Duration = Duration::from_secs(11);
 const BROWSERS: u8 = 20;
 const BROWSE_TIME: Duration = Duration::from_secs(10);
+/// How long the flood test's browsers browse before the flood, for the latency to compare with.
+const QUIET_TIME: Duration = Duration::from_secs(4);
 /// Between two requests of one browser: 5 per second.
 const BROWSE_EVERY: Duration = Duration::from_millis(200);
 const LIMIT: u64 = 100;
+/// What the flood may add to the browsers' median latency (see the flood test's assertions).
+const FLOOD_MEDIAN_DELAY: Duration = Duration::from_millis(20);
+/// Under the browsers' p99 latency during the flood: a loose bound, for a loaded machine.
+const FLOOD_TAIL: Duration = Duration::from_secs(1);
 
 /// One flooding connection: request after request, as fast as the answers come, until `stop`.
 async fn flood_connection(addr: SocketAddr, source: IpAddr, stop: &AtomicBool, tally: &Tally) {
@@ -311,8 +305,8 @@ async fn flood_connection(addr: SocketAddr, source: IpAddr, stop: &AtomicBool, t
 }
 
 /// One browser: a keep-alive connection from its own address, a request every
-/// [`BROWSE_EVERY`] for [`BROWSE_TIME`]; returns each request's latency (`None`: failed).
-async fn browse(addr: SocketAddr, source: IpAddr, n: u8) -> Vec<Option<Duration>> {
+/// [`BROWSE_EVERY`] for `time`; returns each request's latency (`None`: failed).
+async fn browse(addr: SocketAddr, source: IpAddr, n: u8, time: Duration) -> Vec<Option<Duration>> {
     let request = format!(
         "GET /echo?browser={n} HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: browser\r\n\r\n"
     );
@@ -323,7 +317,7 @@ async fn browse(addr: SocketAddr, source: IpAddr, n: u8) -> Vec<Option<Duration>
     let mut tick = tokio::time::interval(BROWSE_EVERY);
     // A late request is not made up for by a burst: each browser asks at its own pace.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let end = Instant::now() + BROWSE_TIME;
+    let end = Instant::now() + time;
     while Instant::now() < end {
         tick.tick().await;
         let started = Instant::now();
@@ -348,9 +342,37 @@ async fn browse(addr: SocketAddr, source: IpAddr, n: u8) -> Vec<Option<Duration>
     seen
 }
 
+/// [`BROWSERS`] browsers at once for `time`, browser `n` from 127.0.0.(10 + n); each one's
+/// latencies, by browser.
+fn browse_all(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    time: Duration,
+) -> Vec<Vec<Option<Duration>>> {
+    rt.block_on(async {
+        let browsers: Vec<_> = (0..BROWSERS)
+            .map(|n| tokio::spawn(browse(addr, v4(127, 0, 0, 10 + n), n, time)))
+            .collect();
+        let mut all = Vec::new();
+        for browser in browsers {
+            all.push(browser.await.expect("browser task"));
+        }
+        all
+    })
+}
+
+/// The latencies of the requests answered 200, sorted, and how many requests were made.
+fn served(latencies: &[Vec<Option<Duration>>]) -> (Vec<Duration>, usize) {
+    let mut ok: Vec<Duration> = latencies.iter().flatten().filter_map(|l| *l).collect();
+    ok.sort();
+    (ok, latencies.iter().map(Vec::len).sum())
+}
+
 /// The rate limit is the flooder's problem alone: 20 browsers at 5 requests/s each keep being
 /// answered quickly while one address floods over 64 keep-alive connections, and the origin
-/// sees no more of the flood than the limit lets through.
+/// sees no more of the flood than the limit lets through. "Quickly" is measured against the
+/// same browsers browsing for [`QUIET_TIME`] before the flood, so that what the machine's other
+/// work costs them is not blamed on the flood.
 ///
 /// The limit is 100 requests per 10 s sliding window with a 30 s penalty. The window is the
 /// sketch's estimate `previous × (1 − elapsed fraction) + current`: when the previous window's
@@ -398,6 +420,10 @@ penalty = "30s"
     );
     let addr = proxy.http_addr();
     let flooder = v4(127, 0, 0, 2);
+    let rt = runtime();
+    // The same browsers first browse without the flood: what the machine gives them right now,
+    // for the latency under the flood to be measured against.
+    let quiet = browse_all(&rt, addr, QUIET_TIME);
 
     let flood = Arc::new(Tally::default());
     let (server_cpu, test_cpu) = (cpu_time(&proxy.pid().to_string()), cpu_time("self"));
@@ -411,17 +437,7 @@ penalty = "30s"
     };
     // Browsing starts once the flood is in full swing.
     std::thread::sleep(Duration::from_millis(500));
-    let rt = runtime();
-    let latencies: Vec<Vec<Option<Duration>>> = rt.block_on(async {
-        let browsers: Vec<_> = (0..BROWSERS)
-            .map(|n| tokio::spawn(browse(addr, v4(127, 0, 0, 10 + n), n)))
-            .collect();
-        let mut all = Vec::new();
-        for browser in browsers {
-            all.push(browser.await.expect("browser task"));
-        }
-        all
-    });
+    let latencies = browse_all(&rt, addr, BROWSE_TIME);
     std::thread::sleep(FLOOD_TIME.saturating_sub(flood_started.elapsed()));
     load.finish();
     let flood_time = flood_started.elapsed();
@@ -432,24 +448,27 @@ penalty = "30s"
     let refused = flood.status(429);
     let passed = flood.status(200);
     let at_origin = origin.requests_from("127.0.0.2");
-    let mut ok: Vec<Duration> = latencies.iter().flatten().filter_map(|l| *l).collect();
-    ok.sort();
-    let asked: usize = latencies.iter().map(Vec::len).sum();
+    let (ok, asked) = served(&latencies);
     let success = ok.len() as f64 / asked.max(1) as f64;
     let p50 = quantile(&ok, 0.50);
     let p99 = quantile(&ok, 0.99);
     let worst = ok.last().copied().unwrap_or_default();
-    let metrics = rt.block_on(metrics_text(&proxy));
+    let (quiet_ok, quiet_asked) = served(&quiet);
+    let (quiet_p50, quiet_p99) = (quantile(&quiet_ok, 0.50), quantile(&quiet_ok, 0.99));
+    let metrics = rt.block_on(scrape(proxy.admin_addr()));
     eprintln!(
         "flooder: {sent} requests in {flood_time:.1?} ({:.0}/s) over {FLOOD_CONNECTIONS} connections: \
          {passed} × 200, {refused} × 429, {} errors; statuses {:?}; the origin saw {at_origin}\n\
-         browsers: {} of {asked} answered 200 ({:.2}%), latency p50 {p50:.1?}, p99 {p99:.1?}, \
-         max {worst:.1?}; shield actions (rate_limit) {:?}\n\
+         browsers without the flood: {} of {quiet_asked} answered 200, latency p50 \
+         {quiet_p50:.1?}, p99 {quiet_p99:.1?}\n\
+         browsers under the flood: {} of {asked} answered 200 ({:.2}%), latency p50 {p50:.1?}, \
+         p99 {p99:.1?}, max {worst:.1?}; shield actions (rate_limit) {:?}\n\
          CPU over the flood: the proxy {server_cpu:.1?} ({:.0} µs per request), this test's \
          clients {test_cpu:.1?}, in {flood_time:.1?} on {} CPUs; load average {}",
         sent as f64 / flood_time.as_secs_f64(),
         flood.errors.load(Ordering::Relaxed),
         flood.by_status.lock().expect("tally"),
+        quiet_ok.len(),
         ok.len(),
         success * 100.0,
         sample(
@@ -499,13 +518,29 @@ penalty = "30s"
         "only {:.2}% of the browsers' requests succeeded",
         success * 100.0
     );
+    // Quickly: the median browser request takes at most FLOOD_MEDIAN_DELAY longer under the
+    // flood than the same browsers' median without it (measured just before, on the machine as
+    // it is now). The tail is bounded loosely: other work on the machine (parallel builds)
+    // stalls the proxy at random moments, which moves the p99 a lot and the median little (at
+    // load average 10: the median 1.7 ms without the flood and 3 to 7 ms under it, the p99 20
+    // to 100 ms, once 277 ms with every request answered). With the flood client at the
+    // proxy's own priority, taking a core from it, the median rose to 22 ms and this failed. A
+    // starved browser waits seconds: past FLOOD_TAIL in its tail, or timed out and failed above.
     assert!(
-        p99 < Duration::from_millis(50),
-        "browser p99 {p99:?} (p50 {p50:?}, max {worst:?}) under the flood"
+        p50 < quiet_p50 + FLOOD_MEDIAN_DELAY,
+        "browser median {p50:?} under the flood, {quiet_p50:?} without (p99 {p99:?}, max \
+         {worst:?}): the flood held browsers up by more than {FLOOD_MEDIAN_DELAY:?}"
+    );
+    assert!(
+        p99 < FLOOD_TAIL,
+        "browser p99 {p99:?} (p50 {p50:?}, max {worst:?}) under the flood, {quiet_p99:?} without"
     );
     for n in 0..BROWSERS {
         let from = format!("127.0.0.{}", 10 + n);
-        let answered = latencies[n as usize].iter().flatten().count() as u64;
+        let answered: u64 = [&quiet, &latencies]
+            .iter()
+            .map(|phase| phase[n as usize].iter().flatten().count() as u64)
+            .sum();
         assert_eq!(
             origin.requests_from(&from),
             answered,
@@ -646,7 +681,7 @@ attack_hold = "2s"
         Duration::from_secs(10),
     ));
     let detected_in = on.as_ref().map(|(_, at)| at.duration_since(flood_started));
-    let metrics = rt.block_on(metrics_text(&proxy));
+    let metrics = rt.block_on(scrape(proxy.admin_addr()));
     let gauge = sample(&metrics, "palisade_under_attack", &[("site", "shop")]);
     let sent_by_then = flood.sent.load(Ordering::Relaxed);
     eprintln!(
@@ -695,7 +730,7 @@ attack_hold = "2s"
         .filter(|e| e["action"] == "under_attack_off" || e["action"] == "under_attack_on")
         .collect();
     let still = sample(
-        &rt.block_on(metrics_text(&proxy)),
+        &rt.block_on(scrape(proxy.admin_addr())),
         "palisade_under_attack",
         &[("site", "shop")],
     );
@@ -721,7 +756,7 @@ attack_hold = "2s"
         .iter()
         .filter_map(|reason| {
             sample(
-                &rt.block_on(metrics_text(&proxy)),
+                &rt.block_on(scrape(proxy.admin_addr())),
                 "palisade_connections_refused_total",
                 &[("reason", reason)],
             )
@@ -746,7 +781,7 @@ attack_hold = "2s"
     eprintln!("spread flood: under_attack_off {off_after:?} after the flood stopped");
     let (off_event, _) = off.expect("no under_attack_off event within 10 s of the flood's end");
     assert_eq!(off_event["reason"], "settled", "{off_event}");
-    let metrics = rt.block_on(metrics_text(&proxy));
+    let metrics = rt.block_on(scrape(proxy.admin_addr()));
     assert_eq!(
         sample(&metrics, "palisade_under_attack", &[("site", "shop")]),
         Some(0.0),
@@ -1007,27 +1042,16 @@ fn a_cache_busting_flood_on_the_default_miss_limit_is_challenged_once_it_presses
     // Browsing starts once the flooder has spent its misses.
     std::thread::sleep(Duration::from_millis(1500));
     let rt = runtime();
-    let latencies: Vec<Vec<Option<Duration>>> = rt.block_on(async {
-        let browsers: Vec<_> = (0..BROWSERS)
-            .map(|n| tokio::spawn(browse(addr, v4(127, 0, 0, 10 + n), n)))
-            .collect();
-        let mut all = Vec::new();
-        for browser in browsers {
-            all.push(browser.await.expect("browser task"));
-        }
-        all
-    });
+    let latencies = browse_all(&rt, addr, BROWSE_TIME);
     load.finish();
     let flood_time = flood_started.elapsed();
 
     let sent = flood.sent.load(Ordering::Relaxed);
     let at_origin = origin.requests_from("127.0.0.2");
-    let mut ok: Vec<Duration> = latencies.iter().flatten().filter_map(|l| *l).collect();
-    ok.sort();
-    let asked: usize = latencies.iter().map(Vec::len).sum();
+    let (ok, asked) = served(&latencies);
     let success = ok.len() as f64 / asked.max(1) as f64;
     let p99 = quantile(&ok, 0.99);
-    let metrics = rt.block_on(metrics_text(&proxy));
+    let metrics = rt.block_on(scrape(proxy.admin_addr()));
     let challenged = sample(
         &metrics,
         "palisade_shield_actions_total",

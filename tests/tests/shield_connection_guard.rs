@@ -6,9 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use palisade_blackbox::h2raw::{self, ENHANCE_YOUR_CALM, H2Conn};
-use palisade_blackbox::metrics::{sample, scrape_until};
+use palisade_blackbox::metrics::{sample, scrape, scrape_until};
 use palisade_blackbox::raw::RawConn;
-use palisade_blackbox::{Origin, Palisade, SiteConfig, TestCa, client};
+use palisade_blackbox::{Origin, Palisade, SiteConfig, TestCa};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
@@ -30,9 +30,7 @@ async fn one_request_from(proxy: &Palisade, source: IpAddr) -> Option<u16> {
 }
 
 async fn cut_count(proxy: &Palisade, reason: &str) -> f64 {
-    let text = client::admin_get(proxy.admin_addr(), "/metrics")
-        .await
-        .text();
+    let text = scrape(proxy.admin_addr()).await;
     sample(
         &text,
         "palisade_connections_cut_total",
@@ -109,9 +107,7 @@ async fn new_connections_over_the_rate_from_one_address_are_refused_while_anothe
         "another address was refused with the first"
     );
     assert_eq!(origin.requests(), 6);
-    let text = client::admin_get(proxy.admin_addr(), "/metrics")
-        .await
-        .text();
+    let text = scrape(proxy.admin_addr()).await;
     assert_eq!(
         sample(
             &text,

@@ -14,9 +14,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use palisade_blackbox::metrics::{sample, scrape_until};
+use palisade_blackbox::control::events;
+use palisade_blackbox::metrics::{sample, scrape, scrape_until};
 use palisade_blackbox::raw::{RawConn, RawResponse};
-use palisade_blackbox::{Origin, Palisade, SiteConfig, client};
+use palisade_blackbox::{Origin, Palisade, SiteConfig};
 use tokio::sync::Semaphore;
 
 /// What a browser sends when it navigates.
@@ -47,12 +48,6 @@ async fn get_from(proxy: &Palisade, source: IpAddr, path: &str, extra: &str) -> 
         .unwrap_or_else(|| panic!("no response to GET {path} from {source}"))
 }
 
-async fn metrics_text(proxy: &Palisade) -> String {
-    client::admin_get(proxy.admin_addr(), "/metrics")
-        .await
-        .text()
-}
-
 /// Connections closed at accept, for every reason.
 fn refused_connections(metrics: &str) -> f64 {
     [
@@ -69,17 +64,6 @@ fn refused_connections(metrics: &str) -> f64 {
         )
     })
     .sum()
-}
-
-async fn events(proxy: &Palisade, site: &str) -> Vec<serde_json::Value> {
-    let reply = client::admin_get(
-        proxy.admin_addr(),
-        &format!("/api/events?site={site}&limit=10000"),
-    )
-    .await;
-    assert_eq!(reply.status, 200, "/api/events: {}", reply.text());
-    let body: serde_json::Value = serde_json::from_slice(&reply.body).expect("events JSON");
-    body["events"].as_array().cloned().unwrap_or_default()
 }
 
 /// Statuses by count (`0`: no response at all), for assertion messages.
@@ -154,8 +138,8 @@ async fn a_crawler_fetching_twenty_new_urls_a_second_for_a_minute_from_one_addre
         statuses.extend(connection.await.expect("crawler connection"));
     }
     let took = started.elapsed();
-    let metrics = metrics_text(&proxy).await;
-    let recorded = events(&proxy, "default").await;
+    let metrics = scrape(proxy.admin_addr()).await;
+    let recorded = events(&proxy, "?site=default&limit=10000").await;
     eprintln!(
         "crawler: {} requests in {took:.1?}, statuses {:?}; the origin saw {}; shield events {}",
         statuses.len(),
@@ -214,7 +198,7 @@ async fn a_scanner_opening_a_connection_per_request_at_a_hundred_a_second_is_nev
         statuses.push(request.await.expect("scanner request"));
     }
     let took = started.elapsed();
-    let metrics = metrics_text(&proxy).await;
+    let metrics = scrape(proxy.admin_addr()).await;
     eprintln!(
         "scanner: {SCAN_REQUESTS} connections in {took:.1?}, statuses {:?}; refused at accept {}",
         tally(&statuses),
@@ -284,14 +268,14 @@ async fn an_office_nat_holding_seven_hundred_keep_alive_connections_from_one_add
             None => statuses.push(0),
         }
     }
-    let metrics = metrics_text(&proxy).await;
+    let metrics = scrape(proxy.admin_addr()).await;
     let open_now = sample(&metrics, "palisade_open_connections", &[]).unwrap_or(0.0);
     // Every connection asks again while all of them are open.
     for (n, conn) in open.iter_mut().enumerate() {
         let again = get_on(conn, "blog.example", &format!("/echo/page/{}", n % 50), "").await;
         statuses.push(again.and_then(|r| r.status()).unwrap_or(0));
     }
-    let metrics = metrics_text(&proxy).await;
+    let metrics = scrape(proxy.admin_addr()).await;
     eprintln!(
         "office NAT: {} connections open ({open_now} by the proxy's count), statuses {:?}, \
          refused at accept {}",
@@ -356,7 +340,7 @@ max_misses_per_ip = 20
         let reply = get_from(&proxy, heavy, &format!("/echo/heavy/{n}"), &navigate).await;
         assert_eq!(reply.status(), Some(200), "miss {n}: {}", reply.body_text());
     }
-    assert!(events(&proxy, "blog").await.is_empty());
+    assert!(events(&proxy, "?site=blog&limit=10000").await.is_empty());
 
     // Six slow requests hold six of the origin's eight slots for 4 s.
     let addr = proxy.http_addr();
@@ -401,7 +385,7 @@ max_misses_per_ip = 20
     assert_eq!(other.status(), Some(200), "{}", other.body_text());
     wait_for_pressure(&proxy, 1.0, Duration::from_secs(3)).await;
 
-    let recorded = events(&proxy, "blog").await;
+    let recorded = events(&proxy, "?site=blog&limit=10000").await;
     let by_heavy: Vec<_> = recorded
         .iter()
         .filter(|e| e["client_ip"] == "127.0.19.1")
@@ -461,7 +445,7 @@ max_misses_per_ip = 20
         assert_eq!(reply.status(), Some(200), "miss {n}: {}", reply.body_text());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(events(&proxy, "blog").await.is_empty());
+    assert!(events(&proxy, "?site=blog&limit=10000").await.is_empty());
 
     // Then the origin slows down: eight clients' requests take 600 ms each.
     let addr = proxy.http_addr();
@@ -495,7 +479,7 @@ max_misses_per_ip = 20
     for task in slowed {
         task.await.expect("slow client");
     }
-    let recorded = events(&proxy, "blog").await;
+    let recorded = events(&proxy, "?site=blog&limit=10000").await;
     assert_eq!(recorded.len(), 1, "{recorded:?}");
     assert_eq!(recorded[0]["client_ip"], "127.0.20.1");
     assert_eq!(recorded[0]["reason"], "cache_misses");

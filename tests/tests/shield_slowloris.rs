@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use palisade_blackbox::metrics::{sample, scrape_until};
+use palisade_blackbox::metrics::{sample, scrape, scrape_until};
 use palisade_blackbox::{Origin, Palisade, SiteConfig, client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
@@ -200,9 +200,7 @@ async fn five_thousand_slowloris_connections_from_fifty_addresses_while_browsers
     // While the browsers browse, the attack is at full strength: every connection open and
     // trickling (none is old enough for the header timeout yet).
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let metrics = client::admin_get(proxy.admin_addr(), "/metrics")
-        .await
-        .text();
+    let metrics = scrape(proxy.admin_addr()).await;
     let open_mid_attack = sample(&metrics, "palisade_open_connections", &[]).unwrap_or(0.0);
 
     let mut latencies = Vec::new();

@@ -118,6 +118,11 @@ async fn connect_method_is_refused_and_origin_sees_nothing() {
     // The edge does not tunnel: 405 Method Not Allowed, and the origin sees nothing, not even
     // a connection.
     assert_eq!(response.status(), Some(405), "{response:?}");
+    assert_eq!(
+        response.header("allow"),
+        Some("GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"),
+        "RFC 9110 §15.5.6: a 405 says what is allowed"
+    );
     assert_eq!(origin.requests(), 0);
     assert_eq!(origin.connections(), 0);
 }
@@ -136,6 +141,11 @@ async fn connect_to_a_configured_host_is_refused_too() {
     // The edge does not tunnel: 405 Method Not Allowed, and the origin sees nothing, not even
     // a connection.
     assert_eq!(response.status(), Some(405), "{response:?}");
+    assert_eq!(
+        response.header("allow"),
+        Some("GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH"),
+        "RFC 9110 §15.5.6: a 405 says what is allowed"
+    );
     assert_eq!(origin.requests(), 0);
     assert_eq!(origin.connections(), 0);
 }

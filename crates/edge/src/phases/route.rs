@@ -21,6 +21,9 @@ use std::borrow::Cow;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+/// The methods a 405 to CONNECT names: the standard ones the edge forwards (RFC 9110 §9).
+const ALLOWED_BUT_CONNECT: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH";
+
 /// Why a request was not routed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteRefusal {
@@ -120,7 +123,15 @@ pub async fn route(arrival: Arrival<'_>) -> ControlFlow<Response<EdgeBody>, Site
                 | RouteRefusal::OperatorHost => StatusCode::MISDIRECTED_REQUEST,
             };
             let close = refusal != RouteRefusal::UnknownHost;
-            return ControlFlow::Break(edge_page(status, close));
+            let mut response = edge_page(status, close);
+            if refusal == RouteRefusal::Connect {
+                // RFC 9110 §15.5.6: a 405 lists what the target does allow; the edge passes
+                // every other method on to the site.
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_BUT_CONNECT));
+            }
+            return ControlFlow::Break(response);
         }
     };
     let site = &snapshot.sites[routed.site];

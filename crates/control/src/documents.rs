@@ -92,21 +92,37 @@ fn find_null(value: &Value, path: String) -> Option<String> {
     }
 }
 
+/// Why a TOML text's `[[site]]` tables cannot be read as documents.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentsError {
+    /// The text is not TOML.
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    /// `site` is there but is not an array of tables.
+    #[error("`site` must be an array of tables: [[site]]")]
+    NotArray,
+    /// An entry of the `site` array is not a table.
+    #[error("every [[site]] must be a table")]
+    NotTable,
+    /// A site holds a value JSON cannot (a TOML date, say).
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
 /// The `[[site]]` tables of a TOML text, as documents (a file's sites, `palisade apply`).
-pub fn documents_from_toml(text: &str) -> Result<Vec<Map<String, Value>>, String> {
-    let root: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+pub fn documents_from_toml(text: &str) -> Result<Vec<Map<String, Value>>, DocumentsError> {
+    let root: toml::Table = toml::from_str(text)?;
     let Some(sites) = root.get("site") else {
         return Ok(Vec::new());
     };
     let toml::Value::Array(sites) = sites else {
-        return Err("`site` must be an array of tables: [[site]]".into());
+        return Err(DocumentsError::NotArray);
     };
     sites
         .iter()
-        .map(|site| match serde_json::to_value(site) {
-            Ok(Value::Object(map)) => Ok(map),
-            Ok(_) => Err("every [[site]] must be a table".to_string()),
-            Err(e) => Err(e.to_string()),
+        .map(|site| match serde_json::to_value(site)? {
+            Value::Object(map) => Ok(map),
+            _ => Err(DocumentsError::NotTable),
         })
         .collect()
 }

@@ -41,7 +41,7 @@ pub mod intake;
 pub mod plane;
 pub mod store;
 
-pub use plane::{BaseConfig, ControlPlane};
+pub use plane::{BaseConfig, ControlPlane, ReloadError};
 
 use std::sync::Arc;
 
@@ -55,7 +55,7 @@ pub enum StartError {
     #[error(transparent)]
     Bootstrap(#[from] bootstrap::BootstrapError),
     #[error("the store's sites do not fit the configuration: {0}")]
-    Compose(String),
+    Compose(plane::ChangeError),
     #[error(transparent)]
     Edge(#[from] edge::EdgeError),
 }
@@ -98,7 +98,7 @@ pub async fn start(base: BaseConfig) -> Result<(Arc<edge::Edge>, Arc<ControlPlan
             let tx = conn.transaction().map_err(store::StoreError::from)?;
             plane::compose(&base, &tx)
         })
-        .map_err(|e| StartError::Compose(e.to_string()))?;
+        .map_err(StartError::Compose)?;
     let retention = base.config.server.analytics_retention;
     let edge = Arc::new(edge::Edge::start(config, base.source.clone()).await?);
     let plane = ControlPlane::new(store.clone(), Arc::clone(&edge), base);

@@ -94,6 +94,18 @@ impl From<rusqlite::Error> for ChangeError {
     }
 }
 
+/// Why a new base was not swapped in. The running configuration stays as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new base and the store's sites do not compose (a name or host both claim), or the
+    /// store could not be read.
+    #[error(transparent)]
+    Compose(#[from] ChangeError),
+    /// The edge cannot run the composed configuration.
+    #[error(transparent)]
+    Edge(#[from] edge::ReloadError),
+}
+
 /// Where a site a client sees is defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -186,7 +198,7 @@ impl ControlPlane {
 
     /// A new base (the file changed, or SIGHUP): composed with the store and swapped in.
     /// On error nothing changes.
-    pub async fn reload_base(self: &Arc<Self>, base: BaseConfig) -> Result<u64, String> {
+    pub async fn reload_base(self: &Arc<Self>, base: BaseConfig) -> Result<u64, ReloadError> {
         let _one_at_a_time = self.writes.lock().await;
         let plane = Arc::clone(self);
         let base = Arc::new(base);
@@ -200,7 +212,7 @@ impl ControlPlane {
                 })
                 .await
         };
-        let config = composed.map_err(|e| e.to_string())?;
+        let config = composed?;
         let generation = self.edge.reload(&config)?;
         *self.base.lock().unwrap_or_else(|p| p.into_inner()) = base;
         Ok(generation)

@@ -149,48 +149,82 @@ pub struct RateLimit {
     pub penalty: Option<Duration>,
 }
 
+/// An IP list entry that is not an address or a CIDR.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    /// Nothing but whitespace.
+    #[error("empty entry: expected an IP address or a CIDR like 192.0.2.0/24")]
+    Empty,
+    /// Not an IPv4 or IPv6 address before the `/`.
+    #[error("`{0}` is not an IP address or a CIDR like 192.0.2.0/24 or 2001:db8::/32")]
+    NotAnAddress(String),
+    /// A prefix length that is not digits, or longer than the address (32 or 128).
+    #[error("`{entry}`: the prefix length must be 0 to {max}")]
+    PrefixLength {
+        /// The entry as written, trimmed.
+        entry: String,
+        /// The family's longest prefix: 32 or 128.
+        max: u8,
+    },
+    /// Bits set after the prefix (`10.1.2.3/8`); `network` is the prefix it would mean.
+    #[error("`{entry}` has host bits set after the /{length}; did you mean `{network}`?")]
+    HostBits {
+        /// The entry as written, trimmed.
+        entry: String,
+        /// The prefix length written.
+        length: u8,
+        /// The entry with its host bits cleared.
+        network: IpNet,
+    },
+}
+
 /// Parses one entry: an IPv4 or IPv6 address (a /32 or /128) or a CIDR, whitespace around it
 /// trimmed. A CIDR with host bits set (`10.1.2.3/8`) is refused rather than silently widened:
 /// it is usually a typo for a longer prefix or for a single address, and the error names the
 /// network it would mean.
 ///
 /// ```
-/// use model::parse_net;
+/// use model::{NetError, parse_net};
 ///
 /// assert_eq!(parse_net("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
 /// assert_eq!(parse_net("2001:db8::1").unwrap().to_string(), "2001:db8::1/128");
-/// assert!(parse_net("10.1.2.3/8").unwrap_err().contains("10.0.0.0/8"));
+/// assert!(parse_net("10.1.2.3/8").unwrap_err().to_string().contains("10.0.0.0/8"));
+/// let Err(NetError::HostBits { network, .. }) = parse_net("10.1.2.3/8") else {
+///     panic!("host bits are refused");
+/// };
+/// assert_eq!(network.to_string(), "10.0.0.0/8");
 /// ```
-pub fn parse_net(entry: &str) -> Result<IpNet, String> {
+pub fn parse_net(entry: &str) -> Result<IpNet, NetError> {
     let entry = entry.trim();
     if entry.is_empty() {
-        return Err("empty entry: expected an IP address or a CIDR like 192.0.2.0/24".into());
+        return Err(NetError::Empty);
     }
     let (address, length) = match entry.split_once('/') {
         Some((address, length)) => (address, Some(length)),
         None => (entry, None),
     };
     let Ok(address) = address.parse::<IpAddr>() else {
-        return Err(format!(
-            "`{entry}` is not an IP address or a CIDR like 192.0.2.0/24 or 2001:db8::/32"
-        ));
+        return Err(NetError::NotAnAddress(entry.to_string()));
     };
     let max_length = match address {
         IpAddr::V4(_) => 32,
         IpAddr::V6(_) => 128,
     };
+    let prefix_length = || NetError::PrefixLength {
+        entry: entry.to_string(),
+        max: max_length,
+    };
     let length = match length {
         None => max_length,
-        Some(length) => parse_prefix_length(length, max_length)
-            .ok_or_else(|| format!("`{entry}`: the prefix length must be 0 to {max_length}"))?,
+        Some(length) => parse_prefix_length(length, max_length).ok_or_else(prefix_length)?,
     };
-    let net = IpNet::new(address, length)
-        .map_err(|_| format!("`{entry}`: the prefix length must be 0 to {max_length}"))?;
+    let net = IpNet::new(address, length).map_err(|_| prefix_length())?;
     if net.trunc() != net {
-        return Err(format!(
-            "`{entry}` has host bits set after the /{length}; did you mean `{}`?",
-            net.trunc()
-        ));
+        return Err(NetError::HostBits {
+            entry: entry.to_string(),
+            length,
+            network: net.trunc(),
+        });
     }
     Ok(net)
 }
@@ -223,8 +257,13 @@ impl FileLists {
             list.into_iter()
                 .enumerate()
                 .map(|(i, entry)| {
-                    parse_net(entry.get_ref())
-                        .map_err(|e| (Some(entry.span()), format!("{key}.{name}[{i}]"), e))
+                    parse_net(entry.get_ref()).map_err(|e| {
+                        (
+                            Some(entry.span()),
+                            format!("{key}.{name}[{i}]"),
+                            e.to_string(),
+                        )
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()
         };
@@ -583,7 +622,7 @@ mod tests {
             parse_net("2001:db8::1").unwrap().to_string(),
             "2001:db8::1/128"
         );
-        let err = parse_net("10.1.2.3/8").unwrap_err();
+        let err = parse_net("10.1.2.3/8").unwrap_err().to_string();
         assert!(err.contains("10.0.0.0/8"), "{err}");
         assert!(parse_net("10.0.0.0/33").is_err());
         assert!(parse_net("example.com").is_err());

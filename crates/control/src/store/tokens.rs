@@ -54,18 +54,18 @@ impl fmt::Display for Scope {
     }
 }
 
+/// A scope name that is none of read, edit, purge, suspend and admin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown scope {} (read, edit, purge, suspend, admin)", model::shown(.0))]
+pub struct UnknownScope(pub String);
+
 impl FromStr for Scope {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Scope, String> {
+    type Err = UnknownScope;
+    fn from_str(text: &str) -> Result<Scope, UnknownScope> {
         Scope::ALL
             .into_iter()
             .find(|s| s.as_str() == text)
-            .ok_or_else(|| {
-                format!(
-                    "unknown scope {} (read, edit, purge, suspend, admin)",
-                    model::shown(text)
-                )
-            })
+            .ok_or_else(|| UnknownScope(text.to_string()))
     }
 }
 

@@ -13,9 +13,11 @@ use std::fmt;
 ///   what `palisade serve --origin URL` uses, since one origin needs no host list.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HostPattern {
+    /// The name itself, normalised (lower case, no trailing dot).
     Exact(String),
     /// The suffix including its leading dot.
     Wildcard(String),
+    /// Every host no other site claims.
     Any,
 }
 

@@ -6,15 +6,18 @@ use std::fmt;
 /// The scheme an origin is reached with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OriginScheme {
+    /// Cleartext HTTP/1.1, the only scheme today.
     Http,
 }
 
 /// Where an origin listens: `http://host:port`. No path: the client's path is forwarded as is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OriginUrl {
+    /// How the origin is reached.
     pub scheme: OriginScheme,
     /// Host name or IP literal (IPv6 in brackets), lower-cased.
     pub host: String,
+    /// TCP port; 80 when the URL names none.
     pub port: u16,
 }
 
@@ -111,6 +114,7 @@ impl fmt::Display for OriginUrl {
 /// One origin of a site, with its share of traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
+    /// Where the origin listens.
     pub url: OriginUrl,
     /// Relative share in weighted round robin; 1 to 100, default 1.
     pub weight: u32,

@@ -16,6 +16,8 @@ use toml::Spanned;
 /// The top-level `[shield]` table: what applies to every site.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GlobalShield {
+    /// Lists for every site, looked up with each site's own: the longer prefix wins, the
+    /// site's on a tie.
     pub lists: IpLists,
     /// Security events kept in memory for `GET /api/events` (the oldest are dropped).
     pub events: usize,
@@ -24,14 +26,18 @@ pub struct GlobalShield {
 /// Allow and deny lists. Where both hold a prefix of an address, the longer prefix decides.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct IpLists {
+    /// Addresses and networks let through the rest of the shield, challenge included.
     pub allow: Vec<IpNet>,
+    /// Addresses and networks refused with 403.
     pub deny: Vec<IpNet>,
     /// Files of one address or CIDR per line (`#` comments), read at every reload.
     pub allow_files: Vec<PathBuf>,
+    /// Like `allow_files`, for the deny list.
     pub deny_files: Vec<PathBuf>,
 }
 
 impl IpLists {
+    /// True when nothing is listed, in the configuration or in files.
     pub fn is_empty(&self) -> bool {
         self.allow.is_empty()
             && self.deny.is_empty()
@@ -43,6 +49,7 @@ impl IpLists {
 /// A site's `[site.shield]` table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SiteShield {
+    /// The site's own lists, checked with the `[shield]` lists (the longer prefix wins).
     pub lists: IpLists,
     /// Origin requests in flight at once for this site; over it the cache's stale copy or
     /// 503 with Retry-After. 0 means no cap.
@@ -50,6 +57,7 @@ pub struct SiteShield {
     /// Cache misses one client address may cause per `misses_period` (a cache-busting flood of
     /// random query strings); over it, `misses_action`. 0 means no limit.
     pub max_misses_per_ip: u32,
+    /// The window `max_misses_per_ip` counts over; default 60s.
     pub misses_period: Duration,
     /// What a miss over the limit gets: `Challenge` (the challenge for a client that can take
     /// one, 429 for the others), `Block` (429) or `Log`.
@@ -58,7 +66,9 @@ pub struct SiteShield {
     /// keep a cache-busting flood off an origin that is struggling, not to refuse a heavy
     /// client (a crawler, an office NAT) an origin serves with ease.
     pub misses_only_under_pressure: bool,
+    /// When the origin counts as under pressure (what `misses_only_under_pressure` waits for).
     pub pressure: OriginPressure,
+    /// Automatic under-attack mode.
     pub attack: AttackDetection,
 }
 
@@ -79,6 +89,7 @@ pub struct OriginPressure {
 /// Automatic under-attack mode.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttackDetection {
+    /// Whether traffic spikes switch under-attack mode on (`auto_under_attack`; default off).
     pub enabled: bool,
     /// A request rate (or error rate) this many times the site's baseline is an attack...
     pub factor: f64,
@@ -106,8 +117,12 @@ pub enum RuleAction {
 /// A `[[site.rule]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
+    /// Names the rule in events, metrics and `palisade explain`: 1 to 64 of `a-zA-Z0-9-_.`,
+    /// unique among the site's rules and rate limits.
     pub id: String,
+    /// The rule's expression, compiled by the `shield` crate when a snapshot is built.
     pub expr: String,
+    /// What a match does.
     pub action: RuleAction,
     /// Where the expression's text starts in the file (line, column), for error messages.
     pub expr_at: Option<(usize, usize)>,
@@ -116,7 +131,9 @@ pub struct Rule {
 /// What a rate limit counts by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LimitKey {
+    /// The client's address.
     Ip,
+    /// The client's address and the request's path together.
     IpPath,
     /// A request header's value (lowercase name); requests without it are not counted.
     Header(String),
@@ -130,20 +147,29 @@ pub enum LimitKey {
 pub enum LimitAction {
     /// 429 with Retry-After.
     Block,
+    /// The browser challenge; a client with a valid clearance cookie goes on.
     Challenge,
+    /// Record a security event and serve the request.
     Log,
 }
 
 /// A `[[site.rate_limit]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateLimit {
+    /// Names the limit in events, metrics and `palisade explain`; written like a
+    /// [`Rule::id`], and unique among the site's rules and limits.
     pub id: String,
     /// Only requests matching this expression are counted; all when absent.
     pub expr: Option<String>,
+    /// Where `expr`'s text starts in the file (line, column), for error messages.
     pub expr_at: Option<(usize, usize)>,
+    /// What requests are counted by (default the client's address).
     pub key: LimitKey,
+    /// Requests one key may make per `period`.
     pub requests: u32,
+    /// The window the count covers.
     pub period: Duration,
+    /// What a request over the limit gets (default `block`: 429).
     pub action: LimitAction,
     /// Once over the limit, the key stays limited this long (at least until its count falls).
     pub penalty: Option<Duration>,

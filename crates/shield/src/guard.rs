@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 /// An entry of the allow and deny lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listed {
+    /// Let through the rest of the shield, the challenge gate included.
     Allow,
+    /// Refused with 403.
     Deny,
 }
 
@@ -95,8 +97,11 @@ pub fn build_lists(lists: &IpLists, key: &str) -> Result<IpTable<Listed>, ListsE
 /// A `[[site.rule]]`, compiled.
 #[derive(Debug)]
 pub struct FirewallRule {
+    /// The rule's `id`, as events name it.
     pub id: Arc<str>,
+    /// The rule's expression, compiled.
     pub expr: Expr,
+    /// What a match does.
     pub action: RuleAction,
 }
 
@@ -108,11 +113,20 @@ pub enum Verdict {
     /// Allowed by a list or a rule: skip the rest of the shield.
     Allowed,
     /// 403.
-    Block { reason: EventReason },
+    Block {
+        /// Which part of the shield refused it.
+        reason: EventReason,
+    },
     /// The browser challenge.
-    Challenge { reason: EventReason },
+    Challenge {
+        /// Which part of the shield asked for it.
+        reason: EventReason,
+    },
     /// 429 with Retry-After.
-    Limited { retry_after: Duration },
+    Limited {
+        /// What `Retry-After` says: the penalty left, or until the count falls.
+        retry_after: Duration,
+    },
 }
 
 /// A site's compiled shield.
@@ -131,9 +145,11 @@ pub struct SiteGuard {
 /// A rule or limit that failed to compile, with the key that holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildError {
+    /// The key holding the expression, e.g. `site[0].rule[2].expr`.
     pub key: String,
     /// Where the expression starts in the file, when known.
     pub expr_at: Option<(usize, usize)>,
+    /// What is wrong, with its line and column within the expression.
     pub error: RuleError,
 }
 
@@ -178,6 +194,9 @@ pub enum GuardError {
 }
 
 impl SiteGuard {
+    /// Compiles the lists, rules and rate limits of `site`, the `site_index`th of the
+    /// configuration (errors name its keys), to be checked with the `[shield]` lists in
+    /// `global`. A rate limit keeps its counts across reloads through `limiters`.
     pub fn build(
         site_index: usize,
         site: &model::Site,
@@ -433,7 +452,9 @@ fn rule_action_name(action: RuleAction) -> &'static str {
 /// The result of [`SiteGuard::explain`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Explanation {
+    /// One line per step of the walk, in order.
     pub steps: Vec<String>,
+    /// What the walk decided.
     pub verdict: Verdict,
 }
 

@@ -38,11 +38,13 @@ pub const PARTS: u8 = 8;
 
 /// Where challenges are answered. The prefix is Palisade's own on every site.
 pub const RESERVED_PREFIX: &str = "/.well-known/palisade/";
+/// Where the page posts its answer.
 pub const VERIFY_PATH: &str = "/.well-known/palisade/challenge";
 
 /// A site's challenge settings, compiled with its snapshot.
 #[derive(Debug)]
 pub struct SiteChallenge {
+    /// The site's `[site.challenge]` table as configured.
     pub settings: ChallengeSettings,
     exempt: Expr,
 }

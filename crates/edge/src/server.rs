@@ -266,6 +266,7 @@ impl Edge {
         self.addrs.iter().map(|(k, a)| (k.label(), *a)).collect()
     }
 
+    /// The admin listener's bound address (useful with port 0).
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
     }

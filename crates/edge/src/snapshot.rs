@@ -78,10 +78,14 @@ pub struct SiteRuntime {
 
 /// One immutable version of the edge's configuration.
 pub struct Snapshot {
+    /// The sites, in configuration order; the router's answers index into it.
     pub sites: Vec<SiteRuntime>,
+    /// Host name to site.
     pub router: HostRouter,
+    /// `[server]` timeouts and caps.
     pub limits: ServerLimits,
     trusted_proxies: Vec<IpNet>,
+    /// Every site's certificate, chosen by SNI; `None` when no site has one.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Counts reloads; 1 is the configuration the edge started with.
     pub generation: u64,
@@ -108,6 +112,9 @@ pub struct BuildContext<'a> {
 }
 
 impl Snapshot {
+    /// Builds the snapshot of `config`: compiles every site's shield and challenge and loads its
+    /// certificate. State that outlives snapshots (origin pools, counters, limits, protection) is
+    /// taken from `ctx`, so a reload keeps it.
     pub fn build(config: &Config, ctx: &BuildContext<'_>) -> Result<Snapshot, SnapshotError> {
         let pool = PoolLimits {
             idle_timeout: config.server.limits.origin_idle_timeout,
@@ -170,10 +177,12 @@ impl Snapshot {
         })
     }
 
+    /// Whether `ip` is one of `[server] trusted_proxies`, whose forwarding headers are believed.
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         !self.trusted_proxies.is_empty() && self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
 
+    /// Every site's origins, with their health and error counts, for the metrics page.
     pub fn origin_reports(&self) -> Vec<OriginReport> {
         let mut reports = Vec::new();
         for site in &self.sites {

@@ -16,7 +16,9 @@ use std::time::Instant;
 
 /// The request to explain, as the command line gives it.
 pub struct ExplainRequest<'a> {
+    /// The client's address, as the shield would see it.
     pub ip: IpAddr,
+    /// The method, as sent (`GET`, `POST`, ...).
     pub method: &'a str,
     /// `https://host/path?query` (or `http://`).
     pub url: &'a str,

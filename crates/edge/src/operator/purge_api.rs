@@ -19,9 +19,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// A purge the edge took: it applies to every request from now on.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Purged {
+    /// The site the purge applies to.
     pub site: String,
     /// The purge's sequence number.
     pub purge: u64,
+    /// Stored responses are marked stale rather than removed.
     pub soft: bool,
 }
 

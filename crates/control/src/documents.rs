@@ -14,12 +14,15 @@ pub const READ_ONLY_KEYS: [&str; 4] = ["source", "suspension", "created_at", "up
 /// A document that is not a valid site, naming the field (`origins[1]`, `cache.ttl`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FieldError {
+    /// The field's path in the document (`origins[1]`, `cache.ttl`); empty for the whole.
     pub field: String,
+    /// What is wrong with it; `error` in JSON.
     #[serde(rename = "error")]
     pub message: String,
 }
 
 impl FieldError {
+    /// A refusal of `field` saying `message`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
         FieldError {
             field: field.into(),

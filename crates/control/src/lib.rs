@@ -49,13 +49,23 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create the data directory {path}: {error}")]
-    DataDir { path: String, error: std::io::Error },
+    /// The data directory could not be created.
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The operating system's refusal.
+        error: std::io::Error,
+    },
+    /// The store could not be opened or migrated.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// The first admin token could not be made.
     #[error(transparent)]
     Bootstrap(#[from] bootstrap::BootstrapError),
+    /// The stored sites conflict with the configuration (a name or host both claim).
     #[error("the store's sites do not fit the configuration: {0}")]
     Compose(plane::ChangeError),
+    /// The edge could not start.
     #[error(transparent)]
     Edge(#[from] edge::EdgeError),
 }

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 /// What the operator wrote outside the store.
 #[derive(Debug, Clone)]
 pub struct BaseConfig {
+    /// The base's configuration: server settings, `[shield]` lists and the file's sites.
     pub config: Config,
     /// The base's sites as documents, in the order of `config.sites`.
     pub documents: Vec<Map<String, Value>>,
@@ -64,6 +65,8 @@ impl BaseConfig {
         }
     }
 
+    /// Whether the base defines a site of that name (such a site is changed in the file, not
+    /// through the API).
     pub fn has_site(&self, name: &str) -> bool {
         self.config.sites.iter().any(|s| s.name == name)
     }
@@ -84,6 +87,7 @@ pub enum ChangeError {
     /// The caller's token may not make this change (403), e.g. claim that host name.
     #[error("{0}")]
     Forbidden(FieldError),
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -119,10 +123,16 @@ pub enum SiteSource {
 /// A site as the API shows it: its document, where it is defined, and its suspension.
 #[derive(Debug, Clone)]
 pub struct SiteView {
+    /// The site's name.
     pub name: String,
+    /// The site as a document: the fields of its `[[site]]` table.
     pub document: Map<String, Value>,
+    /// Where it is defined.
     pub source: SiteSource,
+    /// Its suspension, when it is suspended.
     pub suspension: Option<Suspension>,
+    /// When a stored site was created and last changed, in Unix milliseconds; `None` for the
+    /// base's sites.
     pub times: Option<(i64, i64)>,
 }
 
@@ -160,7 +170,9 @@ impl SiteView {
 
 /// The control plane: the store, the edge it drives, and the base configuration.
 pub struct ControlPlane {
+    /// Stored sites, suspensions, tokens, reports, the audit log and analytics.
     pub store: Store,
+    /// The edge every change is swapped into.
     pub edge: Arc<edge::Edge>,
     base: Mutex<Arc<BaseConfig>>,
     /// One change at a time: compose, check, commit and swap happen as one step.
@@ -169,12 +181,16 @@ pub struct ControlPlane {
 
 /// What a change sees inside its transaction.
 pub struct ChangeContext<'a> {
+    /// The change's transaction: commits only if the configuration it leaves builds.
     pub tx: &'a Transaction<'a>,
+    /// The base the change composes with.
     pub base: &'a BaseConfig,
+    /// The change's time, in Unix milliseconds.
     pub now: i64,
 }
 
 impl ChangeContext<'_> {
+    /// Records `change` in the audit log, in the change's transaction, at its time.
     pub fn audit(&self, change: Change<'_>) -> Result<(), ChangeError> {
         audit::append(self.tx, change, self.now)?;
         Ok(())
@@ -192,6 +208,7 @@ impl ControlPlane {
         })
     }
 
+    /// The base the edge runs now.
     pub fn base(&self) -> Arc<BaseConfig> {
         Arc::clone(&self.base.lock().unwrap_or_else(|p| p.into_inner()))
     }

@@ -55,7 +55,7 @@ pub const DEFAULT_EXEMPT: &str = r#"http.request.uri.path ends_with ".xml" or ht
 
 /// Fewest and most leading zero bits per part a challenge may ask for.
 pub const MIN_DIFFICULTY: u8 = 1;
-/// The most leading zero bits per part a challenge may ask for (see [`MIN_DIFFICULTY`]).
+/// The most leading zero bits per part a challenge may ask for; the fewest is 1.
 pub const MAX_DIFFICULTY: u8 = 28;
 
 /// The longest a challenge may stay answerable: the edge remembers answered challenges this

@@ -1,6 +1,6 @@
 //! The admin API: JSON over HTTP on the admin listener, described by `GET /api/openapi.json`.
 //!
-//! Every `/api/` route passes the [`gate`] first: the caller's bearer token (401), the scope
+//! Every `/api/` route passes the `gate` first: the caller's bearer token (401), the scope
 //! the OpenAPI document names for the operation (403), and the query, parsed once against the
 //! parameters the document declares (400). Handlers then decide what depends on what the
 //! request names: a site the token does not reach is 403, a report it does not reach 404

@@ -36,7 +36,8 @@ pub const MAX_ORIGINS_PER_SITE: usize = 64;
 /// Why a site's origins cannot be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    /// More origins than [`MAX_ORIGINS_PER_SITE`].
+    /// More origins than a site may list (64: the retry logic tracks tried origins in a
+    /// `u64`).
     #[error("site {site}: {count} origins; at most {MAX_ORIGINS_PER_SITE}")]
     TooManyOrigins {
         /// The site's name.

@@ -1,6 +1,6 @@
 //! Rate limits: `[[site.rate_limit]]` rules counting requests per key in bounded memory.
 //!
-//! Each limit owns a sliding-window sketch ([`sketch`]) and a penalty table ([`penalty`]), both
+//! Each limit owns a sliding-window sketch (`sketch`) and a penalty table (`penalty`), both
 //! fixed in size when the limit is built, so memory does not depend on how many distinct keys
 //! (addresses, paths, API keys) the traffic carries. That state lives in a [`LimiterState`]
 //! that a reload hands on to the new snapshot when the limit is unchanged: a reload must not

@@ -237,6 +237,7 @@ impl Palisade {
         Self::spawn_with(dir, config_path, args, expected, true)
     }
 
+    #[allow(unsafe_code)] // libc: prctl, so the binary dies with the test
     fn spawn_with(
         dir: TempDir,
         config_path: PathBuf,
@@ -461,6 +462,7 @@ impl Palisade {
         self.signal(libc::SIGTERM);
     }
 
+    #[allow(unsafe_code)] // libc: kill(2): std signals only SIGKILL
     fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.pid()).expect("pid fits pid_t");
         // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped by wait).

@@ -331,6 +331,7 @@ impl Driver {
 }
 
 impl Drop for Driver {
+    #[allow(unsafe_code)] // libc: kill(2) on a process group, which std cannot
     fn drop(&mut self) {
         if let Ok(group) = libc::pid_t::try_from(self.child.id()) {
             // SAFETY: kill(2) on the process group of a child we spawned with `process_group(0)`

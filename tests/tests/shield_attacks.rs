@@ -66,6 +66,7 @@ struct Load {
 }
 
 impl Load {
+    #[allow(unsafe_code)] // libc: setpriority, which std cannot
     fn start<F, Fut>(tasks: usize, task: F) -> Load
     where
         F: Fn(usize, Arc<AtomicBool>) -> Fut + Send + 'static,
@@ -217,6 +218,7 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
 }
 
 /// CPU time (user + system) process `pid` has used so far; `"self"` is this test.
+#[allow(unsafe_code)] // libc: sysconf for the clock tick
 fn cpu_time(pid: &str) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold spaces.

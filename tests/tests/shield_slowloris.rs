@@ -26,6 +26,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const BROWSING: Duration = Duration::from_secs(11);
 
 /// Lets this process hold the attack's sockets (palisade raises its own limit at start).
+#[allow(unsafe_code)] // libc: getrlimit/setrlimit, which std cannot
 fn raise_open_file_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -41,6 +42,7 @@ fn raise_open_file_limit() {
     }
 }
 
+#[allow(unsafe_code)] // libc: getrlimit/setrlimit, which std cannot
 fn open_file_limit() -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

@@ -136,6 +136,7 @@ impl Minute {
 /// One site's finished minute, as handed to the control plane.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct SiteMinute {
+    /// The site's name.
     pub site: String,
     /// Unix seconds at the minute's start.
     pub minute: i64,
@@ -147,14 +148,23 @@ pub struct SiteMinute {
     pub bytes_out: u64,
     /// Cache outcomes, as in [`CacheOutcome`] (GET and HEAD on sites with the cache on).
     pub cache_hit: u64,
+    /// Fetched from the origin to be stored.
     pub cache_miss: u64,
+    /// Served stale (stale-while-revalidate, stale-if-error).
     pub cache_stale: u64,
+    /// Refreshed by the origin's 304.
     pub cache_revalidated: u64,
+    /// Passed to the origin without storing.
     pub cache_pass: u64,
+    /// Responses with a 1xx status (101 for WebSocket upgrades).
     pub status_1xx: u64,
+    /// Responses with a 2xx status.
     pub status_2xx: u64,
+    /// Responses with a 3xx status.
     pub status_3xx: u64,
+    /// Responses with a 4xx status, the shield's refusals included.
     pub status_4xx: u64,
+    /// Responses with a 5xx status.
     pub status_5xx: u64,
     /// Requests refused (`block` and `rate_limit` actions) by the shield's reason
     /// (`EventReason` labels: `deny_list`, `rule`, `rate_limit`, `cache_misses`, ...).
@@ -170,11 +180,15 @@ pub struct SiteMinute {
 /// One finished request, as the `log` phase hands it over.
 #[derive(Debug, Clone, Copy)]
 pub struct ServedRequest<'a> {
+    /// The status sent to the client.
     pub status: u16,
+    /// Request body bytes read.
     pub bytes_in: u64,
+    /// Response body bytes sent.
     pub bytes_out: u64,
     /// The request's path, without the query.
     pub path: &'a str,
+    /// The client's address (the real client's, behind a trusted proxy).
     pub client: IpAddr,
     /// What the cache did, when it was asked.
     pub cache: Option<CacheOutcome>,
@@ -211,6 +225,7 @@ pub struct Analytics {
 }
 
 impl Analytics {
+    /// No sites yet; [`site`](Self::site) adds them.
     pub fn new() -> Analytics {
         Analytics::default()
     }

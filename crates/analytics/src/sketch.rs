@@ -96,6 +96,7 @@ impl<K> SpaceSaving<K> {
         self.len
     }
 
+    /// True when no key is counted.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

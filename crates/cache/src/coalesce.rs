@@ -17,6 +17,7 @@ use tokio::sync::watch;
 /// How a fill ended, as its waiters see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FillOutcome {
+    /// The fill is still under way.
     Pending,
     /// Stored: look it up again.
     Stored,
@@ -67,6 +68,7 @@ impl FillLocks {
         self.fills.lock().len()
     }
 
+    /// True when no fill is in progress.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

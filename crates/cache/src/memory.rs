@@ -23,7 +23,10 @@ pub enum Entry {
     /// Under a primary id: the last response for this URL could not be stored, until this time
     /// (Unix seconds). Misses skip the fill lock meanwhile, so requests for an uncacheable URL are
     /// not queued behind one another (Varnish's "hit-for-miss").
-    Uncacheable { until: u64 },
+    Uncacheable {
+        /// Unix seconds.
+        until: u64,
+    },
 }
 
 /// Bytes an entry is charged: its body and fields plus a fixed overhead for the object, its
@@ -62,10 +65,12 @@ impl MemoryTier {
         }
     }
 
+    /// The entry under `id`, if any; counts as a use for eviction.
     pub fn get(&self, id: ObjectId) -> Option<Entry> {
         self.entries.get(&id)
     }
 
+    /// Stores `entry` under `id`, replacing what was there; may evict colder entries.
     pub fn insert(&self, id: ObjectId, entry: Entry) {
         self.entries.insert(id, entry);
     }
@@ -76,6 +81,7 @@ impl MemoryTier {
         self.entries.iter()
     }
 
+    /// Drops the entry under `id`, if any.
     pub fn remove(&self, id: ObjectId) {
         self.entries.remove(&id);
     }
@@ -85,14 +91,17 @@ impl MemoryTier {
         self.entries.weight()
     }
 
+    /// The bound the tier was made with, in bytes.
     pub fn capacity(&self) -> u64 {
         self.capacity
     }
 
+    /// Entries held: objects, Vary specs and uncacheable marks.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// True when nothing is held.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -21,7 +21,12 @@ const KIND_VARY: u8 = 1;
 pub enum Meta {
     /// A stored response, body not included. `run` is the process run that stored it (purge
     /// marks are only meaningful within one run).
-    Object { object: Box<StoredObject>, run: u64 },
+    Object {
+        /// The response, its body empty.
+        object: Box<StoredObject>,
+        /// The run that stored it.
+        run: u64,
+    },
     /// The Vary spec of a URL whose responses vary.
     Vary(VarySpec),
 }

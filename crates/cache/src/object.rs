@@ -13,10 +13,13 @@ pub const TAG_FIELDS: [&str; 2] = ["cache-tag", "surrogate-key"];
 /// A response as the cache holds it.
 #[derive(Debug, Clone)]
 pub struct StoredObject {
+    /// The response's status code.
     pub status: StatusCode,
     /// The stored header: hop-by-hop fields, tag fields and `private="..."` fields left out.
     pub headers: HeaderMap,
+    /// The whole body.
     pub body: Bytes,
+    /// When it was received and how long it stays fresh (§4.2).
     pub timing: Timing,
     /// The directives this cache follows, parsed once: the stored header's Cache-Control, or
     /// the targeted field that replaced it (RFC 9213; `directives.targeted` names it).

@@ -115,6 +115,7 @@ pub enum Read {
     Large(StoredObject, DiskObject),
     /// A URL's Vary spec.
     Vary(VarySpec),
+    /// Nothing is stored under the id.
     Absent,
 }
 

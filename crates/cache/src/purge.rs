@@ -26,13 +26,16 @@ pub enum PurgeScope {
     Host(String),
     /// Every response the origin tagged with this (`Cache-Tag` / `Surrogate-Key`).
     Tag(String),
+    /// Every response of the site.
     Everything,
 }
 
 /// A purge as the operator asks for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Purge {
+    /// The site whose responses it selects; other sites' are never touched.
     pub site: Arc<str>,
+    /// What it selects.
     pub scope: PurgeScope,
     /// Mark stale (revalidated on next use, stale-while-revalidate and stale-if-error still
     /// apply) rather than delete.
@@ -42,6 +45,7 @@ pub struct Purge {
 /// How a purge log judges a stored object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// No purge applies to it.
     Keep,
     /// Soft-purged: treat as stale.
     Stale,

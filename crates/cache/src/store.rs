@@ -30,16 +30,24 @@ pub struct Cache {
 pub enum Lookup {
     /// A stored response for this request (its Vary fields matched).
     Found {
+        /// The response.
         object: Arc<StoredObject>,
+        /// The id it is stored under (the variant's, when it varies).
         id: ObjectId,
         /// A soft purge applies to it: use it only as a stale response.
         soft_purged: bool,
     },
     /// In the disk tier only: [`Cache::load`] it (blocking), then look up again or stream it.
-    OnDisk { id: ObjectId },
+    OnDisk {
+        /// The id to load.
+        id: ObjectId,
+    },
     /// Nothing stored; `id` names the object a fill would store (the variant's id when the
     /// URL's Vary spec is known).
-    Missing { id: ObjectId },
+    Missing {
+        /// The id a fill stores under.
+        id: ObjectId,
+    },
     /// The URL's last response could not be stored: go to the origin without waiting on a fill.
     Uncacheable,
 }
@@ -50,10 +58,14 @@ pub enum Loaded {
     Promoted,
     /// Too large for memory: serve its header from `object` and stream `body`.
     Large {
+        /// The response without its body.
         object: Arc<StoredObject>,
+        /// The body, open for reading.
         body: DiskObject,
+        /// A soft purge applies to it: use it only as a stale response.
         soft_purged: bool,
     },
+    /// Not on disk after all (removed meanwhile, or unreadable).
     Absent,
 }
 
@@ -90,6 +102,7 @@ impl Cache {
         }
     }
 
+    /// The disk tier, when there is one.
     pub fn disk(&self) -> Option<&Arc<DiskTier>> {
         self.disk.as_ref()
     }
@@ -402,6 +415,7 @@ impl Cache {
         }
     }
 
+    /// The memory tier.
     pub fn memory(&self) -> &MemoryTier {
         &self.memory
     }

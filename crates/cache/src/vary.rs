@@ -41,6 +41,7 @@ impl VarySpec {
         })
     }
 
+    /// The fields the response varies on (lowercase, each once, in the order received).
     pub fn names(&self) -> &[HeaderName] {
         &self.names
     }

@@ -22,10 +22,13 @@ pub enum Bootstrap {
     FromEnvironment,
 }
 
+/// Why the first admin token could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
+    /// The secret given in the environment is too short or not printable ASCII.
     #[error("{BOOTSTRAP_ENV} must be at least {MIN_BOOTSTRAP_LEN} characters of printable ASCII")]
     WeakSecret,
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -14,12 +14,15 @@ pub const READ_ONLY_KEYS: [&str; 4] = ["source", "suspension", "created_at", "up
 /// A document that is not a valid site, naming the field (`origins[1]`, `cache.ttl`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FieldError {
+    /// The field's path in the document (`origins[1]`, `cache.ttl`); empty for the whole.
     pub field: String,
+    /// What is wrong with it; `error` in JSON.
     #[serde(rename = "error")]
     pub message: String,
 }
 
 impl FieldError {
+    /// A refusal of `field` saying `message`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
         FieldError {
             field: field.into(),
@@ -92,21 +95,37 @@ fn find_null(value: &Value, path: String) -> Option<String> {
     }
 }
 
+/// Why a TOML text's `[[site]]` tables cannot be read as documents.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentsError {
+    /// The text is not TOML.
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    /// `site` is there but is not an array of tables.
+    #[error("`site` must be an array of tables: [[site]]")]
+    NotArray,
+    /// An entry of the `site` array is not a table.
+    #[error("every [[site]] must be a table")]
+    NotTable,
+    /// A site holds a value JSON cannot (a TOML date, say).
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
 /// The `[[site]]` tables of a TOML text, as documents (a file's sites, `palisade apply`).
-pub fn documents_from_toml(text: &str) -> Result<Vec<Map<String, Value>>, String> {
-    let root: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+pub fn documents_from_toml(text: &str) -> Result<Vec<Map<String, Value>>, DocumentsError> {
+    let root: toml::Table = toml::from_str(text)?;
     let Some(sites) = root.get("site") else {
         return Ok(Vec::new());
     };
     let toml::Value::Array(sites) = sites else {
-        return Err("`site` must be an array of tables: [[site]]".into());
+        return Err(DocumentsError::NotArray);
     };
     sites
         .iter()
-        .map(|site| match serde_json::to_value(site) {
-            Ok(Value::Object(map)) => Ok(map),
-            Ok(_) => Err("every [[site]] must be a table".to_string()),
-            Err(e) => Err(e.to_string()),
+        .map(|site| match serde_json::to_value(site)? {
+            Value::Object(map) => Ok(map),
+            _ => Err(DocumentsError::NotTable),
         })
         .collect()
 }

@@ -4,7 +4,9 @@ use crate::store::{self, Store, StoreError};
 use edge::{ReportSink, SubmitError, SubmitFuture};
 use model::NewReport;
 
+/// The [`ReportSink`] the control plane installs: each report becomes a row with status `new`.
 pub struct StoreSink {
+    /// Where reports are stored.
     pub store: Store,
 }
 

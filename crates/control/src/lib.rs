@@ -41,7 +41,7 @@ pub mod intake;
 pub mod plane;
 pub mod store;
 
-pub use plane::{BaseConfig, ControlPlane};
+pub use plane::{BaseConfig, ControlPlane, ReloadError};
 
 use std::sync::Arc;
 
@@ -49,13 +49,23 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create the data directory {path}: {error}")]
-    DataDir { path: String, error: std::io::Error },
+    /// The data directory could not be created.
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The operating system's refusal.
+        error: std::io::Error,
+    },
+    /// The store could not be opened or migrated.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// The first admin token could not be made.
     #[error(transparent)]
     Bootstrap(#[from] bootstrap::BootstrapError),
+    /// The stored sites conflict with the configuration (a name or host both claim).
     #[error("the store's sites do not fit the configuration: {0}")]
-    Compose(String),
+    Compose(plane::ChangeError),
+    /// The edge could not start.
     #[error(transparent)]
     Edge(#[from] edge::EdgeError),
 }
@@ -98,7 +108,7 @@ pub async fn start(base: BaseConfig) -> Result<(Arc<edge::Edge>, Arc<ControlPlan
             let tx = conn.transaction().map_err(store::StoreError::from)?;
             plane::compose(&base, &tx)
         })
-        .map_err(|e| StartError::Compose(e.to_string()))?;
+        .map_err(StartError::Compose)?;
     let retention = base.config.server.analytics_retention;
     let edge = Arc::new(edge::Edge::start(config, base.source.clone()).await?);
     let plane = ControlPlane::new(store.clone(), Arc::clone(&edge), base);

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 /// What the operator wrote outside the store.
 #[derive(Debug, Clone)]
 pub struct BaseConfig {
+    /// The base's configuration: server settings, `[shield]` lists and the file's sites.
     pub config: Config,
     /// The base's sites as documents, in the order of `config.sites`.
     pub documents: Vec<Map<String, Value>>,
@@ -64,6 +65,8 @@ impl BaseConfig {
         }
     }
 
+    /// Whether the base defines a site of that name (such a site is changed in the file, not
+    /// through the API).
     pub fn has_site(&self, name: &str) -> bool {
         self.config.sites.iter().any(|s| s.name == name)
     }
@@ -84,6 +87,7 @@ pub enum ChangeError {
     /// The caller's token may not make this change (403), e.g. claim that host name.
     #[error("{0}")]
     Forbidden(FieldError),
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -92,6 +96,18 @@ impl From<rusqlite::Error> for ChangeError {
     fn from(e: rusqlite::Error) -> ChangeError {
         ChangeError::Store(StoreError::Sql(e))
     }
+}
+
+/// Why a new base was not swapped in. The running configuration stays as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new base and the store's sites do not compose (a name or host both claim), or the
+    /// store could not be read.
+    #[error(transparent)]
+    Compose(#[from] ChangeError),
+    /// The edge cannot run the composed configuration.
+    #[error(transparent)]
+    Edge(#[from] edge::ReloadError),
 }
 
 /// Where a site a client sees is defined.
@@ -107,10 +123,16 @@ pub enum SiteSource {
 /// A site as the API shows it: its document, where it is defined, and its suspension.
 #[derive(Debug, Clone)]
 pub struct SiteView {
+    /// The site's name.
     pub name: String,
+    /// The site as a document: the fields of its `[[site]]` table.
     pub document: Map<String, Value>,
+    /// Where it is defined.
     pub source: SiteSource,
+    /// Its suspension, when it is suspended.
     pub suspension: Option<Suspension>,
+    /// When a stored site was created and last changed, in Unix milliseconds; `None` for the
+    /// base's sites.
     pub times: Option<(i64, i64)>,
 }
 
@@ -148,7 +170,9 @@ impl SiteView {
 
 /// The control plane: the store, the edge it drives, and the base configuration.
 pub struct ControlPlane {
+    /// Stored sites, suspensions, tokens, reports, the audit log and analytics.
     pub store: Store,
+    /// The edge every change is swapped into.
     pub edge: Arc<edge::Edge>,
     base: Mutex<Arc<BaseConfig>>,
     /// One change at a time: compose, check, commit and swap happen as one step.
@@ -157,12 +181,16 @@ pub struct ControlPlane {
 
 /// What a change sees inside its transaction.
 pub struct ChangeContext<'a> {
+    /// The change's transaction: commits only if the configuration it leaves builds.
     pub tx: &'a Transaction<'a>,
+    /// The base the change composes with.
     pub base: &'a BaseConfig,
+    /// The change's time, in Unix milliseconds.
     pub now: i64,
 }
 
 impl ChangeContext<'_> {
+    /// Records `change` in the audit log, in the change's transaction, at its time.
     pub fn audit(&self, change: Change<'_>) -> Result<(), ChangeError> {
         audit::append(self.tx, change, self.now)?;
         Ok(())
@@ -180,13 +208,14 @@ impl ControlPlane {
         })
     }
 
+    /// The base the edge runs now.
     pub fn base(&self) -> Arc<BaseConfig> {
         Arc::clone(&self.base.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// A new base (the file changed, or SIGHUP): composed with the store and swapped in.
     /// On error nothing changes.
-    pub async fn reload_base(self: &Arc<Self>, base: BaseConfig) -> Result<u64, String> {
+    pub async fn reload_base(self: &Arc<Self>, base: BaseConfig) -> Result<u64, ReloadError> {
         let _one_at_a_time = self.writes.lock().await;
         let plane = Arc::clone(self);
         let base = Arc::new(base);
@@ -200,7 +229,7 @@ impl ControlPlane {
                 })
                 .await
         };
-        let config = composed.map_err(|e| e.to_string())?;
+        let config = composed?;
         let generation = self.edge.reload(&config)?;
         *self.base.lock().unwrap_or_else(|p| p.into_inner()) = base;
         Ok(generation)

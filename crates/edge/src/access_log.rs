@@ -20,17 +20,28 @@ const QUEUE_LINES: usize = 16 * 1024;
 /// What is logged about one request.
 #[derive(Serialize)]
 pub struct AccessRecord<'a> {
+    /// When the request started; written as RFC 3339 with milliseconds.
     #[serde(serialize_with = "rfc3339")]
     pub time: SystemTime,
+    /// The site's name; `_unrouted` when no site claimed the host.
     pub site: &'a str,
+    /// The client's address (the real client's, behind a trusted proxy).
     pub client_ip: IpAddr,
+    /// The method as sent.
     pub method: &'a str,
+    /// The host the request named, lowercase and without port; empty when it named none.
     pub host: &'a str,
+    /// The path as sent, without the query.
     pub path: &'a str,
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
     pub protocol: &'a str,
+    /// The status sent to the client.
     pub status: u16,
+    /// Request body bytes read.
     pub bytes_in: u64,
+    /// Response body bytes sent.
     pub bytes_out: u64,
+    /// From the request's start to the response's end, in milliseconds.
     pub duration_ms: f64,
     /// The origin the response came from (`host:port`), absent when none was contacted.
     pub origin: Option<&'a str>,
@@ -82,6 +93,7 @@ impl AccessLog {
         self.sender.is_some()
     }
 
+    /// Queues one line for the writer thread; drops it (and counts it) when the queue is full.
     pub fn write(&self, record: &AccessRecord<'_>) {
         let Some(sender) = &self.sender else { return };
         let Ok(line) = serde_json::to_string(record) else {

@@ -139,6 +139,57 @@ pub fn track_client_framing(input: &[u8], cuts: &[u8], max_head: usize) -> Clien
     }
 }
 
+/// What the origin would receive is not exactly the one request the edge accepted. `sent` is
+/// what the edge wrote, escaped.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotOneRequest {
+    /// The origin cannot parse a head out of what it receives.
+    #[error("the origin cannot parse {sent:?}")]
+    Unparsable {
+        /// What the edge wrote, escaped.
+        sent: String,
+    },
+    /// Not exactly one Host, more than one Content-Length, or both framings.
+    #[error("ambiguous head to the origin: {sent:?}")]
+    AmbiguousHead {
+        /// What the edge wrote, escaped.
+        sent: String,
+    },
+    /// The method or the target the origin reads is not the client's.
+    #[error("the request line changed: {sent:?}")]
+    RequestLineChanged {
+        /// What the edge wrote, escaped.
+        sent: String,
+    },
+    /// The origin cannot read the chunked body to its end.
+    #[error("a broken chunked body: {sent:?}")]
+    BrokenChunks {
+        /// What the edge wrote, escaped.
+        sent: String,
+    },
+    /// The Content-Length the origin reads is not a number.
+    #[error("content-length: {0}")]
+    BadLength(std::num::ParseIntError),
+    /// Fewer body bytes than the Content-Length the origin reads.
+    #[error("a body shorter than its length: {sent:?}")]
+    ShortBody {
+        /// What the edge wrote, escaped.
+        sent: String,
+    },
+    /// The body the origin reads is not the client's.
+    #[error("the body changed: {sent:?}")]
+    BodyChanged {
+        /// What the edge wrote, escaped.
+        sent: String,
+    },
+    /// Bytes after the request, which the origin would read as a second one.
+    #[error("bytes after the request, which the origin reads as another one: {sent:?}")]
+    TrailingBytes {
+        /// What the edge wrote, escaped.
+        sent: String,
+    },
+}
+
 /// Sends a client's HTTP/1.1 request (head and body bytes, as a client wrote them) through the
 /// edge's request rewriting as the pipeline does, and reads what the origin would receive back
 /// strictly. `Ok(None)`: the edge refuses it (or it is not one complete request); `Ok(Some)`:
@@ -147,7 +198,7 @@ pub fn track_client_framing(input: &[u8], cuts: &[u8], max_head: usize) -> Clien
 ///
 /// httparse stands in for hyper on the client side; both refuse what RFC 9112 refuses, and the
 /// edge's own framing checks run on the fields as parsed.
-pub fn forward_request(input: &[u8]) -> Result<Option<Vec<u8>>, String> {
+pub fn forward_request(input: &[u8]) -> Result<Option<Vec<u8>>, NotOneRequest> {
     use crate::http::{client::ClientFacts, framing};
     use crate::origin::fields as forward;
     use crate::phases::route;
@@ -268,10 +319,9 @@ pub fn forward_request(input: &[u8]) -> Result<Option<Vec<u8>>, String> {
     let mut slots = [httparse::EMPTY_HEADER; 128];
     let mut seen = httparse::Request::new(&mut slots);
     let Ok(httparse::Status::Complete(seen_head)) = seen.parse(&sent) else {
-        return Err(format!(
-            "the origin cannot parse {:?}",
-            sent.escape_ascii().to_string()
-        ));
+        return Err(NotOneRequest::Unparsable {
+            sent: sent.escape_ascii().to_string(),
+        });
     };
     let field = |name: &str| {
         seen.headers
@@ -286,16 +336,14 @@ pub fn forward_request(input: &[u8]) -> Result<Option<Vec<u8>>, String> {
         field("host"),
     );
     if seen_hosts.len() != 1 || lengths.len() > 1 || (!lengths.is_empty() && !codings.is_empty()) {
-        return Err(format!(
-            "ambiguous head to the origin: {:?}",
-            sent.escape_ascii().to_string()
-        ));
+        return Err(NotOneRequest::AmbiguousHead {
+            sent: sent.escape_ascii().to_string(),
+        });
     }
     if seen.method != Some(method.as_str()) || seen.path != Some(target.as_str()) {
-        return Err(format!(
-            "the request line changed: {:?}",
-            sent.escape_ascii().to_string()
-        ));
+        return Err(NotOneRequest::RequestLineChanged {
+            sent: sent.escape_ascii().to_string(),
+        });
     }
     let rest = &sent[seen_head..];
     let (seen_body, used) = if !codings.is_empty() {
@@ -308,10 +356,9 @@ pub fn forward_request(input: &[u8]) -> Result<Option<Vec<u8>>, String> {
                 Ok(Decoded::Trailers(_)) => {}
                 Ok(Decoded::End) => break,
                 Ok(Decoded::NeedMore) | Err(_) => {
-                    return Err(format!(
-                        "a broken chunked body: {:?}",
-                        sent.escape_ascii().to_string()
-                    ));
+                    return Err(NotOneRequest::BrokenChunks {
+                        sent: sent.escape_ascii().to_string(),
+                    });
                 }
             }
         }
@@ -321,27 +368,24 @@ pub fn forward_request(input: &[u8]) -> Result<Option<Vec<u8>>, String> {
             .first()
             .map(|l| String::from_utf8_lossy(l).parse::<usize>())
             .transpose()
-            .map_err(|e| format!("content-length: {e}"))?
+            .map_err(NotOneRequest::BadLength)?
             .unwrap_or(0);
         if length > rest.len() {
-            return Err(format!(
-                "a body shorter than its length: {:?}",
-                sent.escape_ascii().to_string()
-            ));
+            return Err(NotOneRequest::ShortBody {
+                sent: sent.escape_ascii().to_string(),
+            });
         }
         (rest[..length].to_vec(), length)
     };
     if seen_body != body {
-        return Err(format!(
-            "the body changed: {:?}",
-            sent.escape_ascii().to_string()
-        ));
+        return Err(NotOneRequest::BodyChanged {
+            sent: sent.escape_ascii().to_string(),
+        });
     }
     if used != rest.len() {
-        return Err(format!(
-            "bytes after the request, which the origin reads as another one: {:?}",
-            sent.escape_ascii().to_string()
-        ));
+        return Err(NotOneRequest::TrailingBytes {
+            sent: sent.escape_ascii().to_string(),
+        });
     }
     Ok(Some(sent))
 }

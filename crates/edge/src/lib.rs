@@ -171,8 +171,12 @@ mod tls;
 mod tunnel;
 
 pub use abuse_intake::{ReportSink, SubmitError, SubmitFuture};
-pub use operator::purge_api::{MAX_BODY_BYTES as MAX_PURGE_BODY_BYTES, PurgeError, Purged};
+pub use operator::purge_api::{
+    MAX_BODY_BYTES as MAX_PURGE_BODY_BYTES, PurgeBodyError, PurgeError, Purged,
+};
 pub use operator::{admin, explain};
-pub use server::{Edge, EdgeError};
+pub use origin::UpstreamError;
+pub use server::{Edge, EdgeError, ReloadError};
 pub use shield::events::{EventQuery, SecurityEvent};
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, SnapshotError};
+pub use tls::{CertError, TlsError};

@@ -72,11 +72,17 @@ pub use cache::CacheOutcome;
 /// The cache's state as the metrics page shows it.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CacheReport {
+    /// Bytes held by the memory tier, as charged against `cache_memory`.
     pub memory_bytes: u64,
+    /// Entries in the memory tier: responses, Vary specs, uncacheable marks.
     pub memory_entries: u64,
+    /// Disk space of the disk tier's files, in bytes.
     pub disk_bytes: u64,
+    /// Objects in the disk tier.
     pub disk_objects: u64,
+    /// Origin fetches other requests may be waiting on now.
     pub fills: u64,
+    /// Purges the background pass has not yet applied to every stored object.
     pub pending_purges: u64,
 }
 
@@ -88,6 +94,7 @@ impl SiteMetrics {
         }
     }
 
+    /// Sets the under-attack gauge.
     pub fn set_under_attack(&self, on: bool) {
         self.under_attack.store(u64::from(on), Ordering::Relaxed);
     }
@@ -148,18 +155,26 @@ impl SiteMetrics {
 #[derive(Debug, Default)]
 pub struct Metrics {
     sites: Mutex<BTreeMap<String, Arc<SiteMetrics>>>,
+    /// Connections closed at accept by `max_connections`.
     pub connections_refused_total_cap: AtomicU64,
+    /// Connections closed at accept by `max_connections_per_ip`.
     pub connections_refused_client_cap: AtomicU64,
+    /// Connections closed at accept by `max_new_connections_per_ip`.
     pub connections_refused_accept_rate: AtomicU64,
     /// Connections the edge cut because the client was too slow or abused HTTP/2, by
     /// [`CutReason`].
     connections_cut: [AtomicU64; CutReason::ALL.len()],
     /// Abuse reports by [`ReportOutcome`].
     abuse_reports: [AtomicU64; ReportOutcome::ALL.len()],
+    /// TLS handshakes that failed or timed out.
     pub tls_handshake_failures: AtomicU64,
+    /// Times an idle HTTP/1.1 connection released its buffers and kept only its socket.
     pub connections_parked: AtomicU64,
+    /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: AtomicU64,
+    /// Reloads that swapped in a new snapshot.
     pub reloads_ok: AtomicU64,
+    /// Reloads refused; the previous snapshot kept serving.
     pub reloads_failed: AtomicU64,
 }
 
@@ -187,6 +202,7 @@ impl CutReason {
         CutReason::H2ResetFlood,
     ];
 
+    /// The reason as the metrics page labels it: the limit's key, or the flood.
     pub fn label(self) -> &'static str {
         match self {
             CutReason::HeaderTimeout => "header_read_timeout",
@@ -228,6 +244,7 @@ impl ReportOutcome {
         ReportOutcome::Failed,
     ];
 
+    /// The outcome as the metrics page labels it.
     pub fn label(self) -> &'static str {
         match self {
             ReportOutcome::Taken => "taken",
@@ -273,15 +290,22 @@ fn write_histogram(
 
 /// One origin's state as the metrics page shows it.
 pub struct OriginReport {
+    /// The site's name.
     pub site: String,
+    /// The origin's `host:port`.
     pub origin: String,
+    /// Whether it takes traffic: neither a health check nor passive ejection took it out.
     pub healthy: bool,
+    /// Connections to it that failed, since start.
     pub connect_errors: u64,
+    /// Requests to it that timed out, since start.
     pub timeouts: u64,
+    /// Requests to it that failed otherwise (a broken response, a reset), since start.
     pub other_errors: u64,
 }
 
 impl Metrics {
+    /// Every counter at zero and no site yet.
     pub fn new() -> Arc<Metrics> {
         Arc::new(Metrics::default())
     }

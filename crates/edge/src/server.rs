@@ -15,13 +15,13 @@ use crate::listener::{self, ListenerKind};
 use crate::metrics::Metrics;
 use crate::origin::UpstreamRegistry;
 use crate::protection::ProtectionRegistry;
-use crate::snapshot::{BuildContext, Snapshot};
+use crate::snapshot::{BuildContext, Snapshot, SnapshotError};
 use crate::state::EdgeState;
-use crate::tls::TlsShared;
+use crate::tls::{TlsError, TlsShared};
 use analytics::Analytics;
 use cache::Cache;
 use model::{Config, ServerSettings};
-use shield::challenge::ChallengeKeys;
+use shield::challenge::{ChallengeKeys, KeyError};
 use shield::events::EventRing;
 use shield::ratelimit::LimiterRegistry;
 use std::net::SocketAddr;
@@ -34,23 +34,61 @@ use tokio::sync::watch;
 /// Why the edge could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
+    /// The configuration is not one the edge can run.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// TLS session tickets could not start.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The challenge's signing keys in the data directory cannot be read or made.
+    #[error("challenge keys: {0}")]
+    ChallengeKeys(KeyError),
+    /// A check's throwaway signing keys could not be made (the random source failed).
     #[error("{0}")]
-    Config(String),
+    CheckKeys(KeyError),
+    /// A listener's address could not be bound.
     #[error("cannot listen on {addr} ({kind}): {error}")]
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// Which listener: `http`, `https` or `admin`.
         kind: &'static str,
+        /// The operating system's refusal.
         error: std::io::Error,
     },
+    /// The access log's file could not be opened for appending.
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
+    /// The data directory could not be created.
     #[error("cannot create the data directory {path}: {error}")]
-    DataDir { path: String, error: std::io::Error },
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The operating system's refusal.
+        error: std::io::Error,
+    },
+    /// The cache's disk tier could not be opened.
     #[error("cannot open the cache's disk tier in {path}: {error}")]
     CacheDisk {
+        /// The tier's directory.
         path: String,
+        /// Why it could not be opened.
         error: cache::disk::DiskError,
     },
+    /// The blocking task that opens the disk tier panicked or was cancelled.
+    #[error("opening the cache's disk tier: {0}")]
+    CacheDiskTask(tokio::task::JoinError),
+}
+
+/// Why a reload was refused. The edge keeps serving the snapshot it had.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The challenge's signing keys, read again at every reload, cannot be read.
+    #[error("challenge keys: {0}")]
+    ChallengeKeys(KeyError),
+    /// The new configuration is not one the edge can run.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
 
 /// The cache, with its disk tier under `data_dir/cache` unless `cache_disk` is 0. Opening the
@@ -66,7 +104,7 @@ async fn open_cache(config: &Config) -> Result<Cache, EdgeError> {
     let opened =
         tokio::task::spawn_blocking(move || cache::disk::DiskTier::open(&dir, storage.disk_bytes))
             .await
-            .map_err(|e| EdgeError::Config(format!("opening the cache's disk tier: {e}")))?;
+            .map_err(EdgeError::CacheDiskTask)?;
     let disk = opened.map_err(|error| EdgeError::CacheDisk { path, error })?;
     tracing::info!(
         objects = disk.len(),
@@ -109,9 +147,9 @@ impl Edge {
         let upstreams = UpstreamRegistry::default();
         let limiters = LimiterRegistry::default();
         let protections = ProtectionRegistry::default();
-        let tls = TlsShared::new().map_err(EdgeError::Config)?;
+        let tls = TlsShared::new()?;
         let challenge_keys =
-            load_challenge_keys(&config.server.data_dir).map_err(EdgeError::Config)?;
+            load_challenge_keys(&config.server.data_dir).map_err(EdgeError::ChallengeKeys)?;
         let snapshot = Snapshot::build(
             &config,
             &BuildContext {
@@ -125,8 +163,7 @@ impl Edge {
                 source: &source,
                 generation: 1,
             },
-        )
-        .map_err(EdgeError::Config)?;
+        )?;
         let access_log = AccessLog::start(&config.server.access_log, Arc::clone(&metrics))
             .map_err(EdgeError::AccessLog)?;
         let cache = Arc::new(open_cache(&config).await?);
@@ -229,6 +266,7 @@ impl Edge {
         self.addrs.iter().map(|(k, a)| (k.label(), *a)).collect()
     }
 
+    /// The admin listener's bound address (useful with port 0).
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
     }
@@ -242,25 +280,28 @@ impl Edge {
     /// Swaps in a snapshot built from `config`. Requests in flight keep the snapshot they
     /// started with. On error nothing changes and the error names what is wrong.
     /// Listener addresses, the data directory and the access-log target apply at start only.
-    pub fn reload(&self, config: &Config) -> Result<u64, String> {
+    pub fn reload(&self, config: &Config) -> Result<u64, ReloadError> {
         let generation = self.generation.load(Ordering::Relaxed) + 1;
         // Read again at every reload: `palisade keys rotate` takes effect this way.
-        let built = load_challenge_keys(&self.started_with.data_dir).and_then(|challenge_keys| {
-            Snapshot::build(
-                config,
-                &BuildContext {
-                    upstreams: &self.upstreams,
-                    metrics: &self.state.metrics,
-                    analytics: &self.state.analytics,
-                    limiters: &self.limiters,
-                    protections: &self.protections,
-                    tls: &self.tls,
-                    challenge_keys: &challenge_keys,
-                    source: &self.source,
-                    generation,
-                },
-            )
-        });
+        let keys = load_challenge_keys(&self.started_with.data_dir);
+        let built = keys
+            .map_err(ReloadError::ChallengeKeys)
+            .and_then(|challenge_keys| {
+                Ok(Snapshot::build(
+                    config,
+                    &BuildContext {
+                        upstreams: &self.upstreams,
+                        metrics: &self.state.metrics,
+                        analytics: &self.state.analytics,
+                        limiters: &self.limiters,
+                        protections: &self.protections,
+                        tls: &self.tls,
+                        challenge_keys: &challenge_keys,
+                        source: &self.source,
+                        generation,
+                    },
+                )?)
+            });
         let snapshot = match built {
             Ok(snapshot) => snapshot,
             Err(e) => {
@@ -395,10 +436,9 @@ pub async fn validate(config: &Config, source: &str) -> Result<(), EdgeError> {
 pub fn check(config: &Config, source: &str) -> Result<(), EdgeError> {
     let metrics = Metrics::new();
     let upstreams = UpstreamRegistry::default();
-    let tls = TlsShared::new().map_err(EdgeError::Config)?;
+    let tls = TlsShared::new()?;
     // A check reads no key file (and makes none): any key builds the same snapshot.
-    let challenge_keys =
-        Arc::new(ChallengeKeys::ephemeral().map_err(|e| EdgeError::Config(e.to_string()))?);
+    let challenge_keys = Arc::new(ChallengeKeys::ephemeral().map_err(EdgeError::CheckKeys)?);
     Snapshot::build(
         config,
         &BuildContext {
@@ -414,12 +454,10 @@ pub fn check(config: &Config, source: &str) -> Result<(), EdgeError> {
         },
     )
     .map(|_| ())
-    .map_err(EdgeError::Config)
+    .map_err(EdgeError::Snapshot)
 }
 
 /// The challenge's signing keys from the data directory, made on first start.
-fn load_challenge_keys(data_dir: &std::path::Path) -> Result<Arc<ChallengeKeys>, String> {
-    ChallengeKeys::load_or_create(data_dir)
-        .map(Arc::new)
-        .map_err(|e| format!("challenge keys: {e}"))
+fn load_challenge_keys(data_dir: &std::path::Path) -> Result<Arc<ChallengeKeys>, KeyError> {
+    ChallengeKeys::load_or_create(data_dir).map(Arc::new)
 }

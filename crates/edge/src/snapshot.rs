@@ -4,18 +4,59 @@
 //! the rules under a request in flight, and the hot path takes no lock.
 
 use crate::metrics::{Metrics, OriginReport, SiteMetrics};
-use crate::origin::{PoolLimits, Upstream, UpstreamRegistry};
+use crate::origin::{PoolLimits, Upstream, UpstreamError, UpstreamRegistry};
 use crate::protection::{ProtectionRegistry, SiteProtection};
 use crate::router::HostRouter;
-use crate::tls::{self, TlsShared};
+use crate::tls::{self, TlsError, TlsShared};
 use analytics::{Analytics, SiteAnalytics};
 use ipnet::IpNet;
 use model::{Config, ServerLimits, Site};
 use shield::challenge::{ChallengeKeys, SiteChallenge};
-use shield::guard::{GlobalLists, SiteGuard};
+use shield::guard::{BuildError, GlobalLists, GuardError, ListsError, SiteGuard};
 use shield::ratelimit::{LimiterRegistry, WindowCounter};
 use std::net::IpAddr;
 use std::sync::Arc;
+
+/// Why a configuration cannot become a snapshot. Each message starts with the configuration's
+/// source (its file path, or "the store") and names the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// A site's certificate or key, or TLS itself (the message names the file and the line).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The `[shield]` allow or deny list files.
+    #[error("{config}: {error}")]
+    Lists {
+        /// The configuration's source.
+        config: String,
+        /// Which file, and why (boxed, like `Guard`'s: it is large, and errors are rare).
+        error: Box<ListsError>,
+    },
+    /// A site's lists, rules or rate limits.
+    #[error("{config}: {error}")]
+    Guard {
+        /// The configuration's source.
+        config: String,
+        /// Which key, and why.
+        error: Box<GuardError>,
+    },
+    /// A site's challenge `exempt` expression.
+    #[error("{config}: {error}")]
+    Challenge {
+        /// The configuration's source.
+        config: String,
+        /// Where in the expression, and why.
+        error: BuildError,
+    },
+    /// A site's origins.
+    #[error("{config}: {error}")]
+    Upstream {
+        /// The configuration's source.
+        config: String,
+        /// Which site or origin, and why.
+        error: UpstreamError,
+    },
+}
 
 /// A site as the edge runs it.
 pub struct SiteRuntime {
@@ -37,10 +78,14 @@ pub struct SiteRuntime {
 
 /// One immutable version of the edge's configuration.
 pub struct Snapshot {
+    /// The sites, in configuration order; the router's answers index into it.
     pub sites: Vec<SiteRuntime>,
+    /// Host name to site.
     pub router: HostRouter,
+    /// `[server]` timeouts and caps.
     pub limits: ServerLimits,
     trusted_proxies: Vec<IpNet>,
+    /// Every site's certificate, chosen by SNI; `None` when no site has one.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Counts reloads; 1 is the configuration the edge started with.
     pub generation: u64,
@@ -67,33 +112,53 @@ pub struct BuildContext<'a> {
 }
 
 impl Snapshot {
-    pub fn build(config: &Config, ctx: &BuildContext<'_>) -> Result<Snapshot, String> {
+    /// Builds the snapshot of `config`: compiles every site's shield and challenge and loads its
+    /// certificate. State that outlives snapshots (origin pools, counters, limits, protection) is
+    /// taken from `ctx`, so a reload keeps it.
+    pub fn build(config: &Config, ctx: &BuildContext<'_>) -> Result<Snapshot, SnapshotError> {
         let pool = PoolLimits {
             idle_timeout: config.server.limits.origin_idle_timeout,
             max_idle: config.server.limits.origin_max_idle,
         };
+        let source = || ctx.source.to_string();
         let tls = tls::server_config(&config.sites, ctx.source, ctx.tls)?;
         let global = Arc::new(
-            shield::guard::build_lists(&config.shield.lists, "shield")
-                .map_err(|e| format!("{}: {e}", ctx.source))?,
+            shield::guard::build_lists(&config.shield.lists, "shield").map_err(|error| {
+                SnapshotError::Lists {
+                    config: source(),
+                    error: Box::new(error),
+                }
+            })?,
         );
         let mut sites = Vec::with_capacity(config.sites.len());
         for (i, site) in config.sites.iter().enumerate() {
-            let guard = SiteGuard::build(i, site, Arc::clone(&global), ctx.limiters)
-                .map_err(|e| format!("{}: {e}", ctx.source))?;
+            let guard =
+                SiteGuard::build(i, site, Arc::clone(&global), ctx.limiters).map_err(|error| {
+                    SnapshotError::Guard {
+                        config: source(),
+                        error: Box::new(error),
+                    }
+                })?;
             let protection = ctx.protections.site(&site.name);
-            let challenge = SiteChallenge::build(&format!("site[{i}]"), &site.challenge)
-                .map_err(|e| format!("{}: {e}", ctx.source))?;
+            let challenge =
+                SiteChallenge::build(&format!("site[{i}]"), &site.challenge).map_err(|error| {
+                    SnapshotError::Challenge {
+                        config: source(),
+                        error,
+                    }
+                })?;
             sites.push(SiteRuntime {
                 guard,
                 challenge,
                 misses: protection.miss_counter(site.shield.misses_period),
                 protection,
                 name: site.name.as_str().into(),
-                upstream: ctx
-                    .upstreams
-                    .upstream_for(site, &pool)
-                    .map_err(|e| format!("{}: {e}", ctx.source))?,
+                upstream: ctx.upstreams.upstream_for(site, &pool).map_err(|error| {
+                    SnapshotError::Upstream {
+                        config: source(),
+                        error,
+                    }
+                })?,
                 metrics: ctx.metrics.site(&site.name),
                 analytics: ctx.analytics.site(&site.name),
                 config: site.clone(),
@@ -112,10 +177,12 @@ impl Snapshot {
         })
     }
 
+    /// Whether `ip` is one of `[server] trusted_proxies`, whose forwarding headers are believed.
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         !self.trusted_proxies.is_empty() && self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
 
+    /// Every site's origins, with their health and error counts, for the metrics page.
     pub fn origin_reports(&self) -> Vec<OriginReport> {
         let mut reports = Vec::new();
         for site in &self.sites {

@@ -7,7 +7,88 @@ use rustls::server::{ClientHello, ResolvesServerCert, StoresServerSessions};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::PathBuf;
 use std::sync::Arc;
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The session ticket key could not be made (the system's random source failed).
+    #[error("cannot start TLS session tickets: {0}")]
+    Tickets(rustls::Error),
+    /// A site's certificate or private key cannot be used.
+    #[error("{config}{}: key `site[{index}].tls`: {error}", line_suffix(*.line))]
+    Site {
+        /// The configuration's source (its file path), as given to the snapshot.
+        config: String,
+        /// The line of the site's `tls` key, when the configuration came from a file.
+        line: Option<usize>,
+        /// The site's position in the configuration.
+        index: usize,
+        /// What is wrong with the files (boxed: it is large, and errors are rare).
+        error: Box<CertError>,
+    },
+    /// rustls refused the protocol versions it was offered.
+    #[error("TLS setup: {0}")]
+    Setup(rustls::Error),
+}
+
+fn line_suffix(line: Option<usize>) -> String {
+    line.map(|l| format!(": line {l}")).unwrap_or_default()
+}
+
+/// What is wrong with a site's certificate chain or private key. Each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// The certificate file could not be opened or read.
+    #[error("cannot read certificate {}: {error}", .path.display())]
+    ReadCert {
+        /// The certificate file.
+        path: PathBuf,
+        /// Why it could not be read.
+        error: rustls_pki_types::pem::Error,
+    },
+    /// A PEM section of the certificate file is malformed.
+    #[error("bad certificate PEM in {}: {error}", .path.display())]
+    CertPem {
+        /// The certificate file.
+        path: PathBuf,
+        /// What the PEM reader found.
+        error: rustls_pki_types::pem::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("no certificate found in {}", .path.display())]
+    NoCert {
+        /// The certificate file.
+        path: PathBuf,
+    },
+    /// The key file could not be read, or holds no private key.
+    #[error("cannot read private key {}: {error}", .path.display())]
+    ReadKey {
+        /// The key file.
+        path: PathBuf,
+        /// Why no key could be read from it.
+        error: rustls_pki_types::pem::Error,
+    },
+    /// The key is of a type rustls cannot sign with.
+    #[error("unsupported private key in {}: {error}", .path.display())]
+    UnsupportedKey {
+        /// The key file.
+        path: PathBuf,
+        /// rustls' refusal.
+        error: rustls::Error,
+    },
+    /// The key is not the certificate's.
+    #[error("{} does not match {}: {error}", .key.display(), .cert.display())]
+    Mismatch {
+        /// The key file.
+        key: PathBuf,
+        /// The certificate file.
+        cert: PathBuf,
+        /// rustls' comparison.
+        error: rustls::Error,
+    },
+}
 
 /// Picks a site's certificate from the SNI name.
 #[derive(Debug)]
@@ -34,11 +115,10 @@ pub struct TlsShared {
 }
 
 impl TlsShared {
-    pub fn new() -> Result<TlsShared, String> {
+    pub fn new() -> Result<TlsShared, TlsError> {
         Ok(TlsShared {
             sessions: rustls::server::ServerSessionMemoryCache::new(4096),
-            ticketer: rustls::crypto::ring::Ticketer::new()
-                .map_err(|e| format!("cannot start TLS session tickets: {e}"))?,
+            ticketer: rustls::crypto::ring::Ticketer::new().map_err(TlsError::Tickets)?,
         })
     }
 }
@@ -49,17 +129,16 @@ pub fn server_config(
     sites: &[Site],
     config_file: &str,
     shared: &TlsShared,
-) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
     let mut certs = Vec::with_capacity(sites.len());
-    for (i, site) in sites.iter().enumerate() {
+    for (index, site) in sites.iter().enumerate() {
         certs.push(match &site.tls {
             None => None,
-            Some(files) => Some(Arc::new(load(files).map_err(|e| {
-                let line = files
-                    .line
-                    .map(|l| format!(": line {l}"))
-                    .unwrap_or_default();
-                format!("{config_file}{line}: key `site[{i}].tls`: {e}")
+            Some(files) => Some(Arc::new(load(files).map_err(|error| TlsError::Site {
+                config: config_file.to_string(),
+                line: files.line,
+                index,
+                error: Box::new(error),
             })?)),
         });
     }
@@ -73,7 +152,7 @@ pub fn server_config(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
+        .map_err(TlsError::Setup)?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -82,25 +161,38 @@ pub fn server_config(
     Ok(Some(Arc::new(config)))
 }
 
-fn load(files: &TlsFiles) -> Result<CertifiedKey, String> {
+fn load(files: &TlsFiles) -> Result<CertifiedKey, CertError> {
+    let cert = || files.cert.clone();
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| format!("cannot read certificate {}: {e}", files.cert.display()))?
+        .map_err(|error| CertError::ReadCert {
+            path: cert(),
+            error,
+        })?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("bad certificate PEM in {}: {e}", files.cert.display()))?;
+        .map_err(|error| CertError::CertPem {
+            path: cert(),
+            error,
+        })?;
     if chain.is_empty() {
-        return Err(format!("no certificate found in {}", files.cert.display()));
+        return Err(CertError::NoCert { path: cert() });
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| format!("cannot read private key {}: {e}", files.key.display()))?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| format!("unsupported private key in {}: {e}", files.key.display()))?;
-    let certified = CertifiedKey::new(chain, signing);
-    certified.keys_match().map_err(|e| {
-        format!(
-            "{} does not match {}: {e}",
-            files.key.display(),
-            files.cert.display()
-        )
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|error| CertError::ReadKey {
+        path: files.key.clone(),
+        error,
     })?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|error| {
+        CertError::UnsupportedKey {
+            path: files.key.clone(),
+            error,
+        }
+    })?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified
+        .keys_match()
+        .map_err(|error| CertError::Mismatch {
+            key: files.key.clone(),
+            cert: cert(),
+            error,
+        })?;
     Ok(certified)
 }

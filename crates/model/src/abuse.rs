@@ -48,12 +48,17 @@ pub enum ReportCategory {
     ViolentThreat,
     /// Someone's private information published against their will (doxxing).
     PersonalInformation,
+    /// Repeated abuse aimed at a person: insults, intimidation, unwanted contact.
     Harassment,
+    /// A page posing as someone else's to take credentials or payment details.
     Phishing,
+    /// Software that harms whoever runs it, served or linked by the site.
     Malware,
     /// Child sexual abuse material.
     Csam,
+    /// Someone's work published without their permission.
     Copyright,
+    /// Anything else; the description says what.
     Other,
 }
 
@@ -148,6 +153,7 @@ pub enum ReportStatus {
 }
 
 impl ReportStatus {
+    /// Every status, in the order a report moves through them.
     pub const ALL: [ReportStatus; 4] = [
         ReportStatus::New,
         ReportStatus::Reviewing,
@@ -155,6 +161,8 @@ impl ReportStatus {
         ReportStatus::Dismissed,
     ];
 
+    /// The status as the API, the store and the CLI write it: `new`, `reviewing`, `actioned`
+    /// or `dismissed`.
     pub fn as_str(self) -> &'static str {
         match self {
             ReportStatus::New => "new",
@@ -190,8 +198,11 @@ impl FromStr for ReportStatus {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {what} {}: expected {expected}", crate::shown(name))]
 pub struct UnknownName {
+    /// What the name should have been: `category` or `status`.
     pub what: &'static str,
+    /// The name as given.
     pub name: String,
+    /// The names there are, as the message lists them.
     pub expected: &'static str,
 }
 
@@ -202,6 +213,7 @@ pub struct ReportSubmission {
     pub category: Option<String>,
     /// The URLs the report is about (blank entries are dropped).
     pub urls: Vec<String>,
+    /// What is wrong and where, in the reporter's words; required.
     pub description: String,
     /// How to reach the reporter, if they want to be reached (blank means none).
     pub contact: Option<String>,
@@ -214,13 +226,19 @@ pub struct NewReport {
     pub site: Option<String>,
     /// The host the report came in on (normalised).
     pub host: String,
+    /// What the report is about.
     pub category: ReportCategory,
+    /// 1 to [`MAX_REPORT_URLS`] absolute `http`/`https` URLs, trimmed, non-ASCII
+    /// percent-encoded.
     pub urls: Vec<String>,
     /// Newlines are `\n` (a form's `\r\n` is folded).
     pub description: String,
+    /// How to reach the reporter, trimmed; `None` when left blank.
     pub contact: Option<String>,
     /// The reporter's address as the edge saw it (after trusted proxies).
     pub reporter_ip: String,
+    /// The reporter's `User-Agent`, when there was one (the edge keeps its first 512
+    /// characters).
     pub user_agent: Option<String>,
 }
 
@@ -231,10 +249,12 @@ pub struct NewReport {
 pub struct ReportError {
     /// `category`, `urls`, `description` or `contact` (the names in JSON and in the form).
     pub field: &'static str,
+    /// What is wrong with it, in terms the reporter understands.
     pub message: String,
 }
 
 impl ReportError {
+    /// A refusal of `field` saying `message`.
     pub fn new(field: &'static str, message: impl Into<String>) -> ReportError {
         ReportError {
             field,
@@ -502,6 +522,7 @@ fn pchar(b: u8) -> bool {
 pub struct SubmissionError {
     /// `category`, `urls`, `description` or `contact`, as in JSON and in the form.
     pub field: Option<&'static str>,
+    /// What is wrong, in terms the reporter understands.
     pub message: String,
 }
 

@@ -29,6 +29,8 @@ pub enum SiteState {
 }
 
 impl SiteState {
+    /// The state as the configuration and the API write it: `active`, `under_attack`,
+    /// `paused` or `suspended`.
     pub fn as_str(self) -> &'static str {
         match self {
             SiteState::Active => "active",
@@ -53,6 +55,7 @@ pub const DEFAULT_EXEMPT: &str = r#"http.request.uri.path ends_with ".xml" or ht
 
 /// Fewest and most leading zero bits per part a challenge may ask for.
 pub const MIN_DIFFICULTY: u8 = 1;
+/// The most leading zero bits per part a challenge may ask for; the fewest is 1.
 pub const MAX_DIFFICULTY: u8 = 28;
 
 /// The longest a challenge may stay answerable: the edge remembers answered challenges this
@@ -74,6 +77,7 @@ pub struct ChallengeSettings {
     pub challenge_ttl: Duration,
     /// Requests under-attack mode does not challenge (a rule expression).
     pub exempt: String,
+    /// Where `exempt`'s text starts in the file (line, column), so a compile error points into it.
     pub exempt_at: Option<(usize, usize)>,
 }
 

@@ -23,7 +23,9 @@ use toml::Spanned;
 /// A validated configuration: what the edge builds its snapshot from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// The `[server]` table.
     pub server: ServerSettings,
+    /// The `[[site]]` tables, in file order (the control plane appends the sites it stores).
     pub sites: Vec<Site>,
     /// The `[shield]` table: lists for every site.
     pub shield: GlobalShield,
@@ -41,13 +43,18 @@ pub struct ServerSettings {
     /// Networks whose peers may read `/metrics` without a token, as written; `None`: the
     /// default, see [`ServerSettings::metrics_open_to`].
     pub metrics_open_to: Option<Vec<IpNet>>,
+    /// Where the edge keeps its state: the cache's disk tier, the challenge's signing keys, the
+    /// control plane's store. Default `./palisade-data`, relative to the configuration file.
     pub data_dir: PathBuf,
     /// Peers whose `X-Forwarded-*` and `Forwarded` headers are believed and appended to.
     pub trusted_proxies: Vec<IpNet>,
+    /// Where access-log lines go; default stdout.
     pub access_log: AccessLogTarget,
     /// Threads serving connections; `None` means one per CPU core.
     pub workers: Option<usize>,
+    /// Timeouts and caps on connections and requests, for every site.
     pub limits: ServerLimits,
+    /// The cache's memory and disk bounds.
     pub cache: CacheStorage,
     /// The operator's own hostname (normalised): where abuse reports are taken for every site
     /// when no site claims the name. Any other path there gets 404.
@@ -106,8 +113,11 @@ impl Default for CacheStorage {
 /// Where access-log lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccessLogTarget {
+    /// Standard output, one line per request (the default).
     Stdout,
+    /// No access log (`access_log = "off"`).
     Off,
+    /// Appended to this file; relative to the configuration file's directory.
     File(PathBuf),
 }
 
@@ -184,8 +194,11 @@ impl Default for ServerLimits {
 pub struct Site {
     /// Identifier used in metrics, logs and the API: `[a-z0-9_-]`, 1 to 63 characters.
     pub name: String,
+    /// The names the site answers to; no two sites claim the same pattern.
     pub hosts: Vec<HostPattern>,
+    /// The servers its requests are forwarded to, weighted round robin; at least one.
     pub origins: Vec<Origin>,
+    /// Certificate and key for TLS listeners; `None`: the site is served over cleartext only.
     pub tls: Option<TlsFiles>,
     /// Largest request body accepted; over it, 413.
     pub max_body_bytes: u64,
@@ -193,15 +206,19 @@ pub struct Site {
     pub connect_timeout: Duration,
     /// Time from sending a request to receiving the origin's response header.
     pub response_timeout: Duration,
+    /// Active health checks of every origin; `None`: passive ejection only (`max_fails`).
     pub health: Option<HealthCheck>,
     /// Passive ejection: after this many consecutive failures an origin is taken out...
     pub max_fails: u32,
     /// ...for this long (or until an active check sees it healthy again).
     pub fail_timeout: Duration,
+    /// The `[site.cache]` table.
     pub cache: SiteCache,
+    /// The `[site.shield]` table: lists, origin cap, miss limit, attack detection.
     pub shield: SiteShield,
     /// Firewall rules, in file order: the first match that blocks, challenges or allows wins.
     pub rules: Vec<Rule>,
+    /// The `[[site.rate_limit]]` tables, in file order; every one whose filter matches counts.
     pub rate_limits: Vec<RateLimit>,
     /// `active`, `under_attack` (every visitor without clearance is challenged), `paused`
     /// (plain proxy) or `suspended` (fixed notice; only the control plane sets it).
@@ -216,11 +233,13 @@ pub struct Site {
 /// full URL as the key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SiteCache {
+    /// Whether the cache is used at all for this site (default on).
     pub enabled: bool,
     /// Edge TTL: replaces the origin's freshness lifetime for responses the cache may store.
     pub ttl: Option<Duration>,
     /// Paths never looked up or stored: `/admin/*` (a `*` matches any run of characters).
     pub bypass: Vec<String>,
+    /// How the query string enters the cache key (default `keep`).
     pub query: QueryKey,
     /// Request header fields that become part of the cache key (lowercase names).
     pub key_headers: Vec<String>,
@@ -271,7 +290,9 @@ impl Default for SiteCache {
 /// A site's certificate chain and private key (PEM files).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TlsFiles {
+    /// The certificate chain, leaf first; relative to the configuration file's directory.
     pub cert: PathBuf,
+    /// The leaf's private key (PKCS#8, PKCS#1 or SEC1); relative like `cert`.
     pub key: PathBuf,
     /// Where the `tls` key stands in the file, so loading errors can point at it.
     pub line: Option<usize>,
@@ -280,8 +301,11 @@ pub struct TlsFiles {
 /// Active health check: an HTTP probe sent to every origin of the site.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthCheck {
+    /// The path probed with `GET`; a 2xx or 3xx answer is healthy. Default `/`.
     pub path: String,
+    /// Time between probes; default 5s.
     pub interval: Duration,
+    /// How long a probe may take before it counts as a failure; default 2s.
     pub timeout: Duration,
     /// Consecutive successes that bring an origin back.
     pub rise: u32,
@@ -292,11 +316,15 @@ pub struct HealthCheck {
 /// A configuration mistake, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The configuration's name as given: its file's path, or what stands for it.
     pub file: String,
+    /// 1-based line of the mistake, when known.
     pub line: Option<usize>,
+    /// 1-based column of the mistake, when known.
     pub column: Option<usize>,
     /// The key's path, e.g. `site[0].origins[1]`.
     pub key: String,
+    /// What is wrong and, where it helps, how to write it instead.
     pub message: String,
 }
 
@@ -419,6 +447,8 @@ impl Config {
         Ok(())
     }
 
+    /// The configuration of `palisade serve --origin URL`: one site, `default`, answering every
+    /// host (`*`) from `origin`, everything else at its default.
     pub fn single_origin(origin: Origin) -> Config {
         Config {
             server: FileServer::default().into_settings(),

@@ -2,14 +2,25 @@
 
 use std::time::Duration;
 
+/// A duration that is not written like `"500ms"` or `"10s"`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "invalid duration {} ({error}); write it like \"500ms\" or \"10s\"",
+    crate::shown(.text)
+)]
+pub struct DurationError {
+    /// The text as written, untrimmed.
+    pub text: String,
+    /// What the duration parser found wrong (printed in the message, so not its source).
+    pub error: humantime::DurationError,
+}
+
 /// Parses a human duration (`"500ms"`, `"10s"`, `"2m"`). A bare number is refused on purpose:
 /// `timeout = 10` is ambiguous between seconds and milliseconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        format!(
-            "invalid duration {} ({e}); write it like \"500ms\" or \"10s\"",
-            crate::shown(text)
-        )
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    humantime::parse_duration(text.trim()).map_err(|error| DurationError {
+        text: text.to_string(),
+        error,
     })
 }
 

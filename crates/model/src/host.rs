@@ -13,15 +13,28 @@ use std::fmt;
 ///   what `palisade serve --origin URL` uses, since one origin needs no host list.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HostPattern {
+    /// The name itself, normalised (lower case, no trailing dot).
     Exact(String),
     /// The suffix including its leading dot.
     Wildcard(String),
+    /// Every host no other site claims.
     Any,
+}
+
+/// A host pattern a site cannot claim.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// `blog.example:8080`: a site claims names, whatever port they arrive on.
+    #[error("host {} must not carry a port", crate::shown(.0))]
+    HasPort(String),
+    /// Not a host name (bytes no name holds, empty, or a `*` other than a leading `*.`).
+    #[error("{} is not a valid host name", crate::shown(.0))]
+    Invalid(String),
 }
 
 impl HostPattern {
     /// Parses a pattern as written in the configuration.
-    pub fn parse(text: &str) -> Result<HostPattern, String> {
+    pub fn parse(text: &str) -> Result<HostPattern, HostError> {
         if text == "*" {
             return Ok(HostPattern::Any);
         }
@@ -30,13 +43,13 @@ impl HostPattern {
             None => (false, text),
         };
         if name.contains(':') {
-            return Err(format!("host {} must not carry a port", crate::shown(text)));
+            return Err(HostError::HasPort(text.to_string()));
         }
         let normalized = normalize_host(name)
-            .ok_or_else(|| format!("{} is not a valid host name", crate::shown(text)))?
+            .ok_or_else(|| HostError::Invalid(text.to_string()))?
             .into_owned();
         if normalized.is_empty() || normalized.contains('*') {
-            return Err(format!("{} is not a valid host name", crate::shown(text)));
+            return Err(HostError::Invalid(text.to_string()));
         }
         Ok(if wildcard {
             HostPattern::Wildcard(format!(".{normalized}"))

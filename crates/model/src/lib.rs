@@ -41,12 +41,12 @@ pub use config::{
     AccessLogTarget, CacheStorage, Config, ConfigError, DEFAULT_ANALYTICS_RETENTION, HealthCheck,
     QueryKey, ServerLimits, ServerSettings, Site, SiteCache, TlsFiles,
 };
-pub use duration::parse_duration;
-pub use host::{HostPattern, normalize_host};
-pub use origin::{Origin, OriginScheme, OriginUrl};
+pub use duration::{DurationError, parse_duration};
+pub use host::{HostError, HostPattern, normalize_host};
+pub use origin::{Origin, OriginScheme, OriginUrl, OriginUrlError};
 pub use shield::{
-    AttackDetection, GlobalShield, IpLists, LimitAction, LimitKey, OriginPressure, RateLimit, Rule,
-    RuleAction, SiteShield, parse_net,
+    AttackDetection, GlobalShield, IpLists, LimitAction, LimitKey, NetError, OriginPressure,
+    RateLimit, Rule, RuleAction, SiteShield, parse_net,
 };
 pub use shown::{SHOWN_CHARS, Shown, shown};
-pub use size::parse_size;
+pub use size::{SizeError, parse_size};

@@ -6,44 +6,77 @@ use std::fmt;
 /// The scheme an origin is reached with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OriginScheme {
+    /// Cleartext HTTP/1.1, the only scheme today.
     Http,
 }
 
 /// Where an origin listens: `http://host:port`. No path: the client's path is forwarded as is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OriginUrl {
+    /// How the origin is reached.
     pub scheme: OriginScheme,
     /// Host name or IP literal (IPv6 in brackets), lower-cased.
     pub host: String,
+    /// TCP port; 80 when the URL names none.
     pub port: u16,
 }
 
+/// An origin URL the edge cannot forward to. Each message ends with how to write one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginUrlError {
+    /// `https://`: the edge speaks cleartext HTTP to origins only, for now.
+    #[error(
+        "origin {}: https origins are not supported yet; use http:// to an origin on a trusted network",
+        crate::shown(.0)
+    )]
+    Https(String),
+    /// No `http://` in front.
+    #[error("origin {} has no http:// scheme; {HINT}", crate::shown(.0))]
+    NoScheme(String),
+    /// A path, user, query or fragment after the authority, or nothing at all.
+    #[error(
+        "origin {} must be scheme://host:port with no path, user or query; {HINT}",
+        crate::shown(.0)
+    )]
+    NotJustAuthority(String),
+    /// `[` without its `]`.
+    #[error("origin {}: unclosed IPv6 bracket", crate::shown(.0))]
+    UnclosedBracket(String),
+    /// Brackets around something that is not an IPv6 address.
+    #[error("origin {}: the brackets hold no IPv6 address", crate::shown(.0))]
+    NotIpv6(String),
+    /// A port that is not 1 to 65535.
+    #[error("origin {}: invalid port; {HINT}", crate::shown(.0))]
+    InvalidPort(String),
+    /// A host no host name or IP literal can be.
+    #[error("origin {}: invalid host; {HINT}", crate::shown(.0))]
+    InvalidHost(String),
+}
+
+/// How an origin is written, closing most of [`OriginUrlError`]'s messages.
+const HINT: &str = "write an origin like \"http://127.0.0.1:3000\"";
+
 impl OriginUrl {
     /// Parses `http://host[:port][/]`.
-    pub fn parse(text: &str) -> Result<OriginUrl, String> {
-        let hint = "write an origin like \"http://127.0.0.1:3000\"";
-        let shown = crate::shown(text);
+    pub fn parse(text: &str) -> Result<OriginUrl, OriginUrlError> {
+        let owned = || text.to_string();
         let (scheme, rest) = if let Some(rest) = text.strip_prefix("http://") {
             (OriginScheme::Http, rest)
         } else if text.starts_with("https://") {
-            return Err(format!(
-                "origin {shown}: https origins are not supported yet; use http:// to an origin on a trusted network"
-            ));
+            return Err(OriginUrlError::Https(owned()));
         } else {
-            return Err(format!("origin {shown} has no http:// scheme; {hint}"));
+            return Err(OriginUrlError::NoScheme(owned()));
         };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
         if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
-            return Err(format!(
-                "origin {shown} must be scheme://host:port with no path, user or query; {hint}"
-            ));
+            return Err(OriginUrlError::NotJustAuthority(owned()));
         }
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let (addr, after) = v6
                 .split_once(']')
-                .ok_or_else(|| format!("origin {shown}: unclosed IPv6 bracket"))?;
+                .ok_or_else(|| OriginUrlError::UnclosedBracket(owned()))?;
             if addr.parse::<std::net::Ipv6Addr>().is_err() {
-                return Err(format!("origin {shown}: the brackets hold no IPv6 address"));
+                return Err(OriginUrlError::NotIpv6(owned()));
             }
             (format!("[{addr}]"), after.strip_prefix(':'))
         } else {
@@ -58,10 +91,10 @@ impl OriginUrl {
                 .parse::<u16>()
                 .ok()
                 .filter(|p| *p != 0)
-                .ok_or_else(|| format!("origin {shown}: invalid port; {hint}"))?,
+                .ok_or_else(|| OriginUrlError::InvalidPort(owned()))?,
         };
         let host = crate::normalize_host(&host)
-            .ok_or_else(|| format!("origin {shown}: invalid host; {hint}"))?
+            .ok_or_else(|| OriginUrlError::InvalidHost(owned()))?
             .into_owned();
         Ok(OriginUrl { scheme, host, port })
     }
@@ -81,6 +114,7 @@ impl fmt::Display for OriginUrl {
 /// One origin of a site, with its share of traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
+    /// Where the origin listens.
     pub url: OriginUrl,
     /// Relative share in weighted round robin; 1 to 100, default 1.
     pub weight: u32,

@@ -16,6 +16,8 @@ use toml::Spanned;
 /// The top-level `[shield]` table: what applies to every site.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GlobalShield {
+    /// Lists for every site, looked up with each site's own: the longer prefix wins, the
+    /// site's on a tie.
     pub lists: IpLists,
     /// Security events kept in memory for `GET /api/events` (the oldest are dropped).
     pub events: usize,
@@ -24,14 +26,18 @@ pub struct GlobalShield {
 /// Allow and deny lists. Where both hold a prefix of an address, the longer prefix decides.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct IpLists {
+    /// Addresses and networks let through the rest of the shield, challenge included.
     pub allow: Vec<IpNet>,
+    /// Addresses and networks refused with 403.
     pub deny: Vec<IpNet>,
     /// Files of one address or CIDR per line (`#` comments), read at every reload.
     pub allow_files: Vec<PathBuf>,
+    /// Like `allow_files`, for the deny list.
     pub deny_files: Vec<PathBuf>,
 }
 
 impl IpLists {
+    /// True when nothing is listed, in the configuration or in files.
     pub fn is_empty(&self) -> bool {
         self.allow.is_empty()
             && self.deny.is_empty()
@@ -43,6 +49,7 @@ impl IpLists {
 /// A site's `[site.shield]` table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SiteShield {
+    /// The site's own lists, checked with the `[shield]` lists (the longer prefix wins).
     pub lists: IpLists,
     /// Origin requests in flight at once for this site; over it the cache's stale copy or
     /// 503 with Retry-After. 0 means no cap.
@@ -50,6 +57,7 @@ pub struct SiteShield {
     /// Cache misses one client address may cause per `misses_period` (a cache-busting flood of
     /// random query strings); over it, `misses_action`. 0 means no limit.
     pub max_misses_per_ip: u32,
+    /// The window `max_misses_per_ip` counts over; default 60s.
     pub misses_period: Duration,
     /// What a miss over the limit gets: `Challenge` (the challenge for a client that can take
     /// one, 429 for the others), `Block` (429) or `Log`.
@@ -58,7 +66,9 @@ pub struct SiteShield {
     /// keep a cache-busting flood off an origin that is struggling, not to refuse a heavy
     /// client (a crawler, an office NAT) an origin serves with ease.
     pub misses_only_under_pressure: bool,
+    /// When the origin counts as under pressure (what `misses_only_under_pressure` waits for).
     pub pressure: OriginPressure,
+    /// Automatic under-attack mode.
     pub attack: AttackDetection,
 }
 
@@ -79,6 +89,7 @@ pub struct OriginPressure {
 /// Automatic under-attack mode.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttackDetection {
+    /// Whether traffic spikes switch under-attack mode on (`auto_under_attack`; default off).
     pub enabled: bool,
     /// A request rate (or error rate) this many times the site's baseline is an attack...
     pub factor: f64,
@@ -106,8 +117,12 @@ pub enum RuleAction {
 /// A `[[site.rule]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
+    /// Names the rule in events, metrics and `palisade explain`: 1 to 64 of `a-zA-Z0-9-_.`,
+    /// unique among the site's rules and rate limits.
     pub id: String,
+    /// The rule's expression, compiled by the `shield` crate when a snapshot is built.
     pub expr: String,
+    /// What a match does.
     pub action: RuleAction,
     /// Where the expression's text starts in the file (line, column), for error messages.
     pub expr_at: Option<(usize, usize)>,
@@ -116,7 +131,9 @@ pub struct Rule {
 /// What a rate limit counts by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LimitKey {
+    /// The client's address.
     Ip,
+    /// The client's address and the request's path together.
     IpPath,
     /// A request header's value (lowercase name); requests without it are not counted.
     Header(String),
@@ -130,23 +147,61 @@ pub enum LimitKey {
 pub enum LimitAction {
     /// 429 with Retry-After.
     Block,
+    /// The browser challenge; a client with a valid clearance cookie goes on.
     Challenge,
+    /// Record a security event and serve the request.
     Log,
 }
 
 /// A `[[site.rate_limit]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateLimit {
+    /// Names the limit in events, metrics and `palisade explain`; written like a
+    /// [`Rule::id`], and unique among the site's rules and limits.
     pub id: String,
     /// Only requests matching this expression are counted; all when absent.
     pub expr: Option<String>,
+    /// Where `expr`'s text starts in the file (line, column), for error messages.
     pub expr_at: Option<(usize, usize)>,
+    /// What requests are counted by (default the client's address).
     pub key: LimitKey,
+    /// Requests one key may make per `period`.
     pub requests: u32,
+    /// The window the count covers.
     pub period: Duration,
+    /// What a request over the limit gets (default `block`: 429).
     pub action: LimitAction,
     /// Once over the limit, the key stays limited this long (at least until its count falls).
     pub penalty: Option<Duration>,
+}
+
+/// An IP list entry that is not an address or a CIDR.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    /// Nothing but whitespace.
+    #[error("empty entry: expected an IP address or a CIDR like 192.0.2.0/24")]
+    Empty,
+    /// Not an IPv4 or IPv6 address before the `/`.
+    #[error("`{0}` is not an IP address or a CIDR like 192.0.2.0/24 or 2001:db8::/32")]
+    NotAnAddress(String),
+    /// A prefix length that is not digits, or longer than the address (32 or 128).
+    #[error("`{entry}`: the prefix length must be 0 to {max}")]
+    PrefixLength {
+        /// The entry as written, trimmed.
+        entry: String,
+        /// The family's longest prefix: 32 or 128.
+        max: u8,
+    },
+    /// Bits set after the prefix (`10.1.2.3/8`); `network` is the prefix it would mean.
+    #[error("`{entry}` has host bits set after the /{length}; did you mean `{network}`?")]
+    HostBits {
+        /// The entry as written, trimmed.
+        entry: String,
+        /// The prefix length written.
+        length: u8,
+        /// The entry with its host bits cleared.
+        network: IpNet,
+    },
 }
 
 /// Parses one entry: an IPv4 or IPv6 address (a /32 or /128) or a CIDR, whitespace around it
@@ -155,42 +210,47 @@ pub struct RateLimit {
 /// network it would mean.
 ///
 /// ```
-/// use model::parse_net;
+/// use model::{NetError, parse_net};
 ///
 /// assert_eq!(parse_net("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
 /// assert_eq!(parse_net("2001:db8::1").unwrap().to_string(), "2001:db8::1/128");
-/// assert!(parse_net("10.1.2.3/8").unwrap_err().contains("10.0.0.0/8"));
+/// assert!(parse_net("10.1.2.3/8").unwrap_err().to_string().contains("10.0.0.0/8"));
+/// let Err(NetError::HostBits { network, .. }) = parse_net("10.1.2.3/8") else {
+///     panic!("host bits are refused");
+/// };
+/// assert_eq!(network.to_string(), "10.0.0.0/8");
 /// ```
-pub fn parse_net(entry: &str) -> Result<IpNet, String> {
+pub fn parse_net(entry: &str) -> Result<IpNet, NetError> {
     let entry = entry.trim();
     if entry.is_empty() {
-        return Err("empty entry: expected an IP address or a CIDR like 192.0.2.0/24".into());
+        return Err(NetError::Empty);
     }
     let (address, length) = match entry.split_once('/') {
         Some((address, length)) => (address, Some(length)),
         None => (entry, None),
     };
     let Ok(address) = address.parse::<IpAddr>() else {
-        return Err(format!(
-            "`{entry}` is not an IP address or a CIDR like 192.0.2.0/24 or 2001:db8::/32"
-        ));
+        return Err(NetError::NotAnAddress(entry.to_string()));
     };
     let max_length = match address {
         IpAddr::V4(_) => 32,
         IpAddr::V6(_) => 128,
     };
+    let prefix_length = || NetError::PrefixLength {
+        entry: entry.to_string(),
+        max: max_length,
+    };
     let length = match length {
         None => max_length,
-        Some(length) => parse_prefix_length(length, max_length)
-            .ok_or_else(|| format!("`{entry}`: the prefix length must be 0 to {max_length}"))?,
+        Some(length) => parse_prefix_length(length, max_length).ok_or_else(prefix_length)?,
     };
-    let net = IpNet::new(address, length)
-        .map_err(|_| format!("`{entry}`: the prefix length must be 0 to {max_length}"))?;
+    let net = IpNet::new(address, length).map_err(|_| prefix_length())?;
     if net.trunc() != net {
-        return Err(format!(
-            "`{entry}` has host bits set after the /{length}; did you mean `{}`?",
-            net.trunc()
-        ));
+        return Err(NetError::HostBits {
+            entry: entry.to_string(),
+            length,
+            network: net.trunc(),
+        });
     }
     Ok(net)
 }
@@ -223,8 +283,13 @@ impl FileLists {
             list.into_iter()
                 .enumerate()
                 .map(|(i, entry)| {
-                    parse_net(entry.get_ref())
-                        .map_err(|e| (Some(entry.span()), format!("{key}.{name}[{i}]"), e))
+                    parse_net(entry.get_ref()).map_err(|e| {
+                        (
+                            Some(entry.span()),
+                            format!("{key}.{name}[{i}]"),
+                            e.to_string(),
+                        )
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()
         };
@@ -583,7 +648,7 @@ mod tests {
             parse_net("2001:db8::1").unwrap().to_string(),
             "2001:db8::1/128"
         );
-        let err = parse_net("10.1.2.3/8").unwrap_err();
+        let err = parse_net("10.1.2.3/8").unwrap_err().to_string();
         assert!(err.contains("10.0.0.0/8"), "{err}");
         assert!(parse_net("10.0.0.0/33").is_err());
         assert!(parse_net("example.com").is_err());

@@ -1,20 +1,49 @@
 //! Byte sizes as they are written in the configuration: `"256MiB"`, `"10 GiB"`, `"512KB"`, or a
 //! bare number of bytes.
 
+/// A size that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    /// No number of bytes before the unit (empty, a bare unit, a sign).
+    #[error(
+        "invalid size {}; write it like \"256MiB\" or \"10GiB\"",
+        crate::shown(.text)
+    )]
+    NotANumber {
+        /// The size as written, trimmed.
+        text: String,
+    },
+    /// The unit is not one of B, KB/KiB, MB/MiB, GB/GiB, TB/TiB.
+    #[error(
+        "unknown size unit {} in {}; use KiB, MiB, GiB or TiB",
+        crate::shown(.unit),
+        crate::shown(.text)
+    )]
+    UnknownUnit {
+        /// The unit as written, lower-cased.
+        unit: String,
+        /// The size as written, trimmed.
+        text: String,
+    },
+    /// More than `u64::MAX` bytes.
+    #[error("size {} is too large", crate::shown(.text))]
+    TooLarge {
+        /// The size as written, trimmed.
+        text: String,
+    },
+}
+
 /// Parses a size: a number with an optional unit (`B`, `KB`/`KiB`, `MB`/`MiB`, `GB`/`GiB`,
 /// `TB`/`TiB`; case-insensitive). Both the decimal and binary spellings mean powers of 1024, as
 /// nginx and Varnish read them: nobody sizes a cache in powers of 1000.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, SizeError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| {
-        format!(
-            "invalid size {}; write it like \"256MiB\" or \"10GiB\"",
-            crate::shown(text)
-        )
+    let number: u64 = number.parse().map_err(|_| SizeError::NotANumber {
+        text: text.to_string(),
     })?;
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
@@ -23,16 +52,17 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 30,
         "t" | "tb" | "tib" => 40,
         other => {
-            return Err(format!(
-                "unknown size unit {} in {}; use KiB, MiB, GiB or TiB",
-                crate::shown(other),
-                crate::shown(text)
-            ));
+            return Err(SizeError::UnknownUnit {
+                unit: other.to_string(),
+                text: text.to_string(),
+            });
         }
     };
     number
         .checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("size {} is too large", crate::shown(text)))
+        .ok_or_else(|| SizeError::TooLarge {
+            text: text.to_string(),
+        })
 }
 
 /// Serde adapter: a size written as a string with a unit, or as a number of bytes.

@@ -40,6 +40,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// and closed connections returns to the system even when the edge is otherwise quiet.
 /// jemalloc reads this as a C `const char *`, hence a thin pointer to a NUL-terminated string.
 #[allow(non_upper_case_globals)]
+// The crate's one unsafe item: naming an exported symbol is unsafe (the linker trusts it).
+#[allow(unsafe_code)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 pub static malloc_conf: Option<&'static u8> =
     Some(&b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000\0"[0]);
@@ -454,7 +456,7 @@ const CONFIG_SETTLE: Duration = Duration::from_millis(250);
 
 async fn reload(plane: &Arc<control::ControlPlane>, path: &Path, overrides: &Overrides) {
     let result = match load_base(path, overrides) {
-        Ok(base) => plane.reload_base(base).await,
+        Ok(base) => plane.reload_base(base).await.map_err(|e| e.to_string()),
         Err(e) => Err(format!("{e:#}")),
     };
     match result {

@@ -63,7 +63,7 @@ pub fn parse(text: &str, format: Format) -> Result<Map<String, Value>, String> {
             Err(e) => return Err(format!("not JSON: {e}")),
         },
         Format::Toml => {
-            let mut tables = documents_from_toml(text)?;
+            let mut tables = documents_from_toml(text).map_err(|e| e.to_string())?;
             match tables.len() {
                 1 => tables.remove(0),
                 0 => bare_table(text)?,

@@ -53,11 +53,19 @@ struct Series {
 /// What a tick decided, for the caller to record and report.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Change {
-    Started { reason: EventReason, rate: f64 },
+    /// Under-attack mode went on.
+    Started {
+        /// Which series tripped it: `RequestSpike` or `ErrorSpike`.
+        reason: EventReason,
+        /// That series' current rate, per second.
+        rate: f64,
+    },
+    /// Traffic has stayed below the threshold that tripped detection for `hold`.
     Ended,
 }
 
 impl Change {
+    /// The security event that records the change for `site`.
     pub fn event(self, site: std::sync::Arc<str>) -> NewEvent {
         let (action, reason, value) = match self {
             Change::Started { reason, rate } => (EventAction::UnderAttackOn, reason, Some(rate)),

@@ -15,7 +15,9 @@ use std::time::SystemTime;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventAction {
+    /// 403: a deny list or a `block` rule.
     Block,
+    /// The browser challenge was served instead of the page.
     Challenge,
     /// Over a rate limit: 429.
     RateLimit,
@@ -25,6 +27,7 @@ pub enum EventAction {
     Shed,
     /// Automatic attack detection switched under-attack mode on or off.
     UnderAttackOn,
+    /// Traffic settled and under-attack mode went off.
     UnderAttackOff,
     /// A browser answered its challenge and got clearance.
     ChallengeSolved,
@@ -33,6 +36,7 @@ pub enum EventAction {
 }
 
 impl EventAction {
+    /// The action as the API and the CLI write it (`block`, `rate_limit`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             EventAction::Block => "block",
@@ -66,6 +70,7 @@ pub enum EventReason {
     UnderAttack,
     /// Traffic rose beyond the site's baseline (attack detection).
     RequestSpike,
+    /// 5xx answers rose beyond the site's baseline (attack detection).
     ErrorSpike,
     /// Traffic settled back (attack detection).
     Settled,
@@ -74,12 +79,16 @@ pub enum EventReason {
     /// Answers refused: not a token this edge issued (or for another site, network or
     /// browser), too old, not a solution, or a solution sent before.
     InvalidAnswer,
+    /// The answer came after its challenge expired.
     ExpiredAnswer,
+    /// The answer's proof of work does not check out.
     WrongAnswer,
+    /// The challenge was answered before.
     ReplayedAnswer,
 }
 
 impl EventReason {
+    /// The reason as the API and the CLI write it (`deny_list`, `cache_misses`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             EventReason::DenyList => "deny_list",
@@ -105,8 +114,10 @@ impl EventReason {
 pub struct SecurityEvent {
     /// Increasing from 1 for the life of the process: a reader can ask for what is newer.
     pub id: u64,
+    /// When the ring took it; serialised as unix milliseconds.
     #[serde(serialize_with = "unix_ms")]
     pub time: SystemTime,
+    /// What happened.
     #[serde(flatten)]
     pub event: NewEvent,
 }
@@ -121,10 +132,13 @@ fn unix_ms<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Er
 /// What happened, before the ring numbers and stamps it.
 #[derive(Debug, Clone, Serialize)]
 pub struct NewEvent {
+    /// The site it happened on.
     pub site: Arc<str>,
     /// The client's address; absent for site-wide events (attack detection).
     pub client_ip: Option<IpAddr>,
+    /// What the shield did.
     pub action: EventAction,
+    /// Which part of the shield decided.
     pub reason: EventReason,
     /// The rule, limit or list that decided, when there is one.
     pub rule_id: Option<Arc<str>>,
@@ -163,15 +177,18 @@ pub struct EventRing {
 /// Which events a reader wants.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery<'a> {
+    /// Only this site's events.
     pub site: Option<&'a str>,
     /// Only events of these sites (what a token limited to sites may read).
     pub sites: Option<&'a [String]>,
     /// Only events with a larger id.
     pub after: Option<u64>,
+    /// At most this many events, newest first.
     pub limit: usize,
 }
 
 impl EventRing {
+    /// A ring that keeps the last `capacity` events (at least one).
     pub fn new(capacity: usize) -> EventRing {
         EventRing {
             events: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
@@ -180,6 +197,7 @@ impl EventRing {
         }
     }
 
+    /// Numbers, stamps and keeps `event`, dropping the oldest when the ring is full.
     pub fn record(&self, event: NewEvent) {
         let event = SecurityEvent {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -211,6 +229,7 @@ impl EventRing {
             .collect()
     }
 
+    /// How many events the ring keeps.
     pub fn capacity(&self) -> usize {
         self.capacity
     }

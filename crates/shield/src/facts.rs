@@ -17,6 +17,7 @@ pub struct RequestFacts<'a> {
     pub path: &'a str,
     /// The query without its `?`; empty when there is none.
     pub query: &'a str,
+    /// The request's header fields, as sent.
     pub headers: &'a HeaderMap,
     /// True when the request came over TLS.
     pub tls: bool,

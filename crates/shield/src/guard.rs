@@ -11,42 +11,71 @@
 
 use crate::RequestFacts;
 use crate::events::{EventAction, EventReason, NewEvent};
-use crate::iplist::{IpTable, IpTableBuilder};
+use crate::iplist::{IpTable, IpTableBuilder, ListError};
 use crate::ratelimit::{LimiterRegistry, RateLimiter};
 use crate::rules::{Expr, RuleError, RuleSet};
 use ipnet::IpNet;
 use model::{IpLists, LimitAction, RuleAction};
 use std::fmt;
 use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// An entry of the allow and deny lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listed {
+    /// Let through the rest of the shield, the challenge gate included.
     Allow,
+    /// Refused with 403.
     Deny,
 }
 
 /// The lists that apply to every site, built once per snapshot and shared.
 pub type GlobalLists = IpTable<Listed>;
 
-/// Reads list files and builds a table from config entries and files. `source` names the
-/// config file in errors; `key` the list's key (`shield`, `site[0].shield`).
-pub fn build_lists(lists: &IpLists, key: &str) -> Result<IpTable<Listed>, String> {
+/// Why an allow or deny list could not be built from the files it names.
+#[derive(Debug, thiserror::Error)]
+pub enum ListsError {
+    /// A file named by `allow_files` or `deny_files` could not be read.
+    #[error("key `{key}`: cannot read {}: {error}", .path.display())]
+    Read {
+        /// The list's key, `site[0].shield.allow_files` say.
+        key: String,
+        /// The file as the configuration names it.
+        path: PathBuf,
+        /// Why it could not be read.
+        error: std::io::Error,
+    },
+    /// A line of the file is not an address or a CIDR.
+    #[error("key `{key}`: {}: {error}", .path.display())]
+    Entry {
+        /// The list's key, `site[0].shield.allow_files` say.
+        key: String,
+        /// The file as the configuration names it.
+        path: PathBuf,
+        /// The first bad line and what is wrong with it.
+        error: ListError,
+    },
+}
+
+/// Reads list files and builds a table from config entries and files. `key` names the list's
+/// table in errors (`shield`, `site[0].shield`).
+pub fn build_lists(lists: &IpLists, key: &str) -> Result<IpTable<Listed>, ListsError> {
     let mut builder = IpTableBuilder::new();
-    let add_file = |path: &std::path::Path, listed: Listed, field: &str| {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("key `{key}.{field}`: cannot read {}: {e}", path.display()))?;
-        let nets = crate::iplist::parse_list(&text).map_err(|e| {
-            format!(
-                "key `{key}.{field}`: {}: line {}: {}",
-                path.display(),
-                e.line,
-                e.message
-            )
+    let add_file = |path: &Path, listed: Listed, field: &str| {
+        let key = || format!("{key}.{field}");
+        let text = std::fs::read_to_string(path).map_err(|error| ListsError::Read {
+            key: key(),
+            path: path.to_path_buf(),
+            error,
         })?;
-        Ok::<Vec<(IpNet, Listed)>, String>(nets.into_iter().map(|n| (n, listed)).collect())
+        let nets = crate::iplist::parse_list(&text).map_err(|error| ListsError::Entry {
+            key: key(),
+            path: path.to_path_buf(),
+            error,
+        })?;
+        Ok::<Vec<(IpNet, Listed)>, ListsError>(nets.into_iter().map(|n| (n, listed)).collect())
     };
     let mut entries = Vec::new();
     for path in &lists.allow_files {
@@ -68,8 +97,11 @@ pub fn build_lists(lists: &IpLists, key: &str) -> Result<IpTable<Listed>, String
 /// A `[[site.rule]]`, compiled.
 #[derive(Debug)]
 pub struct FirewallRule {
+    /// The rule's `id`, as events name it.
     pub id: Arc<str>,
+    /// The rule's expression, compiled.
     pub expr: Expr,
+    /// What a match does.
     pub action: RuleAction,
 }
 
@@ -81,11 +113,20 @@ pub enum Verdict {
     /// Allowed by a list or a rule: skip the rest of the shield.
     Allowed,
     /// 403.
-    Block { reason: EventReason },
+    Block {
+        /// Which part of the shield refused it.
+        reason: EventReason,
+    },
     /// The browser challenge.
-    Challenge { reason: EventReason },
+    Challenge {
+        /// Which part of the shield asked for it.
+        reason: EventReason,
+    },
     /// 429 with Retry-After.
-    Limited { retry_after: Duration },
+    Limited {
+        /// What `Retry-After` says: the penalty left, or until the count falls.
+        retry_after: Duration,
+    },
 }
 
 /// A site's compiled shield.
@@ -104,9 +145,11 @@ pub struct SiteGuard {
 /// A rule or limit that failed to compile, with the key that holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildError {
+    /// The key holding the expression, e.g. `site[0].rule[2].expr`.
     pub key: String,
     /// Where the expression starts in the file, when known.
     pub expr_at: Option<(usize, usize)>,
+    /// What is wrong, with its line and column within the expression.
     pub error: RuleError,
 }
 
@@ -136,24 +179,38 @@ impl fmt::Display for BuildError {
     }
 }
 
+// The rule error's message is part of this one's, so it is not also a source.
+impl std::error::Error for BuildError {}
+
+/// Why a site's shield could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    /// The site's allow or deny list files.
+    #[error(transparent)]
+    Lists(#[from] ListsError),
+    /// A rule's or a rate limit's expression does not compile.
+    #[error(transparent)]
+    Expr(#[from] BuildError),
+}
+
 impl SiteGuard {
+    /// Compiles the lists, rules and rate limits of `site`, the `site_index`th of the
+    /// configuration (errors name its keys), to be checked with the `[shield]` lists in
+    /// `global`. A rate limit keeps its counts across reloads through `limiters`.
     pub fn build(
         site_index: usize,
         site: &model::Site,
         global: Arc<GlobalLists>,
         limiters: &LimiterRegistry,
-    ) -> Result<SiteGuard, String> {
+    ) -> Result<SiteGuard, GuardError> {
         let key = format!("site[{site_index}]");
         let lists = build_lists(&site.shield.lists, &format!("{key}.shield"))?;
         let mut rules = Vec::with_capacity(site.rules.len());
         for (i, rule) in site.rules.iter().enumerate() {
-            let expr = Expr::parse(&rule.expr).map_err(|error| {
-                BuildError {
-                    key: format!("{key}.rule[{i}].expr"),
-                    expr_at: rule.expr_at,
-                    error,
-                }
-                .to_string()
+            let expr = Expr::parse(&rule.expr).map_err(|error| BuildError {
+                key: format!("{key}.rule[{i}].expr"),
+                expr_at: rule.expr_at,
+                error,
             })?;
             rules.push(FirewallRule {
                 id: rule.id.as_str().into(),
@@ -163,14 +220,12 @@ impl SiteGuard {
         }
         let mut limits = Vec::with_capacity(site.rate_limits.len());
         for (i, limit) in site.rate_limits.iter().enumerate() {
-            let built = RateLimiter::build(&site.name, limit, limiters).map_err(|error| {
-                BuildError {
+            let built =
+                RateLimiter::build(&site.name, limit, limiters).map_err(|error| BuildError {
                     key: format!("{key}.rate_limit[{i}].expr"),
                     expr_at: limit.expr_at,
                     error,
-                }
-                .to_string()
-            })?;
+                })?;
             limits.push(built);
         }
         let rule_set = RuleSet::new(rules.iter().map(|rule| &rule.expr));
@@ -397,7 +452,9 @@ fn rule_action_name(action: RuleAction) -> &'static str {
 /// The result of [`SiteGuard::explain`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Explanation {
+    /// One line per step of the walk, in order.
     pub steps: Vec<String>,
+    /// What the walk decided.
     pub verdict: Verdict,
 }
 
@@ -726,11 +783,31 @@ action = "log"
         let site = site(
             "[[site.rule]]\nid = \"bad\"\nexpr = 'http.request.uri.path starts_with'\naction = \"block\"\n",
         );
-        let err =
-            SiteGuard::build(0, &site, Arc::default(), &LimiterRegistry::default()).unwrap_err();
+        let err = SiteGuard::build(0, &site, Arc::default(), &LimiterRegistry::default())
+            .unwrap_err()
+            .to_string();
         // The expression starts on line 7, column 9; its end is 32 characters in.
         assert!(err.starts_with("line 7, column "), "{err}");
         assert!(err.contains("key `site[0].rule[0].expr`"), "{err}");
+    }
+
+    #[test]
+    fn a_list_file_that_cannot_be_read_is_a_read_error_with_its_cause() {
+        let lists = IpLists {
+            deny_files: vec!["/nonexistent/palisade-deny.txt".into()],
+            ..IpLists::default()
+        };
+        let err = build_lists(&lists, "site[0].shield").unwrap_err();
+        let ListsError::Read { key, error, .. } = &err else {
+            panic!("not a read error: {err}");
+        };
+        assert_eq!(key, "site[0].shield.deny_files");
+        assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
+        assert!(
+            err.to_string()
+                .starts_with("key `site[0].shield.deny_files`: cannot read /nonexistent/"),
+            "{err}"
+        );
     }
 
     #[test]

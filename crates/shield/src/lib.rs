@@ -16,6 +16,11 @@
 //! the list files the config names): the edge hands it a request's [`RequestFacts`] and acts
 //! on the verdict.
 
+// Unsafe code is forbidden in the library. Its unit tests are built with `deny` instead
+// (Cargo.toml): the allocation test installs a counting `GlobalAlloc`, which only an
+// `unsafe impl` can be, and `forbid` could not be lifted for it.
+#![cfg_attr(not(test), forbid(unsafe_code))]
+
 pub mod attack;
 pub mod challenge;
 pub mod events;

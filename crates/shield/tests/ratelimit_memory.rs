@@ -6,6 +6,9 @@
 //! not read off the type's layout. The black-box counterpart, which watches a running server's
 //! resident memory over a million keys, is `tests/tests/shield_attacks.rs`.
 
+// The counting allocator is an `unsafe impl GlobalAlloc`; the library forbids unsafe code.
+#![allow(unsafe_code)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::{Duration, Instant};

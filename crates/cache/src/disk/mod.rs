@@ -176,36 +176,70 @@ const TMP_DIR: &str = "tmp";
 /// What went wrong in the disk tier.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
+    /// A file of the tier could not be read, written, synced or renamed.
     #[error(
         "disk cache I/O failed on {}: {source}; check that the disk has free space and the \
          directory is readable and writable by Palisade",
         path.display()
     )]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
     #[error(
         "the object is larger than the disk tier's max_bytes ({max_bytes}) and was not \
          stored; raise max_bytes to keep objects this large"
     )]
-    TooLarge { max_bytes: u64 },
+    /// The write would take the object past the tier's `max_bytes`.
+    TooLarge {
+        /// The tier's bound, in bytes.
+        max_bytes: u64,
+    },
     #[error(
         "the object's metadata is {len} bytes, more than the {max} a disk object may carry; \
          it was not stored"
     )]
-    MetaTooLarge { len: usize, max: usize },
+    /// The metadata record is longer than an object's head may hold.
+    MetaTooLarge {
+        /// The record's length, in bytes.
+        len: usize,
+        /// The most a head holds, in bytes.
+        max: usize,
+    },
     #[error(
         "stored object {id:032x} is corrupt at body offset {offset} and was removed; fetch it \
          from the origin again"
     )]
-    Corrupt { id: ObjectId, offset: u64 },
+    /// A stored body failed its checksum; the object was removed.
+    Corrupt {
+        /// The object.
+        id: ObjectId,
+        /// Where in the body the bad block starts, in bytes.
+        offset: u64,
+    },
     #[error("cannot seek to {offset}: the body is {body_len} bytes long")]
-    OutOfRange { offset: u64, body_len: u64 },
+    /// A seek past the end of a body.
+    OutOfRange {
+        /// The offset asked for, in bytes.
+        offset: u64,
+        /// The body's length, in bytes.
+        body_len: u64,
+    },
     #[error(
         "another disk tier has {} open; give each Palisade process its own cache directory",
         dir.display()
     )]
-    Locked { dir: PathBuf },
+    /// Another process (or another tier in this one) holds the directory's lock.
+    Locked {
+        /// The tier's directory.
+        dir: PathBuf,
+    },
+    /// A write that failed earlier was used again.
     #[error("this write failed earlier and was aborted; begin a new one")]
     Aborted,
+    /// The tier closed (the process is stopping) before the write committed.
     #[error("the disk tier was closed before this write committed; the object was not stored")]
     Closed,
 }
@@ -381,6 +415,7 @@ impl DiskTier {
         self.store.remove(id)
     }
 
+    /// Whether an object is stored under `id`.
     pub fn contains(&self, id: ObjectId) -> bool {
         self.store.index.lock().get(id).is_some()
     }
@@ -417,10 +452,12 @@ impl DiskTier {
         self.store.index.lock().len()
     }
 
+    /// True when no object is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The tier's bound on disk space, in bytes.
     pub fn max_bytes(&self) -> u64 {
         self.store.max_bytes
     }

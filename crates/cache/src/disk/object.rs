@@ -53,14 +53,17 @@ impl DiskObject {
         }
     }
 
+    /// The id it is stored under.
     pub fn id(&self) -> ObjectId {
         self.id
     }
 
+    /// Its metadata record, as [`meta`](crate::meta) encoded it.
     pub fn meta(&self) -> &[u8] {
         &self.meta
     }
 
+    /// The body's length, in bytes.
     pub fn body_len(&self) -> u64 {
         self.body_len
     }

@@ -21,12 +21,14 @@ pub const DELTA_SECONDS_MAX: u64 = 1 << 31;
 /// A delta-seconds argument as received: usable, or present but not trustworthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delta {
+    /// A usable number of seconds (at most [`DELTA_SECONDS_MAX`]).
     Seconds(u64),
     /// Missing argument, not a number, or repeated with different values.
     Invalid,
 }
 
 impl Delta {
+    /// The seconds, or `None` when the argument cannot be trusted.
     pub fn seconds(self) -> Option<u64> {
         match self {
             Delta::Seconds(s) => Some(s),
@@ -39,6 +41,7 @@ impl Delta {
 /// (`no-cache="Set-Cookie"`, `private="X-User"`): §5.2.2.4 and §5.2.2.7's qualified forms.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Qualified {
+    /// Not sent.
     #[default]
     Absent,
     /// The unqualified form: applies to the whole response.
@@ -48,6 +51,7 @@ pub enum Qualified {
 }
 
 impl Qualified {
+    /// True when the directive was sent, qualified or not.
     pub fn is_present(&self) -> bool {
         !matches!(self, Qualified::Absent)
     }
@@ -56,16 +60,28 @@ impl Qualified {
 /// A response's cache directives (§5.2.2, plus RFC 5861's two stale extensions).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResponseDirectives {
+    /// §5.2.2.1: the response's freshness lifetime, for any cache.
     pub max_age: Option<Delta>,
+    /// §5.2.2.10: the freshness lifetime for shared caches; wins over `max-age` here.
     pub s_maxage: Option<Delta>,
+    /// §5.2.2.4: not to be used without validation (for the whole response, or only without
+    /// the named fields).
     pub no_cache: Qualified,
+    /// §5.2.2.5: not to be stored at all.
     pub no_store: bool,
+    /// §5.2.2.7: for a private cache only (the whole response, or the named fields).
     pub private: Qualified,
+    /// §5.2.2.9: may be stored even where it would not be (a request with Authorization).
     pub public: bool,
+    /// §5.2.2.2: once stale, never served without validation.
     pub must_revalidate: bool,
+    /// §5.2.2.8: `must-revalidate` for shared caches only.
     pub proxy_revalidate: bool,
+    /// §5.2.2.3: store only if the status code's caching rules are understood.
     pub must_understand: bool,
+    /// §5.2.2.6: no intermediary may change the content.
     pub no_transform: bool,
+    /// RFC 8246: the body will not change while fresh; clients need not revalidate on reload.
     pub immutable: bool,
     /// RFC 5861 §3: how long after going stale the response may be served while it is
     /// revalidated in the background.
@@ -80,14 +96,21 @@ pub struct ResponseDirectives {
 /// A request's cache directives (§5.2.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestDirectives {
+    /// §5.2.1.1: the client wants a response no older than this.
     pub max_age: Option<Delta>,
     /// `Some(None)`: `max-stale` without a value, any staleness is acceptable (§5.2.1.2).
     pub max_stale: Option<Option<Delta>>,
+    /// §5.2.1.3: the client wants a response that stays fresh at least this long.
     pub min_fresh: Option<Delta>,
+    /// §5.2.1.4: the client wants a validated response, not a stored one as it is.
     pub no_cache: bool,
+    /// §5.2.1.5: nothing of this request or its response may be stored.
     pub no_store: bool,
+    /// §5.2.1.6: no intermediary may change the content.
     pub no_transform: bool,
+    /// §5.2.1.7: answer from the cache or with 504, never from the origin.
     pub only_if_cached: bool,
+    /// RFC 5861 §4: the client accepts a response stale by this much when the origin errs.
     pub stale_if_error: Option<Delta>,
 }
 

@@ -102,9 +102,11 @@ fn initial_age(age: AgeField, date: DateField, request_time: u64, response_time:
 /// The `Age` field (§5.1) as received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgeField {
+    /// Not sent.
     Absent,
     /// The first member is not delta-seconds.
     Invalid,
+    /// The age, in seconds (at most 2^31).
     Valid(u64),
 }
 
@@ -201,9 +203,11 @@ fn heuristic_lifetime(
 /// A date field read per RFC 9110 §5.6.7.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DateField {
+    /// Not sent.
     Absent,
     /// Unparsable, or several lines that disagree.
     Invalid,
+    /// The date, in Unix seconds.
     Valid(u64),
 }
 

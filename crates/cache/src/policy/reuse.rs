@@ -13,14 +13,20 @@ use super::freshness::Timing;
 pub enum Reuse {
     /// Answer from the cache: fresh, or stale within what the client said it accepts
     /// (`max-stale`, §5.2.1.2).
-    Hit { stale: bool },
+    Hit {
+        /// The response is stale, within the client's `max-stale`.
+        stale: bool,
+    },
     /// Stale within `stale-while-revalidate` (RFC 5861 §3): answer from the cache now and
     /// refresh it once in the background.
     StaleWhileRevalidate,
     /// Validate with the origin first (§4.3). `serve_stale_on_error`: if the origin cannot be
     /// reached or answers 500, 502, 503 or 504, the stored response may be served instead
     /// (RFC 5861 §4, or the site's always-online switch).
-    Revalidate { serve_stale_on_error: bool },
+    Revalidate {
+        /// The stored response may stand in for an origin that fails.
+        serve_stale_on_error: bool,
+    },
 }
 
 /// The site's settings reuse depends on.

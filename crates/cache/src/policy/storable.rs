@@ -35,6 +35,8 @@ pub enum NotStored {
 }
 
 impl NotStored {
+    /// The reason as the `Cache-Status` field's `detail` writes it (RFC 9211 §2.8):
+    /// `no-store`, `set-cookie`, ...
     pub fn as_str(self) -> &'static str {
         match self {
             NotStored::Method => "method",

@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 /// A caller whose token is live.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The caller's token, as stored.
     pub token: Token,
 }
 

@@ -1,6 +1,6 @@
 //! The admin API: JSON over HTTP on the admin listener, described by `GET /api/openapi.json`.
 //!
-//! Every `/api/` route passes the [`gate`] first: the caller's bearer token (401), the scope
+//! Every `/api/` route passes the `gate` first: the caller's bearer token (401), the scope
 //! the OpenAPI document names for the operation (403), and the query, parsed once against the
 //! parameters the document declares (400). Handlers then decide what depends on what the
 //! request names: a site the token does not reach is 403, a report it does not reach 404
@@ -38,6 +38,7 @@ use std::sync::Arc;
 /// The largest JSON body the API reads (a site with its certificate and key fits easily).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
+/// What every handler is given: the control plane.
 pub type Shared = State<Arc<ControlPlane>>;
 
 /// The admin listener's routes.
@@ -81,12 +82,16 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
 /// A refusal, as JSON: `{"error": "...", "field": "..."}`.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The answer's status.
     pub status: StatusCode,
+    /// What is wrong, for the client; cut to 400 characters.
     pub message: String,
+    /// The request field at fault, when one is.
     pub field: Option<String>,
 }
 
 impl ApiError {
+    /// A refusal with `status` saying `message`, naming no field.
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
@@ -95,6 +100,7 @@ impl ApiError {
         }
     }
 
+    /// A refusal with `status` about `field`.
     pub fn field(
         status: StatusCode,
         field: impl Into<String>,
@@ -107,6 +113,7 @@ impl ApiError {
         }
     }
 
+    /// 422 for a document that is not a valid site, naming its field when it has one.
     pub fn invalid(error: FieldError) -> ApiError {
         let field = (!error.field.is_empty()).then_some(error.field);
         ApiError {
@@ -174,6 +181,7 @@ impl From<ChangeError> for ApiError {
     }
 }
 
+/// What a handler returns: the answer, or a refusal as JSON.
 pub type ApiResult = Result<Response, ApiError>;
 
 /// A JSON answer.
@@ -195,6 +203,8 @@ pub async fn read_json<T: DeserializeOwned>(body: axum::body::Body) -> Result<T,
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad JSON: {e}")))
 }
 
+/// Reads a request's body whole: 413 over [`MAX_BODY_BYTES`] (or a broken body), 408 when
+/// it has not arrived within 30 s.
 pub async fn read_body(body: axum::body::Body) -> Result<Bytes, ApiError> {
     let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
     match tokio::time::timeout(std::time::Duration::from_secs(30), limited.collect()).await {

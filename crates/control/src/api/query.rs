@@ -21,10 +21,13 @@ pub struct Query {
 /// Why a query was refused (400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {
+    /// A `%` escape that is not `%XX`, or bytes that are not UTF-8.
     #[error("the query is not percent-encoded UTF-8 (an escape is %XX)")]
     Malformed,
+    /// A parameter given twice.
     #[error("parameter {} is given more than once", model::shown(.0))]
     Repeated(String),
+    /// A parameter the route does not take, with the ones it takes.
     #[error("unknown parameter {} (this route takes {})", model::shown(.0), .1)]
     Unknown(String, String),
 }

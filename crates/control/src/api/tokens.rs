@@ -3,7 +3,7 @@
 use super::{ApiError, ApiResult, Caller, Shared, read_json, reply};
 use crate::plane::ChangeError;
 use crate::store::audit::Change;
-use crate::store::tokens::{self, NewToken, Scope};
+use crate::store::tokens::{self, NewToken, Scope, UnknownScope};
 use axum::extract::{Extension, Path, Request, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -44,7 +44,9 @@ pub fn new_token(
     }
     let mut parsed = Vec::new();
     for scope in scopes {
-        let scope: Scope = scope.parse().map_err(|e: String| invalid("scopes", e))?;
+        let scope: Scope = scope
+            .parse()
+            .map_err(|e: UnknownScope| invalid("scopes", e.to_string()))?;
         if !parsed.contains(&scope) {
             parsed.push(scope);
         }

@@ -17,6 +17,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// One entry as stored and as `GET /api/audit` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditEntry {
+    /// The entry's place in the chain, from 1.
     pub seq: i64,
     /// Milliseconds since the Unix epoch.
     pub at: i64,
@@ -26,21 +27,32 @@ pub struct AuditEntry {
     pub action: String,
     /// What it was done to: `site:blog`, `token:tok_…`, `report:12`.
     pub target: String,
+    /// The target as JSON before the change; `None` when it did not exist.
     pub before: Option<Value>,
+    /// The target as JSON after the change; `None` when it no longer exists.
     pub after: Option<Value>,
+    /// Why, as the actor said (a suspension's reason, say).
     pub reason: Option<String>,
+    /// The previous entry's hash ([`GENESIS`] for the first), hex.
     pub prev_hash: String,
+    /// SHA-256 over `prev_hash` and this entry's fields, hex.
     pub hash: String,
 }
 
 /// A change to record.
 #[derive(Debug, Clone)]
 pub struct Change<'a> {
+    /// Who makes it: a token id, or `system` / `cli`.
     pub actor: &'a str,
+    /// What is done: `site.create`, `site.suspend`, `token.revoke`, …
     pub action: &'a str,
+    /// What it is done to: `site:blog`, `token:tok_…`, `report:12`.
     pub target: String,
+    /// The target as JSON before; `None` when it did not exist.
     pub before: Option<Value>,
+    /// The target as JSON after; `None` when it no longer exists.
     pub after: Option<Value>,
+    /// Why, as the actor said.
     pub reason: Option<String>,
 }
 
@@ -136,6 +148,7 @@ impl Fields<'_> {
     }
 }
 
+/// `bytes` as lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -149,6 +162,7 @@ pub struct Query {
     pub sites: Option<Vec<String>>,
     /// Only this target, e.g. `site:blog`.
     pub target: Option<String>,
+    /// At most this many entries.
     pub limit: usize,
 }
 
@@ -204,6 +218,7 @@ fn read_entry(row: &rusqlite::Row<'_>) -> Result<AuditEntry, StoreError> {
 /// What walking the chain found.
 #[derive(Debug, Default, PartialEq, Serialize)]
 pub struct Verification {
+    /// Entries walked.
     pub entries: u64,
     /// The newest entry's sequence number and hash.
     pub head: Option<(i64, String)>,
@@ -212,6 +227,7 @@ pub struct Verification {
 }
 
 impl Verification {
+    /// True when the chain holds from the first entry to the last.
     pub fn intact(&self) -> bool {
         self.problems.is_empty()
     }

@@ -25,21 +25,35 @@ pub const DB_FILE: &str = "palisade.db";
 /// verify` reading while the server writes) before it fails.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database file could not be opened or set up.
     #[error("the store {path}: {error}")]
     Open {
+        /// The database file.
         path: PathBuf,
+        /// SQLite's error.
         error: rusqlite::Error,
     },
     #[error(
         "the store's schema is version {found}, newer than this palisade knows ({known}): upgrade palisade"
     )]
-    TooNew { found: i64, known: i64 },
+    /// The store was written by a newer Palisade.
+    TooNew {
+        /// The store's schema version.
+        found: i64,
+        /// The newest this build knows.
+        known: i64,
+    },
+    /// A statement failed.
     #[error("store: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// A stored value cannot be read back (not the JSON or the name it should be), or a value
+    /// to store could not be made.
     #[error("store: a stored value is unreadable: {0}")]
     Corrupt(String),
+    /// The blocking thread that ran a statement panicked or was cancelled.
     #[error("store: the blocking task failed: {0}")]
     Task(String),
 }
@@ -58,6 +72,7 @@ impl Store {
         Store::open_file(&data_dir.join(DB_FILE))
     }
 
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open_file(path: &Path) -> Result<Store, StoreError> {
         let open_error = |error| StoreError::Open {
             path: path.to_path_buf(),
@@ -113,6 +128,7 @@ impl Store {
         })
     }
 
+    /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
     }

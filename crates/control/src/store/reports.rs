@@ -8,20 +8,33 @@ use serde::Serialize;
 /// A report as stored and as `GET /api/reports` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
+    /// The report's number, from 1.
     pub id: i64,
+    /// When the intake took it, in Unix milliseconds.
     pub received_at: i64,
+    /// The site whose host it came in on; `None` on the operator's own hostname.
     pub site: Option<String>,
+    /// The host it came in on.
     pub host: String,
+    /// What it is about.
     pub category: ReportCategory,
     /// Violent threats, doxxing and CSAM: listed first.
     pub urgent: bool,
+    /// The URLs it names.
     pub urls: Vec<String>,
+    /// What the reporter wrote.
     pub description: String,
+    /// How to reach the reporter, if they said.
     pub contact: Option<String>,
+    /// The reporter's address as the edge saw it.
     pub reporter_ip: String,
+    /// The reporter's `User-Agent`, when sent.
     pub user_agent: Option<String>,
+    /// Where the operator's triage stands.
     pub status: ReportStatus,
+    /// The operator's notes; empty until written.
     pub notes: String,
+    /// When the status or notes last changed (or it was received), in Unix milliseconds.
     pub updated_at: i64,
 }
 
@@ -79,6 +92,7 @@ fn read(row: &rusqlite::Row<'_>) -> Result<Report, StoreError> {
     })
 }
 
+/// The report numbered `id`, if there is one.
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Report>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM reports WHERE id = ?1");
     conn.query_row(&sql, params![id], |row| Ok(read(row)))
@@ -89,10 +103,13 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<Report>, StoreError> {
 /// What `GET /api/reports` asks for.
 #[derive(Debug, Default)]
 pub struct Query {
+    /// Only reports in this status.
     pub status: Option<ReportStatus>,
+    /// Only reports about this site.
     pub site: Option<String>,
     /// Only reports about these sites (a token limited to sites).
     pub sites: Option<Vec<String>>,
+    /// At most this many reports.
     pub limit: usize,
 }
 

@@ -9,9 +9,13 @@ use serde_json::{Map, Value};
 /// A site document as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredSite {
+    /// The site's name.
     pub name: String,
+    /// The site as a document: the fields of its `[[site]]` table.
     pub document: Map<String, Value>,
+    /// When it was stored, in Unix milliseconds.
     pub created_at: i64,
+    /// When its document last changed, in Unix milliseconds.
     pub updated_at: i64,
 }
 
@@ -46,6 +50,7 @@ pub fn list(conn: &Connection) -> Result<Vec<StoredSite>, StoreError> {
     Ok(sites)
 }
 
+/// The stored site named `name`, if there is one (a site of the base is not stored).
 pub fn get(conn: &Connection, name: &str) -> Result<Option<StoredSite>, StoreError> {
     conn.query_row(
         "SELECT name, document, created_at, updated_at FROM sites WHERE name = ?1",
@@ -99,7 +104,9 @@ pub fn delete(tx: &Transaction<'_>, name: &str) -> Result<Option<StoredSite>, St
 /// Service terminated for a site.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Suspension {
+    /// The suspended site's name.
     pub site: String,
+    /// Why, as the operator wrote it; required.
     pub reason: String,
     /// Answered with 451 (a legal demand) rather than 403.
     pub legal: bool,
@@ -107,9 +114,11 @@ pub struct Suspension {
     pub reports: Vec<i64>,
     /// The token that suspended it.
     pub actor: String,
+    /// When, in Unix milliseconds.
     pub at: i64,
 }
 
+/// Every suspension, by site name.
 pub fn suspensions(conn: &Connection) -> Result<Vec<Suspension>, StoreError> {
     let mut statement =
         conn.prepare("SELECT site, reason, legal, actor, at FROM suspensions ORDER BY site")?;
@@ -141,6 +150,7 @@ fn cited_reports(conn: &Connection, site: &str) -> Result<Vec<i64>, StoreError> 
     Ok(ids)
 }
 
+/// The suspension of `site`, if it is suspended.
 pub fn suspension(conn: &Connection, site: &str) -> Result<Option<Suspension>, StoreError> {
     let found = conn
         .query_row(

@@ -29,6 +29,7 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Every scope, in the order the API lists them.
     pub const ALL: [Scope; 5] = [
         Scope::Read,
         Scope::Edit,
@@ -37,6 +38,7 @@ impl Scope {
         Scope::Admin,
     ];
 
+    /// The scope as the API and the CLI write it.
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Read => "read",
@@ -54,31 +56,37 @@ impl fmt::Display for Scope {
     }
 }
 
+/// A scope name that is none of read, edit, purge, suspend and admin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown scope {} (read, edit, purge, suspend, admin)", model::shown(.0))]
+pub struct UnknownScope(pub String);
+
 impl FromStr for Scope {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Scope, String> {
+    type Err = UnknownScope;
+    fn from_str(text: &str) -> Result<Scope, UnknownScope> {
         Scope::ALL
             .into_iter()
             .find(|s| s.as_str() == text)
-            .ok_or_else(|| {
-                format!(
-                    "unknown scope {} (read, edit, purge, suspend, admin)",
-                    model::shown(text)
-                )
-            })
+            .ok_or_else(|| UnknownScope(text.to_string()))
     }
 }
 
 /// A token as the API shows it: never its secret, never its hash.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Token {
+    /// `tok_` and 16 hex digits: names the token in the audit log; not a secret.
     pub id: String,
+    /// What the operator called it.
     pub name: String,
+    /// What it may do.
     pub scopes: Vec<Scope>,
     /// The sites it may act on; `None`: every site.
     pub sites: Option<Vec<String>>,
+    /// When it was made, in Unix milliseconds.
     pub created_at: i64,
+    /// The token that made it; `None` for the first admin token.
     pub created_by: Option<String>,
+    /// When it was revoked, in Unix milliseconds; `None` while it is live.
     pub revoked_at: Option<i64>,
 }
 
@@ -103,8 +111,11 @@ impl Token {
 /// What a new token is for.
 #[derive(Debug, Clone)]
 pub struct NewToken {
+    /// What the operator calls it: 1 to 100 characters.
     pub name: String,
+    /// What it may do; at least one.
     pub scopes: Vec<Scope>,
+    /// The sites it may act on; `None`: every site.
     pub sites: Option<Vec<String>>,
 }
 
@@ -199,6 +210,7 @@ pub fn authenticate(conn: &Connection, secret: &str) -> Result<Option<Token>, St
     }
 }
 
+/// The token with that id, revoked or not.
 pub fn get(conn: &Connection, id: &str) -> Result<Option<Token>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM tokens WHERE id = ?1");
     conn.query_row(&sql, params![id], |row| Ok(read(row)))

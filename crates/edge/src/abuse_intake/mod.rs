@@ -53,6 +53,8 @@ pub type SubmitFuture = Pin<Box<dyn Future<Output = Result<u64, SubmitError>> + 
 /// }
 /// ```
 pub trait ReportSink: Send + Sync {
+    /// Stores `report`; the future resolves to its id, or to why it was not stored (the
+    /// reporter then gets 503 and may try again).
     fn submit(&self, report: NewReport) -> SubmitFuture;
 }
 

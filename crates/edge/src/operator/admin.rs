@@ -47,6 +47,9 @@ pub type AdminHandler = Arc<
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub std::net::SocketAddr);
 
+/// Accepts admin connections on `listener` until `shutdown` changes, within `guard`'s
+/// connection caps. Requests go to the control plane's handler once it is installed, and
+/// only `/metrics` and `/healthz` answer before.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<EdgeState>,

@@ -7,7 +7,7 @@ use crate::router::HostRouter;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use model::Config;
 use shield::RequestFacts;
-use shield::guard::SiteGuard;
+use shield::guard::{BuildError, GuardError, ListsError, SiteGuard};
 use shield::ratelimit::LimiterRegistry;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -16,7 +16,9 @@ use std::time::Instant;
 
 /// The request to explain, as the command line gives it.
 pub struct ExplainRequest<'a> {
+    /// The client's address, as the shield would see it.
     pub ip: IpAddr,
+    /// The method, as sent (`GET`, `POST`, ...).
     pub method: &'a str,
     /// `https://host/path?query` (or `http://`).
     pub url: &'a str,
@@ -24,38 +26,57 @@ pub struct ExplainRequest<'a> {
     pub headers: &'a [String],
 }
 
+/// Why a request cannot be explained.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    /// The request as given is malformed: its URL, its method or a header line. The message
+    /// says which and why.
+    #[error("{0}")]
+    Request(String),
+    /// The `[shield]` list files cannot be read.
+    #[error(transparent)]
+    Lists(#[from] ListsError),
+    /// The site's lists, rules or rate limits do not build.
+    #[error(transparent)]
+    Guard(#[from] GuardError),
+    /// The site's challenge `exempt` expression does not compile.
+    #[error(transparent)]
+    Challenge(#[from] BuildError),
+}
+
 /// The explanation as text, or what is wrong with the request or the configuration.
-pub fn explain(config: &Config, request: &ExplainRequest<'_>) -> Result<String, String> {
+pub fn explain(config: &Config, request: &ExplainRequest<'_>) -> Result<String, ExplainError> {
+    let bad = ExplainError::Request;
     let uri: http::Uri = request
         .url
         .parse()
-        .map_err(|e| format!("{:?} is not a URL: {e}", request.url))?;
+        .map_err(|e| bad(format!("{:?} is not a URL: {e}", request.url)))?;
     let tls = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
         _ => {
-            return Err(format!(
+            return Err(bad(format!(
                 "{:?} must start with http:// or https://",
                 request.url
-            ));
+            )));
         }
     };
     let authority = uri
         .authority()
-        .ok_or_else(|| format!("{:?} has no host", request.url))?;
+        .ok_or_else(|| bad(format!("{:?} has no host", request.url)))?;
     let host = model::normalize_host(authority.as_str())
-        .ok_or_else(|| format!("{:?} is not a valid host", authority.as_str()))?;
+        .ok_or_else(|| bad(format!("{:?} is not a valid host", authority.as_str())))?;
     let method = http::Method::from_bytes(request.method.as_bytes())
-        .map_err(|_| format!("{:?} is not an HTTP method", request.method))?;
+        .map_err(|_| bad(format!("{:?} is not an HTTP method", request.method)))?;
     let mut headers = HeaderMap::new();
     for line in request.headers {
         let (name, value) = line
             .split_once(':')
-            .ok_or_else(|| format!("header {line:?} must be written as 'Name: value'"))?;
+            .ok_or_else(|| bad(format!("header {line:?} must be written as 'Name: value'")))?;
         let name = HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| format!("{:?} is not a header name", name.trim()))?;
+            .map_err(|_| bad(format!("{:?} is not a header name", name.trim())))?;
         let value = HeaderValue::from_str(value.trim())
-            .map_err(|_| format!("the value of header {name} is not valid"))?;
+            .map_err(|_| bad(format!("the value of header {name} is not valid")))?;
         headers.append(name, value);
     }
 
@@ -173,7 +194,7 @@ deny = ["203.0.113.0/24"]
         .unwrap()
     }
 
-    fn run(ip: &str, url: &str, headers: &[String]) -> Result<String, String> {
+    fn run(ip: &str, url: &str, headers: &[String]) -> Result<String, ExplainError> {
         explain(
             &config(),
             &ExplainRequest {
@@ -244,5 +265,34 @@ deny = ["203.0.113.0/24"]
         assert!(run("10.0.0.1", "ftp://blog.example/", &[]).is_err());
         assert!(run("10.0.0.1", "not a url", &[]).is_err());
         assert!(run("10.0.0.1", "http://blog.example/", &["NoColon".into()]).is_err());
+    }
+
+    #[test]
+    fn a_malformed_request_is_told_apart_from_a_list_file_that_cannot_be_read() {
+        let bad_header = run("10.0.0.1", "http://blog.example/", &["NoColon".into()]);
+        assert!(matches!(bad_header, Err(ExplainError::Request(_))));
+        let config = Config::from_toml_str(
+            "t.toml",
+            r#"
+[shield]
+deny_files = ["/nonexistent/palisade-deny.txt"]
+[[site]]
+name = "blog"
+hosts = ["blog.example"]
+origins = ["http://127.0.0.1:1"]
+"#,
+        )
+        .unwrap();
+        let request = ExplainRequest {
+            ip: "10.0.0.1".parse().unwrap(),
+            method: "GET",
+            url: "http://blog.example/",
+            headers: &[],
+        };
+        let err = explain(&config, &request).unwrap_err();
+        assert!(
+            matches!(&err, ExplainError::Lists(ListsError::Read { .. })),
+            "{err}"
+        );
     }
 }

@@ -19,21 +19,49 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// A purge the edge took: it applies to every request from now on.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Purged {
+    /// The site the purge applies to.
     pub site: String,
     /// The purge's sequence number.
     pub purge: u64,
+    /// Stored responses are marked stale rather than removed.
     pub soft: bool,
 }
 
 /// Why a purge was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum PurgeError {
-    /// The running configuration has no such site.
+    /// The running configuration has no such site (a 404).
     #[error("no site named {}", model::shown(.0))]
     NoSuchSite(String),
-    /// The body is not one of the selectors above.
-    #[error("{0}")]
-    Invalid(String),
+    /// The body is not one of the selectors above (a 400).
+    #[error(transparent)]
+    Invalid(#[from] PurgeBodyError),
+}
+
+/// What is wrong with a purge request's body.
+#[derive(Debug, thiserror::Error)]
+pub enum PurgeBodyError {
+    /// Not JSON, or a field that is not a selector.
+    #[error("invalid purge body: {0}")]
+    Json(serde_json::Error),
+    /// A `url` or `prefix` without `scheme://host`, or with spaces or control bytes.
+    #[error("{0:?} is not an absolute URL (https://host/path)")]
+    NotAbsolute(String),
+    /// A `url` or `prefix` whose scheme is not http or https.
+    #[error("{0:?}: only http and https URLs are cached")]
+    NotHttp(String),
+    /// A `host` that is empty or holds `/`, `?` or a space.
+    #[error("host {0:?} is not a host name")]
+    NotAHost(String),
+    /// A `tag` of only whitespace.
+    #[error("tag is empty")]
+    EmptyTag,
+    /// `"everything": false`, which would purge nothing.
+    #[error("\"everything\" must be true when given")]
+    EverythingFalse,
+    /// No selector, or more than one.
+    #[error("give exactly one of \"url\", \"prefix\", \"host\", \"tag\", \"everything\"")]
+    NotOneSelector,
 }
 
 #[derive(Deserialize)]
@@ -49,9 +77,8 @@ struct PurgeBody {
 }
 
 /// Reads a purge request body for `site`; the error is the message for a 400.
-pub fn parse(site: &Arc<str>, body: &[u8]) -> Result<Purge, String> {
-    let body: PurgeBody =
-        serde_json::from_slice(body).map_err(|e| format!("invalid purge body: {e}"))?;
+pub fn parse(site: &Arc<str>, body: &[u8]) -> Result<Purge, PurgeBodyError> {
+    let body: PurgeBody = serde_json::from_slice(body).map_err(PurgeBodyError::Json)?;
     let mut scopes = Vec::new();
     if let Some(url) = body.url {
         scopes.push(PurgeScope::Url(absolute_url(&url)?));
@@ -62,25 +89,23 @@ pub fn parse(site: &Arc<str>, body: &[u8]) -> Result<Purge, String> {
     if let Some(host) = body.host {
         let host = host.trim().to_ascii_lowercase();
         if host.is_empty() || host.contains(['/', ' ', '?']) {
-            return Err(format!("host {host:?} is not a host name"));
+            return Err(PurgeBodyError::NotAHost(host));
         }
         scopes.push(PurgeScope::Host(host));
     }
     if let Some(tag) = body.tag {
         if tag.trim().is_empty() {
-            return Err("tag is empty".into());
+            return Err(PurgeBodyError::EmptyTag);
         }
         scopes.push(PurgeScope::Tag(tag.trim().to_string()));
     }
     match body.everything {
         Some(true) => scopes.push(PurgeScope::Everything),
-        Some(false) => return Err("\"everything\" must be true when given".into()),
+        Some(false) => return Err(PurgeBodyError::EverythingFalse),
         None => {}
     }
     if scopes.len() != 1 {
-        return Err(
-            "give exactly one of \"url\", \"prefix\", \"host\", \"tag\", \"everything\"".into(),
-        );
+        return Err(PurgeBodyError::NotOneSelector);
     }
     Ok(Purge {
         site: Arc::clone(site),
@@ -90,22 +115,18 @@ pub fn parse(site: &Arc<str>, body: &[u8]) -> Result<Purge, String> {
 }
 
 /// `scheme://host/...` with the host lowercased, as cache keys are written.
-fn absolute_url(url: &str) -> Result<String, String> {
+fn absolute_url(url: &str) -> Result<String, PurgeBodyError> {
     let url = url.trim();
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(format!(
-            "{url:?} is not an absolute URL (https://host/path)"
-        ));
+        return Err(PurgeBodyError::NotAbsolute(url.to_string()));
     };
     if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-        return Err(format!("{url:?}: only http and https URLs are cached"));
+        return Err(PurgeBodyError::NotHttp(url.to_string()));
     }
     let split = rest.find(['/', '?']).unwrap_or(rest.len());
     let (host, path) = rest.split_at(split);
     if host.is_empty() || url.bytes().any(|b| b <= b' ') {
-        return Err(format!(
-            "{url:?} is not an absolute URL (https://host/path)"
-        ));
+        return Err(PurgeBodyError::NotAbsolute(url.to_string()));
     }
     // Keys hold the host without a port (routing strips it).
     let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
@@ -185,7 +206,7 @@ mod tests {
             (br#"{"urll": "x"}"#, "invalid purge body"),
             (b"not json", "invalid purge body"),
         ] {
-            let err = parse(&site(), body).unwrap_err();
+            let err = parse(&site(), body).unwrap_err().to_string();
             assert!(err.contains(says), "{err}");
         }
     }

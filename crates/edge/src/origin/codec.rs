@@ -91,7 +91,9 @@ pub fn last_chunk(trailers: Option<&HeaderMap>) -> Bytes {
 pub enum ResponseFraming {
     /// No body: a response to HEAD, 1xx, 204, 304.
     Empty,
+    /// `Content-Length` bytes.
     Length(u64),
+    /// `Transfer-Encoding: chunked`, to the last chunk and the trailer section.
     Chunked,
     /// Read until the origin closes the connection.
     UntilClose,

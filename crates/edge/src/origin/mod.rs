@@ -33,6 +33,28 @@ use std::time::Duration;
 /// Most origins one site may list (the retry logic tracks tried origins in a `u64`).
 pub const MAX_ORIGINS_PER_SITE: usize = 64;
 
+/// Why a site's origins cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// More origins than a site may list (64: the retry logic tracks tried origins in a
+    /// `u64`).
+    #[error("site {site}: {count} origins; at most {MAX_ORIGINS_PER_SITE}")]
+    TooManyOrigins {
+        /// The site's name.
+        site: String,
+        /// How many origins it lists.
+        count: usize,
+    },
+    /// An origin's `host:port` is not a valid URI authority.
+    #[error("origin {url}: {error}")]
+    Authority {
+        /// The origin as configured.
+        url: model::OriginUrl,
+        /// What the URI parser refused.
+        error: http::uri::InvalidUri,
+    },
+}
+
 /// One origin server and what the edge knows about its health.
 #[derive(Debug)]
 pub struct OriginState {
@@ -50,10 +72,13 @@ pub struct OriginState {
 }
 
 impl OriginState {
-    fn new(url: &model::OriginUrl) -> Result<OriginState, String> {
+    fn new(url: &model::OriginUrl) -> Result<OriginState, UpstreamError> {
         let label = url.authority();
         let authority =
-            Authority::try_from(label.as_str()).map_err(|e| format!("origin {url}: {e}"))?;
+            Authority::try_from(label.as_str()).map_err(|error| UpstreamError::Authority {
+                url: url.clone(),
+                error,
+            })?;
         Ok(OriginState {
             label,
             authority,
@@ -210,13 +235,16 @@ pub struct PoolLimits {
 impl UpstreamRegistry {
     /// The upstream for `site`: the existing one when nothing about its origins changed,
     /// otherwise a new one that keeps the state of origins it shares with the old.
-    pub fn upstream_for(&self, site: &Site, pool: &PoolLimits) -> Result<Arc<Upstream>, String> {
+    pub fn upstream_for(
+        &self,
+        site: &Site,
+        pool: &PoolLimits,
+    ) -> Result<Arc<Upstream>, UpstreamError> {
         if site.origins.len() > MAX_ORIGINS_PER_SITE {
-            return Err(format!(
-                "site {}: {} origins; at most {MAX_ORIGINS_PER_SITE}",
-                site.name,
-                site.origins.len()
-            ));
+            return Err(UpstreamError::TooManyOrigins {
+                site: site.name.clone(),
+                count: site.origins.len(),
+            });
         }
         let settings = UpstreamSettings {
             origins: site.origins.clone(),

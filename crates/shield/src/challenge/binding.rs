@@ -8,8 +8,11 @@ use std::net::IpAddr;
 /// The request context a signature covers.
 #[derive(Debug, Clone, Copy)]
 pub struct Binding<'a> {
+    /// The site's name.
     pub site: &'a str,
+    /// The client's address; only its network counts (see [`address_prefix`]).
     pub ip: IpAddr,
+    /// The `User-Agent` as sent; empty when there was none.
     pub user_agent: &'a [u8],
 }
 

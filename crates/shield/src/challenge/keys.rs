@@ -28,19 +28,32 @@ const SECRET_LEN: usize = 32;
 /// A problem with the key file, naming it.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// The key file could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The key file.
         path: PathBuf,
+        /// The operating system's refusal.
         source: std::io::Error,
     },
+    /// A line of the key file is not `current` or `previous`, a time in unix seconds and a
+    /// 32-byte base64url secret, or repeats a kind.
     #[error("{path}, line {line}: {message}")]
     Malformed {
+        /// The key file.
         path: PathBuf,
+        /// 1-based.
         line: usize,
+        /// What is wrong with the line.
         message: String,
     },
     #[error("{path}: no `current` key")]
-    NoCurrent { path: PathBuf },
+    /// The key file has no `current` line.
+    NoCurrent {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// The system's random source failed while making a key.
     #[error("the system's random number generator failed")]
     Random,
 }
@@ -60,6 +73,8 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
+    /// A key from its 32-byte secret. The challenge and clearance keys are derived from it under
+    /// different labels, so a challenge can never pass for a cookie.
     pub fn from_secret(secret: [u8; SECRET_LEN]) -> SigningKey {
         let root = hmac::Key::new(hmac::HMAC_SHA256, &secret);
         let derive =
@@ -83,6 +98,7 @@ impl SigningKey {
 /// The keys an edge signs and verifies with.
 #[derive(Debug, Clone)]
 pub struct ChallengeKeys {
+    /// Signs every new challenge and cookie; verifies them first.
     pub current: SigningKey,
     created: u64,
     /// The key before the last rotation and when it was retired (unix seconds).

@@ -38,25 +38,24 @@ pub const PARTS: u8 = 8;
 
 /// Where challenges are answered. The prefix is Palisade's own on every site.
 pub const RESERVED_PREFIX: &str = "/.well-known/palisade/";
+/// Where the page posts its answer.
 pub const VERIFY_PATH: &str = "/.well-known/palisade/challenge";
 
 /// A site's challenge settings, compiled with its snapshot.
 #[derive(Debug)]
 pub struct SiteChallenge {
+    /// The site's `[site.challenge]` table as configured.
     pub settings: ChallengeSettings,
     exempt: Expr,
 }
 
 impl SiteChallenge {
     /// Compiles the site's `exempt` expression; `key` names the site's table in errors.
-    pub fn build(key: &str, settings: &ChallengeSettings) -> Result<SiteChallenge, String> {
-        let exempt = Expr::parse(&settings.exempt).map_err(|error| {
-            BuildError {
-                key: format!("{key}.challenge.exempt"),
-                expr_at: settings.exempt_at,
-                error,
-            }
-            .to_string()
+    pub fn build(key: &str, settings: &ChallengeSettings) -> Result<SiteChallenge, BuildError> {
+        let exempt = Expr::parse(&settings.exempt).map_err(|error| BuildError {
+            key: format!("{key}.challenge.exempt"),
+            expr_at: settings.exempt_at,
+            error,
         })?;
         Ok(SiteChallenge {
             settings: settings.clone(),
@@ -139,7 +138,9 @@ mod tests {
             exempt_at: Some((12, 10)),
             ..ChallengeSettings::default()
         };
-        let err = SiteChallenge::build("site[1]", &bad).unwrap_err();
+        let err = SiteChallenge::build("site[1]", &bad)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("site[1].challenge.exempt"), "{err}");
         assert!(err.contains("line 12"), "{err}");
     }

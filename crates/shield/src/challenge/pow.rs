@@ -39,6 +39,7 @@ fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     }
 }
 
+/// Leading zero bits of a SHA-256 hash, 0 to 256.
 pub fn leading_zero_bits(hash: &[u8; 32]) -> u32 {
     let mut bits = 0;
     for &byte in hash {

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 pub const DEFAULT_BITS: usize = 1 << 23;
 const PROBES: u64 = 10;
 
+/// Answered challenges of the last one or two windows, in two Bloom filters of fixed size.
 #[derive(Debug)]
 pub struct ReplayFilter {
     window: Duration,

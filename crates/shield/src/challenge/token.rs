@@ -22,7 +22,9 @@ pub const TOKEN_TEXT_LEN: usize = (TOKEN_LEN * 4).div_ceil(3);
 /// What a challenge asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Puzzle {
+    /// Leading zero bits each part's hash must have.
     pub bits: u8,
+    /// How many proofs the browser must find ([`PARTS`](super::PARTS)).
     pub parts: u8,
 }
 
@@ -31,6 +33,7 @@ pub struct Puzzle {
 pub struct Solved {
     /// From serving the page to receiving the answer.
     pub solve_time: Duration,
+    /// The difficulty the answer met, in leading zero bits per part.
     pub bits: u8,
 }
 
@@ -39,13 +42,17 @@ pub struct Solved {
 pub enum Rejection {
     /// Not a token this edge could have issued, or one for another site, network or browser.
     Invalid,
+    /// Answered later than `challenge_ttl` after the page was served.
     Expired,
+    /// A part's hash does not have the leading zero bits asked for.
     WrongAnswer,
     /// This token was answered before.
     Replayed,
 }
 
 impl Rejection {
+    /// The rejection as events and metrics name it: `invalid`, `expired`, `wrong_answer`,
+    /// `replayed`.
     pub fn as_str(self) -> &'static str {
         match self {
             Rejection::Invalid => "invalid",
@@ -65,6 +72,7 @@ pub struct NonceSource {
 }
 
 impl NonceSource {
+    /// A source seeded from the system's random source (or zero, if it fails).
     pub fn new() -> NonceSource {
         let mut seed = [0u8; 24];
         // A failing system RNG leaves a zero seed: nonces stay unique within the process,

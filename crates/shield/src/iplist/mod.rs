@@ -143,6 +143,7 @@ impl<V: Copy> IpTable<V> {
         self.v4.len() + self.v6.len()
     }
 
+    /// True when no prefix is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -170,6 +171,7 @@ impl<V> Default for IpTableBuilder<V> {
 }
 
 impl<V: Copy> IpTableBuilder<V> {
+    /// An empty builder.
     pub fn new() -> Self {
         Self::default()
     }

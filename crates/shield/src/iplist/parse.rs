@@ -1,14 +1,16 @@
 //! Reading IP list entries: one per config value, or a file of one per line.
 
 use ipnet::IpNet;
+use model::NetError;
 
 /// A list file's first bad entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: {message}")]
+#[error("line {line}: {error}")]
 pub struct ListError {
     /// 1-based, as an editor counts.
     pub line: usize,
-    pub message: String,
+    /// What is wrong with the entry on that line.
+    pub error: NetError,
 }
 
 /// Parses a list file: one address or CIDR per line. `#` starts a comment, on a line of its
@@ -35,9 +37,9 @@ pub fn parse_list(text: &str) -> Result<Vec<IpNet>, ListError> {
         if entry.is_empty() {
             continue;
         }
-        let net = parse_net(entry).map_err(|message| ListError {
+        let net = parse_net(entry).map_err(|error| ListError {
             line: index + 1,
-            message,
+            error,
         })?;
         nets.push(net);
     }
@@ -71,10 +73,10 @@ mod tests {
 
     #[test]
     fn host_bits_set_is_an_error_that_suggests_the_network() {
-        let message = parse_net("10.1.2.3/8").unwrap_err();
+        let message = parse_net("10.1.2.3/8").unwrap_err().to_string();
         assert!(message.contains("host bits"), "{message}");
         assert!(message.contains("`10.0.0.0/8`"), "{message}");
-        let message = parse_net("2001:db8::1/32").unwrap_err();
+        let message = parse_net("2001:db8::1/32").unwrap_err().to_string();
         assert!(message.contains("`2001:db8::/32`"), "{message}");
     }
 
@@ -101,8 +103,9 @@ mod tests {
 
     #[test]
     fn prefix_length_out_of_range_names_the_limit() {
-        assert!(parse_net("10.0.0.0/33").unwrap_err().contains("0 to 32"));
-        assert!(parse_net("::/129").unwrap_err().contains("0 to 128"));
+        let message = |entry| parse_net(entry).unwrap_err().to_string();
+        assert!(message("10.0.0.0/33").contains("0 to 32"));
+        assert!(message("::/129").contains("0 to 128"));
     }
 
     #[test]
@@ -139,7 +142,11 @@ mod tests {
     fn list_errors_name_the_one_based_line() {
         let error = parse_list("# header\n10.0.0.0/8\n\n10.1.2.3/8  # oops\n").unwrap_err();
         assert_eq!(error.line, 4);
-        assert!(error.message.contains("`10.0.0.0/8`"), "{}", error.message);
+        assert!(
+            error.error.to_string().contains("`10.0.0.0/8`"),
+            "{}",
+            error.error
+        );
         assert!(error.to_string().starts_with("line 4: "), "{error}");
 
         let error = parse_list("not-an-ip").unwrap_err();

@@ -1,6 +1,6 @@
 //! Rate limits: `[[site.rate_limit]]` rules counting requests per key in bounded memory.
 //!
-//! Each limit owns a sliding-window sketch ([`sketch`]) and a penalty table ([`penalty`]), both
+//! Each limit owns a sliding-window sketch (`sketch`) and a penalty table (`penalty`), both
 //! fixed in size when the limit is built, so memory does not depend on how many distinct keys
 //! (addresses, paths, API keys) the traffic carries. That state lives in a [`LimiterState`]
 //! that a reload hands on to the new snapshot when the limit is unchanged: a reload must not
@@ -43,6 +43,7 @@ impl LimiterState {
         }
     }
 
+    /// Heap bytes of the counter and the penalty table: fixed when the limit is built.
     pub fn memory_bytes(&self) -> usize {
         self.counter.memory_bytes() + self.penalties.memory_bytes()
     }
@@ -96,11 +97,13 @@ enum KeyOf {
 /// A compiled rate limit.
 #[derive(Debug)]
 pub struct RateLimiter {
+    /// The limit's `id`, as events name it.
     pub id: Arc<str>,
     filter: Option<Expr>,
     key: KeyOf,
     requests: u32,
     period: Duration,
+    /// What a request over the limit gets.
     pub action: LimitAction,
     penalty: Option<Duration>,
     state: Arc<LimiterState>,
@@ -116,6 +119,8 @@ pub struct Over {
 }
 
 impl RateLimiter {
+    /// Compiles `limit` of `site`: its filter expression and its key. Its counts come from
+    /// `registry`, so a reload that keeps the limit's id, period, key and filter keeps them.
     pub fn build(
         site: &str,
         limit: &RateLimit,
@@ -183,14 +188,17 @@ impl RateLimiter {
         Some(self.state.counter.count(hash, now))
     }
 
+    /// Requests one key may make per [`period`](Self::period).
     pub fn requests(&self) -> u32 {
         self.requests
     }
 
+    /// The window the count covers.
     pub fn period(&self) -> Duration {
         self.period
     }
 
+    /// Heap bytes of the limit's state, fixed when it is built.
     pub fn memory_bytes(&self) -> usize {
         self.state.memory_bytes()
     }

@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// Keys serving a penalty, each until a whole second, in a fixed number of 8-byte slots.
 pub struct PenaltyBox {
     slots: Box<[AtomicU64]>,
     /// Whether any key was ever punished: until one is, asking costs one load rather than a
@@ -44,6 +45,7 @@ impl PenaltyBox {
         }
     }
 
+    /// Heap bytes of the slots.
     pub fn memory_bytes(&self) -> usize {
         self.slots.len() * 8
     }

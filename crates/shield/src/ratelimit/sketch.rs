@@ -96,6 +96,7 @@ impl WindowCounter {
         }
     }
 
+    /// Heap bytes of both windows' counters, fixed at construction.
     pub fn memory_bytes(&self) -> usize {
         2 * ROWS * self.width * 4
     }

@@ -168,7 +168,10 @@ impl Expr {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}, column {column}: {message}")]
 pub struct RuleError {
+    /// 1-based line within the expression.
     pub line: usize,
+    /// 1-based column, in characters.
     pub column: usize,
+    /// What is wrong there.
     pub message: String,
 }

@@ -195,6 +195,7 @@ impl RuleSet {
         self.rules.len()
     }
 
+    /// True when the set holds no rule.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }

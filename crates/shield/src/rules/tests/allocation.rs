@@ -2,6 +2,9 @@
 //! header sent several times. Counted by a global allocator that counts per thread, so tests
 //! running in parallel do not disturb each other.
 
+// A `GlobalAlloc` is an `unsafe impl`; the library itself forbids unsafe code (lib.rs).
+#![allow(unsafe_code)]
+
 use super::Request;
 use crate::rules::{Expr, RuleSet};
 use std::alloc::{GlobalAlloc, Layout, System};

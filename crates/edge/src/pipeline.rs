@@ -67,7 +67,7 @@ pub async fn handle(
             state,
             conn,
             snapshot: &snapshot,
-            request,
+            request: &mut request,
             h2_stream,
             log: &mut log,
             framing_on_wire,

@@ -4,8 +4,9 @@
 //! It comes in two stages, each a type, so that no phase can run before what it needs is
 //! known: [`Arrival`], the request as the connection handed it over, before routing; and
 //! [`SiteRequest`], routed to a site (its host, the client's address, the cache's decision once
-//! the cache phase has run). After routing the phases take the request by reference: it is
-//! moved once, not from phase to phase. The `origin` phase takes the request itself away
+//! the cache phase has run). The request itself stays in `pipeline::handle`'s frame and both
+//! contexts borrow it, and after routing the phases take the context by reference: nothing of
+//! a request is copied from phase to phase. The `origin` phase takes the request itself away
 //! (its body goes to the origin) and hands the `respond` phase an [`OriginAnswer`].
 //!
 //! Both carry the request's [`RequestLog`], which `pipeline::handle` finishes once, whatever
@@ -33,7 +34,9 @@ pub struct Arrival<'a> {
     /// The configuration the request runs on from start to end (a reload in between does not
     /// change it: invariant 7).
     pub snapshot: &'a Snapshot,
-    pub request: Request<ClientBody>,
+    /// The request itself stays in `pipeline::handle`'s frame: the contexts borrow it, so it
+    /// is never copied from one to the next.
+    pub request: &'a mut Request<ClientBody>,
     /// On HTTP/2, where the origin's interim responses go (on HTTP/1.1 the connection takes
     /// them).
     pub h2_stream: Option<Arc<dyn InterimSink>>,
@@ -49,7 +52,7 @@ pub struct SiteRequest<'a> {
     pub conn: &'a Arc<ConnContext>,
     pub snapshot: &'a Snapshot,
     pub site: &'a SiteRuntime,
-    pub request: Request<ClientBody>,
+    pub request: &'a mut Request<ClientBody>,
     pub h2_stream: Option<Arc<dyn InterimSink>>,
     pub log: &'a mut RequestLog,
     /// The host routing matched (normalised: lowercase, no port), shared with the access log.
@@ -136,7 +139,7 @@ impl SiteRequest<'_> {
     /// Takes the request away from the context (an empty one is left): for the phase that
     /// sends it on, or an endpoint of the edge's own that reads its body.
     pub fn take_request(&mut self) -> Request<ClientBody> {
-        std::mem::replace(&mut self.request, Request::new(ClientBody::Taken))
+        std::mem::replace(self.request, Request::new(ClientBody::Taken))
     }
 
     /// The origin that answered, and how long its head took, into the log.

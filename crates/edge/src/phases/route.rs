@@ -8,14 +8,14 @@
 //! opened for one site cannot be used to reach another (RFC 9110 §15.5.20: 421 tells the client
 //! to retry on a new connection).
 
-use crate::body::EdgeBody;
+use crate::body::{ClientBody, EdgeBody};
 use crate::http::client::real_client_ip;
 use crate::own_responses::{edge_page, suspension_notice};
 use crate::phases::abuse;
 use crate::phases::request::{Arrival, ClientFraming, SiteRequest};
 use crate::router::SiteIndex;
 use crate::snapshot::Snapshot;
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri, Version, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use model::SiteState;
 use std::borrow::Cow;
 use std::ops::ControlFlow;
@@ -108,7 +108,7 @@ pub async fn route(arrival: Arrival<'_>) -> ControlFlow<Response<EdgeBody>, Site
                 &state.metrics,
                 snapshot,
                 log.client_ip,
-                request,
+                std::mem::replace(request, Request::new(ClientBody::Taken)),
             ))
             .await;
             log.read(bytes_in);
@@ -161,7 +161,7 @@ pub async fn route(arrival: Arrival<'_>) -> ControlFlow<Response<EdgeBody>, Site
         conn,
         snapshot,
         site,
-        framing: ClientFraming::of(&request),
+        framing: ClientFraming::of(request),
         request,
         h2_stream,
         log,

@@ -187,7 +187,7 @@ pub fn limit_request_misses(request: &SiteRequest<'_>) -> ControlFlow<Response<E
         (&state.challenges, &request.snapshot.challenge_keys),
         site,
         (request.client_ip, request.conn.client.tls),
-        &request.request,
+        request.request,
         &request.host,
         &|event| crate::phases::request::record(state, site, event),
     );

@@ -3,8 +3,10 @@
 //!
 //! Every default below is documented in `docs/config.md`; keep the two in step.
 
+use crate::address::ListenerAddress;
 use crate::challenge::{ChallengeSettings, FileChallenge, SiteState, Suspension};
 use crate::duration::{as_text, as_text_opt};
+use crate::locate::key_span;
 use crate::shield::{
     FileGlobalShield, FileRateLimit, FileRule, FileSiteShield, GlobalShield, RateLimit, Rule,
     SiteShield, validate_rate_limits, validate_rules,
@@ -361,7 +363,7 @@ impl Config {
                 .to_string()
                 .replace(".$__serde_spanned_private_value", "");
             let inner = e.into_inner();
-            let (line, column) = place(inner.span());
+            let (line, column) = place(inner.span().or_else(|| key_span(text, &key)));
             ConfigError {
                 file: file.to_string(),
                 line,
@@ -371,7 +373,8 @@ impl Config {
             }
         })?;
         raw.validate(text).map_err(|(span, key, message)| {
-            let (line, column) = place(span);
+            // Checks on parsed values name their key; the text says where it stands.
+            let (line, column) = place(span.or_else(|| key_span(text, &key)));
             ConfigError {
                 file: file.to_string(),
                 line,
@@ -495,9 +498,9 @@ struct FileConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct FileServer {
-    listen: Vec<SocketAddr>,
-    listen_tls: Vec<SocketAddr>,
-    admin: SocketAddr,
+    listen: Vec<ListenerAddress>,
+    listen_tls: Vec<ListenerAddress>,
+    admin: ListenerAddress,
     metrics_open_to: Option<Vec<IpNet>>,
     data_dir: PathBuf,
     trusted_proxies: Vec<IpNet>,
@@ -538,9 +541,9 @@ struct FileServer {
 impl Default for FileServer {
     fn default() -> Self {
         FileServer {
-            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            listen: vec![ListenerAddress(SocketAddr::from(([127, 0, 0, 1], 8080)))],
             listen_tls: Vec::new(),
-            admin: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            admin: ListenerAddress(SocketAddr::from(([127, 0, 0, 1], 9090))),
             metrics_open_to: None,
             data_dir: PathBuf::from("./palisade-data"),
             trusted_proxies: Vec::new(),
@@ -578,9 +581,9 @@ impl FileServer {
                 "off" => AccessLogTarget::Off,
                 path => AccessLogTarget::File(PathBuf::from(path)),
             },
-            listen: self.listen,
-            listen_tls: self.listen_tls,
-            admin: self.admin,
+            listen: self.listen.into_iter().map(|a| a.0).collect(),
+            listen_tls: self.listen_tls.into_iter().map(|a| a.0).collect(),
+            admin: self.admin.0,
             metrics_open_to: self.metrics_open_to,
             data_dir: self.data_dir,
             trusted_proxies: self.trusted_proxies,
@@ -899,12 +902,16 @@ impl FileConfig {
                 "must be at least 8192 (browsers send several KiB of headers)".into(),
             ));
         }
-        if l.max_headers == 0 || l.max_connections == 0 || l.max_connections_per_ip == 0 {
-            return Err((
-                None,
-                "server".into(),
-                "max_headers, max_connections and max_connections_per_ip must be at least 1".into(),
-            ));
+        let at_least_one = [
+            ("server.max_headers", l.max_headers == 0),
+            ("server.max_connections", l.max_connections == 0),
+            (
+                "server.max_connections_per_ip",
+                l.max_connections_per_ip == 0,
+            ),
+        ];
+        if let Some((key, _)) = at_least_one.iter().find(|(_, zero)| *zero) {
+            return Err((None, (*key).into(), "must be at least 1".into()));
         }
         if l.max_new_connections_per_ip == 0 {
             return Err((
@@ -998,11 +1005,17 @@ impl FileConfig {
                             ),
                         ));
                     }
-                    if h.interval.is_zero() || h.timeout.is_zero() || h.rise == 0 || h.fall == 0 {
+                    let zero = [
+                        ("interval", h.interval.is_zero()),
+                        ("timeout", h.timeout.is_zero()),
+                        ("rise", h.rise == 0),
+                        ("fall", h.fall == 0),
+                    ];
+                    if let Some((field, _)) = zero.iter().find(|(_, zero)| *zero) {
                         return Err((
                             None,
-                            key("health"),
-                            "interval, timeout, rise and fall must be more than zero".into(),
+                            key(&format!("health.{field}")),
+                            "must be more than zero".into(),
                         ));
                     }
                     Some(HealthCheck {
@@ -1023,12 +1036,13 @@ impl FileConfig {
                         .into(),
                 ));
             }
-            if site.connect_timeout.is_zero() || site.response_timeout.is_zero() {
-                return Err((
-                    None,
-                    key("response_timeout"),
-                    "connect_timeout and response_timeout must be more than zero".into(),
-                ));
+            for (field, timeout) in [
+                ("connect_timeout", site.connect_timeout),
+                ("response_timeout", site.response_timeout),
+            ] {
+                if timeout.is_zero() {
+                    return Err((None, key(field), "must be more than zero".into()));
+                }
             }
             if let Err((field, message)) = site.cache.validate() {
                 return Err((None, key(field), message));
@@ -1271,6 +1285,125 @@ tls = { cert = "certs/blog.pem", key = "certs/blog.key" }
     fn a_tls_listener_without_any_certificate_is_refused() {
         let err = parse("[server]\nlisten_tls = [\"127.0.0.1:8443\"]\n").unwrap_err();
         assert_eq!(err.key, "server.listen_tls");
+        assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn a_bad_listener_address_is_quoted_with_its_line_and_index() {
+        let err =
+            parse("[server]\nlisten = [\"127.0.0.1:8080\", \"127.0.0.1:99999\"]\n").unwrap_err();
+        assert_eq!((err.line, err.key.as_str()), (Some(2), "server.listen[1]"));
+        assert!(err.message.contains("\"127.0.0.1:99999\""), "{err}");
+        assert!(err.message.contains("IP:PORT"), "{err}");
+        let err = parse("[server]\nadmin = \"localhost:9090\"\n").unwrap_err();
+        assert_eq!((err.line, err.key.as_str()), (Some(2), "server.admin"));
+        assert!(err.message.contains("\"localhost:9090\""), "{err}");
+    }
+
+    /// Every check that runs on parsed values, one mistake each: the error still names the
+    /// line the key is written on (found again in the text), and the key.
+    #[test]
+    fn every_config_error_names_file_line_and_key() {
+        const SITE: &str =
+            "[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigins = [\"http://127.0.0.1:1\"]\n";
+        let cases: &[(&str, usize, &str)] = &[
+            (
+                "[server]\nanalytics_retention = \"1m\"\n",
+                2,
+                "server.analytics_retention",
+            ),
+            (
+                "[server]\noperator_host = \"*.x\"\n",
+                2,
+                "server.operator_host",
+            ),
+            (
+                "[server]\nidle_timeout = \"0s\"\n",
+                2,
+                "server.idle_timeout",
+            ),
+            (
+                "[server]\nmax_header_bytes = 100\n",
+                2,
+                "server.max_header_bytes",
+            ),
+            ("\n[server]\nmax_headers = 0\n", 3, "server.max_headers"),
+            (
+                "[server]\nmax_new_connections_per_ip = 0\n",
+                2,
+                "server.max_new_connections_per_ip",
+            ),
+            (
+                "[server]\nmin_request_body_rate = 0\n",
+                2,
+                "server.min_request_body_rate",
+            ),
+            ("[server]\nlisten = []\n", 2, "server.listen"),
+            ("[shield]\nevents = 0\n", 2, "shield.events"),
+            ("[shield]\ndeny = [\"10.0.0.0/99\"]\n", 2, "shield.deny[0]"),
+            (
+                &format!("{SITE}state = \"suspended\"\n"),
+                5,
+                "site[0].state",
+            ),
+            (
+                &format!("{SITE}connect_timeout = \"0s\"\n"),
+                5,
+                "site[0].connect_timeout",
+            ),
+            (
+                &format!("{SITE}[site.health]\npath = \"x\"\n"),
+                6,
+                "site[0].health.path",
+            ),
+            (
+                &format!("{SITE}[site.health]\nrise = 0\n"),
+                6,
+                "site[0].health.rise",
+            ),
+            (
+                &format!("{SITE}[site.cache]\nttl = \"0s\"\n"),
+                6,
+                "site[0].cache.ttl",
+            ),
+            (
+                &format!("{SITE}[site.cache]\nbypass = [\"x\"]\n"),
+                6,
+                "site[0].cache.bypass",
+            ),
+            (
+                &format!("{SITE}[site.shield]\nattack_factor = 0.5\n"),
+                6,
+                "site[0].shield.attack_factor",
+            ),
+            (
+                &format!("{SITE}[site.challenge]\ndifficulty = 99\n"),
+                6,
+                "site[0].challenge.difficulty",
+            ),
+            (
+                &format!(
+                    "{SITE}[[site.rate_limit]]\nid = \"r\"\nkey = \"ip\"\nrequests = 0\nperiod = \"1s\"\n"
+                ),
+                8,
+                "site[0].rate_limit[0].requests",
+            ),
+            (&format!("{SITE}{SITE}"), 6, "site[1].name"),
+        ];
+        for (text, line, key) in cases {
+            let err = parse(text).unwrap_err();
+            assert_eq!(err.file, "palisade.toml", "{text}");
+            assert_eq!(
+                (err.line, err.key.as_str()),
+                (Some(*line), *key),
+                "{text}\n{err}"
+            );
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("palisade.toml: line {line}, column ")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -345,12 +345,17 @@ impl Default for SiteShield {
 
 impl FileSiteShield {
     pub(crate) fn validate(self, key: &str) -> Result<SiteShield, Invalid> {
-        if self.misses_period.is_zero() || self.attack_hold.is_zero() {
-            return Err((
-                None,
-                format!("{key}.misses_period"),
-                "misses_period and attack_hold must be more than zero".into(),
-            ));
+        for (field, period) in [
+            ("misses_period", self.misses_period),
+            ("attack_hold", self.attack_hold),
+        ] {
+            if period.is_zero() {
+                return Err((
+                    None,
+                    format!("{key}.{field}"),
+                    "must be more than zero".into(),
+                ));
+            }
         }
         if !(self.attack_factor > 1.0 && self.attack_factor.is_finite()) {
             return Err((

@@ -9,7 +9,13 @@ use std::fmt;
 
 /// Keys the API adds to a site it shows, which are not part of the document: they are dropped
 /// from what a client sends, so a document read, edited and sent back round-trips.
-pub const READ_ONLY_KEYS: [&str; 4] = ["source", "suspension", "created_at", "updated_at"];
+pub const READ_ONLY_KEYS: [&str; 5] = [
+    "source",
+    "operator_state",
+    "suspension",
+    "created_at",
+    "updated_at",
+];
 
 /// A document that is not a valid site, naming the field (`origins[1]`, `cache.ttl`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -15,16 +15,22 @@ pub enum Action {
     /// Every site the token reaches: name, state, where it is defined, hosts, origins.
     List,
     /// One site, as the `[[site]]` table that would define it (`--json`: the API's object).
-    Show { name: String },
+    Show {
+        /// The site, by name.
+        name: String,
+    },
     /// Create a site from a file: JSON (one object) or TOML (one [[site]] table, or its keys);
     /// `-` reads standard input.
     Create {
+        /// The file with the site: JSON or TOML, `-` for standard input.
         #[arg(short, long, value_name = "FILE")]
         file: PathBuf,
     },
     /// Replace a site with the one in a file (what it does not say goes back to defaults).
     Update {
+        /// The site, by name.
         name: String,
+        /// The file with the whole site: JSON or TOML, `-` for standard input.
         #[arg(short, long, value_name = "FILE")]
         file: PathBuf,
     },
@@ -32,21 +38,36 @@ pub enum Action {
     /// when it is JSON, else as a string; `null` removes the key), or an RFC 7396 merge patch
     /// with `--json-patch '{"cache": {"ttl": "5m"}}'`.
     Patch {
+        /// The site, by name.
         name: String,
+        /// A field to set: dotted keys reach into tables (`cache.ttl=5m`); repeatable.
         #[arg(
             long = "set",
             value_name = "KEY=VALUE",
             required_unless_present = "json_patch"
         )]
         sets: Vec<String>,
+        /// An RFC 7396 merge patch as a JSON object, instead of --set.
         #[arg(long, value_name = "JSON", conflicts_with = "sets")]
         json_patch: Option<String>,
     },
     /// Delete a site the API manages (a file's site is changed in its file).
-    Delete { name: String },
+    Delete {
+        /// The site, by name.
+        name: String,
+    },
     /// Switch a site between active, under_attack (challenge every visitor) and paused
-    /// (plain proxy). Suspension is `palisade suspend`.
-    State { name: String, state: SiteState },
+    /// (plain proxy): any site, a file's or the --origin flag's included (the store keeps
+    /// the state over the file's until it is switched back). Suspension is `palisade suspend`.
+    State {
+        /// The site, by name (`palisade site list`; the --origin site is `default`).
+        name: String,
+        /// The state to switch to.
+        state: SiteState,
+        /// Why, for the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 /// The states an operator switches a site to (`suspended` has its own commands).
@@ -120,8 +141,16 @@ pub fn run(api: &ApiArgs, action: Action) -> Result<()> {
             let answer = client.delete(&path(&name))?;
             (answer, Some(format!("deleted site {name}")))
         }
-        Action::State { name, state } => {
-            let answer = client.patch(&path(&name), &json!({ "state": state.as_str() }))?;
+        Action::State {
+            name,
+            state,
+            reason,
+        } => {
+            let mut body = json!({ "state": state.as_str() });
+            if let Some(reason) = reason {
+                body["reason"] = Value::from(reason);
+            }
+            let answer = client.put(&format!("{}/state", path(&name)), &body)?;
             let now = cell(answer.get("state"));
             (answer, Some(format!("site {name} is {now}")))
         }

@@ -407,7 +407,9 @@ impl fmt::Display for Explanation {
             writeln!(f, "{step}")?;
         }
         let verdict = match &self.verdict {
-            Verdict::Pass => "pass (on to the under-attack gate, the cache and the origin)".to_string(),
+            Verdict::Pass => {
+                "pass (on to the under-attack gate, the cache and the origin)".to_string()
+            }
             Verdict::Allowed => "allow (the rest of the shield is skipped)".to_string(),
             Verdict::Block { reason } => format!("block: 403 ({})", reason.as_str()),
             Verdict::Challenge { reason } => format!("challenge ({})", reason.as_str()),

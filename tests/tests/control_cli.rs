@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use palisade_blackbox::cli::{palisade, palisade_as};
-use palisade_blackbox::{ADMIN_TOKEN, Origin, Palisade, SiteConfig, TestCa, client};
+use palisade_blackbox::{Origin, Palisade, SiteConfig, TestCa, client};
 use serde_json::Value;
 
 /// Writes `text` to `name` in the instance's directory; returns the path as an argument.

@@ -67,7 +67,12 @@ pub fn parse_site(document: &Map<String, Value>) -> Result<Site, FieldError> {
         FieldError::new(field, clean_message(&e.message))
     })?;
     match config.sites.pop() {
-        Some(site) if config.sites.is_empty() => Ok(site),
+        Some(mut site) if config.sites.is_empty() => {
+            // Lines of the TOML made above, which the client never saw.
+            site.shield.lists.allow_files_line = None;
+            site.shield.lists.deny_files_line = None;
+            Ok(site)
+        }
         _ => Err(FieldError::new("", "a document describes exactly one site")),
     }
 }

@@ -1,6 +1,8 @@
-//! Listener addresses as they are written in the configuration: `"127.0.0.1:8080"`,
-//! `"[::1]:8443"`.
+//! Addresses as they are written in the configuration: listeners (`"127.0.0.1:8080"`,
+//! `"[::1]:8443"`) and networks (`"10.0.0.0/8"`), quoted back with the form expected when
+//! they are not one (the standard library's and ipnet's messages name neither).
 
+use ipnet::IpNet;
 use std::net::SocketAddr;
 
 /// Parses a listener address, saying what was written and what is expected when it is not
@@ -26,6 +28,24 @@ impl<'de> serde::Deserialize<'de> for ListenerAddress {
         parse_socket_addr(&text)
             .map(ListenerAddress)
             .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A network in the file (`trusted_proxies`, `metrics_open_to`): CIDR notation, as ipnet
+/// reads it, one entry at a time so that a bad one is refused at its own index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Network(pub IpNet);
+
+impl<'de> serde::Deserialize<'de> for Network {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        text.trim().parse().map(Network).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{} is not a network: write a CIDR such as \"10.0.0.0/8\" or \"2001:db8::/32\" \
+                 (one address is \"192.0.2.1/32\")",
+                crate::shown(&text)
+            ))
+        })
     }
 }
 

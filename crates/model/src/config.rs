@@ -3,7 +3,7 @@
 //!
 //! Every default below is documented in `docs/config.md`; keep the two in step.
 
-use crate::address::ListenerAddress;
+use crate::address::{ListenerAddress, Network};
 use crate::challenge::{ChallengeSettings, FileChallenge, SiteState, Suspension};
 use crate::duration::{as_text, as_text_opt};
 use crate::locate::key_span;
@@ -473,6 +473,19 @@ impl Config {
     }
 }
 
+impl crate::IpLists {
+    /// Records the lines `allow_files` and `deny_files` are written on, under `key`.
+    fn locate_files(&mut self, text: &str, key: &str) {
+        let line = |field: &str| {
+            key_span(text, &format!("{key}.{field}"))
+                .map(|span| line_and_column(text, span.start).0)
+        };
+        // Only lists that name files: another key's line would do for an absent one.
+        self.allow_files_line = line("allow_files").filter(|_| !self.allow_files.is_empty());
+        self.deny_files_line = line("deny_files").filter(|_| !self.deny_files.is_empty());
+    }
+}
+
 pub(crate) fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text.as_bytes()[..offset.min(text.len())];
     let line = before.iter().filter(|b| **b == b'\n').count() + 1;
@@ -501,9 +514,9 @@ struct FileServer {
     listen: Vec<ListenerAddress>,
     listen_tls: Vec<ListenerAddress>,
     admin: ListenerAddress,
-    metrics_open_to: Option<Vec<IpNet>>,
+    metrics_open_to: Option<Vec<Network>>,
     data_dir: PathBuf,
-    trusted_proxies: Vec<IpNet>,
+    trusted_proxies: Vec<Network>,
     access_log: String,
     workers: Option<usize>,
     #[serde(with = "as_text_opt")]
@@ -584,9 +597,11 @@ impl FileServer {
             listen: self.listen.into_iter().map(|a| a.0).collect(),
             listen_tls: self.listen_tls.into_iter().map(|a| a.0).collect(),
             admin: self.admin.0,
-            metrics_open_to: self.metrics_open_to,
+            metrics_open_to: self
+                .metrics_open_to
+                .map(|nets| nets.into_iter().map(|n| n.0).collect()),
             data_dir: self.data_dir,
-            trusted_proxies: self.trusted_proxies,
+            trusted_proxies: self.trusted_proxies.into_iter().map(|n| n.0).collect(),
             workers: self.workers.filter(|n| *n > 0),
             limits: ServerLimits {
                 header_read_timeout: self.header_read_timeout.unwrap_or(d.header_read_timeout),
@@ -1048,7 +1063,10 @@ impl FileConfig {
                 return Err((None, key(field), message));
             }
             let site_key = format!("site[{i}]");
-            let shield = site.shield.validate(&format!("{site_key}.shield"))?;
+            let mut shield = site.shield.validate(&format!("{site_key}.shield"))?;
+            shield
+                .lists
+                .locate_files(text, &format!("{site_key}.shield"));
             let mut ids = Vec::new();
             let rules = validate_rules(site.rule, &site_key, &mut ids, text)?;
             let rate_limits = validate_rate_limits(site.rate_limit, &site_key, &mut ids, text)?;
@@ -1084,7 +1102,8 @@ impl FileConfig {
                 challenge,
             });
         }
-        let shield = self.shield.validate()?;
+        let mut shield = self.shield.validate()?;
+        shield.lists.locate_files(text, "shield");
         Ok(Config {
             server,
             sites,
@@ -1298,6 +1317,37 @@ tls = { cert = "certs/blog.pem", key = "certs/blog.key" }
         let err = parse("[server]\nadmin = \"localhost:9090\"\n").unwrap_err();
         assert_eq!((err.line, err.key.as_str()), (Some(2), "server.admin"));
         assert!(err.message.contains("\"localhost:9090\""), "{err}");
+        let err =
+            parse("[server]\n\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/99\"]\n").unwrap_err();
+        assert_eq!(
+            (err.line, err.key.as_str()),
+            (Some(3), "server.trusted_proxies[1]")
+        );
+        assert!(
+            err.message.contains("\"10.0.0.0/99\" is not a network"),
+            "{err}"
+        );
+        let ok = parse("[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\nmetrics_open_to = []\n");
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    /// List files are read when the snapshot is built; the lines they are named on go with
+    /// them, so that a file that cannot be read is reported there.
+    #[test]
+    fn list_files_keep_the_lines_they_are_named_on() {
+        let config = parse(
+            "[shield]\ndeny_files = [\"deny.txt\"]\n\n[[site]]\nname = \"a\"\n\
+             hosts = [\"a.example\"]\norigins = [\"http://127.0.0.1:1\"]\n\
+             [site.shield]\nallow_files = [\"allow.txt\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.shield.lists.deny_files_line, Some(2));
+        assert_eq!(config.shield.lists.allow_files_line, None);
+        let site = &config.sites[0].shield.lists;
+        assert_eq!(
+            (site.allow_files_line, site.deny_files_line),
+            (Some(9), None)
+        );
     }
 
     /// Every check that runs on parsed values, one mistake each: the error still names the

@@ -29,6 +29,10 @@ pub struct IpLists {
     /// Files of one address or CIDR per line (`#` comments), read at every reload.
     pub allow_files: Vec<PathBuf>,
     pub deny_files: Vec<PathBuf>,
+    /// Where `allow_files` and `deny_files` stand in the configuration file, so that a file
+    /// that cannot be read is reported at its line.
+    pub allow_files_line: Option<usize>,
+    pub deny_files_line: Option<usize>,
 }
 
 impl IpLists {
@@ -233,6 +237,8 @@ impl FileLists {
             deny: parse(self.deny, "deny")?,
             allow_files: self.allow_files,
             deny_files: self.deny_files,
+            allow_files_line: None,
+            deny_files_line: None,
         })
     }
 }

@@ -36,11 +36,22 @@ pub type GlobalLists = IpTable<Listed>;
 pub fn build_lists(lists: &IpLists, key: &str) -> Result<IpTable<Listed>, String> {
     let mut builder = IpTableBuilder::new();
     let add_file = |path: &std::path::Path, listed: Listed, field: &str| {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("key `{key}.{field}`: cannot read {}: {e}", path.display()))?;
+        // Where the key stands in the configuration file, ahead of the key as in every
+        // configuration error.
+        let at = match listed {
+            Listed::Allow => lists.allow_files_line,
+            Listed::Deny => lists.deny_files_line,
+        }
+        .map_or_else(String::new, |line| format!("line {line}: "));
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "{at}key `{key}.{field}`: cannot read {}: {e}",
+                path.display()
+            )
+        })?;
         let nets = crate::iplist::parse_list(&text).map_err(|e| {
             format!(
-                "key `{key}.{field}`: {}: line {}: {}",
+                "{at}key `{key}.{field}`: {}: line {}: {}",
                 path.display(),
                 e.line,
                 e.message

@@ -203,6 +203,15 @@ fn show(site: &Value) -> Result<String> {
         time_cell(site.get("created_at")),
         time_cell(site.get("updated_at")),
     );
+    if let Some(switched) = site.get("operator_state").filter(|s| !s.is_null()) {
+        out.push_str(&format!(
+            "# STATE {} since {} by {} (configured: {}; `site state` switches back)\n",
+            cell(switched.get("state")),
+            time_cell(switched.get("at")),
+            cell(switched.get("actor")),
+            cell(switched.get("configured")),
+        ));
+    }
     if let Some(suspension) = site.get("suspension").filter(|s| !s.is_null()) {
         out.push_str(&format!(
             "# SUSPENDED {} by {}{}: {}\n",
@@ -358,6 +367,22 @@ mod tests {
              blog  active     file    blog.example                   http://127.0.0.1:1             -\n\
              shop  suspended  api     shop.example,www.shop.example  http://127.0.0.1:2 (weight 3)  1970-01-01T00:00:00Z\n"
         );
+    }
+
+    #[test]
+    fn show_says_a_switched_state_and_prints_the_files_own() {
+        let site = json!({"name": "default", "hosts": ["*"], "origins": ["http://127.0.0.1:1"],
+            "state": "under_attack", "source": "file",
+            "operator_state": {"state": "under_attack", "actor": "tok_x", "at": 0, "configured": "active"}});
+        let text = show(&site).unwrap();
+        assert!(
+            text.contains(
+                "# STATE under_attack since 1970-01-01T00:00:00Z by tok_x (configured: active;"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("state = \"active\""), "{text}");
+        assert!(!text.contains("state = \"under_attack\""), "{text}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit tests and black-box tests against the real
-# binary. Installs what the tests need when it is missing. Used by `.ci/run`.
+# binary. Installs what the tests need when it is missing (as root; otherwise it prints the
+# command to run and stops). Used by `.ci/run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,8 +10,18 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if ((${#need_apt[@]})); then
+    # Only what the tests run: recommended packages would pull in a desktop's worth (over a
+    # hundred packages, upgrading systemd and perl, for chromium alone).
+    install="apt-get install -y --no-install-recommends ${need_apt[*]}"
+    if ((EUID != 0)); then
+        echo "scripts/test.sh: the tests need ${need_apt[*]}, which are missing, and installing" >&2
+        echo "them needs root. Run this, then run scripts/test.sh again:" >&2
+        echo "" >&2
+        echo "    sudo apt-get update && sudo $install" >&2
+        exit 1
+    fi
     echo "installing: ${need_apt[*]}"
-    apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
+    apt-get update -qq && $install -qq
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
     echo "installing cargo-nextest"

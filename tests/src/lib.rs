@@ -17,6 +17,7 @@
 //! | [`RecordingOrigin`] | an origin that keeps every byte it receives per connection and answers each request with its request line |
 //! | [`SiteConfig`] | the config most tests start from: one site, plus the lines a test adds |
 //! | [`client`] | HTTP/1.1, h2c, TLS and WebSocket clients over plain sockets |
+//! | [`cli`] | the `palisade` command line run against an instance's admin API |
 //! | [`control`] | the admin API as JSON, tokens made for a test, security events, reports filed through the intake |
 //! | [`raw`] | byte-exact HTTP/1.1 exchanges, for framing attacks and connection state |
 //! | [`h2raw`] | hand-made HTTP/2 frames over h2c, for protocol floods |
@@ -45,6 +46,7 @@
 //! Every piece cleans up on drop, also when a test panics: the proxy process is killed and the
 //! origin's runtime is shut down.
 
+pub mod cli;
 pub mod client;
 mod config;
 pub mod control;

@@ -204,6 +204,22 @@ impl Palisade {
         Self::spawn(dir, config_path, &args, expected)
     }
 
+    /// Runs `palisade ARGS` (a `serve` command line, as a README or a script writes it) with a
+    /// fresh temp dir as its working directory, so that relative paths and the default
+    /// `./palisade-data` land there, and without `PALISADE_BOOTSTRAP_TOKEN`: a first start
+    /// prints its admin token. Waits for one cleartext and one admin listener: pass
+    /// `--listen 127.0.0.1:0 --admin 127.0.0.1:0`.
+    pub fn serve_args_in_temp_dir(args: &[String]) -> Palisade {
+        let dir = tempfile::tempdir().expect("temp dir for palisade");
+        let config_path = dir.path().join("palisade.toml");
+        let expected = Expected {
+            http: 1,
+            https: 0,
+            admin: 1,
+        };
+        Self::spawn_with(dir, config_path, args, expected, false)
+    }
+
     /// Runs `palisade check --config <file>` on `config_toml` written verbatim (no `data_dir`
     /// added, so line numbers are the caller's).
     pub fn check(config_toml: &str) -> CheckRun {

@@ -6,90 +6,11 @@
 //! from `PALISADE_TOKEN`, as a script would; tests that are about tokens pass others.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use palisade_blackbox::{ADMIN_TOKEN, Origin, Palisade, SiteConfig, TestCa, binary_path, client};
+use palisade_blackbox::cli::{palisade, palisade_as};
+use palisade_blackbox::{Origin, Palisade, SiteConfig, TestCa, client};
 use serde_json::Value;
-
-/// What one CLI run printed, and how it exited.
-struct Run {
-    args: String,
-    output: Output,
-}
-
-impl Run {
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.output.stdout).into_owned()
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.output.stderr).into_owned()
-    }
-
-    fn succeeded(&self) -> bool {
-        self.output.status.success()
-    }
-
-    /// Panics unless the command exited 0; returns its stdout.
-    fn ok(&self) -> String {
-        assert!(
-            self.succeeded(),
-            "`palisade {}` failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
-            self.args,
-            self.output.status,
-            self.stdout(),
-            self.stderr()
-        );
-        self.stdout()
-    }
-
-    /// Panics unless the command exited non-zero; returns its stderr.
-    fn refused(&self) -> String {
-        assert!(
-            !self.succeeded(),
-            "`palisade {}` succeeded, it should not have:\n{}",
-            self.args,
-            self.stdout()
-        );
-        assert_eq!(self.output.status.code(), Some(1), "{}", self.stderr());
-        self.stderr()
-    }
-
-    fn json(&self) -> Value {
-        let stdout = self.ok();
-        serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("`palisade {}` printed no JSON ({e}):\n{stdout}", self.args))
-    }
-}
-
-/// `palisade ARGS` against `proxy`'s admin API with `token` (none: no token at all).
-fn palisade_as(proxy: &Palisade, token: Option<&str>, args: &[&str]) -> Run {
-    let mut command = Command::new(binary_path());
-    command
-        .args(args)
-        .current_dir(proxy.dir())
-        .env(
-            "PALISADE_ADMIN_URL",
-            format!("http://{}", proxy.admin_addr()),
-        )
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null());
-    match token {
-        Some(token) => command.env("PALISADE_TOKEN", token),
-        None => command.env_remove("PALISADE_TOKEN"),
-    };
-    Run {
-        args: args.join(" "),
-        output: command.output().expect("run the palisade CLI"),
-    }
-}
-
-/// `palisade ARGS` with the suite's admin token.
-fn palisade(proxy: &Palisade, args: &[&str]) -> Run {
-    palisade_as(proxy, Some(ADMIN_TOKEN), args)
-}
 
 /// Writes `text` to `name` in the instance's directory; returns the path as an argument.
 fn write(proxy: &Palisade, name: &str, text: &str) -> String {
@@ -190,9 +111,11 @@ async fn a_site_is_created_from_toml_listed_shown_patched_and_deleted() {
         invalid.contains("(422)") && invalid.contains("cache.ttl"),
         "{invalid}"
     );
-    let file_site = palisade(&proxy, &["site", "state", "blog", "paused"]).refused();
+    let file_site = palisade(&proxy, &["site", "patch", "blog", "--set", "state=paused"]).refused();
     assert!(
-        file_site.contains("(409)") && file_site.contains("palisade.toml"),
+        file_site.contains("(409)")
+            && file_site.contains("palisade.toml")
+            && file_site.contains("palisade site state blog"),
         "{file_site}"
     );
 

@@ -198,6 +198,10 @@ fn probe(method: &str, path: &str) -> Option<Probe> {
             authorized: 200,
             restores_site: true,
         },
+        // Suspension is not a state to switch to: 422, nothing switched.
+        ("PUT", "/api/sites/{site}/state") => {
+            p(ProbeBody::Json(json!({"state": "suspended"})), 422)
+        }
         ("POST", "/api/sites/{site}/suspend") => p(ProbeBody::Json(json!({"reason": ""})), 422),
         // Not suspended: 409, nothing done.
         ("POST", "/api/sites/{site}/reinstate") => p(ProbeBody::None, 409),

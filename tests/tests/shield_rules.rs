@@ -696,7 +696,7 @@ deny = ["203.0.113.0/24"]
     for line in [
         "rule no-wp-admin (block): no match",
         "rate_limit api: counts this request (limit 100 per 10s; 0 counted so far)",
-        "verdict: pass (on to the cache and the origin)",
+        "verdict: pass (on to the under-attack gate, the cache and the origin)",
     ] {
         assert!(out.contains(line), "no {line:?} in:\n{out}");
     }

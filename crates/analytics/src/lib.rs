@@ -21,7 +21,8 @@
 //! 2. A minute is handed over once, and only once it is over.
 //!    (`a_minute_is_handed_over_once_and_only_once`,
 //!    `the_current_minute_is_not_handed_over`,
-//!    `a_request_recorded_after_its_minute_was_taken_counts_in_the_next_one`.)
+//!    `a_request_recorded_after_its_minute_was_taken_counts_in_the_next_one`; a look at the
+//!    minute under way takes nothing: `a_peek_shows_the_minute_under_way_without_taking_it`.)
 //!
 //! ## How the hot path stays cheap
 //! The snapshot hands each request its site's [`SiteAnalytics`] (as it hands it its
@@ -272,10 +273,42 @@ impl Analytics {
         taken
     }
 
+    /// `site`'s minutes that were not taken yet, read without taking them, oldest first: the
+    /// finished ones waiting for the next take, and the minute `now` falls in as counted so
+    /// far (`true`: under way). For a reader who must not wait for the next take, as an
+    /// operator looking right after traffic.
+    pub fn peek(&self, site: &str, now: SystemTime) -> Vec<(SiteMinute, bool)> {
+        let current = Minute::of(now).0;
+        let Some(site) = lock(&self.sites).get(site).cloned() else {
+            return Vec::new();
+        };
+        // Under the site's lock no slot opens or closes (both take it): each read below sees
+        // one minute, while requests may still add to it.
+        let state = lock(&site.state);
+        let mut minutes: Vec<(SiteMinute, bool)> =
+            state.pending.iter().map(|m| (m.clone(), false)).collect();
+        for slot in &site.slots {
+            let minute = slot.minute.load(Ordering::Acquire);
+            if minute != CLOSED {
+                minutes.push((site.read(slot, minute, Read::Keep), minute >= current));
+            }
+        }
+        drop(state);
+        minutes.sort_by_key(|(m, _)| m.minute);
+        minutes
+    }
+
     /// Minutes dropped since the start because nobody took them within [`PENDING_MINUTES`].
     pub fn dropped_minutes(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+}
+
+/// Whether reading a slot takes its counts (closing its minute) or only looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Take,
+    Keep,
 }
 
 /// One site's open minutes and the closed ones waiting to be taken.
@@ -434,8 +467,22 @@ impl SiteAnalytics {
             return;
         }
         state.closed_through = state.closed_through.max(minute);
+        let finished = self.read(slot, minute, Read::Take);
+        if state.pending.len() >= PENDING_MINUTES {
+            state.pending.pop_front();
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        state.pending.push_back(finished);
+    }
+
+    /// `slot`'s counters for `minute` as a [`SiteMinute`]: taken (the slot starts again from
+    /// zero) or kept (a look at the minute under way).
+    fn read(&self, slot: &Slot, minute: i64, how: Read) -> SiteMinute {
         let c = &slot.counters;
-        let take = |counter: &AtomicU64| counter.swap(0, Ordering::Relaxed);
+        let take = |counter: &AtomicU64| match how {
+            Read::Take => counter.swap(0, Ordering::Relaxed),
+            Read::Keep => counter.load(Ordering::Relaxed),
+        };
         let by_reason = |counters: &[AtomicU64; REASONS.len()]| {
             REASONS
                 .iter()
@@ -467,10 +514,12 @@ impl SiteAnalytics {
             .top(TOP_REPORTED)
             .map(|(ip, count, _)| (ip.to_string(), scale(count)))
             .collect();
-        tops.paths.clear();
-        tops.clients.clear();
+        if how == Read::Take {
+            tops.paths.clear();
+            tops.clients.clear();
+        }
         drop(tops);
-        let finished = SiteMinute {
+        SiteMinute {
             site: self.name.clone(),
             minute: Minute(minute).start_secs(),
             requests,
@@ -490,12 +539,7 @@ impl SiteAnalytics {
             challenged: by_reason(&c.challenged),
             top_paths,
             top_clients,
-        };
-        if state.pending.len() >= PENDING_MINUTES {
-            state.pending.pop_front();
-            self.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        state.pending.push_back(finished);
     }
 }
 
@@ -742,6 +786,30 @@ mod tests {
         let taken = analytics.take_finished(at(M + 1, 0));
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].requests, 2);
+    }
+
+    #[test]
+    fn a_peek_shows_the_minute_under_way_without_taking_it() {
+        let analytics = Analytics::new();
+        let site = analytics.site("a");
+        assert!(analytics.peek("a", at(M, 0)).is_empty());
+        site.record(Minute(M), &served("/x", ip(1), 200));
+        site.record(Minute(M + 1), &served("/y", ip(2), 404));
+        // M finished (waiting for a take), M + 1 under way.
+        let peeked = analytics.peek("a", at(M + 1, 30));
+        let seen: Vec<_> = peeked
+            .iter()
+            .map(|(m, under_way)| (m.minute, m.requests, m.status_4xx, *under_way))
+            .collect();
+        assert_eq!(seen, [(M * 60, 1, 0, false), ((M + 1) * 60, 1, 1, true)]);
+        assert_eq!(peeked[1].0.top_paths, [("/y".to_string(), 1)]);
+        assert!(analytics.peek("b", at(M + 1, 30)).is_empty());
+        // Nothing was taken: the next take hands both minutes over, each once, in full.
+        site.record(Minute(M + 1), &served("/y", ip(2), 200));
+        let taken = analytics.take_finished(at(M + 2, 0));
+        let minutes: Vec<_> = taken.iter().map(|m| (m.minute, m.requests)).collect();
+        assert_eq!(minutes, [(M * 60, 1), ((M + 1) * 60, 2)]);
+        assert_eq!(taken[1].top_paths, [("/y".to_string(), 2)]);
     }
 
     #[test]

@@ -91,17 +91,22 @@ pub fn parse_since(since: Option<&str>, now: i64) -> Result<i64, ApiError> {
     }
 }
 
-/// The answer: every stored minute from `since`, their totals, and the top paths and clients
-/// over the last hour of them.
+/// The answer: every minute from `since`, their totals, and the top paths and clients over
+/// the last hour of them. Minutes the edge has not handed over yet are read from it: the
+/// minute under way (`"partial": true`) and those finished since the last collection, so
+/// traffic shows as soon as it is served, not up to a minute later.
 pub async fn serve(plane: &ControlPlane, site: &str, since: Option<&str>) -> ApiResult {
     let now = unix_now();
     let since = parse_since(since, now)?;
+    // Read before the store: a minute collected in between is then in both, and the stored
+    // copy wins; read after, it could be in neither.
+    let live = plane.edge.analytics().peek(site, SystemTime::now());
     let name = site.to_string();
     let rows = crate::api::read(plane, move |conn| {
         store::analytics::since(conn, &name, since, MAX_MINUTES)
     })
     .await?;
-    if rows.is_empty() {
+    if rows.is_empty() && live.is_empty() {
         // No minutes: a quiet site, or no such site (a mistyped name must not look quiet).
         let exists = {
             let name = site.to_string();
@@ -121,18 +126,34 @@ pub async fn serve(plane: &ControlPlane, site: &str, since: Option<&str>) -> Api
             ));
         }
     }
-    let mut minutes = Vec::with_capacity(rows.len());
+    let mut minutes = Vec::with_capacity(rows.len() + live.len());
     for (_, data) in rows {
         match serde_json::from_str::<SiteMinute>(&data) {
             Ok(minute) => minutes.push(minute),
             Err(e) => tracing::warn!(error = %e, "unreadable analytics minute skipped"),
         }
     }
-    reply(StatusCode::OK, summary(site, since, &minutes))
+    let mut under_way = None;
+    for (minute, partial) in live {
+        if minute.minute >= since && !minutes.iter().any(|m| m.minute == minute.minute) {
+            if partial {
+                under_way = Some(minute.minute);
+            }
+            minutes.push(minute);
+        }
+    }
+    minutes.sort_by_key(|m| m.minute);
+    reply(StatusCode::OK, summary(site, since, &minutes, under_way))
 }
 
-/// Totals and top lists of `minutes` (oldest first).
-pub fn summary(site: &str, since: i64, minutes: &[SiteMinute]) -> serde_json::Value {
+/// Totals and top lists of `minutes` (oldest first); the minute starting at `under_way` is
+/// marked `"partial": true`.
+pub fn summary(
+    site: &str,
+    since: i64,
+    minutes: &[SiteMinute],
+    under_way: Option<i64>,
+) -> serde_json::Value {
     let mut totals = SiteMinute {
         site: site.to_string(),
         ..SiteMinute::default()
@@ -175,6 +196,9 @@ pub fn summary(site: &str, since: i64, minutes: &[SiteMinute]) -> serde_json::Va
                 object.remove("site");
                 object.remove("top_paths");
                 object.remove("top_clients");
+                if under_way == Some(m.minute) {
+                    object.insert("partial".into(), serde_json::Value::Bool(true));
+                }
             }
             value
         })
@@ -219,12 +243,14 @@ mod tests {
             minute(7260, 7, "/b"),
             minute(7320, 3, "/a"),
         ];
-        let summary = summary("blog", 0, &minutes);
+        let summary = summary("blog", 0, &minutes, Some(7320));
         assert_eq!(summary["totals"]["requests"], 1015);
         assert_eq!(summary["totals"]["blocked"]["rule"], 8);
         assert_eq!(summary["top_paths"], json!([["/a", 8], ["/b", 7]]));
         assert_eq!(summary["minutes"].as_array().unwrap().len(), 4);
         assert!(summary["minutes"][0].get("top_paths").is_none());
+        assert_eq!(summary["minutes"][3]["partial"], true);
+        assert!(summary["minutes"][2].get("partial").is_none());
     }
 
     #[test]

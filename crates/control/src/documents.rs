@@ -9,7 +9,13 @@ use std::fmt;
 
 /// Keys the API adds to a site it shows, which are not part of the document: they are dropped
 /// from what a client sends, so a document read, edited and sent back round-trips.
-pub const READ_ONLY_KEYS: [&str; 4] = ["source", "suspension", "created_at", "updated_at"];
+pub const READ_ONLY_KEYS: [&str; 5] = [
+    "source",
+    "operator_state",
+    "suspension",
+    "created_at",
+    "updated_at",
+];
 
 /// A document that is not a valid site, naming the field (`origins[1]`, `cache.ttl`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -64,7 +70,12 @@ pub fn parse_site(document: &Map<String, Value>) -> Result<Site, FieldError> {
         FieldError::new(field, clean_message(&e.message))
     })?;
     match config.sites.pop() {
-        Some(site) if config.sites.is_empty() => Ok(site),
+        Some(mut site) if config.sites.is_empty() => {
+            // Lines of the TOML made above, which the client never saw.
+            site.shield.lists.allow_files_line = None;
+            site.shield.lists.deny_files_line = None;
+            Ok(site)
+        }
         _ => Err(FieldError::new("", "a document describes exactly one site")),
     }
 }

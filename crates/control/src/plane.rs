@@ -1,16 +1,17 @@
 //! The control plane's core: the configuration the edge runs is composed of the base (the
 //! `--config` file or `--origin` flag: server settings, global lists and the file's sites) and
-//! the store (sites the API manages, and suspensions of any site). Every change is one
+//! the store (sites the API manages, the states an operator switched the file's sites to, and
+//! suspensions of any site). Every change is one
 //! transaction, checked by building the snapshot it would make before it commits, and then
 //! swapped into the edge: it takes effect as the API answers.
 
 use crate::documents::{self, FieldError};
 use crate::store::audit::{self, Change};
-use crate::store::sites::{StoredSite, Suspension};
+use crate::store::sites::{OperatorState, StoredSite, Suspension};
 use crate::store::{self, Store, StoreError};
 use model::{Config, SiteState};
 use rusqlite::Transaction;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use std::sync::{Arc, Mutex};
 
 /// What the operator wrote outside the store.
@@ -68,7 +69,17 @@ impl BaseConfig {
     /// Whether the base defines a site of that name (such a site is changed in the file, not
     /// through the API).
     pub fn has_site(&self, name: &str) -> bool {
-        self.config.sites.iter().any(|s| s.name == name)
+        self.site(name).is_some()
+    }
+
+    /// The base's site of that name.
+    pub fn site(&self, name: &str) -> Option<&model::Site> {
+        self.config.sites.iter().find(|s| s.name == name)
+    }
+
+    /// True when the base comes from command-line flags (`--origin`), not a file.
+    pub fn is_from_flags(&self) -> bool {
+        self.source.starts_with("--")
     }
 }
 
@@ -120,7 +131,8 @@ pub enum SiteSource {
     Api,
 }
 
-/// A site as the API shows it: its document, where it is defined, and its suspension.
+/// A site as the API shows it: its document, where it is defined, the state an operator
+/// switched it to, and its suspension.
 #[derive(Debug, Clone)]
 pub struct SiteView {
     /// The site's name.
@@ -129,6 +141,8 @@ pub struct SiteView {
     pub document: Map<String, Value>,
     /// Where it is defined.
     pub source: SiteSource,
+    /// For a file site: the state an operator switched it to, over the file's.
+    pub operator_state: Option<OperatorState>,
     /// Its suspension, when it is suspended.
     pub suspension: Option<Suspension>,
     /// When a stored site was created and last changed, in Unix milliseconds; `None` for the
@@ -138,26 +152,42 @@ pub struct SiteView {
 
 impl SiteView {
     /// The JSON the API answers with: the document's fields, `state` as the edge runs it, and
-    /// the read-only `source`, `suspension`, `created_at`, `updated_at`.
+    /// the read-only `source`, `operator_state`, `suspension`, `created_at`, `updated_at`.
     pub fn to_json(&self) -> Value {
         let mut out = self.document.clone();
+        let configured = self
+            .document
+            .get("state")
+            .cloned()
+            .unwrap_or_else(|| Value::from(SiteState::Active.as_str()));
+        // The state the site runs when not suspended, which reinstating brings back.
+        let resumes_as = match &self.operator_state {
+            Some(switched) => Value::from(switched.state.as_str()),
+            None => configured.clone(),
+        };
         if self.suspension.is_some() {
             out.insert("state".into(), Value::from(SiteState::Suspended.as_str()));
-        } else if !out.contains_key("state") {
-            out.insert("state".into(), Value::from(SiteState::Active.as_str()));
+        } else {
+            out.insert("state".into(), resumes_as.clone());
         }
         out.insert(
             "source".into(),
             serde_json::to_value(self.source).unwrap_or(Value::Null),
         );
+        if let Some(switched) = &self.operator_state {
+            out.insert(
+                "operator_state".into(),
+                json!({
+                    "state": switched.state,
+                    "actor": switched.actor,
+                    "at": switched.at,
+                    "configured": configured,
+                }),
+            );
+        }
         if let Some(suspension) = &self.suspension {
             let mut shown = serde_json::to_value(suspension).unwrap_or(Value::Null);
-            // The state the site's document holds, which reinstating brings back.
-            shown["resumes_as"] = self
-                .document
-                .get("state")
-                .cloned()
-                .unwrap_or_else(|| Value::from(SiteState::Active.as_str()));
+            shown["resumes_as"] = resumes_as;
             out.insert("suspension".into(), shown);
         }
         if let Some((created, updated)) = self.times {
@@ -274,12 +304,14 @@ impl ControlPlane {
         let base = self.base();
         let suspensions = store::sites::suspensions(conn)?;
         let suspension_of = |name: &str| suspensions.iter().find(|s| s.site == name).cloned();
+        let switched = store::sites::operator_states(conn)?;
         let mut views = Vec::new();
         for (site, document) in base.config.sites.iter().zip(&base.documents) {
             views.push(SiteView {
                 name: site.name.clone(),
                 document: document.clone(),
                 source: SiteSource::File,
+                operator_state: switched.iter().find(|s| s.site == site.name).cloned(),
                 suspension: suspension_of(&site.name),
                 times: None,
             });
@@ -290,6 +322,7 @@ impl ControlPlane {
                 name: stored.name,
                 document: stored.document,
                 source: SiteSource::Api,
+                operator_state: None,
                 times: Some((stored.created_at, stored.updated_at)),
             });
         }
@@ -297,9 +330,17 @@ impl ControlPlane {
     }
 }
 
-/// The configuration the edge runs: the base, the store's sites, and every suspension.
+/// The configuration the edge runs: the base with the states an operator switched its sites
+/// to, the store's sites, and every suspension.
 pub fn compose(base: &BaseConfig, conn: &rusqlite::Connection) -> Result<Config, ChangeError> {
     let mut config = base.config.clone();
+    // Only the base's sites: an API site's state is its document's. A row whose site has left
+    // the file waits, by name, as a suspension does.
+    for switched in store::sites::operator_states(conn)? {
+        if let Some(site) = config.sites.iter_mut().find(|s| s.name == switched.site) {
+            site.state = switched.state;
+        }
+    }
     let mut sites = Vec::new();
     for StoredSite { name, document, .. } in store::sites::list(conn)? {
         let site = documents::parse_site(&document).map_err(|e| {

@@ -3,8 +3,10 @@
 //!
 //! Every default below is documented in `docs/config.md`; keep the two in step.
 
+use crate::address::{ListenerAddress, Network};
 use crate::challenge::{ChallengeSettings, FileChallenge, SiteState, Suspension};
 use crate::duration::{as_text, as_text_opt};
+use crate::locate::key_span;
 use crate::shield::{
     FileGlobalShield, FileRateLimit, FileRule, FileSiteShield, GlobalShield, RateLimit, Rule,
     SiteShield, validate_rate_limits, validate_rules,
@@ -389,7 +391,7 @@ impl Config {
                 .to_string()
                 .replace(".$__serde_spanned_private_value", "");
             let inner = e.into_inner();
-            let (line, column) = place(inner.span());
+            let (line, column) = place(inner.span().or_else(|| key_span(text, &key)));
             ConfigError {
                 file: file.to_string(),
                 line,
@@ -399,7 +401,8 @@ impl Config {
             }
         })?;
         raw.validate(text).map_err(|(span, key, message)| {
-            let (line, column) = place(span);
+            // Checks on parsed values name their key; the text says where it stands.
+            let (line, column) = place(span.or_else(|| key_span(text, &key)));
             ConfigError {
                 file: file.to_string(),
                 line,
@@ -500,6 +503,19 @@ impl Config {
     }
 }
 
+impl crate::IpLists {
+    /// Records the lines `allow_files` and `deny_files` are written on, under `key`.
+    fn locate_files(&mut self, text: &str, key: &str) {
+        let line = |field: &str| {
+            key_span(text, &format!("{key}.{field}"))
+                .map(|span| line_and_column(text, span.start).0)
+        };
+        // Only lists that name files: another key's line would do for an absent one.
+        self.allow_files_line = line("allow_files").filter(|_| !self.allow_files.is_empty());
+        self.deny_files_line = line("deny_files").filter(|_| !self.deny_files.is_empty());
+    }
+}
+
 pub(crate) fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text.as_bytes()[..offset.min(text.len())];
     let line = before.iter().filter(|b| **b == b'\n').count() + 1;
@@ -525,12 +541,12 @@ struct FileConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct FileServer {
-    listen: Vec<SocketAddr>,
-    listen_tls: Vec<SocketAddr>,
-    admin: SocketAddr,
-    metrics_open_to: Option<Vec<IpNet>>,
+    listen: Vec<ListenerAddress>,
+    listen_tls: Vec<ListenerAddress>,
+    admin: ListenerAddress,
+    metrics_open_to: Option<Vec<Network>>,
     data_dir: PathBuf,
-    trusted_proxies: Vec<IpNet>,
+    trusted_proxies: Vec<Network>,
     access_log: String,
     workers: Option<usize>,
     #[serde(with = "as_text_opt")]
@@ -568,9 +584,9 @@ struct FileServer {
 impl Default for FileServer {
     fn default() -> Self {
         FileServer {
-            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            listen: vec![ListenerAddress(SocketAddr::from(([127, 0, 0, 1], 8080)))],
             listen_tls: Vec::new(),
-            admin: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            admin: ListenerAddress(SocketAddr::from(([127, 0, 0, 1], 9090))),
             metrics_open_to: None,
             data_dir: PathBuf::from("./palisade-data"),
             trusted_proxies: Vec::new(),
@@ -608,12 +624,14 @@ impl FileServer {
                 "off" => AccessLogTarget::Off,
                 path => AccessLogTarget::File(PathBuf::from(path)),
             },
-            listen: self.listen,
-            listen_tls: self.listen_tls,
-            admin: self.admin,
-            metrics_open_to: self.metrics_open_to,
+            listen: self.listen.into_iter().map(|a| a.0).collect(),
+            listen_tls: self.listen_tls.into_iter().map(|a| a.0).collect(),
+            admin: self.admin.0,
+            metrics_open_to: self
+                .metrics_open_to
+                .map(|nets| nets.into_iter().map(|n| n.0).collect()),
             data_dir: self.data_dir,
-            trusted_proxies: self.trusted_proxies,
+            trusted_proxies: self.trusted_proxies.into_iter().map(|n| n.0).collect(),
             workers: self.workers.filter(|n| *n > 0),
             limits: ServerLimits {
                 header_read_timeout: self.header_read_timeout.unwrap_or(d.header_read_timeout),
@@ -929,12 +947,16 @@ impl FileConfig {
                 "must be at least 8192 (browsers send several KiB of headers)".into(),
             ));
         }
-        if l.max_headers == 0 || l.max_connections == 0 || l.max_connections_per_ip == 0 {
-            return Err((
-                None,
-                "server".into(),
-                "max_headers, max_connections and max_connections_per_ip must be at least 1".into(),
-            ));
+        let at_least_one = [
+            ("server.max_headers", l.max_headers == 0),
+            ("server.max_connections", l.max_connections == 0),
+            (
+                "server.max_connections_per_ip",
+                l.max_connections_per_ip == 0,
+            ),
+        ];
+        if let Some((key, _)) = at_least_one.iter().find(|(_, zero)| *zero) {
+            return Err((None, (*key).into(), "must be at least 1".into()));
         }
         if l.max_new_connections_per_ip == 0 {
             return Err((
@@ -1028,11 +1050,17 @@ impl FileConfig {
                             ),
                         ));
                     }
-                    if h.interval.is_zero() || h.timeout.is_zero() || h.rise == 0 || h.fall == 0 {
+                    let zero = [
+                        ("interval", h.interval.is_zero()),
+                        ("timeout", h.timeout.is_zero()),
+                        ("rise", h.rise == 0),
+                        ("fall", h.fall == 0),
+                    ];
+                    if let Some((field, _)) = zero.iter().find(|(_, zero)| *zero) {
                         return Err((
                             None,
-                            key("health"),
-                            "interval, timeout, rise and fall must be more than zero".into(),
+                            key(&format!("health.{field}")),
+                            "must be more than zero".into(),
                         ));
                     }
                     Some(HealthCheck {
@@ -1053,18 +1081,22 @@ impl FileConfig {
                         .into(),
                 ));
             }
-            if site.connect_timeout.is_zero() || site.response_timeout.is_zero() {
-                return Err((
-                    None,
-                    key("response_timeout"),
-                    "connect_timeout and response_timeout must be more than zero".into(),
-                ));
+            for (field, timeout) in [
+                ("connect_timeout", site.connect_timeout),
+                ("response_timeout", site.response_timeout),
+            ] {
+                if timeout.is_zero() {
+                    return Err((None, key(field), "must be more than zero".into()));
+                }
             }
             if let Err((field, message)) = site.cache.validate() {
                 return Err((None, key(field), message));
             }
             let site_key = format!("site[{i}]");
-            let shield = site.shield.validate(&format!("{site_key}.shield"))?;
+            let mut shield = site.shield.validate(&format!("{site_key}.shield"))?;
+            shield
+                .lists
+                .locate_files(text, &format!("{site_key}.shield"));
             let mut ids = Vec::new();
             let rules = validate_rules(site.rule, &site_key, &mut ids, text)?;
             let rate_limits = validate_rate_limits(site.rate_limit, &site_key, &mut ids, text)?;
@@ -1100,7 +1132,8 @@ impl FileConfig {
                 challenge,
             });
         }
-        let shield = self.shield.validate()?;
+        let mut shield = self.shield.validate()?;
+        shield.lists.locate_files(text, "shield");
         Ok(Config {
             server,
             sites,
@@ -1301,6 +1334,156 @@ tls = { cert = "certs/blog.pem", key = "certs/blog.key" }
     fn a_tls_listener_without_any_certificate_is_refused() {
         let err = parse("[server]\nlisten_tls = [\"127.0.0.1:8443\"]\n").unwrap_err();
         assert_eq!(err.key, "server.listen_tls");
+        assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn a_bad_listener_address_is_quoted_with_its_line_and_index() {
+        let err =
+            parse("[server]\nlisten = [\"127.0.0.1:8080\", \"127.0.0.1:99999\"]\n").unwrap_err();
+        assert_eq!((err.line, err.key.as_str()), (Some(2), "server.listen[1]"));
+        assert!(err.message.contains("\"127.0.0.1:99999\""), "{err}");
+        assert!(err.message.contains("IP:PORT"), "{err}");
+        let err = parse("[server]\nadmin = \"localhost:9090\"\n").unwrap_err();
+        assert_eq!((err.line, err.key.as_str()), (Some(2), "server.admin"));
+        assert!(err.message.contains("\"localhost:9090\""), "{err}");
+        let err =
+            parse("[server]\n\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/99\"]\n").unwrap_err();
+        assert_eq!(
+            (err.line, err.key.as_str()),
+            (Some(3), "server.trusted_proxies[1]")
+        );
+        assert!(
+            err.message.contains("\"10.0.0.0/99\" is not a network"),
+            "{err}"
+        );
+        let ok = parse("[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\nmetrics_open_to = []\n");
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    /// List files are read when the snapshot is built; the lines they are named on go with
+    /// them, so that a file that cannot be read is reported there.
+    #[test]
+    fn list_files_keep_the_lines_they_are_named_on() {
+        let config = parse(
+            "[shield]\ndeny_files = [\"deny.txt\"]\n\n[[site]]\nname = \"a\"\n\
+             hosts = [\"a.example\"]\norigins = [\"http://127.0.0.1:1\"]\n\
+             [site.shield]\nallow_files = [\"allow.txt\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.shield.lists.deny_files_line, Some(2));
+        assert_eq!(config.shield.lists.allow_files_line, None);
+        let site = &config.sites[0].shield.lists;
+        assert_eq!(
+            (site.allow_files_line, site.deny_files_line),
+            (Some(9), None)
+        );
+    }
+
+    /// Every check that runs on parsed values, one mistake each: the error still names the
+    /// line the key is written on (found again in the text), and the key.
+    #[test]
+    fn every_config_error_names_file_line_and_key() {
+        const SITE: &str =
+            "[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigins = [\"http://127.0.0.1:1\"]\n";
+        let cases: &[(&str, usize, &str)] = &[
+            (
+                "[server]\nanalytics_retention = \"1m\"\n",
+                2,
+                "server.analytics_retention",
+            ),
+            (
+                "[server]\noperator_host = \"*.x\"\n",
+                2,
+                "server.operator_host",
+            ),
+            (
+                "[server]\nidle_timeout = \"0s\"\n",
+                2,
+                "server.idle_timeout",
+            ),
+            (
+                "[server]\nmax_header_bytes = 100\n",
+                2,
+                "server.max_header_bytes",
+            ),
+            ("\n[server]\nmax_headers = 0\n", 3, "server.max_headers"),
+            (
+                "[server]\nmax_new_connections_per_ip = 0\n",
+                2,
+                "server.max_new_connections_per_ip",
+            ),
+            (
+                "[server]\nmin_request_body_rate = 0\n",
+                2,
+                "server.min_request_body_rate",
+            ),
+            ("[server]\nlisten = []\n", 2, "server.listen"),
+            ("[shield]\nevents = 0\n", 2, "shield.events"),
+            ("[shield]\ndeny = [\"10.0.0.0/99\"]\n", 2, "shield.deny[0]"),
+            (
+                &format!("{SITE}state = \"suspended\"\n"),
+                5,
+                "site[0].state",
+            ),
+            (
+                &format!("{SITE}connect_timeout = \"0s\"\n"),
+                5,
+                "site[0].connect_timeout",
+            ),
+            (
+                &format!("{SITE}[site.health]\npath = \"x\"\n"),
+                6,
+                "site[0].health.path",
+            ),
+            (
+                &format!("{SITE}[site.health]\nrise = 0\n"),
+                6,
+                "site[0].health.rise",
+            ),
+            (
+                &format!("{SITE}[site.cache]\nttl = \"0s\"\n"),
+                6,
+                "site[0].cache.ttl",
+            ),
+            (
+                &format!("{SITE}[site.cache]\nbypass = [\"x\"]\n"),
+                6,
+                "site[0].cache.bypass",
+            ),
+            (
+                &format!("{SITE}[site.shield]\nattack_factor = 0.5\n"),
+                6,
+                "site[0].shield.attack_factor",
+            ),
+            (
+                &format!("{SITE}[site.challenge]\ndifficulty = 99\n"),
+                6,
+                "site[0].challenge.difficulty",
+            ),
+            (
+                &format!(
+                    "{SITE}[[site.rate_limit]]\nid = \"r\"\nkey = \"ip\"\nrequests = 0\nperiod = \"1s\"\n"
+                ),
+                8,
+                "site[0].rate_limit[0].requests",
+            ),
+            (&format!("{SITE}{SITE}"), 6, "site[1].name"),
+        ];
+        for (text, line, key) in cases {
+            let err = parse(text).unwrap_err();
+            assert_eq!(err.file, "palisade.toml", "{text}");
+            assert_eq!(
+                (err.line, err.key.as_str()),
+                (Some(*line), *key),
+                "{text}\n{err}"
+            );
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("palisade.toml: line {line}, column ")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -21,10 +21,12 @@
 //! ```
 
 mod abuse;
+mod address;
 mod challenge;
 mod config;
 mod duration;
 mod host;
+mod locate;
 mod origin;
 mod shield;
 mod shown;

@@ -34,6 +34,11 @@ pub struct IpLists {
     pub allow_files: Vec<PathBuf>,
     /// Like `allow_files`, for the deny list.
     pub deny_files: Vec<PathBuf>,
+    /// Where `allow_files` stands in the configuration file, so that a file that cannot be
+    /// read is reported at its line.
+    pub allow_files_line: Option<usize>,
+    /// Where `deny_files` stands in the configuration file.
+    pub deny_files_line: Option<usize>,
 }
 
 impl IpLists {
@@ -298,6 +303,8 @@ impl FileLists {
             deny: parse(self.deny, "deny")?,
             allow_files: self.allow_files,
             deny_files: self.deny_files,
+            allow_files_line: None,
+            deny_files_line: None,
         })
     }
 }
@@ -410,12 +417,17 @@ impl Default for SiteShield {
 
 impl FileSiteShield {
     pub(crate) fn validate(self, key: &str) -> Result<SiteShield, Invalid> {
-        if self.misses_period.is_zero() || self.attack_hold.is_zero() {
-            return Err((
-                None,
-                format!("{key}.misses_period"),
-                "misses_period and attack_hold must be more than zero".into(),
-            ));
+        for (field, period) in [
+            ("misses_period", self.misses_period),
+            ("attack_hold", self.attack_hold),
+        ] {
+            if period.is_zero() {
+                return Err((
+                    None,
+                    format!("{key}.{field}"),
+                    "must be more than zero".into(),
+                ));
+            }
         }
         if !(self.attack_factor > 1.0 && self.attack_factor.is_finite()) {
             return Err((

@@ -60,33 +60,38 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Protect and cache sites: one origin with --origin, or many with --config.
+    #[command(after_help = SERVE_AFTER_HELP)]
     Serve {
-        /// A TOML file describing the server and its sites.
-        #[arg(long, conflicts_with = "origin")]
+        /// A TOML file describing the server and its sites (docs/config.md).
+        #[arg(long, value_name = "FILE", conflicts_with = "origin")]
         config: Option<PathBuf>,
-        /// Protect this one origin (any Host is forwarded to it).
-        #[arg(long)]
+        /// Protect this one origin, as a site named `default` that takes any Host.
+        #[arg(long, value_name = "URL")]
         origin: Option<String>,
-        /// Cleartext listener(s), HTTP/1.1 and h2c [default: 127.0.0.1:8080].
-        #[arg(long)]
+        /// Cleartext listener(s), HTTP/1.1 and h2c (repeatable) [default: 127.0.0.1:8080].
+        #[arg(long, value_name = "ADDR")]
         listen: Vec<SocketAddr>,
-        /// Admin listener (/metrics, /healthz) [default: 127.0.0.1:9090].
-        #[arg(long)]
+        /// Admin listener: the admin API (/api/, docs/control.md), /metrics and /healthz
+        /// [default: 127.0.0.1:9090].
+        #[arg(long, value_name = "ADDR")]
         admin: Option<SocketAddr>,
-        /// Data directory [default: ./palisade-data].
-        #[arg(long)]
+        /// Data directory: the store (sites, tokens, audit log), the disk cache, the
+        /// challenge keys [default: ./palisade-data].
+        #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
     },
-    /// Validate a configuration file without serving.
+    /// Validate a configuration file without serving: syntax, every key, certificates.
     Check {
-        #[arg(long)]
+        /// The configuration file to validate (TOML, as `serve --config` reads it).
+        #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
     /// Show what the shield would do with a request (lists, rules, rate limits), without
     /// sending anything: `palisade explain --config FILE --ip 1.2.3.4 GET https://host/path
     /// -H 'User-Agent: x'`.
     Explain {
-        #[arg(long)]
+        /// The configuration file whose sites and shield settings decide.
+        #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// The client address the request comes from.
         #[arg(long)]
@@ -184,6 +189,15 @@ enum Command {
         api: cli::ApiArgs,
     },
 }
+
+/// What `serve --help` adds below the flags: the token of the first start.
+const SERVE_AFTER_HELP: &str = "\
+At the first start (no token in the data directory's store yet) an admin token for the API and
+the CLI is printed once on stdout; only its hash is kept. Set PALISADE_BOOTSTRAP_TOKEN (at least
+24 printable characters) at that first start to choose it instead. Later starts print none.
+
+With --origin the site is named `default`: `palisade analytics default`,
+`palisade site state default under_attack`.";
 
 #[derive(Subcommand)]
 enum KeysAction {
@@ -327,6 +341,13 @@ fn serve(
         (Some(path), _) => load_base(path, &overrides)?,
         (None, Some(origin)) => {
             let url = OriginUrl::parse(&origin).map_err(anyhow::Error::msg)?;
+            // The API and the CLI name sites; this one's name is written nowhere else.
+            tracing::info!(
+                site = "default",
+                origin = %url,
+                "one site, named `default`, takes every host name (`palisade analytics default`, \
+                 `palisade site state default under_attack`)"
+            );
             control::BaseConfig::from_flags(
                 overrides.apply(Config::single_origin(Origin { url, weight: 1 })),
                 "--origin".to_string(),
@@ -478,6 +499,48 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    /// `--help` is where a newcomer learns the command line: every flag, argument and
+    /// command says what it is.
+    #[test]
+    fn every_flag_argument_and_command_says_what_it_is() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} <{id}>"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(sub_path.clone());
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let mut command = Cli::command();
+        command.build();
+        let mut missing = Vec::new();
+        walk(&command, "palisade", &mut missing);
+        assert!(missing.is_empty(), "no description: {missing:#?}");
+    }
+
+    #[test]
+    fn serve_help_names_the_admin_api_and_the_bootstrap_token() {
+        let mut command = Cli::command();
+        let help = command
+            .find_subcommand_mut("serve")
+            .expect("serve")
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("the admin API"), "{help}");
+        assert!(help.contains("PALISADE_BOOTSTRAP_TOKEN"), "{help}");
+        assert!(help.contains("`default`"), "{help}");
     }
 
     #[test]

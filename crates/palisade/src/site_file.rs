@@ -93,13 +93,22 @@ fn bare_table(text: &str) -> Result<Map<String, Value>, String> {
     }
 }
 
-/// Drops what the API adds when it shows a site (`source`, `suspension`, times), so the output
-/// of `site show --json` can be edited and sent back. A suspended site is shown with `state =
-/// "suspended"`, which hides its own state and is not a state a client may set: dropped too.
+/// Drops what the API adds when it shows a site (`source`, `operator_state`, `suspension`,
+/// times), so the output of `site show --json` can be edited and sent back. A suspended site
+/// is shown with `state = "suspended"`, which hides its own state and is not a state a client
+/// may set: dropped too. A file site an operator switched shows the state it runs; its
+/// document says what its file says.
 pub fn without_view_keys(document: &mut Map<String, Value>) {
     let suspended = document.get("suspension").is_some_and(|s| !s.is_null());
+    let configured = document
+        .get("operator_state")
+        .and_then(|switched| switched.get("configured"))
+        .cloned();
     for key in READ_ONLY_KEYS {
         document.remove(key);
+    }
+    if let Some(configured) = configured {
+        document.insert("state".into(), configured);
     }
     if suspended && document.get("state").and_then(Value::as_str) == Some("suspended") {
         document.remove("state");

@@ -38,8 +38,10 @@ pub type GlobalLists = IpTable<Listed>;
 #[derive(Debug, thiserror::Error)]
 pub enum ListsError {
     /// A file named by `allow_files` or `deny_files` could not be read.
-    #[error("key `{key}`: cannot read {}: {error}", .path.display())]
+    #[error("{}key `{key}`: cannot read {}: {error}", at_line(*.line), .path.display())]
     Read {
+        /// The configuration file's line that names the file, when known.
+        line: Option<usize>,
         /// The list's key, `site[0].shield.allow_files` say.
         key: String,
         /// The file as the configuration names it.
@@ -48,8 +50,10 @@ pub enum ListsError {
         error: std::io::Error,
     },
     /// A line of the file is not an address or a CIDR.
-    #[error("key `{key}`: {}: {error}", .path.display())]
+    #[error("{}key `{key}`: {}: {error}", at_line(*.line), .path.display())]
     Entry {
+        /// The configuration file's line that names the file, when known.
+        line: Option<usize>,
         /// The list's key, `site[0].shield.allow_files` say.
         key: String,
         /// The file as the configuration names it.
@@ -59,18 +63,31 @@ pub enum ListsError {
     },
 }
 
+/// `line N: ` ahead of a configuration error, when its line is known.
+fn at_line(line: Option<usize>) -> String {
+    line.map_or_else(String::new, |line| format!("line {line}: "))
+}
+
 /// Reads list files and builds a table from config entries and files. `key` names the list's
 /// table in errors (`shield`, `site[0].shield`).
 pub fn build_lists(lists: &IpLists, key: &str) -> Result<IpTable<Listed>, ListsError> {
     let mut builder = IpTableBuilder::new();
     let add_file = |path: &Path, listed: Listed, field: &str| {
         let key = || format!("{key}.{field}");
+        // Where the key stands in the configuration file, ahead of the key as in every
+        // configuration error.
+        let line = match listed {
+            Listed::Allow => lists.allow_files_line,
+            Listed::Deny => lists.deny_files_line,
+        };
         let text = std::fs::read_to_string(path).map_err(|error| ListsError::Read {
+            line,
             key: key(),
             path: path.to_path_buf(),
             error,
         })?;
         let nets = crate::iplist::parse_list(&text).map_err(|error| ListsError::Entry {
+            line,
             key: key(),
             path: path.to_path_buf(),
             error,
@@ -464,7 +481,9 @@ impl fmt::Display for Explanation {
             writeln!(f, "{step}")?;
         }
         let verdict = match &self.verdict {
-            Verdict::Pass => "pass (on to the cache and the origin)".to_string(),
+            Verdict::Pass => {
+                "pass (on to the under-attack gate, the cache and the origin)".to_string()
+            }
             Verdict::Allowed => "allow (the rest of the shield is skipped)".to_string(),
             Verdict::Block { reason } => format!("block: 403 ({})", reason.as_str()),
             Verdict::Challenge { reason } => format!("challenge ({})", reason.as_str()),

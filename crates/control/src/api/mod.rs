@@ -13,6 +13,7 @@ mod gate;
 mod openapi;
 mod query;
 mod reports;
+mod site_state;
 mod sites;
 mod tokens;
 
@@ -27,7 +28,7 @@ use crate::store::tokens::Scope;
 use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Router, middleware};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -53,6 +54,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
                 .put(sites::replace)
                 .delete(sites::delete),
         )
+        .route("/api/sites/{site}/state", put(site_state::put))
         .route("/api/sites/{site}/suspend", post(sites::suspend))
         .route("/api/sites/{site}/reinstate", post(sites::reinstate))
         .route("/api/sites/{site}/purge", post(sites::purge))

@@ -145,7 +145,7 @@ fn build() -> Value {
                     "type": "object",
                     "description": "The fields of a [[site]] table in palisade.toml (see docs/config.md). \
                         `tls` takes `cert_pem` and `key_pem` (PEM text) on upload. Read-only in answers: \
-                        `source` (file | api), `suspension`, `created_at`, `updated_at`.",
+                        `source` (file | api), `operator_state`, `suspension`, `created_at`, `updated_at`.",
                     "required": ["name", "hosts", "origins"],
                     "properties": {
                         "name": {"type": "string", "pattern": "^[a-z0-9_-]{1,63}$"},
@@ -158,6 +158,16 @@ fn build() -> Value {
                         "rule": {"type": "array", "items": {"type": "object"}},
                         "rate_limit": {"type": "array", "items": {"type": "object"}},
                         "challenge": {"type": "object"}
+                    }
+                },
+                "SiteState": {
+                    "type": "object",
+                    "required": ["state"],
+                    "description": "For a file's site the store keeps this state over the file's `state` (shown as \
+                        `operator_state`) until it is switched back to what the file says.",
+                    "properties": {
+                        "state": {"enum": ["active", "under_attack", "paused"]},
+                        "reason": {"type": "string", "description": "kept in the audit log"}
                     }
                 },
                 "SitePatch": {"type": "object", "description": "RFC 7396 merge patch over a Site; null removes a key."},
@@ -209,6 +219,10 @@ fn build() -> Value {
                 "patch": op("Change a site (merge patch)", "edit", Some("SitePatch"), "200"),
                 "put": op("Replace a site's document", "edit", Some("Site"), "200"),
                 "delete": op("Delete a site", "edit", None, "200")
+            },
+            "/api/sites/{site}/state": {
+                "parameters": path_param("site"),
+                "put": with_404(op("Switch the site's state (any site, a file's included); audited", "edit", Some("SiteState"), "200"))
             },
             "/api/sites/{site}/suspend": {
                 "parameters": path_param("site"),

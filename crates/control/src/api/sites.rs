@@ -4,7 +4,7 @@
 use super::{ApiError, ApiResult, Caller, Query, Shared, read_body, read_json, reply};
 use crate::claims::{self, ClaimError};
 use crate::documents::{self, FieldError, READ_ONLY_KEYS};
-use crate::plane::{ChangeContext, ChangeError, ControlPlane, SiteView};
+use crate::plane::{BaseConfig, ChangeContext, ChangeError, ControlPlane, SiteView};
 use crate::store::audit::Change;
 use crate::store::sites::Suspension;
 use crate::store::tokens::Token;
@@ -32,7 +32,7 @@ async fn views(plane: &Arc<ControlPlane>) -> Result<Vec<SiteView>, ApiError> {
     crate::api::read(plane, move |conn| inner.sites(conn)).await
 }
 
-async fn view(plane: &Arc<ControlPlane>, name: &str) -> Result<SiteView, ApiError> {
+pub(super) async fn view(plane: &Arc<ControlPlane>, name: &str) -> Result<SiteView, ApiError> {
     views(plane)
         .await?
         .into_iter()
@@ -106,7 +106,7 @@ pub async fn create(
     let result = plane
         .change(move |ctx| {
             if ctx.base.has_site(&site.name) {
-                return Err(file_site(&site.name, &ctx.base.source));
+                return Err(file_site(&site.name, ctx.base));
             }
             check_claims(ctx, &token, &site)?;
             if !store::sites::insert(ctx.tx, &site.name, &stored, ctx.now)? {
@@ -131,15 +131,29 @@ pub async fn create(
     reply(StatusCode::CREATED, view(&plane, &name).await?.to_json())
 }
 
-/// A file site is changed in its file. The file is named by its base name: its directory is
-/// the server's business, not an API client's.
-fn file_site(name: &str, source: &str) -> ChangeError {
-    let file = std::path::Path::new(source)
-        .file_name()
-        .map_or_else(|| source.to_string(), |f| f.to_string_lossy().into_owned());
+/// A file site is changed in its file; a flag's site, by describing it in a file. Its state
+/// is switched here either way. The file is named by its base name: its directory is the
+/// server's business, not an API client's.
+fn file_site(name: &str, base: &BaseConfig) -> ChangeError {
+    let shown = model::shown(name);
+    let whence = if base.is_from_flags() {
+        format!(
+            "comes from the {} flag: to configure it, describe it as a [[site]] in a file and \
+             serve --config that file",
+            base.source
+        )
+    } else {
+        let file = std::path::Path::new(&base.source)
+            .file_name()
+            .map_or_else(|| base.source.clone(), |f| f.to_string_lossy().into_owned());
+        format!(
+            "is defined in {file}: change it there (to manage it through the API instead, \
+             remove it from that file, then create it here)"
+        )
+    };
     ChangeError::Conflict(format!(
-        "site {} is defined in {file}: change it there (to manage it through the API instead, remove it from that file, then create it here)",
-        model::shown(name)
+        "site {shown} {whence}; its state is switched with PUT /api/sites/{name}/state \
+         (`palisade site state {name} under_attack`)"
     ))
 }
 
@@ -196,7 +210,7 @@ async fn update(
     update: Update,
 ) -> ApiResult {
     if plane.base().has_site(&site) {
-        return Err(file_site(&site, &plane.base().source).into());
+        return Err(file_site(&site, &plane.base()).into());
     }
     // The stored document, read for the patch; re-read and compared inside the change so
     // that two clients patching at once cannot lose one's edit.
@@ -285,7 +299,7 @@ pub async fn delete(
     plane
         .change(move |ctx| {
             if ctx.base.has_site(&name) {
-                return Err(file_site(&name, &ctx.base.source));
+                return Err(file_site(&name, ctx.base));
             }
             let before =
                 store::sites::delete(ctx.tx, &name)?.ok_or_else(|| no_site_change(&name))?;

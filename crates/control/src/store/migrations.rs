@@ -93,6 +93,19 @@ const STEPS: &[&str] = &[
         PRIMARY KEY (site, minute)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 2: a site's state as the operator switches it, for file sites too.
+    r#"
+    -- The state (active, under_attack, paused) an operator switched a file's site to through
+    -- the API, by name as suspensions are: operational state is an action, not configuration,
+    -- so the file stays the source of the site's configuration and this row wins over its
+    -- `state` key until the operator switches back to what the file says.
+    CREATE TABLE operator_states (
+        site        TEXT PRIMARY KEY,
+        state       TEXT NOT NULL CHECK (state IN ('active', 'under_attack', 'paused')),
+        actor       TEXT NOT NULL,
+        at          INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this binary writes.

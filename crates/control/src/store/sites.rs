@@ -1,7 +1,9 @@
-//! Sites the API manages, stored as their JSON documents (the fields of a `[[site]]` table),
-//! and suspensions, which apply by name to any site, the file's included.
+//! Sites the API manages, stored as their JSON documents (the fields of a `[[site]]` table);
+//! suspensions, which apply by name to any site, the file's included; and the states an
+//! operator switched a file's sites to.
 
 use super::StoreError;
+use model::SiteState;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -212,6 +214,86 @@ pub fn reinstate(tx: &Transaction<'_>, site: &str) -> Result<Option<Suspension>,
     Ok(before)
 }
 
+/// A file site's state as an operator switched it through the API, over the file's `state`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OperatorState {
+    /// The site's name.
+    pub site: String,
+    /// The state it was switched to (`active`, `under_attack` or `paused`).
+    pub state: SiteState,
+    /// The token that switched it.
+    pub actor: String,
+    /// When, in Unix milliseconds.
+    pub at: i64,
+}
+
+fn read_operator_state(row: &rusqlite::Row<'_>) -> Result<OperatorState, StoreError> {
+    let site: String = row.get(0)?;
+    let text: String = row.get(1)?;
+    let state = match text.as_str() {
+        "active" => SiteState::Active,
+        "under_attack" => SiteState::UnderAttack,
+        "paused" => SiteState::Paused,
+        _ => {
+            return Err(StoreError::Corrupt(format!(
+                "site {site:?}: operator state {text:?} is not one"
+            )));
+        }
+    };
+    Ok(OperatorState {
+        site,
+        state,
+        actor: row.get(2)?,
+        at: row.get(3)?,
+    })
+}
+
+/// Every operator state, by site name.
+pub fn operator_states(conn: &Connection) -> Result<Vec<OperatorState>, StoreError> {
+    let mut statement =
+        conn.prepare("SELECT site, state, actor, at FROM operator_states ORDER BY site")?;
+    let mut rows = statement.query([])?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        found.push(read_operator_state(row)?);
+    }
+    Ok(found)
+}
+
+/// The state an operator switched the file site `site` to, if any.
+pub fn operator_state(conn: &Connection, site: &str) -> Result<Option<OperatorState>, StoreError> {
+    conn.query_row(
+        "SELECT site, state, actor, at FROM operator_states WHERE site = ?1",
+        params![site],
+        |row| Ok(read_operator_state(row)),
+    )
+    .optional()?
+    .transpose()
+}
+
+/// Records an operator state (replacing the site's earlier one). `suspended` is not one
+/// (the schema refuses it): suspension has its own record, with a reason.
+pub fn set_operator_state(tx: &Transaction<'_>, state: &OperatorState) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO operator_states (site, state, actor, at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (site) DO UPDATE SET state = ?2, actor = ?3, at = ?4",
+        params![state.site, state.state.as_str(), state.actor, state.at],
+    )?;
+    Ok(())
+}
+
+/// Removes a site's operator state (its file decides again) and returns what it was.
+pub fn clear_operator_state(
+    tx: &Transaction<'_>,
+    site: &str,
+) -> Result<Option<OperatorState>, StoreError> {
+    let before = operator_state(tx, site)?;
+    if before.is_some() {
+        tx.execute("DELETE FROM operator_states WHERE site = ?1", params![site])?;
+    }
+    Ok(before)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +318,36 @@ mod tests {
             assert!(!replace(&tx, "blog", doc, 3).unwrap());
             tx.commit().unwrap();
             assert!(list(conn).unwrap().is_empty());
+        });
+    }
+
+    #[test]
+    fn an_operator_state_is_kept_by_name_replaced_and_cleared() {
+        let (_dir, store) = test_store();
+        store.with(|conn| {
+            let switched = |state, at| OperatorState {
+                site: "default".into(),
+                state,
+                actor: "tok_x".into(),
+                at,
+            };
+            let tx = conn.transaction().unwrap();
+            set_operator_state(&tx, &switched(SiteState::UnderAttack, 1)).unwrap();
+            set_operator_state(&tx, &switched(SiteState::Paused, 2)).unwrap();
+            assert!(set_operator_state(&tx, &switched(SiteState::Suspended, 3)).is_err());
+            tx.commit().unwrap();
+            assert_eq!(
+                operator_states(conn).unwrap(),
+                [switched(SiteState::Paused, 2)]
+            );
+            let tx = conn.transaction().unwrap();
+            assert_eq!(
+                clear_operator_state(&tx, "default").unwrap(),
+                Some(switched(SiteState::Paused, 2))
+            );
+            assert_eq!(clear_operator_state(&tx, "default").unwrap(), None);
+            tx.commit().unwrap();
+            assert_eq!(operator_state(conn, "default").unwrap(), None);
         });
     }
 

@@ -105,35 +105,17 @@ pub fn explain(config: &Config, request: &ExplainRequest<'_>) -> Result<String, 
     let shield = &site.shield;
     let challenge =
         shield::challenge::SiteChallenge::build(&format!("site[{index}]"), &site.challenge)?;
-    let gate = match explanation.verdict {
-        shield::guard::Verdict::Allowed => "skipped (allowed)",
-        shield::guard::Verdict::Pass if challenge.exempt(&facts) => "exempt",
-        shield::guard::Verdict::Pass => "challenges it unless it has a clearance cookie",
-        _ => "not reached",
+    let gate = Gate {
+        state: site.state,
+        verdict: &explanation.verdict,
+        exempt: challenge.exempt(&facts),
+        takes_page: crate::phases::challenge::can_take(&challenge, &facts),
     };
-    match site.state {
-        model::SiteState::Paused => {
-            let _ = writeln!(
-                out,
-                "state: paused: the shield and the cache step aside; the request goes straight \
-                 to the origin"
-            );
-        }
-        state => {
-            let _ = writeln!(out, "state: {}; under-attack gate: {gate}", state.as_str());
-        }
-    }
+    let _ = writeln!(out, "{}", gate.what_happens());
     let _ = writeln!(
         out,
-        "at run time also: under-attack mode {} (challenges everyone not allowed), at most {} \
-         origin requests at once",
-        if site.state == model::SiteState::UnderAttack {
-            "on (state)"
-        } else if shield.attack.enabled {
-            "when traffic spikes"
-        } else {
-            "off"
-        },
+        "at run time also: {}; at most {} origin requests at once",
+        gate.attack_detection(shield.attack.enabled),
         shield.max_origin_concurrency
     );
     let _ = writeln!(
@@ -145,6 +127,76 @@ pub fn explain(config: &Config, request: &ExplainRequest<'_>) -> Result<String, 
         )
     );
     Ok(out)
+}
+
+/// The site's state and the under-attack gate as they meet this request.
+struct Gate<'a> {
+    state: model::SiteState,
+    verdict: &'a shield::guard::Verdict,
+    /// The site's `exempt` (feeds, `robots.txt`, `/.well-known/`) lets it through.
+    exempt: bool,
+    /// A browser's GET or HEAD, which the challenge page can carry through and back.
+    takes_page: bool,
+}
+
+impl Gate<'_> {
+    /// What happens to this request at the gate, then why.
+    fn what_happens(&self) -> String {
+        use model::SiteState;
+        use shield::guard::Verdict;
+        let state = self.state.as_str();
+        let onward = "it goes on to the cache and the origin";
+        match (self.state, self.verdict) {
+            (SiteState::Paused, _) => "state: paused: the request goes straight to the origin, \
+                 because the shield and the cache step aside while a site is paused"
+                .to_string(),
+            (SiteState::Suspended, _) => "state: suspended: the request gets the suspension \
+                 notice (403, or 451 for a legal demand), because service to the site is \
+                 terminated"
+                .to_string(),
+            (_, Verdict::Allowed) => {
+                format!("state: {state}: not challenged, {onward}, because it is allowed above")
+            }
+            (_, Verdict::Pass) if self.state != SiteState::UnderAttack => format!(
+                "state: {state}: not challenged, {onward}, because the under-attack gate is open \
+                 while the site is not under attack"
+            ),
+            (_, Verdict::Pass) if self.exempt => format!(
+                "state: {state}: not challenged, {onward}, because the site's `exempt` (feeds, \
+                 robots.txt, /.well-known/) lets it through under attack"
+            ),
+            (_, Verdict::Pass) if self.takes_page => format!(
+                "state: {state}: without a clearance cookie it gets the challenge page (503); \
+                 with one, {onward}; because every visitor must pass the challenge under attack"
+            ),
+            (_, Verdict::Pass) => format!(
+                "state: {state}: without a clearance cookie it gets 403 (a browser is needed); \
+                 with one, {onward}; because under attack every visitor must pass the challenge, \
+                 and only a browser's GET or HEAD can take the page"
+            ),
+            _ => format!(
+                "state: {state}: the under-attack gate is not reached, because the verdict above \
+                 answers first"
+            ),
+        }
+    }
+
+    /// Automatic attack detection, as it could change the answer at run time.
+    fn attack_detection(&self, enabled: bool) -> &'static str {
+        use model::SiteState;
+        use shield::guard::Verdict;
+        if self.state != SiteState::Active || !matches!(self.verdict, Verdict::Pass) {
+            return "automatic attack detection would not change this answer";
+        }
+        if !enabled {
+            return "automatic attack detection is off for this site";
+        }
+        if self.exempt {
+            "if attack detection trips, this request is still exempt from the challenge"
+        } else {
+            "if attack detection trips, this request is challenged as under_attack until it ends"
+        }
+    }
 }
 
 /// The per-address cache-miss limit, as it would meet this request.
@@ -217,16 +269,18 @@ deny = ["203.0.113.0/24"]
         assert!(text.starts_with("site: blog"), "{text}");
         assert!(text.contains("rule bots (block): matches"), "{text}");
         assert!(
-            text.contains("state: active; under-attack gate: not reached"),
+            text.contains("state: active: the under-attack gate is not reached, because the verdict above answers first"),
             "{text}"
         );
-        let feed = run("10.0.0.1", "https://blog.example/feed", &[]).unwrap();
-        assert!(feed.contains("under-attack gate: exempt"), "{feed}");
         let page = run("10.0.0.1", "https://blog.example/post", &[]).unwrap();
         assert!(
-            page.contains("gate: challenges it unless it has a clearance"),
+            page.contains(
+                "state: active: not challenged, it goes on to the cache and the origin, because \
+                 the under-attack gate is open while the site is not under attack"
+            ),
             "{page}"
         );
+        assert!(!page.contains("challenges everyone"), "{page}");
         assert!(text.contains("verdict: block: 403 (rule)"), "{text}");
         let denied = run("203.0.113.5", "http://blog.example/", &[]).unwrap();
         assert!(
@@ -235,6 +289,55 @@ deny = ["203.0.113.0/24"]
         );
         let fine = run("10.0.0.1", "http://blog.example/", &[]).unwrap();
         assert!(fine.contains("verdict: pass"), "{fine}");
+    }
+
+    fn run_with_state(state: &str, method: &str, url: &str, headers: &[String]) -> String {
+        let text = format!(
+            "[[site]]\nname = \"blog\"\nhosts = [\"blog.example\"]\n\
+             origins = [\"http://127.0.0.1:1\"]\nstate = \"{state}\"\n"
+        );
+        let config = Config::from_toml_str("t.toml", &text).unwrap();
+        explain(
+            &config,
+            &ExplainRequest {
+                ip: "10.0.0.1".parse().unwrap(),
+                method,
+                url,
+                headers,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_gate_says_what_happens_to_this_request_then_why() {
+        let page = run_with_state("under_attack", "GET", "https://blog.example/post", &[]);
+        assert!(
+            page.contains(
+                "state: under_attack: without a clearance cookie it gets the challenge page (503)"
+            ),
+            "{page}"
+        );
+        let post = run_with_state("under_attack", "POST", "https://blog.example/post", &[]);
+        assert!(
+            post.contains("without a clearance cookie it gets 403 (a browser is needed)"),
+            "{post}"
+        );
+        let feed = run_with_state("under_attack", "GET", "https://blog.example/feed", &[]);
+        assert!(
+            feed.contains("state: under_attack: not challenged, it goes on to the cache and the origin, because the site's `exempt`"),
+            "{feed}"
+        );
+        let paused = run_with_state("paused", "GET", "https://blog.example/post", &[]);
+        assert!(
+            paused.contains("state: paused: the request goes straight to the origin"),
+            "{paused}"
+        );
+        let active = run_with_state("active", "GET", "https://blog.example/post", &[]);
+        assert!(
+            active.contains("at run time also: automatic attack detection is off for this site"),
+            "{active}"
+        );
     }
 
     #[test]

@@ -41,16 +41,25 @@ fn count(value: &Value, key: &str) -> u64 {
 /// The summary as sections of small tables.
 fn render(answer: &Value) -> String {
     let totals = &answer["totals"];
-    let minutes = answer["minutes"].as_array().map_or(0, Vec::len);
+    let listed = answer["minutes"].as_array();
+    let minutes = listed.map_or(0, Vec::len);
+    let under_way = listed
+        .and_then(|m| m.last())
+        .is_some_and(|m| m["partial"] == true);
     let since = answer["since"]
         .as_i64()
         .map_or_else(|| "-".to_string(), |s| format_time(s * 1000));
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "site {} since {since}: {minutes} minute{} with traffic\n",
+        "site {} since {since}: {minutes} minute{} with traffic{}\n",
         cell(answer.get("site")),
-        if minutes == 1 { "" } else { "s" }
+        if minutes == 1 { "" } else { "s" },
+        if under_way {
+            " (the last one still under way: counted so far)"
+        } else {
+            ""
+        }
     );
     let mut summary = Table::new(&["TOTALS", ""]);
     summary.row([
@@ -148,6 +157,21 @@ mod tests {
     }
 
     #[test]
+    fn the_minute_under_way_is_said_to_be_partial() {
+        let text = render(&json!({
+            "site": "default", "since": 0, "totals": {"requests": 2},
+            "top_paths": [], "top_clients": [], "minutes": [{"minute": 0, "requests": 2, "partial": true}]
+        }));
+        assert!(
+            text.contains(
+                ": 1 minute with traffic (the last one still under way: counted so far)\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("\nrequests   2\n"), "{text}");
+    }
+
+    #[test]
     fn counts_reasons_and_top_lists_are_shown() {
         let text = render(&json!({
             "site": "blog", "since": 0,
@@ -155,7 +179,7 @@ mod tests {
                        "blocked": {"rule": 2}, "challenged": {}},
             "top_paths": [["/a", 8], ["/b", 4]], "top_clients": [["192.0.2.1", 12]], "minutes": [{}, {}]
         }));
-        assert!(text.contains("2 minutes with traffic"), "{text}");
+        assert!(text.contains("2 minutes with traffic\n"), "{text}");
         assert!(text.contains("bytes out  4.0 KiB"), "{text}");
         assert!(text.contains("\n2xx     10\n"), "{text}");
         assert!(text.contains("\nhit          7\n"), "{text}");

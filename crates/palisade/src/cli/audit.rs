@@ -80,7 +80,7 @@ pub fn run(api: &ApiArgs, action: Action) -> Result<()> {
 }
 
 fn entries_table(answer: &Value) -> Table {
-    let mut table = Table::new(&["SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "REASON"]);
+    let mut table = Table::new(&["SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "WHAT", "REASON"]);
     for entry in answer["entries"].as_array().into_iter().flatten() {
         let reason = match entry.get("reason") {
             Some(Value::String(reason)) => truncate(reason, 60),
@@ -92,10 +92,51 @@ fn entries_table(answer: &Value) -> Table {
             cell(entry.get("actor")),
             cell(entry.get("action")),
             cell(entry.get("target")),
+            truncate(&what(entry), 60),
             reason,
         ]);
     }
     table
+}
+
+/// What an entry changed, in a few words, for the actions whose target alone does not say:
+/// what a purge selected, the states a switch went between, the keys an update changed.
+fn what(entry: &Value) -> String {
+    let (before, after) = (&entry["before"], &entry["after"]);
+    match entry["action"].as_str().unwrap_or("") {
+        "site.purge" => {
+            let selected = ["url", "prefix", "host", "tag"]
+                .iter()
+                .find_map(|key| Some(format!("{key} {}", after.get(key)?.as_str()?)))
+                .or_else(|| (after["everything"] == true).then(|| "everything".to_string()))
+                .unwrap_or_default();
+            if after["soft"] == true {
+                format!("{selected} (soft)")
+            } else {
+                selected
+            }
+        }
+        "site.state" => format!(
+            "{} -> {}",
+            cell(before.get("state")),
+            cell(after.get("state"))
+        ),
+        "site.update" => {
+            let (Some(before), Some(after)) = (before.as_object(), after.as_object()) else {
+                return String::new();
+            };
+            let mut changed: Vec<&str> = before
+                .keys()
+                .chain(after.keys())
+                .filter(|key| before.get(*key) != after.get(*key))
+                .map(String::as_str)
+                .collect();
+            changed.sort_unstable();
+            changed.dedup();
+            format!("changed {}", changed.join(", "))
+        }
+        _ => String::new(),
+    }
 }
 
 /// A head as `verify` prints it: `SEQ:HASH`.
@@ -212,6 +253,37 @@ fn head_problem(head: &Head, found: Option<&AuditEntry>, report: &Verification) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_list_says_what_purges_state_switches_and_updates_changed() {
+        let answer = json!({"entries": [
+            {"seq": 4, "at": 0, "actor": "tok_a", "action": "site.purge", "target": "site:blog",
+             "after": {"prefix": "https://blog.example/posts/", "soft": true}},
+            {"seq": 3, "at": 0, "actor": "tok_a", "action": "site.purge", "target": "site:blog",
+             "after": {"everything": true}},
+            {"seq": 2, "at": 0, "actor": "tok_a", "action": "site.state", "target": "site:default",
+             "before": {"state": "active"}, "after": {"state": "under_attack"}, "reason": "flood"},
+            {"seq": 1, "at": 0, "actor": "tok_a", "action": "site.update", "target": "site:shop",
+             "before": {"name": "shop", "state": "paused", "cache": {"ttl": "5m"}},
+             "after": {"name": "shop", "cache": {"ttl": "10m"}}},
+        ]});
+        let text = entries_table(&answer).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].contains("WHAT") && lines[0].contains("REASON"),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains("prefix https://blog.example/posts/ (soft)"),
+            "{text}"
+        );
+        assert!(lines[2].contains("everything"), "{text}");
+        assert!(
+            lines[3].contains("active -> under_attack") && lines[3].ends_with("flood"),
+            "{text}"
+        );
+        assert!(lines[4].contains("changed cache, state"), "{text}");
+    }
 
     #[test]
     fn heads_parse_as_verify_prints_them() {

@@ -23,10 +23,14 @@ pub enum Action {
         limit: Option<usize>,
     },
     /// One report in full.
-    Show { id: String },
+    Show {
+        /// The report's id (`reports list` shows them).
+        id: String,
+    },
     /// Triage a report: a new status, notes, or both.
     #[command(group(clap::ArgGroup::new("change").required(true).multiple(true).args(["status", "notes"])))]
     Update {
+        /// The report's id.
         id: String,
         /// new, reviewing, actioned or dismissed.
         #[arg(long)]

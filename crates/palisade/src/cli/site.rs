@@ -15,16 +15,22 @@ pub enum Action {
     /// Every site the token reaches: name, state, where it is defined, hosts, origins.
     List,
     /// One site, as the `[[site]]` table that would define it (`--json`: the API's object).
-    Show { name: String },
+    Show {
+        /// The site, by name.
+        name: String,
+    },
     /// Create a site from a file: JSON (one object) or TOML (one [[site]] table, or its keys);
     /// `-` reads standard input.
     Create {
+        /// The file with the site: JSON or TOML, `-` for standard input.
         #[arg(short, long, value_name = "FILE")]
         file: PathBuf,
     },
     /// Replace a site with the one in a file (what it does not say goes back to defaults).
     Update {
+        /// The site, by name.
         name: String,
+        /// The file with the whole site: JSON or TOML, `-` for standard input.
         #[arg(short, long, value_name = "FILE")]
         file: PathBuf,
     },
@@ -32,21 +38,36 @@ pub enum Action {
     /// when it is JSON, else as a string; `null` removes the key), or an RFC 7396 merge patch
     /// with `--json-patch '{"cache": {"ttl": "5m"}}'`.
     Patch {
+        /// The site, by name.
         name: String,
+        /// A field to set: dotted keys reach into tables (`cache.ttl=5m`); repeatable.
         #[arg(
             long = "set",
             value_name = "KEY=VALUE",
             required_unless_present = "json_patch"
         )]
         sets: Vec<String>,
+        /// An RFC 7396 merge patch as a JSON object, instead of --set.
         #[arg(long, value_name = "JSON", conflicts_with = "sets")]
         json_patch: Option<String>,
     },
     /// Delete a site the API manages (a file's site is changed in its file).
-    Delete { name: String },
+    Delete {
+        /// The site, by name.
+        name: String,
+    },
     /// Switch a site between active, under_attack (challenge every visitor) and paused
-    /// (plain proxy). Suspension is `palisade suspend`.
-    State { name: String, state: SiteState },
+    /// (plain proxy): any site, a file's or the --origin flag's included (the store keeps
+    /// the state over the file's until it is switched back). Suspension is `palisade suspend`.
+    State {
+        /// The site, by name (`palisade site list`; the --origin site is `default`).
+        name: String,
+        /// The state to switch to.
+        state: SiteState,
+        /// Why, for the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 /// The states an operator switches a site to (`suspended` has its own commands).
@@ -120,8 +141,16 @@ pub fn run(api: &ApiArgs, action: Action) -> Result<()> {
             let answer = client.delete(&path(&name))?;
             (answer, Some(format!("deleted site {name}")))
         }
-        Action::State { name, state } => {
-            let answer = client.patch(&path(&name), &json!({ "state": state.as_str() }))?;
+        Action::State {
+            name,
+            state,
+            reason,
+        } => {
+            let mut body = json!({ "state": state.as_str() });
+            if let Some(reason) = reason {
+                body["reason"] = Value::from(reason);
+            }
+            let answer = client.put(&format!("{}/state", path(&name)), &body)?;
             let now = cell(answer.get("state"));
             (answer, Some(format!("site {name} is {now}")))
         }
@@ -174,6 +203,15 @@ fn show(site: &Value) -> Result<String> {
         time_cell(site.get("created_at")),
         time_cell(site.get("updated_at")),
     );
+    if let Some(switched) = site.get("operator_state").filter(|s| !s.is_null()) {
+        out.push_str(&format!(
+            "# STATE {} since {} by {} (configured: {}; `site state` switches back)\n",
+            cell(switched.get("state")),
+            time_cell(switched.get("at")),
+            cell(switched.get("actor")),
+            cell(switched.get("configured")),
+        ));
+    }
     if let Some(suspension) = site.get("suspension").filter(|s| !s.is_null()) {
         out.push_str(&format!(
             "# SUSPENDED {} by {}{}: {}\n",
@@ -329,6 +367,22 @@ mod tests {
              blog  active     file    blog.example                   http://127.0.0.1:1             -\n\
              shop  suspended  api     shop.example,www.shop.example  http://127.0.0.1:2 (weight 3)  1970-01-01T00:00:00Z\n"
         );
+    }
+
+    #[test]
+    fn show_says_a_switched_state_and_prints_the_files_own() {
+        let site = json!({"name": "default", "hosts": ["*"], "origins": ["http://127.0.0.1:1"],
+            "state": "under_attack", "source": "file",
+            "operator_state": {"state": "under_attack", "actor": "tok_x", "at": 0, "configured": "active"}});
+        let text = show(&site).unwrap();
+        assert!(
+            text.contains(
+                "# STATE under_attack since 1970-01-01T00:00:00Z by tok_x (configured: active;"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("state = \"active\""), "{text}");
+        assert!(!text.contains("state = \"under_attack\""), "{text}");
     }
 
     #[test]

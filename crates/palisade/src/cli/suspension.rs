@@ -25,6 +25,7 @@ pub struct SuspendArgs {
 /// `palisade reinstate SITE [--reason ...]`.
 #[derive(clap::Args, Debug)]
 pub struct ReinstateArgs {
+    /// The site, by name.
     pub site: String,
     /// Why, for the audit log.
     #[arg(long)]

@@ -24,7 +24,10 @@ pub enum Action {
         sites: Vec<String>,
     },
     /// Revoke a token by its id (`tok_…`): refused from the next request on.
-    Revoke { id: String },
+    Revoke {
+        /// The token's id (`tok_…`, as `token list` shows it), not its secret.
+        id: String,
+    },
 }
 
 pub fn run(api: &ApiArgs, action: Action) -> Result<()> {

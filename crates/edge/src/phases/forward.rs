@@ -59,7 +59,9 @@ fn names_another_client_address(name: &str) -> bool {
 /// timeout, 413 or 408 for a body over the limit or too slow); an origin switching protocols
 /// the client did not ask for → 502. A WebSocket upgrade the origin accepts becomes a tunnel
 /// here.
-pub async fn to_origin(request: &mut SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>, OriginAnswer> {
+pub async fn to_origin(
+    request: &mut SiteRequest<'_>,
+) -> ControlFlow<Response<EdgeBody>, OriginAnswer> {
     let site = request.site;
     let (origin_request, sent) = prepare(request);
     // Origin protection: over the site's cap, a stale copy or 503.
@@ -164,10 +166,7 @@ fn prepare(request: &mut SiteRequest<'_>) -> (OriginRequest, Sent) {
     let body = if has_body {
         let meter = Arc::new(BodyMeter::default());
         request.log.meter = Some(Arc::clone(&meter));
-        let pace = BodyPace::new(
-            &request.snapshot.limits,
-            Arc::clone(&request.state.metrics),
-        );
+        let pace = BodyPace::new(&request.snapshot.limits, Arc::clone(&request.state.metrics));
         OriginBody::client(body, meter, site.config.max_body_bytes, pace)
     } else {
         OriginBody::Empty

@@ -13,7 +13,9 @@ use std::ops::ControlFlow;
 /// challenged (a challenge rule must not stand between a browser and its answer), and
 /// answered whatever the site's state (a suspended site's visitors can still report it); only
 /// the deny lists hold. Everything else goes on untouched.
-pub async fn answer_own_endpoints(request: &mut SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>> {
+pub async fn answer_own_endpoints(
+    request: &mut SiteRequest<'_>,
+) -> ControlFlow<Response<EdgeBody>> {
     if !challenge::is_reserved(request.request.uri().path()) {
         return ControlFlow::Continue(());
     }
@@ -39,7 +41,15 @@ async fn answer(request: &mut SiteRequest<'_>, client: (IpAddr, bool)) -> Respon
             site: Some(&site.name),
             host: &request.host,
         };
-        abuse::serve(&state.abuse, &state.metrics, place, client.0, timeout, http_request).await
+        abuse::serve(
+            &state.abuse,
+            &state.metrics,
+            place,
+            client.0,
+            timeout,
+            http_request,
+        )
+        .await
     } else {
         challenge::reserved(
             &state.challenges,

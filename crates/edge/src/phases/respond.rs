@@ -54,9 +54,11 @@ pub async fn deliver(request: &mut SiteRequest<'_>, answer: OriginAnswer) -> Res
             NotModified::Refetch(fill, fields) => {
                 // Boxed: rare, and the origin client's future would otherwise make this
                 // phase's larger on every request.
-                let again =
-                    Box::pin(site.upstream.forward(forward::origin_get(target.clone(), fields)))
-                        .await;
+                let again = Box::pin(
+                    site.upstream
+                        .forward(forward::origin_get(target.clone(), fields)),
+                )
+                .await;
                 match again {
                     Ok(answer) if answer.response.status() != StatusCode::NOT_MODIFIED => {
                         request.answered_by(&answer.origin, answer.upstream_time);

@@ -163,7 +163,19 @@ impl AccessLog {
                 metrics,
             });
         }
-        Self::start_with_output(Output::open(&settings.target)?, settings, metrics)
+        let output = match Output::open(&settings.target) {
+            Ok(output) => output,
+            // A service started with stdout closed still serves; it just has nowhere to log.
+            Err(error) if settings.target == AccessLogTarget::Stdout => {
+                tracing::warn!(%error, "stdout is closed: no access log is written");
+                return Ok(AccessLog {
+                    shared: None,
+                    metrics,
+                });
+            }
+            Err(error) => return Err(error),
+        };
+        Self::start_with_output(output, settings, metrics)
     }
 
     /// [`AccessLog::start`] writing to `output`, whatever `settings.target` says.
@@ -381,17 +393,20 @@ pub async fn upkeep(
                 }
                 dropped = now;
             }
-            Some(()) = async {
+            signal = async {
                 match reopen.as_mut() {
                     Some(signal) => signal.recv().await,
                     None => std::future::pending().await,
                 }
-            } => {
-                if log.enabled() {
+            } => match signal {
+                Some(()) if log.enabled() => {
                     tracing::info!("SIGUSR1: reopening the access log");
                     log.reopen();
                 }
-            }
+                Some(()) => {}
+                // The signal driver is gone (the runtime is stopping): stop listening.
+                None => reopen = None,
+            },
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
                     return;

@@ -43,20 +43,21 @@ fn open_append(path: &PathBuf) -> std::io::Result<File> {
 }
 
 impl Output {
-    /// Opens `target` (not `Off`). Stdout is written through its own file descriptor (a
-    /// duplicate of 1), not through `std::io::stdout()`, whose lock and line buffering would
-    /// split every buffer into a `write` per line.
+    /// Opens `target`. Stdout is written through its own file descriptor (a duplicate of 1),
+    /// not through `std::io::stdout()`, whose lock and line buffering would split every buffer
+    /// into a `write` per line.
     pub(super) fn open(target: &AccessLogTarget) -> std::io::Result<Output> {
         match target {
             AccessLogTarget::File(path) => Ok(Output {
                 path: Some(path.clone()),
                 ..Output::from_file(open_append(path)?)
             }),
-            AccessLogTarget::Stdout | AccessLogTarget::Off => {
+            AccessLogTarget::Stdout => {
                 use std::os::fd::AsFd;
                 let fd = std::io::stdout().as_fd().try_clone_to_owned()?;
                 Ok(Output::from_file(File::from(fd)))
             }
+            AccessLogTarget::Off => Err(std::io::Error::other("the access log is off")),
         }
     }
 

@@ -10,6 +10,9 @@
 #   nginx-off        access_log off
 #   nginx-log        access_log <file> with a JSON log_format of the same fields, buffer=64k
 #                    flush=1s
+#   baseline-off / baseline-stdout / baseline-file  the palisade rows again with another binary
+#                    (BENCH_BASELINE_BIN, e.g. a build of the commit before a change), in the same
+#                    interleaved rounds: a before/after comparison on a shared machine
 # Each row: requests/s, CPU per request of the server's processes, and for the log-on rows the
 # lines written per request served and the lines the server says it dropped. The ratio column
 # is the row's req/s over its own server's log-off row.
@@ -24,7 +27,9 @@
 #   BENCH_WARMUP         unmeasured wrk run before each measured run [1s]
 #   BENCH_ROUNDS         interleaved rounds (every server, every case, per round); medians [5]
 #   BENCH_CASES          cases to load, from "hit-1k hit-100k proxy-1k" [all three]
-#   BENCH_SERVERS        rows to run ["palisade-off palisade-stdout palisade-file nginx-off nginx-log"]
+#   BENCH_SERVERS        rows to run ["palisade-off palisade-stdout palisade-file nginx-off
+#                        nginx-log", and the three baseline-* rows when BENCH_BASELINE_BIN is set]
+#   BENCH_BASELINE_BIN   a second Palisade binary for the baseline-* rows [unset]
 #   BENCH_CONNECTIONS    wrk connections [64]
 #   BENCH_THREADS        wrk threads [1: wrk has one core]
 #   BENCH_PIN            1 = server on BENCH_SERVER_CPU, wrk and origin on BENCH_CLIENT_CPU [1]
@@ -47,7 +52,8 @@ CONNS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-1}
 ROUNDS=${BENCH_ROUNDS:-5}
 CASES=${BENCH_CASES:-hit-1k hit-100k proxy-1k}
-SERVERS=${BENCH_SERVERS:-palisade-off palisade-stdout palisade-file nginx-off nginx-log}
+BASELINE=${BENCH_BASELINE_BIN:-}
+SERVERS=${BENCH_SERVERS:-palisade-off palisade-stdout palisade-file${BASELINE:+ baseline-off baseline-stdout baseline-file} nginx-off nginx-log}
 PIN=${BENCH_PIN:-1}
 SERVER_CPU=${BENCH_SERVER_CPU:-1}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-0}
@@ -62,6 +68,7 @@ for c in $CASES; do
 done
 for s in $SERVERS; do
     case $s in palisade-off | palisade-stdout | palisade-file | nginx-off | nginx-log) ;;
+        baseline-off | baseline-stdout | baseline-file) [[ -n $BASELINE ]] || die "$s needs BENCH_BASELINE_BIN" ;;
         *) die "BENCH_SERVERS: unknown server '$s'" ;;
     esac
 done
@@ -86,8 +93,9 @@ if [[ " $SERVERS " == *" palisade-"* ]]; then
     fi
 fi
 
-read -r ORIGIN_PORT P_OFF P_OFF_ADMIN P_STDOUT P_STDOUT_ADMIN P_FILE P_FILE_ADMIN NGINX_OFF NGINX_LOG < <(free_ports 9) || true
-[[ -n ${NGINX_LOG:-} ]] || die "could not pick free ports"
+read -r ORIGIN_PORT P_OFF P_OFF_ADMIN P_STDOUT P_STDOUT_ADMIN P_FILE P_FILE_ADMIN NGINX_OFF NGINX_LOG \
+    B_OFF B_OFF_ADMIN B_STDOUT B_STDOUT_ADMIN B_FILE B_FILE_ADMIN < <(free_ports 15) || true
+[[ -n ${B_FILE_ADMIN:-} ]] || die "could not pick free ports"
 
 # ------------------------------------------------------------------ origin --
 mkdir -p "$WORK/www" "$WORK/origin"
@@ -128,6 +136,9 @@ EOF
 palisade_conf palisade-off "$P_OFF" "$P_OFF_ADMIN" off
 palisade_conf palisade-stdout "$P_STDOUT" "$P_STDOUT_ADMIN" stdout
 palisade_conf palisade-file "$P_FILE" "$P_FILE_ADMIN" "$WORK/palisade-file/access.log"
+palisade_conf baseline-off "$B_OFF" "$B_OFF_ADMIN" off
+palisade_conf baseline-stdout "$B_STDOUT" "$B_STDOUT_ADMIN" stdout
+palisade_conf baseline-file "$B_FILE" "$B_FILE_ADMIN" "$WORK/baseline-file/access.log"
 
 # nginx: proxy_cache for bench.local, plain proxying for proxy.local. nginx-log writes the
 # fields Palisade's line has, as JSON, through a 64 KiB buffer flushed at least every second.
@@ -181,23 +192,29 @@ nginx_conf nginx-log "$NGINX_LOG" "access_log $WORK/nginx-log/access.log palisad
 port_of() {
     case $1 in
         palisade-off) echo "$P_OFF" ;; palisade-stdout) echo "$P_STDOUT" ;; palisade-file) echo "$P_FILE" ;;
+        baseline-off) echo "$B_OFF" ;; baseline-stdout) echo "$B_STDOUT" ;; baseline-file) echo "$B_FILE" ;;
         nginx-off) echo "$NGINX_OFF" ;; nginx-log) echo "$NGINX_LOG" ;; *) return 1 ;;
     esac
 }
 admin_of() {
     case $1 in
         palisade-off) echo "$P_OFF_ADMIN" ;; palisade-stdout) echo "$P_STDOUT_ADMIN" ;; palisade-file) echo "$P_FILE_ADMIN" ;;
+        baseline-off) echo "$B_OFF_ADMIN" ;; baseline-stdout) echo "$B_STDOUT_ADMIN" ;; baseline-file) echo "$B_FILE_ADMIN" ;;
         *) return 1 ;;
     esac
 }
 log_of() { # name -> the access log file it writes, or nothing
     case $1 in
-        palisade-stdout | palisade-file | nginx-log) echo "$WORK/$1/access.log" ;;
+        *-stdout | *-file | nginx-log) echo "$WORK/$1/access.log" ;;
         *) ;;
     esac
 }
 off_row_of() { # name -> its server's log-off row
-    case $1 in palisade-*) echo palisade-off ;; nginx-*) echo nginx-off ;; esac
+    case $1 in palisade-*) echo palisade-off ;; baseline-*) echo baseline-off ;; nginx-*) echo nginx-off ;; esac
+}
+
+binary_of() { # name -> the Palisade binary that row runs
+    case $1 in baseline-*) echo "$BASELINE" ;; *) echo "$PALISADE" ;; esac
 }
 
 SERVER_PID=""
@@ -208,12 +225,12 @@ start_server() { # name -> starts it pinned, sets SERVER_PID
         origin)
             start_bg origin "$logf" ${CLIENT_PREFIX[@]+"${CLIENT_PREFIX[@]}"} \
                 nginx -p "$WORK/origin" -e "$WORK/origin/error.log" -c "$WORK/origin/nginx.conf" ;;
-        palisade-stdout)
+        palisade-stdout | baseline-stdout)
             # stdout appends to its own file (as `>>` would), stderr goes to the server's log
             start_bg "$name" "$logf" ${pin[@]+"${pin[@]}"} bash -c 'out=$1; shift; exec "$@" >>"$out"' _ \
-                "$WORK/$name/access.log" "$PALISADE" serve --config "$WORK/$name/palisade.toml" ;;
-        palisade-*)
-            start_bg "$name" "$logf" ${pin[@]+"${pin[@]}"} "$PALISADE" serve --config "$WORK/$name/palisade.toml" ;;
+                "$WORK/$name/access.log" "$(binary_of "$name")" serve --config "$WORK/$name/palisade.toml" ;;
+        palisade-* | baseline-*)
+            start_bg "$name" "$logf" ${pin[@]+"${pin[@]}"} "$(binary_of "$name")" serve --config "$WORK/$name/palisade.toml" ;;
         nginx-*)
             start_bg "$name" "$logf" ${pin[@]+"${pin[@]}"} \
                 nginx -p "$WORK/$name" -e "$WORK/$name/error.log" -c "$WORK/$name/nginx.conf" ;;
@@ -275,6 +292,7 @@ pinning : $PIN_DESC
 load    : ${WRK_PREFIX[*]+${WRK_PREFIX[*]} }wrk -t$THREADS -c$CONNS -d$DURATION --latency, warm-up $WARMUP, 127.0.0.1 only; $ROUNDS interleaved rounds, medians shown
 cases   : hit-1k / hit-100k: GET /1k, /100k, Host bench.local, a cache hit; proxy-1k: GET /1k, Host proxy.local, cache off
 palisade: ${PALISADE:-skipped}; workers = 1; two sites (bench.local cached, proxy.local not)${PALISADE_EXTRA:+; extra: $PALISADE_EXTRA}
+baseline: ${BASELINE:-none}
 nginx   : $(nginx -v 2>&1 | sed 's|.*/||'), worker_processes 1, proxy_cache for bench.local, upstream keepalive 64; nginx-log: the same fields as JSON (escape=json), buffer=64k flush=1s
 origin  : nginx, 1 worker, on wrk's CPU, static files with Cache-Control: public, max-age=3600
 EOF
@@ -340,7 +358,7 @@ done
                 "${LINES_PER_REQ[$c,$s]:--}" "${DROPPED[$c,$s]:--}" "${ERRS[$c,$s]}" "${NOTE[$c,$s]:-}"
         done
     done
-    echo "  ratio: req/s over the same server's log-off row. lines/req: lines in the log over the"
+    echo "  ratio: req/s over the same server's (or binary's) log-off row. lines/req: lines in the log over the"
     echo "    responses wrk read, lowest-highest over the rounds (a little over 1: the requests still"
     echo "    in flight when wrk stopped were logged too). dropped: lines the server counted as lost"
     echo "    (palisade_access_log_dropped_total), all rounds."

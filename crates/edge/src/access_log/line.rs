@@ -12,11 +12,24 @@ use super::timestamp::SecondStamp;
 use std::io::Write;
 use std::net::IpAddr;
 
+/// What ends every line: `sample_rate`, the closing brace and the newline, written out once
+/// (the rate does not change while the edge runs).
+pub(super) struct LineEnd(Vec<u8>);
+
+impl LineEnd {
+    pub(super) fn new(sample_rate: f64) -> LineEnd {
+        let mut end = b",\"sample_rate\":".to_vec();
+        float(&mut end, sample_rate);
+        end.extend_from_slice(b"}\n");
+        LineEnd(end)
+    }
+}
+
 /// Appends `record`'s line, newline included, to `out`.
 pub(super) fn write_line(
     out: &mut Vec<u8>,
     record: &AccessRecord<'_>,
-    sample_rate: f64,
+    end: &LineEnd,
     stamp: &mut SecondStamp,
 ) {
     out.extend_from_slice(b"{\"time\":\"");
@@ -51,9 +64,7 @@ pub(super) fn write_line(
         Some(ms) => float(out, ms),
         None => out.extend_from_slice(b"null"),
     }
-    out.extend_from_slice(b",\"sample_rate\":");
-    float(out, sample_rate);
-    out.extend_from_slice(b"}\n");
+    out.extend_from_slice(&end.0);
 }
 
 /// A JSON number as serde_json writes an `f64`; not a number (NaN, infinite) is `null`.
@@ -188,7 +199,12 @@ mod tests {
 
     fn our_line(r: &AccessRecord<'_>, sample_rate: f64) -> String {
         let mut out = Vec::new();
-        write_line(&mut out, r, sample_rate, &mut SecondStamp::new());
+        write_line(
+            &mut out,
+            r,
+            &LineEnd::new(sample_rate),
+            &mut SecondStamp::new(),
+        );
         String::from_utf8(out).unwrap()
     }
 

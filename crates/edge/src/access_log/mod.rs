@@ -98,6 +98,7 @@ struct Shared {
     spare_limit: usize,
     buffer_bytes: usize,
     sample: Sample,
+    line_end: line::LineEnd,
     /// Set by [`AccessLog::reopen`] (SIGUSR1); the writer reopens the file.
     reopen: AtomicBool,
     /// Flushes asked for by [`AccessLog::flush`]; the writer answers through `flushed`.
@@ -202,6 +203,7 @@ impl AccessLog {
             spare_limit: depth,
             buffer_bytes,
             sample: Sample::new(settings.sample),
+            line_end: line::LineEnd::new(settings.sample),
             reopen: AtomicBool::new(false),
             flush_asked: AtomicU64::new(0),
             flushed: Mutex::new(0),
@@ -246,7 +248,7 @@ impl AccessLog {
         line::write_line(
             &mut pending.bytes,
             record,
-            shared.sample.rate(),
+            &shared.line_end,
             &mut pending.stamp,
         );
         if pending.bytes.len() < shared.buffer_bytes {

@@ -7,9 +7,8 @@
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 
-/// The sampling rate and the draw it compares against.
+/// The draw a request's line is kept on.
 pub(super) struct Sample {
-    rate: f64,
     /// A draw below this keeps the request; `None` keeps every request without a draw.
     below: Option<u64>,
 }
@@ -18,11 +17,7 @@ impl Sample {
     /// Keeps `rate` of the requests (more than 0, at most 1: checked with the configuration).
     pub(super) fn new(rate: f64) -> Sample {
         let below = (rate < 1.0).then(|| (rate * 2f64.powi(64)) as u64);
-        Sample { rate, below }
-    }
-
-    pub(super) fn rate(&self) -> f64 {
-        self.rate
+        Sample { below }
     }
 
     /// Whether this request is logged.
@@ -74,7 +69,6 @@ mod tests {
     fn a_rate_of_one_keeps_every_request() {
         let sample = Sample::new(1.0);
         assert!((0..10_000).all(|_| sample.keep()));
-        assert_eq!(sample.rate(), 1.0);
     }
 
     #[test]

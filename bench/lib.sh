@@ -17,6 +17,7 @@
 #   WRK_PREFIX      array: command words put before wrk (e.g. taskset -c 0) [empty]
 #   run_wrk_before / run_wrk_after NAME SIZE ROUND: called right before and
 #                   after each measured wrk run (default: do nothing)
+#   WRK_URL_PATH    the path run_wrk requests [/SIZE]
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
@@ -375,7 +376,7 @@ run_wrk_after() { :; }
 
 run_wrk() { # name port size round pid -> fills RPS/P50/P99/ERRS/CPU_*[size,name,round]
     local name=$1 port=$2 size=$3 round=$4 pid=$5 out url u0 s0 u1 s1
-    url="http://127.0.0.1:$port/$size"
+    url="http://127.0.0.1:$port${WRK_URL_PATH:-/$size}"
     out="$WORK/wrk-$name-$size-$round.txt"
     log "$name $size: warm-up $WARMUP"
     run_fg /dev/null timeout 120 ${WRK_PREFIX[@]+"${WRK_PREFIX[@]}"} wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -H "Host: $HOST_HDR" "$url" || true

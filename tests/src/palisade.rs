@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -155,6 +155,18 @@ pub struct Palisade {
     args: Vec<String>,
     expected: Expected,
     bootstrap_token: bool,
+    /// Stdout held open and never read, from [`Palisade::start_with_stdout_unread`].
+    _unread_stdout: Option<ChildStdout>,
+}
+
+/// What the harness does with the process's stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StdoutReader {
+    /// Collect its lines (the access log, with `access_log = "stdout"`).
+    Collect,
+    /// Hold the pipe open and never read it: once the pipe's buffer is full, every write to it
+    /// blocks, as behind a log shipper that stopped reading.
+    Unread,
 }
 
 impl Palisade {
@@ -166,7 +178,26 @@ impl Palisade {
         Self::start_from_file(config_toml, true)
     }
 
+    /// [`Palisade::start`], with stdout a pipe nobody reads: a blocked log reader.
+    pub fn start_with_stdout_unread(config_toml: &str) -> Palisade {
+        let (dir, config_path, args, expected) = Self::prepare(config_toml);
+        Self::spawn_reading(
+            dir,
+            config_path,
+            &args,
+            expected,
+            true,
+            StdoutReader::Unread,
+        )
+    }
+
     fn start_from_file(config_toml: &str, bootstrap_token: bool) -> Palisade {
+        let (dir, config_path, args, expected) = Self::prepare(config_toml);
+        Self::spawn_with(dir, config_path, &args, expected, bootstrap_token)
+    }
+
+    /// The temp dir, the config file written in it, and the arguments that serve it.
+    fn prepare(config_toml: &str) -> (TempDir, PathBuf, Vec<String>, Expected) {
         let dir = tempfile::tempdir().expect("temp dir for palisade");
         let config_path = dir.path().join("palisade.toml");
         let config_toml = with_harness_defaults(config_toml, &dir.path().join("data"));
@@ -177,7 +208,7 @@ impl Palisade {
             "--config".to_owned(),
             config_path.display().to_string(),
         ];
-        Self::spawn_with(dir, config_path, &args, expected, bootstrap_token)
+        (dir, config_path, args, expected)
     }
 
     /// Runs the one-origin default, `palisade serve --origin URL`, with a cleartext listener and
@@ -261,6 +292,25 @@ impl Palisade {
         expected: Expected,
         bootstrap_token: bool,
     ) -> Palisade {
+        Self::spawn_reading(
+            dir,
+            config_path,
+            args,
+            expected,
+            bootstrap_token,
+            StdoutReader::Collect,
+        )
+    }
+
+    #[allow(unsafe_code)] // libc: prctl, so the binary dies with the test
+    fn spawn_reading(
+        dir: TempDir,
+        config_path: PathBuf,
+        args: &[String],
+        expected: Expected,
+        bootstrap_token: bool,
+        stdout_reader: StdoutReader,
+    ) -> Palisade {
         let mut command = Command::new(binary_path());
         command
             .args(args)
@@ -285,7 +335,13 @@ impl Palisade {
         let capture = Arc::new(Capture::default());
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
-        collect_lines(stdout, capture.clone(), |c| &mut c.stdout);
+        let unread_stdout = match stdout_reader {
+            StdoutReader::Collect => {
+                collect_lines(stdout, capture.clone(), |c| &mut c.stdout);
+                None
+            }
+            StdoutReader::Unread => Some(stdout),
+        };
         collect_lines(stderr, capture.clone(), |c| &mut c.stderr);
 
         let mut palisade = Palisade {
@@ -297,6 +353,7 @@ impl Palisade {
             args: args.to_vec(),
             expected,
             bootstrap_token,
+            _unread_stdout: unread_stdout,
         };
         palisade.wait_for_listeners(expected);
         palisade
@@ -471,6 +528,11 @@ impl Palisade {
     /// Asks palisade to reload its config.
     pub fn sighup(&self) {
         self.signal(libc::SIGHUP);
+    }
+
+    /// Asks palisade to reopen its access log file (after logrotate renamed it).
+    pub fn sigusr1(&self) {
+        self.signal(libc::SIGUSR1);
     }
 
     /// Asks palisade to shut down gracefully.

@@ -102,4 +102,6 @@ async fn access_log_has_a_json_line_describing_each_request() {
             "access-log line lacks `{field}`: {entry}"
         );
     }
+    // Every request is logged by default, and the line says so.
+    assert_eq!(entry["sample_rate"], 1.0, "{entry}");
 }

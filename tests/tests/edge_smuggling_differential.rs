@@ -255,9 +255,10 @@ async fn run(seed: u64, count: usize) {
         sent.push(request);
     }
 
-    // The access log is written when each response ends; wait for the last line.
+    // The access log is written when each response ends, and reaches stdout within its flush
+    // interval (1 s): wait for the last line.
     let mut log = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..250 {
         log = proxy.access_log_entries();
         if log.len() >= count {
             break;

@@ -138,6 +138,12 @@
 //!     gets GOAWAY PROTOCOL_ERROR), `http/1.1` or none HTTP/1.1 only. (`conn::tests::the_first_bytes_tell_the_protocol_and_are_replayed_whole`;
 //!     black-box `an_http1_head_after_alpn_h2_gets_goaway_protocol_error`,
 //!     `the_h2_preface_after_alpn_http1_is_not_served_as_h2`.)
+//! 19. The access log never slows a request: lines are buffered per thread and written by a
+//!     thread of its own; what it cannot keep up with is dropped and counted, never waited
+//!     for. Every line is written once (SIGUSR1 reopens included) or counted as dropped.
+//!     ([`access_log`]'s invariants; black-box
+//!     `a_blocked_stdout_pipe_never_slows_requests_and_dropped_lines_are_counted`,
+//!     `rotation_by_sigusr1_under_load_loses_no_line_and_duplicates_none`.)
 
 mod abuse_intake;
 pub mod access_log;

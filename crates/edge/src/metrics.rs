@@ -599,7 +599,7 @@ impl Metrics {
             ),
             (
                 "palisade_access_log_dropped_total",
-                "Access-log lines dropped because the writer fell behind.",
+                "Access-log lines lost: the writer fell behind, or a write failed.",
                 &self.access_log_dropped,
             ),
         ] {

@@ -166,6 +166,17 @@ impl Edge {
         )?;
         let access_log = AccessLog::start(&config.server.access_log, Arc::clone(&metrics))
             .map_err(EdgeError::AccessLog)?;
+        // Before any listener answers: SIGUSR1's default action ends the process, and logrotate
+        // may send it at any time.
+        let reopen_signal = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::user_defined1(),
+        ) {
+            Ok(signal) => Some(signal),
+            Err(error) => {
+                tracing::warn!(%error, "cannot handle SIGUSR1: the access log cannot be reopened");
+                None
+            }
+        };
         let cache = Arc::new(open_cache(&config).await?);
         let events = Arc::new(EventRing::new(config.shield.events));
         let state = Arc::new(EdgeState::new(
@@ -220,6 +231,11 @@ impl Edge {
         ));
         tokio::spawn(crate::attack_watch::watch_attacks(
             Arc::clone(&state),
+            shutdown_rx.clone(),
+        ));
+        tokio::spawn(crate::access_log::upkeep(
+            state.access_log.clone(),
+            reopen_signal,
             shutdown_rx.clone(),
         ));
         for (kind, addr) in &addrs {
@@ -395,22 +411,29 @@ impl Edge {
         &self.started_with.data_dir
     }
 
-    /// Stops accepting, lets requests in flight finish for up to `grace`, and returns whether
-    /// every connection closed in time.
+    /// Stops accepting, lets requests in flight finish for up to `grace`, writes the access
+    /// log's buffered lines, and returns whether every connection closed in time.
     pub async fn shutdown(&self, grace: Duration) -> bool {
         let _ = self.shutdown.send(true);
         let deadline = Instant::now() + grace;
+        let mut drained = true;
         while self.guard.open() > 0 {
             if Instant::now() >= deadline {
                 tracing::warn!(
                     open = self.guard.open(),
                     "grace period over; closing remaining connections"
                 );
-                return false;
+                drained = false;
+                break;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        true
+        if !self.state.access_log.flush(ACCESS_LOG_EXIT_FLUSH).await {
+            tracing::warn!(
+                "the access log's last lines could not be written within {ACCESS_LOG_EXIT_FLUSH:?}"
+            );
+        }
+        drained
     }
 
     /// Installs (or replaces) where the abuse intake hands the reports it takes
@@ -424,6 +447,10 @@ impl Edge {
         self.state.snapshot.load().limits.shutdown_grace
     }
 }
+
+/// How long shutdown waits for the access log's buffered lines to be written: a blocked stdout
+/// pipe must not keep the process from exiting.
+const ACCESS_LOG_EXIT_FLUSH: Duration = Duration::from_secs(2);
 
 /// Checks everything a start would check short of binding sockets: that every certificate and
 /// key loads and every origin is well-formed.

@@ -50,8 +50,9 @@ pub struct ServerSettings {
     pub data_dir: PathBuf,
     /// Peers whose `X-Forwarded-*` and `Forwarded` headers are believed and appended to.
     pub trusted_proxies: Vec<IpNet>,
-    /// Where access-log lines go; default stdout.
-    pub access_log: AccessLogTarget,
+    /// Where access-log lines go (default stdout), and how they are buffered, flushed and
+    /// sampled.
+    pub access_log: AccessLogSettings,
     /// Threads serving connections; `None` means one per CPU core.
     pub workers: Option<usize>,
     /// Timeouts and caps on connections and requests, for every site.
@@ -121,6 +122,44 @@ pub enum AccessLogTarget {
     Off,
     /// Appended to this file; relative to the configuration file's directory.
     File(PathBuf),
+}
+
+/// The access log: where lines go (`access_log`) and how they get there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLogSettings {
+    /// Where lines go: stdout, a file or nowhere.
+    pub target: AccessLogTarget,
+    /// `access_log_buffer`: bytes of lines a worker thread gathers before handing them to the
+    /// writer in one write.
+    pub buffer_bytes: usize,
+    /// `access_log_flush`: the longest a line waits in a buffer before it is written.
+    pub flush: Duration,
+    /// `access_log_sample`: the fraction of requests logged, more than 0 and at most 1.
+    pub sample: f64,
+}
+
+impl AccessLogSettings {
+    /// Smallest `access_log_buffer`: a few lines.
+    pub const MIN_BUFFER_BYTES: usize = 4 << 10;
+    /// Largest `access_log_buffer`: the writer keeps a few full buffers queued, and every
+    /// worker thread one.
+    pub const MAX_BUFFER_BYTES: usize = 16 << 20;
+    /// Shortest `access_log_flush`: below it the writer would wake more often than it writes.
+    pub const MIN_FLUSH: Duration = Duration::from_millis(10);
+    /// Longest `access_log_flush`: a line older than a minute is no longer what `tail -f` is for.
+    pub const MAX_FLUSH: Duration = Duration::from_secs(60);
+}
+
+impl Default for AccessLogSettings {
+    /// 64 KiB buffers (nginx's `buffer=64k`), written at least once a second, every request.
+    fn default() -> Self {
+        AccessLogSettings {
+            target: AccessLogTarget::Stdout,
+            buffer_bytes: 64 << 10,
+            flush: Duration::from_secs(1),
+            sample: 1.0,
+        }
+    }
 }
 
 /// Connection and request limits. Defaults are chosen to stop slowloris-style abuse without
@@ -485,7 +524,7 @@ impl Config {
             }
         };
         resolve(&mut self.server.data_dir);
-        if let AccessLogTarget::File(p) = &mut self.server.access_log {
+        if let AccessLogTarget::File(p) = &mut self.server.access_log.target {
             resolve(p);
         }
         for site in &mut self.sites {
@@ -548,6 +587,11 @@ struct FileServer {
     data_dir: PathBuf,
     trusted_proxies: Vec<Network>,
     access_log: String,
+    #[serde(with = "as_size")]
+    access_log_buffer: u64,
+    #[serde(with = "as_text")]
+    access_log_flush: Duration,
+    access_log_sample: f64,
     workers: Option<usize>,
     #[serde(with = "as_text_opt")]
     header_read_timeout: Option<Duration>,
@@ -591,6 +635,9 @@ impl Default for FileServer {
             data_dir: PathBuf::from("./palisade-data"),
             trusted_proxies: Vec::new(),
             access_log: "stdout".into(),
+            access_log_buffer: AccessLogSettings::default().buffer_bytes as u64,
+            access_log_flush: AccessLogSettings::default().flush,
+            access_log_sample: AccessLogSettings::default().sample,
             workers: None,
             header_read_timeout: None,
             idle_timeout: None,
@@ -619,10 +666,16 @@ impl FileServer {
     fn into_settings(self) -> ServerSettings {
         let d = ServerLimits::default();
         ServerSettings {
-            access_log: match self.access_log.as_str() {
-                "stdout" => AccessLogTarget::Stdout,
-                "off" => AccessLogTarget::Off,
-                path => AccessLogTarget::File(PathBuf::from(path)),
+            access_log: AccessLogSettings {
+                target: match self.access_log.as_str() {
+                    "stdout" => AccessLogTarget::Stdout,
+                    "off" => AccessLogTarget::Off,
+                    path => AccessLogTarget::File(PathBuf::from(path)),
+                },
+                // Checked in `FileConfig::validate`.
+                buffer_bytes: usize::try_from(self.access_log_buffer).unwrap_or(usize::MAX),
+                flush: self.access_log_flush,
+                sample: self.access_log_sample,
             },
             listen: self.listen.into_iter().map(|a| a.0).collect(),
             listen_tls: self.listen_tls.into_iter().map(|a| a.0).collect(),
@@ -901,6 +954,38 @@ fn default_rise_fall() -> u32 {
     2
 }
 
+/// The access log's sizes and rates, within the bounds documented in docs/config.md.
+fn check_access_log(log: &AccessLogSettings) -> Result<(), Invalid> {
+    let bytes = AccessLogSettings::MIN_BUFFER_BYTES..=AccessLogSettings::MAX_BUFFER_BYTES;
+    if !bytes.contains(&log.buffer_bytes) {
+        return Err((
+            None,
+            "server.access_log_buffer".into(),
+            "must be between 4KiB and 16MiB".into(),
+        ));
+    }
+    let flush = AccessLogSettings::MIN_FLUSH..=AccessLogSettings::MAX_FLUSH;
+    if !flush.contains(&log.flush) {
+        return Err((
+            None,
+            "server.access_log_flush".into(),
+            "must be between 10ms and 60s".into(),
+        ));
+    }
+    if !(log.sample > 0.0 && log.sample <= 1.0) {
+        return Err((
+            None,
+            "server.access_log_sample".into(),
+            format!(
+                "{} is not a fraction of requests: write a number more than 0 and at most 1 \
+                 (0.1 logs one request in ten)",
+                log.sample
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl FileConfig {
     fn validate(self, text: &str) -> Result<Config, Invalid> {
         let mut server = self.server.into_settings();
@@ -926,6 +1011,7 @@ impl FileConfig {
                 }
             }
         }
+        check_access_log(&server.access_log)?;
         let l = &server.limits;
         let positive = [
             ("server.header_read_timeout", l.header_read_timeout),
@@ -1190,7 +1276,41 @@ tls = { cert = "certs/blog.pem", key = "certs/blog.key" }
         );
         assert_eq!(config.server.admin, "127.0.0.1:9090".parse().unwrap());
         assert_eq!(config.server.limits, ServerLimits::default());
-        assert_eq!(config.server.access_log, AccessLogTarget::Stdout);
+        assert_eq!(config.server.access_log, AccessLogSettings::default());
+    }
+
+    #[test]
+    fn access_log_buffer_flush_and_sample_parse_and_are_bounded_by_name() {
+        let config = parse(
+            "[server]\naccess_log = \"off\"\naccess_log_buffer = \"8KiB\"\n\
+             access_log_flush = \"250ms\"\naccess_log_sample = 0.25\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.server.access_log,
+            AccessLogSettings {
+                target: AccessLogTarget::Off,
+                buffer_bytes: 8192,
+                flush: Duration::from_millis(250),
+                sample: 0.25,
+            }
+        );
+        // A whole number is a rate too: 1 logs every request.
+        let one = parse("[server]\naccess_log_sample = 1\n").unwrap();
+        assert_eq!(one.server.access_log.sample, 1.0);
+        for (line, key) in [
+            ("access_log_buffer = 100", "server.access_log_buffer"),
+            ("access_log_buffer = \"1GiB\"", "server.access_log_buffer"),
+            ("access_log_flush = \"0s\"", "server.access_log_flush"),
+            ("access_log_flush = \"2m\"", "server.access_log_flush"),
+            ("access_log_sample = 0", "server.access_log_sample"),
+            ("access_log_sample = 1.5", "server.access_log_sample"),
+            ("access_log_sample = -0.5", "server.access_log_sample"),
+            ("access_log_sample = nan", "server.access_log_sample"),
+        ] {
+            let err = parse(&format!("[server]\n{line}\n")).unwrap_err();
+            assert_eq!(err.key, key, "{line}: {err}");
+        }
     }
 
     #[test]

@@ -40,8 +40,9 @@ pub use challenge::{
     ChallengeSettings, DEFAULT_DIFFICULTY, MAX_CHALLENGE_TTL, MAX_DIFFICULTY, SiteState, Suspension,
 };
 pub use config::{
-    AccessLogTarget, CacheStorage, Config, ConfigError, DEFAULT_ANALYTICS_RETENTION, HealthCheck,
-    QueryKey, ServerLimits, ServerSettings, Site, SiteCache, TlsFiles,
+    AccessLogSettings, AccessLogTarget, CacheStorage, Config, ConfigError,
+    DEFAULT_ANALYTICS_RETENTION, HealthCheck, QueryKey, ServerLimits, ServerSettings, Site,
+    SiteCache, TlsFiles,
 };
 pub use duration::{DurationError, parse_duration};
 pub use host::{HostError, HostPattern, normalize_host};

@@ -87,7 +87,7 @@ const SLOTS: usize = 2;
 const CLOSED: i64 = i64::MIN;
 
 /// The shield's reasons, in the order counted ([`reason_index`]).
-const REASONS: [EventReason; 14] = [
+const REASONS: [EventReason; 17] = [
     EventReason::DenyList,
     EventReason::Rule,
     EventReason::RateLimit,
@@ -102,6 +102,9 @@ const REASONS: [EventReason; 14] = [
     EventReason::ExpiredAnswer,
     EventReason::WrongAnswer,
     EventReason::ReplayedAnswer,
+    EventReason::Signature,
+    EventReason::Dismissed,
+    EventReason::NoSignature,
 ];
 
 /// Unix milliseconds minus `clock::now_ms()`: turns the edge's monotonic clock into wall-clock
@@ -595,6 +598,9 @@ fn reason_index(reason: EventReason) -> usize {
         EventReason::ExpiredAnswer => 11,
         EventReason::WrongAnswer => 12,
         EventReason::ReplayedAnswer => 13,
+        EventReason::Signature => 14,
+        EventReason::Dismissed => 15,
+        EventReason::NoSignature => 16,
     }
 }
 

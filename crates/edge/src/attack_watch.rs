@@ -1,8 +1,10 @@
 //! The once-a-second task beside the request path that turns each site's counts into its
-//! protection state: automatic under-attack mode on and off, and whether its origin is under
-//! pressure. The phases read the result from `protection`; this task is the only writer.
+//! protection state: attack detection, the mitigations derived from an attack's signature
+//! (and the fallback of challenging everyone), and whether its origin is under pressure. The phases read the result from `protection`; this task is the only writer.
 
+use crate::snapshot::SiteRuntime;
 use crate::state::EdgeState;
+use shield::signature::{SignatureChange, Thresholds, TickInput};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,11 +42,28 @@ pub async fn watch_attacks(
                     if pressed { "on" } else { "off" },
                 );
             }
-            let change = site.protection.attack.tick(&site.config.shield.attack, now);
+            let detection = &site.config.shield.attack;
+            let attack = &site.protection.attack;
+            let change = attack.tick(detection, now);
+            let outcome = site.protection.signatures.tick(&TickInput {
+                under_attack: attack.under_attack(),
+                current_rps: attack.current_rps(),
+                baseline_rps: attack.baseline_rps(),
+                thresholds: Thresholds {
+                    min_coverage: detection.min_coverage,
+                    max_baseline_share: detection.max_baseline_share,
+                },
+                fallback: detection.fallback == model::AttackFallback::Challenge,
+            });
             site.metrics.set_under_attack(
                 site.config.state == model::SiteState::UnderAttack
-                    || site.protection.attack.under_attack(),
+                    || site.protection.signatures.challenge_all(),
             );
+            site.metrics
+                .set_attack(attack.under_attack(), outcome.coverage);
+            for signature_change in &outcome.changes {
+                report_signature(&state, site, signature_change);
+            }
             let Some(change) = change else {
                 continue;
             };
@@ -54,13 +73,54 @@ pub async fn watch_attacks(
                     reason = reason.as_str(),
                     rate,
                     baseline = site.protection.attack.baseline_rps(),
-                    "under-attack mode on"
+                    "attack detected"
                 ),
                 shield::attack::Change::Ended => {
-                    tracing::warn!(site = %site.name, "under-attack mode off: traffic settled")
+                    tracing::warn!(site = %site.name, "attack over: traffic settled")
                 }
             }
             state.events.record(change.event(Arc::clone(&site.name)));
         }
     }
+}
+
+/// Reports a change of `site`'s attack mitigations: a security event, a warning, metrics.
+/// Called by the tick, and by the request that a proposed rule was written from.
+pub fn report_signature(state: &EdgeState, site: &SiteRuntime, change: &SignatureChange) {
+    match change {
+        SignatureChange::Started(m) => {
+            site.metrics.mitigation_started();
+            tracing::warn!(
+                site = %site.name,
+                id = %m.id,
+                action = m.action.as_str(),
+                rule = m.rule.source(),
+                surge_coverage = m.surge_coverage,
+                baseline_share = m.baseline_share,
+                "attack mitigation on"
+            );
+        }
+        SignatureChange::Ended {
+            mitigation,
+            dismissed,
+        } => {
+            site.metrics.mitigation_ended();
+            tracing::warn!(
+                site = %site.name,
+                id = %mitigation.id,
+                matched = mitigation.matched.load(std::sync::atomic::Ordering::Relaxed),
+                dismissed,
+                "attack mitigation off"
+            );
+        }
+        SignatureChange::FallbackOn { coverage } => tracing::warn!(
+            site = %site.name,
+            coverage,
+            "no signature covers the surge: challenging everyone without clearance"
+        ),
+        SignatureChange::FallbackOff => {
+            tracing::warn!(site = %site.name, "challenging everyone: off")
+        }
+    }
+    state.events.record(change.event(Arc::clone(&site.name)));
 }

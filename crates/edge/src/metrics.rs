@@ -36,6 +36,13 @@ pub struct SiteMetrics {
     shield: [AtomicU64; SHIELD_ACTIONS.len()],
     /// 1 while the site is in under-attack mode.
     under_attack: AtomicU64,
+    /// 1 while attack detection says the site is under attack.
+    attack_detected: AtomicU64,
+    /// The share of the surge the mitigations match, in millionths (0 when not under attack).
+    attack_coverage_millionths: AtomicU64,
+    /// Mitigations in force, and started since the process began.
+    mitigations_active: AtomicU64,
+    mitigations_started: AtomicU64,
     /// 1 while the site's origin is under pressure (as of the last second's tick).
     origin_pressure: AtomicU64,
     /// Challenge pages served, answers accepted, answers refused by [`Rejection`] index.
@@ -97,6 +104,29 @@ impl SiteMetrics {
     /// Sets the under-attack gauge.
     pub fn set_under_attack(&self, on: bool) {
         self.under_attack.store(u64::from(on), Ordering::Relaxed);
+    }
+
+    /// Sets the attack gauges: detection's verdict and the share of the surge the mitigations
+    /// match (`None` when not under attack).
+    pub fn set_attack(&self, detected: bool, coverage: Option<f64>) {
+        self.attack_detected
+            .store(u64::from(detected), Ordering::Relaxed);
+        let millionths = (coverage.unwrap_or(0.0).clamp(0.0, 1.0) * 1e6) as u64;
+        self.attack_coverage_millionths
+            .store(millionths, Ordering::Relaxed);
+    }
+
+    /// A mitigation came into force.
+    pub fn mitigation_started(&self) {
+        self.mitigations_started.fetch_add(1, Ordering::Relaxed);
+        self.mitigations_active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A mitigation ended.
+    pub fn mitigation_ended(&self) {
+        let _ = self
+            .mitigations_active
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
     /// Sets the origin-pressure gauge; returns what it was.
@@ -406,7 +436,45 @@ impl Metrics {
                 );
             }
         }
-        out.push_str("# HELP palisade_under_attack 1 while the site is in under-attack mode (automatic detection or the site's state).\n");
+        out.push_str(
+            "# HELP palisade_attack_detected 1 while attack detection sees a surge on the site.\n",
+        );
+        out.push_str("# TYPE palisade_attack_detected gauge\n");
+        for (name, m) in &sites {
+            let _ = writeln!(
+                out,
+                "palisade_attack_detected{{site=\"{name}\"}} {}",
+                m.attack_detected.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP palisade_attack_signature_coverage The estimated share of the current surge the site's signature mitigations match (0 when no attack).\n");
+        out.push_str("# TYPE palisade_attack_signature_coverage gauge\n");
+        for (name, m) in &sites {
+            let share = m.attack_coverage_millionths.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "palisade_attack_signature_coverage{{site=\"{name}\"}} {share}"
+            );
+        }
+        out.push_str("# HELP palisade_mitigations_active Mitigations derived from attack signatures in force on the site.\n");
+        out.push_str("# TYPE palisade_mitigations_active gauge\n");
+        for (name, m) in &sites {
+            let _ = writeln!(
+                out,
+                "palisade_mitigations_active{{site=\"{name}\"}} {}",
+                m.mitigations_active.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP palisade_mitigations_total Mitigations derived from attack signatures that came into force on the site.\n");
+        out.push_str("# TYPE palisade_mitigations_total counter\n");
+        for (name, m) in &sites {
+            let _ = writeln!(
+                out,
+                "palisade_mitigations_total{{site=\"{name}\"}} {}",
+                m.mitigations_started.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP palisade_under_attack 1 while every client without clearance is challenged on the site: its state is under_attack, or no attack signature covers a surge and the site's attack_fallback is challenge.\n");
         out.push_str("# TYPE palisade_under_attack gauge\n");
         for (name, m) in &sites {
             let _ = writeln!(

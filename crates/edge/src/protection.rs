@@ -1,6 +1,6 @@
 //! What a site's shield remembers between requests, kept by site name so that it outlives
 //! reloads as the site's metrics do: attack detection's baselines, the origin's requests in
-//! flight and latency (origin pressure), and the per-address miss counts. Below the phases:
+//! flight and latency (origin pressure), attack signatures, and the per-address miss counts. Below the phases:
 //! the shield phase reads and counts into it, and a background pass ([`watch_attacks`])
 //! turns its counts into rates once a second.
 
@@ -8,6 +8,7 @@ use model::SiteShield;
 use shield::attack::AttackDetector;
 use shield::pressure::PressureMonitor;
 use shield::ratelimit::{WindowCounter, random_seed};
+use shield::signature::SiteSignatures;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,8 @@ const MISS_SKETCH_WIDTH: usize = 8192;
 #[derive(Debug)]
 pub struct SiteProtection {
     pub attack: AttackDetector,
+    /// Attack signatures: the sample windows and the mitigations in force.
+    pub signatures: SiteSignatures,
     /// The origin's load: latency seen, and whether it is under pressure.
     pub origin: PressureMonitor,
     origin_in_flight: AtomicU32,
@@ -32,6 +35,7 @@ impl SiteProtection {
     pub(crate) fn new() -> SiteProtection {
         SiteProtection {
             attack: AttackDetector::default(),
+            signatures: SiteSignatures::default(),
             origin: PressureMonitor::default(),
             origin_in_flight: AtomicU32::new(0),
             misses: Mutex::new(None),

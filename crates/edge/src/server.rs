@@ -378,6 +378,31 @@ impl Edge {
         self.state.events.recent(query)
     }
 
+    /// The mitigations derived from attack signatures in force on `site`; `None` when the
+    /// edge runs no such site.
+    pub fn mitigations(&self, site: &str) -> Option<Vec<Arc<shield::signature::Mitigation>>> {
+        let snapshot = self.state.snapshot.load();
+        let site = snapshot.sites.iter().find(|s| &*s.name == site)?;
+        Some(site.protection.signatures.mitigations())
+    }
+
+    /// Ends `site`'s mitigation `id` at an operator's word (it is not proposed again while
+    /// this attack lasts); returns it, or `None` when no such site or mitigation is in force.
+    pub fn dismiss_mitigation(
+        &self,
+        site: &str,
+        id: &str,
+    ) -> Option<Arc<shield::signature::Mitigation>> {
+        let snapshot = self.state.snapshot.load();
+        let site = snapshot.sites.iter().find(|s| &*s.name == site)?;
+        let change = site.protection.signatures.dismiss(id)?;
+        crate::attack_watch::report_signature(&self.state, site, &change);
+        match change {
+            shield::signature::SignatureChange::Ended { mitigation, .. } => Some(mitigation),
+            _ => None,
+        }
+    }
+
     /// Purges `site`'s cached responses by the JSON selector `body` (see `purge_api`): from
     /// the next request on nothing it selects is served as fresh; stored objects are walked in
     /// the background. The caller has read the body (at most

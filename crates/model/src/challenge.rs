@@ -85,7 +85,7 @@ impl Default for ChallengeSettings {
     fn default() -> Self {
         ChallengeSettings {
             difficulty: DEFAULT_DIFFICULTY,
-            max_difficulty: DEFAULT_DIFFICULTY + 4,
+            max_difficulty: DEFAULT_DIFFICULTY,
             clearance_ttl: Duration::from_secs(30 * 60),
             challenge_ttl: Duration::from_secs(5 * 60),
             exempt: DEFAULT_EXEMPT.to_string(),
@@ -126,9 +126,9 @@ impl FileChallenge {
                 format!("must be from {MIN_DIFFICULTY} to {MAX_DIFFICULTY} (leading zero bits)"),
             ));
         }
-        let max_difficulty = self
-            .max_difficulty
-            .unwrap_or_else(|| (difficulty + 4).min(MAX_DIFFICULTY));
+        // By default the difficulty never rises: a harder puzzle costs every real visitor and
+        // nothing to a flood that never solves (docs/challenge.md).
+        let max_difficulty = self.max_difficulty.unwrap_or(difficulty);
         if !bits.contains(&max_difficulty) || max_difficulty < difficulty {
             return Err((
                 None,
@@ -197,7 +197,7 @@ mod tests {
         let s = &config.sites[0];
         assert_eq!(s.state, SiteState::UnderAttack);
         assert_eq!(s.challenge.difficulty, 10);
-        assert_eq!(s.challenge.max_difficulty, 14);
+        assert_eq!(s.challenge.max_difficulty, 10);
         assert_eq!(s.challenge.clearance_ttl, Duration::from_secs(7200));
         assert_eq!(
             s.challenge.exempt,

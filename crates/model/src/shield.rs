@@ -91,18 +91,37 @@ pub struct OriginPressure {
     pub min_latency: Duration,
 }
 
-/// Automatic under-attack mode.
+/// Automatic attack detection and mitigation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttackDetection {
-    /// Whether traffic spikes switch under-attack mode on (`auto_under_attack`; default off).
+    /// Whether traffic spikes are detected and mitigated by their signature
+    /// (`auto_under_attack`; default on).
     pub enabled: bool,
     /// A request rate (or error rate) this many times the site's baseline is an attack...
     pub factor: f64,
     /// ...provided it is at least this many requests per second (a quiet site doubling its
     /// traffic is not under attack).
     pub min_rps: f64,
-    /// How long under-attack mode lasts once traffic has settled.
+    /// How long mitigation lasts once traffic has settled.
     pub hold: Duration,
+    /// What happens when no signature covers enough of a surge (`attack_fallback`).
+    pub fallback: AttackFallback,
+    /// The share of a surge the signature rules must match together
+    /// (`signature_min_coverage`); below it, the fallback applies.
+    pub min_coverage: f64,
+    /// The most of a site's usual traffic one signature rule may match
+    /// (`signature_max_baseline_share`).
+    pub max_baseline_share: f64,
+}
+
+/// What a site does about a surge no signature covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttackFallback {
+    /// Nothing more: the origin's cap and fair shedding protect the origin (the default).
+    Off,
+    /// Challenge every client without clearance until the attack ends.
+    Challenge,
 }
 
 /// What a matching firewall rule does.
@@ -379,6 +398,9 @@ pub(crate) struct FileSiteShield {
     attack_min_rps: f64,
     #[serde(with = "as_text")]
     attack_hold: Duration,
+    attack_fallback: AttackFallback,
+    signature_min_coverage: f64,
+    signature_max_baseline_share: f64,
 }
 
 impl Default for FileSiteShield {
@@ -397,12 +419,17 @@ impl Default for FileSiteShield {
             origin_pressure_concurrency: 0.5,
             origin_pressure_latency_factor: 4.0,
             origin_pressure_min_latency: Duration::from_millis(100),
-            // Off until the browser challenge lands: today the challenge is a 503 page for
-            // everyone, so a false alarm (a launch, a newsletter) would take a site down.
-            auto_under_attack: false,
+            // On: a surge is answered by its signature only (docs/shield.md), so a false
+            // alarm touches at most `signature_max_baseline_share` of the usual traffic.
+            auto_under_attack: true,
             attack_factor: 8.0,
             attack_min_rps: 200.0,
-            attack_hold: Duration::from_secs(600),
+            // Short: mitigation ends soon after the surge, and trips again at once if it
+            // returns (the baseline does not learn during an attack).
+            attack_hold: Duration::from_secs(30),
+            attack_fallback: AttackFallback::Off,
+            signature_min_coverage: 0.8,
+            signature_max_baseline_share: 0.01,
         }
     }
 }
@@ -443,6 +470,21 @@ impl FileSiteShield {
                 "must be zero or more".into(),
             ));
         }
+        for (field, share) in [
+            ("signature_min_coverage", self.signature_min_coverage),
+            (
+                "signature_max_baseline_share",
+                self.signature_max_baseline_share,
+            ),
+        ] {
+            if !(share > 0.0 && share <= 1.0) {
+                return Err((
+                    None,
+                    format!("{key}.{field}"),
+                    "must be a share above 0 and at most 1".into(),
+                ));
+            }
+        }
         if !(0.0..=1.0).contains(&self.origin_pressure_concurrency) {
             return Err((
                 None,
@@ -481,6 +523,9 @@ impl FileSiteShield {
                 factor: self.attack_factor,
                 min_rps: self.attack_min_rps,
                 hold: self.attack_hold,
+                fallback: self.attack_fallback,
+                min_coverage: self.signature_min_coverage,
+                max_baseline_share: self.signature_max_baseline_share,
             },
         })
     }
@@ -753,10 +798,10 @@ max_origin_concurrency = 256
         let shield = &config.sites[0].shield;
         assert_eq!(shield, &SiteShield::default());
         assert!(shield.lists.is_empty());
-        assert!(
-            !shield.attack.enabled,
-            "off until the browser challenge lands"
-        );
+        // On: a surge is answered by its signature only; challenging everyone is off.
+        assert!(shield.attack.enabled);
+        assert_eq!(shield.attack.fallback, AttackFallback::Off);
+        assert_eq!(shield.attack.hold, Duration::from_secs(30));
     }
 
     #[test]

@@ -51,6 +51,8 @@ fn main() {
         query: "",
         headers: &headers,
         tls: false,
+        version: http::Version::HTTP_11,
+        connection: shield::ConnectionTraits::none(),
     };
     let start = Instant::now();
     let record = |_| {};

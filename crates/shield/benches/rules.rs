@@ -274,6 +274,8 @@ fn main() {
         query: "",
         headers: &shield_sh_headers,
         tls: false,
+        version: http::Version::HTTP_11,
+        connection: shield::ConnectionTraits::none(),
     };
     // For an instruction count: `valgrind --tool=callgrind` of this with two iteration
     // counts; the difference over the difference in iterations is one walk, set-up excluded.
@@ -315,6 +317,8 @@ fn main() {
         query: "color=red&size=42&ref=newsletter",
         headers: &headers,
         tls: true,
+        version: http::Version::HTTP_11,
+        connection: shield::ConnectionTraits::none(),
     };
     let matched = all.iter().filter(|rule| rule.eval(&facts)).count();
 

@@ -32,6 +32,8 @@ pub struct AttackDetector {
     under_attack: AtomicBool,
     /// The current request rate over the rate that trips (or tripped) detection, as f64 bits.
     pressure: AtomicU64,
+    /// The current request rate (the last three seconds' average), as f64 bits.
+    current: AtomicU64,
     inner: Mutex<Series>,
 }
 
@@ -78,6 +80,7 @@ impl Change {
             reason,
             rule_id: None,
             value,
+            mitigation: None,
         }
     }
 }
@@ -89,6 +92,7 @@ impl Default for AttackDetector {
             errors: AtomicU64::new(0),
             under_attack: AtomicBool::new(false),
             pressure: AtomicU64::new(0),
+            current: AtomicU64::new(0),
             inner: Mutex::new(Series {
                 baseline_rps: 0.0,
                 baseline_eps: 0.0,
@@ -105,9 +109,10 @@ impl Default for AttackDetector {
 }
 
 impl AttackDetector {
-    /// A request passed the shield.
-    pub fn count_request(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+    /// A request passed the shield. Returns how many came before it this second (attack
+    /// signatures sample by it).
+    pub fn count_request(&self) -> u64 {
+        self.requests.fetch_add(1, Ordering::Relaxed)
     }
 
     /// An answer with a 5xx status.
@@ -124,6 +129,11 @@ impl AttackDetector {
     /// detection (or tripped it). The challenge's difficulty rises with it.
     pub fn pressure(&self) -> f64 {
         f64::from_bits(self.pressure.load(Ordering::Relaxed))
+    }
+
+    /// The current request rate: the average of the last three seconds.
+    pub fn current_rps(&self) -> f64 {
+        f64::from_bits(self.current.load(Ordering::Relaxed))
     }
 
     /// The baseline request rate (requests per second) learned so far.
@@ -161,6 +171,7 @@ impl AttackDetector {
         };
         self.pressure
             .store((current_rps / trip.max(1.0)).to_bits(), Ordering::Relaxed);
+        self.current.store(current_rps.to_bits(), Ordering::Relaxed);
 
         if !settings.enabled {
             if self.under_attack.swap(false, Ordering::Relaxed) {
@@ -229,6 +240,9 @@ mod tests {
             factor: 5.0,
             min_rps: 50.0,
             hold: Duration::from_secs(30),
+            fallback: model::AttackFallback::Off,
+            min_coverage: 0.8,
+            max_baseline_share: 0.01,
         }
     }
 

@@ -33,6 +33,14 @@ pub enum EventAction {
     ChallengeSolved,
     /// An answer to a challenge was refused.
     ChallengeFailed,
+    /// A mitigation derived from an attack's signature came into force.
+    MitigationOn,
+    /// A mitigation ended (the attack settled, or an operator dismissed it).
+    MitigationOff,
+    /// No signature matched enough of a surge: everyone without clearance is challenged.
+    ChallengeEveryoneOn,
+    /// Challenging everyone ended.
+    ChallengeEveryoneOff,
 }
 
 impl EventAction {
@@ -48,6 +56,10 @@ impl EventAction {
             EventAction::UnderAttackOff => "under_attack_off",
             EventAction::ChallengeSolved => "challenge_solved",
             EventAction::ChallengeFailed => "challenge_failed",
+            EventAction::MitigationOn => "mitigation_on",
+            EventAction::MitigationOff => "mitigation_off",
+            EventAction::ChallengeEveryoneOn => "challenge_everyone_on",
+            EventAction::ChallengeEveryoneOff => "challenge_everyone_off",
         }
     }
 }
@@ -85,6 +97,12 @@ pub enum EventReason {
     WrongAnswer,
     /// The challenge was answered before.
     ReplayedAnswer,
+    /// A mitigation derived from the attack's signature matched (`rule_id` names it).
+    Signature,
+    /// An operator dismissed the mitigation.
+    Dismissed,
+    /// No signature matched enough of the surge.
+    NoSignature,
 }
 
 impl EventReason {
@@ -105,6 +123,9 @@ impl EventReason {
             EventReason::ExpiredAnswer => "expired_answer",
             EventReason::WrongAnswer => "wrong_answer",
             EventReason::ReplayedAnswer => "replayed_answer",
+            EventReason::Signature => "signature",
+            EventReason::Dismissed => "dismissed",
+            EventReason::NoSignature => "no_signature",
         }
     }
 }
@@ -143,8 +164,11 @@ pub struct NewEvent {
     /// The rule, limit or list that decided, when there is one.
     pub rule_id: Option<Arc<str>>,
     /// A figure that goes with the reason: the count over a limit, the request rate of a
-    /// spike.
+    /// spike, the share of a surge a mitigation covers.
     pub value: Option<f64>,
+    /// For a mitigation's start and end: the mitigation, with its signature and coverage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mitigation: Option<Arc<crate::signature::Mitigation>>,
 }
 
 impl NewEvent {
@@ -162,6 +186,7 @@ impl NewEvent {
             reason,
             rule_id: None,
             value: None,
+            mitigation: None,
         }
     }
 }
@@ -247,6 +272,7 @@ mod tests {
             reason: EventReason::Rule,
             rule_id: Some("r".into()),
             value: None,
+            mitigation: None,
         }
     }
 

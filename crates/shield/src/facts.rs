@@ -21,4 +21,32 @@ pub struct RequestFacts<'a> {
     pub headers: &'a HeaderMap,
     /// True when the request came over TLS.
     pub tls: bool,
+    /// The request's HTTP version.
+    pub version: http::Version,
+    /// What the client's connection says about the software behind it.
+    pub connection: &'a ConnectionTraits,
+}
+
+/// What a client's connection says about the software behind it, read once when the
+/// connection opens: the same for every request on it. Attack signatures and rules read it
+/// (`tls.ja4`); a tool that copies a browser's headers rarely copies its TLS and HTTP/2 stacks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionTraits {
+    /// The JA4 fingerprint of the TLS ClientHello; `None` over plain HTTP.
+    pub ja4: Option<Box<str>>,
+    /// The HTTP/2 client's opening SETTINGS and WINDOW_UPDATE, as text; `None` on HTTP/1.x.
+    pub h2: Option<Box<str>>,
+}
+
+static NO_TRAITS: ConnectionTraits = ConnectionTraits {
+    ja4: None,
+    h2: None,
+};
+
+impl ConnectionTraits {
+    /// A connection that said nothing: plain HTTP/1.x, or a request made up by a tool
+    /// (`palisade explain`, tests).
+    pub fn none() -> &'static ConnectionTraits {
+        &NO_TRAITS
+    }
 }

@@ -331,6 +331,7 @@ impl SiteGuard {
                 reason,
                 rule_id: rule_id.cloned(),
                 value,
+                mitigation: None,
             })
         };
         match self.check_lists(facts.ip, record) {
@@ -524,6 +525,8 @@ mod tests {
             query: "",
             headers,
             tls: false,
+            version: http::Version::HTTP_11,
+            connection: crate::ConnectionTraits::none(),
         }
     }
 

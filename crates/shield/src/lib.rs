@@ -30,7 +30,8 @@ pub mod iplist;
 pub mod pressure;
 pub mod ratelimit;
 pub mod rules;
+pub mod signature;
 
-pub use facts::RequestFacts;
+pub use facts::{ConnectionTraits, RequestFacts};
 pub use iplist::{IpTable, IpTableBuilder, ListError, parse_list, parse_net};
 pub use rules::{Expr, RuleError};

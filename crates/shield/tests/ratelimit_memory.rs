@@ -106,6 +106,8 @@ fn facts(headers: &HeaderMap) -> RequestFacts<'_> {
         query: "",
         headers,
         tls: true,
+        version: http::Version::HTTP_11,
+        connection: shield::ConnectionTraits::none(),
     }
 }
 

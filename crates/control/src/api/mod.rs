@@ -10,6 +10,7 @@
 mod audit;
 mod auth;
 mod gate;
+mod mitigations;
 mod openapi;
 mod query;
 mod reports;
@@ -59,6 +60,15 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
         .route("/api/sites/{site}/reinstate", post(sites::reinstate))
         .route("/api/sites/{site}/purge", post(sites::purge))
         .route("/api/sites/{site}/analytics", get(sites::analytics))
+        .route("/api/sites/{site}/mitigations", get(mitigations::list))
+        .route(
+            "/api/sites/{site}/mitigations/{id}/dismiss",
+            post(mitigations::dismiss),
+        )
+        .route(
+            "/api/sites/{site}/mitigations/{id}/pin",
+            post(mitigations::pin),
+        )
         .route("/api/audit", get(audit::list))
         .route("/api/tokens", get(tokens::list).post(tokens::create))
         .route("/api/tokens/{id}", axum::routing::delete(tokens::revoke))

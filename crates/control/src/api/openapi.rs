@@ -244,6 +244,24 @@ fn build() -> Value {
                 ],
                 "get": op("Per-minute counters, totals, top paths and clients of the last hour", "read", None, "200")
             },
+            "/api/sites/{site}/mitigations": {
+                "parameters": path_param("site"),
+                "get": with_404(op("Mitigations derived from attack signatures in force", "read", None, "200"))
+            },
+            "/api/sites/{site}/mitigations/{id}/dismiss": {
+                "parameters": [
+                    {"name": "site", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}
+                ],
+                "post": with_404(op("End a mitigation now; not proposed again during this attack", "edit", None, "200"))
+            },
+            "/api/sites/{site}/mitigations/{id}/pin": {
+                "parameters": [
+                    {"name": "site", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}
+                ],
+                "post": with_404(op("Keep a mitigation as a permanent rule of an API site; audited", "edit", None, "200"))
+            },
             "/api/audit": {
                 "get": with_query(
                     op("The audit log, newest first (`after` pages forward)", "read", None, "200"),

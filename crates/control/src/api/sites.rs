@@ -201,6 +201,19 @@ pub async fn replace(
 enum Update {
     Patch(Map<String, Value>),
     Replace(Map<String, Value>),
+    /// One more `rule` at the end of the document's list (a pinned mitigation).
+    AppendRule(Value),
+}
+
+/// Appends `rule` (`{"id", "expr", "action"}`) to the API site `site`'s rules, as an update
+/// by `token` (audited as `site.update`). A file's site is refused with the reason.
+pub(super) async fn append_rule(
+    plane: &Arc<ControlPlane>,
+    site: String,
+    token: Token,
+    rule: Value,
+) -> ApiResult {
+    update(plane, site, token, Update::AppendRule(rule)).await
 }
 
 async fn update(
@@ -232,6 +245,16 @@ async fn update(
             document
         }
         Update::Replace(document) => document,
+        Update::AppendRule(rule) => {
+            let mut document = current.document.clone();
+            match document.get_mut("rule") {
+                Some(Value::Array(rules)) => rules.push(rule),
+                _ => {
+                    document.insert("rule".into(), Value::Array(vec![rule]));
+                }
+            }
+            document
+        }
     };
     if !document.contains_key("name") {
         document.insert("name".into(), Value::from(site.clone()));

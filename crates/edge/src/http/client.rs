@@ -15,6 +15,8 @@ pub struct ClientFacts {
     pub tls: bool,
     /// The peer is in `trusted_proxies`.
     pub trusted: bool,
+    /// Fingerprints of the client's TLS and HTTP/2 stacks, for rules and attack signatures.
+    pub traits: shield::ConnectionTraits,
     pub(crate) peer_text: HeaderValue,
     /// `for=...;proto=...` (host is added per request).
     pub(crate) forwarded_base: String,
@@ -35,6 +37,7 @@ impl ClientFacts {
             peer,
             tls,
             trusted,
+            traits: shield::ConnectionTraits::default(),
             peer_text: HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("unknown")),
             forwarded_base: format!("for={node};proto={}", proto(tls)),
         }

@@ -97,6 +97,8 @@ pub fn explain(config: &Config, request: &ExplainRequest<'_>) -> Result<String, 
         query: uri.query().unwrap_or(""),
         headers: &headers,
         tls,
+        version: http::Version::HTTP_11,
+        connection: shield::ConnectionTraits::none(),
     };
     let explanation = guard.explain(&facts, Instant::now());
     let mut out = String::new();
@@ -115,7 +117,7 @@ pub fn explain(config: &Config, request: &ExplainRequest<'_>) -> Result<String, 
     let _ = writeln!(
         out,
         "at run time also: {}; at most {} origin requests at once",
-        gate.attack_detection(shield.attack.enabled),
+        gate.attack_detection(&shield.attack),
         shield.max_origin_concurrency
     );
     let _ = writeln!(
@@ -182,19 +184,29 @@ impl Gate<'_> {
     }
 
     /// Automatic attack detection, as it could change the answer at run time.
-    fn attack_detection(&self, enabled: bool) -> &'static str {
+    fn attack_detection(&self, detection: &model::AttackDetection) -> &'static str {
         use model::SiteState;
         use shield::guard::Verdict;
         if self.state != SiteState::Active || !matches!(self.verdict, Verdict::Pass) {
             return "automatic attack detection would not change this answer";
         }
-        if !enabled {
+        if !detection.enabled {
             return "automatic attack detection is off for this site";
         }
-        if self.exempt {
-            "if attack detection trips, this request is still exempt from the challenge"
-        } else {
-            "if attack detection trips, this request is challenged as under_attack until it ends"
+        match (self.exempt, detection.fallback) {
+            (true, _) => {
+                "if attack detection trips, this request is still exempt from mitigation and the \
+                 challenge"
+            }
+            (false, model::AttackFallback::Off) => {
+                "if attack detection trips, this request is challenged (or blocked) only if it \
+                 matches the attack's signature (GET /api/sites/{site}/mitigations lists them)"
+            }
+            (false, model::AttackFallback::Challenge) => {
+                "if attack detection trips, this request is challenged if it matches the \
+                 attack's signature, or if no signature covers the surge (attack_fallback = \
+                 challenge)"
+            }
         }
     }
 }
@@ -335,7 +347,10 @@ deny = ["203.0.113.0/24"]
         );
         let active = run_with_state("active", "GET", "https://blog.example/post", &[]);
         assert!(
-            active.contains("at run time also: automatic attack detection is off for this site"),
+            active.contains(
+                "at run time also: if attack detection trips, this request is challenged (or \
+                 blocked) only if it matches the attack's signature"
+            ),
             "{active}"
         );
     }

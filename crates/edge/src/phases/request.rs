@@ -66,6 +66,9 @@ pub struct SiteRequest<'a> {
     pub framing: ClientFraming,
     /// An allow list or rule let the request skip the rest of the shield (the miss limit too).
     pub allowed: bool,
+    /// The request matched a mitigation of an attack's signature and went on (its client
+    /// holds clearance): the origin's cap sheds such requests first.
+    pub suspect: bool,
     /// The site is paused: a plain proxy, past the shield and the cache.
     pub paused: bool,
     /// The body length the client declared, if any.

@@ -169,6 +169,7 @@ pub async fn route(arrival: Arrival<'_>) -> ControlFlow<Response<EdgeBody>, Site
         authority,
         client_ip,
         allowed: false,
+        suspect: false,
         paused: false,
         declared_length,
         fill: None,

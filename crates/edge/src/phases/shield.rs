@@ -14,6 +14,7 @@
 
 use crate::body::ClientBody;
 use crate::body::EdgeBody;
+use crate::http::client::ClientFacts;
 use crate::own_responses::edge_page;
 use crate::phases::challenge as challenge_phase;
 use crate::phases::request::SiteRequest;
@@ -28,6 +29,7 @@ use shield::challenge::{ChallengeKeys, clearance};
 use shield::events::{EventAction, EventReason, NewEvent};
 use shield::guard::Verdict;
 use shield::ratelimit::{WindowCounter, client_prefix, cookie_value};
+use shield::signature::{Mitigation, MitigationAction};
 use std::net::IpAddr;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
@@ -119,6 +121,8 @@ pub fn gate(request: &mut SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>> {
         query: http_request.uri().query().unwrap_or(""),
         headers: http_request.headers(),
         tls: request.conn.client.tls,
+        version: http_request.version(),
+        connection: &request.conn.client.traits,
     };
     // Verified at most once, and only when a challenge would otherwise be answered.
     let clearance = std::cell::OnceCell::new();
@@ -155,13 +159,38 @@ pub fn gate(request: &mut SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>> {
         return ControlFlow::Break(refusal);
     }
     let allowed = verdict == Verdict::Allowed;
-    // Counted before the challenge gate: requests it challenges are still the traffic that
-    // keeps under-attack mode on (counting only those let through, the mode would end
+    // Counted before the mitigations and the challenge gate: requests they answer are still
+    // the traffic that keeps an attack on (counting only those let through, it would end
     // `attack_hold` after it began, flood or no flood).
-    site.protection.attack.count_request();
-    let under_attack =
-        site.config.state == SiteState::UnderAttack || site.protection.attack.under_attack();
-    if under_attack && !allowed && !site.challenge.exempt(&facts) && !cleared() {
+    let count = site.protection.attack.count_request();
+    let signatures = &site.protection.signatures;
+    if let Some(baseline) = signatures.sample(count)
+        && let Some(changes) = signatures.observe(&facts, baseline)
+    {
+        for change in changes {
+            crate::attack_watch::report_signature(state, site, &change);
+        }
+    }
+    let exempt = std::cell::OnceCell::new();
+    let exempt = || *exempt.get_or_init(|| site.challenge.exempt(&facts));
+    if !allowed
+        && let Some(mitigation) = signatures.matching(&facts)
+        && !exempt()
+    {
+        request.suspect = true;
+        let refused = mitigate(
+            (&site.name, &mitigation),
+            client_ip,
+            &record,
+            &cleared,
+            &challenge,
+        );
+        if let Some(refused) = refused {
+            return ControlFlow::Break(refused);
+        }
+    }
+    let under_attack = site.config.state == SiteState::UnderAttack || signatures.challenge_all();
+    if under_attack && !allowed && !exempt() && !cleared() {
         record(NewEvent::for_client(
             &site.name,
             client_ip,
@@ -172,6 +201,39 @@ pub fn gate(request: &mut SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>> {
     }
     request.allowed = allowed;
     ControlFlow::Continue(())
+}
+
+/// A request that matched `mitigation`: for `block`, 403 and the connection closed (a tool
+/// that reconnects pays a handshake for each request); for `challenge`, the challenge unless
+/// the client holds clearance (`None`: it goes on).
+fn mitigate(
+    (site, mitigation): (&std::sync::Arc<str>, &Mitigation),
+    client_ip: IpAddr,
+    record: &dyn Fn(NewEvent),
+    cleared: &dyn Fn() -> bool,
+    challenge: &dyn Fn() -> Response<EdgeBody>,
+) -> Option<Response<EdgeBody>> {
+    let event = |action| {
+        record(NewEvent {
+            rule_id: Some(std::sync::Arc::clone(&mitigation.id)),
+            ..NewEvent::for_client(site, client_ip, action, EventReason::Signature)
+        })
+    };
+    match mitigation.action {
+        MitigationAction::Block => {
+            event(EventAction::Block);
+            let mut response = edge_page(StatusCode::FORBIDDEN, false);
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Some(response)
+        }
+        MitigationAction::Challenge if cleared() => None,
+        MitigationAction::Challenge => {
+            event(EventAction::Challenge);
+            Some(challenge())
+        }
+    }
 }
 
 /// Runs inside the cache phase, on a miss that goes to the origin, unless an allow list or
@@ -186,7 +248,7 @@ pub fn limit_request_misses(request: &SiteRequest<'_>) -> ControlFlow<Response<E
     let refusal = limit_misses(
         (&state.challenges, &request.snapshot.challenge_keys),
         site,
-        (request.client_ip, request.conn.client.tls),
+        (request.client_ip, &request.conn.client),
         request.request,
         &request.host,
         &|event| crate::phases::request::record(state, site, event),
@@ -203,7 +265,7 @@ pub fn limit_request_misses(request: &SiteRequest<'_>) -> ControlFlow<Response<E
 pub fn limit_misses(
     (challenges, keys): (&ChallengeState, &ChallengeKeys),
     site: &SiteRuntime,
-    (ip, tls): (IpAddr, bool),
+    (ip, client): (IpAddr, &ClientFacts),
     request: &Request<ClientBody>,
     host: &str,
     record: &dyn Fn(NewEvent),
@@ -235,7 +297,9 @@ pub fn limit_misses(
         path: request.uri().path(),
         query: request.uri().query().unwrap_or(""),
         headers,
-        tls,
+        tls: client.tls,
+        version: request.version(),
+        connection: &client.traits,
     };
     match verdict {
         MissVerdict::Pass => None,

@@ -26,6 +26,8 @@ fuzz_target!(|data: &[u8]| {
                 query: "id=1",
                 headers: &headers,
                 tls: false,
+                version: http::Version::HTTP_11,
+                connection: shield::ConnectionTraits::none(),
             };
             expr.eval(&facts);
             assert_eq!(expr.source(), text);

@@ -100,6 +100,8 @@ mod tests {
             query: "",
             headers: &EMPTY,
             tls: false,
+            version: http::Version::HTTP_11,
+            connection: crate::ConnectionTraits::none(),
         }
     }
 

@@ -280,6 +280,8 @@ mod tests {
             query: "",
             headers,
             tls: false,
+            version: http::Version::HTTP_11,
+            connection: crate::ConnectionTraits::none(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! request.
 
 use crate::RequestFacts;
+use crate::signature::{shape, traits};
 use http::header::{COOKIE, USER_AGENT};
 use http::{HeaderMap, HeaderName};
 use std::borrow::Cow;
@@ -28,6 +29,18 @@ pub(super) enum TextField {
     Cookie,
     /// `http.request.headers["name"]`, the name resolved once at parse time.
     Header(HeaderName),
+    /// `http.request.uri.path_shape`: the path with identifiers replaced by their class.
+    PathShape,
+    /// `http.request.uri.query_shape`: the parameter names with their values' classes.
+    QueryShape,
+    /// `http.request.header_names`: the header names in the order sent.
+    HeaderNames,
+    /// `http.request.version`: `HTTP/1.0`, `HTTP/1.1`, `HTTP/2`.
+    Version,
+    /// `tls.ja4`: the TLS ClientHello's JA4 fingerprint; empty over plain HTTP.
+    Ja4,
+    /// `http2.fingerprint`: the HTTP/2 client's opening SETTINGS; empty on HTTP/1.x.
+    H2Fingerprint,
 }
 
 /// What a name in an expression stands for.
@@ -49,6 +62,12 @@ pub(super) fn named(name: &str) -> Option<Named> {
         "http.user_agent" => text(TextField::UserAgent),
         "http.cookie" => text(TextField::Cookie),
         "http.request.headers" => Some(Named::Headers),
+        "http.request.uri.path_shape" => text(TextField::PathShape),
+        "http.request.uri.query_shape" => text(TextField::QueryShape),
+        "http.request.header_names" => text(TextField::HeaderNames),
+        "http.request.version" => text(TextField::Version),
+        "tls.ja4" => text(TextField::Ja4),
+        "http2.fingerprint" => text(TextField::H2Fingerprint),
         _ => None,
     }
 }
@@ -66,8 +85,26 @@ impl TextField {
             // are put back together with "; " (RFC 9113 §8.2.3), not the ", " of a list.
             TextField::Cookie => header(facts.headers, &COOKIE, b"; "),
             TextField::Header(name) => header(facts.headers, name, b", "),
+            TextField::PathShape => derived(|out| shape::path_shape(facts.path, out)),
+            TextField::QueryShape => derived(|out| shape::query_shape(facts.query, out)),
+            TextField::HeaderNames => derived(|out| shape::header_names(facts.headers, out)),
+            TextField::Version => Cow::Borrowed(traits::version(facts.version).as_bytes()),
+            TextField::Ja4 => connection(facts.connection.ja4.as_deref()),
+            TextField::H2Fingerprint => connection(facts.connection.h2.as_deref()),
         }
     }
+}
+
+/// A field computed from the request (a shape): written afresh for each evaluation.
+fn derived<'a>(write: impl FnOnce(&mut String)) -> Cow<'a, [u8]> {
+    let mut out = String::new();
+    write(&mut out);
+    Cow::Owned(out.into_bytes())
+}
+
+/// A fingerprint of the connection, empty when there is none.
+fn connection(value: Option<&str>) -> Cow<'_, [u8]> {
+    Cow::Borrowed(value.unwrap_or("").as_bytes())
 }
 
 impl TextField {
@@ -78,7 +115,16 @@ impl TextField {
             TextField::UserAgent => Some(USER_AGENT.as_str()),
             TextField::Cookie => Some(COOKIE.as_str()),
             TextField::Header(name) => Some(name.as_str()),
-            TextField::Host | TextField::Method | TextField::Path | TextField::Query => None,
+            TextField::Host
+            | TextField::Method
+            | TextField::Path
+            | TextField::Query
+            | TextField::PathShape
+            | TextField::QueryShape
+            | TextField::HeaderNames
+            | TextField::Version
+            | TextField::Ja4
+            | TextField::H2Fingerprint => None,
         }
     }
 }
@@ -119,6 +165,12 @@ impl fmt::Display for Field {
             Field::Text(TextField::Query) => "http.request.uri.query",
             Field::Text(TextField::UserAgent) => "http.user_agent",
             Field::Text(TextField::Cookie) => "http.cookie",
+            Field::Text(TextField::PathShape) => "http.request.uri.path_shape",
+            Field::Text(TextField::QueryShape) => "http.request.uri.query_shape",
+            Field::Text(TextField::HeaderNames) => "http.request.header_names",
+            Field::Text(TextField::Version) => "http.request.version",
+            Field::Text(TextField::Ja4) => "tls.ja4",
+            Field::Text(TextField::H2Fingerprint) => "http2.fingerprint",
             Field::Text(TextField::Header(name)) => {
                 return write!(f, "http.request.headers[\"{name}\"]");
             }

@@ -129,6 +129,8 @@ pub const MAX_REGEX_BYTES: usize = 1 << 20;
 ///     query: "",
 ///     headers: &headers,
 ///     tls: true,
+///     version: http::Version::HTTP_11,
+///     connection: shield::ConnectionTraits::none(),
 /// };
 /// assert!(rule.eval(&request));
 /// # Ok::<(), shield::rules::RuleError>(())

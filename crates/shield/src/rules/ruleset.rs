@@ -56,6 +56,8 @@ pub(super) const TRIGGERED_RULES: usize = 512;
 ///     query: "",
 ///     headers: &headers,
 ///     tls: true,
+///     version: http::Version::HTTP_11,
+///     connection: shield::ConnectionTraits::none(),
 /// };
 /// assert_eq!(set.matched(&request), [false, true]);
 /// # Ok::<(), shield::rules::RuleError>(())

@@ -82,6 +82,8 @@ impl Request {
             query: &self.query,
             headers: &self.headers,
             tls: self.tls,
+            version: http::Version::HTTP_11,
+            connection: crate::ConnectionTraits::none(),
         }
     }
 }

@@ -177,7 +177,12 @@ impl AttackDetector {
             if self.under_attack.swap(false, Ordering::Relaxed) {
                 return Some(Change::Ended);
             }
-            learn(&mut s, requests as f64 / seconds, errors as f64 / seconds);
+            learn(
+                &mut s,
+                settings,
+                requests as f64 / seconds,
+                errors as f64 / seconds,
+            );
             return None;
         }
 
@@ -214,7 +219,12 @@ impl AttackDetector {
                 Some(Change::Started { reason, rate })
             }
             None => {
-                learn(&mut s, requests as f64 / seconds, errors as f64 / seconds);
+                learn(
+                    &mut s,
+                    settings,
+                    requests as f64 / seconds,
+                    errors as f64 / seconds,
+                );
                 None
             }
         }
@@ -223,11 +233,22 @@ impl AttackDetector {
 
 /// Folds one second's rates into the baselines. The first minute averages plainly, so a site
 /// does not start from a baseline of zero for ten minutes.
-fn learn(s: &mut Series, rps: f64, eps: f64) {
+///
+/// A second counts for at most [`MAX_LEARNED_GROWTH`] times the baseline (or the floor's
+/// share, for a quiet site): a surge that ramps up over a few seconds, each below the trip
+/// threshold, must not be learned as usual traffic before it trips (in a site's first minute,
+/// one second of it weighs a tenth or more). Real growth is still learned, at that pace.
+fn learn(s: &mut Series, settings: &AttackDetection, rps: f64, eps: f64) {
     let weight = (1.0 / s.ticks as f64).max(1.0 / BASELINE_SECONDS);
+    let floor = settings.min_rps / settings.factor;
+    let rps = rps.min(MAX_LEARNED_GROWTH * s.baseline_rps.max(floor));
+    let eps = eps.min(MAX_LEARNED_GROWTH * s.baseline_eps.max(floor / 4.0));
     s.baseline_rps += (rps - s.baseline_rps) * weight;
     s.baseline_eps += (eps - s.baseline_eps) * weight;
 }
+
+/// The most one second's rate counts for, as a multiple of the baseline, when it is learned.
+const MAX_LEARNED_GROWTH: f64 = 2.0;
 
 #[cfg(test)]
 mod tests {
@@ -260,6 +281,25 @@ mod tests {
             changes.extend(d.tick(&settings(), *t));
         }
         changes
+    }
+
+    #[test]
+    fn a_surge_that_ramps_up_in_a_sites_first_minute_is_not_learned_before_it_trips() {
+        let d = AttackDetector::default();
+        let mut t = Instant::now();
+        assert!(run(&d, &mut t, 10, 40, 0).is_empty());
+        // Had each second been learned whole, every one would stay below what trips detection
+        // at the baseline of that moment.
+        let mut changes = Vec::new();
+        for rps in [150, 350, 600, 600, 600] {
+            changes.extend(run(&d, &mut t, 1, rps, 0));
+        }
+        assert!(
+            matches!(changes[..], [Change::Started { .. }]),
+            "{changes:?}, baseline {}",
+            d.baseline_rps()
+        );
+        assert!(d.baseline_rps() < 60.0, "{}", d.baseline_rps());
     }
 
     #[test]

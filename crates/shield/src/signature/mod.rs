@@ -5,7 +5,8 @@
 //!   anyway picks about one request in `every`; a picked request's traits ([`traits`]) are
 //!   hashed into the *attack window* (the last few seconds, 1,024 samples at most) and, while
 //!   the site is not under attack, one in a further stride into the *baseline window* (about
-//!   ten minutes of usual traffic, 2,048 samples at most). Both are heavy-hitter estimates of
+//!   ten minutes of usual traffic, 2,048 samples at most; a new site's fills to half in its
+//!   first minute). Both are heavy-hitter estimates of
 //!   bounded memory: counting values in a uniform sample finds every value above a few percent
 //!   of the traffic.
 //! - **Derivation** ([`derive`]): on the tick detection trips, and on every tick after while

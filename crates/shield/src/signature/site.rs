@@ -371,7 +371,15 @@ impl SiteSignatures {
         let stride = if input.under_attack {
             0
         } else {
-            let per_second = BASELINE_CAPACITY as f64 / BASELINE_SECONDS;
+            // A new site's baseline fills ten times faster to half the window, so that a
+            // flood in its first minutes meets a known baseline.
+            let filling = state.baseline.samples.len() < BASELINE_CAPACITY / 2;
+            let seconds = if filling {
+                BASELINE_SECONDS / 10.0
+            } else {
+                BASELINE_SECONDS
+            };
+            let per_second = BASELINE_CAPACITY as f64 / seconds;
             ((input.current_rps / per_second) / every).round().max(1.0) as u64
         };
         self.baseline_stride.store(stride, Ordering::Relaxed);
@@ -766,7 +774,11 @@ mod tests {
     #[test]
     fn sampling_follows_the_rate_and_the_baseline_pauses_under_attack() {
         let sig = SiteSignatures::default();
+        // A new site at 10 requests a second: every request fills its baseline...
         sig.tick(&input(false, 10.0, 10.0));
+        assert_eq!(sig.sample(7), Some(true));
+        // ...at 100 a second, one in three, until half the window is full.
+        sig.tick(&input(false, 100.0, 100.0));
         assert_eq!(sig.sample(6), Some(true));
         assert_eq!(sig.sample(7), Some(false));
         sig.tick(&input(false, 100_000.0, 10.0));

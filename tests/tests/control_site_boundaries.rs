@@ -207,6 +207,10 @@ fn probe(method: &str, path: &str) -> Option<Probe> {
         ("POST", "/api/sites/{site}/reinstate") => p(ProbeBody::None, 409),
         ("POST", "/api/sites/{site}/purge") => p(ProbeBody::Json(json!({"everything": true})), 200),
         ("GET", "/api/sites/{site}/analytics") => p(ProbeBody::None, 200),
+        ("GET", "/api/sites/{site}/mitigations") => p(ProbeBody::None, 200),
+        // No attack, so no mitigation is in force: 404 once the token is let through.
+        ("POST", "/api/sites/{site}/mitigations/{id}/dismiss") => p(ProbeBody::None, 404),
+        ("POST", "/api/sites/{site}/mitigations/{id}/pin") => p(ProbeBody::None, 404),
         ("GET", "/api/audit") => p(ProbeBody::None, 200),
         ("GET", "/api/tokens") => p(ProbeBody::None, 200),
         ("POST", "/api/tokens") => p(ProbeBody::Json(json!({"name": "", "scopes": []})), 422),
@@ -278,6 +282,7 @@ fn calls(provider: &Provider, path: &str, parameters: &[Value], probe: &Probe) -
                     ("999999".into(), Some(Subject::NoSuchReport)),
                 ]
             }
+            ("id", p) if p.contains("/mitigations/") => vec![("sig-1".into(), None)],
             ("id", p) if p.starts_with("/api/tokens/") => {
                 vec![("tok_0000000000000000".into(), None)]
             }

@@ -884,7 +884,9 @@ fn shop(origin: &Origin, extra: &str) -> String {
     SiteConfig::new("shop")
         .origin(origin.url())
         .server("access_log = \"off\"")
-        .site(&format!("[site.shield]\nattack_hold = \"3s\"\n{extra}"))
+        .site(&format!(
+            "[site.shield]\nattack_hold = \"3s\"\nattack_learning = \"5s\"\n{extra}"
+        ))
         .to_toml()
 }
 
@@ -1013,10 +1015,14 @@ fn a_tool_flood_from_two_thousand_addresses_is_mitigated_by_its_signature_alone(
         "browsers not served during the flood: {:?}",
         browsing.statuses
     );
+    // Under 100 ms; on a machine so busy with other work that the browsers were slow before
+    // the flood already, within four times what they saw then.
+    let bound = Duration::from_millis(100).max(quiet.p99() * 4);
     assert!(
-        browsing.p99() < Duration::from_millis(100),
-        "browsers' p99 {:?} during the flood",
-        browsing.p99()
+        browsing.p99() < bound,
+        "browsers' p99 {:?} during the flood (quiet: {:?})",
+        browsing.p99(),
+        quiet.p99()
     );
     // The flood: challenged once the mitigation is in force (it cannot answer).
     assert!(

@@ -87,7 +87,7 @@ const SLOTS: usize = 2;
 const CLOSED: i64 = i64::MIN;
 
 /// The shield's reasons, in the order counted ([`reason_index`]).
-const REASONS: [EventReason; 17] = [
+const REASONS: [EventReason; 18] = [
     EventReason::DenyList,
     EventReason::Rule,
     EventReason::RateLimit,
@@ -105,6 +105,7 @@ const REASONS: [EventReason; 17] = [
     EventReason::Signature,
     EventReason::Dismissed,
     EventReason::NoSignature,
+    EventReason::Solver,
 ];
 
 /// Unix milliseconds minus `clock::now_ms()`: turns the edge's monotonic clock into wall-clock
@@ -601,6 +602,7 @@ fn reason_index(reason: EventReason) -> usize {
         EventReason::Signature => 14,
         EventReason::Dismissed => 15,
         EventReason::NoSignature => 16,
+        EventReason::Solver => 17,
     }
 }
 

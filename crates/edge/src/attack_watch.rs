@@ -2,9 +2,8 @@
 //! protection state: attack detection, the mitigations derived from an attack's signature
 //! (and the fallback of challenging everyone), and whether its origin is under pressure. The phases read the result from `protection`; this task is the only writer.
 
-use crate::snapshot::SiteRuntime;
 use crate::state::EdgeState;
-use shield::signature::{SignatureChange, Thresholds, TickInput};
+use shield::signature::{Thresholds, TickInput};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,7 +61,30 @@ pub async fn watch_attacks(
             site.metrics
                 .set_attack(attack.under_attack(), outcome.coverage);
             for signature_change in &outcome.changes {
-                report_signature(&state, site, signature_change);
+                state.report_signature(site, signature_change);
+            }
+            let challenge = &site.challenge.settings;
+            let room = challenge
+                .max_difficulty
+                .saturating_sub(challenge.difficulty);
+            if let Some(change) = site.protection.solvers.tick(room, now) {
+                let bits = challenge.difficulty + change.to;
+                tracing::warn!(
+                    site = %site.name,
+                    difficulty = bits,
+                    revoked = site.protection.solvers.revocations(),
+                    "challenge difficulty {} on evidence of solvers",
+                    if change.to > change.from { "raised" } else { "lowered" },
+                );
+                state.events.record(shield::events::NewEvent {
+                    value: Some(f64::from(bits)),
+                    site: Arc::clone(&site.name),
+                    client_ip: None,
+                    action: shield::events::EventAction::Difficulty,
+                    reason: shield::events::EventReason::Solver,
+                    rule_id: None,
+                    mitigation: None,
+                });
             }
             let Some(change) = change else {
                 continue;
@@ -82,45 +104,4 @@ pub async fn watch_attacks(
             state.events.record(change.event(Arc::clone(&site.name)));
         }
     }
-}
-
-/// Reports a change of `site`'s attack mitigations: a security event, a warning, metrics.
-/// Called by the tick, and by the request that a proposed rule was written from.
-pub fn report_signature(state: &EdgeState, site: &SiteRuntime, change: &SignatureChange) {
-    match change {
-        SignatureChange::Started(m) => {
-            site.metrics.mitigation_started();
-            tracing::warn!(
-                site = %site.name,
-                id = %m.id,
-                action = m.action.as_str(),
-                rule = m.rule.source(),
-                surge_coverage = m.surge_coverage,
-                baseline_share = m.baseline_share,
-                "attack mitigation on"
-            );
-        }
-        SignatureChange::Ended {
-            mitigation,
-            dismissed,
-        } => {
-            site.metrics.mitigation_ended();
-            tracing::warn!(
-                site = %site.name,
-                id = %mitigation.id,
-                matched = mitigation.matched.load(std::sync::atomic::Ordering::Relaxed),
-                dismissed,
-                "attack mitigation off"
-            );
-        }
-        SignatureChange::FallbackOn { coverage } => tracing::warn!(
-            site = %site.name,
-            coverage,
-            "no signature covers the surge: challenging everyone without clearance"
-        ),
-        SignatureChange::FallbackOff => {
-            tracing::warn!(site = %site.name, "challenging everyone: off")
-        }
-    }
-    state.events.record(change.event(Arc::clone(&site.name)));
 }

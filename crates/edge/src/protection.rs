@@ -6,6 +6,7 @@
 
 use model::SiteShield;
 use shield::attack::AttackDetector;
+use shield::challenge::solvers::SolverWatch;
 use shield::pressure::PressureMonitor;
 use shield::ratelimit::{WindowCounter, random_seed};
 use shield::signature::SiteSignatures;
@@ -23,6 +24,8 @@ pub struct SiteProtection {
     pub attack: AttackDetector,
     /// Attack signatures: the sample windows and the mitigations in force.
     pub signatures: SiteSignatures,
+    /// Evidence of solvers: revoked clearances, and the difficulty's extra bits.
+    pub solvers: SolverWatch,
     /// The origin's load: latency seen, and whether it is under pressure.
     pub origin: PressureMonitor,
     origin_in_flight: AtomicU32,
@@ -36,6 +39,7 @@ impl SiteProtection {
         SiteProtection {
             attack: AttackDetector::default(),
             signatures: SiteSignatures::default(),
+            solvers: SolverWatch::default(),
             origin: PressureMonitor::default(),
             origin_in_flight: AtomicU32::new(0),
             misses: Mutex::new(None),

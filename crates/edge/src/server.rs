@@ -396,7 +396,7 @@ impl Edge {
         let snapshot = self.state.snapshot.load();
         let site = snapshot.sites.iter().find(|s| &*s.name == site)?;
         let change = site.protection.signatures.dismiss(id)?;
-        crate::attack_watch::report_signature(&self.state, site, &change);
+        self.state.report_signature(site, &change);
         match change {
             shield::signature::SignatureChange::Ended { mitigation, .. } => Some(mitigation),
             _ => None,

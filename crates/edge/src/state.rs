@@ -81,3 +81,51 @@ impl Default for ChallengeState {
         ChallengeState::new()
     }
 }
+
+impl EdgeState {
+    /// Reports a change of `site`'s attack mitigations: a security event, a warning, metrics.
+    /// Called by the tick, and by the request that a proposed rule was written from.
+    pub fn report_signature(
+        &self,
+        site: &crate::snapshot::SiteRuntime,
+        change: &shield::signature::SignatureChange,
+    ) {
+        match change {
+            shield::signature::SignatureChange::Started(m) => {
+                site.metrics.mitigation_started();
+                tracing::warn!(
+                    site = %site.name,
+                    id = %m.id,
+                    action = m.action.as_str(),
+                    rule = m.rule.source(),
+                    surge_coverage = m.surge_coverage,
+                    baseline_share = m.baseline_share,
+                    "attack mitigation on"
+                );
+            }
+            shield::signature::SignatureChange::Ended {
+                mitigation,
+                dismissed,
+            } => {
+                site.metrics.mitigation_ended();
+                tracing::warn!(
+                    site = %site.name,
+                    id = %mitigation.id,
+                    matched = mitigation.matched.load(std::sync::atomic::Ordering::Relaxed),
+                    dismissed,
+                    "attack mitigation off"
+                );
+            }
+            shield::signature::SignatureChange::FallbackOn { coverage } => tracing::warn!(
+                site = %site.name,
+                coverage,
+                "no signature covers the surge: challenging everyone without clearance"
+            ),
+            shield::signature::SignatureChange::FallbackOff => {
+                tracing::warn!(site = %site.name, "challenging everyone: off")
+            }
+        }
+        self.events
+            .record(change.event(std::sync::Arc::clone(&site.name)));
+    }
+}

@@ -77,6 +77,9 @@ pub struct ChallengeSettings {
     pub challenge_ttl: Duration,
     /// Requests under-attack mode does not challenge (a rule expression).
     pub exempt: String,
+    /// During an attack, the most requests one clearance may carry past a challenge in
+    /// [`CLEARANCE_WINDOW`]; a clearance that carries more is a solver's, and is revoked.
+    pub max_requests_per_clearance: u32,
     /// Where `exempt`'s text starts in the file (line, column), so a compile error points into it.
     pub exempt_at: Option<(usize, usize)>,
 }
@@ -90,9 +93,13 @@ impl Default for ChallengeSettings {
             challenge_ttl: Duration::from_secs(5 * 60),
             exempt: DEFAULT_EXEMPT.to_string(),
             exempt_at: None,
+            max_requests_per_clearance: 300,
         }
     }
 }
+
+/// The window `max_requests_per_clearance` counts over.
+pub const CLEARANCE_WINDOW: Duration = Duration::from_secs(10);
 
 /// The default difficulty: 8 parts of 13 bits, about 65,000 hashes. Headless Chromium on a
 /// loaded 2-core machine solves it in 0.6 s (median) to 0.9 s (p90) with WebCrypto, in 0.2 s
@@ -109,6 +116,7 @@ pub(crate) struct FileChallenge {
     #[serde(default, with = "as_text_opt")]
     challenge_ttl: Option<Duration>,
     exempt: Option<Spanned<String>>,
+    max_requests_per_clearance: Option<u32>,
 }
 
 type Invalid = (Option<std::ops::Range<usize>>, String, String);
@@ -159,6 +167,16 @@ impl FileChallenge {
             ),
             None => (d.exempt, None),
         };
+        let max_requests_per_clearance = self
+            .max_requests_per_clearance
+            .unwrap_or(d.max_requests_per_clearance);
+        if max_requests_per_clearance == 0 {
+            return Err((
+                None,
+                field("max_requests_per_clearance"),
+                "must be at least 1".into(),
+            ));
+        }
         Ok(ChallengeSettings {
             difficulty,
             max_difficulty,
@@ -166,6 +184,7 @@ impl FileChallenge {
             challenge_ttl,
             exempt,
             exempt_at,
+            max_requests_per_clearance,
         })
     }
 }

@@ -37,7 +37,8 @@ pub use abuse::{
     ReportCategory, ReportError, ReportStatus, ReportSubmission, SubmissionError, UnknownName,
 };
 pub use challenge::{
-    ChallengeSettings, DEFAULT_DIFFICULTY, MAX_CHALLENGE_TTL, MAX_DIFFICULTY, SiteState, Suspension,
+    CLEARANCE_WINDOW, ChallengeSettings, DEFAULT_DIFFICULTY, MAX_CHALLENGE_TTL, MAX_DIFFICULTY,
+    SiteState, Suspension,
 };
 pub use config::{
     AccessLogSettings, AccessLogTarget, CacheStorage, Config, ConfigError,

@@ -104,6 +104,9 @@ pub struct AttackDetection {
     pub min_rps: f64,
     /// How long mitigation lasts once traffic has settled.
     pub hold: Duration,
+    /// How long a site's traffic is learned, from its first request, before detection may
+    /// trip (`attack_learning`): a new site's first traffic has no baseline to differ from.
+    pub learning: Duration,
     /// What happens when no signature covers enough of a surge (`attack_fallback`).
     pub fallback: AttackFallback,
     /// The share of a surge the signature rules must match together
@@ -398,6 +401,8 @@ pub(crate) struct FileSiteShield {
     attack_min_rps: f64,
     #[serde(with = "as_text")]
     attack_hold: Duration,
+    #[serde(with = "as_text")]
+    attack_learning: Duration,
     attack_fallback: AttackFallback,
     signature_min_coverage: f64,
     signature_max_baseline_share: f64,
@@ -427,6 +432,9 @@ impl Default for FileSiteShield {
             // Short: mitigation ends soon after the surge, and trips again at once if it
             // returns (the baseline does not learn during an attack).
             attack_hold: Duration::from_secs(30),
+            // A new site (or one just load-tested by its operator) is not under attack: half
+            // a minute of its traffic is learned first.
+            attack_learning: Duration::from_secs(30),
             attack_fallback: AttackFallback::Off,
             signature_min_coverage: 0.8,
             signature_max_baseline_share: 0.01,
@@ -523,6 +531,7 @@ impl FileSiteShield {
                 factor: self.attack_factor,
                 min_rps: self.attack_min_rps,
                 hold: self.attack_hold,
+                learning: self.attack_learning,
                 fallback: self.attack_fallback,
                 min_coverage: self.signature_min_coverage,
                 max_baseline_share: self.signature_max_baseline_share,

@@ -13,7 +13,10 @@
 //! - an attack is a current rate above `factor ×` baseline and above a floor (`attack_min_rps`
 //!   for requests, a quarter of it for errors), so a quiet site's first visitors are not one;
 //! - the mode ends `hold` after the current rate has last been above the threshold that
-//!   triggered it.
+//!   triggered it;
+//! - nothing trips during a site's first `learning` seconds of traffic (its baseline is
+//!   learned whole then), and after that a second's rate is learned for at most twice the
+//!   baseline, so that a surge ramping up below the threshold is not learned before it trips.
 
 use crate::events::{EventAction, EventReason, NewEvent};
 use model::AttackDetection;
@@ -45,6 +48,8 @@ struct Series {
     recent_requests: [u64; CURRENT_SECONDS],
     recent_errors: [u64; CURRENT_SECONDS],
     ticks: u64,
+    /// Seconds since the site's first request (attack detection waits `learning` for them).
+    history: u64,
     /// While under attack: the thresholds that tripped it, and when traffic last met them.
     trip_rps: f64,
     trip_eps: f64,
@@ -99,6 +104,7 @@ impl Default for AttackDetector {
                 recent_requests: [0; CURRENT_SECONDS],
                 recent_errors: [0; CURRENT_SECONDS],
                 ticks: 0,
+                history: 0,
                 trip_rps: 0.0,
                 trip_eps: 0.0,
                 last_hot: None,
@@ -201,6 +207,16 @@ impl AttackDetector {
             return None;
         }
 
+        if s.history > 0 || requests > 0 {
+            s.history += 1;
+        }
+        if (s.history as f64) < settings.learning.as_secs_f64() {
+            // Nothing to protect yet: every second is learned whole.
+            let weight = (1.0 / s.ticks as f64).max(1.0 / BASELINE_SECONDS);
+            s.baseline_rps += (requests as f64 / seconds - s.baseline_rps) * weight;
+            s.baseline_eps += (errors as f64 / seconds - s.baseline_eps) * weight;
+            return None;
+        }
         let trip_rps = (settings.factor * s.baseline_rps).max(settings.min_rps);
         let trip_eps = (settings.factor * s.baseline_eps).max(settings.min_rps / 4.0);
         let reason = if current_rps > trip_rps {
@@ -261,6 +277,7 @@ mod tests {
             factor: 5.0,
             min_rps: 50.0,
             hold: Duration::from_secs(30),
+            learning: Duration::ZERO,
             fallback: model::AttackFallback::Off,
             min_coverage: 0.8,
             max_baseline_share: 0.01,
@@ -300,6 +317,38 @@ mod tests {
             d.baseline_rps()
         );
         assert!(d.baseline_rps() < 60.0, "{}", d.baseline_rps());
+    }
+
+    #[test]
+    fn nothing_trips_while_a_new_sites_traffic_is_learned() {
+        let d = AttackDetector::default();
+        let mut t = Instant::now();
+        let learning = AttackDetection {
+            learning: Duration::from_secs(10),
+            ..settings()
+        };
+        let mut tick = |rps: u64| {
+            for _ in 0..rps {
+                d.count_request();
+            }
+            t += Duration::from_secs(1);
+            d.tick(&learning, t)
+        };
+        // Quiet seconds before the first request do not count.
+        for _ in 0..20 {
+            assert_eq!(tick(0), None);
+        }
+        // A load test from the start: learned, not an attack.
+        for _ in 0..10 {
+            assert_eq!(tick(5000), None);
+        }
+        assert!(d.baseline_rps() > 1000.0, "{}", d.baseline_rps());
+        // Past the learning, a jump far above what was learned trips.
+        let changes: Vec<Change> = (0..3).filter_map(|_| tick(100_000)).collect();
+        assert!(
+            matches!(changes[..], [Change::Started { .. }]),
+            "{changes:?}"
+        );
     }
 
     #[test]

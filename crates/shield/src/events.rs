@@ -41,6 +41,11 @@ pub enum EventAction {
     ChallengeEveryoneOn,
     /// Challenging everyone ended.
     ChallengeEveryoneOff,
+    /// A clearance that kept carrying a flood past the challenge was revoked.
+    ClearanceRevoked,
+    /// The challenge's difficulty changed on evidence of solvers (the value is the new
+    /// difficulty).
+    Difficulty,
 }
 
 impl EventAction {
@@ -60,6 +65,8 @@ impl EventAction {
             EventAction::MitigationOff => "mitigation_off",
             EventAction::ChallengeEveryoneOn => "challenge_everyone_on",
             EventAction::ChallengeEveryoneOff => "challenge_everyone_off",
+            EventAction::ClearanceRevoked => "clearance_revoked",
+            EventAction::Difficulty => "difficulty",
         }
     }
 }
@@ -103,6 +110,8 @@ pub enum EventReason {
     Dismissed,
     /// No signature matched enough of the surge.
     NoSignature,
+    /// Evidence of an attacker that solves challenges: a clearance carrying a flood.
+    Solver,
 }
 
 impl EventReason {
@@ -126,6 +135,7 @@ impl EventReason {
             EventReason::Signature => "signature",
             EventReason::Dismissed => "dismissed",
             EventReason::NoSignature => "no_signature",
+            EventReason::Solver => "solver",
         }
     }
 }

@@ -46,7 +46,7 @@ fn binding<'a>(site: &'a SiteRuntime, ip: IpAddr, headers: &'a HeaderMap) -> Bin
 }
 
 /// True when the request carries a live clearance cookie for this site, address prefix and
-/// browser.
+/// browser, not revoked as a solver's (`shield::challenge::solvers`).
 pub fn cleared(keys: &ChallengeKeys, site: &SiteRuntime, ip: IpAddr, headers: &HeaderMap) -> bool {
     let Some(value) = shield::ratelimit::cookie_value(headers, clearance::COOKIE) else {
         return false;
@@ -57,7 +57,10 @@ pub fn cleared(keys: &ChallengeKeys, site: &SiteRuntime, ip: IpAddr, headers: &H
         value,
         site.challenge.settings.clearance_ttl,
         SystemTime::now(),
-    )
+    ) && !site
+        .protection
+        .solvers
+        .is_revoked(headers, std::time::Instant::now())
 }
 
 /// What a visitor without clearance gets: the challenge page for a browser's GET or HEAD, a
@@ -76,7 +79,7 @@ pub fn challenge(
     if !(method == Method::GET || method == Method::HEAD) || prefers_json(headers) {
         return browser_required(prefers_json(headers));
     }
-    let puzzle = site.challenge.puzzle(site.protection.attack.pressure());
+    let puzzle = site.challenge.puzzle(site.protection.solvers.extra_bits());
     let token = token::issue(
         keys,
         &state.nonces,

@@ -168,7 +168,7 @@ pub fn gate(request: &mut SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>> {
         && let Some(changes) = signatures.observe(&facts, baseline)
     {
         for change in changes {
-            crate::attack_watch::report_signature(state, site, &change);
+            state.report_signature(site, &change);
         }
     }
     let exempt = std::cell::OnceCell::new();
@@ -178,11 +178,12 @@ pub fn gate(request: &mut SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>> {
         && !exempt()
     {
         request.suspect = true;
+        let carried = || solver_flood(site, request.request.headers());
         let refused = mitigate(
             (&site.name, &mitigation),
             client_ip,
             &record,
-            &cleared,
+            (&cleared, &carried),
             &challenge,
         );
         if let Some(refused) = refused {
@@ -190,27 +191,50 @@ pub fn gate(request: &mut SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>> {
         }
     }
     let under_attack = site.config.state == SiteState::UnderAttack || signatures.challenge_all();
-    if under_attack && !allowed && !exempt() && !cleared() {
-        record(NewEvent::for_client(
-            &site.name,
-            client_ip,
-            EventAction::Challenge,
-            EventReason::UnderAttack,
-        ));
-        return ControlFlow::Break(challenge());
+    if under_attack && !allowed && !exempt() {
+        if !cleared() {
+            record(NewEvent::for_client(
+                &site.name,
+                client_ip,
+                EventAction::Challenge,
+                EventReason::UnderAttack,
+            ));
+            return ControlFlow::Break(challenge());
+        }
+        if solver_flood(site, request.request.headers()) {
+            record(NewEvent::for_client(
+                &site.name,
+                client_ip,
+                EventAction::ClearanceRevoked,
+                EventReason::Solver,
+            ));
+            return ControlFlow::Break(challenge());
+        }
     }
     request.allowed = allowed;
     ControlFlow::Continue(())
 }
 
+/// Counts a request that clearance carried past a challenge during an attack; true when the
+/// clearance has carried a flood and was revoked (the request is challenged again).
+fn solver_flood(site: &SiteRuntime, headers: &http::HeaderMap) -> bool {
+    let settings = &site.challenge.settings;
+    site.protection.solvers.carried(
+        headers,
+        settings.max_requests_per_clearance,
+        settings.clearance_ttl,
+        Instant::now(),
+    )
+}
+
 /// A request that matched `mitigation`: for `block`, 403 and the connection closed (a tool
 /// that reconnects pays a handshake for each request); for `challenge`, the challenge unless
-/// the client holds clearance (`None`: it goes on).
+/// the client holds clearance (`None`: it goes on) that has not carried a flood.
 fn mitigate(
     (site, mitigation): (&std::sync::Arc<str>, &Mitigation),
     client_ip: IpAddr,
     record: &dyn Fn(NewEvent),
-    cleared: &dyn Fn() -> bool,
+    (cleared, solver_flood): (&dyn Fn() -> bool, &dyn Fn() -> bool),
     challenge: &dyn Fn() -> Response<EdgeBody>,
 ) -> Option<Response<EdgeBody>> {
     let event = |action| {
@@ -228,7 +252,21 @@ fn mitigate(
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             Some(response)
         }
-        MitigationAction::Challenge if cleared() => None,
+        MitigationAction::Challenge if cleared() => {
+            if !solver_flood() {
+                return None;
+            }
+            record(NewEvent {
+                rule_id: Some(std::sync::Arc::clone(&mitigation.id)),
+                ..NewEvent::for_client(
+                    site,
+                    client_ip,
+                    EventAction::ClearanceRevoked,
+                    EventReason::Solver,
+                )
+            });
+            Some(challenge())
+        }
         MitigationAction::Challenge => {
             event(EventAction::Challenge);
             Some(challenge())

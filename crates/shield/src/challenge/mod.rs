@@ -20,6 +20,7 @@ pub mod keys;
 pub mod page;
 pub mod pow;
 pub mod replay;
+pub mod solvers;
 pub mod token;
 
 pub use binding::Binding;
@@ -30,7 +31,7 @@ pub use token::{NonceSource, Puzzle, Rejection, Solved};
 use crate::RequestFacts;
 use crate::guard::BuildError;
 use crate::rules::Expr;
-use model::{ChallengeSettings, MAX_DIFFICULTY};
+use model::ChallengeSettings;
 
 /// Parts of every puzzle: eight small proofs rather than one big one, so the wait varies
 /// little from visitor to visitor.
@@ -69,15 +70,10 @@ impl SiteChallenge {
         facts.path.starts_with("/.well-known/") || self.exempt.eval(facts)
     }
 
-    /// The puzzle to hand out when the site's traffic is `pressure` times what trips attack
-    /// detection: one more bit per doubling, up to `max_difficulty`.
-    pub fn puzzle(&self, pressure: f64) -> Puzzle {
+    /// The puzzle to hand out with `extra` bits of evidence of solvers ([`solvers`]) on top of
+    /// the difficulty, up to `max_difficulty`.
+    pub fn puzzle(&self, extra: u8) -> Puzzle {
         let base = self.settings.difficulty;
-        let extra = if pressure >= 2.0 && pressure.is_finite() {
-            pressure.log2().floor().min(f64::from(MAX_DIFFICULTY)) as u8
-        } else {
-            0
-        };
         Puzzle {
             bits: base.saturating_add(extra).min(self.settings.max_difficulty),
             parts: PARTS,
@@ -148,7 +144,7 @@ mod tests {
     }
 
     #[test]
-    fn difficulty_rises_a_bit_per_doubling_up_to_the_cap() {
+    fn difficulty_rises_by_the_extra_bits_up_to_the_cap() {
         let site = SiteChallenge::build(
             "s",
             &ChallengeSettings {
@@ -158,13 +154,11 @@ mod tests {
             },
         )
         .unwrap();
-        let bits = |p: f64| site.puzzle(p).bits;
-        assert_eq!(bits(0.0), 12);
-        assert_eq!(bits(1.9), 12);
-        assert_eq!(bits(2.0), 13);
-        assert_eq!(bits(5.0), 14);
-        assert_eq!(bits(1e9), 15);
-        assert_eq!(bits(f64::NAN), 12);
-        assert_eq!(site.puzzle(1.0).parts, PARTS);
+        let bits = |extra: u8| site.puzzle(extra).bits;
+        assert_eq!(bits(0), 12);
+        assert_eq!(bits(1), 13);
+        assert_eq!(bits(3), 15);
+        assert_eq!(bits(200), 15);
+        assert_eq!(site.puzzle(0).parts, PARTS);
     }
 }

@@ -890,17 +890,55 @@ fn shop(origin: &Origin, extra: &str) -> String {
         .to_toml()
 }
 
-/// Browsers browse alone for [`SIGNATURE_QUIET`]: the site's baseline. Returns what they saw
-/// and the origin's rate meanwhile.
-fn quiet_browsing(
-    rt: &tokio::runtime::Runtime,
+/// Section b's set-up: the shop site (`shop` with `extra`) in front of its origin, and its
+/// browsers browsing alone for [`SIGNATURE_QUIET`] (the baseline the site learns), every
+/// request of theirs served.
+struct Baseline {
+    origin: Origin,
+    proxy: Palisade,
+    rt: tokio::runtime::Runtime,
     addr: SocketAddr,
-    origin: &Origin,
-) -> (Browsing, f64) {
+    /// What the browsers saw, and the origin's rate meanwhile.
+    quiet: Browsing,
+    origin_rate: f64,
+    /// The newest security event by then.
+    after_id: u64,
+}
+
+fn baseline(extra: &str) -> Baseline {
+    let origin = Origin::start("shop");
+    let proxy = Palisade::start(&shop(&origin, extra));
+    let addr = proxy.http_addr();
+    let rt = runtime();
     let before = origin.requests();
     let started = Instant::now();
     let quiet = rt.block_on(browse_pages_all(addr, SIGNATURE_QUIET, false));
-    (quiet, origin_rate(origin, before, started.elapsed()))
+    let origin_rate = origin_rate(&origin, before, started.elapsed());
+    assert_eq!(
+        quiet.served(),
+        quiet.requests(),
+        "before the flood: {quiet:?}"
+    );
+    let after_id = newest_id(&rt.block_on(events(&proxy, "?site=shop&limit=10000")));
+    Baseline {
+        origin,
+        proxy,
+        rt,
+        addr,
+        quiet,
+        origin_rate,
+        after_id,
+    }
+}
+
+/// What the proxy logged about attacks and challenges: shown when a test of section b ends.
+fn attack_log(proxy: &Palisade) -> Vec<String> {
+    proxy
+        .stderr_text()
+        .lines()
+        .filter(|l| l.contains("attack") || l.contains("challeng"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// How long the browsers browse before a flood: the baseline the site learns.
@@ -917,18 +955,15 @@ const SIGNATURE_FLOOD: Duration = Duration::from_secs(10);
 #[test]
 fn a_tool_flood_from_two_thousand_addresses_is_mitigated_by_its_signature_alone() {
     let _alone = exclusive();
-    let origin = Origin::start("shop");
-    let proxy = Palisade::start(&shop(&origin, ""));
-    let addr = proxy.http_addr();
-    let rt = runtime();
-
-    let (mut quiet, quiet_origin_rate) = quiet_browsing(&rt, addr, &origin);
-    assert_eq!(
-        quiet.served(),
-        quiet.requests(),
-        "before the flood: {quiet:?}"
-    );
-    let after_id = newest_id(&rt.block_on(events(&proxy, "?site=shop&limit=10000")));
+    let Baseline {
+        origin,
+        proxy,
+        rt,
+        addr,
+        mut quiet,
+        origin_rate: quiet_origin_rate,
+        after_id,
+    } = baseline("");
 
     let flood_started = Instant::now();
     let (load, flood) = spread_flood(addr, tool_request);
@@ -1065,17 +1100,13 @@ fn a_tool_flood_from_two_thousand_addresses_is_mitigated_by_its_signature_alone(
 #[test]
 fn a_legitimate_surge_is_neither_blocked_nor_challenged() {
     let _alone = exclusive();
-    let origin = Origin::start("shop");
-    let proxy = Palisade::start(&shop(&origin, ""));
-    let addr = proxy.http_addr();
-    let rt = runtime();
-    let (quiet, _) = quiet_browsing(&rt, addr, &origin);
-    assert_eq!(
-        quiet.served(),
-        quiet.requests(),
-        "before the surge: {quiet:?}"
-    );
-    let after_id = newest_id(&rt.block_on(events(&proxy, "?site=shop&limit=10000")));
+    let Baseline {
+        proxy,
+        rt,
+        addr,
+        after_id,
+        ..
+    } = baseline("");
 
     let (load, surge) = spread_flood(addr, |i| browser_request((i % 997) as usize, i, None));
     let (mut browsing, detected) = rt.block_on(async {
@@ -1133,17 +1164,13 @@ fn a_legitimate_surge_is_neither_blocked_nor_challenged() {
 #[test]
 fn a_flood_that_copies_the_browsers_falls_back_to_the_challenge_which_browsers_pass() {
     let _alone = exclusive();
-    let origin = Origin::start("shop");
-    let proxy = Palisade::start(&shop(&origin, "attack_fallback = \"challenge\""));
-    let addr = proxy.http_addr();
-    let rt = runtime();
-    let (quiet, _) = quiet_browsing(&rt, addr, &origin);
-    assert_eq!(
-        quiet.served(),
-        quiet.requests(),
-        "before the flood: {quiet:?}"
-    );
-    let after_id = newest_id(&rt.block_on(events(&proxy, "?site=shop&limit=10000")));
+    let Baseline {
+        proxy,
+        rt,
+        addr,
+        after_id,
+        ..
+    } = baseline("attack_fallback = \"challenge\"");
 
     let (load, flood) = spread_flood(addr, |i| browser_request((i % 20) as usize, i, None));
     let (mut browsing, fallback) = rt.block_on(async {
@@ -1168,11 +1195,7 @@ fn a_flood_that_copies_the_browsers_falls_back_to_the_challenge_which_browsers_p
         quantile(&solves, 0.5),
         solves.last(),
     );
-    let log = proxy.stderr_text();
-    let attack_lines: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("attack") || l.contains("challeng"))
-        .collect();
+    let attack_lines = attack_log(&proxy);
     eprintln!("copying flood: the proxy said {attack_lines:#?}");
     let (event, _) = fallback.expect("no challenge_everyone_on during the flood");
     assert_eq!(event["reason"], "no_signature", "{event}");

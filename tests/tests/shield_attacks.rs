@@ -9,7 +9,9 @@
 //!   the tool within 3 s and the browsers are never challenged; a legitimate surge (requests
 //!   like the browsers') trips detection but is neither blocked nor challenged; a flood that
 //!   copies the browsers falls back to challenging everyone, and browsers that solve are
-//!   served;
+//!   served; a flood whose bots solve challenges loses its clearances and raises the
+//!   difficulty, while browsers are served; `palisade explain --live` judges a request by the
+//!   mitigations in force;
 //! - a million distinct rate-limit keys: the server's resident memory stays put;
 //! - a cache-busting flood from one address on the default miss limit: once it presses the
 //!   origin, the flooder gets the challenge, the origin sees little more of it, and browsers
@@ -670,8 +672,17 @@ async fn spread_worker(
     stop: &AtomicBool,
     tally: &Tally,
     request: &(dyn Fn(u64) -> String + Send + Sync),
+    pace: Option<Duration>,
 ) {
+    let mut tick = pace.map(|every| {
+        let mut tick = tokio::time::interval(every * 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    });
     while !stop.load(Ordering::Relaxed) {
+        if let Some(tick) = &mut tick {
+            tick.tick().await;
+        }
         let i = next.fetch_add(1, Ordering::Relaxed);
         let source = spread_address(i % SPREAD);
         let Ok(mut wire) = Wire::connect_from(source, addr).await else {
@@ -700,10 +711,21 @@ async fn spread_worker(
     }
 }
 
-/// A flood over the 2,000 addresses on its own thread, 32 connections at a time.
+/// A flood over the 2,000 addresses on its own thread, 32 connections at a time, as fast as
+/// it is answered.
 fn spread_flood(
     addr: SocketAddr,
     request: impl Fn(u64) -> String + Send + Sync + 'static,
+) -> (Load, Arc<Tally>) {
+    spread_traffic(addr, request, None)
+}
+
+/// [`spread_flood`], each of the 32 connections sending at most one request per `pace` when
+/// one is given (people, not a closed loop).
+fn spread_traffic(
+    addr: SocketAddr,
+    request: impl Fn(u64) -> String + Send + Sync + 'static,
+    pace: Option<Duration>,
 ) -> (Load, Arc<Tally>) {
     let next = Arc::new(AtomicUsize::new(0));
     let tally = Arc::new(Tally::default());
@@ -712,7 +734,7 @@ fn spread_flood(
         let tally = tally.clone();
         Load::start(32, move |_, stop| {
             let (next, tally, request) = (next.clone(), tally.clone(), request.clone());
-            async move { spread_worker(addr, &next, &stop, &tally, &*request).await }
+            async move { spread_worker(addr, &next, &stop, &tally, &*request, pace).await }
         })
     };
     (load, tally)
@@ -837,6 +859,18 @@ const CHALLENGE_PARAMS: &str = r#"<script type="application/json" id="palisade-c
 /// Solves the challenge page `body` as its script would and posts the answer from `source`;
 /// the clearance cookie's value, or `None` when the answer was refused.
 async fn solve_challenge(body: &str, source: IpAddr, addr: SocketAddr) -> Option<String> {
+    solve_challenge_as(body, (source, CHROME), addr)
+        .await
+        .map(|(cookie, _)| cookie)
+}
+
+/// [`solve_challenge`] for a client sending `user_agent` (a clearance is bound to it); the
+/// cookie's value and the difficulty solved.
+async fn solve_challenge_as(
+    body: &str,
+    (source, user_agent): (IpAddr, &str),
+    addr: SocketAddr,
+) -> Option<(String, u8)> {
     let start = body.find(CHALLENGE_PARAMS)? + CHALLENGE_PARAMS.len();
     let len = body[start..].find("</script>")?;
     let params: serde_json::Value = serde_json::from_str(&body[start..start + len]).ok()?;
@@ -852,7 +886,7 @@ async fn solve_challenge(body: &str, source: IpAddr, addr: SocketAddr) -> Option
             .ok()?;
     let answer = serde_json::json!({ "c": c, "n": nonces, "return": params["return"] }).to_string();
     let request = format!(
-        "POST {} HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: {CHROME}\r\nAccept: */*\r\n\
+        "POST {} HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: {user_agent}\r\nAccept: */*\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
         shield::challenge::VERIFY_PATH,
         answer.len()
@@ -869,7 +903,7 @@ async fn solve_challenge(body: &str, source: IpAddr, addr: SocketAddr) -> Option
             .filter(|name| name.eq_ignore_ascii_case(SET_COOKIE))
             .map(|_| &line[SET_COOKIE.len()..])
     })?;
-    Some(set_cookie.split(';').next()?.to_string())
+    Some((set_cookie.split(';').next()?.to_string(), bits))
 }
 
 /// The origin's request rate over `time` from `before` requests.
@@ -982,6 +1016,28 @@ fn a_tool_flood_from_two_thousand_addresses_is_mitigated_by_its_signature_alone(
     let origin_mitigated = origin_rate(&origin, settled.0, settled.1.elapsed());
     let (listed_status, listed) =
         rt.block_on(api(&proxy, "GET", "/api/sites/shop/mitigations", None));
+    // `palisade explain --live` judges a request by the mitigations in force.
+    let config = proxy.config_path().display().to_string();
+    let explained = |agent: &str| {
+        palisade_blackbox::cli::palisade(
+            &proxy,
+            &[
+                "explain",
+                "--config",
+                &config,
+                "--ip",
+                "127.0.0.99",
+                "--live",
+                "GET",
+                "http://shop.example/search?q=x1y2z3",
+                "-H",
+                &format!("User-Agent: {agent}"),
+            ],
+        )
+        .ok()
+    };
+    let tool_explained = explained("python-requests/2.31.0");
+    let browser_explained = explained(CHROME);
     let metrics = rt.block_on(scrape(proxy.admin_addr()));
     let stopped = Instant::now();
     load.finish();
@@ -1037,6 +1093,14 @@ fn a_tool_flood_from_two_thousand_addresses_is_mitigated_by_its_signature_alone(
         "{mitigation}"
     );
     assert_eq!(listed_status, 200, "{listed}");
+    assert!(
+        tool_explained.contains("matches: this request is challenged"),
+        "{tool_explained}"
+    );
+    assert!(
+        browser_explained.contains("none matches this request"),
+        "{browser_explained}"
+    );
     assert_eq!(listed["mitigations"][0]["id"], mitigation["id"], "{listed}");
     assert_eq!(
         sample(&metrics, "palisade_mitigations_active", &[("site", "shop")]),
@@ -1093,14 +1157,16 @@ fn a_tool_flood_from_two_thousand_addresses_is_mitigated_by_its_signature_alone(
     assert_eq!(served, 404, "the tool after the attack");
 }
 
-/// A legitimate surge: thirty times the baseline, from 2,000 addresses, requests like the
+/// A legitimate surge: over ten times the baseline, from 2,000 addresses, requests like the
 /// browsers' own (a link from a popular site). Detection trips, but nothing singles the surge
 /// out from the usual traffic: no mitigation, nobody blocked or challenged (the fallback is
 /// off by default).
 #[test]
 fn a_legitimate_surge_is_neither_blocked_nor_challenged() {
     let _alone = exclusive();
+    // The origin is bound, not left in `..`: what is left there is dropped at once.
     let Baseline {
+        origin: _origin,
         proxy,
         rt,
         addr,
@@ -1108,7 +1174,13 @@ fn a_legitimate_surge_is_neither_blocked_nor_challenged() {
         ..
     } = baseline("");
 
-    let (load, surge) = spread_flood(addr, |i| browser_request((i % 997) as usize, i, None));
+    // About 1,600 requests a second at most (32 connections, one request per 20 ms each): 16
+    // times the baseline, past the 8 that trips detection, and open-loop like people.
+    let (load, surge) = spread_traffic(
+        addr,
+        |i| browser_request((i % 997) as usize, i, None),
+        Some(Duration::from_millis(20)),
+    );
     let (mut browsing, detected) = rt.block_on(async {
         tokio::join!(
             browse_pages_all(addr, SIGNATURE_FLOOD, false),
@@ -1136,6 +1208,13 @@ fn a_legitimate_surge_is_neither_blocked_nor_challenged() {
         browsing.requests(),
         browsing.p99(),
     );
+    let origin_metrics: Vec<String> = rt
+        .block_on(scrape(proxy.admin_addr()))
+        .lines()
+        .filter(|l| l.starts_with("palisade_origin") && !l.starts_with("palisade_origin_pressure"))
+        .map(str::to_owned)
+        .collect();
+    eprintln!("legitimate surge: {origin_metrics:#?}");
     assert!(
         detected.is_some(),
         "the surge did not trip detection: the test proves nothing"
@@ -1164,7 +1243,9 @@ fn a_legitimate_surge_is_neither_blocked_nor_challenged() {
 #[test]
 fn a_flood_that_copies_the_browsers_falls_back_to_the_challenge_which_browsers_pass() {
     let _alone = exclusive();
+    // The origin is bound, not left in `..`: what is left there is dropped at once.
     let Baseline {
+        origin: _origin,
         proxy,
         rt,
         addr,
@@ -1218,6 +1299,159 @@ fn a_flood_that_copies_the_browsers_falls_back_to_the_challenge_which_browsers_p
         flood.status(503) * 2 >= sent,
         "the flood was not held off: {:?}",
         flood.by_status.lock().expect("tally")
+    );
+}
+
+/// What the solver-equipped flood did.
+#[derive(Default, Debug)]
+struct Solvers {
+    sent: AtomicU64,
+    /// Requests a clearance carried through (answered by the origin).
+    carried: AtomicU64,
+    solves: AtomicU64,
+    /// Challenges met while holding a clearance: the clearance was revoked.
+    rechallenged: AtomicU64,
+    /// The highest difficulty solved.
+    hardest: std::sync::atomic::AtomicU8,
+}
+
+const SOLVER_AGENT: &str = "python-requests/2.31.0";
+
+/// One bot of the solver-equipped flood, from 127.60.`n`.1: the tool's requests as fast as
+/// they are answered, solving every challenge it meets (the page's proof of work) and
+/// carrying on with the clearance it earns.
+async fn solver_bot(addr: SocketAddr, n: u8, stop: &AtomicBool, tally: &Solvers) {
+    let source = v4(127, 60, n, 1);
+    let mut cookie: Option<String> = None;
+    let mut wire: Option<Wire> = None;
+    let mut i = u64::from(n) << 32;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        let mut request = tool_request(i);
+        if let Some(cookie) = &cookie {
+            request.truncate(request.len() - 2);
+            request.push_str(&format!("Cookie: palisade_clearance={cookie}\r\n\r\n"));
+        }
+        tally.sent.fetch_add(1, Ordering::Relaxed);
+        let outcome = async {
+            if wire.is_none() {
+                wire = Some(Wire::connect_from(source, addr).await?);
+            }
+            let conn = wire.as_mut().expect("connected");
+            conn.send(request.as_bytes()).await?;
+            conn.exchange().await
+        }
+        .await;
+        match outcome {
+            Ok((503, body)) if body.contains(CHALLENGE_PARAMS) => {
+                if cookie.is_some() {
+                    tally.rechallenged.fetch_add(1, Ordering::Relaxed);
+                }
+                cookie = None;
+                if let Some((value, bits)) =
+                    solve_challenge_as(&body, (source, SOLVER_AGENT), addr).await
+                {
+                    tally.solves.fetch_add(1, Ordering::Relaxed);
+                    tally.hardest.fetch_max(bits, Ordering::Relaxed);
+                    cookie = Some(value);
+                }
+            }
+            Ok((404, _)) => {
+                tally.carried.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            Err(_) => {
+                wire = None;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// An attacker with solvers: a tool floods from 2,000 addresses until a mitigation challenges
+/// it, while 20 of its bots solve every challenge and keep flooding with the clearance. Each
+/// such clearance is revoked once it carries more than `max_requests_per_clearance` requests
+/// in ten seconds (a browser is far below), and the revocations raise the difficulty (here
+/// from 10 up to 12: `max_difficulty` above `difficulty`; by default it never rises). The
+/// browsers, whom no mitigation matches, are served throughout.
+#[test]
+fn a_flood_with_solvers_loses_its_clearances_and_raises_the_difficulty_while_browsers_are_served() {
+    let _alone = exclusive();
+    // The origin is bound, not left in `..`: what is left there is dropped at once.
+    let Baseline {
+        origin: _origin,
+        proxy,
+        rt,
+        addr,
+        after_id,
+        ..
+    } = baseline(
+        "[site.challenge]\ndifficulty = 10\nmax_difficulty = 12\nmax_requests_per_clearance = 100",
+    );
+    let (load, flood) = spread_flood(addr, tool_request);
+    let on = rt.block_on(wait_for_event(
+        &proxy,
+        "mitigation_on",
+        after_id,
+        Duration::from_secs(5),
+    ));
+    let bots = Arc::new(Solvers::default());
+    let solver_load = {
+        let bots = bots.clone();
+        Load::start(20, move |n, stop| {
+            let bots = bots.clone();
+            async move { solver_bot(addr, n as u8, &stop, &bots).await }
+        })
+    };
+    let (mut browsing, raised) = rt.block_on(async {
+        tokio::join!(
+            browse_pages_all(addr, Duration::from_secs(15), false),
+            wait_for_event(&proxy, "difficulty", after_id, Duration::from_secs(15))
+        )
+    });
+    solver_load.finish();
+    load.finish();
+    let seen = rt.block_on(events(
+        &proxy,
+        &format!("?site=shop&after={after_id}&limit=10000"),
+    ));
+    let revoked = seen
+        .iter()
+        .filter(|e| e["action"] == "clearance_revoked")
+        .count();
+    eprintln!(
+        "solvers: mitigation {:?}; flood {} requests; bots {bots:?}; revocations seen {revoked} \
+         (of the newest 10,000 events); difficulty event {:?}; browsers {} of {} served, p99 \
+         {:?}, statuses {:?}",
+        on.as_ref().map(|(e, _)| e["mitigation"]["rule"].clone()),
+        flood.sent.load(Ordering::Relaxed),
+        raised.as_ref().map(|(e, _)| e.clone()),
+        browsing.served(),
+        browsing.requests(),
+        browsing.p99(),
+        browsing.statuses,
+    );
+    on.expect("no mitigation for the tool's flood");
+    assert!(
+        bots.solves.load(Ordering::Relaxed) > 0,
+        "the bots solved nothing: the test proves nothing"
+    );
+    assert!(
+        bots.rechallenged.load(Ordering::Relaxed) > 0 && revoked > 0,
+        "no clearance was revoked: {bots:?}"
+    );
+    let (raised, _) = raised.expect("the difficulty did not rise on the evidence");
+    assert_eq!(raised["reason"], "solver", "{raised}");
+    assert!(raised["value"].as_f64() > Some(10.0), "{raised}");
+    assert!(
+        bots.hardest.load(Ordering::Relaxed) > 10,
+        "the bots never met the raised difficulty: {bots:?}"
+    );
+    assert_eq!(
+        browsing.served(),
+        browsing.requests(),
+        "{:?}",
+        browsing.statuses
     );
 }
 

@@ -103,6 +103,12 @@ enum Command {
         /// A request header, 'Name: value' (repeatable).
         #[arg(short = 'H', long = "header")]
         headers: Vec<String>,
+        /// Also ask the running edge (at --admin-url, with --token) for the attack
+        /// mitigations in force on the site, and judge the request by them.
+        #[arg(long)]
+        live: bool,
+        #[command(flatten)]
+        api: cli::ApiArgs,
     },
     /// Manage the keys that sign challenges and clearance cookies.
     Keys {
@@ -253,7 +259,9 @@ fn main() -> ExitCode {
             method,
             url,
             headers,
-        } => explain(&config, ip, &method, &url, &headers),
+            live,
+            api,
+        } => explain(&config, ip, (&method, &url, &headers), live.then_some(&api)),
         Command::Keys {
             action: KeysAction::Rotate { data, config },
         } => rotate_keys(data, config),
@@ -293,16 +301,28 @@ fn main() -> ExitCode {
 fn explain(
     config: &std::path::Path,
     ip: IpAddr,
-    method: &str,
-    url: &str,
-    headers: &[String],
+    (method, url, headers): (&str, &str, &[String]),
+    live: Option<&cli::ApiArgs>,
 ) -> Result<()> {
     let config = Config::load(config)?;
+    let mitigations = match (live, edge::explain::site_of(&config, url)) {
+        (Some(api), Some(site)) => {
+            let path = format!("/api/sites/{}/mitigations", admin_client::segment(&site));
+            let answer = api.client()?.get(&path)?;
+            let list: Vec<edge::explain::LiveMitigation> =
+                serde_json::from_value(answer["mitigations"].clone()).map_err(|e| {
+                    anyhow::anyhow!("{path} answered what this palisade cannot read: {e}")
+                })?;
+            Some(list)
+        }
+        _ => None,
+    };
     let request = edge::explain::ExplainRequest {
         ip,
         method,
         url,
         headers,
+        mitigations: mitigations.as_deref(),
     };
     let text = edge::explain::explain(&config, &request).map_err(|e| anyhow::anyhow!(e))?;
     print!("{text}");

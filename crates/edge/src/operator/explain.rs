@@ -24,6 +24,28 @@ pub struct ExplainRequest<'a> {
     pub url: &'a str,
     /// `Name: value` lines.
     pub headers: &'a [String],
+    /// The mitigations a running edge has in force for the request's site (`--live`), to
+    /// judge the request by; `None` when the explanation is from the configuration alone.
+    pub mitigations: Option<&'a [LiveMitigation]>,
+}
+
+/// A mitigation in force on a running edge, as `GET /api/sites/{site}/mitigations` shows it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct LiveMitigation {
+    /// `sig-N`.
+    pub id: String,
+    /// The rule, in the rules language.
+    pub rule: String,
+    /// `challenge` or `block`.
+    pub action: String,
+}
+
+/// The name of the site `url`'s host routes to, if any: whose mitigations `--live` asks for.
+pub fn site_of(config: &Config, url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    let host = model::normalize_host(uri.authority()?.as_str())?;
+    let router = HostRouter::new(&config.sites);
+    router.route(&host).map(|i| config.sites[i].name.clone())
 }
 
 /// Why a request cannot be explained.
@@ -128,7 +150,46 @@ pub fn explain(config: &Config, request: &ExplainRequest<'_>) -> Result<String, 
             crate::phases::challenge::can_take(&challenge, &facts)
         )
     );
+    let _ = writeln!(
+        out,
+        "{}",
+        mitigations(request.mitigations, &facts, gate.exempt)
+    );
     Ok(out)
+}
+
+/// The running edge's mitigations, as they meet this request.
+fn mitigations(live: Option<&[LiveMitigation]>, facts: &RequestFacts<'_>, exempt: bool) -> String {
+    let Some(live) = live else {
+        return "mitigations: only the running edge knows those in force (--live asks it)".into();
+    };
+    if live.is_empty() {
+        return "mitigations: none in force on the running edge".into();
+    }
+    // A rule the edge wrote always parses; one that does not is shown, not trusted.
+    let matched = live
+        .iter()
+        .find(|m| shield::Expr::parse(&m.rule).is_ok_and(|rule| rule.eval(facts)));
+    match matched {
+        Some(m) if exempt => format!(
+            "mitigations: {} (`{}`) matches, but the site's `exempt` lets this request through",
+            m.id, m.rule
+        ),
+        Some(m) => format!(
+            "mitigations: {} (`{}`) matches: this request is {} while the attack lasts",
+            m.id,
+            m.rule,
+            if m.action == "block" {
+                "blocked (403, connection closed)"
+            } else {
+                "challenged unless it holds clearance"
+            }
+        ),
+        None => format!(
+            "mitigations: {} in force, none matches this request",
+            live.len()
+        ),
+    }
 }
 
 /// The site's state and the under-attack gate as they meet this request.
@@ -266,6 +327,7 @@ deny = ["203.0.113.0/24"]
                 method: "GET",
                 url,
                 headers,
+                mitigations: None,
             },
         )
     }
@@ -316,6 +378,7 @@ deny = ["203.0.113.0/24"]
                 method,
                 url,
                 headers,
+                mitigations: None,
             },
         )
         .unwrap()
@@ -377,6 +440,46 @@ deny = ["203.0.113.0/24"]
     }
 
     #[test]
+    fn the_running_edges_mitigations_judge_the_request_when_asked() {
+        let live = |mitigations: &[LiveMitigation], agent: &str| {
+            explain(
+                &config(),
+                &ExplainRequest {
+                    ip: "10.0.0.1".parse().unwrap(),
+                    method: "GET",
+                    url: "https://blog.example/search?q=x",
+                    headers: &[format!("User-Agent: {agent}")],
+                    mitigations: Some(mitigations),
+                },
+            )
+            .unwrap()
+        };
+        let tool = LiveMitigation {
+            id: "sig-1".into(),
+            rule: r#"http.user_agent eq "python-requests/2.31.0""#.into(),
+            action: "challenge".into(),
+        };
+        let text = live(std::slice::from_ref(&tool), "python-requests/2.31.0");
+        assert!(
+            text.contains("mitigations: sig-1 (`http.user_agent eq \"python-requests/2.31.0\"`) matches: this request is challenged"),
+            "{text}"
+        );
+        let text = live(std::slice::from_ref(&tool), "Mozilla/5.0");
+        assert!(
+            text.contains("mitigations: 1 in force, none matches this request"),
+            "{text}"
+        );
+        assert!(live(&[], "x").contains("mitigations: none in force on the running edge"));
+        let offline = run("10.0.0.1", "https://blog.example/", &[]).unwrap();
+        assert!(offline.contains("--live asks it"), "{offline}");
+        assert_eq!(
+            site_of(&config(), "https://blog.example/x").as_deref(),
+            Some("blog")
+        );
+        assert_eq!(site_of(&config(), "https://nobody.example/"), None);
+    }
+
+    #[test]
     fn unknown_hosts_and_bad_input_are_said_plainly() {
         let text = run("10.0.0.1", "http://other.example/", &[]).unwrap();
         assert!(text.contains("421"), "{text}");
@@ -406,6 +509,7 @@ origins = ["http://127.0.0.1:1"]
             method: "GET",
             url: "http://blog.example/",
             headers: &[],
+            mitigations: None,
         };
         let err = explain(&config, &request).unwrap_err();
         assert!(

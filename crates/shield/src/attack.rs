@@ -12,8 +12,8 @@
 //! - the *current* rate is the average of the last three seconds;
 //! - an attack is a current rate above `factor ×` baseline and above a floor (`attack_min_rps`
 //!   for requests, a quarter of it for errors), so a quiet site's first visitors are not one;
-//! - the mode ends `hold` after the current rate has last been above the threshold that
-//!   triggered it;
+//! - the mode ends `hold` after the current rate has last been above half the threshold that
+//!   triggered it (a flood slowed by its answers does not switch it off and on);
 //! - nothing trips during a site's first `learning` seconds of traffic (its baseline is
 //!   learned whole then), and after that a second's rate is learned for at most twice the
 //!   baseline, so that a surge ramping up below the threshold is not learned before it trips.
@@ -25,6 +25,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 const BASELINE_SECONDS: f64 = 600.0;
+/// Under attack, the share of the rate that started it that keeps it on.
+const STAY_SHARE: f64 = 0.5;
 const CURRENT_SECONDS: usize = 3;
 
 /// One site's detector; lives across reloads (the baseline is the site's history).
@@ -193,7 +195,10 @@ impl AttackDetector {
         }
 
         if self.under_attack() {
-            if current_rps > s.trip_rps || current_eps > s.trip_eps {
+            // Hysteresis: the attack lasts while traffic stays above half the rate that started
+            // it. A flood hovering near the threshold (slowed by the answers it gets) must not
+            // switch the mitigation off and on every few seconds.
+            if current_rps > s.trip_rps * STAY_SHARE || current_eps > s.trip_eps * STAY_SHARE {
                 s.last_hot = Some(now);
             }
             let settled = s
@@ -349,6 +354,24 @@ mod tests {
             matches!(changes[..], [Change::Started { .. }]),
             "{changes:?}"
         );
+    }
+
+    #[test]
+    fn an_attack_slowed_below_its_trip_rate_lasts_until_it_falls_under_half_of_it() {
+        let d = AttackDetector::default();
+        let mut t = Instant::now();
+        run(&d, &mut t, 60, 20, 0);
+        // 20 rps baseline, factor 5: 100 rps trips it.
+        assert!(!run(&d, &mut t, 3, 400, 0).is_empty());
+        // Slowed to 70 rps (under the trip, over half of it) for longer than the hold.
+        assert!(
+            run(&d, &mut t, 40, 70, 0).is_empty(),
+            "it ended while the flood went on"
+        );
+        assert!(d.under_attack());
+        // Under half: it ends after the hold.
+        let changes = run(&d, &mut t, 40, 30, 0);
+        assert!(matches!(changes[..], [Change::Ended]), "{changes:?}");
     }
 
     #[test]

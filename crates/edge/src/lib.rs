@@ -37,7 +37,7 @@
 //! | request | [`pipeline`], `phases` (`phases::request`: the per-request context) | the phases in order, one module each |
 //! | below the phases | `own_responses`, `abuse_intake`, `protection`, `snapshot`, `router`, `tls`, `state`, `tunnel` | the edge's own pages; the abuse intake's limits and pages; per-site protection state; the config snapshot, routing and certificates; what outlives snapshots; WebSocket tunnels |
 //! | streams | `body`, `origin` (pools, health, selection, `fields`: what the origin receives, the HTTP/1.1 client), `conn_context` | bodies both ways, origins, what one client connection knows |
-//! | foundation | `http`, [`metrics`], [`access_log`], `clock`, `conn_guard` | wire-level HTTP, counters, the access log, the clock, connection permits |
+//! | foundation | `http`, [`metrics`], [`access_log`], `clock`, `conn_guard`, [`fingerprint`] | wire-level HTTP, counters, the access log, the clock, connection permits, the client's TLS (JA4) and HTTP/2 fingerprints |
 //!
 //! Crates below the edge: `cache` (RFC 9111 policy and storage), `shield` (guards, limits,
 //! challenge crypto, events), `analytics` (per-minute aggregation, taken by the control
@@ -153,6 +153,7 @@ mod clock;
 mod conn;
 mod conn_context;
 mod conn_guard;
+pub mod fingerprint;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -10,7 +10,8 @@
 //! listener::accept_loop            accept, connection caps and accept rate (conn_guard)
 //! conn::serve / serve_parkable     TLS (tls), the protocol by preface or ALPN, timeouts,
 //!                                  parking, lingering close; HTTP/1.1 on hyper, HTTP/2 on h2
-//!                                  (h2_conn, h2_flood)
+//!                                  (h2_conn, h2_flood); the client's JA4 and HTTP/2
+//!                                  fingerprints (fingerprint)
 //! pipeline::handle                 the phases, in order:
 //!   phases::framing::refuse_ambiguous      400 on framing two parsers could read two ways
 //!   phases::route::route                   Host/:authority → site (421, 405 for CONNECT)

@@ -36,7 +36,9 @@
 //!    `h2::tests::a_wrong_first_frame_gives_no_fingerprint`.)
 //! 2. The outcome does not depend on how TCP cut the bytes into reads.
 //!    (`client_hello::tests::a_hello_split_across_records_and_reads_is_reassembled_whole`,
-//!    `h2::tests::settings_in_the_order_sent_then_the_window_update`, which reads every way.)
+//!    `h2::tests::settings_in_the_order_sent_then_the_window_update`, which reads every way,
+//!    `fuzzing::tests::a_client_hello_gives_the_same_ja4_however_its_reads_are_cut`; fuzz
+//!    targets `client_hello` and `h2_settings`.)
 //! 3. JA4 is the specification's, checked against FoxIO's captures and expected outputs.
 //!    (`ja4::tests::captured_client_hellos_give_the_reference_ja4`.)
 //! 4. What rustls reads is what the client sent: the capture only copies.

@@ -145,6 +145,11 @@
 //!     ([`access_log`]'s invariants; black-box
 //!     `a_blocked_stdout_pipe_never_slows_requests_and_dropped_lines_are_counted`,
 //!     `rotation_by_sigusr1_under_load_loses_no_line_and_duplicates_none`.)
+//! 20. A client's fingerprints (the JA4 of its ClientHello, its HTTP/2 SETTINGS) are read from
+//!     the bytes on their way to rustls and h2, never changing or holding them back: what
+//!     cannot be read gives no fingerprint, never a refused connection, and every request on
+//!     a connection, its first included, sees both. ([`fingerprint`]'s invariants; black-box
+//!     `edge_fingerprints::*`.)
 
 mod abuse_intake;
 pub mod access_log;

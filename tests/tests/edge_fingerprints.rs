@@ -6,14 +6,14 @@
 //!
 //! The edge logs each connection's fingerprints at debug level (target `edge::fingerprint`);
 //! these tests turn that on to learn a client's values, then start an edge whose rules name
-//! them.
+//! them. `palisade explain` takes them on its command line.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use palisade_blackbox::browser::Driver;
 use palisade_blackbox::client::{self, h1_request, h2_request};
-use palisade_blackbox::{LeafCert, Origin, Palisade, SiteConfig, TestCa};
+use palisade_blackbox::{LeafCert, Origin, Palisade, SiteConfig, TestCa, binary_path};
 
 const LOG_FILTER: &str = "info,edge::fingerprint=debug";
 const HOST: &str = "blog.test";
@@ -397,6 +397,52 @@ action = "block"
     );
     assert_eq!(setup.hyper_h2(&proxy, &["/echo/rust"]).await, [200]);
     browser.close().await.expect("close the browser");
+}
+
+#[test]
+fn palisade_explain_takes_the_fingerprints_a_rule_reads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("palisade.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[site]]
+name = "blog"
+hosts = ["blog.test"]
+origins = ["http://127.0.0.1:1"]
+
+[[site.rule]]
+id = "chromium-h2"
+expr = 'tls.ja4 starts_with "t13d" and http2.fingerprint eq "1:65536;2:0;4:6291456;6:262144|15663105"'
+action = "block"
+"#,
+    )
+    .expect("write the config");
+    let explain = |extra: &[&str]| {
+        let output = Command::new(binary_path())
+            .args(["explain", "--config"])
+            .arg(&config)
+            .args(["--ip", "192.0.2.1"])
+            .args(extra)
+            .args(["GET", "https://blog.test/"])
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run palisade explain");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let matched = explain(&[
+        "--ja4",
+        "t13d1517h2_8daaf6152771_cb7bf5808d99",
+        "--http2-fingerprint",
+        "1:65536;2:0;4:6291456;6:262144|15663105",
+    ]);
+    assert!(
+        matched.contains("rule chromium-h2 (block): matches"),
+        "{matched}"
+    );
+    let unmatched = explain(&[]);
+    assert!(unmatched.contains("verdict: pass"), "{unmatched}");
 }
 
 /// The text of the page the browser shows.

@@ -27,6 +27,11 @@ fuzz_target!(|data: &[u8]| {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut headers = HeaderMap::new();
     headers.insert("user-agent", http::HeaderValue::from_static("fuzz/1.0"));
+    // Chromium's fingerprints, for rules on `tls.ja4` and `http2.fingerprint`.
+    let connection = shield::ConnectionTraits {
+        ja4: Some("t13d1517h2_8daaf6152771_cb7bf5808d99".into()),
+        h2: Some("1:65536;2:0;4:6291456;6:262144|15663105".into()),
+    };
     let facts = RequestFacts {
         ip: "203.0.113.7".parse().unwrap(),
         host: "blog.example",
@@ -34,7 +39,9 @@ fuzz_target!(|data: &[u8]| {
         path,
         query,
         headers: &headers,
-        tls: false,
+        tls: true,
+        version: http::Version::HTTP_2,
+        connection: &connection,
     };
     let _ = expr.eval(&facts);
 });

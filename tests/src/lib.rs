@@ -23,6 +23,7 @@
 //! | [`h2raw`] | hand-made HTTP/2 frames over h2c, for protocol floods |
 //! | [`metrics`] | the admin listener's Prometheus text, scraped, and samples read out of it |
 //! | [`TestCa`] | a throwaway certificate authority and leaf certificates as PEM files |
+//! | [`browser`] | headless Chromium through chromedriver |
 //!
 //! Build the binary before running the tests:
 //!
@@ -46,6 +47,7 @@
 //! Every piece cleans up on drop, also when a test panics: the proxy process is killed and the
 //! origin's runtime is shut down.
 
+pub mod browser;
 pub mod cli;
 pub mod client;
 mod config;

@@ -155,6 +155,8 @@ pub struct Palisade {
     args: Vec<String>,
     expected: Expected,
     bootstrap_token: bool,
+    /// `RUST_LOG` for the process, from [`Palisade::start_with_log_filter`].
+    log_filter: Option<String>,
     /// Stdout held open and never read, from [`Palisade::start_with_stdout_unread`].
     _unread_stdout: Option<ChildStdout>,
 }
@@ -188,6 +190,23 @@ impl Palisade {
             expected,
             true,
             StdoutReader::Unread,
+            None,
+        )
+    }
+
+    /// [`Palisade::start`] with `RUST_LOG` set to `filter` (for example
+    /// `info,edge::fingerprint=debug`), for a test that reads lines the default level leaves
+    /// out ([`Palisade::stderr_text`]).
+    pub fn start_with_log_filter(config_toml: &str, filter: &str) -> Palisade {
+        let (dir, config_path, args, expected) = Self::prepare(config_toml);
+        Self::spawn_reading(
+            dir,
+            config_path,
+            &args,
+            expected,
+            true,
+            StdoutReader::Collect,
+            Some(filter),
         )
     }
 
@@ -299,6 +318,7 @@ impl Palisade {
             expected,
             bootstrap_token,
             StdoutReader::Collect,
+            None,
         )
     }
 
@@ -310,6 +330,7 @@ impl Palisade {
         expected: Expected,
         bootstrap_token: bool,
         stdout_reader: StdoutReader,
+        log_filter: Option<&str>,
     ) -> Palisade {
         let mut command = Command::new(binary_path());
         command
@@ -322,6 +343,9 @@ impl Palisade {
             .stderr(Stdio::piped());
         if bootstrap_token {
             command.env("PALISADE_BOOTSTRAP_TOKEN", ADMIN_TOKEN);
+        }
+        if let Some(filter) = log_filter {
+            command.env("RUST_LOG", filter);
         }
         // SAFETY: prctl is async-signal-safe; it makes the kernel kill palisade if this test
         // process dies without running Drop (a timeout kill, an abort).
@@ -353,6 +377,7 @@ impl Palisade {
             args: args.to_vec(),
             expected,
             bootstrap_token,
+            log_filter: log_filter.map(str::to_owned),
             _unread_stdout: unread_stdout,
         };
         palisade.wait_for_listeners(expected);
@@ -561,12 +586,15 @@ impl Palisade {
         let placeholder = tempfile::tempdir().expect("temp dir");
         let dir = std::mem::replace(&mut self.dir, placeholder);
         let args = self.args.clone();
-        *self = Self::spawn_with(
+        let log_filter = self.log_filter.clone();
+        *self = Self::spawn_reading(
             dir,
             self.config_path.clone(),
             &args,
             self.expected,
             self.bootstrap_token,
+            StdoutReader::Collect,
+            log_filter.as_deref(),
         );
     }
 

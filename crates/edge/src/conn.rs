@@ -16,11 +16,13 @@
 //! from [`ConnActivity`], which the I/O wrapper and the pipeline update.
 //!
 //! On HTTP/2 the wrapper also walks the client's frame headers for floods h2 does not bound in
-//! rate (see `h2_flood`).
+//! rate (see `h2_flood`), and reads the client's opening SETTINGS into the connection's HTTP/2
+//! fingerprint (`fingerprint::h2`) before h2 is handed any request.
 
 use crate::body::ClientBody;
 use crate::clock;
 use crate::conn_context::{ConnContext, Verdict};
+use crate::fingerprint::{self, H2SettingsReader};
 use crate::h2_conn::{self, H2Connection};
 use crate::h2_flood::{H2Abuse, H2FloodGuard};
 use crate::http::framing::FramingTracker;
@@ -56,6 +58,8 @@ struct WatchedIo<I> {
     ctx: Arc<ConnContext>,
     framing: Option<Box<FramingTracker>>,
     h2_flood: Option<Box<H2FloodGuard>>,
+    /// On HTTP/2, until the client's opening SETTINGS settles its fingerprint.
+    h2_fingerprint: Option<Box<H2SettingsReader>>,
     /// Requests already taken on this connection before this hyper instance started.
     heads_base: u64,
     give_back: Option<oneshot::Sender<I>>,
@@ -204,6 +208,23 @@ impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
                     io::ErrorKind::ConnectionAborted,
                     reason.label(),
                 )));
+            }
+            if let Some(reader) = this.h2_fingerprint.as_mut() {
+                let progress = reader.feed(got);
+                if progress != fingerprint::Progress::NeedMore {
+                    if let Some(text) = reader.fingerprint() {
+                        let traits = &this.ctx.client.traits;
+                        traits.set_h2(text.into());
+                        tracing::debug!(
+                            target: "edge::fingerprint",
+                            peer = %this.ctx.client.peer,
+                            ja4 = traits.ja4.as_deref().unwrap_or(""),
+                            h2 = text,
+                            "HTTP/2 client fingerprint"
+                        );
+                    }
+                    this.h2_fingerprint = None;
+                }
             }
             activity.bytes_arrived();
             if let Some(tracker) = this.framing.as_mut() {
@@ -572,6 +593,8 @@ where
         framing: (!h2).then(|| Box::new(FramingTracker::new(limits.max_header_bytes.max(8192)))),
         // The replayed preface comes first.
         h2_flood: h2.then(|| Box::new(H2FloodGuard::after_preface_bytes(0))),
+        // Also fed from the replayed preface on.
+        h2_fingerprint: h2.then(|| Box::new(H2SettingsReader::new())),
         give_back,
         send: SendWatch::new(limits.send_timeout),
         metrics: Arc::clone(&metrics),

@@ -6,6 +6,7 @@
 //! concludes must not depend on how TCP happened to cut the stream, so the targets compare the
 //! outcome of a split read with that of one read of everything.
 
+use crate::fingerprint::{ClientHello, ClientHelloReader, H2SettingsReader, Progress, ja4};
 use crate::http::framing::FramingTracker;
 use crate::origin::chunked::{ChunkedDecoder, Decoded};
 use crate::origin::codec;
@@ -390,6 +391,46 @@ pub fn forward_request(input: &[u8]) -> Result<Option<Vec<u8>>, NotOneRequest> {
     Ok(Some(sent))
 }
 
+/// What reading a client's first bytes for its fingerprints gave.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Fingerprinted {
+    pub progress: Progress,
+    pub fingerprint: Option<String>,
+}
+
+/// Reads a TLS client's first bytes as the listener keeps them (the records of its
+/// ClientHello), in pieces of the sizes in `cuts` (as [`read_origin_response`] takes them),
+/// and makes the JA4 of what was kept.
+pub fn read_client_hello(input: &[u8], cuts: &[u8]) -> Fingerprinted {
+    let mut reader = ClientHelloReader::new();
+    let mut progress = Progress::NeedMore;
+    for piece in Pieces::new(input, cuts) {
+        progress = reader.feed(piece);
+    }
+    let fingerprint = reader
+        .message()
+        .and_then(|m| ClientHello::parse(m).ok())
+        .map(|hello| ja4(&hello).into());
+    Fingerprinted {
+        progress,
+        fingerprint,
+    }
+}
+
+/// Reads an HTTP/2 client's first bytes (the preface first) for its fingerprint, in pieces of
+/// the sizes in `cuts`.
+pub fn read_h2_opening(input: &[u8], cuts: &[u8]) -> Fingerprinted {
+    let mut reader = H2SettingsReader::new();
+    let mut progress = Progress::NeedMore;
+    for piece in Pieces::new(input, cuts) {
+        progress = reader.feed(piece);
+    }
+    Fingerprinted {
+        progress,
+        fingerprint: reader.fingerprint().map(str::to_owned),
+    }
+}
+
 /// `input` cut into pieces of the sizes in `cuts`, cycled.
 struct Pieces<'a> {
     rest: &'a [u8],
@@ -428,6 +469,36 @@ impl<'a> Iterator for Pieces<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Vector {
+        what: &'static str,
+        records: &'static str,
+        ja4: &'static str,
+    }
+
+    include!("fingerprint/testdata/vectors.rs");
+
+    #[test]
+    fn a_client_hello_gives_the_same_ja4_however_its_reads_are_cut() {
+        for v in VECTORS.iter().chain([&NON_ASCII_ALPN]) {
+            let digits: Vec<u8> = v.records.bytes().filter(u8::is_ascii_hexdigit).collect();
+            let records: Vec<u8> = digits
+                .chunks(2)
+                .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
+                .collect();
+            let whole = read_client_hello(&records, &[]);
+            assert_eq!(whole.progress, Progress::Complete, "{}", v.what);
+            assert_eq!(whole.fingerprint.as_deref(), Some(v.ja4), "{}", v.what);
+            for cuts in [&[1u8][..], &[5], &[3, 250, 7], &[255, 0]] {
+                assert_eq!(
+                    read_client_hello(&records, cuts),
+                    whole,
+                    "{} {cuts:?}",
+                    v.what
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_forwarded_request_reaches_the_origin_as_exactly_one_request() {

@@ -10,7 +10,8 @@
 //! listener::accept_loop            accept, connection caps and accept rate (conn_guard)
 //! conn::serve / serve_parkable     TLS (tls), the protocol by preface or ALPN, timeouts,
 //!                                  parking, lingering close; HTTP/1.1 on hyper, HTTP/2 on h2
-//!                                  (h2_conn, h2_flood)
+//!                                  (h2_conn, h2_flood); the client's JA4 and HTTP/2
+//!                                  fingerprints (fingerprint)
 //! pipeline::handle                 the phases, in order:
 //!   phases::framing::refuse_ambiguous      400 on framing two parsers could read two ways
 //!   phases::route::route                   Host/:authority → site (421, 405 for CONNECT)
@@ -37,7 +38,7 @@
 //! | request | [`pipeline`], `phases` (`phases::request`: the per-request context) | the phases in order, one module each |
 //! | below the phases | `own_responses`, `abuse_intake`, `protection`, `snapshot`, `router`, `tls`, `state`, `tunnel` | the edge's own pages; the abuse intake's limits and pages; per-site protection state; the config snapshot, routing and certificates; what outlives snapshots; WebSocket tunnels |
 //! | streams | `body`, `origin` (pools, health, selection, `fields`: what the origin receives, the HTTP/1.1 client), `conn_context` | bodies both ways, origins, what one client connection knows |
-//! | foundation | `http`, [`metrics`], [`access_log`], `clock`, `conn_guard` | wire-level HTTP, counters, the access log, the clock, connection permits |
+//! | foundation | `http`, [`metrics`], [`access_log`], `clock`, `conn_guard`, [`fingerprint`] | wire-level HTTP, counters, the access log, the clock, connection permits, the client's TLS (JA4) and HTTP/2 fingerprints |
 //!
 //! Crates below the edge: `cache` (RFC 9111 policy and storage), `shield` (guards, limits,
 //! challenge crypto, events), `analytics` (per-minute aggregation, taken by the control
@@ -144,6 +145,11 @@
 //!     ([`access_log`]'s invariants; black-box
 //!     `a_blocked_stdout_pipe_never_slows_requests_and_dropped_lines_are_counted`,
 //!     `rotation_by_sigusr1_under_load_loses_no_line_and_duplicates_none`.)
+//! 20. A client's fingerprints (the JA4 of its ClientHello, its HTTP/2 SETTINGS) are read from
+//!     the bytes on their way to rustls and h2, never changing or holding them back: what
+//!     cannot be read gives no fingerprint, never a refused connection, and every request on
+//!     a connection, its first included, sees both. ([`fingerprint`]'s invariants; black-box
+//!     `edge_fingerprints::*`.)
 
 mod abuse_intake;
 pub mod access_log;
@@ -153,6 +159,7 @@ mod clock;
 mod conn;
 mod conn_context;
 mod conn_guard;
+pub mod fingerprint;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;

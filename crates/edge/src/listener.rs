@@ -2,10 +2,14 @@
 //!
 //! Caps and the per-client rate of new connections are checked before anything is read from a
 //! socket, so a connection flood costs one accept and one close per connection. The TLS handshake has its own deadline.
+//!
+//! The ClientHello is kept as rustls reads it ([`ClientHelloCapture`]) and, once the handshake
+//! has succeeded, becomes the connection's JA4 (`tls.ja4`).
 
 use crate::conn;
 use crate::conn_context::ConnContext;
 use crate::conn_guard::{ConnGuard, Refusal};
+use crate::fingerprint::ClientHelloCapture;
 use crate::http::client::ClientFacts;
 use crate::state::EdgeState;
 use std::net::SocketAddr;
@@ -117,7 +121,8 @@ fn admit(
             let handshake_timeout = limits.tls_handshake_timeout;
             tokio::spawn(async move {
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                let stream =
+                let stream = ClientHelloCapture::new(stream);
+                let mut stream =
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => stream,
                         Ok(Err(e)) => {
@@ -137,6 +142,14 @@ fn admit(
                             return;
                         }
                     };
+                let mut client = client;
+                client.traits.set_ja4(stream.get_mut().0.take_ja4());
+                tracing::debug!(
+                    target: "edge::fingerprint",
+                    peer = %peer,
+                    ja4 = client.traits.ja4.as_deref().unwrap_or(""),
+                    "TLS client fingerprint"
+                );
                 let (_, session) = stream.get_ref();
                 let h2 = session.alpn_protocol() == Some(b"h2");
                 let sni_site = session.server_name().and_then(|name| {

@@ -32,7 +32,14 @@ const LAYERS: &[&[&str]] = &[
         "origin",
         "conn_context",
     ],
-    &["http", "metrics", "access_log", "clock", "conn_guard"],
+    &[
+        "http",
+        "metrics",
+        "access_log",
+        "clock",
+        "conn_guard",
+        "fingerprint",
+    ],
 ];
 
 /// Modules outside the map: the crate root, test and fuzzing harnesses.

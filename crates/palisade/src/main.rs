@@ -109,6 +109,13 @@ enum Command {
         live: bool,
         #[command(flatten)]
         api: cli::ApiArgs,
+        /// The client's TLS fingerprint, as `tls.ja4` reads it (https:// URLs only).
+        #[arg(long, value_name = "JA4")]
+        ja4: Option<String>,
+        /// The client's HTTP/2 fingerprint, as `http2.fingerprint` reads it; the request is
+        /// then an HTTP/2 one.
+        #[arg(long, value_name = "TEXT")]
+        http2_fingerprint: Option<String>,
     },
     /// Manage the keys that sign challenges and clearance cookies.
     Keys {
@@ -261,7 +268,15 @@ fn main() -> ExitCode {
             headers,
             live,
             api,
-        } => explain(&config, ip, (&method, &url, &headers), live.then_some(&api)),
+            ja4,
+            http2_fingerprint,
+        } => explain(
+            &config,
+            ip,
+            (&method, &url, &headers),
+            (ja4.as_deref(), http2_fingerprint.as_deref()),
+            live.then_some(&api),
+        ),
         Command::Keys {
             action: KeysAction::Rotate { data, config },
         } => rotate_keys(data, config),
@@ -302,6 +317,7 @@ fn explain(
     config: &std::path::Path,
     ip: IpAddr,
     (method, url, headers): (&str, &str, &[String]),
+    (ja4, http2_fingerprint): (Option<&str>, Option<&str>),
     live: Option<&cli::ApiArgs>,
 ) -> Result<()> {
     let config = Config::load(config)?;
@@ -323,6 +339,8 @@ fn explain(
         url,
         headers,
         mitigations: mitigations.as_deref(),
+        ja4,
+        http2_fingerprint,
     };
     let text = edge::explain::explain(&config, &request).map_err(|e| anyhow::anyhow!(e))?;
     print!("{text}");

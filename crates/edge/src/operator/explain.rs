@@ -27,6 +27,11 @@ pub struct ExplainRequest<'a> {
     /// The mitigations a running edge has in force for the request's site (`--live`), to
     /// judge the request by; `None` when the explanation is from the configuration alone.
     pub mitigations: Option<&'a [LiveMitigation]>,
+    /// The client's JA4, as `tls.ja4` reads it (`--ja4`); only with an `https://` URL.
+    pub ja4: Option<&'a str>,
+    /// The client's HTTP/2 fingerprint, as `http2.fingerprint` reads it
+    /// (`--http2-fingerprint`); the request is then an HTTP/2 one.
+    pub http2_fingerprint: Option<&'a str>,
 }
 
 /// A mitigation in force on a running edge, as `GET /api/sites/{site}/mitigations` shows it.
@@ -83,6 +88,16 @@ pub fn explain(config: &Config, request: &ExplainRequest<'_>) -> Result<String, 
             )));
         }
     };
+    if request.ja4.is_some() && !tls {
+        return Err(bad(format!(
+            "a JA4 comes with TLS only: {:?} must start with https://",
+            request.url
+        )));
+    }
+    let connection = shield::ConnectionTraits {
+        ja4: request.ja4.map(Box::from),
+        h2: request.http2_fingerprint.map(Box::from),
+    };
     let authority = uri
         .authority()
         .ok_or_else(|| bad(format!("{:?} has no host", request.url)))?;
@@ -119,8 +134,12 @@ pub fn explain(config: &Config, request: &ExplainRequest<'_>) -> Result<String, 
         query: uri.query().unwrap_or(""),
         headers: &headers,
         tls,
-        version: http::Version::HTTP_11,
-        connection: shield::ConnectionTraits::none(),
+        version: if connection.h2.is_some() {
+            http::Version::HTTP_2
+        } else {
+            http::Version::HTTP_11
+        },
+        connection: &connection,
     };
     let explanation = guard.explain(&facts, Instant::now());
     let mut out = String::new();
@@ -328,6 +347,8 @@ deny = ["203.0.113.0/24"]
                 url,
                 headers,
                 mitigations: None,
+                ja4: None,
+                http2_fingerprint: None,
             },
         )
     }
@@ -379,6 +400,8 @@ deny = ["203.0.113.0/24"]
                 url,
                 headers,
                 mitigations: None,
+                ja4: None,
+                http2_fingerprint: None,
             },
         )
         .unwrap()
@@ -450,6 +473,8 @@ deny = ["203.0.113.0/24"]
                     url: "https://blog.example/search?q=x",
                     headers: &[format!("User-Agent: {agent}")],
                     mitigations: Some(mitigations),
+                    ja4: None,
+                    http2_fingerprint: None,
                 },
             )
             .unwrap()
@@ -510,11 +535,69 @@ origins = ["http://127.0.0.1:1"]
             url: "http://blog.example/",
             headers: &[],
             mitigations: None,
+            ja4: None,
+            http2_fingerprint: None,
         };
         let err = explain(&config, &request).unwrap_err();
         assert!(
             matches!(&err, ExplainError::Lists(ListsError::Read { .. })),
             "{err}"
         );
+    }
+
+    #[test]
+    fn rules_on_the_clients_fingerprints_read_what_the_command_line_gives() {
+        let config = Config::from_toml_str(
+            "t.toml",
+            r#"
+[[site]]
+name = "blog"
+hosts = ["blog.example"]
+origins = ["http://127.0.0.1:1"]
+
+[[site.rule]]
+id = "curl-tls"
+expr = 'tls.ja4 eq "t13d3112h2_e8f1e7e78f70_b26ce05bbdd6"'
+action = "block"
+
+[[site.rule]]
+id = "hyper-h2"
+expr = 'http2.fingerprint eq "2:0;4:2097152;5:16384;6:16384|5177345" and http.request.version eq "HTTP/2"'
+action = "block"
+"#,
+        )
+        .unwrap();
+        let run = |url, ja4, h2| {
+            explain(
+                &config,
+                &ExplainRequest {
+                    ip: "10.0.0.1".parse().unwrap(),
+                    method: "GET",
+                    url,
+                    headers: &[],
+                    ja4,
+                    http2_fingerprint: h2,
+                    mitigations: None,
+                },
+            )
+        };
+        let curl = run(
+            "https://blog.example/",
+            Some("t13d3112h2_e8f1e7e78f70_b26ce05bbdd6"),
+            None,
+        )
+        .unwrap();
+        assert!(curl.contains("rule curl-tls (block): matches"), "{curl}");
+        let hyper = run(
+            "https://blog.example/",
+            None,
+            Some("2:0;4:2097152;5:16384;6:16384|5177345"),
+        )
+        .unwrap();
+        assert!(hyper.contains("rule hyper-h2 (block): matches"), "{hyper}");
+        let neither = run("https://blog.example/", None, None).unwrap();
+        assert!(neither.contains("verdict: pass"), "{neither}");
+        let err = run("http://blog.example/", Some("t13d"), None).unwrap_err();
+        assert!(err.to_string().contains("https://"), "{err}");
     }
 }

@@ -221,6 +221,21 @@ impl Wire {
     }
 }
 
+/// Sends `request` on the keep-alive connection in `wire`, connecting from `source` first when
+/// there is none; the response's status and body. On an error the caller drops the connection.
+async fn exchange_on(
+    wire: &mut Option<Wire>,
+    (source, addr): (IpAddr, SocketAddr),
+    request: &[u8],
+) -> std::io::Result<(u16, String)> {
+    if wire.is_none() {
+        *wire = Some(Wire::connect_from(source, addr).await?);
+    }
+    let conn = wire.as_mut().expect("connected");
+    conn.send(request).await?;
+    conn.exchange().await
+}
+
 /// A complete response at the front of `bytes`: its status and its length on the wire.
 fn frame(bytes: &[u8]) -> std::io::Result<Option<(u16, usize)>> {
     let Some(head_end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -796,15 +811,7 @@ async fn browse_pages(addr: SocketAddr, n: usize, time: Duration, solve: bool) -
         let mut status = None;
         for _attempt in 0..3 {
             let request = browser_request(n, page, cookie.as_deref());
-            let outcome = async {
-                if wire.is_none() {
-                    wire = Some(Wire::connect_from(source, addr).await?);
-                }
-                let conn = wire.as_mut().expect("connected");
-                conn.send(request.as_bytes()).await?;
-                conn.exchange().await
-            }
-            .await;
+            let outcome = exchange_on(&mut wire, (source, addr), request.as_bytes()).await;
             match outcome {
                 Ok((503, body)) if solve && body.contains(CHALLENGE_PARAMS) => {
                     let solving = Instant::now();
@@ -1340,15 +1347,7 @@ async fn solver_bot(addr: SocketAddr, n: u8, stop: &AtomicBool, tally: &Solvers)
             request.push_str(&format!("Cookie: palisade_clearance={cookie}\r\n\r\n"));
         }
         tally.sent.fetch_add(1, Ordering::Relaxed);
-        let outcome = async {
-            if wire.is_none() {
-                wire = Some(Wire::connect_from(source, addr).await?);
-            }
-            let conn = wire.as_mut().expect("connected");
-            conn.send(request.as_bytes()).await?;
-            conn.exchange().await
-        }
-        .await;
+        let outcome = exchange_on(&mut wire, (source, addr), request.as_bytes()).await;
         match outcome {
             Ok((503, body)) if body.contains(CHALLENGE_PARAMS) => {
                 if cookie.is_some() {

@@ -6,11 +6,15 @@
 //! second, never the blank line that ends the head. The header timeout must close every one of
 //! them ten seconds after its first byte, while ten browsers on other addresses get their pages
 //! as usual. The whole test runs in about 15 s.
+//!
+//! Slow attacks are the connection guard's: with attack detection armed, neither slowloris nor
+//! 200 slow readers make the edge challenge, block or mitigate anyone.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use palisade_blackbox::control::events;
 use palisade_blackbox::metrics::{sample, scrape, scrape_until};
 use palisade_blackbox::{Origin, Palisade, SiteConfig, client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -174,10 +178,13 @@ async fn five_thousand_slowloris_connections_from_fifty_addresses_while_browsers
     );
     let test_started = Instant::now();
     let origin = Origin::start("a");
-    // Only the access log is turned off: 7,000 lines to a pipe would measure the pipe.
+    // Only the access log is turned off: 7,000 lines to a pipe would measure the pipe. Attack
+    // detection learns for a second only, so that it is armed while the attack lasts: a slow
+    // attack is the connection guard's to answer, and must not challenge the browsers.
     let proxy = Palisade::start(
         &SiteConfig::blog(origin.url())
             .server("access_log = \"off\"")
+            .site("[site.shield]\nattack_learning = \"1s\"")
             .to_toml(),
     );
     let target = proxy.http_addr();
@@ -309,5 +316,112 @@ async fn five_thousand_slowloris_connections_from_fifty_addresses_while_browsers
         test_started.elapsed() < Duration::from_secs(30),
         "the test took {:?}",
         test_started.elapsed()
+    );
+    let challenged: Vec<serde_json::Value> = events(&proxy, "?limit=10000")
+        .await
+        .into_iter()
+        .filter(|e| {
+            [
+                "challenge",
+                "challenge_everyone_on",
+                "mitigation_on",
+                "block",
+            ]
+            .contains(&e["action"].as_str().unwrap_or(""))
+        })
+        .collect();
+    assert!(
+        challenged.is_empty(),
+        "the slow attack challenged or blocked: {challenged:?}"
+    );
+}
+
+/// A slow reader: asks for a large body from `source` and never reads it, holding the
+/// connection until `until`.
+async fn slow_reader(source: IpAddr, target: SocketAddr, until: Instant) -> bool {
+    let Ok(socket) = TcpSocket::new_v4() else {
+        return false;
+    };
+    if socket.bind(SocketAddr::new(source, 0)).is_err() {
+        return false;
+    }
+    // A small receive window, so the edge's writes stall at once.
+    let _ = socket.set_recv_buffer_size(4096);
+    let Ok(mut stream) = socket.connect(target).await else {
+        return false;
+    };
+    let request = b"GET /bytes/8000000 HTTP/1.1\r\nHost: blog.example\r\nUser-Agent: slow\r\n\r\n";
+    if stream.write_all(request).await.is_err() {
+        return false;
+    }
+    tokio::time::sleep_until(until.into()).await;
+    drop(stream);
+    true
+}
+
+/// Slow reads from 200 addresses (each asks for 8 MB and reads none of it) while browsers
+/// browse, with attack detection armed: the browsers are served, and nothing is challenged,
+/// blocked or mitigated. Slow attacks are the connection guard's (`send_timeout` cuts the
+/// readers), not attack mitigation's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_readers_from_two_hundred_addresses_challenge_no_browser() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(
+        &SiteConfig::blog(origin.url())
+            .server("access_log = \"off\"")
+            .site("[site.shield]\nattack_learning = \"1s\"")
+            .to_toml(),
+    );
+    let target = proxy.http_addr();
+    let until = Instant::now() + BROWSING;
+    let readers: Vec<_> = (0..200u16)
+        .map(|i| {
+            let source = IpAddr::V4(Ipv4Addr::new(127, 3, (i / 200) as u8, (i % 200) as u8 + 1));
+            tokio::spawn(slow_reader(source, target, until))
+        })
+        .collect();
+    let browsers: Vec<_> = (0..BROWSERS)
+        .map(|b| {
+            let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 60 + b));
+            tokio::spawn(browser(source, target, until))
+        })
+        .collect();
+    let (mut served, mut failed) = (0usize, 0usize);
+    for handle in browsers {
+        for result in handle.await.expect("browser task") {
+            match result {
+                Some(_) => served += 1,
+                None => failed += 1,
+            }
+        }
+    }
+    let mut opened = 0;
+    for reader in readers {
+        opened += usize::from(reader.await.expect("reader task"));
+    }
+    let flagged: Vec<serde_json::Value> = events(&proxy, "?limit=10000")
+        .await
+        .into_iter()
+        .filter(|e| {
+            [
+                "challenge",
+                "challenge_everyone_on",
+                "mitigation_on",
+                "block",
+            ]
+            .contains(&e["action"].as_str().unwrap_or(""))
+        })
+        .collect();
+    eprintln!(
+        "slow readers: {opened} of 200 held their download; browsers: {served} served, {failed} \
+         failed; challenge, block and mitigation events: {}",
+        flagged.len()
+    );
+    assert!(opened >= 190, "only {opened} slow readers got going");
+    assert!(served >= 500, "browsers made only {served} requests");
+    assert!(failed * 100 <= served, "{failed} browser requests failed");
+    assert!(
+        flagged.is_empty(),
+        "the slow readers made the edge challenge: {flagged:?}"
     );
 }

@@ -1015,12 +1015,19 @@ fn a_tool_flood_from_two_thousand_addresses_is_mitigated_by_its_signature_alone(
         tokio::join!(browse_pages_all(addr, SIGNATURE_FLOOD, false), async {
             let on = wait_for_event(&proxy, "mitigation_on", after_id, SIGNATURE_FLOOD).await;
             tokio::time::sleep(Duration::from_secs(1)).await;
-            (on, (origin.requests(), Instant::now()))
+            let flood_then = (flood.sent.load(Ordering::Relaxed), flood.status(503));
+            (on, (origin.requests(), Instant::now(), flood_then))
         })
     });
     let flood_time = flood_started.elapsed();
     let origin_during = origin_rate(&origin, origin_before, flood_time);
     let origin_mitigated = origin_rate(&origin, settled.0, settled.1.elapsed());
+    // Once mitigated, the flood's requests are held a second each (`mitigation_hold`): its 32
+    // connections send about 32 a second, every one answered with the challenge.
+    let mitigated_time = settled.1.elapsed();
+    let flood_after = flood.sent.load(Ordering::Relaxed) - settled.2.0;
+    let challenged_after = flood.status(503) - settled.2.1;
+    let flood_rate_after = flood_after as f64 / mitigated_time.as_secs_f64();
     let (listed_status, listed) =
         rt.block_on(api(&proxy, "GET", "/api/sites/shop/mitigations", None));
     // `palisade explain --live` judges a request by the mitigations in force.
@@ -1064,7 +1071,8 @@ fn a_tool_flood_from_two_thousand_addresses_is_mitigated_by_its_signature_alone(
         "tool flood: {sent} requests in {flood_time:.1?} ({:.0}/s), statuses {:?}; mitigation \
          after {mitigated_in:.2?}: {mitigation}; browsers: {} of {} served, p99 {:?} (quiet \
          p99 {:?}), statuses {:?}; origin {:.0}/s over the flood, {:.0}/s once mitigated, \
-         {:.0}/s before",
+         {:.0}/s before; the flood once mitigated: {flood_rate_after:.0}/s, {challenged_after} of \
+         {flood_after} challenged",
         sent as f64 / flood_time.as_secs_f64(),
         flood.by_status.lock().expect("tally"),
         browsing.served(),
@@ -1130,11 +1138,14 @@ fn a_tool_flood_from_two_thousand_addresses_is_mitigated_by_its_signature_alone(
         browsing.p99(),
         quiet.p99()
     );
-    // The flood: challenged once the mitigation is in force (it cannot answer).
+    // The flood: challenged once the mitigation is in force (it cannot answer), and held.
     assert!(
-        flood.status(503) * 10 >= sent * 7,
-        "the flood was not challenged: {:?}",
-        flood.by_status.lock().expect("tally")
+        challenged_after * 10 >= flood_after * 9,
+        "the flood was not challenged: {challenged_after} of {flood_after}"
+    );
+    assert!(
+        flood_rate_after < 100.0,
+        "the mitigated flood still ran at {flood_rate_after:.0}/s: its answers were not held"
     );
     // The origin: once the mitigation is in force, no more than twice its usual rate (before
     // it, detection's first second of flood reached the origin).

@@ -43,7 +43,11 @@ pub async fn watch_attacks(
             }
             let detection = &site.config.shield.attack;
             let attack = &site.protection.attack;
-            let change = attack.tick(detection, now);
+            // Mitigated requests held by `mitigation_hold` arrive slowly, but an attacker still
+            // sending them is still there: a twentieth of the floor keeps the attack on.
+            let matched = site.protection.signatures.take_matches() as f64;
+            let engaged = matched >= (detection.min_rps / 20.0).max(1.0);
+            let change = attack.tick_engaged(detection, now, engaged);
             let outcome = site.protection.signatures.tick(&TickInput {
                 under_attack: attack.under_attack(),
                 current_rps: attack.current_rps(),

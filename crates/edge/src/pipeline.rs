@@ -82,5 +82,9 @@ pub async fn handle(
         let answer = phase!(forward::to_origin(&mut request).await);
         respond::deliver(&mut request, answer).await
     };
+    if let Some(hold) = log.hold.take() {
+        // Boxed: the timer lives only in held requests, not in every request's future.
+        Box::pin(tokio::time::sleep(hold)).await;
+    }
     log.finish_with(response)
 }

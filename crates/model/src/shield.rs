@@ -115,6 +115,9 @@ pub struct AttackDetection {
     /// The most of a site's usual traffic one signature rule may match
     /// (`signature_max_baseline_share`).
     pub max_baseline_share: f64,
+    /// How long a request a mitigation answers is held before its answer
+    /// (`mitigation_hold`; zero: answered at once).
+    pub mitigation_hold: Duration,
 }
 
 /// What a site does about a surge no signature covers.
@@ -406,6 +409,8 @@ pub(crate) struct FileSiteShield {
     attack_fallback: AttackFallback,
     signature_min_coverage: f64,
     signature_max_baseline_share: f64,
+    #[serde(with = "as_text")]
+    mitigation_hold: Duration,
 }
 
 impl Default for FileSiteShield {
@@ -438,6 +443,9 @@ impl Default for FileSiteShield {
             attack_fallback: AttackFallback::Off,
             signature_min_coverage: 0.8,
             signature_max_baseline_share: 0.01,
+            // A tool in a closed loop then sends a request a second per connection instead of
+            // as many as the edge can answer; a held request costs the edge a timer.
+            mitigation_hold: Duration::from_secs(1),
         }
     }
 }
@@ -476,6 +484,13 @@ impl FileSiteShield {
                 None,
                 format!("{key}.attack_min_rps"),
                 "must be zero or more".into(),
+            ));
+        }
+        if self.mitigation_hold > Duration::from_secs(60) {
+            return Err((
+                None,
+                format!("{key}.mitigation_hold"),
+                "must be at most 60s".into(),
             ));
         }
         for (field, share) in [
@@ -535,6 +550,7 @@ impl FileSiteShield {
                 fallback: self.attack_fallback,
                 min_coverage: self.signature_min_coverage,
                 max_baseline_share: self.signature_max_baseline_share,
+                mitigation_hold: self.mitigation_hold,
             },
         })
     }

@@ -154,6 +154,18 @@ impl AttackDetector {
 
     /// Call about once a second.
     pub fn tick(&self, settings: &AttackDetection, now: Instant) -> Option<Change> {
+        self.tick_engaged(settings, now, false)
+    }
+
+    /// [`tick`](Self::tick), told whether the attack's mitigations are still engaged (matching
+    /// requests at a rate that shows the attacker is still there, however slowly their answers
+    /// let them come): an engaged attack does not settle.
+    pub fn tick_engaged(
+        &self,
+        settings: &AttackDetection,
+        now: Instant,
+        engaged: bool,
+    ) -> Option<Change> {
         let requests = self.requests.swap(0, Ordering::Relaxed);
         let errors = self.errors.swap(0, Ordering::Relaxed);
         let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -198,7 +210,10 @@ impl AttackDetector {
             // Hysteresis: the attack lasts while traffic stays above half the rate that started
             // it. A flood hovering near the threshold (slowed by the answers it gets) must not
             // switch the mitigation off and on every few seconds.
-            if current_rps > s.trip_rps * STAY_SHARE || current_eps > s.trip_eps * STAY_SHARE {
+            if engaged
+                || current_rps > s.trip_rps * STAY_SHARE
+                || current_eps > s.trip_eps * STAY_SHARE
+            {
                 s.last_hot = Some(now);
             }
             let settled = s
@@ -286,6 +301,7 @@ mod tests {
             fallback: model::AttackFallback::Off,
             min_coverage: 0.8,
             max_baseline_share: 0.01,
+            mitigation_hold: Duration::ZERO,
         }
     }
 
@@ -372,6 +388,27 @@ mod tests {
         // Under half: it ends after the hold.
         let changes = run(&d, &mut t, 40, 30, 0);
         assert!(matches!(changes[..], [Change::Ended]), "{changes:?}");
+    }
+
+    #[test]
+    fn an_attack_whose_held_requests_keep_coming_does_not_settle() {
+        let d = AttackDetector::default();
+        let mut t = Instant::now();
+        run(&d, &mut t, 60, 20, 0);
+        assert!(!run(&d, &mut t, 3, 400, 0).is_empty());
+        // The mitigation holds the flood's answers: few requests arrive, but they keep coming.
+        for _ in 0..60 {
+            t += Duration::from_secs(1);
+            assert_eq!(d.tick_engaged(&settings(), t, true), None);
+        }
+        assert!(d.under_attack());
+        // They stop: the attack settles after the hold.
+        let mut ended = Vec::new();
+        for _ in 0..40 {
+            t += Duration::from_secs(1);
+            ended.extend(d.tick_engaged(&settings(), t, false));
+        }
+        assert!(matches!(ended[..], [Change::Ended]), "{ended:?}");
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct RequestLog {
     pub upstream_time: Option<Duration>,
     /// The origin request's slot under the site's concurrency cap, held to the response's end.
     pub origin_permit: Option<OriginPermit>,
+    /// How long to hold the answer before it goes out: a mitigation's (`mitigation_hold`).
+    pub hold: Option<std::time::Duration>,
     /// The site's analytics (none for a request that matched no site).
     pub analytics: Option<Arc<SiteAnalytics>>,
     /// What the cache did, for the site's analytics.
@@ -65,6 +67,7 @@ impl RequestLog {
             origin: None,
             upstream_time: None,
             origin_permit: None,
+            hold: None,
             analytics: None,
             cache: None,
             started,

@@ -187,6 +187,12 @@ pub fn gate(request: &mut SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>> {
             &challenge,
         );
         if let Some(refused) = refused {
+            // Held before it goes out: a tool in a closed loop waits, rather than being
+            // answered at once and sending the next request.
+            let hold = site.config.shield.attack.mitigation_hold;
+            if !hold.is_zero() {
+                request.log.hold = Some(hold);
+            }
             return ControlFlow::Break(refused);
         }
     }
@@ -227,9 +233,9 @@ fn solver_flood(site: &SiteRuntime, headers: &http::HeaderMap) -> bool {
     )
 }
 
-/// A request that matched `mitigation`: for `block`, 403 and the connection closed (a tool
-/// that reconnects pays a handshake for each request); for `challenge`, the challenge unless
-/// the client holds clearance (`None`: it goes on) that has not carried a flood.
+/// A request that matched `mitigation`: for `block`, 403 and the HTTP/1.1 connection closed;
+/// for `challenge`, the challenge unless the client holds clearance (`None`: it goes on) that
+/// has not carried a flood. The caller holds the answer `mitigation_hold`.
 fn mitigate(
     (site, mitigation): (&std::sync::Arc<str>, &Mitigation),
     client_ip: IpAddr,

@@ -194,6 +194,8 @@ pub struct SiteSignatures {
     /// Proposed rules wait for a sampled request to be written from.
     pending_any: AtomicBool,
     challenge_all: AtomicBool,
+    /// Requests the mitigations matched since the last tick.
+    matches: AtomicU64,
     active: ArcSwap<Vec<Arc<Mitigation>>>,
     state: Mutex<State>,
 }
@@ -262,6 +264,7 @@ impl Default for SiteSignatures {
             armed: AtomicBool::new(false),
             pending_any: AtomicBool::new(false),
             challenge_all: AtomicBool::new(false),
+            matches: AtomicU64::new(0),
             active: ArcSwap::from_pointee(Vec::new()),
             state: Mutex::new(State::default()),
         }
@@ -329,7 +332,15 @@ impl SiteSignatures {
         let active = self.active.load();
         let found = active.iter().find(|m| m.rule.eval(facts))?;
         found.matched.fetch_add(1, Ordering::Relaxed);
+        self.matches.fetch_add(1, Ordering::Relaxed);
         Some(Arc::clone(found))
+    }
+
+    /// Requests the mitigations matched since the last call (once a second, by the tick): an
+    /// attack whose requests are held goes on while they keep coming, however slowly the hold
+    /// lets them.
+    pub fn take_matches(&self) -> u64 {
+        self.matches.swap(0, Ordering::Relaxed)
     }
 
     /// True while no signature covers enough of the surge and the site allows challenging

@@ -1,5 +1,6 @@
 //! What a client's request body may cost: its size against the site's `max_body_bytes`
-//! ([`BodyMeter`]) and its pace against `min_request_body_rate` ([`BodyPace`]).
+//! ([`BodyMeter`]), its pace against `min_request_body_rate` ([`BodyPace`]), and the memory of
+//! bodies read ahead against `body_buffer_memory` ([`BodyBuffers`]).
 
 use crate::metrics::{CutReason, Metrics};
 use model::ServerLimits;
@@ -43,6 +44,65 @@ impl BodyMeter {
             return false;
         }
         true
+    }
+}
+
+/// The bytes of request bodies the edge holds while it reads them whole before asking for an
+/// origin slot (`origin_body_buffer`), every site together, bounded by `[server]
+/// body_buffer_memory`. Over the bound a body is not refused: it streams, as every body did
+/// before read-ahead.
+#[derive(Debug, Default)]
+pub struct BodyBuffers {
+    held: AtomicU64,
+    /// Bodies that streamed because the bound was reached.
+    overflowed: AtomicU64,
+}
+
+impl BodyBuffers {
+    /// Room for `bytes` more, if the edge holds at most `bound` with them.
+    pub fn reserve(self: &Arc<Self>, bytes: u64, bound: u64) -> Option<BufferReservation> {
+        let mut held = self.held.load(Ordering::Relaxed);
+        loop {
+            let Some(after) = held.checked_add(bytes).filter(|after| *after <= bound) else {
+                self.overflowed.fetch_add(1, Ordering::Relaxed);
+                return None;
+            };
+            match self
+                .held
+                .compare_exchange_weak(held, after, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    return Some(BufferReservation {
+                        buffers: Arc::clone(self),
+                        bytes,
+                    });
+                }
+                Err(now) => held = now,
+            }
+        }
+    }
+
+    /// Bytes reserved now.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Bodies that streamed because `body_buffer_memory` was reached, since start.
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+}
+
+/// Memory reserved for one body read ahead; given back when dropped.
+#[derive(Debug)]
+pub struct BufferReservation {
+    buffers: Arc<BodyBuffers>,
+    bytes: u64,
+}
+
+impl Drop for BufferReservation {
+    fn drop(&mut self) {
+        self.buffers.held.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 
@@ -161,6 +221,28 @@ mod tests {
 
     fn wait(pace: &mut BodyPace) -> bool {
         pace.waiting(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn body_buffers_hold_at_most_their_bound_and_give_memory_back() {
+        let buffers = Arc::new(BodyBuffers::default());
+        let first = buffers.reserve(600, 1000).expect("room");
+        assert!(buffers.reserve(500, 1000).is_none(), "past the bound");
+        assert_eq!(buffers.overflowed(), 1);
+        let second = buffers.reserve(400, 1000).expect("exactly at the bound");
+        assert_eq!(buffers.held(), 1000);
+        drop(first);
+        drop(second);
+        assert_eq!(buffers.held(), 0);
+        assert!(
+            buffers
+                .reserve(u64::MAX, u64::MAX)
+                .is_some_and(|r| r.bytes == u64::MAX)
+        );
+        assert!(
+            buffers.reserve(1, u64::MAX).is_none(),
+            "no overflow of the count"
+        );
     }
 
     #[tokio::test(start_paused = true)]

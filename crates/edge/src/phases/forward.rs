@@ -2,11 +2,13 @@
 //! concurrent origin requests, and its answer comes back for the `respond` phase. How the
 //! client's request header is rewritten for the origin is `origin::fields`.
 
-use crate::body::{BodyMeter, BodyPace, EdgeBody, OriginBody};
+use crate::body::{BodyMeter, BodyPace, ClientBody, EdgeBody, OriginBody};
 use crate::metrics::CacheOutcome;
 use crate::origin::fields::{Hop, is_websocket_upgrade, write_origin_fields};
 use crate::origin::{InterimSink, OriginFailure, OriginRequest};
+use crate::origin_gate::{OriginPermit, Standing};
 use crate::own_responses::edge_page;
+use crate::phases::challenge as challenge_phase;
 use crate::phases::request::{OriginAnswer, SiteRequest};
 use crate::phases::shield as shield_phase;
 use http::header::HeaderMap;
@@ -15,30 +17,55 @@ use http::{Method, Response, StatusCode, Version};
 use shield::events::{EventAction, EventReason, NewEvent};
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// Runs after the cache, for every request it did not answer. Takes the request (its body
-/// streams to the origin), its routing and the cache's fill. Writes the origin's slot under
-/// the site's cap, the origin that answered and its time into the log. Continues with the
-/// origin's answer for the `respond` phase.
+/// goes to the origin: a small one read whole first, a larger one streamed), its routing and the
+/// cache's fill. Writes the origin's slot under the site's cap, the origin that answered and
+/// its time into the log. Continues with the origin's answer for the `respond` phase.
 ///
-/// Answers early: over the site's `max_origin_concurrency`, a stale copy the cache holds or
-/// 503; when no origin answers, a stale copy (stale-if-error, always online) or 502 (504 on a
-/// timeout, 413 or 408 for a body over the limit or too slow); an origin switching protocols
-/// the client did not ask for → 502. A WebSocket upgrade the origin accepts becomes a tunnel
-/// here.
+/// A body up to the site's `origin_body_buffer` is read whole before a slot is asked for, so
+/// a client that trickles its body holds the edge's memory (bounded) and never the origin's
+/// capacity; it is sent once the slot is taken. Over the site's `max_origin_concurrency` the
+/// request waits in the site's line for a slot (`origin_gate`: the most deserving first).
+///
+/// Answers early: a body that fails while read (408 too slow, 413 too large, 400 broken); when
+/// no slot frees up in time, or the line is full of more deserving requests, a stale copy the
+/// cache holds or 503; when no origin answers, a stale copy (stale-if-error, always online) or
+/// 502 (504 on a timeout, 413 or 408 for a body over the limit or too slow); an origin switching
+/// protocols the client did not ask for → 502. A WebSocket upgrade the origin accepts becomes a
+/// tunnel here.
 pub async fn to_origin(
     request: &mut SiteRequest<'_>,
 ) -> ControlFlow<Response<EdgeBody>, OriginAnswer> {
     let site = request.site;
-    let (origin_request, sent) = prepare(request);
-    // Origin protection: over the site's cap, a stale copy or 503.
-    match site
-        .protection
-        .origin_permit(site.config.shield.max_origin_concurrency)
-    {
-        Some(permit) => request.log.origin_permit = Some(permit),
-        None => return ControlFlow::Break(shed(request, &sent.method).await),
-    }
+    let upload = match take_body(request) {
+        Some(upload) => match read_ahead(request, upload).await {
+            Ok(upload) => Some(upload),
+            Err(failure) => {
+                let method = request.request.method().clone();
+                return ControlFlow::Break(failed(request, &method, failure, true).await);
+            }
+        },
+        None => None,
+    };
+    // Origin protection: a slot under the site's cap, at once or after a wait in its line.
+    let cap = site.config.shield.max_origin_concurrency;
+    let permit = match site.protection.origin_permit(cap) {
+        Some(permit) => {
+            note_visit(request);
+            permit
+        }
+        None => match wait_for_slot(request, cap).await {
+            Some(permit) => permit,
+            None => {
+                let method = request.request.method().clone();
+                return ControlFlow::Break(shed(request, &method).await);
+            }
+        },
+    };
+    request.log.origin_permit = Some(permit);
+    let (origin_request, sent) = prepare(request, upload);
     let answer = site.upstream.forward(origin_request).await;
     // Interim responses the origin sent go to the client before whatever answers it.
     request.conn.interim.written().await;
@@ -80,6 +107,106 @@ pub async fn to_origin(
     })
 }
 
+/// The client's body on its way to the origin, and the length the origin is told.
+struct Upload {
+    body: OriginBody,
+    /// The declared length (hyper holds the body to it); `None`: sent chunked.
+    length: Option<u64>,
+}
+
+/// Takes the client's body out of the request, metered against `max_body_bytes` and paced
+/// against `min_request_body_rate`; `None` for a request without one.
+fn take_body(request: &mut SiteRequest<'_>) -> Option<Upload> {
+    if http_body::Body::is_end_stream(request.request.body()) {
+        return None;
+    }
+    let body = std::mem::replace(request.request.body_mut(), ClientBody::Taken);
+    // The length the origin is told is the one the body is held to: hyper reads exactly a
+    // declared Content-Length (h2 checks its DATA against it), and the upload checks again.
+    let length = http_body::Body::size_hint(&body).exact();
+    let meter = Arc::new(BodyMeter::default());
+    request.log.meter = Some(Arc::clone(&meter));
+    let pace = BodyPace::new(&request.snapshot.limits, Arc::clone(&request.state.metrics));
+    let body = OriginBody::client(body, meter, request.site.config.max_body_bytes, pace);
+    Some(Upload { body, length })
+}
+
+/// Reads a body up to the site's `origin_body_buffer` whole before the origin is asked (a
+/// declared length over it, or no room left in `body_buffer_memory`: it streams as it comes).
+/// A chunked body that goes on past the limit sends what was read, then streams.
+async fn read_ahead(request: &SiteRequest<'_>, upload: Upload) -> Result<Upload, OriginFailure> {
+    let limit = request.site.config.origin_body_buffer;
+    if limit == 0 || upload.length.is_some_and(|n| n > limit) {
+        return Ok(upload);
+    }
+    let bound = request.snapshot.limits.body_buffer_memory;
+    let Some(reservation) = request
+        .state
+        .body_buffers
+        .reserve(upload.length.unwrap_or(limit), bound)
+    else {
+        return Ok(upload);
+    };
+    let limit = upload.length.unwrap_or(limit);
+    match upload
+        .body
+        .read_ahead(limit, upload.length, reservation)
+        .await
+    {
+        Ok(body) => Ok(Upload {
+            body,
+            length: upload.length,
+        }),
+        Err(e) => Err(OriginFailure::of_client_body(&e)),
+    }
+}
+
+/// Waits in the site's line for a slot under `cap` (the request is ranked by its clearance,
+/// the shield's verdict, and its network's share: `origin_gate`); `None` when it is shed.
+async fn wait_for_slot(request: &mut SiteRequest<'_>, cap: u32) -> Option<OriginPermit> {
+    let site = request.site;
+    let trusted = request.allowed
+        || challenge_phase::cleared(
+            &request.snapshot.challenge_keys,
+            site,
+            request.client_ip,
+            request.request.headers(),
+        );
+    let standing = Standing {
+        client_ip: request.client_ip,
+        trusted,
+        suspect: request.suspect,
+    };
+    site.protection
+        .gate
+        .wait(
+            cap,
+            site.config.shield.origin_queue,
+            standing,
+            &site.metrics,
+        )
+        .await
+        .ok()
+}
+
+/// A request let straight through to the origin: the client's address is noted as history for
+/// the site's line, once per connection (per request behind a trusted proxy, whose connection
+/// carries many clients).
+fn note_visit(request: &SiteRequest<'_>) {
+    let conn = request.conn;
+    let proxied = request.client_ip != conn.client.peer;
+    if !proxied {
+        if conn.visit_noted.load(Ordering::Relaxed) {
+            return;
+        }
+        conn.visit_noted.store(true, Ordering::Relaxed);
+    }
+    let protection = &request.site.protection;
+    protection
+        .gate
+        .note_visit(request.client_ip, protection.attack.under_attack());
+}
+
 /// What the origin phase keeps of the request it sends.
 struct Sent {
     method: Method,
@@ -90,9 +217,10 @@ struct Sent {
     has_body: bool,
 }
 
-/// Takes the request out of the context and writes the origin's copy of it (a plain
-/// function, so that its work does not live in the phase's future across the origin's wait).
-fn prepare(request: &mut SiteRequest<'_>) -> (OriginRequest, Sent) {
+/// Takes the request out of the context and writes the origin's copy of it, with `upload`,
+/// its body if it has one (a plain function, so that its work does not live in the phase's
+/// future across the origin's wait).
+fn prepare(request: &mut SiteRequest<'_>, upload: Option<Upload>) -> (OriginRequest, Sent) {
     let site = request.site;
     let settings = &site.config.cache;
     let version = request.framing.version;
@@ -103,7 +231,7 @@ fn prepare(request: &mut SiteRequest<'_>) -> (OriginRequest, Sent) {
         .then(|| http_request.headers().clone());
     let upgrade = is_websocket_upgrade(version, http_request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut http_request));
-    let (parts, body) = http_request.into_parts();
+    let (parts, _taken) = http_request.into_parts();
     let target = parts
         .uri
         .path_and_query()
@@ -122,21 +250,13 @@ fn prepare(request: &mut SiteRequest<'_>) -> (OriginRequest, Sent) {
     if let Some(fill) = &mut request.fill {
         fill.write_validators(&mut fields);
     }
-    let has_body = !http_body::Body::is_end_stream(&body);
-    // The length the origin is told is the one the body is held to: hyper reads exactly a
-    // declared Content-Length (h2 checks its DATA against it), and the upload checks again.
-    let length = if has_body {
-        http_body::Body::size_hint(&body).exact()
-    } else {
-        request.declared_length.filter(|n| *n == 0)
-    };
-    let body = if has_body {
-        let meter = Arc::new(BodyMeter::default());
-        request.log.meter = Some(Arc::clone(&meter));
-        let pace = BodyPace::new(&request.snapshot.limits, Arc::clone(&request.state.metrics));
-        OriginBody::client(body, meter, site.config.max_body_bytes, pace)
-    } else {
-        OriginBody::Empty
+    let has_body = upload.is_some();
+    let (body, length) = match upload {
+        Some(upload) => (upload.body, upload.length),
+        None => (
+            OriginBody::Empty,
+            request.declared_length.filter(|n| *n == 0),
+        ),
     };
     let origin_request = OriginRequest {
         retryable: !has_body && method.is_idempotent(),
@@ -162,7 +282,8 @@ fn prepare(request: &mut SiteRequest<'_>) -> (OriginRequest, Sent) {
     (origin_request, sent)
 }
 
-/// The answer when the site's origins are at their cap: a stale copy the cache holds, or 503.
+/// The answer when the site's origins are at their cap and no slot came in time: a stale copy
+/// the cache holds, or 503 with Retry-After.
 async fn shed(request: &mut SiteRequest<'_>, method: &Method) -> Response<EdgeBody> {
     let site = request.site;
     request.record(NewEvent::for_client(

@@ -59,24 +59,27 @@ pub struct BodyBuffers {
 }
 
 impl BodyBuffers {
-    /// Room for `bytes` more, if the edge holds at most `bound` with them.
-    pub fn reserve(self: &Arc<Self>, bytes: u64, bound: u64) -> Option<BufferReservation> {
+    /// An empty reservation, to [`BufferReservation::grow`] as bytes arrive.
+    pub fn reservation(self: &Arc<Self>) -> BufferReservation {
+        BufferReservation {
+            buffers: Arc::clone(self),
+            bytes: 0,
+        }
+    }
+
+    /// Counts `bytes` more if the edge then holds at most `bound`.
+    fn take(&self, bytes: u64, bound: u64) -> bool {
         let mut held = self.held.load(Ordering::Relaxed);
         loop {
             let Some(after) = held.checked_add(bytes).filter(|after| *after <= bound) else {
                 self.overflowed.fetch_add(1, Ordering::Relaxed);
-                return None;
+                return false;
             };
             match self
                 .held
                 .compare_exchange_weak(held, after, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => {
-                    return Some(BufferReservation {
-                        buffers: Arc::clone(self),
-                        bytes,
-                    });
-                }
+                Ok(_) => return true,
                 Err(now) => held = now,
             }
         }
@@ -87,17 +90,30 @@ impl BodyBuffers {
         self.held.load(Ordering::Relaxed)
     }
 
-    /// Bodies that streamed because `body_buffer_memory` was reached, since start.
+    /// Bodies that streamed (part read, the rest not) because `body_buffer_memory` was
+    /// reached, since start.
     pub fn overflowed(&self) -> u64 {
         self.overflowed.load(Ordering::Relaxed)
     }
 }
 
-/// Memory reserved for one body read ahead; given back when dropped.
+/// Memory held for one body read ahead, counted as its bytes arrive; given back when dropped.
 #[derive(Debug)]
 pub struct BufferReservation {
     buffers: Arc<BodyBuffers>,
     bytes: u64,
+}
+
+impl BufferReservation {
+    /// Counts `more` bytes held, if the edge then holds at most `bound` in all; false (and
+    /// nothing counted) otherwise.
+    pub fn grow(&mut self, more: u64, bound: u64) -> bool {
+        let taken = self.buffers.take(more, bound);
+        if taken {
+            self.bytes += more;
+        }
+        taken
+    }
 }
 
 impl Drop for BufferReservation {
@@ -226,20 +242,25 @@ mod tests {
     #[test]
     fn body_buffers_hold_at_most_their_bound_and_give_memory_back() {
         let buffers = Arc::new(BodyBuffers::default());
-        let first = buffers.reserve(600, 1000).expect("room");
-        assert!(buffers.reserve(500, 1000).is_none(), "past the bound");
+        let mut first = buffers.reservation();
+        assert!(first.grow(600, 1000));
+        let mut second = buffers.reservation();
+        assert!(!second.grow(500, 1000), "past the bound");
         assert_eq!(buffers.overflowed(), 1);
-        let second = buffers.reserve(400, 1000).expect("exactly at the bound");
+        assert!(second.grow(300, 1000));
+        assert!(second.grow(100, 1000), "exactly at the bound");
         assert_eq!(buffers.held(), 1000);
         drop(first);
         drop(second);
         assert_eq!(buffers.held(), 0);
-        let all = buffers.reserve(u64::MAX, u64::MAX).expect("room for everything");
+        let mut all = buffers.reservation();
+        assert!(all.grow(u64::MAX, u64::MAX));
         assert!(
-            buffers.reserve(1, u64::MAX).is_none(),
+            !buffers.reservation().grow(1, u64::MAX),
             "no overflow of the count"
         );
         drop(all);
+        assert_eq!(buffers.held(), 0);
     }
 
     #[tokio::test(start_paused = true)]

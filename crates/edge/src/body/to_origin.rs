@@ -42,42 +42,57 @@ pub struct ReadAhead {
 impl OriginBody {
     /// Reads this body ahead, up to `limit` bytes, under its own limits (size and pace: a
     /// client too slow or too large fails here as it would while streaming). Whole when it
-    /// ends within `limit`; otherwise what was read is sent first and the rest streams.
-    /// `expected`: the declared length, if any (the buffer is made that size at once);
-    /// `reservation`: the memory it may hold, at least `limit`.
+    /// ends within `limit`; otherwise what was read (and the frame that went past `limit`) is
+    /// sent first and the rest streams. The bytes held are counted into `reservation` as they
+    /// arrive, up to `bound` for every body together; past it, reading stops there and the
+    /// rest streams.
     pub async fn read_ahead(
         mut self,
         limit: u64,
-        expected: Option<u64>,
-        reservation: BufferReservation,
+        mut reservation: BufferReservation,
+        bound: u64,
     ) -> Result<OriginBody, BoxError> {
-        let capacity = expected.unwrap_or(0).min(limit);
-        let mut read = BytesMut::with_capacity(usize::try_from(capacity).unwrap_or(0));
-        let done = |read: BytesMut, over, rest, trailers| {
-            OriginBody::Read(Box::new(ReadAhead {
-                read: Some(read.freeze()),
-                over,
-                rest,
-                trailers,
-                reservation: Some(reservation),
-            }))
-        };
-        loop {
+        // Each frame copied at its size: a frame's bytes may hold a connection's whole read
+        // buffer, which would then outlive what `body_buffer_memory` counts; and a trickled
+        // body is held at the size that arrived, not the size it may reach.
+        let mut read: Vec<Bytes> = Vec::new();
+        let mut held = 0u64;
+        let (over, rest, trailers) = loop {
             let frame = match std::future::poll_fn(|cx| Pin::new(&mut self).poll_frame(cx)).await {
-                None => return Ok(done(read, None, None, None)),
+                None => break (None, None, None),
                 Some(Err(e)) => return Err(e),
                 Some(Ok(frame)) => frame,
             };
             match frame.into_data() {
-                Ok(data) if (read.len() + data.len()) as u64 <= limit => {
-                    // Copied, not kept: a frame's bytes may hold a connection's whole read
-                    // buffer, which would then outlive what `body_buffer_memory` counts.
-                    read.extend_from_slice(&data);
+                Ok(data) if data.is_empty() => {}
+                Ok(data)
+                    if held + data.len() as u64 <= limit
+                        && reservation.grow(data.len() as u64, bound) =>
+                {
+                    held += data.len() as u64;
+                    read.push(Bytes::copy_from_slice(&data));
                 }
-                Ok(data) => return Ok(done(read, Some(data), Some(self), None)),
-                Err(frame) => return Ok(done(read, None, None, frame.into_trailers().ok())),
+                Ok(data) => break (Some(data), Some(self), None),
+                Err(frame) => break (None, None, frame.into_trailers().ok()),
             }
-        }
+        };
+        let read = match read.len() {
+            0 | 1 => read.pop().unwrap_or_default(),
+            _ => {
+                let mut whole = BytesMut::with_capacity(held as usize);
+                for part in read {
+                    whole.extend_from_slice(&part);
+                }
+                whole.freeze()
+            }
+        };
+        Ok(OriginBody::Read(Box::new(ReadAhead {
+            read: Some(read),
+            over,
+            rest,
+            trailers,
+            reservation: Some(reservation),
+        })))
     }
 
     /// The client's body, counted into `meter`, failing past `limit` bytes or when it comes

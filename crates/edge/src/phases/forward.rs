@@ -20,13 +20,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// Runs after the cache, for every request it did not answer. Takes the request (its body
-/// goes to the origin: a small one read whole first, a larger one streamed), its routing and the
+/// goes to the origin: a small one read whole first, a larger one's start read, then streamed),
+/// its routing and the
 /// cache's fill. Writes the origin's slot under the site's cap, the origin that answered and
 /// its time into the log. Continues with the origin's answer for the `respond` phase.
 ///
-/// A body up to the site's `origin_body_buffer` is read whole before a slot is asked for, so
-/// a client that trickles its body holds the edge's memory (bounded) and never the origin's
-/// capacity; it is sent once the slot is taken. Over the site's `max_origin_concurrency` the
+/// The first `origin_body_buffer` bytes of a body are read before a slot is asked for (a body
+/// that ends within them, whole), so a client that trickles its body holds the edge's memory
+/// (bounded) and not the origin's capacity; they are sent once the slot is taken. Over the site's `max_origin_concurrency` the
 /// request waits in the site's line for a slot (`origin_gate`: the most deserving first).
 ///
 /// Answers early: a body that fails while read (408 too slow, 413 too large, 400 broken); when
@@ -131,28 +132,20 @@ fn take_body(request: &mut SiteRequest<'_>) -> Option<Upload> {
     Some(Upload { body, length })
 }
 
-/// Reads a body up to the site's `origin_body_buffer` whole before the origin is asked (a
-/// declared length over it, or no room left in `body_buffer_memory`: it streams as it comes).
-/// A chunked body that goes on past the limit sends what was read, then streams.
+/// Reads the first `origin_body_buffer` bytes of a body before the origin is asked: a body
+/// that ends within them is sent whole once a slot is taken, a longer one sends what was read
+/// and streams the rest. Either way a client that trickles its body holds no origin slot while
+/// it trickles the first part. The bytes held count against `body_buffer_memory` as they
+/// arrive; with no room left there, what was read goes first and the rest streams.
 async fn read_ahead(request: &SiteRequest<'_>, upload: Upload) -> Result<Upload, OriginFailure> {
     let limit = request.site.config.origin_body_buffer;
-    if limit == 0 || upload.length.is_some_and(|n| n > limit) {
+    if limit == 0 {
         return Ok(upload);
     }
+    let read = upload.length.map_or(limit, |n| n.min(limit));
+    let reservation = request.state.body_buffers.reservation();
     let bound = request.snapshot.limits.body_buffer_memory;
-    let Some(reservation) = request
-        .state
-        .body_buffers
-        .reserve(upload.length.unwrap_or(limit), bound)
-    else {
-        return Ok(upload);
-    };
-    let limit = upload.length.unwrap_or(limit);
-    match upload
-        .body
-        .read_ahead(limit, upload.length, reservation)
-        .await
-    {
+    match upload.body.read_ahead(read, reservation, bound).await {
         Ok(body) => Ok(Upload {
             body,
             length: upload.length,

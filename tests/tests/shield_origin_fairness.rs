@@ -216,7 +216,7 @@ async fn browsing(
             }
             n += 1;
             let sent = Instant::now();
-            let reply = if n % 3 == 0 {
+            let reply = if n.is_multiple_of(3) {
                 let extra = "Content-Type: application/x-www-form-urlencoded\r\n";
                 send_on(&mut conn, "POST", &format!("/echo/form/{n}"), extra, &form).await
             } else {

@@ -20,7 +20,8 @@
 //!   phases::shield::gate                   lists, rules, rate limits, challenge gate
 //!   phases::limits::refuse_oversized_body  413
 //!   phases::cache::look_up                 hit, stale, or a fill (policy: phases::cache)
-//!   phases::forward::to_origin             origin cap, origin::fields, origin::Upstream
+//!   phases::forward::to_origin             body read ahead, origin cap and its queue
+//!                                          (origin_gate), origin::fields, origin::Upstream
 //!   phases::respond::deliver               store, revalidate, invalidate, frame for client
 //! phases::log::RequestLog::finish_with     attached to the response; when its body ends
 //!                                          (body::to_client): metrics, analytics, access log

@@ -58,6 +58,11 @@ impl OriginBody {
         let mut read: Vec<Bytes> = Vec::new();
         let mut held = 0u64;
         let (over, rest, trailers) = loop {
+            if held == limit && limit > 0 {
+                // As much as may be read: the rest, if any, streams. (Not one poll more: a
+                // client that sent exactly this much may be waiting for an answer.)
+                break (None, Some(self), None);
+            }
             let frame = match std::future::poll_fn(|cx| Pin::new(&mut self).poll_frame(cx)).await {
                 None => break (None, None, None),
                 Some(Err(e)) => return Err(e),

@@ -618,6 +618,35 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn visits_are_noted_as_history_only_while_the_site_is_calm() {
+        let ip = "10.0.0.1".parse().unwrap();
+        // Under attack: nothing noted (the table is not even made).
+        let gate = gate();
+        gate.note_visit(ip, true);
+        assert_eq!(gate.regulars.memory_bytes(), 0);
+        // Right after a request had to wait: nothing noted either.
+        let _held = gate.try_enter(1).unwrap();
+        let quick = OriginQueue {
+            timeout: Duration::from_millis(10),
+            ..QUEUE
+        };
+        let metrics = SiteMetrics::default();
+        assert!(
+            gate.wait(1, quick, from("10.0.0.2"), &metrics)
+                .await
+                .is_err()
+        );
+        gate.note_visit(ip, false);
+        assert_eq!(gate.regulars.memory_bytes(), 0);
+        // Calm: noted.
+        let calm = self::gate();
+        calm.note_visit(ip, false);
+        assert!(calm.regulars.memory_bytes() > 0);
+        // A first sighting is not history yet.
+        assert!(!calm.is_regular(ip, clock::now_ms()));
+    }
+
     /// Many requests entering, waiting and leaving on several threads: the cap is never
     /// passed, every request gets a slot or is shed, and the counts end at zero.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use palisade_blackbox::metrics::{sample, scrape};
 use palisade_blackbox::raw::{RawConn, RawResponse};
-use palisade_blackbox::{Origin, Palisade, SiteConfig};
+use palisade_blackbox::{Echo, Origin, Palisade, SiteConfig};
 use serde_json::{Value, json};
 use shield::challenge::pow;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -360,6 +360,60 @@ async fn two_thousand_slow_posts_hold_no_origin_slot_while_browsers_are_served()
         ),
         Some(0.0)
     );
+}
+
+/// A body within `origin_body_buffer` reaches the origin only once the edge has it whole: half
+/// of it, then a pause, and the origin has seen nothing; the rest, and the origin gets the
+/// request with every byte.
+#[tokio::test]
+async fn a_small_body_reaches_the_origin_only_once_it_has_arrived_whole() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
+    let mut conn = RawConn::connect(proxy.http_addr()).await.expect("connect");
+    conn.send(b"POST /echo HTTP/1.1\r\nHost: blog.example\r\nContent-Length: 1000\r\n\r\n")
+        .await
+        .expect("send the head");
+    conn.send(&[b'a'; 500]).await.expect("send half the body");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        origin.requests(),
+        0,
+        "the origin was asked before the body was in"
+    );
+    conn.send(&[b'b'; 500]).await.expect("send the rest");
+    let response = conn.read_response(RESPONSE_TIMEOUT).await;
+    assert_eq!(response.status(), Some(200), "{response:?}");
+    assert_eq!(Echo::parse(&response.body).body_len, 1000);
+    assert_eq!(origin.requests(), 1);
+}
+
+/// `Expect: 100-continue` on a body longer than `origin_body_buffer`: the client still gets its
+/// 100 before it sends anything, and the whole body (its first 64 KiB read ahead, the rest
+/// streamed) reaches the origin.
+#[tokio::test]
+async fn expect_100_continue_is_answered_for_a_body_longer_than_the_read_ahead() {
+    let origin = Origin::start("a");
+    let proxy = Palisade::start(&SiteConfig::blog(origin.url()).to_toml());
+    let mut conn = RawConn::connect(proxy.http_addr()).await.expect("connect");
+    conn.send(
+        b"POST /upload HTTP/1.1\r\nHost: blog.example\r\nContent-Length: 200000\r\n\
+          Expect: 100-continue\r\n\r\n",
+    )
+    .await
+    .expect("send the head alone");
+    let interim = conn.read_interim_or_response(Duration::from_secs(3)).await;
+    assert_eq!(
+        interim.status(),
+        Some(100),
+        "instead of 100 Continue: {interim:?}"
+    );
+    conn.send(&vec![b'u'; 200_000])
+        .await
+        .expect("send the body");
+    let response = conn.read_response(RESPONSE_TIMEOUT).await;
+    assert_eq!(response.status(), Some(200), "{response:?}");
+    assert_eq!(response.body_text(), r#"{"bytes":200000}"#);
+    assert_eq!(origin.body_bytes(), 200_000);
 }
 
 // ---- Fair shedding at the origin's cap -----------------------------------------------------

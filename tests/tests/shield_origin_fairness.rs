@@ -4,7 +4,8 @@
 //!
 //! - 2,000 slow POSTs (10 bytes every 10 s) never hold an origin slot: their bodies are read at
 //!   the edge before a slot is asked for, browsers beside them get no 503, the origin sees none
-//!   of them, and the body-rate rule cuts them;
+//!   of them, and the body-rate rule cuts them; a small body reaches the origin only whole, and
+//!   `Expect: 100-continue` is answered as before;
 //! - with an origin at a small cap and a flood from 220 addresses pressing on it, twenty
 //!   browsers holding clearance keep being served quickly, the flood is shed, and the flood's
 //!   heavy network is shed before its light ones.

@@ -924,8 +924,8 @@ fn default_max_body_bytes() -> u64 {
     100 * 1024 * 1024
 }
 
-/// The default `origin_body_buffer`: a form post or an API call's JSON, whole, and the
-/// largest first flight a client sends before any window update (HTTP/2's initial window).
+/// The default `origin_body_buffer`: a form post or an API call's JSON, whole (nginx's
+/// `client_body_buffer_size` is 8 or 16 KiB, but nginx then buffers the rest to disk).
 pub const DEFAULT_ORIGIN_BODY_BUFFER: u64 = 64 << 10;
 
 /// Largest `origin_body_buffer`: beyond it a body is an upload, which streams.

@@ -20,15 +20,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// Runs after the cache, for every request it did not answer. Takes the request (its body
-/// goes to the origin: a small one read whole first, a larger one's start read, then streamed),
-/// its routing and the
-/// cache's fill. Writes the origin's slot under the site's cap, the origin that answered and
-/// its time into the log. Continues with the origin's answer for the `respond` phase.
+/// goes to the origin: a small one read whole first, a larger one's start read, then
+/// streamed), its routing and the cache's fill. Writes the origin's slot under the site's cap,
+/// the origin that answered and its time into the log. Continues with the origin's answer for
+/// the `respond` phase.
 ///
 /// The first `origin_body_buffer` bytes of a body are read before a slot is asked for (a body
 /// that ends within them, whole), so a client that trickles its body holds the edge's memory
-/// (bounded) and not the origin's capacity; they are sent once the slot is taken. Over the site's `max_origin_concurrency` the
-/// request waits in the site's line for a slot (`origin_gate`: the most deserving first).
+/// (bounded) and not the origin's capacity; they are sent once the slot is taken. Over the
+/// site's `max_origin_concurrency` the request waits in the site's line for a slot
+/// (`origin_gate`: the most deserving first).
 ///
 /// Answers early: a body that fails while read (408 too slow, 413 too large, 400 broken); when
 /// no slot frees up in time, or the line is full of more deserving requests, a stale copy the
@@ -39,34 +40,31 @@ use std::sync::atomic::Ordering;
 pub async fn to_origin(
     request: &mut SiteRequest<'_>,
 ) -> ControlFlow<Response<EdgeBody>, OriginAnswer> {
+    // A block, so that what it holds is gone before the origin's wait below (every byte of
+    // this future is copied for every request).
+    let (origin_request, sent) = {
+        let cap = request.site.config.shield.max_origin_concurrency;
+        let mut upload = take_body(request);
+        // The common path (no body, the cap not reached) takes its slot here; the rest is
+        // boxed, so that its state does not weigh on every request's future either.
+        let fast = match upload {
+            None => request.site.protection.origin_permit(cap),
+            Some(_) => None,
+        };
+        let permit = match fast {
+            Some(permit) => {
+                note_visit(request);
+                permit
+            }
+            None => match Box::pin(admit(request, &mut upload, cap)).await {
+                Ok(permit) => permit,
+                Err(answer) => return ControlFlow::Break(answer),
+            },
+        };
+        request.log.origin_permit = Some(permit);
+        prepare(request, upload)
+    };
     let site = request.site;
-    let upload = match take_body(request) {
-        Some(upload) => match read_ahead(request, upload).await {
-            Ok(upload) => Some(upload),
-            Err(failure) => {
-                let method = request.request.method().clone();
-                return ControlFlow::Break(failed(request, &method, failure, true).await);
-            }
-        },
-        None => None,
-    };
-    // Origin protection: a slot under the site's cap, at once or after a wait in its line.
-    let cap = site.config.shield.max_origin_concurrency;
-    let permit = match site.protection.origin_permit(cap) {
-        Some(permit) => {
-            note_visit(request);
-            permit
-        }
-        None => match wait_for_slot(request, cap).await {
-            Some(permit) => permit,
-            None => {
-                let method = request.request.method().clone();
-                return ControlFlow::Break(shed(request, &method).await);
-            }
-        },
-    };
-    request.log.origin_permit = Some(permit);
-    let (origin_request, sent) = prepare(request, upload);
     let answer = site.upstream.forward(origin_request).await;
     // Interim responses the origin sent go to the client before whatever answers it.
     request.conn.interim.written().await;
@@ -106,6 +104,36 @@ pub async fn to_origin(
         target: sent.target,
         invalidation: sent.invalidation,
     })
+}
+
+/// A slot for a request that has a body or met the cap: the body's start read first (it may
+/// fail: 408, 413, 400), then a slot at once or after a wait in the site's line; `Err` with the
+/// answer when the body failed or no slot came (a stale copy or 503).
+async fn admit(
+    request: &mut SiteRequest<'_>,
+    upload: &mut Option<Upload>,
+    cap: u32,
+) -> Result<OriginPermit, Response<EdgeBody>> {
+    if let Some(taken) = upload.take() {
+        match read_ahead(request, taken).await {
+            Ok(read) => *upload = Some(read),
+            Err(failure) => {
+                let method = request.request.method().clone();
+                return Err(failed(request, &method, failure, true).await);
+            }
+        }
+    }
+    if let Some(permit) = request.site.protection.origin_permit(cap) {
+        note_visit(request);
+        return Ok(permit);
+    }
+    match wait_for_slot(request, cap).await {
+        Some(permit) => Ok(permit),
+        None => {
+            let method = request.request.method().clone();
+            Err(shed(request, &method).await)
+        }
+    }
 }
 
 /// The client's body on its way to the origin, and the length the origin is told.

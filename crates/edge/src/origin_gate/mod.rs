@@ -51,6 +51,9 @@ use tokio::sync::oneshot;
 /// One waiting request in the high half of [`OriginGate::count`].
 const WAITER: u64 = 1 << 32;
 
+/// A permit's network when it was not let in from the line (network keys are never 0).
+const NOT_FROM_LINE: u64 = 0;
+
 /// Congestion has ended when nothing has had to wait for this long; only then are visits
 /// noted as history again.
 const CALM_AFTER_MS: u64 = 10_000;
@@ -143,17 +146,18 @@ impl OriginGate {
     }
 
     /// A slot at once, if fewer than `cap` are taken and nobody waits (0: no cap).
+    #[inline]
     pub fn try_enter(self: &Arc<Self>, cap: u32) -> Option<OriginPermit> {
         let before = self.count.fetch_add(1, Ordering::AcqRel);
         if cap == 0 || (in_flight(before) < cap && waiting(before) == 0) {
             return Some(OriginPermit {
                 gate: Some(Arc::clone(self)),
-                network: None,
+                network: NOT_FROM_LINE,
             });
         }
         // Not ours: given back as a permit's drop would, so that a slot freed meanwhile
         // still reaches whoever waits.
-        self.release(None);
+        self.release(NOT_FROM_LINE);
         None
     }
 
@@ -269,14 +273,22 @@ impl OriginGate {
         }
     }
 
-    /// A slot is given back (a permit dropped; `network` when it was let in from the line).
-    fn release(self: &Arc<Self>, network: Option<u64>) {
+    /// A slot is given back (a permit dropped; `network` when it was let in from the line,
+    /// else [`NOT_FROM_LINE`]).
+    #[inline]
+    fn release(self: &Arc<Self>, network: u64) {
         let before = self.count.fetch_sub(1, Ordering::AcqRel);
-        if network.is_none() && waiting(before) == 0 {
-            return;
+        if network != NOT_FROM_LINE || waiting(before) != 0 {
+            self.hand_over(network);
         }
+    }
+
+    /// The slow side of [`OriginGate::release`]: someone waits, or the permit came from the
+    /// line.
+    #[cold]
+    fn hand_over(self: &Arc<Self>, network: u64) {
         let mut gated = self.lock();
-        if let Some(network) = network {
+        if network != NOT_FROM_LINE {
             gated.line.finished(network);
         }
         self.admit(&mut gated);
@@ -307,7 +319,7 @@ impl OriginGate {
             };
             let permit = OriginPermit {
                 gate: Some(Arc::clone(self)),
-                network: Some(network),
+                network,
             };
             if let Err(mut permit) = sender.send(permit) {
                 // Its client went away as it was let in: the slot goes to the next one. (Not
@@ -323,7 +335,8 @@ impl OriginGate {
         self.line.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The client's network for fair shares: an IPv4 /24, an IPv6 /48.
+    /// The client's network for fair shares: an IPv4 /24, an IPv6 /48 (never
+    /// [`NOT_FROM_LINE`]).
     fn network_key(&self, ip: IpAddr) -> u64 {
         let mut bytes = [0u8; 7];
         let v4 = match ip {
@@ -341,7 +354,7 @@ impl OriginGate {
             }
             (None, IpAddr::V4(_)) => unreachable!("an IPv4 address has its IPv4 form"),
         }
-        xxhash_rust::xxh3::xxh3_64_with_seed(&bytes, self.seed)
+        xxhash_rust::xxh3::xxh3_64_with_seed(&bytes, self.seed).max(1)
     }
 
     /// The client's address for history: IPv4 whole, IPv6 by its /64.
@@ -393,19 +406,21 @@ impl Drop for Waiter<'_> {
 pub struct OriginPermit {
     /// `None` only while a permit that could not be handed over is taken apart.
     gate: Option<Arc<OriginGate>>,
-    /// The client's network, when the request was let in from the line.
-    network: Option<u64>,
+    /// The client's network when the request was let in from the line, else
+    /// [`NOT_FROM_LINE`].
+    network: u64,
 }
 
 impl std::fmt::Debug for OriginPermit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OriginPermit")
-            .field("from_line", &self.network.is_some())
+            .field("from_line", &(self.network != NOT_FROM_LINE))
             .finish()
     }
 }
 
 impl Drop for OriginPermit {
+    #[inline]
     fn drop(&mut self) {
         if let Some(gate) = self.gate.take() {
             gate.release(self.network);

@@ -47,19 +47,16 @@ pub async fn to_origin(
         let mut upload = take_body(request);
         // The common path (no body, the cap not reached) takes its slot here; the rest is
         // boxed, so that its state does not weigh on every request's future either.
-        let fast = match upload {
-            None => request.site.protection.origin_permit(cap),
-            Some(_) => None,
-        };
-        let permit = match fast {
-            Some(permit) => {
-                note_visit(request);
-                permit
-            }
-            None => match Box::pin(admit(request, &mut upload, cap)).await {
+        let permit = if upload.is_none()
+            && let Some(permit) = request.site.protection.origin_permit(cap)
+        {
+            note_visit(request);
+            permit
+        } else {
+            match Box::pin(admit(request, &mut upload, cap)).await {
                 Ok(permit) => permit,
                 Err(answer) => return ControlFlow::Break(answer),
-            },
+            }
         };
         request.log.origin_permit = Some(permit);
         prepare(request, upload)
@@ -213,15 +210,20 @@ async fn wait_for_slot(request: &mut SiteRequest<'_>, cap: u32) -> Option<Origin
 /// A request let straight through to the origin: the client's address is noted as history for
 /// the site's line, once per connection (per request behind a trusted proxy, whose connection
 /// carries many clients).
+#[inline]
 fn note_visit(request: &SiteRequest<'_>) {
     let conn = request.conn;
-    let proxied = request.client_ip != conn.client.peer;
-    if !proxied {
+    if request.client_ip == conn.client.peer {
         if conn.visit_noted.load(Ordering::Relaxed) {
             return;
         }
         conn.visit_noted.store(true, Ordering::Relaxed);
     }
+    note_visit_now(request);
+}
+
+#[cold]
+fn note_visit_now(request: &SiteRequest<'_>) {
     let protection = &request.site.protection;
     protection
         .gate

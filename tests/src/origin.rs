@@ -47,6 +47,27 @@ struct OriginState {
     healthy: AtomicBool,
     /// Requests per client, by the last `X-Forwarded-For` entry the proxy sent.
     by_client: Mutex<HashMap<String, u64>>,
+    /// Requests being handled now (`/health` excluded), from their head to their response's
+    /// head, and the most at once so far.
+    in_flight: AtomicU64,
+    most_in_flight: AtomicU64,
+}
+
+/// One request being handled, counted in `in_flight` until dropped.
+struct Busy<'a>(&'a OriginState);
+
+impl<'a> Busy<'a> {
+    fn start(state: &'a OriginState) -> Busy<'a> {
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        Busy(state)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// An HTTP/1.1 origin on 127.0.0.1, on its own tokio runtime (so it keeps serving whatever the
@@ -70,8 +91,9 @@ struct OriginState {
 ///
 /// [`Origin::requests`] counts every request except `/health`, so health checks do not blur
 /// "the origin saw nothing" assertions; [`Origin::requests_from`] counts them per client (by
-/// `X-Forwarded-For`). [`Origin::connections`] counts accepted TCP connections
-/// and [`Origin::body_bytes`] the request body bytes that arrived, whole bodies or not.
+/// `X-Forwarded-For`). [`Origin::connections`] counts accepted TCP connections,
+/// [`Origin::body_bytes`] the request body bytes that arrived, whole bodies or not, and
+/// [`Origin::most_in_flight`] the most requests it handled at once.
 pub struct Origin {
     addr: SocketAddr,
     state: Arc<OriginState>,
@@ -108,6 +130,8 @@ impl Origin {
             body_bytes: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             by_client: Mutex::new(HashMap::new()),
+            in_flight: AtomicU64::new(0),
+            most_in_flight: AtomicU64::new(0),
         });
         let (shutdown, stop_rx) = watch::channel(false);
         let serving = runtime.spawn(serve(listener, state.clone(), stop_rx));
@@ -159,6 +183,12 @@ impl Origin {
     pub fn requests_from(&self, client: &str) -> u64 {
         let by_client = self.state.by_client.lock().expect("origin client counts");
         by_client.get(client).copied().unwrap_or(0)
+    }
+
+    /// The most requests (`/health` excluded) the origin handled at once so far, each counted
+    /// from its head to its response's head.
+    pub fn most_in_flight(&self) -> u64 {
+        self.state.most_in_flight.load(Ordering::SeqCst)
     }
 
     /// Makes `/health` answer 200 (`true`) or 503 (`false`); other routes are unaffected.
@@ -227,6 +257,7 @@ async fn route(
     req: Request<Incoming>,
 ) -> Result<Response<OriginBody>, Infallible> {
     let path = req.uri().path().to_owned();
+    let _busy = (path != "/health").then(|| Busy::start(&state));
     if path == "/health" {
         state.health_checks.fetch_add(1, Ordering::SeqCst);
     } else {

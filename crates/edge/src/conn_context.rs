@@ -25,6 +25,9 @@ pub struct ConnContext {
     pub activity: ConnActivity,
     /// Interim (1xx) responses from origins on their way to an HTTP/1.1 client.
     pub interim: InterimQueue,
+    /// The client's visit is noted as history for the origin queue (`origin_gate`): once per
+    /// connection, not once per request.
+    pub visit_noted: AtomicBool,
     /// Held until the connection and any tunnel on it are gone.
     _permit: ConnPermit,
 }
@@ -160,6 +163,7 @@ impl ConnContext {
             sni_site,
             activity: ConnActivity::new(h2),
             interim: InterimQueue::default(),
+            visit_noted: AtomicBool::new(false),
             _permit: permit,
         }
     }

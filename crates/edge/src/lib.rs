@@ -20,7 +20,8 @@
 //!   phases::shield::gate                   lists, rules, rate limits, challenge gate
 //!   phases::limits::refuse_oversized_body  413
 //!   phases::cache::look_up                 hit, stale, or a fill (policy: phases::cache)
-//!   phases::forward::to_origin             origin cap, origin::fields, origin::Upstream
+//!   phases::forward::to_origin             body read ahead, origin cap and its queue
+//!                                          (origin_gate), origin::fields, origin::Upstream
 //!   phases::respond::deliver               store, revalidate, invalidate, frame for client
 //! phases::log::RequestLog::finish_with     attached to the response; when its body ends
 //!                                          (body::to_client): metrics, analytics, access log
@@ -36,7 +37,7 @@
 //! | beside the path | `operator` ([`admin`], `purge_api`, [`explain`]), `attack_watch` | the admin listener, purges, `palisade explain`; the once-a-second attack and origin-pressure watch. Never called by a phase |
 //! | connections | `listener`, `conn`, `h2_conn`, `h2_flood` | accept and serve client connections; they call the pipeline |
 //! | request | [`pipeline`], `phases` (`phases::request`: the per-request context) | the phases in order, one module each |
-//! | below the phases | `own_responses`, `abuse_intake`, `protection`, `snapshot`, `router`, `tls`, `state`, `tunnel` | the edge's own pages; the abuse intake's limits and pages; per-site protection state; the config snapshot, routing and certificates; what outlives snapshots; WebSocket tunnels |
+//! | below the phases | `own_responses`, `abuse_intake`, `protection`, `origin_gate`, `snapshot`, `router`, `tls`, `state`, `tunnel` | the edge's own pages; the abuse intake's limits and pages; per-site protection state; the origin cap and its fair waiting line; the config snapshot, routing and certificates; what outlives snapshots; WebSocket tunnels |
 //! | streams | `body`, `origin` (pools, health, selection, `fields`: what the origin receives, the HTTP/1.1 client), `conn_context` | bodies both ways, origins, what one client connection knows |
 //! | foundation | `http`, [`metrics`], [`access_log`], `clock`, `conn_guard`, [`fingerprint`] | wire-level HTTP, counters, the access log, the clock, connection permits, the client's TLS (JA4) and HTTP/2 fingerprints |
 //!
@@ -170,6 +171,7 @@ mod listener;
 pub mod metrics;
 mod operator;
 mod origin;
+mod origin_gate;
 mod own_responses;
 mod phases;
 pub mod pipeline;

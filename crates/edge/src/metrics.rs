@@ -52,6 +52,56 @@ pub struct SiteMetrics {
     /// Non-cumulative counts of solve times; the last slot is +Inf.
     solve_buckets: [AtomicU64; SOLVE_BUCKETS.len() + 1],
     solve_millis_sum: AtomicU64,
+    /// Requests waiting now for an origin slot (`origin_gate`).
+    origin_queued: AtomicU64,
+    /// Non-cumulative counts of the time requests waited for an origin slot; the last slot is
+    /// +Inf.
+    queue_wait_buckets: [AtomicU64; QUEUE_WAIT_BUCKETS.len() + 1],
+    queue_wait_micros_sum: AtomicU64,
+    /// What became of requests that met the origin cap, by [`QueueOutcome`].
+    queue_outcomes: [AtomicU64; QueueOutcome::ALL.len()],
+}
+
+/// Upper bounds (seconds) of the origin queue's wait histogram: `origin_queue_timeout` is 1 s
+/// by default and at most 60 s.
+const QUEUE_WAIT_BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];
+
+/// What became of a request that met its site's origin cap and the queue (`origin_gate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueOutcome {
+    /// It waited and got a slot.
+    Admitted,
+    /// It waited `origin_queue_timeout` and was shed.
+    TimedOut,
+    /// A more deserving request took its place in the full queue; shed.
+    Displaced,
+    /// The queue was full of requests at least as deserving; shed without waiting.
+    Refused,
+    /// Its client went away while it waited.
+    Abandoned,
+}
+
+impl QueueOutcome {
+    const ALL: [QueueOutcome; 5] = [
+        QueueOutcome::Admitted,
+        QueueOutcome::TimedOut,
+        QueueOutcome::Displaced,
+        QueueOutcome::Refused,
+        QueueOutcome::Abandoned,
+    ];
+
+    /// The outcome as the metrics page labels it.
+    pub fn label(self) -> &'static str {
+        match self {
+            QueueOutcome::Admitted => "admitted",
+            QueueOutcome::TimedOut => "timeout",
+            QueueOutcome::Displaced => "displaced",
+            QueueOutcome::Refused => "refused",
+            QueueOutcome::Abandoned => "abandoned",
+        }
+    }
 }
 
 /// Upper bounds (seconds) of the challenge solve-time histogram.
@@ -157,6 +207,38 @@ impl SiteMetrics {
         if let Some(i) = CHALLENGE_FAILURES.iter().position(|r| *r == why) {
             self.challenges_failed[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// A request began to wait for an origin slot.
+    pub fn origin_queue_joined(&self) {
+        self.origin_queued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request stopped waiting for an origin slot after `waited`.
+    pub fn origin_queue_left(&self, outcome: QueueOutcome, waited: Duration) {
+        let _ = self
+            .origin_queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        self.queue_outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+        let secs = waited.as_secs_f64();
+        let bucket = QUEUE_WAIT_BUCKETS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(QUEUE_WAIT_BUCKETS.len());
+        self.queue_wait_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.queue_wait_micros_sum
+            .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Requests waiting now for an origin slot.
+    #[cfg(test)]
+    pub fn origin_queued(&self) -> u64 {
+        self.origin_queued.load(Ordering::Relaxed)
+    }
+
+    /// A request met the origin cap and the full queue, and did not wait.
+    pub fn origin_queue_refused(&self) {
+        self.queue_outcomes[QueueOutcome::Refused as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one cache outcome.
@@ -318,6 +400,16 @@ fn write_histogram(
     let _ = writeln!(out, "{metric}_count{{site=\"{site}\"}} {cumulative}");
 }
 
+/// Request bodies read ahead of their origin slot (`origin_body_buffer`), as the metrics page
+/// shows them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BodyBufferReport {
+    /// Bytes held now, against `body_buffer_memory`.
+    pub held_bytes: u64,
+    /// Bodies streamed instead because `body_buffer_memory` was reached, since start.
+    pub overflowed: u64,
+}
+
 /// One origin's state as the metrics page shows it.
 pub struct OriginReport {
     /// The site's name.
@@ -362,6 +454,7 @@ impl Metrics {
         open_connections: u32,
         origins: &[OriginReport],
         cache: &CacheReport,
+        buffers: &BodyBufferReport,
     ) -> String {
         let mut out = String::with_capacity(4096);
         let sites = self.sites.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -536,6 +629,40 @@ impl Metrics {
                 sum,
             );
         }
+        out.push_str("# HELP palisade_origin_queued Requests waiting now for a slot under the site's max_origin_concurrency.\n");
+        out.push_str("# TYPE palisade_origin_queued gauge\n");
+        for (name, m) in &sites {
+            let _ = writeln!(
+                out,
+                "palisade_origin_queued{{site=\"{name}\"}} {}",
+                m.origin_queued.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP palisade_origin_queue_wait_seconds Time requests waited for a slot under the site's max_origin_concurrency, whatever became of them.\n");
+        out.push_str("# TYPE palisade_origin_queue_wait_seconds histogram\n");
+        for (name, m) in &sites {
+            let sum = m.queue_wait_micros_sum.load(Ordering::Relaxed) as f64 / 1e6;
+            write_histogram(
+                &mut out,
+                "palisade_origin_queue_wait_seconds",
+                name,
+                &QUEUE_WAIT_BUCKETS,
+                &m.queue_wait_buckets,
+                sum,
+            );
+        }
+        out.push_str("# HELP palisade_origin_queue_total Requests that met the site's max_origin_concurrency, by outcome: admitted (waited, got a slot), timeout, displaced, refused (shed), abandoned (the client went away).\n");
+        out.push_str("# TYPE palisade_origin_queue_total counter\n");
+        for (name, m) in &sites {
+            for outcome in QueueOutcome::ALL {
+                let _ = writeln!(
+                    out,
+                    "palisade_origin_queue_total{{site=\"{name}\",outcome=\"{}\"}} {}",
+                    outcome.label(),
+                    m.queue_outcomes[outcome as usize].load(Ordering::Relaxed)
+                );
+            }
+        }
         for (metric, kind, help, value) in [
             (
                 "palisade_cache_memory_bytes",
@@ -572,6 +699,18 @@ impl Metrics {
                 "gauge",
                 "Purges not yet applied to every stored object by the background pass (they already apply to requests).",
                 cache.pending_purges,
+            ),
+            (
+                "palisade_body_buffer_bytes",
+                "gauge",
+                "Bytes of request bodies read ahead of their origin slot now (origin_body_buffer), against body_buffer_memory.",
+                buffers.held_bytes,
+            ),
+            (
+                "palisade_body_buffer_overflows_total",
+                "counter",
+                "Request bodies that streamed instead of being read ahead because body_buffer_memory was reached.",
+                buffers.overflowed,
             ),
         ] {
             let _ = writeln!(
@@ -699,7 +838,12 @@ mod tests {
         let blog = metrics.site("blog");
         blog.record(200, Duration::from_millis(3), 10, 100);
         blog.record(503, Duration::from_secs(20), 0, 5);
-        let text = metrics.render(7, &[], &CacheReport::default());
+        let text = metrics.render(
+            7,
+            &[],
+            &CacheReport::default(),
+            &BodyBufferReport::default(),
+        );
         assert!(text.contains("palisade_requests_total{site=\"blog\",class=\"2xx\"} 1"));
         assert!(text.contains("palisade_requests_total{site=\"blog\",class=\"5xx\"} 1"));
         assert!(
@@ -722,7 +866,12 @@ mod tests {
         metrics.site("blog").record(200, Duration::ZERO, 0, 0);
         assert!(
             metrics
-                .render(0, &[], &CacheReport::default())
+                .render(
+                    0,
+                    &[],
+                    &CacheReport::default(),
+                    &BodyBufferReport::default()
+                )
                 .contains("palisade_requests_total{site=\"blog\",class=\"2xx\"} 2")
         );
     }

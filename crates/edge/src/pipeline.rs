@@ -14,8 +14,9 @@
 //! cache     fresh (or stale-while-revalidate) → answer; else a fill  phases::cache
 //!           (a miss past its limit under origin pressure → challenge
 //!           or 429)
-//! origin    concurrency cap (stale or 503), rewrite, forward,        phases::forward
-//!           failover; failures → stale or 502/504
+//! origin    small body read whole; concurrency cap (a short fair     phases::forward
+//!           queue, then stale or 503), rewrite, forward, failover;
+//!           failures → stale or 502/504
 //! respond   store, revalidate, invalidate; clean for the client      phases::respond
 //! log       when the body is done: metrics, analytics, access line   phases::log
 //! ```

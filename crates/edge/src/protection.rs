@@ -1,9 +1,12 @@
 //! What a site's shield remembers between requests, kept by site name so that it outlives
 //! reloads as the site's metrics do: attack detection's baselines, the origin's requests in
-//! flight and latency (origin pressure), attack signatures, and the per-address miss counts. Below the phases:
+//! flight and waiting (`origin_gate`) and latency (origin pressure), attack signatures, and the
+//! per-address miss counts. Below the phases:
 //! the shield phase reads and counts into it, and a background pass ([`watch_attacks`])
 //! turns its counts into rates once a second.
 
+use crate::origin_gate::OriginGate;
+pub use crate::origin_gate::OriginPermit;
 use model::SiteShield;
 use shield::attack::AttackDetector;
 use shield::challenge::solvers::SolverWatch;
@@ -11,7 +14,6 @@ use shield::pressure::PressureMonitor;
 use shield::ratelimit::{WindowCounter, random_seed};
 use shield::signature::SiteSignatures;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,7 +30,8 @@ pub struct SiteProtection {
     pub solvers: SolverWatch,
     /// The origin's load: latency seen, and whether it is under pressure.
     pub origin: PressureMonitor,
-    origin_in_flight: AtomicU32,
+    /// The origin requests in flight under the site's cap, and those waiting for a slot.
+    pub gate: Arc<OriginGate>,
     misses: Mutex<Option<(Duration, Arc<WindowCounter>)>>,
     /// Seeds the miss sketch's hashes, so a client cannot aim its misses at another's counters.
     pub(crate) seed: u64,
@@ -36,14 +39,15 @@ pub struct SiteProtection {
 
 impl SiteProtection {
     pub(crate) fn new() -> SiteProtection {
+        let seed = random_seed();
         SiteProtection {
             attack: AttackDetector::default(),
             signatures: SiteSignatures::default(),
             solvers: SolverWatch::default(),
             origin: PressureMonitor::default(),
-            origin_in_flight: AtomicU32::new(0),
+            gate: Arc::new(OriginGate::new(seed.rotate_left(17))),
             misses: Mutex::new(None),
-            seed: random_seed(),
+            seed,
         }
     }
 
@@ -60,18 +64,14 @@ impl SiteProtection {
         }
     }
 
-    /// Takes a slot for an origin request, unless `cap` are taken (0: no cap).
-    pub fn origin_permit(self: &Arc<Self>, cap: u32) -> Option<OriginPermit> {
-        let taken = self.origin_in_flight.fetch_add(1, Ordering::AcqRel);
-        if cap != 0 && taken >= cap {
-            self.origin_in_flight.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(OriginPermit(Arc::clone(self)))
+    /// Takes a slot for an origin request at once, unless `cap` are taken or requests are
+    /// waiting for one (0: no cap). Over it, `OriginGate::wait`.
+    pub fn origin_permit(&self, cap: u32) -> Option<OriginPermit> {
+        self.gate.try_enter(cap)
     }
 
     pub fn origin_in_flight(&self) -> u32 {
-        self.origin_in_flight.load(Ordering::Relaxed)
+        self.gate.in_flight()
     }
 
     /// True while the site's origin is under pressure: its requests in flight near
@@ -83,16 +83,6 @@ impl SiteProtection {
             shield.max_origin_concurrency,
             now,
         )
-    }
-}
-
-/// One origin request in flight; the slot is freed when the response is done (dropped).
-#[derive(Debug)]
-pub struct OriginPermit(Arc<SiteProtection>);
-
-impl Drop for OriginPermit {
-    fn drop(&mut self) {
-        self.0.origin_in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

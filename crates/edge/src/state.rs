@@ -3,6 +3,7 @@
 
 use crate::abuse_intake::AbuseIntake;
 use crate::access_log::AccessLog;
+use crate::body::BodyBuffers;
 use crate::metrics::{Metrics, SiteMetrics, UNROUTED};
 use crate::snapshot::Snapshot;
 use analytics::Analytics;
@@ -29,6 +30,9 @@ pub struct EdgeState {
     pub abuse: AbuseIntake,
     /// Per-site minutes for the control plane to take.
     pub analytics: Arc<Analytics>,
+    /// Request bodies read ahead of their origin slot, every site together (bounded by
+    /// `body_buffer_memory`).
+    pub body_buffers: Arc<BodyBuffers>,
     /// Metrics for requests that matched no site.
     pub(crate) unrouted: Arc<SiteMetrics>,
 }
@@ -53,6 +57,7 @@ impl EdgeState {
             cache,
             purge_wake: Arc::new(tokio::sync::Notify::new()),
             analytics,
+            body_buffers: Arc::new(BodyBuffers::default()),
         }
     }
 }

@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
         "own_responses",
         "abuse_intake",
         "protection",
+        "origin_gate",
         "snapshot",
         "router",
         "tls",

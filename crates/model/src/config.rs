@@ -200,6 +200,10 @@ pub struct ServerLimits {
     pub origin_idle_timeout: Duration,
     /// Idle connections kept open per origin.
     pub origin_max_idle: usize,
+    /// Bytes of request bodies the edge may hold at once, every site together, while it reads
+    /// them whole before asking for an origin slot (`origin_body_buffer`); past it, bodies
+    /// stream as they arrive.
+    pub body_buffer_memory: u64,
 }
 
 impl Default for ServerLimits {
@@ -226,6 +230,9 @@ impl Default for ServerLimits {
             shutdown_grace: Duration::from_secs(30),
             origin_idle_timeout: Duration::from_secs(60),
             origin_max_idle: 256,
+            // 1,024 bodies of the default 64 KiB `origin_body_buffer` at once: a busy edge's
+            // uploads, and a small share of its memory.
+            body_buffer_memory: 64 << 20,
         }
     }
 }
@@ -243,6 +250,9 @@ pub struct Site {
     pub tls: Option<TlsFiles>,
     /// Largest request body accepted; over it, 413.
     pub max_body_bytes: u64,
+    /// Request bodies up to this size are read whole before an origin slot is taken, so a
+    /// slow sender never holds one; larger bodies stream. 0 streams every body.
+    pub origin_body_buffer: u64,
     /// Time to open a TCP connection to an origin.
     pub connect_timeout: Duration,
     /// Time from sending a request to receiving the origin's response header.
@@ -500,6 +510,7 @@ impl Config {
                 origins: vec![origin],
                 tls: None,
                 max_body_bytes: default_max_body_bytes(),
+                origin_body_buffer: DEFAULT_ORIGIN_BODY_BUFFER,
                 connect_timeout: default_connect_timeout(),
                 response_timeout: default_response_timeout(),
                 health: None,
@@ -617,6 +628,8 @@ struct FileServer {
     origin_idle_timeout: Option<Duration>,
     origin_max_idle: Option<usize>,
     #[serde(with = "as_size")]
+    body_buffer_memory: u64,
+    #[serde(with = "as_size")]
     cache_memory: u64,
     #[serde(with = "as_size")]
     cache_disk: u64,
@@ -654,6 +667,7 @@ impl Default for FileServer {
             shutdown_grace: None,
             origin_idle_timeout: None,
             origin_max_idle: None,
+            body_buffer_memory: ServerLimits::default().body_buffer_memory,
             cache_memory: CacheStorage::default().memory_bytes,
             cache_disk: CacheStorage::default().disk_bytes,
             operator_host: None,
@@ -712,6 +726,7 @@ impl FileServer {
                 shutdown_grace: self.shutdown_grace.unwrap_or(d.shutdown_grace),
                 origin_idle_timeout: self.origin_idle_timeout.unwrap_or(d.origin_idle_timeout),
                 origin_max_idle: self.origin_max_idle.unwrap_or(d.origin_max_idle),
+                body_buffer_memory: self.body_buffer_memory,
             },
             cache: CacheStorage {
                 memory_bytes: self.cache_memory,
@@ -733,6 +748,8 @@ struct FileSite {
     tls: Option<Spanned<FileTls>>,
     #[serde(default = "default_max_body_bytes")]
     max_body_bytes: u64,
+    #[serde(default = "default_origin_body_buffer", with = "as_size")]
+    origin_body_buffer: u64,
     #[serde(default = "default_connect_timeout", with = "as_text")]
     connect_timeout: Duration,
     #[serde(default = "default_response_timeout", with = "as_text")]
@@ -905,6 +922,17 @@ pub(crate) fn is_token_byte(b: u8) -> bool {
 
 fn default_max_body_bytes() -> u64 {
     100 * 1024 * 1024
+}
+
+/// The default `origin_body_buffer`: a form post or an API call's JSON, whole (nginx's
+/// `client_body_buffer_size` is 8 or 16 KiB, but nginx then buffers the rest to disk).
+pub const DEFAULT_ORIGIN_BODY_BUFFER: u64 = 64 << 10;
+
+/// Largest `origin_body_buffer`: beyond it a body is an upload, which streams.
+pub const MAX_ORIGIN_BODY_BUFFER: u64 = 16 << 20;
+
+fn default_origin_body_buffer() -> u64 {
+    DEFAULT_ORIGIN_BODY_BUFFER
 }
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(5)
@@ -1179,6 +1207,13 @@ impl FileConfig {
                 return Err((None, key(field), message));
             }
             let site_key = format!("site[{i}]");
+            if site.origin_body_buffer > MAX_ORIGIN_BODY_BUFFER {
+                return Err((
+                    None,
+                    key("origin_body_buffer"),
+                    "must be at most 16MiB (larger bodies stream; 0 streams every body)".into(),
+                ));
+            }
             let mut shield = site.shield.validate(&format!("{site_key}.shield"))?;
             shield
                 .lists
@@ -1204,6 +1239,7 @@ impl FileConfig {
                 origins: site.origins.into_inner(),
                 tls,
                 max_body_bytes: site.max_body_bytes,
+                origin_body_buffer: site.origin_body_buffer,
                 connect_timeout: site.connect_timeout,
                 response_timeout: site.response_timeout,
                 health,
@@ -1377,6 +1413,26 @@ tls = { cert = "certs/blog.pem", key = "certs/blog.key" }
             let err = parse(&format!("[server]\n{line}\n")).unwrap_err();
             assert_eq!(err.key, key, "{line}: {err}");
         }
+    }
+
+    #[test]
+    fn origin_body_buffer_and_body_buffer_memory_parse_as_sizes_and_are_bounded() {
+        let site =
+            "[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigins = [\"http://127.0.0.1:1\"]\n";
+        let config = parse(site).unwrap();
+        assert_eq!(config.sites[0].origin_body_buffer, 64 << 10);
+        assert_eq!(config.server.limits.body_buffer_memory, 64 << 20);
+        let config = parse(&format!(
+            "[server]\nbody_buffer_memory = \"8MiB\"\n{site}origin_body_buffer = \"16KiB\"\n"
+        ))
+        .unwrap();
+        assert_eq!(config.sites[0].origin_body_buffer, 16 << 10);
+        assert_eq!(config.server.limits.body_buffer_memory, 8 << 20);
+        // 0 streams every body, as before the setting existed.
+        let off = parse(&format!("{site}origin_body_buffer = 0\n")).unwrap();
+        assert_eq!(off.sites[0].origin_body_buffer, 0);
+        let err = parse(&format!("{site}origin_body_buffer = \"17MiB\"\n")).unwrap_err();
+        assert_eq!(err.key, "site[0].origin_body_buffer", "{err}");
     }
 
     #[test]

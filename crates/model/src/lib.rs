@@ -42,15 +42,15 @@ pub use challenge::{
 };
 pub use config::{
     AccessLogSettings, AccessLogTarget, CacheStorage, Config, ConfigError,
-    DEFAULT_ANALYTICS_RETENTION, HealthCheck, QueryKey, ServerLimits, ServerSettings, Site,
-    SiteCache, TlsFiles,
+    DEFAULT_ANALYTICS_RETENTION, DEFAULT_ORIGIN_BODY_BUFFER, HealthCheck, MAX_ORIGIN_BODY_BUFFER,
+    QueryKey, ServerLimits, ServerSettings, Site, SiteCache, TlsFiles,
 };
 pub use duration::{DurationError, parse_duration};
 pub use host::{HostError, HostPattern, normalize_host};
 pub use origin::{Origin, OriginScheme, OriginUrl, OriginUrlError};
 pub use shield::{
     AttackDetection, AttackFallback, GlobalShield, IpLists, LimitAction, LimitKey, NetError,
-    OriginPressure, RateLimit, Rule, RuleAction, SiteShield, parse_net,
+    OriginPressure, OriginQueue, RateLimit, Rule, RuleAction, SiteShield, parse_net,
 };
 pub use shown::{SHOWN_CHARS, Shown, shown};
 pub use size::{SizeError, parse_size};

@@ -56,9 +56,13 @@ impl IpLists {
 pub struct SiteShield {
     /// The site's own lists, checked with the `[shield]` lists (the longer prefix wins).
     pub lists: IpLists,
-    /// Origin requests in flight at once for this site; over it the cache's stale copy or
-    /// 503 with Retry-After. 0 means no cap.
+    /// Origin requests in flight at once for this site; over it a request waits in the
+    /// site's origin queue, then gets the cache's stale copy or 503 with Retry-After. 0 means
+    /// no cap.
     pub max_origin_concurrency: u32,
+    /// The origin queue: how long, and how many, requests wait for a slot under
+    /// `max_origin_concurrency` before they are shed.
+    pub origin_queue: OriginQueue,
     /// Cache misses one client address may cause per `misses_period` (a cache-busting flood of
     /// random query strings); over it, `misses_action`. 0 means no limit.
     pub max_misses_per_ip: u32,
@@ -75,6 +79,30 @@ pub struct SiteShield {
     pub pressure: OriginPressure,
     /// Automatic under-attack mode.
     pub attack: AttackDetection,
+}
+
+/// The short waiting line in front of a site's origins when `max_origin_concurrency` is
+/// reached (`origin_queue_timeout`, `origin_queue_length`). Either at 0 turns it off: over the
+/// cap a request is shed at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OriginQueue {
+    /// The longest a request waits for a slot; past it, the stale copy or 503.
+    pub timeout: Duration,
+    /// The most requests waiting at once; a newcomer more deserving than the least
+    /// deserving one waiting takes its place, which is shed.
+    pub length: u32,
+}
+
+impl OriginQueue {
+    /// Largest `origin_queue_length`: each waiting request holds its client's connection.
+    pub const MAX_LENGTH: u32 = 65_536;
+    /// Longest `origin_queue_timeout`: a queue is for riding out a burst, not an outage.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// Whether requests over the cap wait at all.
+    pub fn is_on(&self) -> bool {
+        !self.timeout.is_zero() && self.length > 0
+    }
 }
 
 /// When a site's origin counts as under pressure: either signal is enough, and the site stays
@@ -390,6 +418,9 @@ pub(crate) struct FileSiteShield {
     allow_files: Vec<PathBuf>,
     deny_files: Vec<PathBuf>,
     max_origin_concurrency: u32,
+    #[serde(with = "as_text")]
+    origin_queue_timeout: Duration,
+    origin_queue_length: u32,
     max_misses_per_ip: u32,
     #[serde(with = "as_text")]
     misses_period: Duration,
@@ -421,6 +452,13 @@ impl Default for FileSiteShield {
             allow_files: Vec::new(),
             deny_files: Vec::new(),
             max_origin_concurrency: 256,
+            // docs/shield.md, "Origin protection": a second rides out a burst (a browser
+            // waits that long without noticing much) and is short enough that a client
+            // shed after it retries soon.
+            origin_queue_timeout: Duration::from_secs(1),
+            // Four times the default cap: more than an origin at the cap serves within the
+            // timeout unless it answers in under a quarter of a second; the rest is shed.
+            origin_queue_length: 1024,
             // docs/shield.md, "Per-address defaults": the numbers and why.
             max_misses_per_ip: 600,
             misses_period: Duration::from_secs(60),
@@ -523,6 +561,20 @@ impl FileSiteShield {
                 "must be a number above 1, or 0 (off)".into(),
             ));
         }
+        if self.origin_queue_timeout > OriginQueue::MAX_TIMEOUT {
+            return Err((
+                None,
+                format!("{key}.origin_queue_timeout"),
+                "must be at most 60s (0s: no queue)".into(),
+            ));
+        }
+        if self.origin_queue_length > OriginQueue::MAX_LENGTH {
+            return Err((
+                None,
+                format!("{key}.origin_queue_length"),
+                format!("must be at most {} (0: no queue)", OriginQueue::MAX_LENGTH),
+            ));
+        }
         let lists = FileLists {
             allow: self.allow,
             deny: self.deny,
@@ -532,6 +584,10 @@ impl FileSiteShield {
         Ok(SiteShield {
             lists: lists.into_lists(key)?,
             max_origin_concurrency: self.max_origin_concurrency,
+            origin_queue: OriginQueue {
+                timeout: self.origin_queue_timeout,
+                length: self.origin_queue_length,
+            },
             max_misses_per_ip: self.max_misses_per_ip,
             misses_period: self.misses_period,
             misses_action: self.misses_action,
@@ -827,6 +883,39 @@ max_origin_concurrency = 256
         assert!(shield.attack.enabled);
         assert_eq!(shield.attack.fallback, AttackFallback::Off);
         assert_eq!(shield.attack.hold, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_origin_queue_waits_a_second_for_at_most_1024_and_either_zero_turns_it_off() {
+        let queue = SiteShield::default().origin_queue;
+        assert_eq!(queue.timeout, Duration::from_secs(1));
+        assert_eq!(queue.length, 1024);
+        assert!(queue.is_on());
+        let site = "[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigins = [\"http://127.0.0.1:1\"]\n[site.shield]\n";
+        for (keys, on) in [
+            (
+                "origin_queue_timeout = \"250ms\"\norigin_queue_length = 10",
+                true,
+            ),
+            ("origin_queue_timeout = \"0s\"", false),
+            ("origin_queue_length = 0", false),
+        ] {
+            let config = parse(&format!("{site}{keys}\n")).unwrap();
+            assert_eq!(config.sites[0].shield.origin_queue.is_on(), on, "{keys}");
+        }
+        for (keys, key) in [
+            (
+                "origin_queue_timeout = \"61s\"",
+                "site[0].shield.origin_queue_timeout",
+            ),
+            (
+                "origin_queue_length = 65537",
+                "site[0].shield.origin_queue_length",
+            ),
+        ] {
+            let err = parse(&format!("{site}{keys}\n")).unwrap_err();
+            assert_eq!(err.key, key, "{keys}: {err}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! What a client's request body may cost: its size against the site's `max_body_bytes`
-//! ([`BodyMeter`]) and its pace against `min_request_body_rate` ([`BodyPace`]).
+//! ([`BodyMeter`]), its pace against `min_request_body_rate` ([`BodyPace`]), and the memory of
+//! bodies read ahead against `body_buffer_memory` ([`BodyBuffers`]).
 
 use crate::metrics::{CutReason, Metrics};
 use model::ServerLimits;
@@ -43,6 +44,81 @@ impl BodyMeter {
             return false;
         }
         true
+    }
+}
+
+/// The bytes of request bodies the edge holds while it reads them whole before asking for an
+/// origin slot (`origin_body_buffer`), every site together, bounded by `[server]
+/// body_buffer_memory`. Over the bound a body is not refused: it streams, as every body did
+/// before read-ahead.
+#[derive(Debug, Default)]
+pub struct BodyBuffers {
+    held: AtomicU64,
+    /// Bodies that streamed because the bound was reached.
+    overflowed: AtomicU64,
+}
+
+impl BodyBuffers {
+    /// An empty reservation, to [`BufferReservation::grow`] as bytes arrive.
+    pub fn reservation(self: &Arc<Self>) -> BufferReservation {
+        BufferReservation {
+            buffers: Arc::clone(self),
+            bytes: 0,
+        }
+    }
+
+    /// Counts `bytes` more if the edge then holds at most `bound`.
+    fn take(&self, bytes: u64, bound: u64) -> bool {
+        let mut held = self.held.load(Ordering::Relaxed);
+        loop {
+            let Some(after) = held.checked_add(bytes).filter(|after| *after <= bound) else {
+                self.overflowed.fetch_add(1, Ordering::Relaxed);
+                return false;
+            };
+            match self
+                .held
+                .compare_exchange_weak(held, after, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => held = now,
+            }
+        }
+    }
+
+    /// Bytes reserved now.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Bodies that streamed (part read, the rest not) because `body_buffer_memory` was
+    /// reached, since start.
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+}
+
+/// Memory held for one body read ahead, counted as its bytes arrive; given back when dropped.
+#[derive(Debug)]
+pub struct BufferReservation {
+    buffers: Arc<BodyBuffers>,
+    bytes: u64,
+}
+
+impl BufferReservation {
+    /// Counts `more` bytes held, if the edge then holds at most `bound` in all; false (and
+    /// nothing counted) otherwise.
+    pub fn grow(&mut self, more: u64, bound: u64) -> bool {
+        let taken = self.buffers.take(more, bound);
+        if taken {
+            self.bytes += more;
+        }
+        taken
+    }
+}
+
+impl Drop for BufferReservation {
+    fn drop(&mut self) {
+        self.buffers.held.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 
@@ -161,6 +237,30 @@ mod tests {
 
     fn wait(pace: &mut BodyPace) -> bool {
         pace.waiting(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn body_buffers_hold_at_most_their_bound_and_give_memory_back() {
+        let buffers = Arc::new(BodyBuffers::default());
+        let mut first = buffers.reservation();
+        assert!(first.grow(600, 1000));
+        let mut second = buffers.reservation();
+        assert!(!second.grow(500, 1000), "past the bound");
+        assert_eq!(buffers.overflowed(), 1);
+        assert!(second.grow(300, 1000));
+        assert!(second.grow(100, 1000), "exactly at the bound");
+        assert_eq!(buffers.held(), 1000);
+        drop(first);
+        drop(second);
+        assert_eq!(buffers.held(), 0);
+        let mut all = buffers.reservation();
+        assert!(all.grow(u64::MAX, u64::MAX));
+        assert!(
+            !buffers.reservation().grow(1, u64::MAX),
+            "no overflow of the count"
+        );
+        drop(all);
+        assert_eq!(buffers.held(), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,7 +1,10 @@
-//! Bodies that cross the edge: streamed both ways frame by frame, never collected in memory.
+//! Bodies that cross the edge: streamed both ways frame by frame, never collected in memory,
+//! except a small request body read whole before an origin slot is taken (`origin_body_buffer`,
+//! bounded together by `body_buffer_memory`: [`BodyBuffers`]).
 //!
 //! - [`OriginBody`]: what is sent to an origin, the client's body metered against the site's
-//!   `max_body_bytes` and paced against `min_request_body_rate` ([`BodyPace`]).
+//!   `max_body_bytes` and paced against `min_request_body_rate` ([`BodyPace`]), read ahead or
+//!   streamed.
 //! - [`EdgeBody`]: what is sent to a client, which finishes the request's log record when the
 //!   last frame leaves (or the client goes away).
 //! - [`ClientBody`]: a client's request body as HTTP/1.1 or HTTP/2 delivers it.
@@ -15,6 +18,6 @@ pub mod to_client;
 pub mod to_origin;
 
 pub use client::{ClientBody, H2RequestBody};
-pub use limits::{BodyMeter, BodyPace, BoxError};
+pub use limits::{BodyBuffers, BodyMeter, BodyPace, BoxError};
 pub use to_client::{EdgeBody, Finish, Tee};
 pub use to_origin::OriginBody;

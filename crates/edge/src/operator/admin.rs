@@ -129,6 +129,10 @@ pub async fn answer<B>(
                 guard.open(),
                 &snapshot.origin_reports(),
                 &cache_report(&state.cache),
+                &crate::metrics::BodyBufferReport {
+                    held_bytes: state.body_buffers.held(),
+                    overflowed: state.body_buffers.overflowed(),
+                },
             );
             (
                 StatusCode::OK,

@@ -10,6 +10,7 @@ use super::connection::{ExchangeError, Upload};
 use super::pool::ConnPool;
 use super::response_body::OriginResponseBody;
 use super::{InterimSink, OriginState, Upstream};
+use crate::body::limits::{BodyTooLarge, BodyTooSlow, BoxError};
 use crate::body::to_origin::OriginBody;
 use http::uri::PathAndQuery;
 use http::{Method, Response, StatusCode};
@@ -189,6 +190,20 @@ pub enum OriginFailure {
     BodyTooSlow,
     /// The client's body broke off while being forwarded (400; the client is usually gone).
     ClientBody,
+}
+
+impl OriginFailure {
+    /// The failure for a client's body that failed before it reached an origin (read ahead):
+    /// too large, too slow, or broken off.
+    pub fn of_client_body(error: &BoxError) -> OriginFailure {
+        if error.is::<BodyTooLarge>() {
+            OriginFailure::BodyTooLarge
+        } else if error.is::<BodyTooSlow>() {
+            OriginFailure::BodyTooSlow
+        } else {
+            OriginFailure::ClientBody
+        }
+    }
 }
 
 impl Upstream {

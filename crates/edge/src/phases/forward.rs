@@ -2,11 +2,13 @@
 //! concurrent origin requests, and its answer comes back for the `respond` phase. How the
 //! client's request header is rewritten for the origin is `origin::fields`.
 
-use crate::body::{BodyMeter, BodyPace, EdgeBody, OriginBody};
+use crate::body::{BodyMeter, BodyPace, ClientBody, EdgeBody, OriginBody};
 use crate::metrics::CacheOutcome;
 use crate::origin::fields::{Hop, is_websocket_upgrade, write_origin_fields};
 use crate::origin::{InterimSink, OriginFailure, OriginRequest};
+use crate::origin_gate::{OriginPermit, Standing};
 use crate::own_responses::edge_page;
+use crate::phases::challenge as challenge_phase;
 use crate::phases::request::{OriginAnswer, SiteRequest};
 use crate::phases::shield as shield_phase;
 use http::header::HeaderMap;
@@ -15,30 +17,51 @@ use http::{Method, Response, StatusCode, Version};
 use shield::events::{EventAction, EventReason, NewEvent};
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// Runs after the cache, for every request it did not answer. Takes the request (its body
-/// streams to the origin), its routing and the cache's fill. Writes the origin's slot under
-/// the site's cap, the origin that answered and its time into the log. Continues with the
-/// origin's answer for the `respond` phase.
+/// goes to the origin: a small one read whole first, a larger one's start read, then
+/// streamed), its routing and the cache's fill. Writes the origin's slot under the site's cap,
+/// the origin that answered and its time into the log. Continues with the origin's answer for
+/// the `respond` phase.
 ///
-/// Answers early: over the site's `max_origin_concurrency`, a stale copy the cache holds or
-/// 503; when no origin answers, a stale copy (stale-if-error, always online) or 502 (504 on a
-/// timeout, 413 or 408 for a body over the limit or too slow); an origin switching protocols
-/// the client did not ask for → 502. A WebSocket upgrade the origin accepts becomes a tunnel
-/// here.
+/// The first `origin_body_buffer` bytes of a body are read before a slot is asked for (a body
+/// that ends within them, whole), so a client that trickles its body holds the edge's memory
+/// (bounded) and not the origin's capacity; they are sent once the slot is taken. Over the
+/// site's `max_origin_concurrency` the request waits in the site's line for a slot
+/// (`origin_gate`: the most deserving first).
+///
+/// Answers early: a body that fails while read (408 too slow, 413 too large, 400 broken); when
+/// no slot frees up in time, or the line is full of more deserving requests, a stale copy the
+/// cache holds or 503; when no origin answers, a stale copy (stale-if-error, always online) or
+/// 502 (504 on a timeout, 413 or 408 for a body over the limit or too slow); an origin switching
+/// protocols the client did not ask for → 502. A WebSocket upgrade the origin accepts becomes a
+/// tunnel here.
 pub async fn to_origin(
     request: &mut SiteRequest<'_>,
 ) -> ControlFlow<Response<EdgeBody>, OriginAnswer> {
+    // A block, so that what it holds is gone before the origin's wait below (every byte of
+    // this future is copied for every request).
+    let (origin_request, sent) = {
+        let cap = request.site.config.shield.max_origin_concurrency;
+        let mut upload = take_body(request);
+        // The common path (no body, the cap not reached) takes its slot here; the rest is
+        // boxed, so that its state does not weigh on every request's future either.
+        let permit = if upload.is_none()
+            && let Some(permit) = request.site.protection.origin_permit(cap)
+        {
+            note_visit(request);
+            permit
+        } else {
+            match Box::pin(admit(request, &mut upload, cap)).await {
+                Ok(permit) => permit,
+                Err(answer) => return ControlFlow::Break(answer),
+            }
+        };
+        request.log.origin_permit = Some(permit);
+        prepare(request, upload)
+    };
     let site = request.site;
-    let (origin_request, sent) = prepare(request);
-    // Origin protection: over the site's cap, a stale copy or 503.
-    match site
-        .protection
-        .origin_permit(site.config.shield.max_origin_concurrency)
-    {
-        Some(permit) => request.log.origin_permit = Some(permit),
-        None => return ControlFlow::Break(shed(request, &sent.method).await),
-    }
     let answer = site.upstream.forward(origin_request).await;
     // Interim responses the origin sent go to the client before whatever answers it.
     request.conn.interim.written().await;
@@ -80,6 +103,133 @@ pub async fn to_origin(
     })
 }
 
+/// A slot for a request that has a body or met the cap: the body's start read first (it may
+/// fail: 408, 413, 400), then a slot at once or after a wait in the site's line; `Err` with the
+/// answer when the body failed or no slot came (a stale copy or 503).
+async fn admit(
+    request: &mut SiteRequest<'_>,
+    upload: &mut Option<Upload>,
+    cap: u32,
+) -> Result<OriginPermit, Response<EdgeBody>> {
+    if let Some(taken) = upload.take() {
+        match read_ahead(request, taken).await {
+            Ok(read) => *upload = Some(read),
+            Err(failure) => {
+                let method = request.request.method().clone();
+                return Err(failed(request, &method, failure, true).await);
+            }
+        }
+    }
+    if let Some(permit) = request.site.protection.origin_permit(cap) {
+        note_visit(request);
+        return Ok(permit);
+    }
+    match wait_for_slot(request, cap).await {
+        Some(permit) => Ok(permit),
+        None => {
+            let method = request.request.method().clone();
+            Err(shed(request, &method).await)
+        }
+    }
+}
+
+/// The client's body on its way to the origin, and the length the origin is told.
+struct Upload {
+    body: OriginBody,
+    /// The declared length (hyper holds the body to it); `None`: sent chunked.
+    length: Option<u64>,
+}
+
+/// Takes the client's body out of the request, metered against `max_body_bytes` and paced
+/// against `min_request_body_rate`; `None` for a request without one.
+fn take_body(request: &mut SiteRequest<'_>) -> Option<Upload> {
+    if http_body::Body::is_end_stream(request.request.body()) {
+        return None;
+    }
+    let body = std::mem::replace(request.request.body_mut(), ClientBody::Taken);
+    // The length the origin is told is the one the body is held to: hyper reads exactly a
+    // declared Content-Length (h2 checks its DATA against it), and the upload checks again.
+    let length = http_body::Body::size_hint(&body).exact();
+    let meter = Arc::new(BodyMeter::default());
+    request.log.meter = Some(Arc::clone(&meter));
+    let pace = BodyPace::new(&request.snapshot.limits, Arc::clone(&request.state.metrics));
+    let body = OriginBody::client(body, meter, request.site.config.max_body_bytes, pace);
+    Some(Upload { body, length })
+}
+
+/// Reads the first `origin_body_buffer` bytes of a body before the origin is asked: a body
+/// that ends within them is sent whole once a slot is taken, a longer one sends what was read
+/// and streams the rest. Either way a client that trickles its body holds no origin slot while
+/// it trickles the first part. The bytes held count against `body_buffer_memory` as they
+/// arrive; with no room left there, what was read goes first and the rest streams.
+async fn read_ahead(request: &SiteRequest<'_>, upload: Upload) -> Result<Upload, OriginFailure> {
+    let limit = request.site.config.origin_body_buffer;
+    if limit == 0 {
+        return Ok(upload);
+    }
+    let read = upload.length.map_or(limit, |n| n.min(limit));
+    let reservation = request.state.body_buffers.reservation();
+    let bound = request.snapshot.limits.body_buffer_memory;
+    match upload.body.read_ahead(read, reservation, bound).await {
+        Ok(body) => Ok(Upload {
+            body,
+            length: upload.length,
+        }),
+        Err(e) => Err(OriginFailure::of_client_body(&e)),
+    }
+}
+
+/// Waits in the site's line for a slot under `cap` (the request is ranked by its clearance,
+/// the shield's verdict, and its network's share: `origin_gate`); `None` when it is shed.
+async fn wait_for_slot(request: &mut SiteRequest<'_>, cap: u32) -> Option<OriginPermit> {
+    let site = request.site;
+    let trusted = request.allowed
+        || challenge_phase::cleared(
+            &request.snapshot.challenge_keys,
+            site,
+            request.client_ip,
+            request.request.headers(),
+        );
+    let standing = Standing {
+        client_ip: request.client_ip,
+        trusted,
+        suspect: request.suspect,
+    };
+    site.protection
+        .gate
+        .wait(
+            cap,
+            site.config.shield.origin_queue,
+            standing,
+            &site.metrics,
+        )
+        .await
+        .ok()
+}
+
+/// A request let straight through to the origin: the client's address is noted as history for
+/// the site's line, once per connection (per request behind a trusted proxy, whose connection
+/// carries many clients).
+#[inline]
+fn note_visit(request: &SiteRequest<'_>) {
+    let conn = request.conn;
+    if request.client_ip == conn.client.peer {
+        if conn.visit_noted.load(Ordering::Relaxed) {
+            return;
+        }
+        conn.visit_noted.store(true, Ordering::Relaxed);
+    }
+    note_visit_now(request);
+}
+
+#[cold]
+fn note_visit_now(request: &SiteRequest<'_>) {
+    let protection = &request.site.protection;
+    protection
+        .gate
+        .note_visit(request.client_ip, protection.attack.under_attack());
+}
+
 /// What the origin phase keeps of the request it sends.
 struct Sent {
     method: Method,
@@ -90,9 +240,10 @@ struct Sent {
     has_body: bool,
 }
 
-/// Takes the request out of the context and writes the origin's copy of it (a plain
-/// function, so that its work does not live in the phase's future across the origin's wait).
-fn prepare(request: &mut SiteRequest<'_>) -> (OriginRequest, Sent) {
+/// Takes the request out of the context and writes the origin's copy of it, with `upload`,
+/// its body if it has one (a plain function, so that its work does not live in the phase's
+/// future across the origin's wait).
+fn prepare(request: &mut SiteRequest<'_>, upload: Option<Upload>) -> (OriginRequest, Sent) {
     let site = request.site;
     let settings = &site.config.cache;
     let version = request.framing.version;
@@ -103,7 +254,7 @@ fn prepare(request: &mut SiteRequest<'_>) -> (OriginRequest, Sent) {
         .then(|| http_request.headers().clone());
     let upgrade = is_websocket_upgrade(version, http_request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut http_request));
-    let (parts, body) = http_request.into_parts();
+    let (parts, _taken) = http_request.into_parts();
     let target = parts
         .uri
         .path_and_query()
@@ -122,21 +273,13 @@ fn prepare(request: &mut SiteRequest<'_>) -> (OriginRequest, Sent) {
     if let Some(fill) = &mut request.fill {
         fill.write_validators(&mut fields);
     }
-    let has_body = !http_body::Body::is_end_stream(&body);
-    // The length the origin is told is the one the body is held to: hyper reads exactly a
-    // declared Content-Length (h2 checks its DATA against it), and the upload checks again.
-    let length = if has_body {
-        http_body::Body::size_hint(&body).exact()
-    } else {
-        request.declared_length.filter(|n| *n == 0)
-    };
-    let body = if has_body {
-        let meter = Arc::new(BodyMeter::default());
-        request.log.meter = Some(Arc::clone(&meter));
-        let pace = BodyPace::new(&request.snapshot.limits, Arc::clone(&request.state.metrics));
-        OriginBody::client(body, meter, site.config.max_body_bytes, pace)
-    } else {
-        OriginBody::Empty
+    let has_body = upload.is_some();
+    let (body, length) = match upload {
+        Some(upload) => (upload.body, upload.length),
+        None => (
+            OriginBody::Empty,
+            request.declared_length.filter(|n| *n == 0),
+        ),
     };
     let origin_request = OriginRequest {
         retryable: !has_body && method.is_idempotent(),
@@ -162,7 +305,8 @@ fn prepare(request: &mut SiteRequest<'_>) -> (OriginRequest, Sent) {
     (origin_request, sent)
 }
 
-/// The answer when the site's origins are at their cap: a stale copy the cache holds, or 503.
+/// The answer when the site's origins are at their cap and no slot came in time: a stale copy
+/// the cache holds, or 503 with Retry-After.
 async fn shed(request: &mut SiteRequest<'_>, method: &Method) -> Response<EdgeBody> {
     let site = request.site;
     request.record(NewEvent::for_client(

@@ -17,7 +17,7 @@
 //!   phases::route::route                   Host/:authority → site (421, 405 for CONNECT)
 //!   phases::reserved::answer_own_endpoints challenge answers, abuse reports
 //!   phases::route::apply_site_state        suspended → notice; paused → plain proxy
-//!   phases::shield::gate                   lists, rules, rate limits, challenge gate
+//!   phases::shield::gate                   lists, rules, rate limits, mitigations, challenge
 //!   phases::limits::refuse_oversized_body  413
 //!   phases::cache::look_up                 hit, stale, or a fill (policy: phases::cache)
 //!   phases::forward::to_origin             body read ahead, origin cap and its queue

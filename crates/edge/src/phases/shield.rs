@@ -102,9 +102,16 @@ pub fn judge_miss<'a>(
 /// or rule let the request skip the rest of the shield (`SiteRequest::allowed`), and counts
 /// the request for attack detection.
 ///
-/// Answers early: a deny list or `block` rule → 403; a rate limit → 429; a `challenge` rule,
-/// or under-attack mode (the site's state, or detection) for a request without clearance →
-/// the challenge page (503), or 403 where a browser is needed (`phases::challenge`).
+/// Also samples the request for attack signatures (`shield::signature`), and marks it
+/// `suspect` when it matched a mitigation but went on (its clearance let it).
+///
+/// Answers early: a deny list or `block` rule → 403; a rate limit → 429; a mitigation of an
+/// attack's signature → the challenge, or 403 and a closed connection when certain, held
+/// `mitigation_hold`; a `challenge` rule, or under-attack mode (the site's state, or the
+/// fallback when no signature covers a surge) for a request without clearance → the challenge
+/// page (503), or 403 where a browser is needed (`phases::challenge`). A clearance that has
+/// carried a flood past a challenge is revoked and challenged again
+/// (`shield::challenge::solvers`).
 pub fn gate(request: &mut SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>> {
     if request.paused {
         return ControlFlow::Continue(());

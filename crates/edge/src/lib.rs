@@ -17,6 +17,8 @@
 //!   phases::route::route                   Host/:authority → site (421, 405 for CONNECT)
 //!   phases::reserved::answer_own_endpoints challenge answers, abuse reports
 //!   phases::route::apply_site_state        suspended → notice; paused → plain proxy
+//!   phases::turn::wait_if_short            short of CPU: sites under attack (or above
+//!                                          their share) wait their turn (cpu_priority)
 //!   phases::shield::gate                   lists, rules, rate limits, mitigations, challenge
 //!   phases::limits::refuse_oversized_body  413
 //!   phases::cache::look_up                 hit, stale, or a fill (policy: phases::cache)
@@ -34,10 +36,10 @@
 //! | layer | modules | job |
 //! |---|---|---|
 //! | start | [`server`] | starts listeners and the tasks below, reload, graceful shutdown |
-//! | beside the path | `operator` ([`admin`], `purge_api`, [`explain`]), `attack_watch` | the admin listener, purges, `palisade explain`; the once-a-second attack and origin-pressure watch. Never called by a phase |
+//! | beside the path | `operator` ([`admin`], `purge_api`, [`explain`]), `attack_watch`, `cpu_watch` | the admin listener, purges, `palisade explain`; the once-a-second attack and origin-pressure watch; the scheduling-lag probe. Never called by a phase |
 //! | connections | `listener`, `conn`, `h2_conn`, `h2_flood` | accept and serve client connections; they call the pipeline |
 //! | request | [`pipeline`], `phases` (`phases::request`: the per-request context) | the phases in order, one module each |
-//! | below the phases | `own_responses`, `abuse_intake`, `protection`, `origin_gate`, `snapshot`, `router`, `tls`, `state`, `tunnel` | the edge's own pages; the abuse intake's limits and pages; per-site protection state; the origin cap and its fair waiting line; the config snapshot, routing and certificates; what outlives snapshots; WebSocket tunnels |
+//! | below the phases | `own_responses`, `abuse_intake`, `protection`, `origin_gate`, `cpu_priority`, `snapshot`, `router`, `tls`, `state`, `tunnel` | the edge's own pages; the abuse intake's limits and pages; per-site protection state; the origin cap and its fair waiting line; the line deprioritised sites wait in when the edge is short of CPU; the config snapshot, routing and certificates; what outlives snapshots; WebSocket tunnels |
 //! | streams | `body`, `origin` (pools, health, selection, `fields`: what the origin receives, the HTTP/1.1 client), `conn_context` | bodies both ways, origins, what one client connection knows |
 //! | foundation | `http`, [`metrics`], [`access_log`], `clock`, `conn_guard`, [`fingerprint`] | wire-level HTTP, counters, the access log, the clock, connection permits, the client's TLS (JA4) and HTTP/2 fingerprints |
 //!
@@ -160,6 +162,8 @@ mod clock;
 mod conn;
 mod conn_context;
 mod conn_guard;
+mod cpu_priority;
+mod cpu_watch;
 pub mod fingerprint;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]

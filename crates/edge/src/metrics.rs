@@ -60,6 +60,11 @@ pub struct SiteMetrics {
     queue_wait_micros_sum: AtomicU64,
     /// What became of requests that met the origin cap, by [`QueueOutcome`].
     queue_outcomes: [AtomicU64; QueueOutcome::ALL.len()],
+    /// Requests that waited their turn while the edge was short of CPU, those of them that
+    /// waited all of `overload_wait`, and the time they waited.
+    deprioritised: AtomicU64,
+    deprioritised_waited_out: AtomicU64,
+    deprioritised_wait_micros_sum: AtomicU64,
 }
 
 /// Upper bounds (seconds) of the origin queue's wait histogram: `origin_queue_timeout` is 1 s
@@ -170,6 +175,18 @@ impl SiteMetrics {
     pub fn mitigation_started(&self) {
         self.mitigations_started.fetch_add(1, Ordering::Relaxed);
         self.mitigations_active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request of the site waited `waited` for its turn while the edge was short of CPU;
+    /// `let_go`: the line let it go (not `overload_wait` running out).
+    pub fn deprioritised(&self, waited: Duration, let_go: bool) {
+        self.deprioritised.fetch_add(1, Ordering::Relaxed);
+        if !let_go {
+            self.deprioritised_waited_out
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.deprioritised_wait_micros_sum
+            .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// A mitigation ended.
@@ -288,6 +305,12 @@ pub struct Metrics {
     pub reloads_ok: AtomicU64,
     /// Reloads refused; the previous snapshot kept serving.
     pub reloads_failed: AtomicU64,
+    /// The scheduling lag last measured, in microseconds; 1 while the edge is short of CPU;
+    /// requests waiting their turn; shortages since the process began (`cpu_priority`).
+    scheduling_lag_micros: AtomicU64,
+    short_of_cpu: AtomicU64,
+    waiting_turn: AtomicU64,
+    cpu_shortages: AtomicU64,
 }
 
 /// Why the edge closed a client's connection on its own initiative (beyond idle timeouts).
@@ -440,6 +463,17 @@ impl Metrics {
     /// Counts one report posted to the abuse intake.
     pub fn abuse_report(&self, outcome: ReportOutcome) {
         self.abuse_reports[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// What the CPU probe measured: the lag, whether the edge is short, requests waiting
+    /// their turn. Counts a shortage when one begins.
+    pub fn set_cpu(&self, lag: Duration, short: bool, waiting: u64) {
+        self.scheduling_lag_micros
+            .store(lag.as_micros() as u64, Ordering::Relaxed);
+        if self.short_of_cpu.swap(u64::from(short), Ordering::Relaxed) == 0 && short {
+            self.cpu_shortages.fetch_add(1, Ordering::Relaxed);
+        }
+        self.waiting_turn.store(waiting, Ordering::Relaxed);
     }
 
     /// The counters for `site`, created on first use and kept across reloads.
@@ -814,6 +848,58 @@ impl Metrics {
                 out,
                 "# HELP {metric} {help}\n# TYPE {metric} counter\n{metric} {}",
                 counter.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP palisade_requests_deprioritised_total Requests of the site that waited their turn while the edge was short of CPU (the site under attack, or above its share of requests), by how the wait ended: let_go, or waited_out (all of overload_wait).\n");
+        out.push_str("# TYPE palisade_requests_deprioritised_total counter\n");
+        for (name, m) in &sites {
+            let all = m.deprioritised.load(Ordering::Relaxed);
+            let out_of_time = m.deprioritised_waited_out.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "palisade_requests_deprioritised_total{{site=\"{name}\",outcome=\"let_go\"}} {}\n\
+                 palisade_requests_deprioritised_total{{site=\"{name}\",outcome=\"waited_out\"}} {out_of_time}",
+                all.saturating_sub(out_of_time)
+            );
+        }
+        out.push_str("# HELP palisade_deprioritised_wait_seconds_total Time the site's requests spent waiting their turn while the edge was short of CPU.\n");
+        out.push_str("# TYPE palisade_deprioritised_wait_seconds_total counter\n");
+        for (name, m) in &sites {
+            let _ = writeln!(
+                out,
+                "palisade_deprioritised_wait_seconds_total{{site=\"{name}\"}} {}",
+                m.deprioritised_wait_micros_sum.load(Ordering::Relaxed) as f64 / 1e6
+            );
+        }
+        for (metric, kind, help, value) in [
+            (
+                "palisade_scheduling_lag_seconds",
+                "gauge",
+                "How late the edge's probe task last woke: how long a ready request waits for a worker thread.",
+                self.scheduling_lag_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            ),
+            (
+                "palisade_short_of_cpu",
+                "gauge",
+                "1 while the scheduling lag is at or over overload_lag: sites under attack or above their share of requests wait their turn.",
+                self.short_of_cpu.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "palisade_requests_waiting_turn",
+                "gauge",
+                "Requests of deprioritised sites waiting their turn now.",
+                self.waiting_turn.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "palisade_cpu_shortages_total",
+                "counter",
+                "Times the edge became short of CPU.",
+                self.cpu_shortages.load(Ordering::Relaxed) as f64,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {metric} {help}\n# TYPE {metric} {kind}\n{metric} {value}"
             );
         }
         out.push_str("# HELP palisade_config_reloads_total Configuration reloads by result.\n");

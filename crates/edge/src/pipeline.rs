@@ -9,6 +9,8 @@
 //! reserved  /.well-known/palisade/: challenge answers, abuse        phases::reserved
 //!           reports (any site state; deny lists hold)
 //! state     suspended → its notice; paused → past shield and cache  phases::route
+//! turn      edge short of CPU: a site under attack or above its      phases::turn
+//!           share waits its turn (at most overload_wait)
 //! shield    lists, rules, rate limits → 403/429; challenge gate     phases::shield
 //! limits    declared body over max_body_bytes → 413                  phases::limits
 //! cache     fresh (or stale-while-revalidate) → answer; else a fill  phases::cache
@@ -27,7 +29,7 @@ use crate::conn_context::ConnContext;
 use crate::http::interim::InterimSink;
 use crate::phases::log::RequestLog;
 use crate::phases::request::Arrival;
-use crate::phases::{cache, forward, framing, limits, reserved, respond, route, shield};
+use crate::phases::{cache, forward, framing, limits, reserved, respond, route, shield, turn};
 use crate::state::EdgeState;
 use http::{Request, Response};
 use std::ops::ControlFlow;
@@ -77,6 +79,11 @@ pub async fn handle(
         let mut request = phase!(route::route(arrival).await);
         phase!(reserved::answer_own_endpoints(&mut request).await);
         phase!(route::apply_site_state(&mut request));
+        if let Some(wait) = turn::wait_if_short(&request) {
+            // Boxed: the wait lives only in deprioritised requests, not in every request's
+            // future.
+            Box::pin(wait).await;
+        }
         phase!(shield::gate(&mut request));
         phase!(limits::refuse_oversized_body(&request));
         phase!(cache::look_up(&mut request).await);

@@ -5,6 +5,7 @@
 //! the shield phase reads and counts into it, and a background pass ([`watch_attacks`])
 //! turns its counts into rates once a second.
 
+use crate::cpu_priority::SiteShare;
 use crate::origin_gate::OriginGate;
 pub use crate::origin_gate::OriginPermit;
 use model::SiteShield;
@@ -32,6 +33,9 @@ pub struct SiteProtection {
     pub origin: PressureMonitor,
     /// The origin requests in flight under the site's cap, and those waiting for a slot.
     pub gate: Arc<OriginGate>,
+    /// The site's share of the edge's requests, and whether it waits its turn when the edge
+    /// is short of CPU.
+    pub share: SiteShare,
     misses: Mutex<Option<(Duration, Arc<WindowCounter>)>>,
     /// Seeds the miss sketch's hashes, so a client cannot aim its misses at another's counters.
     pub(crate) seed: u64,
@@ -46,6 +50,7 @@ impl SiteProtection {
             solvers: SolverWatch::default(),
             origin: PressureMonitor::default(),
             gate: Arc::new(OriginGate::new(seed.rotate_left(17))),
+            share: SiteShare::default(),
             misses: Mutex::new(None),
             seed,
         }

@@ -233,6 +233,10 @@ impl Edge {
             Arc::clone(&state),
             shutdown_rx.clone(),
         ));
+        tokio::spawn(crate::cpu_watch::watch_cpu(
+            Arc::clone(&state),
+            shutdown_rx.clone(),
+        ));
         tokio::spawn(crate::access_log::upkeep(
             state.access_log.clone(),
             reopen_signal,

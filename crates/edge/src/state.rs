@@ -4,6 +4,7 @@
 use crate::abuse_intake::AbuseIntake;
 use crate::access_log::AccessLog;
 use crate::body::BodyBuffers;
+use crate::cpu_priority::CpuPriority;
 use crate::metrics::{Metrics, SiteMetrics, UNROUTED};
 use crate::snapshot::Snapshot;
 use analytics::Analytics;
@@ -35,6 +36,8 @@ pub struct EdgeState {
     pub body_buffers: Arc<BodyBuffers>,
     /// Metrics for requests that matched no site.
     pub(crate) unrouted: Arc<SiteMetrics>,
+    /// Whether the edge is short of CPU, and the line deprioritised sites' requests wait in.
+    pub cpu: CpuPriority,
 }
 
 impl EdgeState {
@@ -58,6 +61,7 @@ impl EdgeState {
             purge_wake: Arc::new(tokio::sync::Notify::new()),
             analytics,
             body_buffers: Arc::new(BodyBuffers::default()),
+            cpu: CpuPriority::default(),
         }
     }
 }

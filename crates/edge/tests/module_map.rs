@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// sit on both sides of `origin`.
 const LAYERS: &[&[&str]] = &[
     &["server"],
-    &["operator", "attack_watch"],
+    &["operator", "attack_watch", "cpu_watch"],
     &["listener", "conn", "h2_conn", "h2_flood"],
     &["pipeline", "phases"],
     &[
@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
         "abuse_intake",
         "protection",
         "origin_gate",
+        "cpu_priority",
         "snapshot",
         "router",
         "tls",

@@ -204,6 +204,12 @@ pub struct ServerLimits {
     /// them whole before asking for an origin slot (`origin_body_buffer`); past it, bodies
     /// stream as they arrive.
     pub body_buffer_memory: u64,
+    /// Scheduling lag from which the edge counts as short of CPU and serves the sites that are
+    /// not under attack (nor above their share of requests) first; zero turns that off.
+    pub overload_lag: Duration,
+    /// Longest a deprioritised site's request waits its turn while the edge is short of CPU;
+    /// then it is served anyway.
+    pub overload_wait: Duration,
 }
 
 impl Default for ServerLimits {
@@ -233,6 +239,11 @@ impl Default for ServerLimits {
             // 1,024 bodies of the default 64 KiB `origin_body_buffer` at once: a busy edge's
             // uploads, and a small share of its memory.
             body_buffer_memory: 64 << 20,
+            // An idle runtime's timer wakes up to 1 ms late; 2 ms more than the probe asked
+            // for is requests waiting for a worker thread, and is when a quiet site's
+            // visitors start to feel a busy one (docs/config.md).
+            overload_lag: Duration::from_millis(2),
+            overload_wait: Duration::from_secs(1),
         }
     }
 }
@@ -629,6 +640,10 @@ struct FileServer {
     origin_max_idle: Option<usize>,
     #[serde(with = "as_size")]
     body_buffer_memory: u64,
+    #[serde(with = "as_text_opt")]
+    overload_lag: Option<Duration>,
+    #[serde(with = "as_text_opt")]
+    overload_wait: Option<Duration>,
     #[serde(with = "as_size")]
     cache_memory: u64,
     #[serde(with = "as_size")]
@@ -668,6 +683,8 @@ impl Default for FileServer {
             origin_idle_timeout: None,
             origin_max_idle: None,
             body_buffer_memory: ServerLimits::default().body_buffer_memory,
+            overload_lag: None,
+            overload_wait: None,
             cache_memory: CacheStorage::default().memory_bytes,
             cache_disk: CacheStorage::default().disk_bytes,
             operator_host: None,
@@ -727,6 +744,8 @@ impl FileServer {
                 origin_idle_timeout: self.origin_idle_timeout.unwrap_or(d.origin_idle_timeout),
                 origin_max_idle: self.origin_max_idle.unwrap_or(d.origin_max_idle),
                 body_buffer_memory: self.body_buffer_memory,
+                overload_lag: self.overload_lag.unwrap_or(d.overload_lag),
+                overload_wait: self.overload_wait.unwrap_or(d.overload_wait),
             },
             cache: CacheStorage {
                 memory_bytes: self.cache_memory,
@@ -1048,6 +1067,7 @@ impl FileConfig {
             ("server.new_connections_period", l.new_connections_period),
             ("server.request_body_timeout", l.request_body_timeout),
             ("server.send_timeout", l.send_timeout),
+            ("server.overload_wait", l.overload_wait),
         ];
         for (key, value) in positive {
             if value.is_zero() {
@@ -1085,6 +1105,24 @@ impl FileConfig {
                 "server.min_request_body_rate".into(),
                 "must be at least 1 byte per second (0 would let a body stall forever)".into(),
             ));
+        }
+        // Beyond these the edge would not be protecting a quiet site's visitors: a second of
+        // lag is an edge that is down, a minute's wait a request that is lost.
+        for (key, too_long, most) in [
+            (
+                "server.overload_lag",
+                l.overload_lag > Duration::from_secs(1),
+                "1s (0s turns it off)",
+            ),
+            (
+                "server.overload_wait",
+                l.overload_wait > Duration::from_secs(60),
+                "60s",
+            ),
+        ] {
+            if too_long {
+                return Err((None, key.into(), format!("must be at most {most}")));
+            }
         }
         if server.listen.is_empty() && server.listen_tls.is_empty() {
             return Err((
@@ -1379,6 +1417,30 @@ tls = { cert = "certs/blog.pem", key = "certs/blog.key" }
         let err = parse("[server]\nidle_timeout = \"forever\"\n").unwrap_err();
         assert_eq!(err.key, "server.idle_timeout");
         assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn overload_lag_and_wait_default_parse_and_are_bounded_by_name() {
+        let defaults = parse("").unwrap();
+        assert_eq!(
+            defaults.server.limits.overload_lag,
+            Duration::from_millis(2)
+        );
+        assert_eq!(defaults.server.limits.overload_wait, Duration::from_secs(1));
+        let config = parse("[server]\noverload_lag = \"0s\"\noverload_wait = \"250ms\"\n").unwrap();
+        assert_eq!(config.server.limits.overload_lag, Duration::ZERO, "off");
+        assert_eq!(
+            config.server.limits.overload_wait,
+            Duration::from_millis(250)
+        );
+        for (line, key) in [
+            ("overload_lag = \"2s\"", "server.overload_lag"),
+            ("overload_wait = \"2m\"", "server.overload_wait"),
+            ("overload_wait = \"0s\"", "server.overload_wait"),
+        ] {
+            let err = parse(&format!("[server]\n{line}\n")).unwrap_err();
+            assert_eq!(err.key, key, "{line}: {err}");
+        }
     }
 
     #[test]

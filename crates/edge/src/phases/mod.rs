@@ -14,3 +14,4 @@ pub mod reserved;
 pub mod respond;
 pub mod route;
 pub mod shield;
+pub mod turn;

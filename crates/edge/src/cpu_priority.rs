@@ -188,6 +188,8 @@ impl Pacing {
 #[derive(Debug, Default)]
 pub struct SiteShare {
     arrivals: AtomicU64,
+    /// The arrivals of the window being judged (so the judgement needs no allocation).
+    judged: AtomicU64,
     /// Windows left for which the site counts as heavy (see [`HEAVY_HOLD_WINDOWS`]).
     heavy_windows: AtomicU32,
     deprioritised: AtomicBool,
@@ -213,13 +215,15 @@ impl SiteShare {
 /// site's share of the window's requests (at least [`MIN_HEAVY_ARRIVALS`], and only when two or more sites
 /// are active: a lone site is nobody's rival), for [`HEAVY_HOLD_WINDOWS`] windows after.
 pub fn judge_shares<'a>(sites: impl Iterator<Item = (&'a SiteShare, bool)> + Clone) {
-    let counts: Vec<u64> = sites
-        .clone()
-        .map(|(share, _)| share.arrivals.swap(0, Ordering::Relaxed))
-        .collect();
-    let total: u64 = counts.iter().sum();
-    let active = counts.iter().filter(|&&n| n > 0).count() as u64;
-    for ((share, under_attack), count) in sites.zip(counts) {
+    let (mut total, mut active) = (0u64, 0u64);
+    for (share, _) in sites.clone() {
+        let count = share.arrivals.swap(0, Ordering::Relaxed);
+        share.judged.store(count, Ordering::Relaxed);
+        total += count;
+        active += u64::from(count > 0);
+    }
+    for (share, under_attack) in sites {
+        let count = share.judged.load(Ordering::Relaxed);
         // Over one and a half times the average: two sites browsed alike trade places by
         // chance from window to window, and neither is the other's rival.
         let heavy_now =

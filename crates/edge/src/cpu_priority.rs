@@ -9,10 +9,12 @@
 //! site's request goes straight on.
 //!
 //! A shortage starts with [`LATE_TICKS`] late ticks in a row. The line lets its requests go
-//! in arrival order, a few each probe tick: twice as many after a calm tick, half as many
-//! after a late one ([`Pacing`]); after [`CALM_TICKS`] calm ticks the shortage is over and the
-//! whole line goes. A flood in a closed loop (the next request
-//! once the last is answered) thus slows to the pace the edge has CPU to spare for it, as
+//! in arrival order, a few each probe tick: a few more after each calm tick, half as many
+//! after a late one ([`Pacing`], TCP's additive increase and multiplicative decrease); once the
+//! line is empty and [`CALM_TICKS`] ticks in a row were calm, the shortage is over. (Letting
+//! the whole line go at once would bring the shortage straight back: a burst of the flood's
+//! requests, five times a second.) A flood in a closed loop (the next request once the last is
+//! answered) thus slows to the pace the edge has CPU to spare for it, as
 //! HAProxy's backend queue slows one to its backend's `maxconn`; a flood that does not wait
 //! for answers piles up in the line, bounded by the connection caps, its requests costing a
 //! parked task each rather than their shield, cache and origin work.
@@ -33,7 +35,7 @@ pub const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
 /// Late ticks in a row that start a shortage: one late wake-up is a hiccup (a burst of
 /// handshakes, a page fault), two in a row are work queueing.
 pub const LATE_TICKS: u32 = 2;
-/// Calm ticks in a row (lag under the limit) that end a shortage: 100 ms.
+/// Calm ticks in a row (lag under the limit) that end a shortage, with nobody waiting: 100 ms.
 pub const CALM_TICKS: u32 = 20;
 /// How often each site's share of the edge's requests is judged.
 pub const SHARE_EVERY: Duration = Duration::from_millis(100);
@@ -45,8 +47,8 @@ pub const MIN_HEAVY_ARRIVALS: u64 = 10;
 /// flood again and be caught again, five times a second.
 pub const HEAVY_HOLD_WINDOWS: u32 = 10;
 
-/// Requests let go on the first tick of a shortage; doubled by each calm tick, halved by each
-/// late one.
+/// Requests let go on the first tick of a shortage, and how many more each calm tick lets go
+/// (halved by each late one).
 const FIRST_BUDGET: u32 = 8;
 /// The most requests let go in one tick while short (a million a second at [`PROBE_EVERY`]).
 const MAX_BUDGET: u32 = 5_000;
@@ -153,8 +155,8 @@ impl Pacing {
     }
 
     /// One probe tick that woke `lag` late, against `server.overload_lag` (`limit`; zero turns
-    /// deprioritising off).
-    pub fn tick(&mut self, lag: Duration, limit: Duration) -> LetGo {
+    /// deprioritising off), with `waiting` requests in the line.
+    pub fn tick(&mut self, lag: Duration, limit: Duration, waiting: u64) -> LetGo {
         if limit.is_zero() {
             *self = Pacing::default();
             return LetGo::All;
@@ -174,11 +176,11 @@ impl Pacing {
             return LetGo::All;
         }
         self.calm_ticks += 1;
-        if self.calm_ticks >= CALM_TICKS {
+        if self.calm_ticks >= CALM_TICKS && waiting == 0 {
             *self = Pacing::default();
             return LetGo::All;
         }
-        self.budget = (self.budget * 2).min(MAX_BUDGET);
+        self.budget = (self.budget + FIRST_BUDGET).min(MAX_BUDGET);
         LetGo::Some(self.budget)
     }
 }
@@ -254,57 +256,69 @@ mod tests {
     const ON_TIME: Duration = Duration::from_millis(1);
 
     #[test]
-    fn late_ticks_in_a_row_start_a_shortage_that_lets_fewer_go_until_calm_ticks_let_more() {
+    fn late_ticks_in_a_row_start_a_shortage_that_lets_half_as_many_go_and_calm_ones_a_few_more() {
         let mut pacing = Pacing::default();
-        assert_eq!(pacing.tick(ON_TIME, LIMIT), LetGo::All);
+        assert_eq!(pacing.tick(ON_TIME, LIMIT, 0), LetGo::All);
         assert_eq!(
-            pacing.tick(LATE, LIMIT),
+            pacing.tick(LATE, LIMIT, 0),
             LetGo::All,
             "one late tick: a hiccup"
         );
-        assert_eq!(pacing.tick(ON_TIME, LIMIT), LetGo::All);
+        assert_eq!(pacing.tick(ON_TIME, LIMIT, 0), LetGo::All);
         assert!(!pacing.short());
-        pacing.tick(LATE, LIMIT);
-        assert_eq!(pacing.tick(LATE, LIMIT), LetGo::Some(FIRST_BUDGET / 2));
+        pacing.tick(LATE, LIMIT, 0);
+        assert_eq!(pacing.tick(LATE, LIMIT, 0), LetGo::Some(FIRST_BUDGET / 2));
         assert!(pacing.short());
-        assert_eq!(pacing.tick(LATE, LIMIT), LetGo::Some(FIRST_BUDGET / 4));
-        assert_eq!(pacing.tick(ON_TIME, LIMIT), LetGo::Some(FIRST_BUDGET / 2));
+        assert_eq!(pacing.tick(LATE, LIMIT, 5), LetGo::Some(FIRST_BUDGET / 4));
         assert_eq!(
-            pacing.tick(LATE, LIMIT),
-            LetGo::Some(FIRST_BUDGET / 4),
+            pacing.tick(ON_TIME, LIMIT, 5),
+            LetGo::Some(FIRST_BUDGET / 4 + FIRST_BUDGET)
+        );
+        assert_eq!(
+            pacing.tick(LATE, LIMIT, 5),
+            LetGo::Some((FIRST_BUDGET / 4 + FIRST_BUDGET) / 2),
             "while short, one late tick is enough"
         );
         for _ in 0..10 {
-            pacing.tick(LATE, LIMIT);
+            pacing.tick(LATE, LIMIT, 5);
         }
         assert_eq!(
-            pacing.tick(LATE, LIMIT),
+            pacing.tick(LATE, LIMIT, 5),
             LetGo::Some(1),
             "never fewer than one"
         );
-        assert_eq!(pacing.tick(ON_TIME, LIMIT), LetGo::Some(2));
-        assert_eq!(pacing.tick(ON_TIME, LIMIT), LetGo::Some(4));
+        assert_eq!(
+            pacing.tick(ON_TIME, LIMIT, 5),
+            LetGo::Some(1 + FIRST_BUDGET)
+        );
         assert!(pacing.short(), "one calm tick does not end it");
     }
 
     #[test]
-    fn a_shortage_ends_after_calm_ticks_in_a_row_and_a_late_one_starts_the_count_again() {
+    fn a_shortage_ends_after_calm_ticks_in_a_row_with_the_line_empty() {
         let mut pacing = Pacing::default();
-        pacing.tick(LATE, LIMIT);
-        pacing.tick(LATE, LIMIT);
+        pacing.tick(LATE, LIMIT, 0);
+        pacing.tick(LATE, LIMIT, 0);
         for _ in 0..CALM_TICKS - 1 {
-            assert!(matches!(pacing.tick(ON_TIME, LIMIT), LetGo::Some(_)));
+            assert!(matches!(pacing.tick(ON_TIME, LIMIT, 0), LetGo::Some(_)));
         }
-        pacing.tick(LATE, LIMIT);
+        pacing.tick(LATE, LIMIT, 0);
         for _ in 0..CALM_TICKS - 1 {
-            pacing.tick(ON_TIME, LIMIT);
+            pacing.tick(ON_TIME, LIMIT, 0);
         }
-        assert!(pacing.short());
-        assert_eq!(pacing.tick(ON_TIME, LIMIT), LetGo::All);
+        assert!(pacing.short(), "a late tick started the count again");
+        for _ in 0..CALM_TICKS {
+            assert!(matches!(pacing.tick(ON_TIME, LIMIT, 3), LetGo::Some(_)));
+        }
+        assert!(
+            pacing.short(),
+            "requests still wait: letting them all go would bring it back"
+        );
+        assert_eq!(pacing.tick(ON_TIME, LIMIT, 0), LetGo::All);
         assert!(!pacing.short());
-        pacing.tick(LATE, LIMIT);
+        pacing.tick(LATE, LIMIT, 0);
         assert_eq!(
-            pacing.tick(LATE, LIMIT),
+            pacing.tick(LATE, LIMIT, 0),
             LetGo::Some(FIRST_BUDGET / 2),
             "the next shortage starts afresh"
         );
@@ -313,11 +327,11 @@ mod tests {
     #[test]
     fn calm_ticks_let_go_at_most_the_budget_cap() {
         let mut pacing = Pacing::default();
-        pacing.tick(LATE, LIMIT);
-        pacing.tick(LATE, LIMIT);
+        pacing.tick(LATE, LIMIT, 0);
+        pacing.tick(LATE, LIMIT, 0);
         let mut last = LetGo::All;
-        for _ in 0..CALM_TICKS - 1 {
-            last = pacing.tick(ON_TIME, LIMIT);
+        for _ in 0..MAX_BUDGET {
+            last = pacing.tick(ON_TIME, LIMIT, 1);
         }
         assert_eq!(last, LetGo::Some(MAX_BUDGET));
     }
@@ -326,7 +340,7 @@ mod tests {
     fn a_zero_limit_turns_deprioritising_off() {
         let mut pacing = Pacing::default();
         assert_eq!(
-            pacing.tick(Duration::from_secs(1), Duration::ZERO),
+            pacing.tick(Duration::from_secs(1), Duration::ZERO, 1),
             LetGo::All
         );
         assert!(!pacing.short());

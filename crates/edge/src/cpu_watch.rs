@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Every [`PROBE_EVERY`]: sleeps, measures how late it woke against `server.overload_lag`,
-/// and lets waiting requests go; every [`SHARE_EVERY`], judges which sites wait their turn
-/// when the edge is short.
+/// and lets waiting requests go; every [`SHARE_EVERY`], and when a shortage starts, judges
+/// which sites wait their turn when the edge is short.
 pub async fn watch_cpu(state: Arc<EdgeState>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut pacing = Pacing::default();
     let mut judged = Instant::now();
@@ -27,7 +27,7 @@ pub async fn watch_cpu(state: Arc<EdgeState>, mut shutdown: tokio::sync::watch::
             .saturating_sub(PROBE_EVERY + TIMER_RESOLUTION);
         let snapshot = state.snapshot.load();
         let was_short = pacing.short();
-        let let_go = pacing.tick(lag, snapshot.limits.overload_lag);
+        let let_go = pacing.tick(lag, snapshot.limits.overload_lag, state.cpu.waiting());
         state.cpu.apply(lag, pacing.short(), let_go);
         state
             .metrics
@@ -44,7 +44,10 @@ pub async fn watch_cpu(state: Arc<EdgeState>, mut shutdown: tokio::sync::watch::
                 }
             );
         }
-        if woke.duration_since(judged) >= SHARE_EVERY {
+        // Judged at once when a shortage starts, on the window so far: the site that caused it
+        // then waits from the next request on, not up to a window later.
+        let starting = pacing.short() && !was_short;
+        if starting || woke.duration_since(judged) >= SHARE_EVERY {
             judged = woke;
             judge_shares(snapshot.sites.iter().map(|site| {
                 let under_attack = site.config.state == model::SiteState::UnderAttack

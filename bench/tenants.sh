@@ -14,7 +14,7 @@
 # flooded p99 within 1.5 times the quiet one), and the flood's rate.
 #
 # Servers:
-#   palisade:      the defaults, with `overload_lag` on (2 ms): while the edge is short of CPU,
+#   palisade:      the defaults, with `overload_lag` on (500 µs): while the edge is short of CPU,
 #                  the site with far more than its share of requests waits its turn;
 #   palisade-off:  the same with `overload_lag = "0s"`: what the edge did before;
 #   haproxy:       HAProxy with its cache on for both backends (the same hits), no per-site
@@ -36,6 +36,7 @@
 #   BENCH_BROWSE_EVERY      ms between one browsing connection's requests [20]
 #   BENCH_FLOOD_CONNECTIONS the flood's connections [64]
 #   BENCH_SERVERS           which servers ["palisade palisade-off haproxy"]
+#   BENCH_OVERLOAD_LAG      the palisade row's overload_lag [unset: the default]
 #   BENCH_PIN / BENCH_SERVER_CPU / BENCH_CLIENT_CPU   as in bench/shield.sh [1 / 1 / 0]
 #   BENCH_KEEP_TMP          1 = keep the temp dir [0]
 #   BENCH_OUTPUT            also write the final table to this file [unset]
@@ -119,7 +120,7 @@ data_dir = "$WORK/palisade-data"
 access_log = "off"
 workers = 1
 cache_disk = 0
-overload_lag = "$1"
+$([[ -n $1 ]] && echo "overload_lag = \"$1\"")
 
 [[site]]
 name = "shop"
@@ -141,7 +142,7 @@ haproxy_conf() {
     cat <<EOF
 global
     nbthread 1
-    maxconn 20000
+    maxconn 4000
 defaults
     mode http
     timeout connect 5s
@@ -171,7 +172,7 @@ start_server() { # name -> SERVER_PID
     case $name in
         palisade | palisade-off)
             rm -rf "$WORK/palisade-data"
-            local lag=2ms
+            local lag=${BENCH_OVERLOAD_LAG:-}
             [[ $name == palisade-off ]] && lag=0s
             palisade_conf "$lag" >"$WORK/$name.toml"
             start_bg "$name" "$(logfile_of "$name")" ${SERVER_PREFIX[@]+"${SERVER_PREFIX[@]}"} \

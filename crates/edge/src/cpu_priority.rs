@@ -1,23 +1,20 @@
 //! When the edge is short of CPU, the sites that are not under attack are served first.
 //!
-//! `cpu_watch` asks the runtime for a short sleep again and again and measures how late it
-//! wakes: the scheduling lag, how long a ready request waits for a worker thread. From
-//! `server.overload_lag` of lag on, the edge is short of CPU. While it is, and other sites are
-//! being served too, a request of a site that is under attack, or that sends over one and a
-//! half times an average active site's share of the edge's requests, waits its turn in
-//! [`CpuPriority`]'s line after routing (at most `server.overload_wait`), and every other
-//! site's request goes straight on.
+//! `cpu_watch` measures the scheduling lag every few milliseconds: how long a task that becomes
+//! ready waits for a worker thread. From `server.overload_lag` of lag on, twice in a row, the
+//! edge is short of CPU. While it is, and other sites are being served too, a request of a site
+//! that is under attack, or that sends over one and a half times an average active site's share
+//! of the edge's requests, waits its turn in [`CpuPriority`]'s line after routing (at most
+//! `server.overload_wait`), and every other site's request goes straight on.
 //!
-//! A shortage starts with [`LATE_TICKS`] late ticks in a row. The line lets its requests go
-//! in arrival order, a few each probe tick: a few more after each calm tick, half as many
-//! after a late one ([`Pacing`], TCP's additive increase and multiplicative decrease); once the
-//! line is empty and [`CALM_TICKS`] ticks in a row were calm, the shortage is over. (Letting
-//! the whole line go at once would bring the shortage straight back: a burst of the flood's
-//! requests, five times a second.) A flood in a closed loop (the next request once the last is
-//! answered) thus slows to the pace the edge has CPU to spare for it, as
-//! HAProxy's backend queue slows one to its backend's `maxconn`; a flood that does not wait
-//! for answers piles up in the line, bounded by the connection caps, its requests costing a
-//! parked task each rather than their shield, cache and origin work.
+//! The line lets one request go each time [`CpuPriority::let_go_in_turn`] comes round the
+//! worker's queue of ready tasks, so a waiting request runs only after the work that was ready
+//! before it: the deprioritised site gets the CPU the others leave. Once the line is empty and
+//! [`CALM_TICKS`] probes in a row were calm, the shortage is over. A flood in a closed loop
+//! (the next request once the last is answered) thus slows to the pace the edge has CPU to
+//! spare for it, as HAProxy's backend queue slows one to its backend's `maxconn`; a flood that
+//! does not wait for answers piles up in the line, bounded by the connection caps, its requests
+//! costing a parked task each rather than their shield, cache and origin work.
 //!
 //! Why a share of requests and not of CPU time: the edge cannot charge CPU time to a site
 //! without timing every phase; a site's request rate is what an attack raises, and it is
@@ -27,15 +24,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// How often the probe measures the lag: the sleep it asks for.
+/// How often the probe measures the lag.
 pub const PROBE_EVERY: Duration = Duration::from_millis(5);
-/// How late tokio's timer wakes a sleep on an idle runtime (it counts whole milliseconds):
-/// not counted as lag.
-pub const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
-/// Late ticks in a row that start a shortage: one late wake-up is a hiccup (a burst of
+/// Late probes in a row that start a shortage: one late probe is a hiccup (a burst of
 /// handshakes, a page fault), two in a row are work queueing.
 pub const LATE_TICKS: u32 = 2;
-/// Calm ticks in a row (lag under the limit) that end a shortage, with nobody waiting: 100 ms.
+/// Calm probes in a row (lag under the limit) that end a shortage, with nobody waiting: 100 ms.
 pub const CALM_TICKS: u32 = 20;
 /// How often each site's share of the edge's requests is judged.
 pub const SHARE_EVERY: Duration = Duration::from_millis(100);
@@ -47,12 +41,6 @@ pub const MIN_HEAVY_ARRIVALS: u64 = 10;
 /// flood again and be caught again, five times a second.
 pub const HEAVY_HOLD_WINDOWS: u32 = 10;
 
-/// Requests let go on the first tick of a shortage, and how many more each calm tick lets go
-/// (halved by each late one).
-const FIRST_BUDGET: u32 = 8;
-/// The most requests let go in one tick while short (a million a second at [`PROBE_EVERY`]).
-const MAX_BUDGET: u32 = 5_000;
-
 /// The line that requests of deprioritised sites wait in while the edge is short of CPU,
 /// and what the probe last measured. One per edge, in `EdgeState`.
 #[derive(Debug, Default)]
@@ -62,7 +50,10 @@ pub struct CpuPriority {
     lag_micros: AtomicU64,
     /// Requests waiting their turn now.
     waiting: AtomicU64,
+    /// Wakes the longest waiting request: one turn.
     turns: Notify,
+    /// Wakes [`CpuPriority::let_go_in_turn`] when a request joins an empty line.
+    joined: Notify,
 }
 
 impl CpuPriority {
@@ -81,8 +72,9 @@ impl CpuPriority {
         self.waiting.load(Ordering::Relaxed)
     }
 
-    /// Waits in the line until the probe lets this request go, or `limit` passes (then it goes
-    /// anyway: a deprioritised site is served later, never starved). True when it was let go.
+    /// Waits in the line until [`CpuPriority::let_go_in_turn`] lets this request go, or
+    /// `limit` passes (then it goes anyway: a deprioritised site is served later, never
+    /// starved). True when it was let go.
     pub async fn wait_turn(&self, limit: Duration) -> bool {
         /// Counts the request out of the line however the wait ends (the client may leave).
         struct InLine<'a>(&'a AtomicU64);
@@ -91,97 +83,77 @@ impl CpuPriority {
                 self.0.fetch_sub(1, Ordering::Relaxed);
             }
         }
-        self.waiting.fetch_add(1, Ordering::Relaxed);
+        if self.waiting.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.joined.notify_one();
+        }
         let _in_line = InLine(&self.waiting);
         tokio::time::timeout(limit, self.turns.notified())
             .await
             .is_ok()
     }
 
-    /// Takes the probe's measurement: whether the edge is short, and lets go who
-    /// [`Pacing::tick`] says.
-    pub fn apply(&self, lag: Duration, short: bool, let_go: LetGo) {
+    /// Lets the line go one request at a time, each time this task comes round its worker's
+    /// queue of ready tasks: a waiting request goes only once the work that was ready before
+    /// it has run. Runs for the edge's life (`cpu_watch` spawns it); parks while the line is
+    /// empty.
+    pub async fn let_go_in_turn(&self) {
+        loop {
+            if self.waiting() == 0 {
+                self.joined.notified().await;
+                continue;
+            }
+            tokio::task::yield_now().await;
+            // Wakes the longest waiting. A wake-up with nobody registered yet (a request
+            // between joining and waiting) is kept for it.
+            self.turns.notify_one();
+        }
+    }
+
+    /// Takes the probe's measurement: the lag, and whether the edge is short. When a shortage
+    /// ends, the whole line goes.
+    pub fn apply(&self, lag: Duration, short: bool) {
         self.lag_micros
             .store(lag.as_micros() as u64, Ordering::Relaxed);
-        self.short.store(short, Ordering::Relaxed);
-        match let_go {
-            LetGo::Some(n) => {
-                // Wakes the longest waiting first. No more than wait: a wake-up with nobody
-                // waiting is kept for the next request to come.
-                let n = u64::from(n).min(self.waiting());
-                for _ in 0..n {
-                    self.turns.notify_one();
-                }
-            }
-            LetGo::All => self.turns.notify_waiters(),
+        let was_short = self.short.swap(short, Ordering::Relaxed);
+        if was_short && !short {
+            self.turns.notify_waiters();
         }
     }
 }
 
-/// Whom the line lets go after a probe tick.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LetGo {
-    /// This many, longest waiting first.
-    Some(u32),
-    /// Everyone: the shortage is over (or the limit is off).
-    All,
-}
-
-/// The probe's judgement from tick to tick: whether the edge is short of CPU, and how many
-/// waiting requests each tick lets go.
-#[derive(Debug)]
-pub struct Pacing {
+/// The probe's judgement from tick to tick: whether the edge is short of CPU.
+#[derive(Debug, Default)]
+pub struct Shortage {
     short: bool,
     late_ticks: u32,
     calm_ticks: u32,
-    budget: u32,
 }
 
-impl Default for Pacing {
-    fn default() -> Self {
-        Pacing {
-            short: false,
-            late_ticks: 0,
-            calm_ticks: 0,
-            budget: FIRST_BUDGET,
-        }
-    }
-}
-
-impl Pacing {
+impl Shortage {
     /// True while the edge is short of CPU.
     pub fn short(&self) -> bool {
         self.short
     }
 
-    /// One probe tick that woke `lag` late, against `server.overload_lag` (`limit`; zero turns
-    /// deprioritising off), with `waiting` requests in the line.
-    pub fn tick(&mut self, lag: Duration, limit: Duration, waiting: u64) -> LetGo {
+    /// One probe that measured `lag`, against `server.overload_lag` (`limit`; zero turns
+    /// deprioritising off), with `waiting` requests in the line. [`LATE_TICKS`] late probes in
+    /// a row start a shortage; [`CALM_TICKS`] calm ones in a row with nobody waiting end it (a
+    /// flood still coming keeps its requests in the line, and the shortage on).
+    pub fn tick(&mut self, lag: Duration, limit: Duration, waiting: u64) -> bool {
         if limit.is_zero() {
-            *self = Pacing::default();
-            return LetGo::All;
-        }
-        if lag >= limit {
+            *self = Shortage::default();
+        } else if lag >= limit {
             self.late_ticks += 1;
-            if !self.short && self.late_ticks < LATE_TICKS {
-                return LetGo::All;
-            }
-            self.short = true;
             self.calm_ticks = 0;
-            self.budget = (self.budget / 2).max(1);
-            return LetGo::Some(self.budget);
+            self.short |= self.late_ticks >= LATE_TICKS;
+        } else {
+            self.late_ticks = 0;
+            self.calm_ticks += 1;
+            if self.calm_ticks >= CALM_TICKS && waiting == 0 {
+                self.short = false;
+            }
         }
-        self.late_ticks = 0;
-        if !self.short {
-            return LetGo::All;
-        }
-        self.calm_ticks += 1;
-        if self.calm_ticks >= CALM_TICKS && waiting == 0 {
-            *self = Pacing::default();
-            return LetGo::All;
-        }
-        self.budget = (self.budget + FIRST_BUDGET).min(MAX_BUDGET);
-        LetGo::Some(self.budget)
+        self.short
     }
 }
 
@@ -213,9 +185,10 @@ impl SiteShare {
 }
 
 /// One [`SHARE_EVERY`] judgement over every site: `(share, under_attack)`. While two or more
-/// sites are being served, a site under attack is deprioritised; so is one that sent over one and a half times an average active
-/// site's share of the window's requests (at least [`MIN_HEAVY_ARRIVALS`], and only when two or more sites
-/// are active: a lone site is nobody's rival), for [`HEAVY_HOLD_WINDOWS`] windows after.
+/// sites are being served, a site under attack is deprioritised; so is one that sent over one
+/// and a half times an average active site's share of the window's requests (at least
+/// [`MIN_HEAVY_ARRIVALS`]), for [`HEAVY_HOLD_WINDOWS`] windows after. A site alone is nobody's
+/// rival.
 pub fn judge_shares<'a>(sites: impl Iterator<Item = (&'a SiteShare, bool)> + Clone) {
     let (mut total, mut active) = (0u64, 0u64);
     for (share, _) in sites.clone() {
@@ -251,99 +224,43 @@ pub fn judge_shares<'a>(sites: impl Iterator<Item = (&'a SiteShare, bool)> + Clo
 mod tests {
     use super::*;
 
-    const LIMIT: Duration = Duration::from_millis(5);
-    const LATE: Duration = Duration::from_millis(8);
-    const ON_TIME: Duration = Duration::from_millis(1);
+    const LIMIT: Duration = Duration::from_millis(1);
+    const LATE: Duration = Duration::from_millis(3);
+    const ON_TIME: Duration = Duration::from_micros(20);
 
     #[test]
-    fn late_ticks_in_a_row_start_a_shortage_that_lets_half_as_many_go_and_calm_ones_a_few_more() {
-        let mut pacing = Pacing::default();
-        assert_eq!(pacing.tick(ON_TIME, LIMIT, 0), LetGo::All);
-        assert_eq!(
-            pacing.tick(LATE, LIMIT, 0),
-            LetGo::All,
-            "one late tick: a hiccup"
-        );
-        assert_eq!(pacing.tick(ON_TIME, LIMIT, 0), LetGo::All);
-        assert!(!pacing.short());
-        pacing.tick(LATE, LIMIT, 0);
-        assert_eq!(pacing.tick(LATE, LIMIT, 0), LetGo::Some(FIRST_BUDGET / 2));
-        assert!(pacing.short());
-        assert_eq!(pacing.tick(LATE, LIMIT, 5), LetGo::Some(FIRST_BUDGET / 4));
-        assert_eq!(
-            pacing.tick(ON_TIME, LIMIT, 5),
-            LetGo::Some(FIRST_BUDGET / 4 + FIRST_BUDGET)
-        );
-        assert_eq!(
-            pacing.tick(LATE, LIMIT, 5),
-            LetGo::Some((FIRST_BUDGET / 4 + FIRST_BUDGET) / 2),
-            "while short, one late tick is enough"
-        );
-        for _ in 0..10 {
-            pacing.tick(LATE, LIMIT, 5);
-        }
-        assert_eq!(
-            pacing.tick(LATE, LIMIT, 5),
-            LetGo::Some(1),
-            "never fewer than one"
-        );
-        assert_eq!(
-            pacing.tick(ON_TIME, LIMIT, 5),
-            LetGo::Some(1 + FIRST_BUDGET)
-        );
-        assert!(pacing.short(), "one calm tick does not end it");
-    }
-
-    #[test]
-    fn a_shortage_ends_after_calm_ticks_in_a_row_with_the_line_empty() {
-        let mut pacing = Pacing::default();
-        pacing.tick(LATE, LIMIT, 0);
-        pacing.tick(LATE, LIMIT, 0);
+    fn late_probes_in_a_row_start_a_shortage_and_calm_ones_with_nobody_waiting_end_it() {
+        let mut shortage = Shortage::default();
+        assert!(!shortage.tick(ON_TIME, LIMIT, 0));
+        assert!(!shortage.tick(LATE, LIMIT, 0), "one late probe: a hiccup");
+        assert!(!shortage.tick(ON_TIME, LIMIT, 0));
+        shortage.tick(LATE, LIMIT, 0);
+        assert!(shortage.tick(LATE, LIMIT, 0), "two in a row");
         for _ in 0..CALM_TICKS - 1 {
-            assert!(matches!(pacing.tick(ON_TIME, LIMIT, 0), LetGo::Some(_)));
-        }
-        pacing.tick(LATE, LIMIT, 0);
-        for _ in 0..CALM_TICKS - 1 {
-            pacing.tick(ON_TIME, LIMIT, 0);
-        }
-        assert!(pacing.short(), "a late tick started the count again");
-        for _ in 0..CALM_TICKS {
-            assert!(matches!(pacing.tick(ON_TIME, LIMIT, 3), LetGo::Some(_)));
+            assert!(shortage.tick(ON_TIME, LIMIT, 0));
         }
         assert!(
-            pacing.short(),
-            "requests still wait: letting them all go would bring it back"
+            shortage.tick(LATE, LIMIT, 0),
+            "a late probe starts the count again"
         );
-        assert_eq!(pacing.tick(ON_TIME, LIMIT, 0), LetGo::All);
-        assert!(!pacing.short());
-        pacing.tick(LATE, LIMIT, 0);
-        assert_eq!(
-            pacing.tick(LATE, LIMIT, 0),
-            LetGo::Some(FIRST_BUDGET / 2),
-            "the next shortage starts afresh"
-        );
-    }
-
-    #[test]
-    fn calm_ticks_let_go_at_most_the_budget_cap() {
-        let mut pacing = Pacing::default();
-        pacing.tick(LATE, LIMIT, 0);
-        pacing.tick(LATE, LIMIT, 0);
-        let mut last = LetGo::All;
-        for _ in 0..MAX_BUDGET {
-            last = pacing.tick(ON_TIME, LIMIT, 1);
+        for _ in 0..CALM_TICKS {
+            assert!(
+                shortage.tick(ON_TIME, LIMIT, 3),
+                "requests still wait: a flood still coming"
+            );
         }
-        assert_eq!(last, LetGo::Some(MAX_BUDGET));
+        assert!(
+            !shortage.tick(ON_TIME, LIMIT, 0),
+            "calm, and the line empty"
+        );
     }
 
     #[test]
     fn a_zero_limit_turns_deprioritising_off() {
-        let mut pacing = Pacing::default();
-        assert_eq!(
-            pacing.tick(Duration::from_secs(1), Duration::ZERO, 1),
-            LetGo::All
-        );
-        assert!(!pacing.short());
+        let mut shortage = Shortage::default();
+        shortage.tick(LATE, LIMIT, 0);
+        assert!(shortage.tick(LATE, LIMIT, 0));
+        assert!(!shortage.tick(Duration::from_secs(1), Duration::ZERO, 5));
     }
 
     fn arrive(share: &SiteShare, n: u64) {
@@ -414,35 +331,44 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_line_lets_go_the_longest_waiting_first_and_no_one_waits_past_the_limit() {
+    async fn the_line_lets_go_in_arrival_order_one_per_pass_and_no_one_waits_past_the_limit() {
         let priority = std::sync::Arc::new(CpuPriority::default());
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut waiters = Vec::new();
-        for _ in 0..3 {
-            let p = priority.clone();
+        for n in 0..3 {
+            let (p, order) = (priority.clone(), order.clone());
             waiters.push(tokio::spawn(async move {
-                p.wait_turn(Duration::from_secs(1)).await
+                let let_go = p.wait_turn(Duration::from_secs(1)).await;
+                order.lock().unwrap().push(n);
+                let_go
             }));
             tokio::task::yield_now().await;
         }
         assert_eq!(priority.waiting(), 3);
-        priority.apply(LATE, true, LetGo::Some(1));
-        let first = waiters.remove(0).await.expect("waiter");
-        assert!(first, "the first in line was let go");
-        tokio::task::yield_now().await;
-        assert_eq!(priority.waiting(), 2);
-        assert!(priority.short());
-        assert_eq!(priority.lag(), LATE);
-        // Nobody lets the others go: they go when the limit passes.
-        tokio::time::advance(Duration::from_secs(1)).await;
+        let releaser = {
+            let p = priority.clone();
+            tokio::spawn(async move { p.let_go_in_turn().await })
+        };
         for waiter in waiters {
-            assert!(!waiter.await.expect("waiter"), "waited out");
+            assert!(waiter.await.expect("waiter"), "let go by the line");
         }
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2]);
+        assert_eq!(priority.waiting(), 0);
+        releaser.abort();
+
+        // Nobody lets this one go: it goes when the limit passes.
+        let p = priority.clone();
+        let alone = tokio::spawn(async move { p.wait_turn(Duration::from_secs(1)).await });
+        tokio::task::yield_now().await;
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!alone.await.expect("waiter"), "waited out");
         assert_eq!(priority.waiting(), 0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_end_of_a_shortage_lets_the_whole_line_go() {
         let priority = std::sync::Arc::new(CpuPriority::default());
+        priority.apply(LATE, true);
         let waiters: Vec<_> = (0..5)
             .map(|_| {
                 let p = priority.clone();
@@ -450,7 +376,9 @@ mod tests {
             })
             .collect();
         tokio::task::yield_now().await;
-        priority.apply(ON_TIME, false, LetGo::All);
+        assert!(priority.short());
+        assert_eq!(priority.lag(), LATE);
+        priority.apply(ON_TIME, false);
         for waiter in waiters {
             assert!(waiter.await.expect("waiter"));
         }

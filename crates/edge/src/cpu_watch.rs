@@ -2,42 +2,47 @@
 //! sites' shares of its requests, for `cpu_priority`: the phases read the result from
 //! `EdgeState::cpu`; this task is the only writer.
 
-use crate::cpu_priority::{PROBE_EVERY, Pacing, SHARE_EVERY, TIMER_RESOLUTION, judge_shares};
+use crate::cpu_priority::{PROBE_EVERY, SHARE_EVERY, Shortage, judge_shares};
 use crate::state::EdgeState;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Every [`PROBE_EVERY`]: sleeps, measures how late it woke against `server.overload_lag`,
-/// and lets waiting requests go; every [`SHARE_EVERY`], and when a shortage starts, judges
-/// which sites wait their turn when the edge is short.
+/// Every [`PROBE_EVERY`]: measures the scheduling lag against `server.overload_lag`, and with
+/// it whether the edge is short of CPU; every [`SHARE_EVERY`], and when a shortage starts,
+/// judges which sites wait their turn when it is. Spawns the line's releaser
+/// (`CpuPriority::let_go_in_turn`).
 pub async fn watch_cpu(state: Arc<EdgeState>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let mut pacing = Pacing::default();
+    let mut shortage = Shortage::default();
+    // The line's turns, on the runtime like any request: it comes round when they do.
+    let line = Arc::clone(&state);
+    let releaser = tokio::spawn(async move { line.cpu.let_go_in_turn().await });
     let mut judged = Instant::now();
     loop {
-        let asked = Instant::now();
         tokio::select! {
             _ = tokio::time::sleep(PROBE_EVERY) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                releaser.abort();
+                return;
+            }
         }
+        // Ready again at once, the probe goes to the back of its worker's queue: how long it
+        // takes to come round is how long any request that becomes ready waits for a worker.
+        // (A timer's lateness would say the same, blurred by its millisecond resolution.)
+        let yielded = Instant::now();
+        tokio::task::yield_now().await;
         let woke = Instant::now();
-        // A timer wakes up to a millisecond late on an idle runtime (its resolution); what
-        // is beyond that, the task spent ready and waiting for a worker thread.
-        let lag = woke
-            .duration_since(asked)
-            .saturating_sub(PROBE_EVERY + TIMER_RESOLUTION);
+        let lag = woke.duration_since(yielded);
         let snapshot = state.snapshot.load();
-        let was_short = pacing.short();
-        let let_go = pacing.tick(lag, snapshot.limits.overload_lag, state.cpu.waiting());
-        state.cpu.apply(lag, pacing.short(), let_go);
-        state
-            .metrics
-            .set_cpu(lag, pacing.short(), state.cpu.waiting());
-        if pacing.short() != was_short {
+        let was_short = shortage.short();
+        let short = shortage.tick(lag, snapshot.limits.overload_lag, state.cpu.waiting());
+        state.cpu.apply(lag, short);
+        state.metrics.set_cpu(lag, short, state.cpu.waiting());
+        if short != was_short {
             tracing::info!(
                 lag_ms = lag.as_secs_f64() * 1e3,
                 waiting = state.cpu.waiting(),
                 "short of CPU: {}",
-                if pacing.short() {
+                if short {
                     "sites under attack or above their share wait their turn"
                 } else {
                     "over"
@@ -46,7 +51,7 @@ pub async fn watch_cpu(state: Arc<EdgeState>, mut shutdown: tokio::sync::watch::
         }
         // Judged at once when a shortage starts, on the window so far: the site that caused it
         // then waits from the next request on, not up to a window later.
-        let starting = pacing.short() && !was_short;
+        let starting = short && !was_short;
         if starting || woke.duration_since(judged) >= SHARE_EVERY {
             judged = woke;
             judge_shares(snapshot.sites.iter().map(|site| {

@@ -239,10 +239,10 @@ impl Default for ServerLimits {
             // 1,024 bodies of the default 64 KiB `origin_body_buffer` at once: a busy edge's
             // uploads, and a small share of its memory.
             body_buffer_memory: 64 << 20,
-            // An idle runtime's timer wakes up to 1 ms late; 2 ms more than the probe asked
-            // for is requests waiting for a worker thread, and is when a quiet site's
-            // visitors start to feel a busy one (docs/config.md).
-            overload_lag: Duration::from_millis(2),
+            // On an idle worker the probe comes round in microseconds; half a millisecond is
+            // two to three times a cache hit's whole time at the edge, when a quiet site's
+            // visitors start to feel a busy one (bench/tenants.sh; docs/config.md).
+            overload_lag: Duration::from_micros(500),
             overload_wait: Duration::from_secs(1),
         }
     }
@@ -1424,7 +1424,7 @@ tls = { cert = "certs/blog.pem", key = "certs/blog.key" }
         let defaults = parse("").unwrap();
         assert_eq!(
             defaults.server.limits.overload_lag,
-            Duration::from_millis(2)
+            Duration::from_micros(500)
         );
         assert_eq!(defaults.server.limits.overload_wait, Duration::from_secs(1));
         let config = parse("[server]\noverload_lag = \"0s\"\noverload_wait = \"250ms\"\n").unwrap();

@@ -122,7 +122,10 @@ where
                     let interim = Arc::new(StreamInterim::default());
                     let request = into_edge_request(request);
                     let work = handle(request, Arc::clone(&interim) as Arc<dyn InterimSink>);
-                    tokio::spawn(StreamTask::new(work, respond, interim));
+                    // Boxed where it is made: the pipeline's future (kilobytes) is copied
+                    // once, into the box, not again into the stream and then the task
+                    // (bench/h2.sh: 1 KiB hits +6–10% req/s, 1 µs less CPU per request).
+                    tokio::spawn(StreamTask::new(Box::pin(work), respond, interim));
                 }
                 Some(Err(e)) => return Err(e),
                 None => return Ok(()),
@@ -186,9 +189,9 @@ impl StreamInterim {
 pin_project_lite::pin_project! {
     /// One stream's work, spawned as its own task: the request through the pipeline (its
     /// interims and then its response head sent on the stream), then the response body.
-    /// A hand-written future rather than an `async fn`, so that the pipeline's future and the
-    /// body being sent share their space: the task is moved once when spawned, and its size is
-    /// what that move copies.
+    /// A hand-written future rather than an `async fn`, so that the pipeline's future (boxed
+    /// where it is made) and the body being sent share their space: the task stays small, and
+    /// spawning it copies little.
     struct StreamTask<F> {
         respond: SendResponse<Bytes>,
         interim: Arc<StreamInterim>,

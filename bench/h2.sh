@@ -246,13 +246,6 @@ for ((round = 1; round <= ROUNDS; round++)); do
     order=("${order[@]:1}" "${order[0]}")
 done
 
-medians() { # array-name key -> the median over the rounds
-    local -n values=$1
-    local r all=()
-    for ((r = 1; r <= ROUNDS; r++)); do all+=("${values[$2,$r]}"); done
-    median "${all[@]}"
-}
-
 {
     echo
     echo "HTTP/2 cache hits: $CONNS connections x $STREAMS streams, h2load; TLS 1.3, ECDSA P-256; access logs off"
@@ -262,9 +255,9 @@ medians() { # array-name key -> the median over the rounds
         printf '%-10s %-10s %10s %10s %10s %10s %8s\n' "$case" server "req/s" "CPU us/req" "p50 ms" "p99 ms" failed
         for name in $SERVERS; do
             printf '%-10s %-10s %10s %10s %10s %10s %8s\n' "" "$name" \
-                "$(medians RPS "$case,$name")" "$(medians CPU "$case,$name")" \
-                "$(medians P50 "$case,$name")" "$(medians P99 "$case,$name")" \
-                "$(medians FAILED "$case,$name")"
+                "$(median_of_rounds RPS "$case,$name")" "$(median_of_rounds CPU "$case,$name")" \
+                "$(median_of_rounds P50 "$case,$name")" "$(median_of_rounds P99 "$case,$name")" \
+                "$(median_of_rounds FAILED "$case,$name")"
         done
     done
 } | tee "${BENCH_OUTPUT:-/dev/null}"

@@ -413,6 +413,13 @@ median() { # values... -> the median (the lower middle one for an even count)
     printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]}'
 }
 
+median_of_rounds() { # array-name key -> the median of array[key,1..ROUNDS]
+    local -n values=$1
+    local r all=()
+    for ((r = 1; r <= ROUNDS; r++)); do all+=("${values[$2,$r]}"); done
+    median "${all[@]}"
+}
+
 summarize() { # size name -> RPS/P50/P99/ERRS[size,name] from the rounds it completed
     local size=$1 name=$2 r rps=() p50=() p99=() cu=() cs=() errs=0
     for ((r = 1; r <= ROUNDS; r++)); do

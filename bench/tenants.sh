@@ -220,13 +220,6 @@ for ((round = 1; round <= ROUNDS; round++)); do
     done
 done
 
-medians() { # array-name server -> the median over the rounds
-    local -n values=$1
-    local r all=()
-    for ((r = 1; r <= ROUNDS; r++)); do all+=("${values[$2,$r]}"); done
-    median "${all[@]}"
-}
-
 {
     echo
     echo "Tenant isolation: the blog browsed ($BROWSERS connections, one request each every ${BROWSE_EVERY} ms), the shop flooded by $FLOOD_CONNS closed-loop connections; both answered from cache"
@@ -234,9 +227,9 @@ medians() { # array-name server -> the median over the rounds
     echo
     printf '%-14s %12s %12s %12s %12s %10s %12s\n' server "quiet p50" "quiet p99" "flooded p50" "flooded p99" "p99 ratio" "flood req/s"
     for name in $SERVERS; do
-        qp50=$(medians QP50 "$name"); qp99=$(medians QP99 "$name")
-        fp50=$(medians FP50 "$name"); fp99=$(medians FP99 "$name")
+        qp50=$(median_of_rounds QP50 "$name"); qp99=$(median_of_rounds QP99 "$name")
+        fp50=$(median_of_rounds FP50 "$name"); fp99=$(median_of_rounds FP99 "$name")
         ratio=$(awk -v a="$fp99" -v b="$qp99" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}')
-        printf '%-14s %10sms %10sms %10sms %10sms %10s %12s\n' "$name" "$qp50" "$qp99" "$fp50" "$fp99" "$ratio" "$(medians FRPS "$name")"
+        printf '%-14s %10sms %10sms %10sms %10sms %10s %12s\n' "$name" "$qp50" "$qp99" "$fp50" "$fp99" "$ratio" "$(median_of_rounds FRPS "$name")"
     done
 } | tee "${BENCH_OUTPUT:-/dev/null}"

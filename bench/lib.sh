@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Helpers shared by the benchmark scripts (bench/run.sh, bench/cache.sh, bench/shield.sh,
-# bench/challenge.sh, bench/access_log.sh).
+# bench/challenge.sh, bench/access_log.sh, bench/h2.sh, bench/tenants.sh).
 # Source it after `set -euo pipefail`; it defines functions and a few globals
 # and runs nothing but the trap set-up (bench_traps) when asked to.
 #

@@ -55,6 +55,7 @@ pub mod control;
 mod echo;
 pub mod h2raw;
 pub mod metrics;
+pub mod open_files;
 mod origin;
 mod palisade;
 pub mod raw;

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use palisade_blackbox::metrics::{sample, scrape};
+use palisade_blackbox::open_files::raise_open_file_limit;
 use palisade_blackbox::raw::{RawConn, RawResponse};
 use palisade_blackbox::{Echo, Origin, Palisade, SiteConfig};
 use serde_json::{Value, json};
@@ -38,25 +39,6 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a, b, c, d))
-}
-
-/// Lets this process hold a flood's sockets (palisade raises its own limit at start).
-#[allow(unsafe_code)] // libc: getrlimit/setrlimit, which std cannot
-fn raise_open_file_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-    }
-    limit.rlim_cur
 }
 
 /// `method path` on `conn` (kept alive) with `extra` header lines and `body`; the response, or

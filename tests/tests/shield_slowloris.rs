@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use palisade_blackbox::control::events;
 use palisade_blackbox::metrics::{sample, scrape, scrape_until};
+use palisade_blackbox::open_files::raise_open_file_limit;
 use palisade_blackbox::{Origin, Palisade, SiteConfig, client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
@@ -28,34 +29,6 @@ const BROWSERS: u8 = 10;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long browsers keep browsing: the attack is at full strength all along.
 const BROWSING: Duration = Duration::from_secs(11);
-
-/// Lets this process hold the attack's sockets (palisade raises its own limit at start).
-#[allow(unsafe_code)] // libc: getrlimit/setrlimit, which std cannot
-fn raise_open_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
-#[allow(unsafe_code)] // libc: getrlimit/setrlimit, which std cannot
-fn open_file_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: as above.
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    limit.rlim_cur
-}
 
 /// What became of one slowloris connection.
 enum Slowloris {
@@ -169,12 +142,11 @@ async fn browser(source: IpAddr, target: SocketAddr, until: Instant) -> Vec<Opti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_slowloris_connections_from_fifty_addresses_while_browsers_are_served() {
-    raise_open_file_limit();
+    let limit = raise_open_file_limit();
     let needed = (usize::from(ATTACK_ADDRESSES) * CONNECTIONS_PER_ADDRESS + 200) as u64;
     assert!(
-        open_file_limit() >= needed,
-        "this test needs {needed} open files; the limit is {}",
-        open_file_limit()
+        limit >= needed,
+        "this test needs {needed} open files; the limit is {limit}"
     );
     let test_started = Instant::now();
     let origin = Origin::start("a");

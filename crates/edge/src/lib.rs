@@ -10,7 +10,7 @@
 //! listener::accept_loop            accept, connection caps and accept rate (conn_guard)
 //! conn::serve / serve_parkable     TLS (tls), the protocol by preface or ALPN, timeouts,
 //!                                  parking, lingering close; HTTP/1.1 on hyper, HTTP/2 on h2
-//!                                  (h2_conn, h2_flood); the client's JA4 and HTTP/2
+//!                                  (h2_conn, h2_flood, h2_writes); the client's JA4 and HTTP/2
 //!                                  fingerprints (fingerprint)
 //! pipeline::handle                 the phases, in order:
 //!   phases::framing::refuse_ambiguous      400 on framing two parsers could read two ways
@@ -37,7 +37,7 @@
 //! |---|---|---|
 //! | start | [`server`] | starts listeners and the tasks below, reload, graceful shutdown |
 //! | beside the path | `operator` ([`admin`], `purge_api`, [`explain`]), `attack_watch`, `cpu_watch` | the admin listener, purges, `palisade explain`; the once-a-second attack and origin-pressure watch; the scheduling-lag probe. Never called by a phase |
-//! | connections | `listener`, `conn`, `h2_conn`, `h2_flood` | accept and serve client connections; they call the pipeline |
+//! | connections | `listener`, `conn`, `h2_conn`, `h2_flood`, `h2_writes` | accept and serve client connections (HTTP/2's small writes gathered into one per turn); they call the pipeline |
 //! | request | [`pipeline`], `phases` (`phases::request`: the per-request context) | the phases in order, one module each |
 //! | below the phases | `own_responses`, `abuse_intake`, `protection`, `origin_gate`, `cpu_priority`, `snapshot`, `router`, `tls`, `state`, `tunnel` | the edge's own pages; the abuse intake's limits and pages; per-site protection state; the origin cap and its fair waiting line; the line deprioritised sites wait in when the edge is short of CPU; the config snapshot, routing and certificates; what outlives snapshots; WebSocket tunnels |
 //! | streams | `body`, `origin` (pools, health, selection, `fields`: what the origin receives, the HTTP/1.1 client), `conn_context` | bodies both ways, origins, what one client connection knows |
@@ -170,6 +170,7 @@ pub mod fingerprint;
 pub mod fuzzing;
 mod h2_conn;
 mod h2_flood;
+mod h2_writes;
 mod http;
 mod listener;
 pub mod metrics;

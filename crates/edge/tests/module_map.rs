@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["server"],
     &["operator", "attack_watch", "cpu_watch"],
-    &["listener", "conn", "h2_conn", "h2_flood"],
+    &["listener", "conn", "h2_conn", "h2_flood", "h2_writes"],
     &["pipeline", "phases"],
     &[
         "own_responses",

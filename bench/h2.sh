@@ -9,7 +9,8 @@
 # Cases: tls-1k, tls-100k (h2 over TLS, ALPN h2), h2c-1k, h2c-100k (prior knowledge); each
 # is BENCH_CONNECTIONS connections with BENCH_STREAMS streams each, for BENCH_DURATION after
 # a BENCH_WARMUP warm-up (h2load -D / --warm-up-time). For each case and server it prints
-# requests/s, the server's CPU time per request (user + system, /proc/PID/stat), and p50 and
+# requests/s, the server's CPU time per request (user + system, /proc/PID/stat, read from the
+# end of the warm-up to the end of the run), and p50 and
 # p99 latency (from h2load's per-request log). Rounds interleave the servers (the order
 # turning each round); the table shows medians.
 #
@@ -214,10 +215,16 @@ run_case() { # name case round
     esac
     out="$WORK/$name.$case.$round.out"
     log="$WORK/$name.$case.$round.log"
-    before=$(cpu_ticks "$SERVER_PID")
-    run_fg "$out" ${CLIENT_PREFIX[@]+"${CLIENT_PREFIX[@]}"} h2load -t1 -c"$CONNS" -m"$STREAMS" \
+    # The server's CPU is read after the warm-up, so that it covers the requests h2load
+    # counts (it counts none of the warm-up's).
+    ${CLIENT_PREFIX[@]+"${CLIENT_PREFIX[@]}"} h2load -t1 -c"$CONNS" -m"$STREAMS" \
         -D "$(to_secs "$DURATION")" --warm-up-time="$(to_secs "$WARMUP")" \
-        --connect-to="127.0.0.1:$port" --log-file="$log" "$url" || true
+        --connect-to="127.0.0.1:$port" --log-file="$log" "$url" </dev/null >"$out" 2>&1 &
+    FG_PID=$!
+    sleep "$WARMUP"
+    before=$(cpu_ticks "$SERVER_PID")
+    wait "$FG_PID" || true
+    FG_PID=""
     after=$(cpu_ticks "$SERVER_PID")
     local done failed rps
     done=$(awk '/^requests:/ {print $8; exit}' "$out")

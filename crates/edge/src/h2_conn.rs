@@ -382,15 +382,12 @@ impl BodyPipe {
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), String>> {
         let sending = &mut self.sending;
         loop {
-            if let Poll::Ready(reason) = sending.poll_reset(cx) {
-                return Poll::Ready(Err(format!("client reset the stream: {reason:?}")));
-            }
             if let Some((chunk, end)) = self.waiting.take() {
                 if sending.capacity() == 0 {
                     match sending.poll_capacity(cx) {
                         Poll::Pending => {
                             self.waiting = Some((chunk, end));
-                            return Poll::Pending;
+                            return poll_reset_or_pending(sending, cx);
                         }
                         Poll::Ready(Some(Ok(_))) => {
                             self.waiting = Some((chunk, end));
@@ -410,17 +407,21 @@ impl BodyPipe {
                 }
                 continue;
             }
-            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+            let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) else {
+                return poll_reset_or_pending(sending, cx);
+            };
+            match frame {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(chunk) => {
                         let end = self.body.is_end_stream();
                         if chunk.is_empty() && !end {
                             continue;
                         }
-                        // A minimal claim, not the chunk's length: claiming the whole of it up
-                        // front makes every waiting stream a heavy claimant on the
+                        // A minimal claim, not the chunk's length: claiming the whole of it
+                        // up front makes every waiting stream a heavy claimant on the
                         // connection's window (hyper's #4003); h2 raises the claim to what is
-                        // buffered when the data is sent.
+                        // buffered when the data is sent. With the window open, h2 grants it
+                        // at once.
                         sending.reserve_capacity(1);
                         self.waiting = Some((chunk, end));
                     }
@@ -446,5 +447,17 @@ impl BodyPipe {
                 }
             }
         }
+    }
+}
+
+/// While the body waits (for data or for the window), the client's RST_STREAM ends it: asked
+/// only then, as each question takes h2's lock.
+fn poll_reset_or_pending(
+    sending: &mut SendStream<Bytes>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), String>> {
+    match sending.poll_reset(cx) {
+        Poll::Ready(reason) => Poll::Ready(Err(format!("client reset the stream: {reason:?}"))),
+        Poll::Pending => Poll::Pending,
     }
 }

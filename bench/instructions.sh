@@ -17,7 +17,7 @@
 # Environment: BENCH_WARM [500], BENCH_REQUESTS [3000], BENCH_PATHS ["h1-proxy h1-hit h2c-hit"],
 #              BENCH_ACCESS_LOG [off] (e.g. "stdout" to count the log's cost too),
 #              BENCH_KEEP_DUMPS [unset]: a directory to keep each measured callgrind dump in,
-#              named PATH.BUILD.out, for callgrind_annotate.
+#              named PATH.A.out / PATH.B.out, for callgrind_annotate.
 set -euo pipefail
 BENCH_TAG=instructions
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -81,8 +81,8 @@ send() { # path-kind n
     esac
 }
 
-measure() { # bin path-kind -> instructions per request
-    local bin=$1 kind=$2 out="$WORK/cg.$RANDOM"
+measure() { # bin path-kind build-name -> instructions per request
+    local bin=$1 kind=$2 build=$3 out="$WORK/cg.$RANDOM"
     rm -rf "$WORK/data"
     cat >"$WORK/palisade.toml" <<EOF
 [server]
@@ -122,7 +122,7 @@ EOF
     ((total > 0)) || die "no callgrind dump for $kind"
     if [[ -n ${BENCH_KEEP_DUMPS:-} ]]; then
         mkdir -p "$BENCH_KEEP_DUMPS"
-        cat "$out".*.* >"$BENCH_KEEP_DUMPS/$kind.$(basename "$(dirname "$(dirname "$bin")")").out"
+        cat "$out".*.* >"$BENCH_KEEP_DUMPS/$kind.$build.out"
     fi
     rm -f "$out".*
     echo $((total / REQUESTS))
@@ -138,8 +138,8 @@ echo
 for kind in $PATHS; do
     printf '%-10s' "$kind"
     results=()
-    for bin in "${BINS[@]}"; do
-        results+=("$(measure "$bin" "$kind")")
+    for i in "${!BINS[@]}"; do
+        results+=("$(measure "${BINS[$i]}" "$kind" "${NAMES[$i]}")")
         printf '%12s' "${results[-1]}"
     done
     if ((${#BINS[@]} == 2)); then

@@ -122,7 +122,11 @@ pub(crate) struct FileChallenge {
 type Invalid = (Option<std::ops::Range<usize>>, String, String);
 
 impl FileChallenge {
-    pub(crate) fn validate(self, key: &str, source: &str) -> Result<ChallengeSettings, Invalid> {
+    pub(crate) fn validate(
+        self,
+        key: &str,
+        source: &crate::locate::Source<'_>,
+    ) -> Result<ChallengeSettings, Invalid> {
         let d = ChallengeSettings::default();
         let field = |name: &str| format!("{key}.{name}");
         let difficulty = self.difficulty.unwrap_or(d.difficulty);

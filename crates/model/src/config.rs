@@ -6,7 +6,7 @@
 use crate::address::{ListenerAddress, Network};
 use crate::challenge::{ChallengeSettings, FileChallenge, SiteState, Suspension};
 use crate::duration::{as_text, as_text_opt};
-use crate::locate::key_span;
+use crate::locate::Source;
 use crate::shield::{
     FileGlobalShield, FileRateLimit, FileRule, FileSiteShield, GlobalShield, RateLimit, Rule,
     SiteShield, validate_rate_limits, validate_rules,
@@ -427,9 +427,10 @@ impl Config {
 
     /// Parses and validates configuration text; `file` is only used in error messages.
     pub fn from_toml_str(file: &str, text: &str) -> Result<Config, ConfigError> {
+        let source = Source::new(text);
         let place = |span: Option<std::ops::Range<usize>>| match span {
             Some(span) => {
-                let (line, column) = line_and_column(text, span.start);
+                let (line, column) = source.line_and_column(span.start);
                 (Some(line), Some(column))
             }
             None => (None, None),
@@ -451,7 +452,7 @@ impl Config {
                 .to_string()
                 .replace(".$__serde_spanned_private_value", "");
             let inner = e.into_inner();
-            let (line, column) = place(inner.span().or_else(|| key_span(text, &key)));
+            let (line, column) = place(inner.span().or_else(|| source.key_span(&key)));
             ConfigError {
                 file: file.to_string(),
                 line,
@@ -460,9 +461,9 @@ impl Config {
                 message: inner.message().to_string(),
             }
         })?;
-        raw.validate(text).map_err(|(span, key, message)| {
+        raw.validate(&source).map_err(|(span, key, message)| {
             // Checks on parsed values name their key; the text says where it stands.
-            let (line, column) = place(span.or_else(|| key_span(text, &key)));
+            let (line, column) = place(span.or_else(|| source.key_span(&key)));
             ConfigError {
                 file: file.to_string(),
                 line,
@@ -566,22 +567,20 @@ impl Config {
 
 impl crate::IpLists {
     /// Records the lines `allow_files` and `deny_files` are written on, under `key`.
-    fn locate_files(&mut self, text: &str, key: &str) {
+    fn locate_files(&mut self, source: &Source<'_>, key: &str) {
         let line = |field: &str| {
-            key_span(text, &format!("{key}.{field}"))
-                .map(|span| line_and_column(text, span.start).0)
+            source
+                .key_span(&format!("{key}.{field}"))
+                .map(|span| source.line_and_column(span.start).0)
         };
         // Only lists that name files: another key's line would do for an absent one.
-        self.allow_files_line = line("allow_files").filter(|_| !self.allow_files.is_empty());
-        self.deny_files_line = line("deny_files").filter(|_| !self.deny_files.is_empty());
+        self.allow_files_line = (!self.allow_files.is_empty())
+            .then(|| line("allow_files"))
+            .flatten();
+        self.deny_files_line = (!self.deny_files.is_empty())
+            .then(|| line("deny_files"))
+            .flatten();
     }
-}
-
-pub(crate) fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text.as_bytes()[..offset.min(text.len())];
-    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-    let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
-    (line, column)
 }
 
 type Invalid = (Option<std::ops::Range<usize>>, String, String);
@@ -1034,7 +1033,7 @@ fn check_access_log(log: &AccessLogSettings) -> Result<(), Invalid> {
 }
 
 impl FileConfig {
-    fn validate(self, text: &str) -> Result<Config, Invalid> {
+    fn validate(self, source: &Source<'_>) -> Result<Config, Invalid> {
         let mut server = self.server.into_settings();
         if server.analytics_retention < Duration::from_secs(3600) {
             return Err((
@@ -1255,15 +1254,15 @@ impl FileConfig {
             let mut shield = site.shield.validate(&format!("{site_key}.shield"))?;
             shield
                 .lists
-                .locate_files(text, &format!("{site_key}.shield"));
+                .locate_files(source, &format!("{site_key}.shield"));
             let mut ids = Vec::new();
-            let rules = validate_rules(site.rule, &site_key, &mut ids, text)?;
-            let rate_limits = validate_rate_limits(site.rate_limit, &site_key, &mut ids, text)?;
+            let rules = validate_rules(site.rule, &site_key, &mut ids, source)?;
+            let rate_limits = validate_rate_limits(site.rate_limit, &site_key, &mut ids, source)?;
             let challenge = site
                 .challenge
-                .validate(&format!("{site_key}.challenge"), text)?;
+                .validate(&format!("{site_key}.challenge"), source)?;
             let tls = site.tls.map(|tls| {
-                let line = line_and_column(text, tls.span().start).0;
+                let line = source.line_and_column(tls.span().start).0;
                 let tls = tls.into_inner();
                 TlsFiles {
                     cert: tls.cert,
@@ -1293,7 +1292,7 @@ impl FileConfig {
             });
         }
         let mut shield = self.shield.validate()?;
-        shield.lists.locate_files(text, "shield");
+        shield.lists.locate_files(source, "shield");
         Ok(Config {
             server,
             sites,

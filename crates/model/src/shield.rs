@@ -647,20 +647,24 @@ fn default_limit_action() -> LimitAction {
 /// Where a string value's text starts in `source` (the whole file): past its opening `'` or
 /// `"`, or past a `'''` or `"""` and the newline TOML trims right after one, so that a rule
 /// written over several lines has its errors placed on the right line.
-pub(crate) fn text_start(spanned: &Spanned<String>, source: &str) -> Option<(usize, usize)> {
+pub(crate) fn text_start(
+    spanned: &Spanned<String>,
+    source: &crate::locate::Source<'_>,
+) -> Option<(usize, usize)> {
     let span = spanned.span();
-    let raw = source.get(span.clone()).filter(|raw| !raw.is_empty())?;
+    let text = source.text();
+    let raw = text.get(span.clone()).filter(|raw| !raw.is_empty())?;
     let mut start = span.start + 1;
     if raw.starts_with("'''") || raw.starts_with("\"\"\"") {
         start = span.start + 3;
-        let rest = &source[start..];
+        let rest = &text[start..];
         start += if rest.starts_with("\r\n") {
             2
         } else {
             usize::from(rest.starts_with('\n'))
         };
     }
-    Some(crate::config::line_and_column(source, start))
+    Some(source.line_and_column(start))
 }
 
 /// Rule and limit ids name them in events, metrics and `palisade explain`.
@@ -695,7 +699,7 @@ pub(crate) fn validate_rules(
     rules: Vec<FileRule>,
     site_key: &str,
     seen: &mut Vec<String>,
-    source: &str,
+    source: &crate::locate::Source<'_>,
 ) -> Result<Vec<Rule>, Invalid> {
     let mut out = Vec::with_capacity(rules.len());
     for (i, rule) in rules.into_iter().enumerate() {
@@ -714,7 +718,7 @@ pub(crate) fn validate_rate_limits(
     limits: Vec<FileRateLimit>,
     site_key: &str,
     seen: &mut Vec<String>,
-    source: &str,
+    source: &crate::locate::Source<'_>,
 ) -> Result<Vec<RateLimit>, Invalid> {
     let mut out = Vec::with_capacity(limits.len());
     for (i, limit) in limits.into_iter().enumerate() {

@@ -56,7 +56,7 @@ use shield::events::{EventAction, EventReason};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -258,7 +258,7 @@ impl Analytics {
         sites.retain(|_, site| {
             let mut state = lock(&site.state);
             let mut open = false;
-            for slot in &site.slots {
+            for slot in site.made_slots() {
                 let minute = slot.minute.load(Ordering::Acquire);
                 if minute != CLOSED && minute < current {
                     site.close(slot, &mut state);
@@ -291,7 +291,7 @@ impl Analytics {
         let state = lock(&site.state);
         let mut minutes: Vec<(SiteMinute, bool)> =
             state.pending.iter().map(|m| (m.clone(), false)).collect();
-        for slot in &site.slots {
+        for slot in site.made_slots() {
             let minute = slot.minute.load(Ordering::Acquire);
             if minute != CLOSED {
                 minutes.push((site.read(slot, minute, Read::Keep), minute >= current));
@@ -319,7 +319,9 @@ enum Read {
 #[derive(Debug)]
 pub struct SiteAnalytics {
     name: String,
-    slots: [Slot; SLOTS],
+    /// Made by the site's first request: a provider's edge holds thousands of sites that see
+    /// no traffic, and their 6 KiB of counters and top lists would be most of its memory.
+    slots: OnceLock<Box<[Slot; SLOTS]>>,
     state: Mutex<SiteState>,
     /// [`Analytics`]'s count of dropped minutes.
     dropped: Arc<AtomicU64>,
@@ -367,17 +369,29 @@ impl SiteAnalytics {
     fn new(name: &str, dropped: &Arc<AtomicU64>) -> SiteAnalytics {
         SiteAnalytics {
             name: name.to_string(),
-            slots: std::array::from_fn(|_| Slot {
-                minute: AtomicI64::new(CLOSED),
-                counters: Counters::default(),
-                tops: Mutex::default(),
-            }),
+            slots: OnceLock::new(),
             state: Mutex::new(SiteState {
                 closed_through: CLOSED,
                 pending: VecDeque::new(),
             }),
             dropped: Arc::clone(dropped),
         }
+    }
+
+    /// The slots that exist: none until the site's first request.
+    fn made_slots(&self) -> &[Slot] {
+        self.slots.get().map_or(&[], |slots| &slots[..])
+    }
+
+    /// The slots, made now if the site has not counted anything yet.
+    fn slots(&self) -> &[Slot; SLOTS] {
+        self.slots.get_or_init(|| {
+            Box::new(std::array::from_fn(|_| Slot {
+                minute: AtomicI64::new(CLOSED),
+                counters: Counters::default(),
+                tops: Mutex::default(),
+            }))
+        })
     }
 
     /// Counts one finished request in `minute`.
@@ -436,7 +450,7 @@ impl SiteAnalytics {
 
     /// The slot counting `minute`: on the hot path, the one that already does.
     fn open(&self, minute: i64) -> &Slot {
-        let slot = &self.slots[minute.rem_euclid(SLOTS as i64) as usize];
+        let slot = &self.slots()[minute.rem_euclid(SLOTS as i64) as usize];
         if slot.minute.load(Ordering::Acquire) == minute {
             return slot;
         }
@@ -449,7 +463,7 @@ impl SiteAnalytics {
     fn open_slow(&self, minute: i64) -> &Slot {
         let mut state = lock(&self.state);
         let minute = minute.max(state.closed_through.saturating_add(1));
-        let slot = &self.slots[minute.rem_euclid(SLOTS as i64) as usize];
+        let slot = &self.slots()[minute.rem_euclid(SLOTS as i64) as usize];
         let held = slot.minute.load(Ordering::Acquire);
         // `held > minute`: the clock went back; count in the later minute rather than reopen.
         if held != CLOSED && held >= minute {
@@ -687,7 +701,21 @@ mod tests {
     }
 
     fn tops(site: &SiteAnalytics, minute: i64) -> MutexGuard<'_, Tops> {
-        lock(&site.slots[minute.rem_euclid(SLOTS as i64) as usize].tops)
+        lock(&site.slots()[minute.rem_euclid(SLOTS as i64) as usize].tops)
+    }
+
+    #[test]
+    fn a_site_without_traffic_holds_no_counters_until_its_first_request() {
+        let analytics = Analytics::new();
+        let site = analytics.site("idle");
+        assert!(site.slots.get().is_none());
+        assert!(analytics.peek("idle", SystemTime::now()).is_empty());
+        assert!(analytics.take_finished(SystemTime::now()).is_empty());
+        assert!(site.slots.get().is_none(), "reading made the counters");
+        let now = SystemTime::now();
+        site.record(Minute::of(now), &served("/", ip(1), 200));
+        assert!(site.slots.get().is_some());
+        assert_eq!(analytics.peek("idle", now)[0].0.requests, 1);
     }
 
     #[test]

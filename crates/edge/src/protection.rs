@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Counters per row of a site's cache-miss sketch (256 KiB per site).
+/// Counters per row of a site's cache-miss sketch (256 KiB, made at the site's first miss).
 const MISS_SKETCH_WIDTH: usize = 8192;
 
 /// A site's shield state that outlives snapshots.

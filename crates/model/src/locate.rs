@@ -55,7 +55,12 @@ pub(crate) struct Source<'a> {
 impl<'a> Source<'a> {
     pub(crate) fn new(text: &'a str) -> Source<'a> {
         let line_starts = std::iter::once(0)
-            .chain(text.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i + 1))
+            .chain(
+                text.bytes()
+                    .enumerate()
+                    .filter(|(_, b)| *b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
             .collect();
         Source {
             text,
@@ -176,7 +181,11 @@ expr = "x"
         let source = Source::new("ab\ncd\n\nef");
         assert_eq!(source.line_and_column(0), (1, 1));
         assert_eq!(source.line_and_column(1), (1, 2));
-        assert_eq!(source.line_and_column(2), (1, 3), "the newline ends its own line");
+        assert_eq!(
+            source.line_and_column(2),
+            (1, 3),
+            "the newline ends its own line"
+        );
         assert_eq!(source.line_and_column(3), (2, 1));
         assert_eq!(source.line_and_column(6), (3, 1));
         assert_eq!(source.line_and_column(8), (4, 2));

@@ -10,6 +10,7 @@
 //! pressure     is the origin struggling (concurrency, latency)  pressure
 //! challenge    proof of work, signed clearance cookies         challenge
 //! events       what the shield did, in a bounded ring         events
+//! carried      state a new snapshot takes over, by name       carried
 //! ```
 //! Everything here is built once per config snapshot and then only read (counters aside), so
 //! the edge's hot path takes no lock. The crate does no network I/O (building a guard reads
@@ -22,6 +23,7 @@
 #![cfg_attr(not(test), forbid(unsafe_code))]
 
 pub mod attack;
+pub mod carried;
 pub mod challenge;
 pub mod events;
 pub mod facts;

@@ -1,5 +1,7 @@
-//! A rate limit's memory is fixed when it is built: counting a million distinct keys, and
-//! penalising a million, allocates nothing and leaves [`RateLimiter::memory_bytes`] where it was.
+//! A rate limit's memory is fixed: it is made by the first request counted (the sketch) and
+//! the first penalty (the penalty table), so a limit that sees no traffic costs next to
+//! nothing; after that, counting a million distinct keys, and penalising a million, allocates
+//! nothing and leaves [`RateLimiter::memory_bytes`] where it was.
 //!
 //! This test binary counts every heap allocation made while `RateLimiter::hit` runs (a global
 //! allocator that counts when a thread-local flag is up), so "allocates nothing" is measured,
@@ -80,9 +82,12 @@ const KEYS: u64 = 1_000_000;
 /// Distinct keys per second of simulated time: about what a debug build of the server takes
 /// in the black-box test, so a 10 s window holds about 100,000 keys.
 const KEYS_PER_SECOND: u64 = 10_000;
-/// The fixed size of one limit: 2 windows × 4 rows × 16,384 counters × 4 bytes, and 16,384
-/// penalty slots × 8 bytes.
-const LIMIT_BYTES: usize = 2 * 4 * SKETCH_WIDTH * 4 + PENALTY_SLOTS * 8;
+/// The fixed size of one limit's sketch: 2 windows × 4 rows × 16,384 counters × 4 bytes.
+const SKETCH_BYTES: usize = 2 * 4 * SKETCH_WIDTH * 4;
+/// ...and with its 16,384 penalty slots × 8 bytes.
+const LIMIT_BYTES: usize = SKETCH_BYTES + PENALTY_SLOTS * 8;
+/// What a limit that has counted nothing may hold: its compiled definition, no counters.
+const IDLE_LIMIT_BYTES: usize = 4 * 1024;
 
 fn limit(requests: u32, penalty: Option<Duration>) -> RateLimit {
     RateLimit {
@@ -120,11 +125,27 @@ fn time_of(start: Instant, n: u64) -> Instant {
 fn a_million_distinct_keys_are_counted_in_the_limits_fixed_memory() {
     assert_eq!(LIMIT_BYTES, 640 * 1024, "the documented 640 KiB per limit");
     let registry = LimiterRegistry::default();
-    let limiter = RateLimiter::build("api", &limit(100, None), &registry).expect("limit");
+    let before_build = allocations().1;
+    let limiter =
+        measured(|| RateLimiter::build("api", &limit(100, None), &registry)).expect("limit");
+    let built = allocations().1 - before_build;
+    assert!(
+        built < IDLE_LIMIT_BYTES,
+        "building a limit allocated {built} bytes: the counters must wait for traffic"
+    );
     assert_eq!(limiter.memory_bytes(), LIMIT_BYTES);
     let name = HeaderName::from_static("x-api-key");
     let mut headers = HeaderMap::new();
     let start = Instant::now();
+    // The first request counted makes the sketch, once.
+    headers.insert(name.clone(), HeaderValue::from_static("first"));
+    let before_first = allocations().1;
+    measured(|| limiter.hit(&facts(&headers), start));
+    let first = allocations().1 - before_first;
+    assert!(
+        (SKETCH_BYTES..SKETCH_BYTES + 1024).contains(&first),
+        "the first request allocated {first} bytes, not the {SKETCH_BYTES}-byte sketch"
+    );
     let (allocations_before, bytes_before) = allocations();
     let mut refused = 0u64;
     for n in 0..KEYS {
@@ -168,6 +189,20 @@ fn a_million_keys_over_their_limit_are_penalised_in_the_limits_fixed_memory() {
     let name = HeaderName::from_static("x-api-key");
     let mut headers = HeaderMap::new();
     let start = Instant::now();
+    // The first key over its limit makes the sketch and the penalty table, once.
+    headers.insert(name.clone(), HeaderValue::from_static("first"));
+    let before_first = allocations().1;
+    measured(|| {
+        (
+            limiter.hit(&facts(&headers), start),
+            limiter.hit(&facts(&headers), start),
+        )
+    });
+    let first = allocations().1 - before_first;
+    assert!(
+        (LIMIT_BYTES..LIMIT_BYTES + 1024).contains(&first),
+        "the first penalty allocated {first} bytes in all, not the {LIMIT_BYTES}-byte limit"
+    );
     let (allocations_before, _) = allocations();
     let mut let_through = 0u64;
     for n in 0..KEYS {

@@ -25,9 +25,9 @@ use crate::metrics::OriginReport;
 use http::uri::Authority;
 use model::{HealthCheck, Site};
 use schedule::Schedule;
-use std::collections::HashMap;
+use shield::carried::Carried;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Most origins one site may list (the retry logic tracks tried origins in a `u64`).
@@ -223,7 +223,7 @@ impl Upstream {
 /// Keeps upstreams alive across reloads so connection pools and health verdicts survive.
 #[derive(Default)]
 pub struct UpstreamRegistry {
-    by_site: Mutex<HashMap<String, Weak<Upstream>>>,
+    by_site: Mutex<Carried<Upstream>>,
 }
 
 /// Pool settings that come from `[server]`.
@@ -258,7 +258,7 @@ impl UpstreamRegistry {
             pool_max_idle: pool.max_idle,
         };
         let mut by_site = self.by_site.lock().unwrap_or_else(|p| p.into_inner());
-        let previous = by_site.get(&site.name).and_then(Weak::upgrade);
+        let previous = by_site.get(&site.name);
         if let Some(previous) = &previous
             && previous.settings == settings
         {
@@ -299,8 +299,7 @@ impl UpstreamRegistry {
         if let Some(check) = &upstream.settings.health {
             health::spawn_checker(Arc::downgrade(&upstream), check.clone());
         }
-        by_site.insert(site.name.clone(), Arc::downgrade(&upstream));
-        by_site.retain(|_, weak| weak.strong_count() > 0);
+        by_site.insert(site.name.clone(), &upstream);
         Ok(upstream)
     }
 }

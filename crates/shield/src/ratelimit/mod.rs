@@ -13,12 +13,12 @@ pub use penalty::PenaltyBox;
 pub use sketch::WindowCounter;
 
 use crate::RequestFacts;
+use crate::carried::Carried;
 use crate::rules::{Expr, RuleError};
 use http::HeaderName;
 use model::{LimitAction, LimitKey, RateLimit};
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Counters per row of a limit's sketch: 512 KiB of counters per limit.
@@ -60,7 +60,7 @@ pub fn random_seed() -> u64 {
 /// Hands a limit's state to the next snapshot when its definition has not changed.
 #[derive(Debug, Default)]
 pub struct LimiterRegistry {
-    states: Mutex<HashMap<String, Weak<LimiterState>>>,
+    states: Mutex<Carried<LimiterState>>,
 }
 
 impl LimiterRegistry {
@@ -75,12 +75,11 @@ impl LimiterRegistry {
             limit.expr.as_deref().unwrap_or("")
         );
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
-        states.retain(|_, state| state.strong_count() > 0);
-        if let Some(state) = states.get(&identity).and_then(Weak::upgrade) {
+        if let Some(state) = states.get(&identity) {
             return state;
         }
         let state = Arc::new(LimiterState::new(limit.period));
-        states.insert(identity, Arc::downgrade(&state));
+        states.insert(identity, &state);
         state
     }
 }

@@ -6,12 +6,17 @@
 //! it belonged to is still over its limit in the counter, so it goes on being refused while it
 //! keeps sending, it just loses the extra penalty time.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Keys serving a penalty, each until a whole second, in a fixed number of 8-byte slots.
 pub struct PenaltyBox {
-    slots: Box<[AtomicU64]>,
+    /// Made at the first penalty: most limits never hand one out, and an edge of 100,000
+    /// sites should not carry 128 KiB for each of their limits up front.
+    slots: OnceLock<Box<[AtomicU64]>>,
+    /// How many slots, once made (a power of two).
+    size: usize,
     /// Whether any key was ever punished: until one is, asking costs one load rather than a
     /// clock sum and two slots (most limits never hand out a penalty, or have none to give).
     punished: AtomicBool,
@@ -21,7 +26,7 @@ pub struct PenaltyBox {
 impl std::fmt::Debug for PenaltyBox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PenaltyBox")
-            .field("slots", &self.slots.len())
+            .field("slots", &self.size)
             .finish()
     }
 }
@@ -39,15 +44,21 @@ impl PenaltyBox {
     pub fn new(size: usize) -> PenaltyBox {
         let size = size.max(2).next_power_of_two();
         PenaltyBox {
-            slots: (0..size).map(|_| AtomicU64::new(0)).collect(),
+            slots: OnceLock::new(),
+            size,
             punished: AtomicBool::new(false),
             start: Instant::now(),
         }
     }
 
-    /// Heap bytes of the slots.
+    /// Heap bytes of the slots, once the first penalty has made them.
     pub fn memory_bytes(&self) -> usize {
-        self.slots.len() * 8
+        self.size * 8
+    }
+
+    fn slots(&self) -> &[AtomicU64] {
+        self.slots
+            .get_or_init(|| (0..self.size).map(|_| AtomicU64::new(0)).collect())
     }
 
     /// Seconds since the box was made, rounded up so a penalty never ends early; 0 is "no
@@ -58,7 +69,7 @@ impl PenaltyBox {
     }
 
     fn candidates(&self, key_hash: u64) -> [usize; 2] {
-        let mask = self.slots.len() - 1;
+        let mask = self.size - 1;
         let first = key_hash as usize & mask;
         let second = (key_hash >> 20) as usize & mask;
         [first, if second == first { first ^ 1 } else { second }]
@@ -79,9 +90,10 @@ impl PenaltyBox {
             (end.as_secs() + u64::from(end.subsec_nanos() > 0) + 1).min(u64::from(u32::MAX)) as u32;
         let fingerprint = Self::fingerprint(key_hash);
         let [a, b] = self.candidates(key_hash);
+        let slots = self.slots();
         let (word_a, word_b) = (
-            self.slots[a].load(Ordering::Relaxed),
-            self.slots[b].load(Ordering::Relaxed),
+            slots[a].load(Ordering::Relaxed),
+            slots[b].load(Ordering::Relaxed),
         );
         let target = match (unpack(word_a), unpack(word_b)) {
             ((f, _), _) if f == fingerprint => a,
@@ -94,7 +106,7 @@ impl PenaltyBox {
                 }
             }
         };
-        self.slots[target].store(pack(fingerprint, until), Ordering::Relaxed);
+        slots[target].store(pack(fingerprint, until), Ordering::Relaxed);
         // Release, after the slot: a request that sees the flag sees the penalty.
         self.punished.store(true, Ordering::Release);
     }
@@ -104,10 +116,12 @@ impl PenaltyBox {
         if !self.punished.load(Ordering::Acquire) {
             return None;
         }
+        // Made before `punished` was raised.
+        let slots = self.slots.get()?;
         let fingerprint = Self::fingerprint(key_hash);
         let now_s = self.seconds(now);
         self.candidates(key_hash).iter().find_map(|&i| {
-            let (f, until) = unpack(self.slots[i].load(Ordering::Relaxed));
+            let (f, until) = unpack(slots[i].load(Ordering::Relaxed));
             (f == fingerprint && until > now_s)
                 .then(|| Duration::from_secs(u64::from(until - now_s)))
         })

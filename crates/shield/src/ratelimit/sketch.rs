@@ -16,6 +16,7 @@
 //! request first sees the new window; it clears one sketch (`ROWS × width` counters), once per
 //! period. Counts racing with a rotation may be lost, which only ever under-counts by a few.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -67,7 +68,9 @@ fn smallest(counts: &[u32; ROWS]) -> u32 {
 
 /// A sliding-window counter for any number of keys, identified by 64-bit hashes.
 pub struct WindowCounter {
-    windows: [Window; 2],
+    /// Made at the first count: a limit or a site that sees no traffic carries no counters
+    /// (an edge of 100,000 sites would otherwise hold 256 KiB per site up front).
+    windows: OnceLock<Box<[Window; 2]>>,
     width: usize,
     period_ms: u64,
     start: Instant,
@@ -89,14 +92,15 @@ impl WindowCounter {
         let width = width.max(64).next_power_of_two();
         let period_ms = (period.as_millis() as u64).max(1);
         WindowCounter {
-            windows: [Window::new(ROWS * width, 0), Window::new(ROWS * width, 1)],
+            windows: OnceLock::new(),
             width,
             period_ms,
             start: Instant::now(),
         }
     }
 
-    /// Heap bytes of both windows' counters, fixed at construction.
+    /// Heap bytes of both windows' counters once the first count has made them; fixed from
+    /// then on.
     pub fn memory_bytes(&self) -> usize {
         2 * ROWS * self.width * 4
     }
@@ -106,7 +110,11 @@ impl WindowCounter {
     pub fn hit(&self, key_hash: u64, now: Instant) -> f64 {
         let (number, fraction) = self.window_at(now);
         let slots = self.slots(key_hash);
-        let current = self.current(number);
+        let windows = self.windows.get_or_init(|| {
+            let size = ROWS * self.width;
+            Box::new([Window::new(size, 0), Window::new(size, 1)])
+        });
+        let current = Self::current(windows, number);
         // Conservative update: raise only the counters at the minimum. A counter read at or
         // above the new count is left alone (counters only grow within a window), which spares
         // a read-modify-write for every row the key does not share its minimum with.
@@ -123,20 +131,23 @@ impl WindowCounter {
                 counter.fetch_max(new, Ordering::Relaxed);
             }
         }
-        new as f64 + self.previous_share(number, fraction, &slots)
+        new as f64 + Self::previous_share(windows, number, fraction, &slots)
     }
 
     /// The key's count over the last period, without counting anything.
     pub fn count(&self, key_hash: u64, now: Instant) -> f64 {
+        let Some(windows) = self.windows.get() else {
+            return 0.0;
+        };
         let (number, fraction) = self.window_at(now);
         let slots = self.slots(key_hash);
-        let current = &self.windows[(number % 2) as usize];
+        let current = &windows[(number % 2) as usize];
         let now_count = if current.number.load(Ordering::Acquire) == number {
             current.estimate(&slots)
         } else {
             0
         };
-        now_count as f64 + self.previous_share(number, fraction, &slots)
+        now_count as f64 + Self::previous_share(windows, number, fraction, &slots)
     }
 
     /// The window `now` falls in, and how far into it (0..1).
@@ -154,8 +165,8 @@ impl WindowCounter {
     }
 
     /// The window numbered `number`, cleared and claimed if it is new.
-    fn current(&self, number: u64) -> &Window {
-        let window = &self.windows[(number % 2) as usize];
+    fn current(windows: &[Window; 2], number: u64) -> &Window {
+        let window = &windows[(number % 2) as usize];
         let held = window.number.load(Ordering::Acquire);
         if held != number
             && held < number
@@ -170,8 +181,13 @@ impl WindowCounter {
     }
 
     /// The previous window's count, weighted by how much of it the sliding window still covers.
-    fn previous_share(&self, number: u64, fraction: f64, slots: &[usize; ROWS]) -> f64 {
-        let previous = &self.windows[((number - 1) % 2) as usize];
+    fn previous_share(
+        windows: &[Window; 2],
+        number: u64,
+        fraction: f64,
+        slots: &[usize; ROWS],
+    ) -> f64 {
+        let previous = &windows[((number - 1) % 2) as usize];
         if previous.number.load(Ordering::Acquire) != number - 1 {
             return 0.0;
         }

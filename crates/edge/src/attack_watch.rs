@@ -23,7 +23,7 @@ pub async fn watch_attacks(
         }
         let snapshot = state.snapshot.load();
         let now = Instant::now();
-        for site in &snapshot.sites {
+        for site in snapshot.sites.iter() {
             let shield = &site.config.shield;
             let protection = &site.protection;
             let pressed = protection.origin.tick(

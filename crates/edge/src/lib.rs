@@ -39,7 +39,7 @@
 //! | beside the path | `operator` ([`admin`], `purge_api`, [`explain`]), `attack_watch`, `cpu_watch` | the admin listener, purges, `palisade explain`; the once-a-second attack and origin-pressure watch; the scheduling-lag probe. Never called by a phase |
 //! | connections | `listener`, `conn`, `h2_conn`, `h2_flood`, `h2_writes` | accept and serve client connections (HTTP/2's small writes gathered into one per turn); they call the pipeline |
 //! | request | [`pipeline`], `phases` (`phases::request`: the per-request context) | the phases in order, one module each |
-//! | below the phases | `own_responses`, `abuse_intake`, `protection`, `origin_gate`, `cpu_priority`, `snapshot`, `router`, `tls`, `state`, `tunnel` | the edge's own pages; the abuse intake's limits and pages; per-site protection state; the origin cap and its fair waiting line; the line deprioritised sites wait in when the edge is short of CPU; the config snapshot, routing and certificates; what outlives snapshots; WebSocket tunnels |
+//! | below the phases | `own_responses`, `abuse_intake`, `protection`, `origin_gate`, `cpu_priority`, `snapshot`, `tls`, `site_table`, `router`, `state`, `tunnel` | the edge's own pages; the abuse intake's limits and pages; per-site protection state; the origin cap and its fair waiting line; the line deprioritised sites wait in when the edge is short of CPU; the config snapshot (built whole, or changed site by site), certificates, the sites by index, host and name, routing; what outlives snapshots; WebSocket tunnels |
 //! | streams | `body`, `origin` (pools, health, selection, `fields`: what the origin receives, the HTTP/1.1 client), `conn_context` | bodies both ways, origins, what one client connection knows |
 //! | foundation | `http`, [`metrics`], [`access_log`], `clock`, `conn_guard`, [`fingerprint`] | wire-level HTTP, counters, the access log, the clock, connection permits, the client's TLS (JA4) and HTTP/2 fingerprints |
 //!
@@ -183,6 +183,7 @@ pub mod pipeline;
 mod protection;
 mod router;
 pub mod server;
+mod site_table;
 mod snapshot;
 mod state;
 #[cfg(test)]
@@ -196,7 +197,7 @@ pub use operator::purge_api::{
 };
 pub use operator::{admin, explain};
 pub use origin::UpstreamError;
-pub use server::{Edge, EdgeError, ReloadError};
+pub use server::{Edge, EdgeError, PreparedChange, ReloadError};
 pub use shield::events::{EventQuery, SecurityEvent};
 pub use snapshot::{Snapshot, SnapshotError};
 pub use tls::{CertError, TlsError};

@@ -155,7 +155,7 @@ fn admit(
                 let sni_site = session.server_name().and_then(|name| {
                     let snapshot = state.snapshot.load();
                     let host = model::normalize_host(name)?;
-                    let site = snapshot.router.route(&host)?;
+                    let site = snapshot.sites.route(&host)?;
                     Some(Arc::clone(&snapshot.sites[site].name))
                 });
                 let ctx = Arc::new(ConnContext::new(client, sni_site, h2, permit));

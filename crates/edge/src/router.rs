@@ -1,17 +1,22 @@
 //! Host → site routing: exact names first, then the longest wildcard suffix, then the catch-all.
+//!
+//! A change to one site changes only that site's entries ([`HostRouter::release`],
+//! [`HostRouter::claim`]) in a copy of the table; the names are shared, so copying a table of
+//! 200,000 names allocates none of them again.
 
 use model::{HostPattern, Site};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Index of a site in its snapshot.
 pub type SiteIndex = usize;
 
 /// Answers "which site claims this (normalised) host?" without allocating.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct HostRouter {
-    exact: HashMap<Box<str>, SiteIndex>,
+    exact: HashMap<Arc<str>, SiteIndex>,
     /// Keyed by suffix including the leading dot (".blog.example").
-    wildcard: HashMap<Box<str>, SiteIndex>,
+    wildcard: HashMap<Arc<str>, SiteIndex>,
     any: Option<SiteIndex>,
 }
 
@@ -19,19 +24,57 @@ impl HostRouter {
     pub fn new(sites: &[Site]) -> HostRouter {
         let mut router = HostRouter::default();
         for (index, site) in sites.iter().enumerate() {
-            for host in &site.hosts {
-                match host {
-                    HostPattern::Exact(name) => {
-                        router.exact.insert(name.as_str().into(), index);
-                    }
-                    HostPattern::Wildcard(suffix) => {
-                        router.wildcard.insert(suffix.as_str().into(), index);
-                    }
-                    HostPattern::Any => router.any = Some(index),
-                }
-            }
+            router.claim(site, index);
         }
         router
+    }
+
+    /// Routes `site`'s host names to `index`, over whatever held them.
+    pub fn claim(&mut self, site: &Site, index: SiteIndex) {
+        for host in &site.hosts {
+            match host {
+                HostPattern::Exact(name) => {
+                    self.exact.insert(name.as_str().into(), index);
+                }
+                HostPattern::Wildcard(suffix) => {
+                    self.wildcard.insert(suffix.as_str().into(), index);
+                }
+                HostPattern::Any => self.any = Some(index),
+            }
+        }
+    }
+
+    /// Forgets `site`'s host names, those that still route to `index`.
+    pub fn release(&mut self, site: &Site, index: SiteIndex) {
+        for host in &site.hosts {
+            let entry = match host {
+                HostPattern::Exact(name) => self.exact.get(name.as_str()),
+                HostPattern::Wildcard(suffix) => self.wildcard.get(suffix.as_str()),
+                HostPattern::Any => self.any.as_ref(),
+            };
+            if entry != Some(&index) {
+                continue;
+            }
+            match host {
+                HostPattern::Exact(name) => {
+                    self.exact.remove(name.as_str());
+                }
+                HostPattern::Wildcard(suffix) => {
+                    self.wildcard.remove(suffix.as_str());
+                }
+                HostPattern::Any => self.any = None,
+            }
+        }
+    }
+
+    /// The site that holds exactly this pattern (not the one a name would route to: a
+    /// wildcard does not hold the names under it).
+    pub fn holder(&self, host: &HostPattern) -> Option<SiteIndex> {
+        match host {
+            HostPattern::Exact(name) => self.exact.get(name.as_str()).copied(),
+            HostPattern::Wildcard(suffix) => self.wildcard.get(suffix.as_str()).copied(),
+            HostPattern::Any => self.any,
+        }
     }
 
     /// `host` must already be normalised (see [`model::normalize_host`]).
@@ -93,6 +136,36 @@ mod tests {
         assert_eq!(router.route("evil.example"), None);
         assert_eq!(router.route("blog.example.evil"), None);
         assert_eq!(router.route("xblog.example"), None);
+    }
+
+    #[test]
+    fn a_site_released_and_claimed_again_routes_by_its_new_names_only() {
+        let blog = site("blog", &["blog.example", "*.blog.example"]);
+        let shop = site("shop", &["shop.example"]);
+        let mut router = HostRouter::new(&[blog.clone(), shop.clone()]);
+        let moved = site("blog", &["news.example"]);
+        router.release(&blog, 0);
+        router.claim(&moved, 0);
+        assert_eq!(router.route("blog.example"), None);
+        assert_eq!(router.route("a.blog.example"), None);
+        assert_eq!(router.route("news.example"), Some(0));
+        assert_eq!(router.route("shop.example"), Some(1));
+        // Releasing under another index leaves names that route elsewhere alone.
+        router.release(&shop, 0);
+        assert_eq!(router.route("shop.example"), Some(1));
+        assert_eq!(
+            router.holder(&HostPattern::parse("shop.example").unwrap()),
+            Some(1)
+        );
+        assert_eq!(
+            router.holder(&HostPattern::parse("*.news.example").unwrap()),
+            None
+        );
+        let any = site("rest", &["*"]);
+        router.claim(&any, 2);
+        assert_eq!(router.holder(&HostPattern::Any), Some(2));
+        router.release(&any, 2);
+        assert_eq!(router.route("other.example"), None);
     }
 
     #[test]

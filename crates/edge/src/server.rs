@@ -20,7 +20,7 @@ use crate::state::EdgeState;
 use crate::tls::{TlsError, TlsShared};
 use analytics::Analytics;
 use cache::Cache;
-use model::{Config, ServerSettings};
+use model::{Config, ServerSettings, SiteChange};
 use shield::challenge::{ChallengeKeys, KeyError};
 use shield::events::EventRing;
 use shield::ratelimit::LimiterRegistry;
@@ -91,6 +91,13 @@ pub enum ReloadError {
     Snapshot(#[from] SnapshotError),
 }
 
+/// A change built on the snapshot that ran when it was prepared, waiting to be installed.
+pub struct PreparedChange {
+    snapshot: Snapshot,
+    built_on: Arc<Snapshot>,
+    changes: Vec<SiteChange>,
+}
+
 /// The cache, with its disk tier under `data_dir/cache` unless `cache_disk` is 0. Opening the
 /// disk tier reads what a previous run stored (it is warm after a restart), off the async
 /// threads.
@@ -124,6 +131,8 @@ pub struct Edge {
     tls: TlsShared,
     shutdown: watch::Sender<bool>,
     generation: AtomicU64,
+    /// One swap at a time: a reload and a change must not both build on the same snapshot.
+    swaps: std::sync::Mutex<()>,
     source: String,
     started_with: ServerSettings,
     addrs: Vec<(ListenerKind, SocketAddr)>,
@@ -255,6 +264,7 @@ impl Edge {
             tls,
             shutdown,
             generation: AtomicU64::new(1),
+            swaps: std::sync::Mutex::new(()),
             source,
             started_with: config.server,
             addrs,
@@ -301,6 +311,7 @@ impl Edge {
     /// started with. On error nothing changes and the error names what is wrong.
     /// Listener addresses, the data directory and the access-log target apply at start only.
     pub fn reload(&self, config: &Config) -> Result<u64, ReloadError> {
+        let _one_swap = self.swaps.lock().unwrap_or_else(|p| p.into_inner());
         let generation = self.generation.load(Ordering::Relaxed) + 1;
         // Read again at every reload: `palisade keys rotate` takes effect this way.
         let keys = load_challenge_keys(&self.started_with.data_dir);
@@ -309,17 +320,7 @@ impl Edge {
             .and_then(|challenge_keys| {
                 Ok(Snapshot::build(
                     config,
-                    &BuildContext {
-                        upstreams: &self.upstreams,
-                        metrics: &self.state.metrics,
-                        analytics: &self.state.analytics,
-                        limiters: &self.limiters,
-                        protections: &self.protections,
-                        tls: &self.tls,
-                        challenge_keys: &challenge_keys,
-                        source: &self.source,
-                        generation,
-                    },
+                    &self.build_context(&challenge_keys, generation),
                 )?)
             });
         let snapshot = match built {
@@ -357,6 +358,83 @@ impl Edge {
         Ok(generation)
     }
 
+    /// Builds what the running snapshot becomes with `changes` (only the sites they name; see
+    /// [`Snapshot::apply`]) without putting it in force: the control plane checks a change
+    /// this way before it commits it, then [`Edge::install`]s it.
+    pub fn prepare(&self, changes: Vec<SiteChange>) -> Result<PreparedChange, ReloadError> {
+        let current = self.state.snapshot.load_full();
+        let snapshot = current
+            .apply(&changes, &self.build_context(&current.challenge_keys, 0))
+            .inspect_err(|_| {
+                self.state
+                    .metrics
+                    .reloads_failed
+                    .fetch_add(1, Ordering::Relaxed);
+            })?;
+        Ok(PreparedChange {
+            snapshot,
+            built_on: current,
+            changes,
+        })
+    }
+
+    /// Puts a prepared change in force and returns its generation. When another snapshot came
+    /// in since it was prepared, the change is built again on that one; should that fail (the
+    /// other snapshot made it impossible), the edge keeps what it runs and says so.
+    pub fn install(&self, prepared: PreparedChange) -> u64 {
+        let _one_swap = self.swaps.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = self.generation.load(Ordering::Relaxed) + 1;
+        let current = self.state.snapshot.load_full();
+        let mut snapshot = if Arc::ptr_eq(&current, &prepared.built_on) {
+            prepared.snapshot
+        } else {
+            let ctx = self.build_context(&current.challenge_keys, generation);
+            match current.apply(&prepared.changes, &ctx) {
+                Ok(snapshot) => snapshot,
+                Err(e) => {
+                    tracing::error!("a change no longer applies to the running snapshot: {e}");
+                    self.state
+                        .metrics
+                        .reloads_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    return generation - 1;
+                }
+            }
+        };
+        snapshot.generation = generation;
+        self.state.snapshot.store(Arc::new(snapshot));
+        self.generation.store(generation, Ordering::Relaxed);
+        self.state
+            .metrics
+            .reloads_ok
+            .fetch_add(1, Ordering::Relaxed);
+        generation
+    }
+
+    /// [`Edge::prepare`] and [`Edge::install`] in one step.
+    pub fn apply(&self, changes: Vec<SiteChange>) -> Result<u64, ReloadError> {
+        let prepared = self.prepare(changes)?;
+        Ok(self.install(prepared))
+    }
+
+    fn build_context<'a>(
+        &'a self,
+        challenge_keys: &'a Arc<ChallengeKeys>,
+        generation: u64,
+    ) -> BuildContext<'a> {
+        BuildContext {
+            upstreams: &self.upstreams,
+            metrics: &self.state.metrics,
+            analytics: &self.state.analytics,
+            limiters: &self.limiters,
+            protections: &self.protections,
+            tls: &self.tls,
+            challenge_keys,
+            source: &self.source,
+            generation,
+        }
+    }
+
     /// Hands every admin request to `handler` from now on (the control plane's API). Only the
     /// first call takes effect.
     pub fn set_admin_handler(&self, handler: crate::operator::admin::AdminHandler) {
@@ -386,7 +464,7 @@ impl Edge {
     /// edge runs no such site.
     pub fn mitigations(&self, site: &str) -> Option<Vec<Arc<shield::signature::Mitigation>>> {
         let snapshot = self.state.snapshot.load();
-        let site = snapshot.sites.iter().find(|s| &*s.name == site)?;
+        let site = snapshot.sites.by_name(site)?;
         Some(site.protection.signatures.mitigations())
     }
 
@@ -398,7 +476,7 @@ impl Edge {
         id: &str,
     ) -> Option<Arc<shield::signature::Mitigation>> {
         let snapshot = self.state.snapshot.load();
-        let site = snapshot.sites.iter().find(|s| &*s.name == site)?;
+        let site = snapshot.sites.by_name(site)?;
         let change = site.protection.signatures.dismiss(id)?;
         self.state.report_signature(site, &change);
         match change {
@@ -418,7 +496,7 @@ impl Edge {
     ) -> Result<crate::operator::purge_api::Purged, crate::operator::purge_api::PurgeError> {
         use crate::operator::purge_api::{PurgeError, Purged};
         let snapshot = self.state.snapshot.load();
-        let Some(site) = snapshot.sites.iter().find(|s| &*s.name == site) else {
+        let Some(site) = snapshot.sites.by_name(site) else {
             return Err(PurgeError::NoSuchSite(site.to_string()));
         };
         let purge =

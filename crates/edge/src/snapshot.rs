@@ -2,18 +2,22 @@
 //!
 //! A request loads the current snapshot once and keeps it to the end, so a reload never changes
 //! the rules under a request in flight, and the hot path takes no lock.
+//!
+//! A reload builds every site ([`Snapshot::build`]); a change to some sites
+//! ([`Snapshot::apply`]) builds only those and shares the rest with the snapshot before it.
 
-use crate::metrics::{Metrics, OriginReport, SiteMetrics};
-use crate::origin::{PoolLimits, Upstream, UpstreamError, UpstreamRegistry};
-use crate::protection::{ProtectionRegistry, SiteProtection};
-use crate::router::HostRouter;
+use crate::metrics::{Metrics, OriginReport};
+use crate::origin::{PoolLimits, UpstreamError, UpstreamRegistry};
+use crate::protection::ProtectionRegistry;
+pub use crate::site_table::SiteRuntime;
+use crate::site_table::SiteTable;
 use crate::tls::{self, TlsError, TlsShared};
-use analytics::{Analytics, SiteAnalytics};
+use analytics::Analytics;
 use ipnet::IpNet;
-use model::{Config, ServerLimits, Site};
+use model::{Config, ServerLimits, Site, SiteChange};
 use shield::challenge::{ChallengeKeys, SiteChallenge};
 use shield::guard::{BuildError, GlobalLists, GuardError, ListsError, SiteGuard};
-use shield::ratelimit::{LimiterRegistry, WindowCounter};
+use shield::ratelimit::LimiterRegistry;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -56,32 +60,22 @@ pub enum SnapshotError {
         /// Which site or origin, and why.
         error: UpstreamError,
     },
-}
-
-/// A site as the edge runs it.
-pub struct SiteRuntime {
-    pub name: Arc<str>,
-    pub config: Site,
-    pub upstream: Arc<Upstream>,
-    pub metrics: Arc<SiteMetrics>,
-    /// This minute's counts and top lists, kept across reloads like `metrics`.
-    pub analytics: Arc<SiteAnalytics>,
-    /// Lists, rules and rate limits, compiled.
-    pub guard: SiteGuard,
-    /// The shield's state that outlives this snapshot (attack baseline, origin slots).
-    pub protection: Arc<SiteProtection>,
-    /// Cache misses per client address over `shield.misses_period`.
-    pub misses: Arc<WindowCounter>,
-    /// The browser challenge's settings, its `exempt` expression compiled.
-    pub challenge: SiteChallenge,
+    /// A changed site claims a host name another site holds.
+    #[error("{config}: host {host} is already claimed by site {holder:?}")]
+    HostTaken {
+        /// The configuration's source.
+        config: String,
+        /// The name both claim.
+        host: String,
+        /// The site that holds it.
+        holder: String,
+    },
 }
 
 /// One immutable version of the edge's configuration.
 pub struct Snapshot {
-    /// The sites, in configuration order; the router's answers index into it.
-    pub sites: Vec<SiteRuntime>,
-    /// Host name to site.
-    pub router: HostRouter,
+    /// The sites, by index (what routing answers), host name and name.
+    pub sites: Arc<SiteTable>,
     /// `[server]` timeouts and caps.
     pub limits: ServerLimits,
     trusted_proxies: Vec<IpNet>,
@@ -95,6 +89,8 @@ pub struct Snapshot {
     pub operator_host: Option<Box<str>>,
     /// The `[shield]` lists, for requests that belong to no site (the operator's hostname).
     pub global_lists: Arc<GlobalLists>,
+    /// Origin pool settings from `[server]`, for the sites a change builds.
+    pool: PoolLimits,
 }
 
 /// What building a snapshot borrows from the running edge.
@@ -111,6 +107,53 @@ pub struct BuildContext<'a> {
     pub generation: u64,
 }
 
+impl SiteRuntime {
+    /// Builds `site`, the `index`th of its configuration (errors name it so): compiles its
+    /// shield and challenge, reads its certificate, and takes the state that outlives
+    /// snapshots (origin pools, counters, limits, protection) from `ctx`.
+    fn build(
+        index: usize,
+        site: &Site,
+        global: &Arc<GlobalLists>,
+        pool: &PoolLimits,
+        ctx: &BuildContext<'_>,
+    ) -> Result<SiteRuntime, SnapshotError> {
+        let source = || ctx.source.to_string();
+        let guard =
+            SiteGuard::build(index, site, Arc::clone(global), ctx.limiters).map_err(|error| {
+                SnapshotError::Guard {
+                    config: source(),
+                    error: Box::new(error),
+                }
+            })?;
+        let challenge =
+            SiteChallenge::build(&format!("site[{index}]"), &site.challenge).map_err(|error| {
+                SnapshotError::Challenge {
+                    config: source(),
+                    error,
+                }
+            })?;
+        let protection = ctx.protections.site(&site.name);
+        Ok(SiteRuntime {
+            guard,
+            challenge,
+            cert: tls::site_cert(site, index, ctx.source)?,
+            misses: protection.miss_counter(site.shield.misses_period),
+            protection,
+            name: site.name.as_str().into(),
+            upstream: ctx.upstreams.upstream_for(site, pool).map_err(|error| {
+                SnapshotError::Upstream {
+                    config: source(),
+                    error,
+                }
+            })?,
+            metrics: ctx.metrics.site(&site.name),
+            analytics: ctx.analytics.site(&site.name),
+            config: site.clone(),
+        })
+    }
+}
+
 impl Snapshot {
     /// Builds the snapshot of `config`: compiles every site's shield and challenge and loads its
     /// certificate. State that outlives snapshots (origin pools, counters, limits, protection) is
@@ -120,60 +163,94 @@ impl Snapshot {
             idle_timeout: config.server.limits.origin_idle_timeout,
             max_idle: config.server.limits.origin_max_idle,
         };
-        let source = || ctx.source.to_string();
-        let tls = tls::server_config(&config.sites, ctx.source, ctx.tls)?;
         let global = Arc::new(
             shield::guard::build_lists(&config.shield.lists, "shield").map_err(|error| {
                 SnapshotError::Lists {
-                    config: source(),
+                    config: ctx.source.to_string(),
                     error: Box::new(error),
                 }
             })?,
         );
         let mut sites = Vec::with_capacity(config.sites.len());
-        for (i, site) in config.sites.iter().enumerate() {
-            let guard =
-                SiteGuard::build(i, site, Arc::clone(&global), ctx.limiters).map_err(|error| {
-                    SnapshotError::Guard {
-                        config: source(),
-                        error: Box::new(error),
-                    }
-                })?;
-            let protection = ctx.protections.site(&site.name);
-            let challenge =
-                SiteChallenge::build(&format!("site[{i}]"), &site.challenge).map_err(|error| {
-                    SnapshotError::Challenge {
-                        config: source(),
-                        error,
-                    }
-                })?;
-            sites.push(SiteRuntime {
-                guard,
-                challenge,
-                misses: protection.miss_counter(site.shield.misses_period),
-                protection,
-                name: site.name.as_str().into(),
-                upstream: ctx.upstreams.upstream_for(site, &pool).map_err(|error| {
-                    SnapshotError::Upstream {
-                        config: source(),
-                        error,
-                    }
-                })?,
-                metrics: ctx.metrics.site(&site.name),
-                analytics: ctx.analytics.site(&site.name),
-                config: site.clone(),
-            });
+        for (index, site) in config.sites.iter().enumerate() {
+            sites.push(Arc::new(SiteRuntime::build(
+                index, site, &global, &pool, ctx,
+            )?));
         }
+        let sites = Arc::new(SiteTable::new(sites));
         Ok(Snapshot {
-            router: HostRouter::new(&config.sites),
+            tls: tls::server_config(&sites, ctx.tls)?,
             sites,
             limits: config.server.limits.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
-            tls,
             generation: ctx.generation,
             challenge_keys: Arc::clone(ctx.challenge_keys),
             operator_host: config.server.operator_host.as_deref().map(Box::from),
             global_lists: global,
+            pool,
+        })
+    }
+
+    /// The snapshot this one becomes with `changes`: only the sites they name are built (and
+    /// their host names checked against every other site's); the others are shared. Server
+    /// settings and the challenge's keys stay this snapshot's. On error nothing is built.
+    pub fn apply(
+        &self,
+        changes: &[SiteChange],
+        ctx: &BuildContext<'_>,
+    ) -> Result<Snapshot, SnapshotError> {
+        let mut sites = SiteTable::clone(&self.sites);
+        // Removals first: a change may hand a name from a removed site to another.
+        for change in changes {
+            if let SiteChange::Removed(name) = change {
+                sites.remove(name);
+            }
+        }
+        for change in changes {
+            let site = match change {
+                SiteChange::Removed(_) => continue,
+                SiteChange::Added(site) | SiteChange::Changed(site) => site.clone(),
+                SiteChange::State {
+                    name,
+                    state,
+                    suspension,
+                } => {
+                    let Some(running) = sites.by_name(name) else {
+                        continue;
+                    };
+                    Site {
+                        state: *state,
+                        suspension: *suspension,
+                        ..running.config.clone()
+                    }
+                }
+            };
+            for host in &site.hosts {
+                if let Some(holder) = sites.holder(host)
+                    && *holder.name != *site.name
+                {
+                    return Err(SnapshotError::HostTaken {
+                        config: ctx.source.to_string(),
+                        host: host.to_string(),
+                        holder: holder.name.to_string(),
+                    });
+                }
+            }
+            let index = sites.index_of(&site.name).unwrap_or(sites.len());
+            let built = SiteRuntime::build(index, &site, &self.global_lists, &self.pool, ctx)?;
+            sites.put(Arc::new(built));
+        }
+        let sites = Arc::new(sites);
+        Ok(Snapshot {
+            tls: tls::server_config(&sites, ctx.tls)?,
+            sites,
+            limits: self.limits.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+            generation: ctx.generation,
+            challenge_keys: Arc::clone(&self.challenge_keys),
+            operator_host: self.operator_host.clone(),
+            global_lists: Arc::clone(&self.global_lists),
+            pool: self.pool.clone(),
         })
     }
 
@@ -185,7 +262,7 @@ impl Snapshot {
     /// Every site's origins, with their health and error counts, for the metrics page.
     pub fn origin_reports(&self) -> Vec<OriginReport> {
         let mut reports = Vec::new();
-        for site in &self.sites {
+        for site in self.sites.iter() {
             site.upstream.report(&mut reports);
         }
         reports

@@ -1,7 +1,7 @@
 //! TLS termination: certificates loaded per site, chosen by SNI with the same host rules as
 //! routing, so a certificate is offered exactly for the names its site claims.
 
-use crate::router::HostRouter;
+use crate::site_table::SiteTable;
 use model::{Site, TlsFiles};
 use rustls::server::{ClientHello, ResolvesServerCert, StoresServerSessions};
 use rustls::sign::CertifiedKey;
@@ -90,12 +90,11 @@ pub enum CertError {
     },
 }
 
-/// Picks a site's certificate from the SNI name.
+/// Picks a site's certificate from the SNI name, routed by the snapshot's own table: a name
+/// reaches the site its requests will, and no second table has to follow each change.
 #[derive(Debug)]
 struct SniResolver {
-    router: HostRouter,
-    /// Indexed like the snapshot's sites; `None` for sites without `tls`.
-    certs: Vec<Option<Arc<CertifiedKey>>>,
+    sites: Arc<SiteTable>,
 }
 
 impl ResolvesServerCert for SniResolver {
@@ -103,8 +102,8 @@ impl ResolvesServerCert for SniResolver {
         // No SNI (an IP-literal client) gets no certificate: the handshake fails rather than
         // guessing a site.
         let name = model::normalize_host(hello.server_name()?)?;
-        let site = self.router.route(&name)?;
-        self.certs.get(site)?.clone()
+        let site = self.sites.route(&name)?;
+        self.sites[site].cert.clone()
     }
 }
 
@@ -123,31 +122,36 @@ impl TlsShared {
     }
 }
 
-/// Builds the TLS server config for `sites`, or `None` when no site has a certificate.
-/// Errors name the file and the config line of the failing `tls` key.
-pub fn server_config(
-    sites: &[Site],
+/// The certificate of `site` (at `index` in its configuration), read from its files; `None`
+/// when it has no `tls`. Errors name the file and the config line of the failing `tls` key.
+pub fn site_cert(
+    site: &Site,
+    index: usize,
     config_file: &str,
+) -> Result<Option<Arc<CertifiedKey>>, TlsError> {
+    let Some(files) = &site.tls else {
+        return Ok(None);
+    };
+    let certified = load(files).map_err(|error| TlsError::Site {
+        config: config_file.to_string(),
+        line: files.line,
+        index,
+        error: Box::new(error),
+    })?;
+    Ok(Some(Arc::new(certified)))
+}
+
+/// The TLS server config for `sites`, or `None` when no site has a certificate. Cheap: the
+/// certificates are the sites' own, already read.
+pub fn server_config(
+    sites: &Arc<SiteTable>,
     shared: &TlsShared,
 ) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
-    let mut certs = Vec::with_capacity(sites.len());
-    for (index, site) in sites.iter().enumerate() {
-        certs.push(match &site.tls {
-            None => None,
-            Some(files) => Some(Arc::new(load(files).map_err(|error| TlsError::Site {
-                config: config_file.to_string(),
-                line: files.line,
-                index,
-                error: Box::new(error),
-            })?)),
-        });
-    }
-    if certs.iter().all(Option::is_none) {
+    if !sites.has_certs() {
         return Ok(None);
     }
     let resolver = SniResolver {
-        router: HostRouter::new(sites),
-        certs,
+        sites: Arc::clone(sites),
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)

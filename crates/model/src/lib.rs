@@ -24,6 +24,7 @@ mod abuse;
 mod address;
 mod challenge;
 mod config;
+mod delta;
 mod duration;
 mod host;
 mod locate;
@@ -45,6 +46,7 @@ pub use config::{
     DEFAULT_ANALYTICS_RETENTION, DEFAULT_ORIGIN_BODY_BUFFER, HealthCheck, MAX_ORIGIN_BODY_BUFFER,
     QueryKey, ServerLimits, ServerSettings, Site, SiteCache, TlsFiles,
 };
+pub use delta::SiteChange;
 pub use duration::{DurationError, parse_duration};
 pub use host::{HostError, HostPattern, normalize_host};
 pub use origin::{Origin, OriginScheme, OriginUrl, OriginUrlError};

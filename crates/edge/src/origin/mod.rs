@@ -227,6 +227,7 @@ pub struct UpstreamRegistry {
 }
 
 /// Pool settings that come from `[server]`.
+#[derive(Clone)]
 pub struct PoolLimits {
     pub idle_timeout: Duration,
     pub max_idle: usize,

@@ -252,7 +252,7 @@ pub fn find_site<'a>(
         }
         model::normalize_host(authority).ok_or(RouteRefusal::BadHost)?
     };
-    let Some(site) = snapshot.router.route(&host) else {
+    let Some(site) = snapshot.sites.route(&host) else {
         // A connection whose SNI chose a site stays that site's, operator hostname or not.
         let operator = sni_site.is_none() && snapshot.operator_host.as_deref() == Some(&*host);
         return Err(if operator {

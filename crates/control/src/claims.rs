@@ -31,37 +31,66 @@ pub enum ClaimError {
     Taken(HostPattern),
 }
 
+/// The sites a claim is judged against, as they run before the change.
+pub trait Holdings {
+    /// The host names of the site of that name, when there is one.
+    fn hosts_of(&self, site: &str) -> Option<&[HostPattern]>;
+    /// The name of the site that holds exactly `host` (a wildcard does not hold the names
+    /// under it).
+    fn holder_of(&self, host: &HostPattern) -> Option<&str>;
+}
+
+/// The edge's running sites: a claim costs the token's sites and the names claimed, not the
+/// number of sites.
+impl Holdings for edge::Snapshot {
+    fn hosts_of(&self, site: &str) -> Option<&[HostPattern]> {
+        self.sites.by_name(site).map(|s| &s.config.hosts[..])
+    }
+
+    fn holder_of(&self, host: &HostPattern) -> Option<&str> {
+        self.sites.holder(host).map(|s| &*s.name)
+    }
+}
+
+impl Holdings for Config {
+    fn hosts_of(&self, site: &str) -> Option<&[HostPattern]> {
+        self.sites
+            .iter()
+            .find(|s| s.name == site)
+            .map(|s| &s.hosts[..])
+    }
+
+    fn holder_of(&self, host: &HostPattern) -> Option<&str> {
+        self.sites
+            .iter()
+            .find(|s| s.hosts.contains(host))
+            .map(|s| s.name.as_str())
+    }
+}
+
 /// Checks the names `token` would give `site` (its whole new host list), against `current`,
-/// the configuration before the change. Names the site already holds are always fine.
+/// the sites before the change. Names the site already holds are always fine.
 pub fn check(
     token: &Token,
     site: &str,
     hosts: &[HostPattern],
-    current: &Config,
+    current: &impl Holdings,
 ) -> Result<(), ClaimError> {
-    if token.sites.is_none() {
+    let Some(token_sites) = &token.sites else {
         return Ok(());
-    }
-    let held: Vec<&HostPattern> = current
-        .sites
+    };
+    let held: Vec<&HostPattern> = token_sites
         .iter()
-        .filter(|s| token.covers(Some(&s.name)))
-        .flat_map(|s| &s.hosts)
+        .filter_map(|name| current.hosts_of(name))
+        .flatten()
         .collect();
-    let kept = current
-        .sites
-        .iter()
-        .find(|s| s.name == site)
-        .map_or(&[][..], |s| &s.hosts[..]);
+    let kept = current.hosts_of(site).unwrap_or(&[]);
     for host in hosts.iter().filter(|h| !kept.contains(h)) {
         if !held.iter().any(|parent| under(host, parent)) {
             return Err(ClaimError::NotUnder(host.clone()));
         }
-        let holder = current
-            .sites
-            .iter()
-            .find(|s| s.name != site && s.hosts.contains(host));
-        if holder.is_some_and(|s| !token.covers(Some(&s.name))) {
+        let holder = current.holder_of(host).filter(|holder| *holder != site);
+        if holder.is_some_and(|holder| !token.covers(Some(holder))) {
             return Err(ClaimError::Taken(host.clone()));
         }
     }

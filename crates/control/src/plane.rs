@@ -12,6 +12,8 @@ use crate::store::{self, Store, StoreError};
 use model::{Config, SiteState};
 use rusqlite::Transaction;
 use serde_json::{Map, Value, json};
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 /// What the operator wrote outside the store.
@@ -217,13 +219,26 @@ pub struct ChangeContext<'a> {
     pub base: &'a BaseConfig,
     /// The change's time, in Unix milliseconds.
     pub now: i64,
+    edge: &'a edge::Edge,
+    /// The sites the change touched: those its audit entries name.
+    touched: RefCell<BTreeSet<String>>,
 }
 
 impl ChangeContext<'_> {
-    /// Records `change` in the audit log, in the change's transaction, at its time.
+    /// Records `change` in the audit log, in the change's transaction, at its time. A change
+    /// to a site (`site:NAME`) is what makes the edge look at that site again: every change
+    /// to a site is audited, so none is missed.
     pub fn audit(&self, change: Change<'_>) -> Result<(), ChangeError> {
+        if let Some(site) = change.target.strip_prefix("site:") {
+            self.touched.borrow_mut().insert(site.to_string());
+        }
         audit::append(self.tx, change, self.now)?;
         Ok(())
+    }
+
+    /// The sites as the edge runs them, before this change.
+    pub fn running(&self) -> Arc<edge::Snapshot> {
+        self.edge.snapshot()
     }
 }
 
@@ -266,7 +281,9 @@ impl ControlPlane {
     }
 
     /// Runs `change` in one transaction; commits it only if the configuration it leaves is
-    /// one the edge can run, then swaps that configuration in.
+    /// one the edge can run, then swaps that configuration in. Only the sites the change
+    /// touched are composed and built again (see [`edge::Edge::prepare`]): a change costs
+    /// the same at 10 sites and at 100,000.
     pub async fn change<T, F>(self: &Arc<Self>, change: F) -> Result<T, ChangeError>
     where
         T: Send + 'static,
@@ -282,18 +299,37 @@ impl ControlPlane {
                     tx: &tx,
                     base: &base,
                     now: store::now_ms(),
+                    edge: &edge,
+                    touched: RefCell::default(),
                 };
                 let output = change(&context)?;
-                let config = compose(&base, &tx)?;
-                edge::server::check(&config, "the store")
-                    .map_err(|e| ChangeError::Invalid(FieldError::new("", e.to_string())))?;
-                tx.commit().map_err(StoreError::from)?;
-                if let Err(e) = edge.reload(&config) {
-                    // Checked a moment ago; a failure here (a certificate file removed in
-                    // between) leaves the edge on its previous snapshot, and the next change
-                    // or reload picks the store up again.
-                    tracing::error!("committed, but the edge kept its previous configuration: {e}");
+                let running = edge.snapshot();
+                let mut changes = Vec::new();
+                for name in context.touched.take() {
+                    let before = running.sites.by_name(&name).map(|s| &s.config);
+                    let after = compose_site(&base, &tx, &name)?;
+                    changes.extend(model::SiteChange::between(before, after));
                 }
+                if changes.is_empty() {
+                    tx.commit().map_err(StoreError::from)?;
+                    return Ok(output);
+                }
+                let prepared = edge.prepare(changes).map_err(|e| match e {
+                    edge::ReloadError::Snapshot(edge::SnapshotError::HostTaken {
+                        host,
+                        holder,
+                        ..
+                    }) => ChangeError::Conflict(format!(
+                        "{}",
+                        FieldError::new(
+                            "hosts",
+                            format!("host {host} is already claimed by site {holder:?}")
+                        )
+                    )),
+                    e => ChangeError::Invalid(FieldError::new("", e.to_string())),
+                })?;
+                tx.commit().map_err(StoreError::from)?;
+                edge.install(prepared);
                 Ok(output)
             })
             .await
@@ -336,34 +372,74 @@ pub fn compose(base: &BaseConfig, conn: &rusqlite::Connection) -> Result<Config,
     let mut config = base.config.clone();
     // Only the base's sites: an API site's state is its document's. A row whose site has left
     // the file waits, by name, as a suspension does.
-    for switched in store::sites::operator_states(conn)? {
-        if let Some(site) = config.sites.iter_mut().find(|s| s.name == switched.site) {
-            site.state = switched.state;
+    let mut switched: std::collections::HashMap<String, SiteState> =
+        store::sites::operator_states(conn)?
+            .into_iter()
+            .map(|s| (s.site, s.state))
+            .collect();
+    for site in &mut config.sites {
+        if let Some(state) = switched.remove(&site.name) {
+            site.state = state;
         }
     }
     let mut sites = Vec::new();
     for StoredSite { name, document, .. } in store::sites::list(conn)? {
-        let site = documents::parse_site(&document).map_err(|e| {
-            ChangeError::Invalid(FieldError::new(
-                format!("{name}.{}", e.field),
-                format!("stored site {name:?} is no longer valid: {}", e.message),
-            ))
-        })?;
-        sites.push(site);
+        sites.push(parse_stored(&name, &document)?);
     }
     config.add_sites(sites, "the store").map_err(|e| {
         let field = e.key.rsplit('.').next().unwrap_or("").to_string();
         ChangeError::Conflict(format!("{}", FieldError::new(field, e.message)))
     })?;
-    for suspension in store::sites::suspensions(conn)? {
-        if let Some(site) = config.sites.iter_mut().find(|s| s.name == suspension.site) {
-            site.state = SiteState::Suspended;
-            site.suspension = Some(model::Suspension {
-                legal: suspension.legal,
-            });
+    let mut suspensions: std::collections::HashMap<String, bool> = store::sites::suspensions(conn)?
+        .into_iter()
+        .map(|s| (s.site, s.legal))
+        .collect();
+    for site in &mut config.sites {
+        if let Some(legal) = suspensions.remove(&site.name) {
+            suspend(site, legal);
         }
     }
     Ok(config)
+}
+
+/// One site of [`compose`]'s configuration, read alone: the base's site of that name with the
+/// state an operator switched it to, or the store's; suspended if it is. `None`: no such site.
+pub fn compose_site(
+    base: &BaseConfig,
+    conn: &rusqlite::Connection,
+    name: &str,
+) -> Result<Option<model::Site>, ChangeError> {
+    let mut site = match base.site(name) {
+        Some(site) => {
+            let mut site = site.clone();
+            if let Some(switched) = store::sites::operator_state(conn, name)? {
+                site.state = switched.state;
+            }
+            site
+        }
+        None => match store::sites::get(conn, name)? {
+            Some(stored) => parse_stored(name, &stored.document)?,
+            None => return Ok(None),
+        },
+    };
+    if let Some(suspension) = store::sites::suspension(conn, name)? {
+        suspend(&mut site, suspension.legal);
+    }
+    Ok(Some(site))
+}
+
+fn parse_stored(name: &str, document: &Map<String, Value>) -> Result<model::Site, ChangeError> {
+    documents::parse_site(document).map_err(|e| {
+        ChangeError::Invalid(FieldError::new(
+            format!("{name}.{}", e.field),
+            format!("stored site {name:?} is no longer valid: {}", e.message),
+        ))
+    })
+}
+
+fn suspend(site: &mut model::Site, legal: bool) {
+    site.state = SiteState::Suspended;
+    site.suspension = Some(model::Suspension { legal });
 }
 
 #[cfg(test)]

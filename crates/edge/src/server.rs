@@ -358,6 +358,11 @@ impl Edge {
         Ok(generation)
     }
 
+    /// The snapshot running now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.state.snapshot.load_full()
+    }
+
     /// Builds what the running snapshot becomes with `changes` (only the sites they name; see
     /// [`Snapshot::apply`]) without putting it in force: the control plane checks a change
     /// this way before it commits it, then [`Edge::install`]s it.

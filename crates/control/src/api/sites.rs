@@ -167,8 +167,8 @@ fn check_claims(
     if token.sites.is_none() {
         return Ok(());
     }
-    let current = crate::plane::compose(ctx.base, ctx.tx)?;
-    claims::check(token, &site.name, &site.hosts, &current).map_err(|e| match e {
+    let current = ctx.running();
+    claims::check(token, &site.name, &site.hosts, &*current).map_err(|e| match e {
         ClaimError::NotUnder(_) => ChangeError::Forbidden(FieldError::new("hosts", e.to_string())),
         ClaimError::Taken(_) => ChangeError::Conflict(e.to_string()),
     })

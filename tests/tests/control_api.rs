@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use palisade_blackbox::ADMIN_TOKEN;
 use palisade_blackbox::client::{self, Reply};
-use palisade_blackbox::control::{api, api_as, json_of};
+use palisade_blackbox::control::{api, api_as, json_of, make_token};
 use palisade_blackbox::scripted_origin::ScriptedOrigin;
 use palisade_blackbox::{Origin, Palisade, SiteConfig};
 use serde_json::{Value, json};
@@ -110,6 +110,83 @@ async fn sites_round_trip_through_the_api_with_the_fields_of_their_toml_table() 
     assert_eq!(status, 404, "{gone}");
     let (status, _) = api(&proxy, "DELETE", "/api/sites/shop", None).await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn the_site_list_comes_in_pages_the_files_first_and_a_limited_token_pages_its_own() {
+    let origin = Origin::start("file");
+    let proxy = proxy_with_file_site(&origin);
+    for name in ["e", "a", "d", "c", "b"] {
+        let document =
+            json!({"name": name, "hosts": [format!("{name}.example")], "origins": [origin.url()]});
+        let (status, body) = api(&proxy, "POST", "/api/sites", Some(document)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let names = |page: &Value| -> Vec<String> {
+        page["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Followed page by page, the pages hold every site once, in the one-page order.
+    let (status, whole) = api(&proxy, "GET", "/api/sites", None).await;
+    assert_eq!(status, 200, "{whole}");
+    assert_eq!(names(&whole), ["blog", "a", "b", "c", "d", "e"]);
+    assert!(
+        whole.get("next").is_none(),
+        "one page holds six sites: {whole}"
+    );
+    let mut paged = Vec::new();
+    let mut pages = Vec::new();
+    let mut path = "/api/sites?limit=2".to_string();
+    loop {
+        let (status, page) = api(&proxy, "GET", &path, None).await;
+        assert_eq!(status, 200, "{page}");
+        pages.push(names(&page));
+        paged.extend(names(&page));
+        match page["next"].as_str() {
+            Some(next) => path = format!("/api/sites?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, [["blog", "a"], ["b", "c"], ["d", "e"]]);
+    assert_eq!(paged, names(&whole));
+    // A limited token's pages hold its sites only.
+    let token = make_token(&proxy, &["read"], Some(&["d", "blog", "b"])).await;
+    let reply = api_as(
+        &proxy,
+        Some(&token.secret),
+        "GET",
+        "/api/sites?limit=2",
+        None,
+    )
+    .await;
+    let first = json_of(&reply);
+    assert_eq!(names(&first), ["blog", "b"]);
+    assert_eq!(first["next"], "b");
+    let reply = api_as(
+        &proxy,
+        Some(&token.secret),
+        "GET",
+        "/api/sites?limit=2&after=b",
+        None,
+    )
+    .await;
+    let second = json_of(&reply);
+    assert_eq!(names(&second), ["d"]);
+    assert!(second.get("next").is_none(), "{second}");
+    // Limits out of range name the parameter.
+    for bad in [
+        "/api/sites?limit=0",
+        "/api/sites?limit=10001",
+        "/api/sites?limit=x",
+    ] {
+        let (status, body) = api(&proxy, "GET", bad, None).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.to_string().contains("limit"), "{bad}: {body}");
+    }
 }
 
 #[tokio::test]

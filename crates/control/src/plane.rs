@@ -25,17 +25,30 @@ pub struct BaseConfig {
     pub documents: Vec<Map<String, Value>>,
     /// Where it comes from: the file's path, or `--origin`.
     pub source: String,
+    /// Where each site is in `config.sites` (and `documents`), by name.
+    index: std::collections::HashMap<String, usize>,
 }
 
 impl BaseConfig {
-    /// A base read from a configuration file's text (already parsed into `config`).
-    pub fn from_file(config: Config, text: &str, source: String) -> BaseConfig {
-        let documents = documents::documents_from_toml(text).unwrap_or_default();
+    fn new(config: Config, documents: Vec<Map<String, Value>>, source: String) -> BaseConfig {
+        let index = config
+            .sites
+            .iter()
+            .enumerate()
+            .map(|(i, site)| (site.name.clone(), i))
+            .collect();
         BaseConfig {
             config,
             documents,
             source,
+            index,
         }
+    }
+
+    /// A base read from a configuration file's text (already parsed into `config`).
+    pub fn from_file(config: Config, text: &str, source: String) -> BaseConfig {
+        let documents = documents::documents_from_toml(text).unwrap_or_default();
+        BaseConfig::new(config, documents, source)
     }
 
     /// A base built by flags: its sites' documents are made from what the flags said.
@@ -61,11 +74,7 @@ impl BaseConfig {
                 doc
             })
             .collect();
-        BaseConfig {
-            config,
-            documents,
-            source,
-        }
+        BaseConfig::new(config, documents, source)
     }
 
     /// Whether the base defines a site of that name (such a site is changed in the file, not
@@ -76,7 +85,7 @@ impl BaseConfig {
 
     /// The base's site of that name.
     pub fn site(&self, name: &str) -> Option<&model::Site> {
-        self.config.sites.iter().find(|s| s.name == name)
+        self.index.get(name).map(|i| &self.config.sites[*i])
     }
 
     /// True when the base comes from command-line flags (`--origin`), not a file.
@@ -337,32 +346,147 @@ impl ControlPlane {
 
     /// Every site, the base's first, as the API shows them.
     pub fn sites(&self, conn: &rusqlite::Connection) -> Result<Vec<SiteView>, StoreError> {
+        Ok(self.sites_page(conn, &SitesPage::everything())?.0)
+    }
+
+    /// One page of [`ControlPlane::sites`]: the sites after `page.after` in that order (the
+    /// base's in file order, then the store's by name), of `page.only` when it is given, at
+    /// most `page.limit`; and the name to ask for the next page after, when there is more.
+    /// A page costs its own sites, whatever the number of sites.
+    pub fn sites_page(
+        &self,
+        conn: &rusqlite::Connection,
+        page: &SitesPage<'_>,
+    ) -> Result<(Vec<SiteView>, Option<String>), StoreError> {
         let base = self.base();
-        let suspensions = store::sites::suspensions(conn)?;
-        let suspension_of = |name: &str| suspensions.iter().find(|s| s.site == name).cloned();
-        let switched = store::sites::operator_states(conn)?;
+        // Where a name stands in the order: the base's by position, then the store's by name.
+        let position = |name: &str| {
+            (
+                base.index.get(name).copied().unwrap_or(usize::MAX),
+                name.to_string(),
+            )
+        };
+        let after = page.after.map(position);
         let mut views = Vec::new();
-        for (site, document) in base.config.sites.iter().zip(&base.documents) {
-            views.push(SiteView {
-                name: site.name.clone(),
-                document: document.clone(),
-                source: SiteSource::File,
-                operator_state: switched.iter().find(|s| s.site == site.name).cloned(),
-                suspension: suspension_of(&site.name),
-                times: None,
-            });
+        let mut more = false;
+        if let Some(only) = page.only {
+            // A token limited to sites: its sites, not a walk through everyone's.
+            let mut names: Vec<(usize, String)> = only.iter().map(|n| position(n)).collect();
+            names.sort();
+            names.dedup();
+            for (_, name) in names
+                .into_iter()
+                .filter(|n| after.as_ref().is_none_or(|a| n > a))
+            {
+                let Some(view) = self.view_of(conn, &base, &name)? else {
+                    continue;
+                };
+                if views.len() == page.limit {
+                    more = true;
+                    break;
+                }
+                views.push(view);
+            }
+        } else {
+            let base_from = after.as_ref().map_or(0, |(i, _)| i.saturating_add(1));
+            for i in base_from..base.config.sites.len() {
+                if views.len() == page.limit {
+                    more = true;
+                    break;
+                }
+                views.push(self.base_view(conn, &base, i)?);
+            }
+            // The store's sites resume after `after` only when it is one of them.
+            let stored_after = page.after.filter(|a| !base.index.contains_key(*a));
+            let room = page.limit - views.len();
+            if !more && room > 0 {
+                let mut stored =
+                    store::sites::list_after(conn, stored_after, room.saturating_add(1))?;
+                more = stored.len() > room;
+                stored.truncate(room);
+                for site in stored {
+                    views.push(stored_view(conn, site)?);
+                }
+            } else if !more {
+                more = !store::sites::list_after(conn, stored_after, 1)?.is_empty();
+            }
         }
-        for stored in store::sites::list(conn)? {
-            views.push(SiteView {
-                suspension: suspension_of(&stored.name),
-                name: stored.name,
-                document: stored.document,
-                source: SiteSource::Api,
-                operator_state: None,
-                times: Some((stored.created_at, stored.updated_at)),
-            });
+        let next = more
+            .then(|| views.last().map(|v: &SiteView| v.name.clone()))
+            .flatten();
+        Ok((views, next))
+    }
+
+    /// The site of that name as the API shows it; `None` when there is none.
+    pub fn site(
+        &self,
+        conn: &rusqlite::Connection,
+        name: &str,
+    ) -> Result<Option<SiteView>, StoreError> {
+        self.view_of(conn, &self.base(), name)
+    }
+
+    fn view_of(
+        &self,
+        conn: &rusqlite::Connection,
+        base: &BaseConfig,
+        name: &str,
+    ) -> Result<Option<SiteView>, StoreError> {
+        if let Some(&i) = base.index.get(name) {
+            return Ok(Some(self.base_view(conn, base, i)?));
         }
-        Ok(views)
+        store::sites::get(conn, name)?
+            .map(|stored| stored_view(conn, stored))
+            .transpose()
+    }
+
+    fn base_view(
+        &self,
+        conn: &rusqlite::Connection,
+        base: &BaseConfig,
+        i: usize,
+    ) -> Result<SiteView, StoreError> {
+        let name = &base.config.sites[i].name;
+        Ok(SiteView {
+            name: name.clone(),
+            document: base.documents.get(i).cloned().unwrap_or_default(),
+            source: SiteSource::File,
+            operator_state: store::sites::operator_state(conn, name)?,
+            suspension: store::sites::suspension(conn, name)?,
+            times: None,
+        })
+    }
+}
+
+fn stored_view(conn: &rusqlite::Connection, stored: StoredSite) -> Result<SiteView, StoreError> {
+    Ok(SiteView {
+        suspension: store::sites::suspension(conn, &stored.name)?,
+        name: stored.name,
+        document: stored.document,
+        source: SiteSource::Api,
+        operator_state: None,
+        times: Some((stored.created_at, stored.updated_at)),
+    })
+}
+
+/// Which sites [`ControlPlane::sites_page`] answers with.
+pub struct SitesPage<'a> {
+    /// The name the page starts after; `None`: from the first.
+    pub after: Option<&'a str>,
+    /// At most this many.
+    pub limit: usize,
+    /// Only these sites (a token's reach); `None`: every site.
+    pub only: Option<&'a [String]>,
+}
+
+impl SitesPage<'_> {
+    /// Every site, in one page.
+    pub fn everything() -> SitesPage<'static> {
+        SitesPage {
+            after: None,
+            limit: usize::MAX,
+            only: None,
+        }
     }
 }
 

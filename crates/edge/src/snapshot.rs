@@ -268,3 +268,145 @@ impl Snapshot {
         reports
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::{SiteState, Suspension};
+
+    struct Registries {
+        metrics: Arc<Metrics>,
+        upstreams: UpstreamRegistry,
+        analytics: Analytics,
+        limiters: LimiterRegistry,
+        protections: ProtectionRegistry,
+        tls: TlsShared,
+        keys: Arc<ChallengeKeys>,
+    }
+
+    impl Registries {
+        fn new() -> Registries {
+            Registries {
+                metrics: Metrics::new(),
+                upstreams: UpstreamRegistry::default(),
+                analytics: Analytics::new(),
+                limiters: LimiterRegistry::default(),
+                protections: ProtectionRegistry::default(),
+                tls: TlsShared::new().unwrap(),
+                keys: Arc::new(ChallengeKeys::ephemeral().unwrap()),
+            }
+        }
+
+        fn ctx(&self) -> BuildContext<'_> {
+            BuildContext {
+                upstreams: &self.upstreams,
+                metrics: &self.metrics,
+                analytics: &self.analytics,
+                limiters: &self.limiters,
+                protections: &self.protections,
+                tls: &self.tls,
+                challenge_keys: &self.keys,
+                source: "test",
+                generation: 1,
+            }
+        }
+    }
+
+    fn config(sites: &[(&str, &[&str])]) -> Config {
+        let mut text = String::new();
+        for (name, hosts) in sites {
+            let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
+            text.push_str(&format!(
+                "[[site]]\nname = {name:?}\nhosts = [{}]\norigins = [\"http://127.0.0.1:9\"]\n\
+                 [[site.rule]]\nid = \"r\"\nexpr = 'http.request.uri.path starts_with \"/x\"'\n\
+                 action = \"block\"\n",
+                hosts.join(", ")
+            ));
+        }
+        Config::from_toml_str("test", &text).unwrap()
+    }
+
+    fn routed(snapshot: &Snapshot, host: &str) -> Option<String> {
+        snapshot
+            .sites
+            .route(host)
+            .map(|i| snapshot.sites[i].name.to_string())
+    }
+
+    #[test]
+    fn a_delta_routes_as_a_rebuild_of_the_same_configuration_and_shares_what_it_left() {
+        let registries = Registries::new();
+        let before = config(&[
+            ("a", &["a.example"]),
+            ("b", &["b.example", "*.b.example"]),
+            ("c", &["c.example"]),
+            ("keep", &["keep.example"]),
+        ]);
+        let snapshot = Snapshot::build(&before, &registries.ctx()).unwrap();
+        let after = config(&[
+            ("keep", &["keep.example"]),
+            // "a" is gone and its name is b's now.
+            ("b", &["b.example", "a.example"]),
+            ("c", &["c.example"]),
+            ("d", &["*.b.example", "d.example"]),
+        ]);
+        let site = |name: &str| after.sites.iter().find(|s| s.name == name).unwrap().clone();
+        let changes = [
+            SiteChange::Removed("a".into()),
+            SiteChange::Changed(site("b")),
+            SiteChange::Added(site("d")),
+            SiteChange::State {
+                name: "c".into(),
+                state: SiteState::Suspended,
+                suspension: Some(Suspension { legal: true }),
+            },
+        ];
+        let changed = snapshot.apply(&changes, &registries.ctx()).unwrap();
+        let rebuilt = Snapshot::build(&after, &registries.ctx()).unwrap();
+        for host in [
+            "a.example",
+            "b.example",
+            "x.b.example",
+            "c.example",
+            "d.example",
+            "keep.example",
+            "nobody.example",
+        ] {
+            assert_eq!(routed(&changed, host), routed(&rebuilt, host), "{host}");
+        }
+        assert_eq!(changed.sites.len(), 4);
+        assert!(changed.sites.by_name("a").is_none());
+        let c = changed.sites.by_name("c").unwrap();
+        assert_eq!(c.config.state, SiteState::Suspended);
+        assert_eq!(c.config.suspension, Some(Suspension { legal: true }));
+        assert!(Arc::ptr_eq(
+            snapshot.sites.by_name("keep").unwrap(),
+            changed.sites.by_name("keep").unwrap()
+        ));
+        // The snapshot it was made from is untouched.
+        assert_eq!(routed(&snapshot, "a.example").as_deref(), Some("a"));
+        assert_eq!(routed(&snapshot, "x.b.example").as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn a_delta_that_claims_another_sites_name_is_refused_whole() {
+        let registries = Registries::new();
+        let snapshot = Snapshot::build(
+            &config(&[("a", &["a.example"]), ("b", &["b.example"])]),
+            &registries.ctx(),
+        )
+        .unwrap();
+        let thief = config(&[("c", &["c.example", "b.example"])])
+            .sites
+            .remove(0);
+        let error = snapshot
+            .apply(&[SiteChange::Added(thief)], &registries.ctx())
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&error, SnapshotError::HostTaken { host, holder, .. } if host == "b.example" && holder == "b"),
+            "{error}"
+        );
+        assert_eq!(routed(&snapshot, "c.example"), None);
+    }
+}

@@ -192,6 +192,31 @@ impl Client {
         self.call("POST", path, Some(body))
     }
 
+    /// Every site the token reaches, `{"sites": [...]}`: `GET /api/sites` page after page,
+    /// following each answer's `next`.
+    pub fn all_sites(&self) -> Result<Value> {
+        let mut sites = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.get(&format!(
+                "/api/sites{}",
+                query(&[
+                    ("limit", Some(SITES_PER_CALL.to_string())),
+                    ("after", after.clone())
+                ])
+            ))?;
+            if let Some(listed) = page["sites"].as_array() {
+                sites.extend(listed.iter().cloned());
+            }
+            match page["next"].as_str() {
+                // A server that does not move on would loop forever.
+                Some(next) if after.as_deref() != Some(next) => after = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        Ok(serde_json::json!({ "sites": sites }))
+    }
+
     pub fn put(&self, path: &str, body: &Value) -> Result<Value> {
         self.call("PUT", path, Some(body))
     }
@@ -403,6 +428,9 @@ fn read_chunked(reader: &mut impl BufRead, budget: &mut usize) -> Result<Vec<u8>
         }
     }
 }
+
+/// Sites asked for per call by [`Client::all_sites`]: the server's largest page.
+const SITES_PER_CALL: usize = 10_000;
 
 /// `text` as one path segment: everything but RFC 3986's unreserved characters
 /// percent-encoded, so a name can never add a segment or a query.

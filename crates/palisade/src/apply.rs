@@ -221,7 +221,7 @@ pub fn run(api: &ApiArgs, path: &Path, dry_run: bool) -> Result<()> {
         );
     }
     let client = api.client()?;
-    let answer = client.get("/api/sites")?;
+    let answer = client.all_sites()?;
     let server = answer["sites"].as_array().map_or(&[][..], Vec::as_slice);
     let steps = plan(&file.documents, server).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     // Certificates are read before the first change: a file that cannot be read stops apply

@@ -210,7 +210,13 @@ fn build() -> Value {
         "paths": {
             "/api/openapi.json": {"get": op("This document", "any", None, "200")},
             "/api/sites": {
-                "get": op("Every site the token reaches", "read", None, "200"),
+                "get": with_query(
+                    op("The sites the token reaches, a page at a time: `next`, when present, is the next page's `after`", "read", None, "200"),
+                    &[
+                        query_param("after", "sites after this one (the file's in file order, then the API's by name)"),
+                        query_param("limit", "at most this many (default 1,000, at most 10,000)"),
+                    ],
+                ),
                 "post": op("Create a site", "edit", Some("Site"), "201")
             },
             "/api/sites/{site}": {

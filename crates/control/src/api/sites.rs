@@ -4,7 +4,7 @@
 use super::{ApiError, ApiResult, Caller, Query, Shared, read_body, read_json, reply};
 use crate::claims::{self, ClaimError};
 use crate::documents::{self, FieldError, READ_ONLY_KEYS};
-use crate::plane::{BaseConfig, ChangeContext, ChangeError, ControlPlane, SiteView};
+use crate::plane::{BaseConfig, ChangeContext, ChangeError, ControlPlane, SiteView, SitesPage};
 use crate::store::audit::Change;
 use crate::store::sites::Suspension;
 use crate::store::tokens::Token;
@@ -17,26 +17,47 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// `GET /api/sites`: every site the token reaches.
-pub async fn list(State(plane): Shared, Extension(caller): Extension<Caller>) -> ApiResult {
-    let views = views(&plane).await?;
-    let sites: Vec<Value> = views
-        .iter()
-        .filter(|v| caller.reaches(Some(&v.name)))
-        .map(SiteView::to_json)
-        .collect();
-    reply(StatusCode::OK, json!({ "sites": sites }))
-}
+/// Sites per page of `GET /api/sites` when `limit` is not given, and the most a page holds.
+pub const SITES_PAGE: usize = 1_000;
+/// The most `limit` may ask for.
+pub const MAX_SITES_PAGE: usize = 10_000;
 
-async fn views(plane: &Arc<ControlPlane>) -> Result<Vec<SiteView>, ApiError> {
-    let inner = Arc::clone(plane);
-    crate::api::read(plane, move |conn| inner.sites(conn)).await
+/// `GET /api/sites?limit=N&after=NAME`: the sites the token reaches, a page at a time (the
+/// file's first, in its order, then the API's by name). `next`, when present, is the `after`
+/// of the next page.
+pub async fn list(
+    State(plane): Shared,
+    Extension(caller): Extension<Caller>,
+    Extension(query): Extension<Query>,
+) -> ApiResult {
+    let after = query.get("after").map(str::to_string);
+    let limit = query.limit(SITES_PAGE, MAX_SITES_PAGE)?;
+    let only = caller.sites();
+    let inner = Arc::clone(&plane);
+    let (views, next) = crate::api::read(&plane, move |conn| {
+        inner.sites_page(
+            conn,
+            &SitesPage {
+                after: after.as_deref(),
+                limit,
+                only: only.as_deref(),
+            },
+        )
+    })
+    .await?;
+    let sites: Vec<Value> = views.iter().map(SiteView::to_json).collect();
+    let mut answer = json!({ "sites": sites });
+    if let Some(next) = next {
+        answer["next"] = Value::from(next);
+    }
+    reply(StatusCode::OK, answer)
 }
 
 pub(super) async fn view(plane: &Arc<ControlPlane>, name: &str) -> Result<SiteView, ApiError> {
-    views(plane)
+    let inner = Arc::clone(plane);
+    let wanted = name.to_string();
+    crate::api::read(plane, move |conn| inner.site(conn, &wanted))
         .await?
-        .into_iter()
-        .find(|v| v.name == name)
         .ok_or_else(|| no_site(name))
 }
 

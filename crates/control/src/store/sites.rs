@@ -52,6 +52,29 @@ pub fn list(conn: &Connection) -> Result<Vec<StoredSite>, StoreError> {
     Ok(sites)
 }
 
+/// At most `limit` stored sites after `after` by name (from the first when `None`).
+pub fn list_after(
+    conn: &Connection,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<StoredSite>, StoreError> {
+    // Two statements rather than `?1 IS NULL OR name > ?1`, which SQLite cannot answer from
+    // the name's index: a page must cost its rows, not the table.
+    let mut statement = conn.prepare_cached(if after.is_some() {
+        "SELECT name, document, created_at, updated_at FROM sites \
+         WHERE name > ?1 ORDER BY name LIMIT ?2"
+    } else {
+        "SELECT name, document, created_at, updated_at FROM sites \
+         WHERE ?1 IS NULL ORDER BY name LIMIT ?2"
+    })?;
+    let mut rows = statement.query(params![after, limit as i64])?;
+    let mut sites = Vec::new();
+    while let Some(row) = rows.next()? {
+        sites.push(read_site(row)?);
+    }
+    Ok(sites)
+}
+
 /// The stored site named `name`, if there is one (a site of the base is not stored).
 pub fn get(conn: &Connection, name: &str) -> Result<Option<StoredSite>, StoreError> {
     conn.query_row(

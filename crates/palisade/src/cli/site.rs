@@ -94,7 +94,7 @@ pub fn run(api: &ApiArgs, action: Action) -> Result<()> {
     let path = |name: &str| format!("/api/sites/{}", segment(name));
     let (answer, said) = match action {
         Action::List => {
-            let answer = client.get("/api/sites")?;
+            let answer = client.all_sites()?;
             if !api.json {
                 print!("{}", sites_table(&answer));
             }

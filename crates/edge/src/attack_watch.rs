@@ -2,14 +2,16 @@
 //! protection state: attack detection, the mitigations derived from an attack's signature
 //! (and the fallback of challenging everyone), and whether its origin is under pressure. The phases read the result from `protection`; this task is the only writer.
 
+use crate::snapshot::SiteRuntime;
 use crate::state::EdgeState;
 use shield::signature::{Thresholds, TickInput};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Once a second, turns every site's request and error counts into rates and switches
+/// Once a second, turns each busy site's request and error counts into rates and switches
 /// automatic under-attack mode on and off (each switch is a security event and a warning), and
-/// judges whether each site's origin is under pressure (each switch is logged).
+/// judges whether each site's origin is under pressure (each switch is logged). Quiet sites
+/// are left out (`protection::BusySites`).
 pub async fn watch_attacks(
     state: Arc<EdgeState>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -23,89 +25,105 @@ pub async fn watch_attacks(
         }
         let snapshot = state.snapshot.load();
         let now = Instant::now();
-        for site in snapshot.sites.iter() {
-            let shield = &site.config.shield;
-            let protection = &site.protection;
-            let pressed = protection.origin.tick(
-                &shield.pressure,
-                protection.origin_in_flight(),
-                shield.max_origin_concurrency,
-                now,
-            );
-            if site.metrics.set_origin_pressure(pressed) != pressed {
-                tracing::info!(
-                    site = %site.name,
-                    in_flight = protection.origin_in_flight(),
-                    usual_latency_ms = protection.origin.baseline().as_millis() as u64,
-                    "origin pressure {}",
-                    if pressed { "on" } else { "off" },
-                );
-            }
-            let detection = &site.config.shield.attack;
-            let attack = &site.protection.attack;
-            // Mitigated requests held by `mitigation_hold` arrive slowly, but an attacker still
-            // sending them is still there: a twentieth of the floor keeps the attack on.
-            let matched = site.protection.signatures.take_matches() as f64;
-            let engaged = matched >= (detection.min_rps / 20.0).max(1.0);
-            let change = attack.tick_engaged(detection, now, engaged);
-            let outcome = site.protection.signatures.tick(&TickInput {
-                under_attack: attack.under_attack(),
-                current_rps: attack.current_rps(),
-                baseline_rps: attack.baseline_rps(),
-                thresholds: Thresholds {
-                    min_coverage: detection.min_coverage,
-                    max_baseline_share: detection.max_baseline_share,
-                },
-                fallback: detection.fallback == model::AttackFallback::Challenge,
-            });
-            site.metrics.set_under_attack(
-                site.config.state == model::SiteState::UnderAttack
-                    || site.protection.signatures.challenge_all(),
-            );
-            site.metrics
-                .set_attack(attack.under_attack(), outcome.coverage);
-            for signature_change in &outcome.changes {
-                state.report_signature(site, signature_change);
-            }
-            let challenge = &site.challenge.settings;
-            let room = challenge
-                .max_difficulty
-                .saturating_sub(challenge.difficulty);
-            if let Some(change) = site.protection.solvers.tick(room, now) {
-                let bits = challenge.difficulty + change.to;
-                tracing::warn!(
-                    site = %site.name,
-                    difficulty = bits,
-                    revoked = site.protection.solvers.revocations(),
-                    "challenge difficulty {} on evidence of solvers",
-                    if change.to > change.from { "raised" } else { "lowered" },
-                );
-                state.events.record(shield::events::NewEvent {
-                    value: Some(f64::from(bits)),
-                    site: Arc::clone(&site.name),
-                    client_ip: None,
-                    action: shield::events::EventAction::Difficulty,
-                    reason: shield::events::EventReason::Solver,
-                    rule_id: None,
-                    mitigation: None,
-                });
-            }
-            let Some(change) = change else {
-                continue;
-            };
-            match change {
-                shield::attack::Change::Started { reason, rate } => tracing::warn!(
-                    site = %site.name,
-                    reason = reason.as_str(),
-                    rate,
-                    baseline = site.protection.attack.baseline_rps(),
-                    "attack detected"
-                ),
-                shield::attack::Change::Ended => {
-                    tracing::warn!(site = %site.name, "attack over: traffic settled")
-                }
-            }
-            state.events.record(change.event(Arc::clone(&site.name)));
+        // Only the sites that saw traffic lately: the others have nothing to count.
+        state.busy.tick(|name, _| {
+            let site = snapshot.sites.by_name(name)?;
+            Some(tick_site(&state, site, now))
+        });
+    }
+}
+
+/// One site's second: its counts into rates, attack detection and mitigations, origin
+/// pressure and the challenge's difficulty. True when the site is quiet: no traffic, and
+/// nothing left to wind down.
+fn tick_site(state: &EdgeState, site: &SiteRuntime, now: Instant) -> bool {
+    let shield = &site.config.shield;
+    let protection = &site.protection;
+    let pressed = protection.origin.tick(
+        &shield.pressure,
+        protection.origin_in_flight(),
+        shield.max_origin_concurrency,
+        now,
+    );
+    if site.metrics.set_origin_pressure(pressed) != pressed {
+        tracing::info!(
+            site = %site.name,
+            in_flight = protection.origin_in_flight(),
+            usual_latency_ms = protection.origin.baseline().as_millis() as u64,
+            "origin pressure {}",
+            if pressed { "on" } else { "off" },
+        );
+    }
+    let detection = &site.config.shield.attack;
+    let attack = &site.protection.attack;
+    // Mitigated requests held by `mitigation_hold` arrive slowly, but an attacker still
+    // sending them is still there: a twentieth of the floor keeps the attack on.
+    let matched = site.protection.signatures.take_matches() as f64;
+    let engaged = matched >= (detection.min_rps / 20.0).max(1.0);
+    let change = attack.tick_engaged(detection, now, engaged);
+    let outcome = site.protection.signatures.tick(&TickInput {
+        under_attack: attack.under_attack(),
+        current_rps: attack.current_rps(),
+        baseline_rps: attack.baseline_rps(),
+        thresholds: Thresholds {
+            min_coverage: detection.min_coverage,
+            max_baseline_share: detection.max_baseline_share,
+        },
+        fallback: detection.fallback == model::AttackFallback::Challenge,
+    });
+    site.metrics.set_under_attack(
+        site.config.state == model::SiteState::UnderAttack
+            || site.protection.signatures.challenge_all(),
+    );
+    site.metrics
+        .set_attack(attack.under_attack(), outcome.coverage);
+    for signature_change in &outcome.changes {
+        state.report_signature(site, signature_change);
+    }
+    let challenge = &site.challenge.settings;
+    let room = challenge
+        .max_difficulty
+        .saturating_sub(challenge.difficulty);
+    if let Some(change) = site.protection.solvers.tick(room, now) {
+        let bits = challenge.difficulty + change.to;
+        tracing::warn!(
+            site = %site.name,
+            difficulty = bits,
+            revoked = site.protection.solvers.revocations(),
+            "challenge difficulty {} on evidence of solvers",
+            if change.to > change.from { "raised" } else { "lowered" },
+        );
+        state.events.record(shield::events::NewEvent {
+            value: Some(f64::from(bits)),
+            site: Arc::clone(&site.name),
+            client_ip: None,
+            action: shield::events::EventAction::Difficulty,
+            reason: shield::events::EventReason::Solver,
+            rule_id: None,
+            mitigation: None,
+        });
+    }
+    let quiet = attack.current_rps() == 0.0
+        && !attack.under_attack()
+        && !pressed
+        && site.protection.solvers.extra_bits() == 0
+        && !site.protection.signatures.challenge_all()
+        && site.protection.signatures.mitigations().is_empty();
+    let Some(change) = change else {
+        return quiet;
+    };
+    match change {
+        shield::attack::Change::Started { reason, rate } => tracing::warn!(
+            site = %site.name,
+            reason = reason.as_str(),
+            rate,
+            baseline = site.protection.attack.baseline_rps(),
+            "attack detected"
+        ),
+        shield::attack::Change::Ended => {
+            tracing::warn!(site = %site.name, "attack over: traffic settled")
         }
     }
+    state.events.record(change.event(Arc::clone(&site.name)));
+    quiet
 }

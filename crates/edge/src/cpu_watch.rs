@@ -54,10 +54,17 @@ pub async fn watch_cpu(state: Arc<EdgeState>, mut shutdown: tokio::sync::watch::
         let starting = short && !was_short;
         if starting || woke.duration_since(judged) >= SHARE_EVERY {
             judged = woke;
-            judge_shares(snapshot.sites.iter().map(|site| {
-                let under_attack = site.config.state == model::SiteState::UnderAttack
-                    || site.protection.attack.under_attack();
-                (&site.protection.share, under_attack)
+            // The busy sites only: a site without requests has no share to judge.
+            let busy = state.busy.listed();
+            judge_shares(busy.iter().map(|(name, protection)| {
+                let switched = snapshot
+                    .sites
+                    .by_name(name)
+                    .is_some_and(|site| site.config.state == model::SiteState::UnderAttack);
+                (
+                    &protection.share,
+                    switched || protection.attack.under_attack(),
+                )
             }));
         }
     }

@@ -15,6 +15,7 @@ use shield::pressure::PressureMonitor;
 use shield::ratelimit::{WindowCounter, random_seed};
 use shield::signature::SiteSignatures;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,10 @@ pub struct SiteProtection {
     misses: Mutex<Option<(Duration, Arc<WindowCounter>)>>,
     /// Seeds the miss sketch's hashes, so a client cannot aim its misses at another's counters.
     pub(crate) seed: u64,
+    /// On [`BusySites`]' list.
+    listed: AtomicBool,
+    /// Seconds in a row the site has been quiet (see [`BusySites::QUIET_SECONDS`]).
+    quiet_seconds: AtomicU32,
 }
 
 impl SiteProtection {
@@ -53,6 +58,8 @@ impl SiteProtection {
             share: SiteShare::default(),
             misses: Mutex::new(None),
             seed,
+            listed: AtomicBool::new(false),
+            quiet_seconds: AtomicU32::new(0),
         }
     }
 
@@ -91,6 +98,79 @@ impl SiteProtection {
     }
 }
 
+/// The sites that have seen traffic lately. The passes beside the request path (attack
+/// detection once a second, CPU shares ten times a second) walk these, not every site the edge
+/// runs: on a provider's edge most of 100,000 sites are quiet at any moment, and walking them
+/// all would cost a core's third while nothing happens.
+///
+/// A site is listed by its first request (after that, one relaxed load per request) and let go
+/// once it has been quiet for [`BusySites::QUIET_SECONDS`] with nothing left to wind down: no
+/// attack, no mitigation, no origin pressure, no raised difficulty. Its next request lists it
+/// again, with the state it had.
+#[derive(Debug, Default)]
+pub struct BusySites {
+    sites: Mutex<Vec<(Arc<str>, Arc<SiteProtection>)>>,
+}
+
+impl BusySites {
+    /// Quiet seconds after which a site is let go: long enough for attack detection and
+    /// origin pressure to have settled after its last request.
+    pub const QUIET_SECONDS: u32 = 600;
+
+    /// Lists the site `name` (its protection `protection`) unless it is listed already.
+    pub fn arrive(&self, name: &Arc<str>, protection: &Arc<SiteProtection>) {
+        if protection.listed.load(Ordering::Relaxed)
+            || protection.listed.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        self.lock().push((Arc::clone(name), Arc::clone(protection)));
+    }
+
+    /// Every listed site, by name, with its protection.
+    pub fn listed(&self) -> Vec<(Arc<str>, Arc<SiteProtection>)> {
+        self.lock().clone()
+    }
+
+    /// Calls `tick` with every listed site; a site is let go when `tick` answers `None` (the
+    /// edge no longer runs it) or it has answered `Some(true)` ("quiet") for
+    /// [`BusySites::QUIET_SECONDS`] calls in a row. Meant to be called once a second.
+    pub fn tick(&self, mut tick: impl FnMut(&str, &SiteProtection) -> Option<bool>) {
+        self.lock().retain(|(name, protection)| {
+            let keep = match tick(name, protection) {
+                None => false,
+                Some(false) => {
+                    protection.quiet_seconds.store(0, Ordering::Relaxed);
+                    true
+                }
+                Some(true) => {
+                    protection.quiet_seconds.fetch_add(1, Ordering::Relaxed) + 1
+                        < Self::QUIET_SECONDS
+                }
+            };
+            if !keep {
+                protection.quiet_seconds.store(0, Ordering::Relaxed);
+                protection.listed.store(false, Ordering::Release);
+            }
+            keep
+        });
+    }
+
+    /// How many sites are listed.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when no site is.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Arc<str>, Arc<SiteProtection>)>> {
+        self.sites.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Site protections by site name.
 #[derive(Debug, Default)]
 pub struct ProtectionRegistry {
@@ -125,5 +205,39 @@ mod tests {
         // The same site name gives the same state (a reload keeps it).
         assert!(Arc::ptr_eq(&p, &registry.site("a")));
         assert!(p.origin_permit(0).is_some(), "0 means no cap");
+    }
+
+    #[test]
+    fn a_site_is_listed_once_by_its_requests_and_let_go_after_its_quiet_time() {
+        let registry = ProtectionRegistry::default();
+        let busy = BusySites::default();
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let (pa, pb) = (registry.site("a"), registry.site("b"));
+        busy.arrive(&a, &pa);
+        busy.arrive(&a, &pa);
+        busy.arrive(&b, &pb);
+        assert_eq!(busy.len(), 2, "listed once however many requests");
+        // "b" is gone from the configuration: let go at the next tick.
+        busy.tick(|name, _| (name == "a").then_some(false));
+        assert_eq!(busy.len(), 1);
+        // A busy second starts the quiet time again.
+        for _ in 0..BusySites::QUIET_SECONDS - 1 {
+            busy.tick(|_, _| Some(true));
+        }
+        busy.tick(|_, _| Some(false));
+        for _ in 0..BusySites::QUIET_SECONDS - 1 {
+            busy.tick(|_, _| Some(true));
+        }
+        assert_eq!(busy.len(), 1, "still within its quiet time");
+        busy.tick(|_, _| Some(true));
+        assert!(
+            busy.is_empty(),
+            "let go after {} quiet seconds",
+            BusySites::QUIET_SECONDS
+        );
+        // Its next request lists it again.
+        busy.arrive(&a, &pa);
+        let seen: Vec<String> = busy.listed().iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(seen, ["a"]);
     }
 }

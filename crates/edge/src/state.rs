@@ -6,6 +6,7 @@ use crate::access_log::AccessLog;
 use crate::body::BodyBuffers;
 use crate::cpu_priority::CpuPriority;
 use crate::metrics::{Metrics, SiteMetrics, UNROUTED};
+use crate::protection::BusySites;
 use crate::snapshot::Snapshot;
 use analytics::Analytics;
 use arc_swap::ArcSwap;
@@ -38,6 +39,8 @@ pub struct EdgeState {
     pub(crate) unrouted: Arc<SiteMetrics>,
     /// Whether the edge is short of CPU, and the line deprioritised sites' requests wait in.
     pub cpu: CpuPriority,
+    /// The sites that saw traffic lately: what the passes beside the request path walk.
+    pub busy: BusySites,
 }
 
 impl EdgeState {
@@ -62,6 +65,7 @@ impl EdgeState {
             analytics,
             body_buffers: Arc::new(BodyBuffers::default()),
             cpu: CpuPriority::default(),
+            busy: BusySites::default(),
         }
     }
 }

@@ -8,10 +8,13 @@ use std::time::Instant;
 /// Runs after the site's state, before the shield. Counts the request into its site's share
 /// of the edge's requests. When the edge is short of CPU and the site is deprioritised,
 /// returns the wait: in the line until the line lets the request go (once the work that was
-/// ready before it has run), at most `server.overload_wait`, then on as usual. Never answers; `None` (the usual case: one
-/// relaxed load) means go straight on.
+/// ready before it has run), at most `server.overload_wait`, then on as usual. Never answers;
+/// `None` (the usual case: two relaxed loads, and the site's listing among the busy sites the
+/// first time) means go straight on.
 pub fn wait_if_short<'r>(request: &'r SiteRequest<'_>) -> Option<impl Future<Output = ()> + 'r> {
-    let deprioritised = request.site.protection.share.arrive();
+    let site = &request.site;
+    request.state.busy.arrive(&site.name, &site.protection);
+    let deprioritised = site.protection.share.arrive();
     let cpu = &request.state.cpu;
     if !deprioritised || !cpu.short() {
         return None;

@@ -118,6 +118,8 @@ struct Expected {
     http: usize,
     https: usize,
     admin: usize,
+    /// How long the process may take to announce them.
+    within: Duration,
 }
 
 /// The listeners the process announced on stderr as `listening kind=K addr=A`.
@@ -178,6 +180,14 @@ impl Palisade {
     /// Panics with everything the process printed if it exits or stays silent.
     pub fn start(config_toml: &str) -> Palisade {
         Self::start_from_file(config_toml, true)
+    }
+
+    /// [`Palisade::start`] for a configuration that takes long to load (thousands of sites
+    /// in a debug build): the process may take up to `within` to announce its listeners.
+    pub fn start_large(config_toml: &str, within: Duration) -> Palisade {
+        let (dir, config_path, args, mut expected) = Self::prepare(config_toml);
+        expected.within = within;
+        Self::spawn_with(dir, config_path, &args, expected, true)
     }
 
     /// [`Palisade::start`], with stdout a pipe nobody reads: a blocked log reader.
@@ -250,6 +260,7 @@ impl Palisade {
             http: 1,
             https: 0,
             admin: 1,
+            within: STARTUP_TIMEOUT,
         };
         Self::spawn(dir, config_path, &args, expected)
     }
@@ -266,6 +277,7 @@ impl Palisade {
             http: 1,
             https: 0,
             admin: 1,
+            within: STARTUP_TIMEOUT,
         };
         Self::spawn_with(dir, config_path, args, expected, false)
     }
@@ -385,7 +397,7 @@ impl Palisade {
     }
 
     fn wait_for_listeners(&mut self, expected: Expected) {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let deadline = Instant::now() + expected.within;
         loop {
             {
                 let lines = self.capture.lines.lock().expect("capture lock");
@@ -429,7 +441,7 @@ impl Palisade {
                 panic!(
                     "palisade did not announce its listeners (expected {expected:?}, as \
                      `listening kind=http|https|admin addr=IP:PORT` on stderr) within {:?}\n{}",
-                    STARTUP_TIMEOUT,
+                    expected.within,
                     self.output_report()
                 );
             }
@@ -753,6 +765,7 @@ fn expected_listeners(config_toml: &str) -> Expected {
         http: count("listen"),
         https: count("listen_tls"),
         admin: usize::from(server.get("admin").is_some()),
+        within: STARTUP_TIMEOUT,
     }
 }
 

@@ -104,6 +104,9 @@ def write_nginx_config(n):
             "events { worker_connections 1024; }\nhttp {\n  access_log off;\n"
             "  server_names_hash_max_size 1048576;\n  server_names_hash_bucket_size 128;\n"
             f"  upstream origin {{ server 127.0.0.1:{ORIGIN}; keepalive 16; }}\n"
+            # A name no site claims is refused, as Palisade does (421), rather than served by
+            # the first site: the reload's timing waits for the new name to answer 200.
+            f"  server {{ listen 127.0.0.1:{NGINX_PORT} default_server; return 421; }}\n"
         )
         for i in range(n):
             out.write(

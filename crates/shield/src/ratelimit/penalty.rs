@@ -58,7 +58,8 @@ impl PenaltyBox {
 
     fn slots(&self) -> &[AtomicU64] {
         self.slots
-            .get_or_init(|| (0..self.size).map(|_| AtomicU64::new(0)).collect())
+            // Zeroed by the allocator: pages no penalty lands on stay unmapped.
+            .get_or_init(|| bytemuck::zeroed_slice_box(self.size))
     }
 
     /// Seconds since the box was made, rounded up so a penalty never ends early; 0 is "no

@@ -33,13 +33,20 @@ impl Window {
     fn new(size: usize, number: u64) -> Window {
         Window {
             number: AtomicU64::new(number),
-            counters: (0..size).map(|_| AtomicU32::new(0)).collect(),
+            // Zeroed by the allocator, not written: the pages of a fresh allocation stay
+            // unmapped until a key lands on them, so a site with a few clients keeps a few
+            // pages of its 256 KiB resident, not all of them.
+            counters: bytemuck::zeroed_slice_box(size),
         }
     }
 
+    /// Zeroes the counters that are not zero already: reading an untouched page maps no
+    /// memory, writing it would.
     fn clear(&self) {
         for c in self.counters.iter() {
-            c.store(0, Ordering::Relaxed);
+            if c.load(Ordering::Relaxed) != 0 {
+                c.store(0, Ordering::Relaxed);
+            }
         }
     }
 

@@ -175,6 +175,27 @@ class Api:
         return elapsed
 
 
+def start_serving(command, port, out, what):
+    """Starts `command` and waits until it answers s0.example on `port`: (process, seconds)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=out, stderr=out)
+    deadline = start + 600
+    while get(port, "s0.example", timeout=2) != 200:
+        if proc.poll() is not None or time.perf_counter() > deadline:
+            proc.kill()
+            sys.exit(f"{what} did not start")
+        time.sleep(0.02)
+    return proc, time.perf_counter() - start
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def percentiles(times):
     ordered = sorted(times)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
@@ -184,15 +205,9 @@ def percentiles(times):
 def measure_palisade(n):
     config = write_palisade_config(n)
     out = open(os.path.join(WORK, f"palisade-{n}.out"), "w")
-    start = time.perf_counter()
-    proc = subprocess.Popen([PALISADE, "serve", "--config", config], stdout=out, stderr=out)
+    proc, startup = start_serving([PALISADE, "serve", "--config", config], PORT, out,
+                                  f"palisade with {n} sites (see {out.name})")
     try:
-        deadline = start + 600
-        while get(PORT, "s0.example", timeout=2) != 200:
-            if proc.poll() is not None or time.perf_counter() > deadline:
-                sys.exit(f"palisade with {n} sites did not start: see {out.name}")
-            time.sleep(0.02)
-        startup = time.perf_counter() - start
         time.sleep(1)
         idle = rss_kib(proc.pid)
         step = max(1, n // TOUCHED)
@@ -241,25 +256,15 @@ def measure_palisade(n):
         return {"startup": startup, "idle": idle, "touched": touched, "times": times,
                 "in_force": in_force, "routing": routing}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def measure_nginx(n):
     root, config = write_nginx_config(n)
-    start = time.perf_counter()
-    proc = subprocess.Popen(["nginx", "-p", root, "-c", config, "-g", "daemon off;"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, startup = start_serving(["nginx", "-p", root, "-c", config, "-g", "daemon off;"],
+                                  NGINX_PORT, subprocess.DEVNULL,
+                                  f"nginx with {n} sites (see {root}/logs/error.log)")
     try:
-        deadline = start + 600
-        while get(NGINX_PORT, "s0.example", timeout=2) != 200:
-            if proc.poll() is not None or time.perf_counter() > deadline:
-                sys.exit(f"nginx with {n} sites did not start: see {root}/logs/error.log")
-            time.sleep(0.02)
-        startup = time.perf_counter() - start
         time.sleep(1)
         idle = rss_tree_kib(proc.pid)
         # One change: a site's server block gains a name; nginx applies it by a reload, timed
@@ -278,11 +283,7 @@ def measure_nginx(n):
         reload = time.perf_counter() - sent
         return {"startup": startup, "idle": idle, "reload": reload}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def main():

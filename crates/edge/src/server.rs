@@ -349,13 +349,19 @@ impl Edge {
         if config.sites.is_empty() {
             tracing::warn!("the new configuration has no sites: every request will get 421");
         }
+        self.swap_in(snapshot, generation);
+        Ok(generation)
+    }
+
+    /// Puts `snapshot` in force as generation `generation`.
+    fn swap_in(&self, mut snapshot: Snapshot, generation: u64) {
+        snapshot.generation = generation;
         self.state.snapshot.store(Arc::new(snapshot));
         self.generation.store(generation, Ordering::Relaxed);
         self.state
             .metrics
             .reloads_ok
             .fetch_add(1, Ordering::Relaxed);
-        Ok(generation)
     }
 
     /// The snapshot running now.
@@ -390,7 +396,7 @@ impl Edge {
         let _one_swap = self.swaps.lock().unwrap_or_else(|p| p.into_inner());
         let generation = self.generation.load(Ordering::Relaxed) + 1;
         let current = self.state.snapshot.load_full();
-        let mut snapshot = if Arc::ptr_eq(&current, &prepared.built_on) {
+        let snapshot = if Arc::ptr_eq(&current, &prepared.built_on) {
             prepared.snapshot
         } else {
             let ctx = self.build_context(&current.challenge_keys, generation);
@@ -406,13 +412,7 @@ impl Edge {
                 }
             }
         };
-        snapshot.generation = generation;
-        self.state.snapshot.store(Arc::new(snapshot));
-        self.generation.store(generation, Ordering::Relaxed);
-        self.state
-            .metrics
-            .reloads_ok
-            .fetch_add(1, Ordering::Relaxed);
+        self.swap_in(snapshot, generation);
         generation
     }
 

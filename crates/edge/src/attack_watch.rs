@@ -8,10 +8,10 @@ use shield::signature::{Thresholds, TickInput};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Once a second, turns each busy site's request and error counts into rates and switches
+/// Once a second, turns every site's request and error counts into rates and switches
 /// automatic under-attack mode on and off (each switch is a security event and a warning), and
-/// judges whether each site's origin is under pressure (each switch is logged). Quiet sites
-/// are left out (`protection::BusySites`).
+/// judges whether each site's origin is under pressure (each switch is logged). Then tells
+/// the busy list (`protection::BusySites`, which the CPU shares walk) which sites are quiet.
 pub async fn watch_attacks(
     state: Arc<EdgeState>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -25,10 +25,17 @@ pub async fn watch_attacks(
         }
         let snapshot = state.snapshot.load();
         let now = Instant::now();
-        // Only the sites that saw traffic lately: the others have nothing to count.
+        // Every site, quiet or not: attack detection learns from quiet seconds too (a site's
+        // first busy second is judged beside them), so skipping them would change its verdicts.
+        let mut stirring = std::collections::HashSet::new();
+        for site in snapshot.sites.iter() {
+            if !tick_site(&state, site, now) {
+                stirring.insert(Arc::clone(&site.name));
+            }
+        }
         state.busy.tick(|name, _| {
-            let site = snapshot.sites.by_name(name)?;
-            Some(tick_site(&state, site, now))
+            snapshot.sites.by_name(name)?;
+            Some(!stirring.contains(name))
         });
     }
 }

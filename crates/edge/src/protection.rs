@@ -98,10 +98,11 @@ impl SiteProtection {
     }
 }
 
-/// The sites that have seen traffic lately. The passes beside the request path (attack
-/// detection once a second, CPU shares ten times a second) walk these, not every site the edge
-/// runs: on a provider's edge most of 100,000 sites are quiet at any moment, and walking them
-/// all would cost a core's third while nothing happens.
+/// The sites that have seen traffic lately. The CPU shares, judged ten times a second, walk
+/// these, not every site the edge runs: on a provider's edge most of 100,000 sites are quiet at
+/// any moment, and walking them all cost a third of a core while nothing happened. (Attack
+/// detection still ticks every site each second: it learns from quiet seconds too. It tells
+/// this list which sites are quiet.)
 ///
 /// A site is listed by its first request (after that, one relaxed load per request) and let go
 /// once it has been quiet for [`BusySites::QUIET_SECONDS`] with nothing left to wind down: no

@@ -3,7 +3,7 @@
 
 For each size N, a generated file of N sites (two host names, one origin, one rule each):
   - startup: from exec to the first proxied answer;
-  - resident memory idle, and after one request to each of 1,000 sites;
+  - resident memory idle, and after one request to each of 1,000 sites; CPU while idle;
   - time per API change, p50 and p99 over COUNT changes of each kind (create, update, delete,
     suspend, state, purge), each timed from the request's first byte to the answer's last;
   - a suspension's time to be in force at the edge: from sending the suspension until the
@@ -34,6 +34,7 @@ ROUTE_SECS = int(sys.argv[9])
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TOUCHED = 1000  # sites that get one request for the "after traffic" memory figure
 ROUTE_CONNS = 8  # wrk's connections (and threads) in the routing run, each on its own site
+IDLE_SECS = 5  # how long the idle edge's CPU is watched
 
 
 def log(message):
@@ -210,6 +211,10 @@ def measure_palisade(n):
     try:
         time.sleep(1)
         idle = rss_kib(proc.pid)
+        # What the edge spends doing nothing: its own passes over the sites.
+        before = cpu_ticks(proc.pid)
+        time.sleep(IDLE_SECS)
+        idle_cpu = (cpu_ticks(proc.pid) - before) * 100 / CLK_TCK / IDLE_SECS
         step = max(1, n // TOUCHED)
         for i in range(0, min(n, TOUCHED * step), step):
             if get(PORT, f"s{i}.example") != 200:
@@ -254,7 +259,7 @@ def measure_palisade(n):
             api.call("PUT", f"/api/sites/{target}/state", {"state": "active", "reason": "bench"})
             times["delete"].append(api.call("DELETE", f"/api/sites/{name}"))
         return {"startup": startup, "idle": idle, "touched": touched, "times": times,
-                "in_force": in_force, "routing": routing}
+                "in_force": in_force, "routing": routing, "idle_cpu": idle_cpu}
     finally:
         stop(proc)
 
@@ -297,12 +302,12 @@ def main():
         rows.append((n, pal, ngx))
     print()
     print(f"{'sites':>7} {'server':<9} {'startup s':>9} {'RSS idle MiB':>12} "
-          f"{'KiB/site':>8} {'RSS +1k MiB':>11}")
+          f"{'KiB/site':>8} {'RSS +1k MiB':>11} {'idle CPU %':>10}")
     for n, pal, ngx in rows:
         print(f"{n:>7} {'palisade':<9} {pal['startup']:>9.2f} {pal['idle'] / 1024:>12.0f} "
-              f"{pal['idle'] / n:>8.1f} {pal['touched'] / 1024:>11.0f}")
+              f"{pal['idle'] / n:>8.1f} {pal['touched'] / 1024:>11.0f} {pal['idle_cpu']:>10.1f}")
         print(f"{n:>7} {'nginx':<9} {ngx['startup']:>9.2f} {ngx['idle'] / 1024:>12.0f} "
-              f"{ngx['idle'] / n:>8.1f} {'-':>11}")
+              f"{ngx['idle'] / n:>8.1f} {'-':>11} {'-':>10}")
     print()
     print(f"one change through the API, ms (p50 / p99 over {COUNT} of each); nginx: one "
           "change by reload, until the new name answers")

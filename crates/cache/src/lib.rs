@@ -23,6 +23,7 @@
 //! | `purge` | purge rules (URL, prefix, host, tag, site; hard or soft) applied without a scan |
 //! | `coalesce` | fill locks: one origin request per missing object |
 //! | `store` | the cache as the edge uses it: lookup, lock, store |
+//! | `write_order` | the disk tier's copy of each object kept in step with the memory tier's |
 //!
 //! ## Invariants
 //! Each is pinned by the tests named (black-box ones in `tests/tests/cache_*.rs`).
@@ -88,6 +89,13 @@
 //!     `storable::tests::deception_armour_stores_only_what_names_a_lifetime`,
 //!     `deception_armour_gives_no_heuristic_freshness_to_a_response_to_a_cookie`,
 //!     `deception_armour_gives_no_heuristic_freshness_when_the_type_belies_the_extension`.
+//! 13. **The disk tier never brings back what the memory tier replaced or dropped**: an
+//!     invalidated object is not promoted from a disk copy whose removal is still on its way,
+//!     a promotion never lands on a newer store, and two changes to one object reach the disk
+//!     in the order they were made. `write_order::tests`,
+//!     `store::tests::an_invalidated_object_is_not_read_back_while_its_removal_is_on_its_way`,
+//!     `store::tests::the_disk_ends_with_the_last_of_many_quick_changes_to_one_object`,
+//!     `s4_3_4_a_background_refresh_answered_304_for_another_representation_fetches_it`.
 
 pub mod coalesce;
 pub mod disk;
@@ -102,6 +110,7 @@ pub mod purge;
 pub mod range;
 pub mod store;
 pub mod vary;
+pub mod write_order;
 
 pub use key::{CacheKey, ObjectId};
 pub use object::StoredObject;

@@ -6,6 +6,7 @@ use crate::key::ObjectId;
 use crate::meta::{self, Meta};
 use crate::object::StoredObject;
 use crate::vary::VarySpec;
+use crate::write_order::Ticket;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -43,11 +44,12 @@ pub struct StreamWrite {
 }
 
 impl StreamWrite {
-    /// Starts writing object `id`; `done(true)` runs on the writing thread once it is committed,
-    /// `done(false)` if it was abandoned or failed.
+    /// Starts writing the object `ticket` changes; `done(true)` runs on the writing thread once
+    /// it is committed, `done(false)` if it was abandoned, failed, or a later change to the
+    /// object overtook it (the commit waits its turn, `write_order`).
     pub fn start(
         disk: Arc<DiskTier>,
-        id: ObjectId,
+        ticket: Ticket,
         meta: Vec<u8>,
         done: Box<dyn FnOnce(bool) + Send>,
     ) -> StreamWrite {
@@ -55,11 +57,13 @@ impl StreamWrite {
         let spawned = std::thread::Builder::new()
             .name("cache-disk-write".into())
             .spawn(move || {
-                let committed = stream_to_disk(&disk, id, &meta, receiver);
-                if let Err(e) = &committed {
-                    tracing::debug!(error = %e, "cache: streamed disk write abandoned");
+                let committed = stream_to_disk(&disk, ticket, &meta, receiver);
+                match &committed {
+                    Err(e) => tracing::debug!(error = %e, "cache: streamed disk write abandoned"),
+                    Ok(false) => tracing::debug!("cache: streamed disk write overtaken"),
+                    Ok(true) => {}
                 }
-                done(committed.is_ok());
+                done(matches!(committed, Ok(true)));
             });
         StreamWrite {
             // No thread, no write: every push reports failure.
@@ -90,17 +94,23 @@ impl StreamWrite {
     }
 }
 
+/// `Ok(false)`: complete, but a later change to the object came first, so not committed.
 fn stream_to_disk(
     disk: &DiskTier,
-    id: ObjectId,
+    ticket: Ticket,
     meta: &[u8],
     receiver: Receiver<Message>,
-) -> Result<(), DiskError> {
-    let mut writer = disk.begin(id, meta)?;
+) -> Result<bool, DiskError> {
+    let mut writer = disk.begin(ticket.id(), meta)?;
     loop {
         match receiver.recv() {
             Ok(Message::Chunk(chunk)) => writer.write(&chunk)?,
-            Ok(Message::Commit) => return writer.commit(),
+            Ok(Message::Commit) => {
+                return match ticket.apply(|| writer.commit()) {
+                    Some(committed) => committed.map(|()| true),
+                    None => Ok(false),
+                };
+            }
             // The sender went away without a commit: the writer's drop removes the temp file.
             Err(_) => return Err(DiskError::Closed),
         }

@@ -9,6 +9,7 @@ use crate::object::StoredObject;
 use crate::persist::{self, Read, StreamWrite};
 use crate::purge::{Purge, PurgeLog, Verdict};
 use crate::vary::VarySpec;
+use crate::write_order::{Ticket, WriteOrder};
 use http::HeaderMap;
 use std::sync::Arc;
 
@@ -22,6 +23,8 @@ pub struct Cache {
     disk: Option<Arc<DiskTier>>,
     locks: Arc<FillLocks>,
     purges: PurgeLog,
+    /// Changes on their way to the disk tier, so it never brings back what memory replaced.
+    order: Arc<WriteOrder>,
     /// This process's run, written with objects: their purge marks mean nothing to another run.
     run: u64,
 }
@@ -82,6 +85,7 @@ impl Cache {
             disk: disk.map(Arc::new),
             locks: Arc::new(FillLocks::default()),
             purges: PurgeLog::default(),
+            order: Arc::default(),
             run: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64 | 1),
@@ -137,18 +141,26 @@ impl Cache {
 
     fn missing_or_on_disk(&self, id: ObjectId) -> Lookup {
         match &self.disk {
-            Some(disk) if disk.contains(id) => Lookup::OnDisk { id },
+            // While a change is on its way to disk, the disk's copy is the one it replaces.
+            Some(disk) if !self.order.pending(id) && disk.contains(id) => Lookup::OnDisk { id },
             _ => Lookup::Missing { id },
         }
     }
 
     /// Reads `id` from the disk tier (blocking: call it from a blocking thread). A small
     /// response and a Vary spec are promoted to the memory tier; a large response is returned
-    /// open for streaming. Purges apply as at lookup.
+    /// open for streaming. Purges apply as at lookup. A promotion that a store or removal
+    /// overtook while it read is dropped (still `Promoted`: the caller looks again and finds
+    /// what that change left).
     pub fn load(&self, id: ObjectId) -> Loaded {
         let Some(disk) = &self.disk else {
             return Loaded::Absent;
         };
+        // A change on its way to disk: what is there is what it replaces.
+        if self.order.pending(id) {
+            return Loaded::Absent;
+        }
+        let mark = self.order.mark(id);
         let read = match persist::read(disk, id, self.run, self.small_limit()) {
             Ok(read) => read,
             Err(e) => {
@@ -159,7 +171,9 @@ impl Cache {
         let (object, body) = match read {
             Read::Absent => return Loaded::Absent,
             Read::Vary(spec) => {
-                self.memory.insert(id, Entry::Vary(Arc::new(spec)));
+                self.order.promote(id, mark, || {
+                    self.memory.insert(id, Entry::Vary(Arc::new(spec)));
+                });
                 return Loaded::Promoted;
             }
             Read::Small(object) => (object, None),
@@ -177,7 +191,9 @@ impl Cache {
             None => {
                 let mut object = object;
                 object.soft_purged = soft_purged;
-                self.memory.insert(id, Entry::Object(Arc::new(object)));
+                self.order.promote(id, mark, || {
+                    self.memory.insert(id, Entry::Object(Arc::new(object)));
+                });
                 Loaded::Promoted
             }
             Some(body) => Loaded::Large {
@@ -198,15 +214,28 @@ impl Cache {
         disk.update_meta(id, &meta).unwrap_or(false)
     }
 
-    /// Runs `work` on the disk tier off the async threads (inline where there is no runtime).
-    fn on_disk(&self, work: impl FnOnce(&DiskTier) + Send + 'static) {
-        let Some(disk) = &self.disk else { return };
+    /// Changes object `id`: `memory` now, then `work` on the disk tier off the async threads
+    /// (inline where there is no runtime), in order with the object's other changes.
+    fn change(
+        &self,
+        id: ObjectId,
+        memory: impl FnOnce(),
+        work: impl FnOnce(&DiskTier) + Send + 'static,
+    ) {
+        let Some(disk) = &self.disk else {
+            memory();
+            return;
+        };
         let disk = Arc::clone(disk);
+        let ticket = self.order.change(id, memory);
+        let run = move || {
+            ticket.apply(|| work(&disk));
+        };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn_blocking(move || work(&disk));
+                runtime.spawn_blocking(run);
             }
-            Err(_) => work(&disk),
+            Err(_) => run(),
         }
     }
 
@@ -313,15 +342,19 @@ impl Cache {
         }
         let object = Arc::new(object);
         let id = self.place(key, request, &object.headers);
-        self.memory.insert(id, Entry::Object(Arc::clone(&object)));
+        let in_memory = Entry::Object(Arc::clone(&object));
         // Written through to disk, so it is there after eviction from memory and a restart.
         let run = self.run;
-        self.on_disk(move |disk| {
-            let meta = meta::encode_object(&object, run);
-            if let Err(e) = persist::write_whole(disk, id, &meta, &object.body) {
-                tracing::debug!(error = %e, "cache: disk write failed");
-            }
-        });
+        self.change(
+            id,
+            || self.memory.insert(id, in_memory),
+            move |disk| {
+                let meta = meta::encode_object(&object, run);
+                if let Err(e) = persist::write_whole(disk, id, &meta, &object.body) {
+                    tracing::debug!(error = %e, "cache: disk write failed");
+                }
+            },
+        );
     }
 
     /// Where a response for `key` and `request` is stored: the primary id, or its variant's id
@@ -339,13 +372,17 @@ impl Cache {
         );
         if replace {
             let spec = Arc::new(spec);
-            self.memory.insert(key.id, Entry::Vary(Arc::clone(&spec)));
+            let in_memory = Entry::Vary(Arc::clone(&spec));
             let primary = key.id;
-            self.on_disk(move |disk| {
-                if let Err(e) = persist::write_vary(disk, primary, &spec) {
-                    tracing::debug!(error = %e, "cache: disk write failed");
-                }
-            });
+            self.change(
+                primary,
+                || self.memory.insert(primary, in_memory),
+                move |disk| {
+                    if let Err(e) = persist::write_vary(disk, primary, &spec) {
+                        tracing::debug!(error = %e, "cache: disk write failed");
+                    }
+                },
+            );
         }
         id
     }
@@ -368,11 +405,11 @@ impl Cache {
         }
         let id = self.place(key, request, &object.headers);
         // The old copy, if any, must not outlive the new one in memory.
-        self.memory.remove(id);
+        let ticket: Ticket = self.order.change(id, || self.memory.remove(id));
         let meta = meta::encode_object(&object, self.run);
         Some(StreamWrite::start(
             disk,
-            id,
+            ticket,
             meta,
             Box::new(move |committed| {
                 if let Some(guard) = guard {
@@ -407,12 +444,27 @@ impl Cache {
 
     /// Drops one stored object (a variant, or a non-varying response), from both tiers.
     pub fn remove(&self, id: ObjectId) {
-        self.memory.remove(id);
-        if self.disk.as_ref().is_some_and(|d| d.contains(id)) {
-            self.on_disk(move |disk| {
-                let _ = disk.remove(id);
-            });
+        // Nothing on disk and nothing on its way there: memory is all there is.
+        let on_disk = self
+            .disk
+            .as_ref()
+            .is_some_and(|d| self.order.pending(id) || d.contains(id));
+        if !on_disk {
+            self.memory.remove(id);
+            return;
         }
+        self.change(
+            id,
+            || self.memory.remove(id),
+            move |disk| {
+                let _ = disk.remove(id);
+            },
+        );
+    }
+
+    /// Whether a store or removal has yet to reach the disk tier (for tests and shutdown).
+    pub fn disk_changes_pending(&self) -> bool {
+        self.order.any_pending()
     }
 
     /// The memory tier.
@@ -673,6 +725,113 @@ mod tests {
             total += block.len();
         }
         assert_eq!(total, 1000 * 1024);
+    }
+
+    /// Runs `f` on a runtime with blocking threads, where the cache's disk work is deferred,
+    /// then waits for that work to end.
+    fn with_deferred_disk_work(cache: &Cache, f: impl FnOnce()) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        runtime.block_on(async { f() });
+        // Dropping a runtime waits for blocking work that started and cancels the rest: wait
+        // for every change to have reached the disk instead.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while cache.disk_changes_pending() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(!cache.disk_changes_pending(), "disk work ended within 10 s");
+    }
+
+    #[test]
+    fn an_invalidated_object_is_not_read_back_while_its_removal_is_on_its_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = disk_cache(dir.path(), 1 << 20);
+        for round in 0..200 {
+            let k = key(&format!("/r{round}"));
+            // Stored without a runtime: on disk at once.
+            cache.store(&k, &request(&[]), object(None, b"old"));
+            assert!(cache.disk().unwrap().contains(k.id));
+            with_deferred_disk_work(&cache, || {
+                cache.invalidate(&k);
+                // The removal from disk may not have run yet: the disk copy must not count.
+                assert!(
+                    matches!(cache.lookup(&k, &request(&[]), 0), Lookup::Missing { .. }),
+                    "round {round}: the invalidated object came back from disk"
+                );
+                assert!(
+                    matches!(cache.load(k.id), Loaded::Absent | Loaded::Promoted),
+                    "round {round}"
+                );
+                assert!(
+                    found(cache.lookup(&k, &request(&[]), 0)).is_none(),
+                    "round {round}: a load promoted the invalidated object"
+                );
+            });
+            assert!(!cache.disk().unwrap().contains(k.id), "round {round}");
+        }
+    }
+
+    #[test]
+    fn a_promotion_read_before_a_store_does_not_replace_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = disk_cache(dir.path(), 1 << 20);
+        let k = key("/p");
+        cache.store(&k, &request(&[]), object(None, b"v0"));
+        // Evicted from memory: the next lookup reads the disk.
+        cache.memory().remove(k.id);
+        let mark = cache.order.mark(k.id);
+        cache.store(&k, &request(&[]), object(None, b"v2"));
+        // A load that read v0 before that store lands its promotion now.
+        let promoted = cache.order.promote(k.id, mark, || {
+            cache
+                .memory()
+                .insert(k.id, Entry::Object(Arc::new(object(None, b"v0"))))
+        });
+        assert!(!promoted);
+        assert_eq!(found(cache.lookup(&k, &request(&[]), 0)).unwrap(), "v2");
+    }
+
+    #[test]
+    fn the_disk_ends_with_the_last_of_many_quick_changes_to_one_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = disk_cache(dir.path(), 1 << 20);
+        static BODIES: [&[u8]; 4] = [b"v0", b"v1", b"v2", b"v3"];
+        for round in 0..50 {
+            let k = key(&format!("/q{round}"));
+            let last = round % 5;
+            let expected = (last < 4).then(|| BODIES[last]);
+            with_deferred_disk_work(&cache, || {
+                // Up to four stores, and an invalidation after the fourth.
+                for body in BODIES.iter().take(last + 1) {
+                    cache.store(&k, &request(&[]), object(None, body));
+                }
+                if last == 4 {
+                    cache.invalidate(&k);
+                }
+                // Evicted, perhaps before the writes landed: nothing older may come back.
+                cache.memory().remove(k.id);
+                if let Lookup::OnDisk { id } = cache.lookup(&k, &request(&[]), 0) {
+                    let _ = cache.load(id);
+                    let read_back = found(cache.lookup(&k, &request(&[]), 0));
+                    assert!(
+                        read_back.is_none() || read_back.as_deref() == expected,
+                        "round {round}: {read_back:?} came back from disk"
+                    );
+                }
+            });
+            // What the disk holds once every change has landed.
+            cache.memory().remove(k.id);
+            let on_disk = match cache.lookup(&k, &request(&[]), 0) {
+                Lookup::OnDisk { id } => {
+                    assert!(matches!(cache.load(id), Loaded::Promoted));
+                    found(cache.lookup(&k, &request(&[]), 0))
+                }
+                _ => None,
+            };
+            assert_eq!(on_disk.as_deref(), expected, "round {round}");
+        }
     }
 
     #[test]

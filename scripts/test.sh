@@ -9,6 +9,8 @@ need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+# The cluster tests start their own Redis servers (Debian's 7.0).
+command -v redis-server >/dev/null || need_apt+=(redis-server)
 if ((${#need_apt[@]})); then
     # Only what the tests run: recommended packages would pull in a desktop's worth (over a
     # hundred packages, upgrading systemd and perl, for chromium alone).

@@ -24,6 +24,8 @@
 //! | [`metrics`] | the admin listener's Prometheus text, scraped, and samples read out of it |
 //! | [`TestCa`] | a throwaway certificate authority and leaf certificates as PEM files |
 //! | [`browser`] | headless Chromium through chromedriver |
+//! | [`redis`] | a real `redis-server`, stopped and started at will, and a RESP client |
+//! | [`cluster`] | a control node and edge nodes over one Redis |
 //!
 //! Build the binary before running the tests:
 //!
@@ -50,6 +52,7 @@
 pub mod browser;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 mod config;
 pub mod control;
 mod echo;
@@ -60,6 +63,7 @@ mod origin;
 mod palisade;
 pub mod raw;
 pub mod recording_origin;
+pub mod redis;
 pub mod scripted_origin;
 mod tls;
 

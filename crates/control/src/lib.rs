@@ -39,6 +39,7 @@ pub mod claims;
 pub mod documents;
 pub mod intake;
 pub mod plane;
+pub mod replica;
 pub mod store;
 
 pub use plane::{BaseConfig, ControlPlane, ReloadError};
@@ -112,6 +113,8 @@ pub async fn start(base: BaseConfig) -> Result<(Arc<edge::Edge>, Arc<ControlPlan
     let retention = base.config.server.analytics_retention;
     let edge = Arc::new(edge::Edge::start(config, base.source.clone()).await?);
     let plane = ControlPlane::new(store.clone(), Arc::clone(&edge), base);
+    // A cluster's edges load this start's snapshot: the base may have changed meanwhile.
+    plane.resync_edges().await.map_err(StartError::Compose)?;
     edge.set_admin_handler(api::admin_handler(Arc::clone(&plane)));
     edge.set_report_sink(Arc::new(intake::StoreSink { store }));
     edge.serve_admin();

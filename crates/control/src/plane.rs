@@ -88,6 +88,11 @@ impl BaseConfig {
         self.index.get(name).map(|i| &self.config.sites[*i])
     }
 
+    /// The base's site of that name as a document (its `[[site]]` table).
+    pub fn document(&self, name: &str) -> Option<&Map<String, Value>> {
+        self.index.get(name).and_then(|i| self.documents.get(*i))
+    }
+
     /// True when the base comes from command-line flags (`--origin`), not a file.
     pub fn is_from_flags(&self) -> bool {
         self.source.starts_with("--")
@@ -218,6 +223,9 @@ pub struct ControlPlane {
     base: Mutex<Arc<BaseConfig>>,
     /// One change at a time: compose, check, commit and swap happen as one step.
     writes: tokio::sync::Mutex<()>,
+    /// On a cluster's control node: woken after each change written to the outbox (the
+    /// publisher waits on it). `None` on a node alone, which writes no outbox.
+    outbox: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// What a change sees inside its transaction.
@@ -254,12 +262,49 @@ impl ChangeContext<'_> {
 impl ControlPlane {
     /// The control plane over an edge started with [`compose`]'s configuration.
     pub fn new(store: Store, edge: Arc<edge::Edge>, base: BaseConfig) -> Arc<ControlPlane> {
+        let control_node = base
+            .config
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.role == model::ClusterRole::Control);
         Arc::new(ControlPlane {
             store,
             edge,
             base: Mutex::new(Arc::new(base)),
             writes: tokio::sync::Mutex::new(()),
+            outbox: control_node.then(Arc::default),
         })
+    }
+
+    /// On a cluster's control node, tells the edges to load a new snapshot (the base changed,
+    /// or this node started on a base that may have changed while it was down). Nothing on a
+    /// node alone.
+    pub async fn resync_edges(&self) -> Result<(), ChangeError> {
+        let Some(outbox) = &self.outbox else {
+            return Ok(());
+        };
+        self.store
+            .run(|conn| -> Result<(), ChangeError> {
+                let tx = conn.transaction().map_err(StoreError::from)?;
+                let kind = crate::replica::KIND_RESYNC;
+                store::outbox::append(&tx, kind, b"", store::now_ms())?;
+                tx.commit().map_err(StoreError::from)?;
+                Ok(())
+            })
+            .await?;
+        outbox.notify_one();
+        Ok(())
+    }
+
+    /// On a cluster's control node, what is woken when a change enters the outbox.
+    pub fn outbox(&self) -> Option<&Arc<tokio::sync::Notify>> {
+        self.outbox.as_ref()
+    }
+
+    /// Holds changes off while it lives (the publisher composes a snapshot under it, so the
+    /// snapshot's version and its sites agree with the base).
+    pub async fn hold_changes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writes.lock().await
     }
 
     /// The base the edge runs now.
@@ -286,6 +331,8 @@ impl ControlPlane {
         let config = composed?;
         let generation = self.edge.reload(&config)?;
         *self.base.lock().unwrap_or_else(|p| p.into_inner()) = base;
+        // A base's change may touch every site.
+        self.resync_edges().await?;
         Ok(generation)
     }
 
@@ -301,8 +348,10 @@ impl ControlPlane {
         let _one_at_a_time = self.writes.lock().await;
         let base = self.base();
         let edge = Arc::clone(&self.edge);
-        self.store
-            .run(move |conn| {
+        let replicate = self.outbox.is_some();
+        let output = self
+            .store
+            .run(move |conn| -> Result<T, ChangeError> {
                 let tx = conn.transaction().map_err(StoreError::from)?;
                 let context = ChangeContext {
                     tx: &tx,
@@ -323,6 +372,11 @@ impl ControlPlane {
                     tx.commit().map_err(StoreError::from)?;
                     return Ok(output);
                 }
+                // For the edges of a cluster, what the edge here is about to apply.
+                let body = match replicate {
+                    true => Some(crate::replica::changes_body(&base, &tx, &changes)?),
+                    false => None,
+                };
                 let prepared = edge.prepare(changes).map_err(|e| match e {
                     edge::ReloadError::Snapshot(edge::SnapshotError::HostTaken {
                         host,
@@ -337,11 +391,19 @@ impl ControlPlane {
                     )),
                     e => ChangeError::Invalid(FieldError::new("", e.to_string())),
                 })?;
+                if let Some(body) = body {
+                    // In the change's transaction: published if and only if it is accepted.
+                    store::outbox::append(&tx, crate::replica::KIND_SITES, &body, context.now)?;
+                }
                 tx.commit().map_err(StoreError::from)?;
                 edge.install(prepared);
                 Ok(output)
             })
-            .await
+            .await?;
+        if let Some(outbox) = &self.outbox {
+            outbox.notify_one();
+        }
+        Ok(output)
     }
 
     /// Every site, the base's first, as the API shows them.

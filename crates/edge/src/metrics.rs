@@ -311,6 +311,20 @@ pub struct Metrics {
     short_of_cpu: AtomicU64,
     waiting_turn: AtomicU64,
     cpu_shortages: AtomicU64,
+    /// Metrics of parts outside the edge (the cluster's), written after the edge's own.
+    sections: Sections,
+}
+
+/// Writes more metrics into the rendered page.
+pub type Section = Arc<dyn Fn(&mut String) + Send + Sync>;
+
+#[derive(Default)]
+struct Sections(Mutex<Vec<Section>>);
+
+impl std::fmt::Debug for Sections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sections { .. }")
+    }
 }
 
 /// Why the edge closed a client's connection on its own initiative (beyond idle timeouts).
@@ -910,7 +924,25 @@ impl Metrics {
             self.reloads_ok.load(Ordering::Relaxed),
             self.reloads_failed.load(Ordering::Relaxed)
         );
+        let sections = self
+            .sections
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for section in sections {
+            section(&mut out);
+        }
         out
+    }
+
+    /// Adds metrics a part outside the edge keeps (the cluster's) to every rendering.
+    pub fn add_section(&self, section: Section) {
+        self.sections
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(section);
     }
 }
 

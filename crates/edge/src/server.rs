@@ -301,6 +301,11 @@ impl Edge {
         self.admin_addr
     }
 
+    /// The edge's metrics (`/metrics`); other parts add sections of their own to them.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.state.metrics
+    }
+
     /// Per-site, per-minute analytics: the control plane calls
     /// [`Analytics::take_finished`](analytics::Analytics::take_finished) once a minute.
     pub fn analytics(&self) -> &Arc<Analytics> {

@@ -5,6 +5,7 @@
 
 use crate::address::{ListenerAddress, Network};
 use crate::challenge::{ChallengeSettings, FileChallenge, SiteState, Suspension};
+use crate::cluster::{ClusterRole, ClusterSettings, FileCluster};
 use crate::duration::{as_text, as_text_opt};
 use crate::locate::Source;
 use crate::shield::{
@@ -31,6 +32,8 @@ pub struct Config {
     pub sites: Vec<Site>,
     /// The `[shield]` table: lists for every site.
     pub shield: GlobalShield,
+    /// The `[cluster]` table: `None` for a node on its own.
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// The `[server]` table: listeners, data directory, limits that apply to every site.
@@ -537,6 +540,7 @@ impl Config {
                 challenge: ChallengeSettings::default(),
             }],
             shield: GlobalShield::default(),
+            cluster: None,
         }
     }
 
@@ -547,6 +551,9 @@ impl Config {
             }
         };
         resolve(&mut self.server.data_dir);
+        if let Some(cluster) = &mut self.cluster {
+            resolve(&mut cluster.secret_file);
+        }
         if let AccessLogTarget::File(p) = &mut self.server.access_log.target {
             resolve(p);
         }
@@ -596,6 +603,7 @@ struct FileConfig {
     sites: Vec<FileSite>,
     #[serde(default)]
     shield: FileGlobalShield,
+    cluster: Option<FileCluster>,
 }
 
 #[derive(Deserialize)]
@@ -1034,6 +1042,26 @@ fn check_access_log(log: &AccessLogSettings) -> Result<(), Invalid> {
 
 impl FileConfig {
     fn validate(self, source: &Source<'_>) -> Result<Config, Invalid> {
+        let cluster = match self.cluster {
+            None => None,
+            Some(table) => Some(
+                table
+                    .validate()
+                    .map_err(|(key, message)| (None, key, message))?,
+            ),
+        };
+        let edge_node = cluster
+            .as_ref()
+            .is_some_and(|c| c.role == ClusterRole::Edge);
+        if edge_node && !self.sites.is_empty() {
+            return Err((
+                None,
+                "site".into(),
+                "an edge node serves the sites its control node publishes: move the [[site]] \
+                 tables to the control node's configuration"
+                    .into(),
+            ));
+        }
         let mut server = self.server.into_settings();
         if server.analytics_retention < Duration::from_secs(3600) {
             return Err((
@@ -1130,7 +1158,11 @@ impl FileConfig {
                 "no listener: set listen or listen_tls".into(),
             ));
         }
-        if !server.listen_tls.is_empty() && !self.sites.iter().any(|s| s.tls.is_some()) {
+        // An edge node's certificates come with the sites its control node publishes.
+        if !edge_node
+            && !server.listen_tls.is_empty()
+            && !self.sites.iter().any(|s| s.tls.is_some())
+        {
             return Err((
                 None,
                 "server.listen_tls".into(),
@@ -1297,6 +1329,7 @@ impl FileConfig {
             server,
             sites,
             shield,
+            cluster,
         })
     }
 }

@@ -23,6 +23,7 @@
 mod abuse;
 mod address;
 mod challenge;
+mod cluster;
 mod config;
 mod delta;
 mod duration;
@@ -41,6 +42,7 @@ pub use challenge::{
     CLEARANCE_WINDOW, ChallengeSettings, DEFAULT_DIFFICULTY, MAX_CHALLENGE_TTL, MAX_DIFFICULTY,
     SiteState, Suspension,
 };
+pub use cluster::{ClusterRole, ClusterSettings, DEFAULT_SECRET_FILE, valid_node_name};
 pub use config::{
     AccessLogSettings, AccessLogTarget, CacheStorage, Config, ConfigError,
     DEFAULT_ANALYTICS_RETENTION, DEFAULT_ORIGIN_BODY_BUFFER, HealthCheck, MAX_ORIGIN_BODY_BUFFER,

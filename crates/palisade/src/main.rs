@@ -141,6 +141,11 @@ enum Command {
         #[command(flatten)]
         api: cli::ApiArgs,
     },
+    /// Many machines: the cluster's shared secret.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// Sites: list, show, create, update, patch, delete, and switch their state.
     Site {
         #[command(flatten)]
@@ -211,6 +216,16 @@ the CLI is printed once on stdout; only its hash is kept. Set PALISADE_BOOTSTRAP
 
 With --origin the site is named `default`: `palisade analytics default`,
 `palisade site state default under_attack`.";
+
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Write a new cluster secret to FILE (owner-only, never over an existing file); give the
+    /// same file to every node as `[cluster] secret_file`.
+    Init {
+        /// Where to write it, e.g. cluster.key.
+        file: PathBuf,
+    },
+}
 
 #[derive(Subcommand)]
 enum KeysAction {
@@ -288,6 +303,16 @@ fn main() -> ExitCode {
             config,
             api,
         } => purge::run(&api, &site, &selector, soft, admin, config),
+        Command::Cluster {
+            action: ClusterAction::Init { file },
+        } => cluster::secret::init(&file)
+            .map(|()| {
+                println!(
+                    "wrote a new cluster secret to {}: give this file to every node of the cluster",
+                    file.display()
+                )
+            })
+            .map_err(anyhow::Error::from),
         Command::Site { api, action } => cli::site::run(&api, action),
         Command::Token { api, action } => cli::token::run(&api, action),
         Command::Suspend { api, args } => cli::suspension::suspend(&api, args),
@@ -466,7 +491,21 @@ async fn run(
         None => None,
     };
     let mut last_stamp = config_path.as_deref().and_then(file_stamp);
+    // A cluster node checks its secret before it serves anything.
+    let node = match &base.config.cluster {
+        Some(settings) => Some(cluster::Node::open(settings)?),
+        None => None,
+    };
+    if let Some(node) = node
+        .as_ref()
+        .filter(|n| n.settings.role == model::ClusterRole::Edge)
+    {
+        return run_edge_node(node, base, &mut terminate, &mut interrupt).await;
+    }
     let (edge, plane) = control::start(base).await?;
+    if let Some(node) = &node {
+        node.publish(Arc::clone(&plane));
+    }
     let mut watch = tokio::time::interval(CONFIG_POLL);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -508,6 +547,39 @@ async fn run(
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
+    }
+    let grace = edge.shutdown_grace();
+    tracing::info!(grace = ?grace, "shutting down: no new connections; draining requests in flight");
+    if edge.shutdown(grace).await {
+        tracing::info!("drained; bye");
+    }
+    Ok(())
+}
+
+/// A cluster's edge node: it serves what the control node publishes (what it kept from its
+/// last run until it hears from Redis), with no store and no API of its own. Its own file's
+/// `[server]` is read at start; a change to it needs a restart.
+async fn run_edge_node(
+    node: &cluster::Node,
+    base: control::BaseConfig,
+    terminate: &mut tokio::signal::unix::Signal,
+    interrupt: &mut tokio::signal::unix::Signal,
+) -> Result<()> {
+    let own = base.config;
+    let (config, version) = node.restore(&own)?;
+    if version > 0 {
+        tracing::info!(
+            version,
+            sites = config.sites.len(),
+            "cluster: serving the configuration kept from the last run until Redis answers"
+        );
+    }
+    let edge = Arc::new(edge::Edge::start(config, base.source).await?);
+    edge.serve_admin();
+    node.follow(Arc::clone(&edge), own, version)?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
     }
     let grace = edge.shutdown_grace();
     tracing::info!(grace = ?grace, "shutting down: no new connections; draining requests in flight");

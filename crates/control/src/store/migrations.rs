@@ -106,6 +106,19 @@ const STEPS: &[&str] = &[
         at          INTEGER NOT NULL
     ) STRICT;
     "#,
+    // 3: the cluster's outbox.
+    r#"
+    -- Every change a control node accepted, in order, for the edges of its cluster: written in
+    -- the change's own transaction, published to Redis when it is reachable (the outbox), so
+    -- nothing accepted is lost to an outage. `version` is the configuration's version.
+    CREATE TABLE cluster_outbox (
+        version     INTEGER PRIMARY KEY AUTOINCREMENT,
+        at          INTEGER NOT NULL,
+        kind        TEXT NOT NULL,
+        body        BLOB NOT NULL,
+        published   INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -9,6 +9,7 @@ mod migrations;
 
 pub mod analytics;
 pub mod audit;
+pub mod outbox;
 pub mod reports;
 pub mod sites;
 pub mod tokens;

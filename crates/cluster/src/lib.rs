@@ -1,0 +1,151 @@
+//! Many edges, one control plane: the cluster over Redis.
+//!
+//! What it is for: carrying every change a cluster's control node accepts to every edge node
+//! (a versioned snapshot under one key, the changes after it on a stream), signed so that a
+//! Redis anyone can write to cannot inject a site, and kept on each edge's disk so an edge
+//! serves its last configuration while Redis is away, restarts included.
+//!
+//! What it is not: a consensus system. Exactly one node is the `control` node; it alone writes
+//! the configuration (from its SQLite store, through an outbox written in each change's own
+//! transaction), so versions have one author and edges apply them in order.
+//!
+//! | module | job |
+//! |---|---|
+//! | `secret` | the cluster secret, `palisade cluster init`, the signing and sealing keys made from it |
+//! | `envelope` | a signed message: kind, node, version, body |
+//! | `link` | the Redis keys, timeouts and back-off |
+//! | `publisher` | the control node: outbox to stream, snapshots |
+//! | `follower` | an edge node: snapshot and stream to its edge, kept on disk, restored at start |
+//! | `persist` | what an edge keeps on disk |
+//! | `status` | connected, version, lag and refusals, for `/metrics` |
+//!
+//! ## Invariants (each pinned by a named test)
+//! 1. **Nothing unsigned is applied**: a message that does not verify under the cluster's key
+//!    is refused and counted, whatever key it sits under, kept files included.
+//!    `envelope::tests::a_message_round_trips_and_every_changed_byte_is_refused`,
+//!    `envelope::tests::a_forger_without_the_secret_is_refused_for_its_signature`;
+//!    black-box `a_forged_change_written_into_redis_is_refused_and_counted`.
+//! 2. **Versions apply in order, none skipped**: a change is applied only on top of the
+//!    version before it; a gap loads the snapshot. Black-box
+//!    `site_changes_reach_every_edge_in_order`.
+//! 3. **Nothing accepted is lost to an outage**: the outbox is written in the change's
+//!    transaction and published when Redis is back. `store::outbox::tests` (control),
+//!    black-box `changes_made_while_redis_is_down_reach_every_edge_when_it_returns`.
+//! 4. **An edge serves on without Redis**, restarted too. `persist::tests`, black-box
+//!    `an_edge_restarted_while_redis_is_down_serves_its_last_configuration`.
+
+pub mod envelope;
+pub mod follower;
+pub mod link;
+pub mod persist;
+pub mod publisher;
+pub mod secret;
+pub mod status;
+
+use model::{ClusterSettings, Config};
+use std::sync::Arc;
+
+/// Why a cluster node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The secret file is missing or unreadable.
+    #[error(transparent)]
+    Secret(#[from] secret::SecretError),
+    /// The Redis URL cannot be used.
+    #[error(transparent)]
+    Url(#[from] link::UrlError),
+    /// The edge's data directory cannot keep the configuration.
+    #[error("cannot keep the cluster's configuration in {path}: {error}")]
+    Kept {
+        /// The directory.
+        path: String,
+        /// The operating system's refusal.
+        error: std::io::Error,
+    },
+}
+
+/// A node's membership: its keys, its Redis and its status.
+pub struct Node {
+    /// The `[cluster]` table.
+    pub settings: ClusterSettings,
+    /// The keys from the cluster secret.
+    pub keys: Arc<secret::Keys>,
+    /// The cluster's Redis.
+    pub client: redis::Client,
+    /// Connected, version, lag, refusals.
+    pub status: Arc<status::Status>,
+}
+
+impl Node {
+    /// Reads the secret and checks the Redis URL (it connects later, and again whenever it
+    /// must: a node starts whether Redis is up or not).
+    pub fn open(settings: &ClusterSettings) -> Result<Node, StartError> {
+        Ok(Node {
+            keys: Arc::new(secret::Keys::load(&settings.secret_file)?),
+            client: link::client(settings)?,
+            status: Arc::default(),
+            settings: settings.clone(),
+        })
+    }
+
+    /// Shows the cluster's metrics on `edge`'s `/metrics`.
+    pub fn show_metrics(&self, edge: &edge::Edge) {
+        let status = Arc::clone(&self.status);
+        edge.metrics()
+            .add_section(Arc::new(move |out: &mut String| status.render(out)));
+    }
+
+    /// The control node: publishes `plane`'s changes.
+    pub fn publish(&self, plane: Arc<control::ControlPlane>) {
+        self.show_metrics(&plane.edge);
+        tokio::spawn(
+            publisher::Publisher {
+                plane,
+                keys: Arc::clone(&self.keys),
+                node: self.settings.node.clone(),
+                client: self.client.clone(),
+                status: Arc::clone(&self.status),
+            }
+            .run(),
+        );
+    }
+
+    /// An edge node's first configuration: what it kept from its last run (its own
+    /// configuration with the kept sites) and that version, or its own with no sites.
+    pub fn restore(&self, own: &Config) -> Result<(Config, u64), StartError> {
+        let kept = self.kept(own)?;
+        Ok(follower::restore(&kept, &self.keys, own).unwrap_or_else(|| (own.clone(), 0)))
+    }
+
+    /// An edge node: follows the control node's changes into `edge` from `version` on.
+    pub fn follow(
+        &self,
+        edge: Arc<edge::Edge>,
+        own: Config,
+        version: u64,
+    ) -> Result<(), StartError> {
+        self.show_metrics(&edge);
+        let kept = self.kept(&own)?;
+        tokio::spawn(
+            follower::Follower {
+                edge,
+                own,
+                keys: Arc::clone(&self.keys),
+                client: self.client.clone(),
+                kept,
+                status: Arc::clone(&self.status),
+                version,
+                cursor: None,
+            }
+            .run(),
+        );
+        Ok(())
+    }
+
+    fn kept(&self, own: &Config) -> Result<persist::Kept, StartError> {
+        persist::Kept::open(&own.server.data_dir).map_err(|error| StartError::Kept {
+            path: own.server.data_dir.display().to_string(),
+            error,
+        })
+    }
+}

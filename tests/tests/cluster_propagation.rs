@@ -1,0 +1,283 @@
+//! A cluster over a real `redis-server`: a control node and three edge nodes, all the real
+//! binary. Changes made through the control node's API reach every edge, in order; a forged
+//! message is refused; an outage loses nothing and stops no edge from serving.
+
+use palisade_blackbox::cluster::{TestCluster, version};
+use palisade_blackbox::control::api;
+use palisade_blackbox::redis::Reply;
+use palisade_blackbox::{Origin, Palisade, SiteConfig, client, metrics};
+use serde_json::json;
+use std::time::Duration;
+
+/// Generous for a debug build on a loaded 2-core machine; the benchmark measures the real
+/// figures.
+const WITHIN: Duration = Duration::from_secs(10);
+
+fn control_config(origin: &Origin) -> String {
+    SiteConfig::blog(origin.url()).to_toml()
+}
+
+async fn create_site(cluster: &TestCluster, name: &str, origin: &Origin) {
+    let (status, body) = api(
+        &cluster.control,
+        "POST",
+        "/api/sites",
+        Some(
+            json!({"name": name, "hosts": [format!("{name}.example")], "origins": [origin.url()]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+async fn set_state(cluster: &TestCluster, name: &str, state: &str) {
+    let (status, body) = api(
+        &cluster.control,
+        "PUT",
+        &format!("/api/sites/{name}/state"),
+        Some(json!({ "state": state })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::test]
+async fn site_changes_reach_every_edge_in_order() {
+    let origin = Origin::start("o");
+    let cluster = TestCluster::start(&control_config(&origin), 3);
+    // The control node's file sites come with the first snapshot.
+    cluster
+        .until_every_edge_answers("blog.example", 200, WITHIN)
+        .await;
+
+    let mut took = Vec::new();
+    for i in 0..50 {
+        let name = format!("s{i}");
+        create_site(&cluster, &name, &origin).await;
+        took.push(
+            cluster
+                .until_every_edge_answers(&format!("{name}.example"), 200, WITHIN)
+                .await,
+        );
+    }
+    took.sort();
+    println!(
+        "50 site creations, API answer to all three edges serving: p50 {:?}, max {:?}",
+        percentile(&took, 0.5),
+        took[took.len() - 1]
+    );
+
+    // Changes one after another, without waiting: every edge ends where the control node is.
+    for state in ["paused", "active", "paused", "under_attack"] {
+        set_state(&cluster, "s0", state).await;
+    }
+    let version = cluster.until_caught_up(WITHIN).await;
+    let expected = client::get(cluster.control.http_addr(), "s0.example", "/")
+        .await
+        .status;
+    assert_eq!(expected, 503, "under attack: the challenge");
+    for edge in &cluster.edges {
+        let reply = client::get(edge.http_addr(), "s0.example", "/echo").await;
+        assert_eq!(
+            reply.status, expected,
+            "an edge at version {version} runs the last state"
+        );
+    }
+    // 50 creations and 4 switches, and the resync of the control node's start.
+    assert!(version >= 55, "{version}");
+}
+
+#[tokio::test]
+async fn a_deleted_site_is_gone_from_every_edge() {
+    let origin = Origin::start("o");
+    let cluster = TestCluster::start(&control_config(&origin), 2);
+    create_site(&cluster, "shop", &origin).await;
+    cluster
+        .until_every_edge_answers("shop.example", 200, WITHIN)
+        .await;
+    let (status, body) = api(&cluster.control, "DELETE", "/api/sites/shop", None).await;
+    assert!(status == 204 || status == 200, "{status} {body}");
+    cluster
+        .until_every_edge_answers("shop.example", 421, WITHIN)
+        .await;
+}
+
+#[tokio::test]
+async fn a_forged_change_written_into_redis_is_refused_and_counted() {
+    let origin = Origin::start("o");
+    let mut cluster = TestCluster::start(&control_config(&origin), 1);
+    create_site(&cluster, "shop", &origin).await;
+    cluster
+        .until_every_edge_answers("shop.example", 200, WITHIN)
+        .await;
+
+    // A genuine message, its site renamed by someone who can write to Redis but has no secret.
+    let entries = cluster
+        .redis
+        .command(&[b"XRANGE", b"palisade:changes", b"-", b"+"]);
+    let genuine = entries
+        .items()
+        .iter()
+        .filter_map(|entry| entry.items().get(1)?.items().get(1)?.bytes())
+        .find(|m| m.windows(12).any(|w| w == b"shop.example"))
+        .expect("the change that created shop")
+        .to_vec();
+    let mut forged = genuine.clone();
+    let at = forged
+        .windows(12)
+        .position(|w| w == b"shop.example")
+        .expect("the host in the message");
+    forged[at..at + 4].copy_from_slice(b"evil");
+    for message in [&forged[..], b"not a message at all"] {
+        let added = cluster
+            .redis
+            .command(&[b"XADD", b"palisade:changes", b"*", b"m", message]);
+        assert!(matches!(added, Reply::Bulk(Some(_))), "{added:?}");
+    }
+    // And a snapshot replaced wholesale.
+    cluster
+        .redis
+        .command(&[b"SET", b"palisade:snapshot", b"PAL1 forged"]);
+
+    let edge = &cluster.edges[0];
+    let refused = |text: &str, reason: &str| {
+        metrics::sample(
+            text,
+            "palisade_cluster_messages_refused_total",
+            &[("reason", reason)],
+        )
+        .unwrap_or(0.0)
+    };
+    let text = metrics::scrape_until(edge.admin_addr(), WITHIN, |text| {
+        refused(text, "signature") >= 1.0 && refused(text, "malformed") >= 1.0
+    })
+    .await;
+    assert!(refused(&text, "signature") >= 1.0, "{text}");
+    let reply = client::get(edge.http_addr(), "evil.example", "/echo").await;
+    assert_eq!(reply.status, 421, "the forged site is not served");
+
+    // The cluster goes on: the next genuine change is applied; an edge that starts now
+    // refuses the forged snapshot, asks for another, and gets the control node's.
+    create_site(&cluster, "after", &origin).await;
+    let late = cluster.start_edge();
+    cluster.edges.push(late);
+    cluster
+        .until_every_edge_answers("after.example", 200, WITHIN)
+        .await;
+    cluster
+        .until_every_edge_answers("shop.example", 200, WITHIN)
+        .await;
+    let text = metrics::scrape(cluster.edges[1].admin_addr()).await;
+    assert!(
+        refused(&text, "malformed") >= 1.0,
+        "the forged snapshot: {text}"
+    );
+}
+
+#[tokio::test]
+async fn changes_made_while_redis_is_down_reach_every_edge_when_it_returns() {
+    let origin = Origin::start("o");
+    let mut cluster = TestCluster::start(&control_config(&origin), 2);
+    cluster
+        .until_every_edge_answers("blog.example", 200, WITHIN)
+        .await;
+    cluster.redis.kill();
+    // The API takes writes all the same; the edges keep serving what they have.
+    create_site(&cluster, "during", &origin).await;
+    set_state(&cluster, "blog", "paused").await;
+    cluster
+        .until_every_edge_answers("blog.example", 200, WITHIN)
+        .await;
+    let reply = client::get(cluster.edges[0].http_addr(), "during.example", "/echo").await;
+    assert_eq!(reply.status, 421, "not there before Redis returns");
+    cluster.redis.start_again();
+    cluster
+        .until_every_edge_answers("during.example", 200, WITHIN)
+        .await;
+    cluster.until_caught_up(WITHIN).await;
+}
+
+#[tokio::test]
+async fn an_edge_restarted_while_redis_is_down_serves_its_last_configuration() {
+    let origin = Origin::start("o");
+    let mut cluster = TestCluster::start(&control_config(&origin), 1);
+    create_site(&cluster, "shop", &origin).await;
+    cluster
+        .until_every_edge_answers("shop.example", 200, WITHIN)
+        .await;
+    let before = version(&cluster.edges[0]).await;
+    cluster.redis.kill();
+    cluster.edges[0].kill_and_restart();
+    for host in ["blog.example", "shop.example"] {
+        let reply = client::get(cluster.edges[0].http_addr(), host, "/echo").await;
+        assert_eq!(reply.status, 200, "{host} from the kept configuration");
+    }
+    assert_eq!(version(&cluster.edges[0]).await, before);
+    let text = metrics::scrape(cluster.edges[0].admin_addr()).await;
+    assert_eq!(
+        metrics::sample(&text, "palisade_cluster_connected", &[]),
+        Some(0.0)
+    );
+    cluster.redis.start_again();
+    create_site(&cluster, "later", &origin).await;
+    cluster
+        .until_every_edge_answers("later.example", 200, WITHIN)
+        .await;
+}
+
+#[tokio::test]
+async fn a_stream_trimmed_past_an_edges_position_leads_to_a_resync() {
+    let origin = Origin::start("o");
+    let mut cluster = TestCluster::start(&control_config(&origin), 1);
+    cluster
+        .until_every_edge_answers("blog.example", 200, WITHIN)
+        .await;
+    // The edge stops; changes are made; the stream loses them (trimmed by hand).
+    let edge_toml = cluster.edge_toml("edge-1");
+    drop(cluster.edges.pop());
+    create_site(&cluster, "missed", &origin).await;
+    cluster.until_caught_up(WITHIN).await;
+    cluster
+        .redis
+        .command(&[b"XTRIM", b"palisade:changes", b"MAXLEN", b"0"]);
+    create_site(&cluster, "next", &origin).await;
+    cluster.edges.push(Palisade::start(&edge_toml));
+    cluster
+        .until_every_edge_answers("missed.example", 200, WITHIN)
+        .await;
+    cluster
+        .until_every_edge_answers("next.example", 200, WITHIN)
+        .await;
+}
+
+#[tokio::test]
+async fn a_cluster_node_without_its_secret_refuses_to_start() {
+    let redis = palisade_blackbox::redis::RedisServer::start();
+    let toml = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[cluster]\nredis = \"{}\"\nrole = \"edge\"\nnode = \"e\"\nsecret_file = \"/nonexistent/cluster.key\"\n",
+        redis.url()
+    );
+    let run = Palisade::check(&toml);
+    assert!(
+        run.status.success(),
+        "the file itself is valid: {}",
+        run.stderr
+    );
+    let mut serve = std::process::Command::new(palisade_blackbox::binary_path());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = serve
+        .args(["serve", "--config"])
+        .arg(&path)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("palisade cluster init"), "{stderr}");
+}

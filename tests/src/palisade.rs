@@ -590,6 +590,17 @@ impl Palisade {
         );
     }
 
+    /// `SIGSTOP`: the process hangs (its sockets stay open, nothing answers) until
+    /// [`Palisade::resume`].
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// `SIGCONT` after [`Palisade::pause`].
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
     /// `kill -9`, then the same command again on the same directory (data, config): a crash
     /// and a restart. Listener addresses on port 0 change; read them again.
     pub fn kill_and_restart(&mut self) {

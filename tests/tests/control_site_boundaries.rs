@@ -220,6 +220,8 @@ fn probe(method: &str, path: &str) -> Option<Probe> {
         ("GET", "/api/reports/{id}") => p(ProbeBody::None, 200),
         ("PATCH", "/api/reports/{id}") => p(ProbeBody::Json(json!({"notes": ""})), 200),
         ("GET", "/api/events") => p(ProbeBody::None, 200),
+        // Not in a cluster: no nodes, for every token with the read scope.
+        ("GET", "/api/edges") => p(ProbeBody::None, 200),
         _ => return None,
     })
 }
@@ -233,6 +235,7 @@ fn two_values(name: &str) -> Option<(&'static str, &'static str)> {
         "limit" => ("1", "2"),
         "after" => ("1", "2"),
         "status" => ("new", "reviewing"),
+        "wait" => ("applied", "applied"),
         _ => return None,
     })
 }

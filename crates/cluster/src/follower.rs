@@ -9,7 +9,7 @@ use crate::persist::Kept;
 use crate::publisher::{KIND_SNAPSHOT, split_snapshot_body};
 use crate::secret::Keys;
 use crate::status::Status;
-use control::replica::{self, KIND_RESYNC, KIND_SITES};
+use control::replica::{self, KIND_PURGE, KIND_RESYNC, KIND_SITES};
 use model::{Config, Site, SiteChange};
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
@@ -58,7 +58,6 @@ pub struct Follower {
 impl Follower {
     /// Runs until the process ends, reconnecting with back-off.
     pub async fn run(mut self) {
-        self.status.set_version(self.version);
         let mut wait = link::MIN_BACKOFF;
         loop {
             if let Err(error) = self.session(&mut wait).await {
@@ -188,6 +187,24 @@ impl Follower {
                 self.keep(|kept| kept.keep_change(bytes));
                 self.set_version(message.version);
             }
+            KIND_PURGE => {
+                match replica::decode_purge(&message.body) {
+                    Ok(purge) => {
+                        if let Err(error) = self.edge.purge(&purge.site, purge.selector.as_bytes())
+                        {
+                            // A site removed since, or a purge this edge's version reads
+                            // otherwise: nothing of it is cached here to purge.
+                            tracing::warn!(%error, site = %purge.site, "cluster: purge not applied");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, version = message.version, "cluster: a purge does not decode");
+                        self.status.refused(Refused::Body);
+                    }
+                }
+                self.keep(|kept| kept.keep_change(bytes));
+                self.set_version(message.version);
+            }
             KIND_RESYNC => {
                 self.load_snapshot(con).await?;
                 if self.version < message.version {
@@ -304,13 +321,16 @@ pub fn restore(kept: &Kept, keys: &Keys, own: &Config) -> Option<(Config, u64)> 
         if message.version <= version {
             continue;
         }
-        if message.version != version + 1 || message.kind != KIND_SITES {
+        if message.version != version + 1 {
             break;
         }
-        let Ok(changes) = replica::decode_changes(&message.body) else {
-            break;
-        };
-        apply_to(&mut sites, changes);
+        if message.kind == KIND_SITES {
+            let Ok(changes) = replica::decode_changes(&message.body) else {
+                break;
+            };
+            apply_to(&mut sites, changes);
+        }
+        // A purge was applied to the cache then; its disk tier kept the result.
         version = message.version;
     }
     let mut config = own.clone();

@@ -18,6 +18,8 @@
 //! | `follower` | an edge node: snapshot and stream to its edge, kept on disk, restored at start |
 //! | `persist` | what an edge keeps on disk |
 //! | `status` | connected, version, lag and refusals, for `/metrics` |
+//! | `heartbeat` | each node's heartbeat: role, versions, requests per second |
+//! | `view` | the control node's view of the nodes: `GET /api/edges`, `?wait=applied` |
 //!
 //! ## Invariants (each pinned by a named test)
 //! 1. **Nothing unsigned is applied**: a message that does not verify under the cluster's key
@@ -36,11 +38,13 @@
 
 pub mod envelope;
 pub mod follower;
+pub mod heartbeat;
 pub mod link;
 pub mod persist;
 pub mod publisher;
 pub mod secret;
 pub mod status;
+pub mod view;
 
 use model::{ClusterSettings, Config};
 use std::sync::Arc;
@@ -95,9 +99,17 @@ impl Node {
             .add_section(Arc::new(move |out: &mut String| status.render(out)));
     }
 
-    /// The control node: publishes `plane`'s changes.
+    /// The control node: publishes `plane`'s changes, sends its heartbeats and shows the
+    /// cluster to the API.
     pub fn publish(&self, plane: Arc<control::ControlPlane>) {
         self.show_metrics(&plane.edge);
+        self.beat(Arc::clone(&plane.edge));
+        plane.set_cluster(Arc::new(view::View {
+            keys: Arc::clone(&self.keys),
+            client: self.client.clone(),
+            status: Arc::clone(&self.status),
+            con: tokio::sync::Mutex::new(None),
+        }));
         tokio::spawn(
             publisher::Publisher {
                 plane,
@@ -124,7 +136,10 @@ impl Node {
         own: Config,
         version: u64,
     ) -> Result<(), StartError> {
+        // Shown from the first scrape: what it restored is what it runs.
+        self.status.set_version(version);
         self.show_metrics(&edge);
+        self.beat(Arc::clone(&edge));
         let kept = self.kept(&own)?;
         tokio::spawn(
             follower::Follower {
@@ -140,6 +155,20 @@ impl Node {
             .run(),
         );
         Ok(())
+    }
+
+    fn beat(&self, edge: Arc<edge::Edge>) {
+        tokio::spawn(
+            heartbeat::Heart {
+                node: self.settings.node.clone(),
+                role: self.settings.role.as_str(),
+                keys: Arc::clone(&self.keys),
+                client: self.client.clone(),
+                status: Arc::clone(&self.status),
+                edge,
+            }
+            .run(),
+        );
     }
 
     fn kept(&self, own: &Config) -> Result<persist::Kept, StartError> {

@@ -191,6 +191,7 @@ impl Publisher {
             .run(move |conn| outbox::mark_published(conn, last))
             .await?;
         self.status.set_version(last.max(self.status.version()));
+        self.status.published(last);
         if last >= *snapshot + SNAPSHOT_EVERY {
             *snapshot = self.publish_snapshot(con).await?;
         }

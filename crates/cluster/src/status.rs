@@ -1,7 +1,12 @@
 //! What a node knows of its place in the cluster, for `/metrics`, heartbeats and the API.
 
 use crate::envelope::Refused;
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Versions whose publication times the control node remembers, for the lag it shows.
+const REMEMBERED: usize = 10_000;
 
 /// Shared by the node's cluster tasks and its metrics.
 #[derive(Default)]
@@ -11,6 +16,10 @@ pub struct Status {
     /// Unix milliseconds when the node last heard from Redis.
     heard_ms: AtomicU64,
     refused: [AtomicU64; Refused::ALL.len()],
+    /// Woken when the node applies a version (its heartbeat goes out at once).
+    applied: tokio::sync::Notify,
+    /// On the control node: when recent versions were published, oldest first.
+    published: Mutex<VecDeque<(u64, u64)>>,
 }
 
 impl Status {
@@ -35,6 +44,34 @@ impl Status {
     /// The configuration version the node runs.
     pub fn set_version(&self, version: u64) {
         self.version.store(version, Ordering::Relaxed);
+        self.applied.notify_one();
+    }
+
+    /// Waits until the node applies a version.
+    pub async fn applied(&self) {
+        self.applied.notified().await;
+    }
+
+    /// On the control node: `version` was published now.
+    pub fn published(&self, version: u64) {
+        let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        if published.back().is_some_and(|(v, _)| *v >= version) {
+            return;
+        }
+        if published.len() == REMEMBERED {
+            published.pop_front();
+        }
+        published.push_back((version, now_ms()));
+    }
+
+    /// On the control node: when the first version after `version` was published (Unix
+    /// milliseconds), if it is remembered; the age of what a node lacks.
+    pub fn published_after(&self, version: u64) -> Option<u64> {
+        let published = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        published
+            .iter()
+            .find(|(v, _)| *v > version)
+            .map(|(_, at)| *at)
     }
 
     /// The configuration version the node runs.

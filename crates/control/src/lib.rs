@@ -36,6 +36,7 @@ pub mod analytics;
 pub mod api;
 pub mod bootstrap;
 pub mod claims;
+pub mod cluster_view;
 pub mod documents;
 pub mod intake;
 pub mod plane;

@@ -226,6 +226,10 @@ pub struct ControlPlane {
     /// On a cluster's control node: woken after each change written to the outbox (the
     /// publisher waits on it). `None` on a node alone, which writes no outbox.
     outbox: Option<Arc<tokio::sync::Notify>>,
+    /// The newest version written to the outbox (what `?wait=applied` waits for).
+    outbox_version: std::sync::atomic::AtomicU64,
+    /// The cluster, on its control node (set once the cluster starts).
+    cluster: std::sync::OnceLock<Arc<dyn crate::cluster_view::ClusterView>>,
 }
 
 /// What a change sees inside its transaction.
@@ -273,6 +277,8 @@ impl ControlPlane {
             base: Mutex::new(Arc::new(base)),
             writes: tokio::sync::Mutex::new(()),
             outbox: control_node.then(Arc::default),
+            outbox_version: std::sync::atomic::AtomicU64::new(0),
+            cluster: std::sync::OnceLock::new(),
         })
     }
 
@@ -283,17 +289,44 @@ impl ControlPlane {
         let Some(outbox) = &self.outbox else {
             return Ok(());
         };
-        self.store
-            .run(|conn| -> Result<(), ChangeError> {
+        let _ = outbox;
+        let version = self
+            .store
+            .run(|conn| -> Result<u64, ChangeError> {
                 let tx = conn.transaction().map_err(StoreError::from)?;
                 let kind = crate::replica::KIND_RESYNC;
-                store::outbox::append(&tx, kind, b"", store::now_ms())?;
+                let version = store::outbox::append(&tx, kind, b"", store::now_ms())?;
                 tx.commit().map_err(StoreError::from)?;
-                Ok(())
+                Ok(version)
             })
             .await?;
-        outbox.notify_one();
+        self.wrote_version(version);
         Ok(())
+    }
+
+    /// Installs the cluster's view (once, when the cluster starts on the control node).
+    pub fn set_cluster(&self, view: Arc<dyn crate::cluster_view::ClusterView>) {
+        let _ = self.cluster.set(view);
+    }
+
+    /// The cluster, on its control node.
+    pub fn cluster(&self) -> Option<&Arc<dyn crate::cluster_view::ClusterView>> {
+        self.cluster.get()
+    }
+
+    /// The newest version this node wrote to its outbox (0 on a node alone).
+    pub fn outbox_version(&self) -> u64 {
+        self.outbox_version
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records a version written to the outbox (a change committed it).
+    pub fn wrote_version(&self, version: u64) {
+        self.outbox_version
+            .fetch_max(version, std::sync::atomic::Ordering::AcqRel);
+        if let Some(outbox) = &self.outbox {
+            outbox.notify_one();
+        }
     }
 
     /// On a cluster's control node, what is woken when a change enters the outbox.
@@ -349,9 +382,9 @@ impl ControlPlane {
         let base = self.base();
         let edge = Arc::clone(&self.edge);
         let replicate = self.outbox.is_some();
-        let output = self
+        let (output, version) = self
             .store
-            .run(move |conn| -> Result<T, ChangeError> {
+            .run(move |conn| -> Result<(T, Option<u64>), ChangeError> {
                 let tx = conn.transaction().map_err(StoreError::from)?;
                 let context = ChangeContext {
                     tx: &tx,
@@ -370,7 +403,7 @@ impl ControlPlane {
                 }
                 if changes.is_empty() {
                     tx.commit().map_err(StoreError::from)?;
-                    return Ok(output);
+                    return Ok((output, None));
                 }
                 // For the edges of a cluster, what the edge here is about to apply.
                 let body = match replicate {
@@ -391,17 +424,23 @@ impl ControlPlane {
                     )),
                     e => ChangeError::Invalid(FieldError::new("", e.to_string())),
                 })?;
-                if let Some(body) = body {
+                let version = match body {
                     // In the change's transaction: published if and only if it is accepted.
-                    store::outbox::append(&tx, crate::replica::KIND_SITES, &body, context.now)?;
-                }
+                    Some(body) => Some(store::outbox::append(
+                        &tx,
+                        crate::replica::KIND_SITES,
+                        &body,
+                        context.now,
+                    )?),
+                    None => None,
+                };
                 tx.commit().map_err(StoreError::from)?;
                 edge.install(prepared);
-                Ok(output)
+                Ok((output, version))
             })
             .await?;
-        if let Some(outbox) = &self.outbox {
-            outbox.notify_one();
+        if let Some(version) = version {
+            self.wrote_version(version);
         }
         Ok(output)
     }

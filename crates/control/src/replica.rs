@@ -19,6 +19,31 @@ use serde_json::{Map, Value};
 pub const KIND_SITES: &str = "sites";
 /// The outbox kind that says "the base changed: load a new snapshot".
 pub const KIND_RESYNC: &str = "resync";
+/// The outbox kind of a purge: every edge purges its own cache.
+pub const KIND_PURGE: &str = "purge";
+
+/// A purge as it travels: the site and the purge's body as the API took it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WirePurge {
+    /// The site.
+    pub site: String,
+    /// `POST /api/sites/{site}/purge`'s body, which `edge::Edge::purge` reads.
+    pub selector: String,
+}
+
+/// The body of a purge message.
+pub fn purge_body(site: &str, selector: &[u8]) -> Vec<u8> {
+    let purge = WirePurge {
+        site: site.to_string(),
+        selector: String::from_utf8_lossy(selector).into_owned(),
+    };
+    serde_json::to_vec(&purge).expect("a purge serialises")
+}
+
+/// Reads a purge message back.
+pub fn decode_purge(body: &[u8]) -> Result<WirePurge, DecodeError> {
+    Ok(serde_json::from_slice(body)?)
+}
 
 /// One site as it travels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -936,6 +936,20 @@ impl Metrics {
         out
     }
 
+    /// Requests answered for every site since the process began (heartbeats derive the rate).
+    pub fn requests_total(&self) -> u64 {
+        let sites = self.sites.lock().unwrap_or_else(|p| p.into_inner());
+        sites
+            .values()
+            .map(|m| {
+                m.responses
+                    .iter()
+                    .map(|r| r.load(Ordering::Relaxed))
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
     /// Adds metrics a part outside the edge keeps (the cluster's) to every rendering.
     pub fn add_section(&self, section: Section) {
         self.sections

@@ -141,6 +141,11 @@ enum Command {
         #[command(flatten)]
         api: cli::ApiArgs,
     },
+    /// The nodes of the cluster (the control node's `GET /api/edges`).
+    Edges {
+        #[command(flatten)]
+        api: cli::ApiArgs,
+    },
     /// Many machines: the cluster's shared secret.
     Cluster {
         #[command(subcommand)]
@@ -313,6 +318,7 @@ fn main() -> ExitCode {
                 )
             })
             .map_err(anyhow::Error::from),
+        Command::Edges { api } => cli::edges::run(&api),
         Command::Site { api, action } => cli::site::run(&api, action),
         Command::Token { api, action } => cli::token::run(&api, action),
         Command::Suspend { api, args } => cli::suspension::suspend(&api, args),

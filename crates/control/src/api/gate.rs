@@ -20,9 +20,30 @@ use axum::response::{IntoResponse, Response};
 /// The gate, as an axum middleware on the API's routes (`route_layer`, so it knows which
 /// route matched).
 pub async fn gate(State(plane): Shared, mut request: Request, next: Next) -> Response {
-    match admit(&plane, &mut request).await {
-        Ok(()) => next.run(request).await,
-        Err(refusal) => refusal.into_response(),
+    if let Err(refusal) = admit(&plane, &mut request).await {
+        return refusal.into_response();
+    }
+    let wait = match request
+        .extensions()
+        .get::<Query>()
+        .and_then(|q| q.get("wait"))
+    {
+        None => false,
+        Some("applied") => true,
+        Some(other) => {
+            return ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "wait",
+                format!("wait={} is not known: wait=applied", model::shown(other)),
+            )
+            .into_response();
+        }
+    };
+    let response = next.run(request).await;
+    if wait && response.status().is_success() {
+        super::edges::when_applied(&plane, response).await
+    } else {
+        response
     }
 }
 

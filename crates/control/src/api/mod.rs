@@ -9,6 +9,7 @@
 
 mod audit;
 mod auth;
+mod edges;
 mod gate;
 mod mitigations;
 mod openapi;
@@ -78,6 +79,7 @@ pub fn router(plane: Arc<ControlPlane>) -> Router {
             get(reports::show).patch(reports::patch),
         )
         .route("/api/events", get(events))
+        .route("/api/edges", get(edges::list))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&plane),
             gate::gate,

@@ -110,6 +110,20 @@ fn query_param(name: &str, description: &str) -> Value {
     json!({"name": name, "in": "query", "schema": {"type": "string"}, "description": description})
 }
 
+/// A write: `?wait=applied` makes it answer when every connected edge of the cluster has
+/// applied it (504 naming those that did not within 5 s).
+fn write(operation: Value) -> Value {
+    let mut operation = with_query(
+        operation,
+        &[query_param(
+            "wait",
+            "`applied`: answer once every connected edge of the cluster runs the change (the answer gains `edges_applied`); 504 naming the edges that did not within 5 s",
+        )],
+    );
+    operation["responses"]["504"] = json!({"description": "edges named in `edges` did not apply the change in time; it is accepted and they will"});
+    operation
+}
+
 /// `operation` with query `parameters`.
 fn with_query(mut operation: Value, parameters: &[Value]) -> Value {
     operation["parameters"] = Value::Array(parameters.to_vec());
@@ -217,30 +231,30 @@ fn build() -> Value {
                         query_param("limit", "at most this many (default 1,000, at most 10,000)"),
                     ],
                 ),
-                "post": op("Create a site", "edit", Some("Site"), "201")
+                "post": write(op("Create a site", "edit", Some("Site"), "201"))
             },
             "/api/sites/{site}": {
                 "parameters": path_param("site"),
                 "get": op("One site", "read", None, "200"),
-                "patch": op("Change a site (merge patch)", "edit", Some("SitePatch"), "200"),
-                "put": op("Replace a site's document", "edit", Some("Site"), "200"),
-                "delete": op("Delete a site", "edit", None, "200")
+                "patch": write(op("Change a site (merge patch)", "edit", Some("SitePatch"), "200")),
+                "put": write(op("Replace a site's document", "edit", Some("Site"), "200")),
+                "delete": write(op("Delete a site", "edit", None, "200"))
             },
             "/api/sites/{site}/state": {
                 "parameters": path_param("site"),
-                "put": with_404(op("Switch the site's state (any site, a file's included); audited", "edit", Some("SiteState"), "200"))
+                "put": write(with_404(op("Switch the site's state (any site, a file's included); audited", "edit", Some("SiteState"), "200")))
             },
             "/api/sites/{site}/suspend": {
                 "parameters": path_param("site"),
-                "post": op("Suspend: the site's hosts get a notice (451 if legal, else 403)", "suspend", Some("Suspend"), "200")
+                "post": write(op("Suspend: the site's hosts get a notice (451 if legal, else 403)", "suspend", Some("Suspend"), "200"))
             },
             "/api/sites/{site}/reinstate": {
                 "parameters": path_param("site"),
-                "post": op("End a suspension", "suspend", Some("Reinstate"), "200")
+                "post": write(op("End a suspension", "suspend", Some("Reinstate"), "200"))
             },
             "/api/sites/{site}/purge": {
                 "parameters": path_param("site"),
-                "post": op("Purge the site's cached responses", "purge", Some("Purge"), "200")
+                "post": write(op("Purge the site's cached responses (on every edge of a cluster)", "purge", Some("Purge"), "200"))
             },
             "/api/sites/{site}/analytics": {
                 "parameters": [
@@ -267,6 +281,9 @@ fn build() -> Value {
                     {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}
                 ],
                 "post": with_404(op("Keep a mitigation as a permanent rule of an API site; audited", "edit", None, "200"))
+            },
+            "/api/edges": {
+                "get": op("Every node of the cluster: role, version, the configuration version it runs, lag, last heartbeat, requests per second, connected", "read", None, "200")
             },
             "/api/audit": {
                 "get": with_query(

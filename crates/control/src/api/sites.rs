@@ -559,9 +559,15 @@ pub async fn purge(
     let selector: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let actor = caller.actor().to_string();
     let name = site.clone();
+    // On a cluster's control node every edge purges too: the purge goes out with its audit
+    // entry.
+    let replicate = plane
+        .outbox()
+        .is_some()
+        .then(|| crate::replica::purge_body(&site, &bytes));
     let audited = plane
         .store
-        .run(move |conn| -> Result<(), StoreError> {
+        .run(move |conn| -> Result<Option<u64>, StoreError> {
             let tx = conn.transaction()?;
             crate::store::audit::append(
                 &tx,
@@ -575,12 +581,25 @@ pub async fn purge(
                 },
                 store::now_ms(),
             )?;
+            let version = match &replicate {
+                Some(body) => Some(crate::store::outbox::append(
+                    &tx,
+                    crate::replica::KIND_PURGE,
+                    body,
+                    store::now_ms(),
+                )?),
+                None => None,
+            };
             tx.commit()?;
-            Ok(())
+            Ok(version)
         })
         .await;
-    if let Err(e) = audited {
-        tracing::error!(error = %e, %site, "purge done but not audited");
+    match audited {
+        Ok(Some(version)) => plane.wrote_version(version),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, %site, "purge done but not audited (nor sent to the cluster's edges)")
+        }
     }
     reply(
         StatusCode::OK,

@@ -7,6 +7,7 @@
 
 pub mod analytics;
 pub mod audit;
+pub mod edges;
 pub mod reports;
 pub mod site;
 pub mod suspension;

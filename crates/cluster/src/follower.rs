@@ -6,7 +6,8 @@
 use crate::envelope::{Envelope, Refused};
 use crate::link::{self, CHANGES_KEY, SNAPSHOT_KEY};
 use crate::persist::Kept;
-use crate::publisher::{KIND_SNAPSHOT, split_snapshot_body};
+use crate::publisher::KIND_SNAPSHOT;
+use crate::snapshot::Opened;
 use crate::secret::Keys;
 use crate::status::Status;
 use control::replica::{self, KIND_PURGE, KIND_RESYNC, KIND_SITES};
@@ -231,7 +232,13 @@ impl Follower {
             // No control node has published yet.
             return Ok(());
         };
-        let Some((version, after, sites)) = self.open_snapshot(&bytes) else {
+        let Some(Opened {
+            version,
+            after,
+            sites,
+            challenge_keys,
+        }) = self.open_snapshot(&bytes)
+        else {
             // Damaged or forged: the control node writes a genuine one when asked.
             self.want_snapshot().await;
             return Ok(());
@@ -240,6 +247,7 @@ impl Follower {
             return Ok(());
         }
         if version > self.version || self.version == 0 {
+            install_challenge_keys(&self.own, challenge_keys.as_deref());
             let mut config = self.own.clone();
             config.sites = sites;
             if let Err(error) = self.edge.reload(&config) {
@@ -255,7 +263,7 @@ impl Follower {
         Ok(())
     }
 
-    fn open_snapshot(&self, bytes: &[u8]) -> Option<(u64, String, Vec<Site>)> {
+    fn open_snapshot(&self, bytes: &[u8]) -> Option<Opened> {
         let opened = open_snapshot(bytes, &self.keys);
         if let Err(reason) = &opened {
             self.status.refused(*reason);
@@ -275,21 +283,22 @@ impl Follower {
     }
 }
 
-/// A snapshot message: its version, stream position and sites.
-fn open_snapshot(bytes: &[u8], keys: &Keys) -> Result<(u64, String, Vec<Site>), Refused> {
+/// A snapshot message, checked and read.
+fn open_snapshot(bytes: &[u8], keys: &Keys) -> Result<Opened, Refused> {
     let message = Envelope::open(bytes, keys)?;
     if message.kind != KIND_SNAPSHOT {
         return Err(Refused::Unexpected);
     }
-    let (after, json) = split_snapshot_body(&message.body).ok_or(Refused::Body)?;
-    let (version, sites) = replica::decode_snapshot(json).map_err(|error| {
-        tracing::error!(%error, "cluster: a snapshot does not decode");
-        Refused::Body
-    })?;
-    if version != message.version {
-        return Err(Refused::Unexpected);
+    crate::snapshot::decode(keys, &message.body, message.version)
+}
+
+/// Writes the control node's challenge keys into this edge's data directory, where its next
+/// reload (or its start) reads them.
+fn install_challenge_keys(own: &Config, text: Option<&str>) {
+    let Some(text) = text else { return };
+    if let Err(error) = shield::challenge::ChallengeKeys::install(&own.server.data_dir, text) {
+        tracing::error!(%error, "cluster: the control node's challenge keys cannot be installed; this edge's clearance is its own");
     }
-    Ok((version, after.to_string(), sites))
 }
 
 /// What an edge kept: the configuration it ran (its own with the kept sites) and its
@@ -304,8 +313,11 @@ pub fn restore(kept: &Kept, keys: &Keys, own: &Config) -> Option<(Config, u64)> 
             return None;
         }
     };
-    let (mut version, _, mut sites) = match open_snapshot(&snapshot, keys) {
-        Ok(opened) => opened,
+    let (mut version, mut sites) = match open_snapshot(&snapshot, keys) {
+        Ok(opened) => {
+            install_challenge_keys(own, opened.challenge_keys.as_deref());
+            (opened.version, opened.sites)
+        }
         Err(reason) => {
             tracing::warn!(
                 reason = reason.as_str(),

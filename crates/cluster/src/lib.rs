@@ -17,6 +17,7 @@
 //! | `publisher` | the control node: outbox to stream, snapshots |
 //! | `follower` | an edge node: snapshot and stream to its edge, kept on disk, restored at start |
 //! | `persist` | what an edge keeps on disk |
+//! | `snapshot` | a snapshot's body: sites, stream position, sealed challenge keys |
 //! | `status` | connected, version, lag and refusals, for `/metrics` |
 //! | `heartbeat` | each node's heartbeat: role, versions, requests per second |
 //! | `view` | the control node's view of the nodes: `GET /api/edges`, `?wait=applied` |
@@ -43,6 +44,7 @@ pub mod link;
 pub mod persist;
 pub mod publisher;
 pub mod secret;
+pub mod snapshot;
 pub mod status;
 pub mod view;
 

@@ -136,7 +136,14 @@ impl Publisher {
             .await?;
         let after = last.ids.first().map_or("0-0".to_string(), |e| e.id.clone());
         let version = snapshot.version;
-        let body = snapshot_body(&after, &snapshot);
+        // The control node's own key file (its edge made it at start).
+        let challenge_keys =
+            shield::challenge::ChallengeKeys::file_text(self.plane.edge.data_dir())
+                .inspect_err(|error| {
+                    tracing::warn!(%error, "cluster: the challenge keys cannot be read; edges keep their own")
+                })
+                .ok();
+        let body = crate::snapshot::encode(&self.keys, &after, challenge_keys.as_deref(), snapshot);
         let sealed = Envelope::new(KIND_SNAPSHOT, &self.node, version, body).seal(&self.keys);
         let _: () = redis::cmd("SET")
             .arg(SNAPSHOT_KEY)
@@ -197,21 +204,4 @@ impl Publisher {
         }
         Ok(entries.len())
     }
-}
-
-/// A snapshot message's body: the stream position to follow from, a newline, the sites.
-fn snapshot_body(after: &str, snapshot: &replica::Snapshot) -> Vec<u8> {
-    let mut body = Vec::with_capacity(64 + snapshot.sites.len() * 256);
-    body.extend_from_slice(after.as_bytes());
-    body.push(b'\n');
-    // Serialising plain data to a Vec cannot fail.
-    serde_json::to_writer(&mut body, snapshot).expect("a snapshot serialises");
-    body
-}
-
-/// Splits a snapshot message's body into the stream position and the sites' JSON.
-pub fn split_snapshot_body(body: &[u8]) -> Option<(&str, &[u8])> {
-    let newline = body.iter().position(|b| *b == b'\n')?;
-    let after = std::str::from_utf8(&body[..newline]).ok()?;
-    Some((after, &body[newline + 1..]))
 }

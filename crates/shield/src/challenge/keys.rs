@@ -136,6 +136,23 @@ impl ChallengeKeys {
         }
     }
 
+    /// The key file's text, as [`ChallengeKeys::install`] takes it (a cluster's control node
+    /// sends it to its edges). Secret.
+    pub fn file_text(data_dir: &Path) -> Result<String, KeyError> {
+        let path = data_dir.join(KEY_FILE);
+        std::fs::read_to_string(&path).map_err(|source| KeyError::Io { path, source })
+    }
+
+    /// Replaces the key file in `data_dir` with `text` (another node's, checked first):
+    /// every edge of a cluster signs and verifies with the control node's keys, so a visitor
+    /// cleared at one passes at all. Running edges use it from their next reload.
+    pub fn install(data_dir: &Path, text: &str) -> Result<ChallengeKeys, KeyError> {
+        let path = data_dir.join(KEY_FILE);
+        let keys = parse(&path, text)?;
+        write_atomically(&path, &keys)?;
+        Ok(keys)
+    }
+
     /// Makes a new current key; the old one becomes the previous. Running edges pick the
     /// new file up at their next reload.
     pub fn rotate(data_dir: &Path) -> Result<ChallengeKeys, KeyError> {

@@ -19,6 +19,7 @@
 //! | `persist` | what an edge keeps on disk |
 //! | `snapshot` | a snapshot's body: sites, stream position, sealed challenge keys |
 //! | `status` | connected, version, lag and refusals, for `/metrics` |
+//! | `defence` | attack state shared by every edge: one trips, all challenge |
 //! | `heartbeat` | each node's heartbeat: role, versions, requests per second |
 //! | `view` | the control node's view of the nodes: `GET /api/edges`, `?wait=applied` |
 //!
@@ -37,6 +38,7 @@
 //! 4. **An edge serves on without Redis**, restarted too. `persist::tests`, black-box
 //!    `an_edge_restarted_while_redis_is_down_serves_its_last_configuration`.
 
+pub mod defence;
 pub mod envelope;
 pub mod follower;
 pub mod heartbeat;
@@ -105,7 +107,7 @@ impl Node {
     /// cluster to the API.
     pub fn publish(&self, plane: Arc<control::ControlPlane>) {
         self.show_metrics(&plane.edge);
-        self.beat(Arc::clone(&plane.edge));
+        self.beside(Arc::clone(&plane.edge));
         plane.set_cluster(Arc::new(view::View {
             keys: Arc::clone(&self.keys),
             client: self.client.clone(),
@@ -141,7 +143,7 @@ impl Node {
         // Shown from the first scrape: what it restored is what it runs.
         self.status.set_version(version);
         self.show_metrics(&edge);
-        self.beat(Arc::clone(&edge));
+        self.beside(Arc::clone(&edge));
         let kept = self.kept(&own)?;
         tokio::spawn(
             follower::Follower {
@@ -159,7 +161,16 @@ impl Node {
         Ok(())
     }
 
-    fn beat(&self, edge: Arc<edge::Edge>) {
+    /// The tasks every node runs beside its edge: heartbeats, and shared attack state.
+    fn beside(&self, edge: Arc<edge::Edge>) {
+        defence::Defence {
+            node: self.settings.node.clone(),
+            keys: Arc::clone(&self.keys),
+            client: self.client.clone(),
+            status: Arc::clone(&self.status),
+            edge: Arc::clone(&edge),
+        }
+        .start();
         tokio::spawn(
             heartbeat::Heart {
                 node: self.settings.node.clone(),

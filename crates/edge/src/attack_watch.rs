@@ -89,7 +89,8 @@ fn tick_site(state: &EdgeState, site: &SiteRuntime, now: Instant) -> bool {
     });
     site.metrics.set_under_attack(
         site.config.state == model::SiteState::UnderAttack
-            || site.protection.signatures.challenge_all(),
+            || site.protection.signatures.challenge_all()
+            || site.protection.held_by_cluster(),
     );
     site.metrics
         .set_attack(attack.under_attack(), outcome.coverage);
@@ -141,5 +142,11 @@ fn tick_site(state: &EdgeState, site: &SiteRuntime, now: Instant) -> bool {
         }
     }
     state.events.record(change.event(Arc::clone(&site.name)));
+    if let Some(hook) = state.attack_hook.get() {
+        hook(
+            &site.name,
+            matches!(change, shield::attack::Change::Started { .. }),
+        );
+    }
     quiet
 }

@@ -44,6 +44,9 @@ pub struct SiteProtection {
     listed: AtomicBool,
     /// Seconds in a row the site has been quiet (see [`BusySites::QUIET_SECONDS`]).
     quiet_seconds: AtomicU32,
+    /// Another edge of the cluster detected an attack on this site: challenge as if this
+    /// edge had (until the cluster says the attack is over).
+    held_by_cluster: AtomicBool,
 }
 
 impl SiteProtection {
@@ -60,7 +63,19 @@ impl SiteProtection {
             seed,
             listed: AtomicBool::new(false),
             quiet_seconds: AtomicU32::new(0),
+            held_by_cluster: AtomicBool::new(false),
         }
+    }
+
+    /// True while another edge of the cluster holds the site under attack.
+    pub fn held_by_cluster(&self) -> bool {
+        self.held_by_cluster.load(Ordering::Relaxed)
+    }
+
+    /// Sets whether another edge of the cluster holds the site under attack; returns what it
+    /// was.
+    pub fn hold_for_cluster(&self, held: bool) -> bool {
+        self.held_by_cluster.swap(held, Ordering::Relaxed)
     }
 
     /// The miss counter for `period`, made anew when the period changes.

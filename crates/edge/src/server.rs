@@ -301,6 +301,48 @@ impl Edge {
         self.admin_addr
     }
 
+    /// Tells `hook` each time this edge's attack detection switches a site's automatic
+    /// under-attack mode on or off (a cluster shares it with its other edges). Set once.
+    pub fn set_attack_hook(&self, hook: crate::state::AttackHook) {
+        if self.state.attack_hook.set(hook).is_err() {
+            tracing::warn!("an attack hook is already installed");
+        }
+    }
+
+    /// Holds `site` under attack because another edge of the cluster detected one (`true`),
+    /// or lets it go (`false`). Returns whether the site exists here. Logged on each switch.
+    pub fn hold_for_cluster(&self, site: &str, held: bool) -> bool {
+        let snapshot = self.state.snapshot.load();
+        let Some(runtime) = snapshot.sites.by_name(site) else {
+            return false;
+        };
+        if runtime.protection.hold_for_cluster(held) != held {
+            tracing::warn!(
+                site,
+                "under-attack mode {} by the cluster (another edge {})",
+                if held { "on" } else { "off" },
+                if held {
+                    "detected an attack"
+                } else {
+                    "saw it end"
+                }
+            );
+        }
+        true
+    }
+
+    /// The sites this edge's attack detection holds under attack now.
+    pub fn attacked_sites(&self) -> Vec<String> {
+        // A site under attack has traffic: the busy list holds it.
+        self.state
+            .busy
+            .listed()
+            .into_iter()
+            .filter(|(_, protection)| protection.attack.under_attack())
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
     /// The edge's metrics (`/metrics`); other parts add sections of their own to them.
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
         &self.state.metrics

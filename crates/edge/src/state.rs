@@ -41,7 +41,13 @@ pub struct EdgeState {
     pub cpu: CpuPriority,
     /// The sites that saw traffic lately: what the passes beside the request path walk.
     pub busy: BusySites,
+    /// Told when automatic under-attack mode goes on or off for a site (a cluster shares it).
+    pub attack_hook: std::sync::OnceLock<AttackHook>,
 }
+
+/// Called with a site's name and whether this edge's attack detection holds it under attack
+/// now (on each switch, and again every few seconds while it lasts: see `attack_watch`).
+pub type AttackHook = Arc<dyn Fn(&str, bool) + Send + Sync>;
 
 impl EdgeState {
     pub fn new(
@@ -66,6 +72,7 @@ impl EdgeState {
             body_buffers: Arc::new(BodyBuffers::default()),
             cpu: CpuPriority::default(),
             busy: BusySites::default(),
+            attack_hook: std::sync::OnceLock::new(),
         }
     }
 }

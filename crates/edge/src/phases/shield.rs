@@ -203,7 +203,9 @@ pub fn gate(request: &mut SiteRequest<'_>) -> ControlFlow<Response<EdgeBody>> {
             return ControlFlow::Break(refused);
         }
     }
-    let under_attack = site.config.state == SiteState::UnderAttack || signatures.challenge_all();
+    let under_attack = site.config.state == SiteState::UnderAttack
+        || signatures.challenge_all()
+        || site.protection.held_by_cluster();
     if under_attack && !allowed && !exempt() {
         if !cleared() {
             record(NewEvent::for_client(

@@ -7,7 +7,7 @@ use palisade_blackbox::control::api;
 use palisade_blackbox::redis::Reply;
 use palisade_blackbox::{Origin, Palisade, SiteConfig, client, metrics};
 use serde_json::json;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Generous for a debug build on a loaded 2-core machine; the benchmark measures the real
 /// figures.
@@ -280,4 +280,156 @@ async fn a_cluster_node_without_its_secret_refuses_to_start() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("palisade cluster init"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_edge_that_missed_a_purge_drops_that_sites_cache_when_it_catches_up() {
+    // Answers request `n` with body `v{n}`, fresh for a minute.
+    let origin = palisade_blackbox::ScriptedOrigin::start(|n| {
+        let body = format!("v{n}");
+        palisade_blackbox::scripted_origin::Reply::keep_open(format!(
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    });
+    let cluster = TestCluster::start(&SiteConfig::blog(origin.url()).to_toml(), 1);
+    cluster
+        .until_every_edge_answers("blog.example", 200, WITHIN)
+        .await;
+    let edge = &cluster.edges[0];
+    let cached = client::get(edge.http_addr(), "blog.example", "/a")
+        .await
+        .text();
+    let again = client::get(edge.http_addr(), "blog.example", "/a")
+        .await
+        .text();
+    assert_eq!(cached, again, "cached");
+
+    // While the edge hangs (its connections cut, so nothing reaches it), the purge goes out
+    // and the stream loses it.
+    edge.pause();
+    cluster
+        .redis
+        .command(&[b"CLIENT", b"KILL", b"TYPE", b"normal"]);
+    let (status, body) = api(
+        &cluster.control,
+        "POST",
+        "/api/sites/blog/purge",
+        Some(json!({"url": "http://blog.example/a"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // Published (the control node reconnects first), then lost.
+    let deadline = Instant::now() + WITHIN;
+    while !cluster
+        .redis
+        .command(&[b"XRANGE", b"palisade:changes", b"-", b"+"])
+        .items()
+        .iter()
+        .filter_map(|entry| entry.items().get(1)?.items().get(1)?.bytes())
+        .any(|m| m.windows(5).any(|w| w == b"purge"))
+    {
+        assert!(Instant::now() < deadline, "the purge was never published");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster
+        .redis
+        .command(&[b"XTRIM", b"palisade:changes", b"MAXLEN", b"0"]);
+    edge.resume();
+
+    // It sees the control node ahead of it, loads a snapshot, and drops the site's cache.
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let now = client::get(edge.http_addr(), "blog.example", "/a")
+            .await
+            .text();
+        if now != cached {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still serving the purged {now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        edge.stderr_text()
+            .contains("cache dropped for a purge this edge missed"),
+        "{}",
+        edge.stderr_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_for_twenty_seconds_under_load_fails_no_request_at_the_edges() {
+    let origin = Origin::start("o");
+    let cluster = std::sync::Arc::new(tokio::sync::Mutex::new(TestCluster::start(
+        &SiteConfig::blog(origin.url())
+            .server("access_log = \"off\"")
+            .to_toml(),
+        3,
+    )));
+    let addrs: Vec<_> = {
+        let cluster = cluster.lock().await;
+        cluster
+            .until_every_edge_answers("blog.example", 200, WITHIN)
+            .await;
+        cluster.edges.iter().map(|e| e.http_addr()).collect()
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let failed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut load = Vec::new();
+    for addr in addrs {
+        for _ in 0..2 {
+            let (stop, served, failed) = (stop.clone(), served.clone(), failed.clone());
+            load.push(tokio::spawn(async move {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline
+                {
+                    match client::try_get(addr, "blog.example", "/echo").await {
+                        Ok(reply) if reply.status == 200 => {
+                            served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        other => failed
+                            .lock()
+                            .unwrap()
+                            .push(format!("{addr}: {:?}", other.map(|r| r.status))),
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.lock().await.redis.kill();
+    // The control node takes writes meanwhile.
+    {
+        let cluster = cluster.lock().await;
+        let (status, body) = api(
+            &cluster.control,
+            "POST",
+            "/api/sites",
+            Some(json!({"name": "during", "hosts": ["during.example"], "origins": [origin.url()]})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    cluster.lock().await.redis.start_again();
+    {
+        let cluster = cluster.lock().await;
+        cluster
+            .until_every_edge_answers("during.example", 200, WITHIN)
+            .await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let failed = failed.lock().unwrap().clone();
+    let served = served.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "{served} requests served at the edges across a 20 s Redis outage, {} failed",
+        failed.len()
+    );
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(served > 1_000, "the load ran: {served}");
 }

@@ -74,6 +74,23 @@ impl Follower {
         }
     }
 
+    /// The version the control node runs, from its heartbeat (`None`: none that verifies).
+    async fn control_version(&self, con: &mut MultiplexedConnection) -> Option<u64> {
+        let all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(link::NODES_KEY)
+            .query_async(con)
+            .await
+            .ok()?;
+        all.iter().find_map(|(node, bytes)| {
+            let message = Envelope::open(bytes, &self.keys).ok()?;
+            let beat: crate::heartbeat::Beat = serde_json::from_slice(&message.body).ok()?;
+            (message.kind == crate::heartbeat::KIND
+                && message.node == *node
+                && beat.role == "control")
+                .then_some(message.version)
+        })
+    }
+
     /// Asks the control node for a snapshot that covers a gap.
     async fn want_snapshot(&self) {
         let asked = async {
@@ -100,6 +117,7 @@ impl Follower {
         }
         self.status.set_connected(true);
         *wait = link::MIN_BACKOFF;
+        let mut behind_since: Option<u64> = None;
         loop {
             let Some(cursor) = self.cursor.clone() else {
                 // No snapshot it could use yet (none published, or refused and asked for
@@ -119,6 +137,30 @@ impl Follower {
                 .query_async(&mut con)
                 .await?;
             self.status.heard();
+            if reply.is_none() {
+                // Nothing new for a second. If the control node runs a newer version all
+                // the same, the stream lost what leads to it (trimmed, or deleted): the
+                // snapshot brings it. Twice in a row, so a change on its way is not mistaken
+                // for a loss.
+                match self.control_version(&mut con).await {
+                    Some(latest) if latest > self.version => {
+                        if behind_since == Some(latest) {
+                            behind_since = None;
+                            self.load_snapshot(&mut con).await?;
+                            if self.version < latest {
+                                return Err(FollowError::Gap {
+                                    have: self.version,
+                                    next: latest,
+                                });
+                            }
+                        } else {
+                            behind_since = Some(latest);
+                        }
+                    }
+                    _ => behind_since = None,
+                }
+                continue;
+            }
             let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
             for entry in entries {
                 let bytes = match entry.map.get("m") {
@@ -237,6 +279,7 @@ impl Follower {
             after,
             sites,
             challenge_keys,
+            purged,
         }) = self.open_snapshot(&bytes)
         else {
             // Damaged or forged: the control node writes a genuine one when asked.
@@ -254,6 +297,15 @@ impl Follower {
                 tracing::error!(%error, version, "cluster: the snapshot does not load; serving the configuration it has");
                 self.status.refused(Refused::Body);
                 return Ok(());
+            }
+            // Purges among the changes this edge missed: what it caches of those sites goes.
+            for (site, purged_at) in purged {
+                if purged_at > self.version {
+                    let everything = br#"{"everything": true}"#;
+                    if self.edge.purge(&site, everything).is_ok() {
+                        tracing::info!(%site, purged_at, "cluster: cache dropped for a purge this edge missed");
+                    }
+                }
             }
             self.keep(|kept| kept.keep_snapshot(&bytes));
             self.set_version(version);

@@ -35,6 +35,8 @@ pub struct Opened {
     pub sites: Vec<Site>,
     /// The control node's challenge key file, when it sent one.
     pub challenge_keys: Option<String>,
+    /// Each purged site's newest purge version.
+    pub purged: Vec<(String, u64)>,
 }
 
 /// The body of a snapshot message.
@@ -87,6 +89,7 @@ pub fn decode(keys: &Keys, body: &[u8], version: u64) -> Result<Opened, Refused>
         after: body.after,
         sites,
         challenge_keys,
+        purged: body.config.purged,
     })
 }
 
@@ -101,6 +104,7 @@ mod tests {
         let config = replica::Snapshot {
             version: 4,
             sites: vec![],
+            purged: vec![],
         };
         let body = encode(&keys, "7-0", Some(text), config);
         assert!(

@@ -87,6 +87,10 @@ pub struct Snapshot {
     pub version: u64,
     /// The sites, the base's first.
     pub sites: Vec<WireSite>,
+    /// Each purged site's newest purge version: an edge that was behind drops what it
+    /// caches of those purged after the version it ran.
+    #[serde(default)]
+    pub purged: Vec<(String, u64)>,
 }
 
 /// Why a message could not be turned back into sites.
@@ -231,7 +235,12 @@ pub fn snapshot(base: &BaseConfig, conn: &mut Connection) -> Result<Snapshot, Ch
         };
         sites.push(WireSite::of(document, site));
     }
-    Ok(Snapshot { version, sites })
+    let purged = outbox::purges(&tx)?;
+    Ok(Snapshot {
+        version,
+        sites,
+        purged,
+    })
 }
 
 /// Reads a snapshot message back into its version and sites.

@@ -582,12 +582,16 @@ pub async fn purge(
                 store::now_ms(),
             )?;
             let version = match &replicate {
-                Some(body) => Some(crate::store::outbox::append(
-                    &tx,
-                    crate::replica::KIND_PURGE,
-                    body,
-                    store::now_ms(),
-                )?),
+                Some(body) => {
+                    let version = crate::store::outbox::append(
+                        &tx,
+                        crate::replica::KIND_PURGE,
+                        body,
+                        store::now_ms(),
+                    )?;
+                    crate::store::outbox::note_purge(&tx, &name, version)?;
+                    Some(version)
+                }
                 None => None,
             };
             tx.commit()?;

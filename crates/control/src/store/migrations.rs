@@ -118,6 +118,14 @@ const STEPS: &[&str] = &[
         body        BLOB NOT NULL,
         published   INTEGER NOT NULL DEFAULT 0
     ) STRICT;
+
+    -- Each site's newest purge, by the version that carried it: an edge that loads a snapshot
+    -- after missing changes drops what it caches of the sites purged meanwhile (a per-site
+    -- cache generation), so nothing purged is served again.
+    CREATE TABLE cluster_purges (
+        site        TEXT PRIMARY KEY,
+        version     INTEGER NOT NULL
+    ) STRICT;
     "#,
 ];
 

@@ -70,6 +70,23 @@ pub fn prune(conn: &Connection, version: u64) -> Result<usize, StoreError> {
     )?)
 }
 
+/// Records that `site` was purged by `version` (in the purge's transaction).
+pub fn note_purge(tx: &Transaction<'_>, site: &str, version: u64) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO cluster_purges (site, version) VALUES (?1, ?2)
+         ON CONFLICT (site) DO UPDATE SET version = excluded.version",
+        params![site, version as i64],
+    )?;
+    Ok(())
+}
+
+/// Each site's newest purge version.
+pub fn purges(conn: &Connection) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut statement = conn.prepare_cached("SELECT site, version FROM cluster_purges")?;
+    let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Changes not yet published.
 pub fn backlog(conn: &Connection) -> Result<u64, StoreError> {
     let n: i64 = conn.query_row(

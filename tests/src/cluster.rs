@@ -51,6 +51,22 @@ impl TestCluster {
         cluster
     }
 
+    /// Stops the control node and starts another on `control_toml` (a whole configuration,
+    /// `[cluster]` added), as an operator brings up a new control node.
+    pub fn replace_control(&mut self, control_toml: &str) {
+        let toml = format!(
+            "{control_toml}\n{}",
+            cluster_table(&self.redis, &self.secret, "control-1", "control")
+        );
+        // The old one goes first: one control node at a time.
+        self.control.sigterm();
+        assert!(
+            self.control.wait_exit(Duration::from_secs(15)).is_some(),
+            "the old control node did not stop"
+        );
+        self.control = Palisade::start(&toml);
+    }
+
     /// Starts one more edge node (not added to [`TestCluster::edges`]).
     pub fn start_edge(&self) -> Palisade {
         let name = format!("edge-{}", self.edges.len() + 1);

@@ -433,3 +433,41 @@ async fn redis_down_for_twenty_seconds_under_load_fails_no_request_at_the_edges(
     assert!(failed.is_empty(), "{failed:?}");
     assert!(served > 1_000, "the load ran: {served}");
 }
+
+#[tokio::test]
+async fn a_new_control_node_from_a_copy_of_the_store_takes_every_edge_with_it() {
+    let origin = Origin::start("o");
+    let mut cluster = TestCluster::start(&control_config(&origin), 2);
+    create_site(&cluster, "kept", &origin).await;
+    // A copy of the store as it is now (`VACUUM INTO`: consistent while it runs).
+    let copy_dir = tempfile::tempdir().unwrap();
+    {
+        let source =
+            rusqlite::Connection::open(cluster.control.dir().join("data/palisade.db")).unwrap();
+        let target = copy_dir.path().join("palisade.db");
+        source
+            .execute("VACUUM INTO ?1", [target.display().to_string()])
+            .unwrap();
+    }
+    create_site(&cluster, "after-copy", &origin).await;
+    cluster
+        .until_every_edge_answers("after-copy.example", 200, WITHIN)
+        .await;
+
+    // The control node is lost; a new one starts from the copy. Its versions restart from
+    // the copy's, lower than what the edges run: they follow it all the same.
+    let toml = SiteConfig::blog(origin.url())
+        .server(&format!("data_dir = \"{}\"", copy_dir.path().display()))
+        .to_toml();
+    cluster.replace_control(&toml);
+    cluster
+        .until_every_edge_answers("after-copy.example", 421, WITHIN)
+        .await;
+    cluster
+        .until_every_edge_answers("kept.example", 200, WITHIN)
+        .await;
+    create_site(&cluster, "new", &origin).await;
+    cluster
+        .until_every_edge_answers("new.example", 200, WITHIN)
+        .await;
+}

@@ -5,7 +5,14 @@
 //!
 //! ```text
 //! "PAL1" | kind length (u8) | kind | node length (u8) | node | version (u64 BE)
-//!        | body length (u32 BE) | body | HMAC-SHA256 over everything before it (32)
+//!        | epoch (u64 BE) | body length (u32 BE) | body | HMAC-SHA256 over everything before it (32)
+//! ```
+//!
+//! The epoch names the control node's run that numbered the version: a new control node (one
+//! started from a copy of the store, say) numbers from its store, and edges that see another
+//! epoch load its snapshot whatever its version.
+//!
+//! ```text
 //! ```
 
 use crate::secret::{Keys, TAG_BYTES};
@@ -24,6 +31,8 @@ pub struct Envelope {
     pub node: String,
     /// The configuration version it makes or reports.
     pub version: u64,
+    /// The control node's run that numbered `version` (0 where no version is meant).
+    pub epoch: u64,
     /// What it says.
     pub body: Vec<u8>,
 }
@@ -73,8 +82,15 @@ impl Envelope {
             kind: kind.into(),
             node: node.into(),
             version,
+            epoch: 0,
             body,
         }
+    }
+
+    /// The same message, its version numbered by the control node's run `epoch`.
+    pub fn in_epoch(mut self, epoch: u64) -> Envelope {
+        self.epoch = epoch;
+        self
     }
 
     /// The signed bytes.
@@ -89,6 +105,7 @@ impl Envelope {
         out.push(node.len() as u8);
         out.extend_from_slice(node);
         out.extend_from_slice(&self.version.to_be_bytes());
+        out.extend_from_slice(&self.epoch.to_be_bytes());
         out.extend_from_slice(&(self.body.len() as u32).to_be_bytes());
         out.extend_from_slice(&self.body);
         let tag = keys.sign(&out);
@@ -113,6 +130,7 @@ impl Envelope {
         let node = reader.take(node_len)?;
         let version =
             u64::from_be_bytes(reader.take(8)?.try_into().map_err(|_| Refused::Malformed)?);
+        let epoch = u64::from_be_bytes(reader.take(8)?.try_into().map_err(|_| Refused::Malformed)?);
         let body_len =
             u32::from_be_bytes(reader.take(4)?.try_into().map_err(|_| Refused::Malformed)?)
                 as usize;
@@ -128,6 +146,7 @@ impl Envelope {
             kind: text(kind)?,
             node: text(node)?,
             version,
+            epoch,
             body: reader.0.to_vec(),
         })
     }
@@ -153,7 +172,7 @@ mod tests {
 
     #[test]
     fn a_message_round_trips_and_every_changed_byte_is_refused() {
-        let message = Envelope::new("sites", "edge-1", 42, b"[1,2,3]".to_vec());
+        let message = Envelope::new("sites", "edge-1", 42, b"[1,2,3]".to_vec()).in_epoch(7);
         let bytes = message.seal(&keys());
         assert_eq!(Envelope::open(&bytes, &keys()).unwrap(), message);
         for i in 0..bytes.len() {

@@ -52,6 +52,8 @@ pub struct Follower {
     pub status: Arc<Status>,
     /// The version it runs (from [`restore`], or 0).
     pub version: u64,
+    /// The control node's run that numbered it (from [`restore`], or 0).
+    pub epoch: u64,
     /// The stream position it read through (`None`: the snapshot's).
     pub cursor: Option<String>,
 }
@@ -74,8 +76,9 @@ impl Follower {
         }
     }
 
-    /// The version the control node runs, from its heartbeat (`None`: none that verifies).
-    async fn control_version(&self, con: &mut MultiplexedConnection) -> Option<u64> {
+    /// The epoch and version the control node runs, from its heartbeat (`None`: none that
+    /// verifies).
+    async fn control_version(&self, con: &mut MultiplexedConnection) -> Option<(u64, u64)> {
         let all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
             .arg(link::NODES_KEY)
             .query_async(con)
@@ -87,7 +90,7 @@ impl Follower {
             (message.kind == crate::heartbeat::KIND
                 && message.node == *node
                 && beat.role == "control")
-                .then_some(message.version)
+                .then_some((message.epoch, message.version))
         })
     }
 
@@ -117,7 +120,7 @@ impl Follower {
         }
         self.status.set_connected(true);
         *wait = link::MIN_BACKOFF;
-        let mut behind_since: Option<u64> = None;
+        let mut behind_since: Option<(u64, u64)> = None;
         loop {
             let Some(cursor) = self.cursor.clone() else {
                 // No snapshot it could use yet (none published, or refused and asked for
@@ -143,14 +146,14 @@ impl Follower {
                 // snapshot brings it. Twice in a row, so a change on its way is not mistaken
                 // for a loss.
                 match self.control_version(&mut con).await {
-                    Some(latest) if latest > self.version => {
+                    Some(latest) if latest.0 != self.epoch || latest.1 > self.version => {
                         if behind_since == Some(latest) {
                             behind_since = None;
                             self.load_snapshot(&mut con).await?;
-                            if self.version < latest {
+                            if self.epoch != latest.0 || self.version < latest.1 {
                                 return Err(FollowError::Gap {
                                     have: self.version,
-                                    next: latest,
+                                    next: latest.1,
                                 });
                             }
                         } else {
@@ -190,6 +193,16 @@ impl Follower {
                 return Ok(());
             }
         };
+        if message.epoch != self.epoch {
+            // Numbered by another run of the control node: its snapshot first.
+            self.load_snapshot(con).await?;
+            if message.epoch != self.epoch {
+                return Err(FollowError::Gap {
+                    have: self.version,
+                    next: message.version,
+                });
+            }
+        }
         if message.version <= self.version {
             return Ok(());
         }
@@ -280,16 +293,19 @@ impl Follower {
             sites,
             challenge_keys,
             purged,
+            epoch,
         }) = self.open_snapshot(&bytes)
         else {
             // Damaged or forged: the control node writes a genuine one when asked.
             self.want_snapshot().await;
             return Ok(());
         };
-        if version <= self.version && self.cursor.is_some() {
+        // Another run's versions are not comparable with ours: its snapshot replaces all.
+        let new_epoch = epoch != self.epoch;
+        if !new_epoch && version <= self.version && self.cursor.is_some() {
             return Ok(());
         }
-        if version > self.version || self.version == 0 {
+        if new_epoch || version > self.version || self.version == 0 {
             install_challenge_keys(&self.own, challenge_keys.as_deref());
             let mut config = self.own.clone();
             config.sites = sites;
@@ -300,7 +316,7 @@ impl Follower {
             }
             // Purges among the changes this edge missed: what it caches of those sites goes.
             for (site, purged_at) in purged {
-                if purged_at > self.version {
+                if new_epoch || purged_at > self.version {
                     let everything = br#"{"everything": true}"#;
                     if self.edge.purge(&site, everything).is_ok() {
                         tracing::info!(%site, purged_at, "cluster: cache dropped for a purge this edge missed");
@@ -308,6 +324,8 @@ impl Follower {
                 }
             }
             self.keep(|kept| kept.keep_snapshot(&bytes));
+            self.epoch = epoch;
+            self.status.set_epoch(epoch);
             self.set_version(version);
             tracing::info!(version, "cluster: snapshot loaded");
         }
@@ -341,7 +359,9 @@ fn open_snapshot(bytes: &[u8], keys: &Keys) -> Result<Opened, Refused> {
     if message.kind != KIND_SNAPSHOT {
         return Err(Refused::Unexpected);
     }
-    crate::snapshot::decode(keys, &message.body, message.version)
+    let mut opened = crate::snapshot::decode(keys, &message.body, message.version)?;
+    opened.epoch = message.epoch;
+    Ok(opened)
 }
 
 /// Writes the control node's challenge keys into this edge's data directory, where its next
@@ -353,10 +373,20 @@ fn install_challenge_keys(own: &Config, text: Option<&str>) {
     }
 }
 
-/// What an edge kept: the configuration it ran (its own with the kept sites) and its
-/// version. `None` when nothing usable was kept. Messages are checked again: a kept file
+/// What an edge starts from.
+pub struct Restored {
+    /// Its own configuration with the sites it kept.
+    pub config: Config,
+    /// Their version (0: nothing kept).
+    pub version: u64,
+    /// The control node's run that numbered it.
+    pub epoch: u64,
+}
+
+/// What an edge kept: the configuration it ran (its own with the kept sites), its version
+/// and epoch. `None` when nothing usable was kept. Messages are checked again: a kept file
 /// someone changed is not believed.
-pub fn restore(kept: &Kept, keys: &Keys, own: &Config) -> Option<(Config, u64)> {
+pub fn restore(kept: &Kept, keys: &Keys, own: &Config) -> Option<Restored> {
     let (snapshot, changes) = match kept.read() {
         Ok(Some(read)) => (read.snapshot, read.changes),
         Ok(None) => return None,
@@ -365,10 +395,10 @@ pub fn restore(kept: &Kept, keys: &Keys, own: &Config) -> Option<(Config, u64)> 
             return None;
         }
     };
-    let (mut version, mut sites) = match open_snapshot(&snapshot, keys) {
+    let (mut version, epoch, mut sites) = match open_snapshot(&snapshot, keys) {
         Ok(opened) => {
             install_challenge_keys(own, opened.challenge_keys.as_deref());
-            (opened.version, opened.sites)
+            (opened.version, opened.epoch, opened.sites)
         }
         Err(reason) => {
             tracing::warn!(
@@ -382,6 +412,9 @@ pub fn restore(kept: &Kept, keys: &Keys, own: &Config) -> Option<(Config, u64)> 
         let Ok(message) = Envelope::open(&bytes, keys) else {
             break;
         };
+        if message.epoch != epoch {
+            break;
+        }
         if message.version <= version {
             continue;
         }
@@ -399,7 +432,11 @@ pub fn restore(kept: &Kept, keys: &Keys, own: &Config) -> Option<(Config, u64)> 
     }
     let mut config = own.clone();
     config.sites = sites;
-    Some((config, version))
+    Some(Restored {
+        config,
+        version,
+        epoch,
+    })
 }
 
 /// Applies changes to a list of sites, as the edge applies them to its table.

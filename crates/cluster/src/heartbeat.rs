@@ -83,8 +83,9 @@ impl Heart {
                 };
                 last = (now, total);
                 let body = serde_json::to_vec(&beat).expect("a heartbeat serialises");
-                let sealed =
-                    Envelope::new(KIND, &self.node, self.status.version(), body).seal(&self.keys);
+                let sealed = Envelope::new(KIND, &self.node, self.status.version(), body)
+                    .in_epoch(self.status.epoch())
+                    .seal(&self.keys);
                 let sent: redis::RedisResult<()> = redis::cmd("HSET")
                     .arg(NODES_KEY)
                     .arg(&self.node)

@@ -104,8 +104,9 @@ impl Node {
     }
 
     /// The control node: publishes `plane`'s changes, sends its heartbeats and shows the
-    /// cluster to the API.
+    /// cluster to the API. Each run numbers its versions in an epoch of its own.
     pub fn publish(&self, plane: Arc<control::ControlPlane>) {
+        self.status.set_epoch(secret::random_u64());
         self.show_metrics(&plane.edge);
         self.beside(Arc::clone(&plane.edge));
         plane.set_cluster(Arc::new(view::View {
@@ -128,20 +129,28 @@ impl Node {
 
     /// An edge node's first configuration: what it kept from its last run (its own
     /// configuration with the kept sites) and that version, or its own with no sites.
-    pub fn restore(&self, own: &Config) -> Result<(Config, u64), StartError> {
+    pub fn restore(&self, own: &Config) -> Result<follower::Restored, StartError> {
         let kept = self.kept(own)?;
-        Ok(follower::restore(&kept, &self.keys, own).unwrap_or_else(|| (own.clone(), 0)))
+        Ok(
+            follower::restore(&kept, &self.keys, own).unwrap_or_else(|| follower::Restored {
+                config: own.clone(),
+                version: 0,
+                epoch: 0,
+            }),
+        )
     }
 
-    /// An edge node: follows the control node's changes into `edge` from `version` on.
+    /// An edge node: follows the control node's changes into `edge` from `version` (of
+    /// `epoch`) on.
     pub fn follow(
         &self,
         edge: Arc<edge::Edge>,
         own: Config,
-        version: u64,
+        (version, epoch): (u64, u64),
     ) -> Result<(), StartError> {
         // Shown from the first scrape: what it restored is what it runs.
         self.status.set_version(version);
+        self.status.set_epoch(epoch);
         self.show_metrics(&edge);
         self.beside(Arc::clone(&edge));
         let kept = self.kept(&own)?;
@@ -154,6 +163,7 @@ impl Node {
                 kept,
                 status: Arc::clone(&self.status),
                 version,
+                epoch,
                 cursor: None,
             }
             .run(),

@@ -144,7 +144,9 @@ impl Publisher {
                 })
                 .ok();
         let body = crate::snapshot::encode(&self.keys, &after, challenge_keys.as_deref(), snapshot);
-        let sealed = Envelope::new(KIND_SNAPSHOT, &self.node, version, body).seal(&self.keys);
+        let sealed = Envelope::new(KIND_SNAPSHOT, &self.node, version, body)
+            .in_epoch(self.status.epoch())
+            .seal(&self.keys);
         let _: () = redis::cmd("SET")
             .arg(SNAPSHOT_KEY)
             .arg(sealed)
@@ -181,6 +183,7 @@ impl Publisher {
                 *snapshot = self.publish_snapshot(con).await?;
             }
             let sealed = Envelope::new(&entry.kind, &self.node, entry.version, entry.body.clone())
+                .in_epoch(self.status.epoch())
                 .seal(&self.keys);
             let _: String = redis::cmd("XADD")
                 .arg(CHANGES_KEY)

@@ -174,6 +174,15 @@ impl Keys {
     }
 }
 
+/// A random number from the system's source (a control node's epoch), never 0.
+pub fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the system's random source works");
+    u64::from_be_bytes(bytes) | 1
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -37,6 +37,8 @@ pub struct Opened {
     pub challenge_keys: Option<String>,
     /// Each purged site's newest purge version.
     pub purged: Vec<(String, u64)>,
+    /// The control node's run that numbered its version (from its envelope).
+    pub epoch: u64,
 }
 
 /// The body of a snapshot message.
@@ -90,6 +92,7 @@ pub fn decode(keys: &Keys, body: &[u8], version: u64) -> Result<Opened, Refused>
         sites,
         challenge_keys,
         purged: body.config.purged,
+        epoch: 0,
     })
 }
 

@@ -13,6 +13,8 @@ const REMEMBERED: usize = 10_000;
 pub struct Status {
     connected: AtomicBool,
     version: AtomicU64,
+    /// The control node's run whose versions these are.
+    epoch: AtomicU64,
     /// Unix milliseconds when the node last heard from Redis.
     heard_ms: AtomicU64,
     refused: [AtomicU64; Refused::ALL.len()],
@@ -45,6 +47,16 @@ impl Status {
     pub fn set_version(&self, version: u64) {
         self.version.store(version, Ordering::Relaxed);
         self.applied.notify_one();
+    }
+
+    /// The control node's run whose versions the node runs (on the control node, its own).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
+    /// Sets [`Status::epoch`].
+    pub fn set_epoch(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::Relaxed);
     }
 
     /// Waits until the node applies a version.

@@ -21,6 +21,8 @@ pub struct NodeBeat {
     pub node: String,
     /// The version it ran then.
     pub version: u64,
+    /// The control node's run that numbered it.
+    pub epoch: u64,
     /// What it said.
     pub beat: Beat,
 }
@@ -81,6 +83,7 @@ impl View {
             beats.push(NodeBeat {
                 node,
                 version: message.version,
+                epoch: message.epoch,
                 beat,
             });
         }
@@ -95,15 +98,20 @@ impl ClusterView for View {
             let beats = self.beats().await.map_err(|e| e.to_string())?;
             let now = now_ms();
             let latest = self.status.version();
+            let epoch = self.status.epoch();
             Ok(beats
                 .into_iter()
                 .map(|b| {
-                    let behind = latest.saturating_sub(b.version);
+                    // Versions of another run of the control node are all behind.
+                    let behind = match b.epoch == epoch {
+                        true => latest.saturating_sub(b.version),
+                        false => latest.max(1),
+                    };
                     let lag_seconds = match behind {
                         0 => 0.0,
                         _ => self
                             .status
-                            .published_after(b.version)
+                            .published_after(if b.epoch == epoch { b.version } else { 0 })
                             .map_or(0.0, |at| now.saturating_sub(at) as f64 / 1000.0),
                     };
                     json!({
@@ -148,7 +156,7 @@ impl ClusterView for View {
                         beats
                             .iter()
                             .find(|b| b.node == **node)
-                            .is_none_or(|b| b.version < version)
+                            .is_none_or(|b| b.epoch != self.status.epoch() || b.version < version)
                     })
                     .cloned()
                     .collect();

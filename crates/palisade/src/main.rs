@@ -572,17 +572,17 @@ async fn run_edge_node(
     interrupt: &mut tokio::signal::unix::Signal,
 ) -> Result<()> {
     let own = base.config;
-    let (config, version) = node.restore(&own)?;
-    if version > 0 {
+    let restored = node.restore(&own)?;
+    if restored.version > 0 {
         tracing::info!(
-            version,
-            sites = config.sites.len(),
+            version = restored.version,
+            sites = restored.config.sites.len(),
             "cluster: serving the configuration kept from the last run until Redis answers"
         );
     }
-    let edge = Arc::new(edge::Edge::start(config, base.source).await?);
+    let edge = Arc::new(edge::Edge::start(restored.config, base.source).await?);
     edge.serve_admin();
-    node.follow(Arc::clone(&edge), own, version)?;
+    node.follow(Arc::clone(&edge), own, (restored.version, restored.epoch))?;
     tokio::select! {
         _ = terminate.recv() => {}
         _ = interrupt.recv() => {}

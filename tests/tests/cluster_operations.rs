@@ -258,3 +258,48 @@ async fn a_suspension_under_load_holds_on_every_edge_when_the_api_answers() {
         assert_eq!(reply.status, 403, "suspended on every edge");
     }
 }
+
+#[tokio::test]
+async fn an_abuse_report_taken_at_an_edge_is_stored_once_at_the_control_node() {
+    let origin = Origin::start("o");
+    let mut cluster = TestCluster::start(&SiteConfig::blog(origin.url()).to_toml(), 2);
+    cluster.until_caught_up(WITHIN).await;
+    let from = |n: u8| std::net::IpAddr::from([127, 0, 3, n]);
+
+    // Redis up: the reporter gets the control node's number for it.
+    let (status, answer) =
+        palisade_blackbox::control::try_file_report(&cluster.edges[0], from(1), "blog.example")
+            .await;
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["id"].as_i64().expect("the control node's number");
+    let (status, report) = api(&cluster.control, "GET", &format!("/api/reports/{id}"), None).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["host"], "blog.example", "{report}");
+    assert_eq!(report["site"], "blog", "{report}");
+
+    // Redis away: taken all the same (202, on its way), and stored once it returns.
+    cluster.redis.kill();
+    let (status, answer) =
+        palisade_blackbox::control::try_file_report(&cluster.edges[1], from(2), "blog.example")
+            .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["status"], "queued", "{answer}");
+    cluster.redis.start_again();
+    let deadline = Instant::now() + WITHIN;
+    let reports = loop {
+        let (status, body) = api(&cluster.control, "GET", "/api/reports", None).await;
+        assert_eq!(status, 200, "{body}");
+        let reports = body["reports"].as_array().cloned().unwrap_or_default();
+        if reports.len() >= 2 || Instant::now() > deadline {
+            break reports;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(reports.len(), 2, "each stored once: {reports:?}");
+    let text = palisade_blackbox::metrics::scrape(cluster.edges[1].admin_addr()).await;
+    assert_eq!(
+        palisade_blackbox::metrics::sample(&text, "palisade_cluster_spooled", &[]),
+        Some(0.0),
+        "delivered"
+    );
+}

@@ -21,6 +21,7 @@
 //! | `status` | connected, version, lag and refusals, for `/metrics` |
 //! | `defence` | attack state shared by every edge: one trips, all challenge |
 //! | `heartbeat` | each node's heartbeat: role, versions, requests per second |
+//! | `uplink` | what edges send the control node (abuse reports), spooled while Redis is away |
 //! | `view` | the control node's view of the nodes: `GET /api/edges`, `?wait=applied` |
 //!
 //! ## Invariants (each pinned by a named test)
@@ -48,6 +49,7 @@ pub mod publisher;
 pub mod secret;
 pub mod snapshot;
 pub mod status;
+pub mod uplink;
 pub mod view;
 
 use model::{ClusterSettings, Config};
@@ -109,6 +111,15 @@ impl Node {
         self.status.set_epoch(secret::random_u64());
         self.show_metrics(&plane.edge);
         self.beside(Arc::clone(&plane.edge));
+        tokio::spawn(
+            uplink::Collector {
+                plane: Arc::clone(&plane),
+                keys: Arc::clone(&self.keys),
+                client: self.client.clone(),
+                status: Arc::clone(&self.status),
+            }
+            .run(),
+        );
         plane.set_cluster(Arc::new(view::View {
             keys: Arc::clone(&self.keys),
             client: self.client.clone(),
@@ -153,6 +164,18 @@ impl Node {
         self.status.set_epoch(epoch);
         self.show_metrics(&edge);
         self.beside(Arc::clone(&edge));
+        // Reports taken here go to the control node's store.
+        let spool = Arc::new(uplink::Spool::default());
+        let shown = Arc::clone(&spool);
+        edge.metrics()
+            .add_section(Arc::new(move |out: &mut String| shown.render(out)));
+        edge.set_report_sink(Arc::new(uplink::UplinkSink {
+            node: self.settings.node.clone(),
+            keys: Arc::clone(&self.keys),
+            client: self.client.clone(),
+            spool: Arc::clone(&spool),
+        }));
+        tokio::spawn(uplink::send(spool, self.client.clone()));
         let kept = self.kept(&own)?;
         tokio::spawn(
             follower::Follower {

@@ -191,7 +191,7 @@ mod test_input;
 mod tls;
 mod tunnel;
 
-pub use abuse_intake::{ReportSink, SubmitError, SubmitFuture};
+pub use abuse_intake::{Receipt, ReportSink, SubmitError, SubmitFuture};
 pub use operator::purge_api::{
     MAX_BODY_BYTES as MAX_PURGE_BODY_BYTES, PurgeBodyError, PurgeError, Purged,
 };

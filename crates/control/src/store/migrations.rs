@@ -126,6 +126,11 @@ const STEPS: &[&str] = &[
         site        TEXT PRIMARY KEY,
         version     INTEGER NOT NULL
     ) STRICT;
+
+    -- A report taken at an edge of a cluster carries the receipt that edge gave it: one
+    -- delivered twice (the edge's spool sent it again after a lost answer) is stored once.
+    ALTER TABLE reports ADD COLUMN receipt TEXT;
+    CREATE UNIQUE INDEX reports_by_receipt ON reports (receipt) WHERE receipt IS NOT NULL;
     "#,
 ];
 

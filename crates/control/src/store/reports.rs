@@ -62,6 +62,32 @@ pub fn insert(tx: &Transaction<'_>, report: &NewReport, at: i64) -> Result<i64, 
     Ok(tx.last_insert_rowid())
 }
 
+/// Stores a report an edge of the cluster took under `receipt`, once: a receipt stored already
+/// answers with that report's id.
+pub fn insert_received(
+    tx: &Transaction<'_>,
+    report: &NewReport,
+    receipt: &str,
+    at: i64,
+) -> Result<i64, StoreError> {
+    let known: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM reports WHERE receipt = ?1",
+            [receipt],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(id) = known {
+        return Ok(id);
+    }
+    let id = insert(tx, report, at)?;
+    tx.execute(
+        "UPDATE reports SET receipt = ?1 WHERE id = ?2",
+        params![receipt, id],
+    )?;
+    Ok(id)
+}
+
 const COLUMNS: &str = "id, received_at, site, host, category, urgent, urls, description, contact, \
                        reporter_ip, user_agent, status, notes, updated_at";
 
@@ -174,6 +200,25 @@ mod tests {
             reporter_ip: "192.0.2.1".into(),
             user_agent: Some("test".into()),
         }
+    }
+
+    #[test]
+    fn a_report_delivered_twice_under_one_receipt_is_stored_once() {
+        let (_dir, store) = test_store();
+        store.with(|conn| {
+            let tx = conn.transaction().unwrap();
+            let report = report(ReportCategory::Phishing);
+            let first = insert_received(&tx, &report, "edge-1-00ab", 1).unwrap();
+            let again = insert_received(&tx, &report, "edge-1-00ab", 2).unwrap();
+            let other = insert_received(&tx, &report, "edge-2-00ab", 3).unwrap();
+            tx.commit().unwrap();
+            assert_eq!(first, again);
+            assert_ne!(first, other);
+            let count: i64 = conn
+                .query_row("SELECT count(*) FROM reports", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(count, 2);
+        });
     }
 
     #[test]

@@ -35,26 +35,36 @@ pub const REPORTS_PERIOD: Duration = Duration::from_secs(600);
 /// Counters per row of the per-address sketch: 2 × 4 rows × 4096 × 4 bytes = 128 KiB.
 const COUNTER_WIDTH: usize = 4096;
 
-/// What [`ReportSink::submit`] returns: the stored report's id, or why it was not stored (for
-/// the log; the reporter is only told to try later).
-pub type SubmitFuture = Pin<Box<dyn Future<Output = Result<u64, SubmitError>> + Send>>;
+/// What [`ReportSink::submit`] returns: where the report is, or why it was not taken (for the
+/// log; the reporter is only told to try later).
+pub type SubmitFuture = Pin<Box<dyn Future<Output = Result<Receipt, SubmitError>> + Send>>;
+
+/// Where a taken report is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receipt {
+    /// Stored under this id (the reporter is given it).
+    Stored(u64),
+    /// Kept to be stored: an edge of a cluster that cannot reach its control node now holds
+    /// it and delivers it when it can (the reporter is told it is on its way).
+    Queued,
+}
 
 /// Where checked reports go: the control plane's store. The edge calls it once per report
 /// that passed every check, and answers the reporter with the id it returns.
 ///
 /// ```
-/// use edge::{ReportSink, SubmitFuture};
+/// use edge::{Receipt, ReportSink, SubmitFuture};
 ///
 /// struct Discard;
 /// impl ReportSink for Discard {
 ///     fn submit(&self, _report: model::NewReport) -> SubmitFuture {
-///         Box::pin(async { Ok(1) })
+///         Box::pin(async { Ok(Receipt::Stored(1)) })
 ///     }
 /// }
 /// ```
 pub trait ReportSink: Send + Sync {
-    /// Stores `report`; the future resolves to its id, or to why it was not stored (the
-    /// reporter then gets 503 and may try again).
+    /// Stores `report` (or keeps it to be stored); the future resolves to where it is, or to
+    /// why it was not taken (the reporter then gets 503 and may try again).
     fn submit(&self, report: NewReport) -> SubmitFuture;
 }
 

@@ -95,17 +95,28 @@ pub fn form_page(host: &str, values: &ReportSubmission, error: Option<&ReportErr
     out
 }
 
-/// After a report is taken: its number, and whether it goes to the front of the queue.
-pub fn thanks_page(host: &str, id: u64, urgent: bool) -> String {
+/// After a report is taken: its number (when it is stored already), and whether it goes to
+/// the front of the queue.
+pub fn thanks_page(host: &str, id: Option<u64>, urgent: bool) -> String {
     let mut out = String::with_capacity(1024);
     head(&mut out, "Report received");
-    let _ = write!(out, "<h1>Report {id} received</h1><p>Thank you. ");
+    match id {
+        Some(id) => {
+            let _ = write!(out, "<h1>Report {id} received</h1><p>Thank you. ");
+        }
+        None => {
+            out.push_str("<h1>Report received</h1><p>Thank you. It is on its way to the operator. ")
+        }
+    }
     out.push_str(if urgent {
         "It is marked urgent and will be reviewed first."
     } else {
         "The operator of this network will review it."
     });
-    out.push_str(" Please give its number if you write about it again.</p><p>");
+    if id.is_some() {
+        out.push_str(" Please give its number if you write about it again.");
+    }
+    out.push_str("</p><p>");
     let _ = write!(out, "<a href=\"{ABUSE_PATH}\">Send another report about ");
     push_html_text(&mut out, host);
     out.push_str("</a></p>");
@@ -149,8 +160,13 @@ mod tests {
         assert_eq!(html.matches("</textarea>").count(), 2, "{html}");
         assert!(html.contains("&quot;&gt;&lt;script&gt;"), "{html}");
         assert!(!html.contains(" selected"), "{html}");
-        let thanks = thanks_page("<i>", 7, true);
+        let thanks = thanks_page("<i>", Some(7), true);
         assert!(thanks.contains("&lt;i&gt;") && thanks.contains("Report 7"));
+        let queued = thanks_page("blog.example", None, false);
+        assert!(
+            queued.contains("on its way") && !queued.contains("its number"),
+            "{queued}"
+        );
     }
 
     #[test]

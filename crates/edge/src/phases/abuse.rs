@@ -10,7 +10,9 @@
 //! everywhere. The limits and the pages are in `abuse_intake`.
 
 use crate::abuse_intake::pages::{form_page, message_page, thanks_page};
-use crate::abuse_intake::{ABUSE_PATH, AbuseIntake, MAX_REPORT_BYTES, REPORTS_PERIOD, SubmitError};
+use crate::abuse_intake::{
+    ABUSE_PATH, AbuseIntake, MAX_REPORT_BYTES, REPORTS_PERIOD, Receipt, SubmitError,
+};
 use crate::body::EdgeBody;
 use crate::http::fields::prefers_json;
 use crate::metrics::{Metrics, ReportOutcome};
@@ -281,8 +283,8 @@ async fn check_and_submit(
         .await
         .unwrap_or(Err(SubmitError::TimedOut(SINK_TIMEOUT)));
     let site = place.site.unwrap_or("");
-    let id = match stored {
-        Ok(id) => id,
+    let receipt = match stored {
+        Ok(receipt) => receipt,
         Err(error) => {
             tracing::warn!(%error, site, host = place.host, "abuse report not stored");
             metrics.abuse_report(ReportOutcome::Failed);
@@ -294,6 +296,22 @@ async fn check_and_submit(
         }
     };
     metrics.abuse_report(ReportOutcome::Taken);
+    let Receipt::Stored(id) = receipt else {
+        tracing::info!(
+            category = category.as_str(),
+            urgent,
+            site,
+            host = place.host,
+            "abuse report taken, queued for the control node"
+        );
+        // 202: taken, not stored yet (a cluster's edge delivers it when it reaches the store).
+        return if posted.json() {
+            let body = serde_json::json!({ "status": "queued", "urgent": urgent });
+            json(StatusCode::ACCEPTED, &body)
+        } else {
+            page(StatusCode::ACCEPTED, thanks_page(place.host, None, urgent))
+        };
+    };
     tracing::info!(
         id,
         category = category.as_str(),
@@ -307,7 +325,10 @@ async fn check_and_submit(
         let body = serde_json::json!({ "id": id, "status": status, "urgent": urgent });
         json(StatusCode::CREATED, &body)
     } else {
-        page(StatusCode::CREATED, thanks_page(place.host, id, urgent))
+        page(
+            StatusCode::CREATED,
+            thanks_page(place.host, Some(id), urgent),
+        )
     }
 }
 
@@ -395,7 +416,7 @@ mod tests {
                 }
                 let mut reports = this.reports.lock().unwrap();
                 reports.push(report);
-                Ok(reports.len() as u64)
+                Ok(Receipt::Stored(reports.len() as u64))
             })
         }
     }

@@ -303,3 +303,34 @@ async fn an_abuse_report_taken_at_an_edge_is_stored_once_at_the_control_node() {
         "delivered"
     );
 }
+
+#[tokio::test]
+async fn the_control_nodes_events_cover_every_edge_with_the_node_named() {
+    let origin = Origin::start("o");
+    let control = SiteConfig::blog(origin.url())
+        .site("[[site.rule]]\nid = \"no-admin\"\nexpr = 'http.request.uri.path starts_with \"/wp-admin\"'\naction = \"block\"")
+        .to_toml();
+    let cluster = TestCluster::start(&control, 2);
+    cluster.until_caught_up(WITHIN).await;
+    for (i, edge) in cluster.edges.iter().enumerate() {
+        let reply = client::get(edge.http_addr(), "blog.example", &format!("/wp-admin/{i}")).await;
+        assert_eq!(reply.status, 403);
+    }
+    let reply = client::get(cluster.control.http_addr(), "blog.example", "/wp-admin/c").await;
+    assert_eq!(reply.status, 403);
+    let deadline = Instant::now() + WITHIN;
+    let nodes = loop {
+        let events = palisade_blackbox::control::events(&cluster.control, "?site=blog").await;
+        let mut nodes: Vec<String> = events
+            .iter()
+            .filter(|e| e["action"] == "block" && e["rule_id"] == "no-admin")
+            .filter_map(|e| e["node"].as_str().map(str::to_string))
+            .collect();
+        nodes.sort();
+        if nodes.len() >= 3 || Instant::now() > deadline {
+            break nodes;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(nodes, ["control-1", "edge-1", "edge-2"]);
+}

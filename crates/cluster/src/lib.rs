@@ -111,6 +111,7 @@ impl Node {
         self.status.set_epoch(secret::random_u64());
         self.show_metrics(&plane.edge);
         self.beside(Arc::clone(&plane.edge));
+        plane.edge.event_ring().name_node(&self.settings.node);
         tokio::spawn(
             uplink::Collector {
                 plane: Arc::clone(&plane),
@@ -175,6 +176,13 @@ impl Node {
             client: self.client.clone(),
             spool: Arc::clone(&spool),
         }));
+        edge.event_ring().name_node(&self.settings.node);
+        tokio::spawn(uplink::ship_events(
+            Arc::clone(&edge),
+            Arc::clone(&spool),
+            Arc::clone(&self.keys),
+            self.settings.node.clone(),
+        ));
         tokio::spawn(uplink::send(spool, self.client.clone()));
         let kept = self.kept(&own)?;
         tokio::spawn(

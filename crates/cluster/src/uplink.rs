@@ -1,5 +1,6 @@
 //! What edges send the control node: abuse reports taken at their intakes, stored once in the
-//! control node's store.
+//! control node's store, and their security events, which the control node's
+//! `GET /api/events` shows with the node named.
 //!
 //! An edge signs each message and puts it in its spool; a sender moves the spool onto the
 //! `palisade:uplink` stream whenever Redis is reachable (the spool is bounded: past
@@ -38,6 +39,25 @@ pub const REPLY_WAIT: Duration = Duration::from_secs(3);
 const REPLY_KEEP_SECS: u64 = 60;
 /// The message kind of a report.
 pub const KIND_REPORT: &str = "report";
+/// The message kind of a batch of security events.
+pub const KIND_EVENTS: &str = "events";
+/// How often an edge sends the security events its ring took since the last batch.
+pub const EVENTS_EVERY: Duration = Duration::from_millis(500);
+/// The most events a batch carries (a flood's events beyond it stay in the edge's own ring).
+pub const EVENTS_PER_BATCH: usize = 1_000;
+
+/// A security event as it travels.
+#[derive(Serialize, Deserialize)]
+struct WireEvent {
+    /// When the edge took it, Unix milliseconds.
+    time: u64,
+    site: String,
+    client_ip: Option<std::net::IpAddr>,
+    action: shield::events::EventAction,
+    reason: shield::events::EventReason,
+    rule_id: Option<String>,
+    value: Option<f64>,
+}
 
 #[derive(Serialize, Deserialize)]
 struct ReportMessage {
@@ -153,6 +173,43 @@ pub async fn send(spool: Arc<Spool>, client: redis::Client) {
         }
         spool.connected.store(false, Ordering::Relaxed);
         link::back_off(&mut wait).await;
+    }
+}
+
+/// Sends the security events `edge`'s ring takes, a batch every [`EVENTS_EVERY`], for as long
+/// as the process runs.
+pub async fn ship_events(edge: Arc<edge::Edge>, spool: Arc<Spool>, keys: Arc<Keys>, node: String) {
+    let mut after = 0;
+    let mut tick = tokio::time::interval(EVENTS_EVERY);
+    loop {
+        tick.tick().await;
+        let mut events = edge.security_events(&shield::events::EventQuery {
+            after: Some(after),
+            limit: EVENTS_PER_BATCH,
+            ..Default::default()
+        });
+        let Some(newest) = events.first().map(|e| e.id) else {
+            continue;
+        };
+        after = newest;
+        events.reverse();
+        let wire: Vec<WireEvent> = events
+            .into_iter()
+            .map(|e| WireEvent {
+                time: e
+                    .time
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                site: e.event.site.to_string(),
+                client_ip: e.event.client_ip,
+                action: e.event.action,
+                reason: e.event.reason,
+                rule_id: e.event.rule_id.map(|r| r.to_string()),
+                value: e.event.value,
+            })
+            .collect();
+        let body = serde_json::to_vec(&wire).expect("events serialise");
+        spool.push(Envelope::new(KIND_EVENTS, &node, 0, body).seal(&keys));
     }
 }
 
@@ -303,6 +360,30 @@ impl Collector {
                 return true;
             }
         };
+        if message.kind == KIND_EVENTS {
+            let Ok(events) = serde_json::from_slice::<Vec<WireEvent>>(&message.body) else {
+                self.status.refused(Refused::Body);
+                return true;
+            };
+            let ring = self.plane.edge.event_ring();
+            let node: Arc<str> = message.node.as_str().into();
+            for e in events {
+                ring.record_from(
+                    Arc::clone(&node),
+                    std::time::UNIX_EPOCH + Duration::from_millis(e.time),
+                    shield::events::NewEvent {
+                        site: e.site.into(),
+                        client_ip: e.client_ip,
+                        action: e.action,
+                        reason: e.reason,
+                        rule_id: e.rule_id.map(Into::into),
+                        value: e.value,
+                        mitigation: None,
+                    },
+                );
+            }
+            return true;
+        }
         if message.kind != KIND_REPORT {
             self.status.refused(Refused::Unexpected);
             return true;

@@ -504,6 +504,11 @@ impl Edge {
         crate::operator::admin::answer(request, &self.state, &self.guard).await
     }
 
+    /// The ring of security events (a cluster names its node in it and adds other nodes').
+    pub fn event_ring(&self) -> &Arc<shield::events::EventRing> {
+        &self.state.events
+    }
+
     /// The newest security events `query` selects, newest first.
     pub fn security_events(
         &self,

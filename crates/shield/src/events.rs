@@ -4,7 +4,7 @@
 //! formatted strings) and the ring's lock is held only to move one record in. When the ring
 //! is full the oldest events go; the metrics keep the totals.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// What the shield did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventAction {
     /// 403: a deny list or a `block` rule.
@@ -72,7 +72,7 @@ impl EventAction {
 }
 
 /// Why: which part of the shield decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventReason {
     /// In a deny list.
@@ -145,9 +145,13 @@ impl EventReason {
 pub struct SecurityEvent {
     /// Increasing from 1 for the life of the process: a reader can ask for what is newer.
     pub id: u64,
-    /// When the ring took it; serialised as unix milliseconds.
+    /// When the ring took it (the edge that saw it, for another node's); serialised as unix
+    /// milliseconds.
     #[serde(serialize_with = "unix_ms")]
     pub time: SystemTime,
+    /// The node of a cluster that saw it (`None` on a node alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<Arc<str>>,
     /// What happened.
     #[serde(flatten)]
     pub event: NewEvent,
@@ -207,6 +211,8 @@ pub struct EventRing {
     events: Mutex<VecDeque<SecurityEvent>>,
     capacity: usize,
     next_id: AtomicU64,
+    /// In a cluster, this node's name: its own events are shown with it.
+    node: std::sync::OnceLock<Arc<str>>,
 }
 
 /// Which events a reader wants.
@@ -229,16 +235,36 @@ impl EventRing {
             events: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
             capacity: capacity.max(1),
             next_id: AtomicU64::new(1),
+            node: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Names this node (in a cluster): its own events are shown with the name.
+    pub fn name_node(&self, node: &str) {
+        let _ = self.node.set(node.into());
+    }
+
+    /// Keeps an event another node of the cluster saw, at the time it saw it, numbered here.
+    pub fn record_from(&self, node: Arc<str>, time: SystemTime, event: NewEvent) {
+        self.push(SecurityEvent {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            time,
+            node: Some(node),
+            event,
+        });
     }
 
     /// Numbers, stamps and keeps `event`, dropping the oldest when the ring is full.
     pub fn record(&self, event: NewEvent) {
-        let event = SecurityEvent {
+        self.push(SecurityEvent {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             time: SystemTime::now(),
+            node: None,
             event,
-        };
+        });
+    }
+
+    fn push(&self, event: SecurityEvent) {
         let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
         if events.len() == self.capacity {
             events.pop_front();
@@ -260,7 +286,13 @@ impl EventRing {
                     .is_none_or(|sites| sites.iter().any(|s| **s == *e.event.site))
             })
             .take(query.limit)
-            .cloned()
+            .map(|e| {
+                let mut e = e.clone();
+                if e.node.is_none() {
+                    e.node = self.node.get().cloned();
+                }
+                e
+            })
             .collect()
     }
 

@@ -334,3 +334,37 @@ async fn the_control_nodes_events_cover_every_edge_with_the_node_named() {
     };
     assert_eq!(nodes, ["control-1", "edge-1", "edge-2"]);
 }
+
+#[tokio::test]
+async fn the_control_nodes_analytics_add_up_every_edge_and_show_each() {
+    let origin = Origin::start("o");
+    let cluster = TestCluster::start(&SiteConfig::blog(origin.url()).to_toml(), 2);
+    cluster.until_caught_up(WITHIN).await;
+    for (edge, count) in [(&cluster.edges[0], 3), (&cluster.edges[1], 5)] {
+        for _ in 0..count {
+            let reply = client::get(edge.http_addr(), "blog.example", "/echo").await;
+            assert_eq!(reply.status, 200);
+        }
+    }
+    // An edge sends a minute once it is over (and within 10 s of that).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let answer = loop {
+        let (status, body) = api(&cluster.control, "GET", "/api/sites/blog/analytics", None).await;
+        assert_eq!(status, 200, "{body}");
+        let seen = |node: &str| body["edges"][node]["requests"].as_u64().unwrap_or(0);
+        if (seen("edge-1") >= 3 && seen("edge-2") >= 5) || Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(answer["edges"]["edge-1"]["requests"], 3, "{answer}");
+    assert_eq!(answer["edges"]["edge-2"]["requests"], 5, "{answer}");
+    let control_own = answer["edges"]["control-1"]["requests"]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(
+        answer["totals"]["requests"].as_u64(),
+        Some(8 + control_own),
+        "the cluster's totals add up every edge: {answer}"
+    );
+}

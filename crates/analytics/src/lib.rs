@@ -182,6 +182,40 @@ pub struct SiteMinute {
     pub top_clients: Vec<(String, u64)>,
 }
 
+impl SiteMinute {
+    /// Adds `other`'s counts to these (another minute, or another edge's same minute); the top
+    /// lists merge, keeping [`TOP_REPORTED`].
+    pub fn absorb(&mut self, other: &SiteMinute) {
+        self.requests += other.requests;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.cache_hit += other.cache_hit;
+        self.cache_miss += other.cache_miss;
+        self.cache_stale += other.cache_stale;
+        self.cache_revalidated += other.cache_revalidated;
+        self.cache_pass += other.cache_pass;
+        self.status_1xx += other.status_1xx;
+        self.status_2xx += other.status_2xx;
+        self.status_3xx += other.status_3xx;
+        self.status_4xx += other.status_4xx;
+        self.status_5xx += other.status_5xx;
+        for (reason, n) in &other.blocked {
+            *self.blocked.entry(reason.clone()).or_default() += n;
+        }
+        for (reason, n) in &other.challenged {
+            *self.challenged.entry(reason.clone()).or_default() += n;
+        }
+        self.top_paths = merge_top(
+            [self.top_paths.as_slice(), other.top_paths.as_slice()],
+            TOP_REPORTED,
+        );
+        self.top_clients = merge_top(
+            [self.top_clients.as_slice(), other.top_clients.as_slice()],
+            TOP_REPORTED,
+        );
+    }
+}
+
 /// One finished request, as the `log` phase hands it over.
 #[derive(Debug, Clone, Copy)]
 pub struct ServedRequest<'a> {

@@ -183,6 +183,12 @@ impl Node {
             Arc::clone(&self.keys),
             self.settings.node.clone(),
         ));
+        tokio::spawn(uplink::ship_analytics(
+            Arc::clone(&edge),
+            Arc::clone(&spool),
+            Arc::clone(&self.keys),
+            self.settings.node.clone(),
+        ));
         tokio::spawn(uplink::send(spool, self.client.clone()));
         let kept = self.kept(&own)?;
         tokio::spawn(

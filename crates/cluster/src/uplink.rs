@@ -1,6 +1,7 @@
 //! What edges send the control node: abuse reports taken at their intakes, stored once in the
-//! control node's store, and their security events, which the control node's
-//! `GET /api/events` shows with the node named.
+//! control node's store; their security events, which the control node's `GET /api/events`
+//! shows with the node named; and their finished analytics minutes, which its
+//! `GET /api/sites/{site}/analytics` adds up for the cluster and shows per edge.
 //!
 //! An edge signs each message and puts it in its spool; a sender moves the spool onto the
 //! `palisade:uplink` stream whenever Redis is reachable (the spool is bounded: past
@@ -45,6 +46,12 @@ pub const KIND_EVENTS: &str = "events";
 pub const EVENTS_EVERY: Duration = Duration::from_millis(500);
 /// The most events a batch carries (a flood's events beyond it stay in the edge's own ring).
 pub const EVENTS_PER_BATCH: usize = 1_000;
+
+/// The message kind of a batch of finished analytics minutes.
+pub const KIND_ANALYTICS: &str = "analytics";
+/// How often an edge sends its finished minutes (as often as the control node collects its
+/// own).
+pub const ANALYTICS_EVERY: Duration = control::analytics::COLLECT_EVERY;
 
 /// A security event as it travels.
 #[derive(Serialize, Deserialize)]
@@ -210,6 +217,26 @@ pub async fn ship_events(edge: Arc<edge::Edge>, spool: Arc<Spool>, keys: Arc<Key
             .collect();
         let body = serde_json::to_vec(&wire).expect("events serialise");
         spool.push(Envelope::new(KIND_EVENTS, &node, 0, body).seal(&keys));
+    }
+}
+
+/// Sends the analytics minutes `edge` finishes, every [`ANALYTICS_EVERY`], for as long as the
+/// process runs.
+pub async fn ship_analytics(
+    edge: Arc<edge::Edge>,
+    spool: Arc<Spool>,
+    keys: Arc<Keys>,
+    node: String,
+) {
+    let mut tick = tokio::time::interval(ANALYTICS_EVERY);
+    loop {
+        tick.tick().await;
+        let minutes = edge.analytics().take_finished(std::time::SystemTime::now());
+        if minutes.is_empty() {
+            continue;
+        }
+        let body = serde_json::to_vec(&minutes).expect("minutes serialise");
+        spool.push(Envelope::new(KIND_ANALYTICS, &node, 0, body).seal(&keys));
     }
 }
 
@@ -381,6 +408,39 @@ impl Collector {
                         mitigation: None,
                     },
                 );
+            }
+            return true;
+        }
+        if message.kind == KIND_ANALYTICS {
+            let Ok(minutes) = serde_json::from_slice::<Vec<analytics::SiteMinute>>(&message.body)
+            else {
+                self.status.refused(Refused::Body);
+                return true;
+            };
+            let node = message.node.clone();
+            let stored = self
+                .plane
+                .store
+                .run(move |conn| -> Result<(), control::store::StoreError> {
+                    let tx = conn.transaction()?;
+                    for minute in &minutes {
+                        let data = serde_json::to_string(minute)
+                            .map_err(|e| control::store::StoreError::Corrupt(e.to_string()))?;
+                        control::store::analytics::put_node(
+                            &tx,
+                            &node,
+                            &minute.site,
+                            minute.minute,
+                            &data,
+                        )?;
+                    }
+                    tx.commit()?;
+                    Ok(())
+                })
+                .await;
+            if let Err(error) = stored {
+                tracing::error!(%error, node = %message.node, "cluster: an edge's analytics could not be stored; they are read again later");
+                return false;
             }
             return true;
         }

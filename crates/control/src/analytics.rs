@@ -143,7 +143,64 @@ pub async fn serve(plane: &ControlPlane, site: &str, since: Option<&str>) -> Api
         }
     }
     minutes.sort_by_key(|m| m.minute);
-    reply(StatusCode::OK, summary(site, since, &minutes, under_way))
+    let Some(this_node) = plane.base().config.cluster.as_ref().map(|c| c.node.clone()) else {
+        return reply(StatusCode::OK, summary(site, since, &minutes, under_way));
+    };
+    // A cluster's control node: the other edges' minutes too, added up minute by minute, and
+    // each edge's totals beside the cluster's.
+    let name = site.to_string();
+    let rows = crate::api::read(plane, move |conn| {
+        store::analytics::node_since(conn, &name, since, MAX_MINUTES * 64)
+    })
+    .await?;
+    let mut by_node: std::collections::BTreeMap<String, Vec<SiteMinute>> = Default::default();
+    for (node, _, data) in rows {
+        match serde_json::from_str::<SiteMinute>(&data) {
+            Ok(minute) => by_node.entry(node).or_default().push(minute),
+            Err(e) => tracing::warn!(error = %e, "unreadable analytics minute skipped"),
+        }
+    }
+    let mut cluster: std::collections::BTreeMap<i64, SiteMinute> = Default::default();
+    for m in minutes.iter().chain(by_node.values().flatten()) {
+        cluster
+            .entry(m.minute)
+            .or_insert_with(|| SiteMinute {
+                site: site.to_string(),
+                minute: m.minute,
+                ..SiteMinute::default()
+            })
+            .absorb(m);
+    }
+    let merged: Vec<SiteMinute> = cluster.into_values().collect();
+    let mut answer = summary(site, since, &merged, under_way);
+    let mut edges = serde_json::Map::new();
+    edges.insert(this_node, totals(&minutes));
+    for (node, minutes) in &by_node {
+        edges.insert(node.clone(), totals(minutes));
+    }
+    answer["edges"] = serde_json::Value::Object(edges);
+    reply(StatusCode::OK, answer)
+}
+
+/// The counts of `minutes` added up, as the answer shows totals (no top lists: those cover the
+/// last hour, beside them).
+pub fn totals(minutes: &[SiteMinute]) -> serde_json::Value {
+    let mut sum = SiteMinute::default();
+    for m in minutes {
+        let counts = SiteMinute {
+            top_paths: Vec::new(),
+            top_clients: Vec::new(),
+            ..m.clone()
+        };
+        sum.absorb(&counts);
+    }
+    let mut totals = serde_json::to_value(&sum).unwrap_or_default();
+    if let Some(object) = totals.as_object_mut() {
+        for key in ["site", "minute", "top_paths", "top_clients"] {
+            object.remove(key);
+        }
+    }
+    totals
 }
 
 /// Totals and top lists of `minutes` (oldest first); the minute starting at `under_way` is
@@ -154,31 +211,6 @@ pub fn summary(
     minutes: &[SiteMinute],
     under_way: Option<i64>,
 ) -> serde_json::Value {
-    let mut totals = SiteMinute {
-        site: site.to_string(),
-        ..SiteMinute::default()
-    };
-    for m in minutes {
-        totals.requests += m.requests;
-        totals.bytes_in += m.bytes_in;
-        totals.bytes_out += m.bytes_out;
-        totals.cache_hit += m.cache_hit;
-        totals.cache_miss += m.cache_miss;
-        totals.cache_stale += m.cache_stale;
-        totals.cache_revalidated += m.cache_revalidated;
-        totals.cache_pass += m.cache_pass;
-        totals.status_1xx += m.status_1xx;
-        totals.status_2xx += m.status_2xx;
-        totals.status_3xx += m.status_3xx;
-        totals.status_4xx += m.status_4xx;
-        totals.status_5xx += m.status_5xx;
-        for (reason, n) in &m.blocked {
-            *totals.blocked.entry(reason.clone()).or_default() += n;
-        }
-        for (reason, n) in &m.challenged {
-            *totals.challenged.entry(reason.clone()).or_default() += n;
-        }
-    }
     let hour_start = minutes
         .last()
         .map_or(0, |m| m.minute - TOP_WINDOW.as_secs() as i64 + 60);
@@ -203,16 +235,10 @@ pub fn summary(
             value
         })
         .collect();
-    let mut totals = serde_json::to_value(&totals).unwrap_or_default();
-    if let Some(object) = totals.as_object_mut() {
-        for key in ["site", "minute", "top_paths", "top_clients"] {
-            object.remove(key);
-        }
-    }
     json!({
         "site": site,
         "since": since,
-        "totals": totals,
+        "totals": totals(minutes),
         "top_paths": top_paths,
         "top_clients": top_clients,
         "minutes": per_minute,

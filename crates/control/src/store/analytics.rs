@@ -33,12 +33,54 @@ pub fn since(
     Ok(rows)
 }
 
-/// Drops minutes older than `before` (unix seconds); returns how many went.
+/// Drops minutes older than `before` (unix seconds), this node's and the other edges'; returns
+/// how many went.
 pub fn prune(conn: &Connection, before: i64) -> Result<usize, StoreError> {
-    Ok(conn.execute(
+    let own = conn.execute(
         "DELETE FROM analytics_minutes WHERE minute < ?1",
         params![before],
-    )?)
+    )?;
+    let nodes = conn.execute(
+        "DELETE FROM analytics_node_minutes WHERE minute < ?1",
+        params![before],
+    )?;
+    Ok(own + nodes)
+}
+
+/// Stores (or replaces) one site's minute as another edge of the cluster counted it.
+pub fn put_node(
+    tx: &Transaction<'_>,
+    node: &str,
+    site: &str,
+    minute: i64,
+    data: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO analytics_node_minutes (node, site, minute, data) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (site, minute, node) DO UPDATE SET data = excluded.data",
+        params![node, site, minute, data],
+    )?;
+    Ok(())
+}
+
+/// The other edges' minutes of a site from `since` on: (node, minute, data), oldest first, at
+/// most `limit`.
+pub fn node_since(
+    conn: &Connection,
+    site: &str,
+    since: i64,
+    limit: usize,
+) -> Result<Vec<(String, i64, String)>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT node, minute, data FROM analytics_node_minutes WHERE site = ?1 AND minute >= ?2
+         ORDER BY minute LIMIT ?3",
+    )?;
+    let rows = statement
+        .query_map(params![site, since, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }
 
 #[cfg(test)]

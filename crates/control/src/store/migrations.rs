@@ -131,6 +131,16 @@ const STEPS: &[&str] = &[
     -- delivered twice (the edge's spool sent it again after a lost answer) is stored once.
     ALTER TABLE reports ADD COLUMN receipt TEXT;
     CREATE UNIQUE INDEX reports_by_receipt ON reports (receipt) WHERE receipt IS NOT NULL;
+
+    -- The other edges' per-site minutes, as they send them (this node's own are in
+    -- analytics_minutes): the API adds them up for the cluster and shows each edge's.
+    CREATE TABLE analytics_node_minutes (
+        node        TEXT NOT NULL,
+        site        TEXT NOT NULL,
+        minute      INTEGER NOT NULL,
+        data        TEXT NOT NULL,
+        PRIMARY KEY (site, minute, node)
+    ) STRICT, WITHOUT ROWID;
     "#,
 ];
 

@@ -471,3 +471,77 @@ async fn a_new_control_node_from_a_copy_of_the_store_takes_every_edge_with_it() 
         .until_every_edge_answers("new.example", 200, WITHIN)
         .await;
 }
+
+#[tokio::test]
+async fn files_a_site_names_on_the_control_node_reach_the_edges_as_their_contents() {
+    let origin = Origin::start("o");
+    let ca = palisade_blackbox::TestCa::new();
+    let cert = ca.issue(&["blog.example"]);
+    let lists = tempfile::tempdir().unwrap();
+    let deny_file = lists.path().join("deny.txt");
+    std::fs::write(&deny_file, "# from the abuse desk\n127.0.0.77\n").unwrap();
+    let control = format!(
+        "{}tls = {}\n[site.shield]\ndeny_files = [\"{}\"]\n\n[shield]\ndeny = [\"127.0.0.66/32\"]\n",
+        SiteConfig::blog(origin.url()).to_toml(),
+        cert.toml(),
+        deny_file.display()
+    );
+    let mut cluster = TestCluster::start(&control, 0);
+    // Once the control node has published, the files go: an edge never has them (it is
+    // another machine), and the control node already read them.
+    let deadline = std::time::Instant::now() + WITHIN;
+    while version(&cluster.control).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "nothing published");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(lists);
+    std::fs::remove_file(&cert.cert_path).unwrap();
+    std::fs::remove_file(&cert.key_path).unwrap();
+    let edge_toml = cluster.edge_toml("edge-1").replacen(
+        "listen = [\"127.0.0.1:0\"]\n",
+        "listen = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]\n",
+        1,
+    );
+    cluster.edges.push(Palisade::start(&edge_toml));
+    cluster
+        .until_every_edge_answers("blog.example", 200, WITHIN)
+        .await;
+    let edge = &cluster.edges[0];
+
+    // The certificate: the edge presents it for the site's name.
+    let tls = ca
+        .connect(edge.https_addr(), "blog.example", &["http/1.1"])
+        .await
+        .expect("a TLS handshake with the control node's certificate");
+    let mut sender = client::h1_handshake(tls).await.unwrap();
+    let reply = client::send_h1(
+        &mut sender,
+        client::h1_request("GET", "blog.example", "/echo", client::empty()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 200);
+    let key_file = edge.dir().join("data/cluster/certs/blog/key.pem");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the key is the edge's own, owner-only");
+
+    // The lists: the file's entry and the global one, refused at the edge.
+    for (from, expected) in [
+        ([127, 0, 0, 77], 403),
+        ([127, 0, 0, 66], 403),
+        ([127, 0, 0, 5], 200),
+    ] {
+        let mut conn = palisade_blackbox::raw::RawConn::connect_from(
+            std::net::IpAddr::from(from),
+            edge.http_addr(),
+        )
+        .await
+        .unwrap();
+        conn.send(b"GET /echo HTTP/1.1\r\nHost: blog.example\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let response = conn.read_response(Duration::from_secs(5)).await;
+        assert_eq!(response.status(), Some(expected), "from {from:?}");
+    }
+}

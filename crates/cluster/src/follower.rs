@@ -8,7 +8,7 @@ use crate::link::{self, CHANGES_KEY, SNAPSHOT_KEY};
 use crate::persist::Kept;
 use crate::publisher::KIND_SNAPSHOT;
 use crate::secret::Keys;
-use crate::snapshot::Opened;
+use crate::snapshot::{Opened, TLS_KEY_CONTEXT};
 use crate::status::Status;
 use control::replica::{self, KIND_PURGE, KIND_RESYNC, KIND_SITES};
 use model::{Config, Site, SiteChange};
@@ -221,7 +221,14 @@ impl Follower {
         }
         match message.kind.as_str() {
             KIND_SITES => {
-                let changes = match replica::decode_changes(&message.body) {
+                let certs = certs_dir(&self.own);
+                let keys = Arc::clone(&self.keys);
+                let open = move |sealed: &str| keys.open_text(sealed, TLS_KEY_CONTEXT);
+                let unsealer = replica::Unsealer {
+                    dir: &certs,
+                    open: &open,
+                };
+                let changes = match replica::decode_changes(&message.body, Some(&unsealer)) {
                     Ok(changes) => changes,
                     Err(error) => {
                         tracing::error!(%error, version = message.version, "cluster: a change does not decode");
@@ -294,6 +301,7 @@ impl Follower {
             challenge_keys,
             purged,
             epoch,
+            global,
         }) = self.open_snapshot(&bytes)
         else {
             // Damaged or forged: the control node writes a genuine one when asked.
@@ -309,6 +317,11 @@ impl Follower {
             install_challenge_keys(&self.own, challenge_keys.as_deref());
             let mut config = self.own.clone();
             config.sites = sites;
+            if let Err(error) = global.apply(&mut config.shield.lists) {
+                tracing::error!(%error, version, "cluster: the snapshot's global lists do not read; serving the configuration it has");
+                self.status.refused(Refused::Body);
+                return Ok(());
+            }
             if let Err(error) = self.edge.reload(&config) {
                 tracing::error!(%error, version, "cluster: the snapshot does not load; serving the configuration it has");
                 self.status.refused(Refused::Body);
@@ -334,7 +347,7 @@ impl Follower {
     }
 
     fn open_snapshot(&self, bytes: &[u8]) -> Option<Opened> {
-        let opened = open_snapshot(bytes, &self.keys);
+        let opened = open_snapshot(bytes, &self.keys, &certs_dir(&self.own));
         if let Err(reason) = &opened {
             self.status.refused(*reason);
         }
@@ -354,12 +367,17 @@ impl Follower {
 }
 
 /// A snapshot message, checked and read.
-fn open_snapshot(bytes: &[u8], keys: &Keys) -> Result<Opened, Refused> {
+/// Where the certificates the control node sends are written.
+fn certs_dir(own: &Config) -> std::path::PathBuf {
+    own.server.data_dir.join("cluster").join("certs")
+}
+
+fn open_snapshot(bytes: &[u8], keys: &Keys, certs: &std::path::Path) -> Result<Opened, Refused> {
     let message = Envelope::open(bytes, keys)?;
     if message.kind != KIND_SNAPSHOT {
         return Err(Refused::Unexpected);
     }
-    let mut opened = crate::snapshot::decode(keys, &message.body, message.version)?;
+    let mut opened = crate::snapshot::decode(keys, &message.body, message.version, certs)?;
     opened.epoch = message.epoch;
     Ok(opened)
 }
@@ -395,9 +413,14 @@ pub fn restore(kept: &Kept, keys: &Keys, own: &Config) -> Option<Restored> {
             return None;
         }
     };
-    let (mut version, epoch, mut sites) = match open_snapshot(&snapshot, keys) {
+    let certs = certs_dir(own);
+    let mut config = own.clone();
+    let (mut version, epoch, mut sites) = match open_snapshot(&snapshot, keys, &certs) {
         Ok(opened) => {
             install_challenge_keys(own, opened.challenge_keys.as_deref());
+            if opened.global.apply(&mut config.shield.lists).is_err() {
+                return None;
+            }
             (opened.version, opened.epoch, opened.sites)
         }
         Err(reason) => {
@@ -422,7 +445,12 @@ pub fn restore(kept: &Kept, keys: &Keys, own: &Config) -> Option<Restored> {
             break;
         }
         if message.kind == KIND_SITES {
-            let Ok(changes) = replica::decode_changes(&message.body) else {
+            let open = |sealed: &str| keys.open_text(sealed, TLS_KEY_CONTEXT);
+            let unsealer = replica::Unsealer {
+                dir: &certs,
+                open: &open,
+            };
+            let Ok(changes) = replica::decode_changes(&message.body, Some(&unsealer)) else {
                 break;
             };
             apply_to(&mut sites, changes);
@@ -430,7 +458,6 @@ pub fn restore(kept: &Kept, keys: &Keys, own: &Config) -> Option<Restored> {
         // A purge was applied to the cache then; its disk tier kept the result.
         version = message.version;
     }
-    let mut config = own.clone();
     config.sites = sites;
     Some(Restored {
         config,

@@ -98,6 +98,12 @@ impl Node {
         })
     }
 
+    /// What seals the private keys of certificates the control node sends its edges.
+    pub fn sealer(&self) -> control::replica::Sealer {
+        let keys = Arc::clone(&self.keys);
+        Arc::new(move |key: &[u8]| keys.seal_text(key, snapshot::TLS_KEY_CONTEXT))
+    }
+
     /// Shows the cluster's metrics on `edge`'s `/metrics`.
     pub fn show_metrics(&self, edge: &edge::Edge) {
         let status = Arc::clone(&self.status);

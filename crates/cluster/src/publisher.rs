@@ -119,10 +119,11 @@ impl Publisher {
         // compose with) must agree.
         let _hold = self.plane.hold_changes().await;
         let base = self.plane.base();
+        let sealer = self.plane.sealer().cloned();
         let snapshot = self
             .plane
             .store
-            .run(move |conn| replica::snapshot(&base, conn))
+            .run(move |conn| replica::snapshot(&base, conn, sealer.as_ref()))
             .await?;
         // Where an edge that loads it starts reading the stream: what is in it now is either
         // covered by the snapshot or skipped by version.

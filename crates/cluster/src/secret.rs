@@ -160,6 +160,21 @@ impl Keys {
         out
     }
 
+    /// [`Keys::seal`] as base64url text (for JSON).
+    pub fn seal_text(&self, plain: &[u8], context: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.seal(plain, context))
+    }
+
+    /// What [`Keys::seal_text`] sealed with the same `context`.
+    pub fn open_text(&self, sealed: &str, context: &[u8]) -> Option<Vec<u8>> {
+        use base64::Engine;
+        let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(sealed)
+            .ok()?;
+        self.open(&sealed, context)
+    }
+
     /// What [`Keys::seal`] sealed with the same `context`; `None` if it was not sealed by this
     /// cluster's key or was changed.
     pub fn open(&self, sealed: &[u8], context: &[u8]) -> Option<Vec<u8>> {

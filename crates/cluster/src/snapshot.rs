@@ -5,14 +5,14 @@
 
 use crate::envelope::Refused;
 use crate::secret::Keys;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use control::replica;
 use model::Site;
 use serde::{Deserialize, Serialize};
 
 /// What the challenge keys are sealed to (a sealed value opens only in its own place).
 const CHALLENGE_KEYS_CONTEXT: &[u8] = b"palisade challenge-keys v1";
+/// What a site's private key is sealed to.
+pub const TLS_KEY_CONTEXT: &[u8] = b"palisade tls-key v1";
 
 #[derive(Serialize, Deserialize)]
 struct Body {
@@ -39,6 +39,8 @@ pub struct Opened {
     pub purged: Vec<(String, u64)>,
     /// The control node's run that numbered its version (from its envelope).
     pub epoch: u64,
+    /// The control node's global lists.
+    pub global: replica::WireLists,
 }
 
 /// The body of a snapshot message.
@@ -51,14 +53,20 @@ pub fn encode(
     let body = Body {
         after: after.to_string(),
         challenge_keys: challenge_keys
-            .map(|text| URL_SAFE_NO_PAD.encode(keys.seal(text.as_bytes(), CHALLENGE_KEYS_CONTEXT))),
+            .map(|text| keys.seal_text(text.as_bytes(), CHALLENGE_KEYS_CONTEXT)),
         config,
     };
     serde_json::to_vec(&body).expect("a snapshot serialises")
 }
 
-/// Reads a snapshot message's body (its envelope already verified).
-pub fn decode(keys: &Keys, body: &[u8], version: u64) -> Result<Opened, Refused> {
+/// Reads a snapshot message's body (its envelope already verified); certificates that
+/// travelled are written beneath `certs`.
+pub fn decode(
+    keys: &Keys,
+    body: &[u8],
+    version: u64,
+    certs: &std::path::Path,
+) -> Result<Opened, Refused> {
     let body: Body = serde_json::from_slice(body).map_err(|error| {
         tracing::error!(%error, "cluster: a snapshot does not decode");
         Refused::Body
@@ -69,18 +77,22 @@ pub fn decode(keys: &Keys, body: &[u8], version: u64) -> Result<Opened, Refused>
     let challenge_keys = match body.challenge_keys {
         None => None,
         Some(sealed) => {
-            let sealed = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| Refused::Body)?;
             let text = keys
-                .open(&sealed, CHALLENGE_KEYS_CONTEXT)
+                .open_text(&sealed, CHALLENGE_KEYS_CONTEXT)
                 .ok_or(Refused::Signature)?;
             Some(String::from_utf8(text).map_err(|_| Refused::Body)?)
         }
+    };
+    let open = |sealed: &str| keys.open_text(sealed, TLS_KEY_CONTEXT);
+    let unsealer = replica::Unsealer {
+        dir: certs,
+        open: &open,
     };
     let sites = body
         .config
         .sites
         .iter()
-        .map(replica::WireSite::to_site)
+        .map(|site| site.to_site(Some(&unsealer)))
         .collect::<Result<_, _>>()
         .map_err(|error| {
             tracing::error!(%error, "cluster: a snapshot's site does not check");
@@ -93,6 +105,7 @@ pub fn decode(keys: &Keys, body: &[u8], version: u64) -> Result<Opened, Refused>
         challenge_keys,
         purged: body.config.purged,
         epoch: 0,
+        global: body.config.global,
     })
 }
 
@@ -108,21 +121,24 @@ mod tests {
             version: 4,
             sites: vec![],
             purged: vec![],
+            global: Default::default(),
         };
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path();
         let body = encode(&keys, "7-0", Some(text), config);
         assert!(
             !body.windows(text.len()).any(|w| w == text.as_bytes()),
             "not in the clear"
         );
-        let opened = decode(&keys, &body, 4).unwrap();
+        let opened = decode(&keys, &body, 4, certs).unwrap();
         assert_eq!(opened.challenge_keys.as_deref(), Some(text));
         assert_eq!(opened.after, "7-0");
         assert!(matches!(
-            decode(&Keys::from_secret(&[4; 32]), &body, 4),
+            decode(&Keys::from_secret(&[4; 32]), &body, 4, certs),
             Err(Refused::Signature)
         ));
         assert!(
-            matches!(decode(&keys, &body, 5), Err(Refused::Unexpected)),
+            matches!(decode(&keys, &body, 5, certs), Err(Refused::Unexpected)),
             "the body's version is the envelope's"
         );
     }

@@ -84,6 +84,14 @@ pub enum StartError {
 /// # Ok(()) }
 /// ```
 pub async fn start(base: BaseConfig) -> Result<(Arc<edge::Edge>, Arc<ControlPlane>), StartError> {
+    start_sealed(base, None).await
+}
+
+/// [`start`] on a cluster's control node: `sealer` seals the private keys its edges are sent.
+pub async fn start_sealed(
+    base: BaseConfig,
+    sealer: Option<replica::Sealer>,
+) -> Result<(Arc<edge::Edge>, Arc<ControlPlane>), StartError> {
     let data_dir = base.config.server.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|error| StartError::DataDir {
         path: data_dir.display().to_string(),
@@ -113,7 +121,7 @@ pub async fn start(base: BaseConfig) -> Result<(Arc<edge::Edge>, Arc<ControlPlan
         .map_err(StartError::Compose)?;
     let retention = base.config.server.analytics_retention;
     let edge = Arc::new(edge::Edge::start(config, base.source.clone()).await?);
-    let plane = ControlPlane::new(store.clone(), Arc::clone(&edge), base);
+    let plane = ControlPlane::new(store.clone(), Arc::clone(&edge), base, sealer);
     // A cluster's edges load this start's snapshot: the base may have changed meanwhile.
     plane.resync_edges().await.map_err(StartError::Compose)?;
     edge.set_admin_handler(api::admin_handler(Arc::clone(&plane)));

@@ -230,6 +230,8 @@ pub struct ControlPlane {
     outbox_version: std::sync::atomic::AtomicU64,
     /// The cluster, on its control node (set once the cluster starts).
     cluster: std::sync::OnceLock<Arc<dyn crate::cluster_view::ClusterView>>,
+    /// On a cluster's control node, what seals the private keys its edges are sent.
+    sealer: Option<crate::replica::Sealer>,
 }
 
 /// What a change sees inside its transaction.
@@ -265,7 +267,12 @@ impl ChangeContext<'_> {
 
 impl ControlPlane {
     /// The control plane over an edge started with [`compose`]'s configuration.
-    pub fn new(store: Store, edge: Arc<edge::Edge>, base: BaseConfig) -> Arc<ControlPlane> {
+    pub fn new(
+        store: Store,
+        edge: Arc<edge::Edge>,
+        base: BaseConfig,
+        sealer: Option<crate::replica::Sealer>,
+    ) -> Arc<ControlPlane> {
         let control_node = base
             .config
             .cluster
@@ -279,6 +286,7 @@ impl ControlPlane {
             outbox: control_node.then(Arc::default),
             outbox_version: std::sync::atomic::AtomicU64::new(0),
             cluster: std::sync::OnceLock::new(),
+            sealer,
         })
     }
 
@@ -327,6 +335,11 @@ impl ControlPlane {
         if let Some(outbox) = &self.outbox {
             outbox.notify_one();
         }
+    }
+
+    /// On a cluster's control node, what seals the private keys its edges are sent.
+    pub fn sealer(&self) -> Option<&crate::replica::Sealer> {
+        self.sealer.as_ref()
     }
 
     /// On a cluster's control node, what is woken when a change enters the outbox.
@@ -382,6 +395,7 @@ impl ControlPlane {
         let base = self.base();
         let edge = Arc::clone(&self.edge);
         let replicate = self.outbox.is_some();
+        let sealer = self.sealer.clone();
         let (output, version) = self
             .store
             .run(move |conn| -> Result<(T, Option<u64>), ChangeError> {
@@ -407,7 +421,12 @@ impl ControlPlane {
                 }
                 // For the edges of a cluster, what the edge here is about to apply.
                 let body = match replicate {
-                    true => Some(crate::replica::changes_body(&base, &tx, &changes)?),
+                    true => Some(crate::replica::changes_body(
+                        &base,
+                        &tx,
+                        &changes,
+                        sealer.as_ref(),
+                    )?),
                     false => None,
                 };
                 let prepared = edge.prepare(changes).map_err(|e| match e {

@@ -508,7 +508,7 @@ async fn run(
     {
         return run_edge_node(node, base, &mut terminate, &mut interrupt).await;
     }
-    let (edge, plane) = control::start(base).await?;
+    let (edge, plane) = control::start_sealed(base, node.as_ref().map(|n| n.sealer())).await?;
     if let Some(node) = &node {
         node.publish(Arc::clone(&plane));
     }

@@ -245,6 +245,20 @@ $(nginx_common_http "$1")
 EOF
 }
 
+start_counting_origin() { # port -> nginx serving /1k and /100k on port (cacheable, counted in
+    # $WORK/origin/access.log), started and answering
+    mkdir -p "$WORK/origin/www"
+    write_bodies "$WORK/origin/www"
+    counting_origin_conf "$WORK/origin" "$1" "$WORK/origin/www" "$WORK/origin/access.log" \
+        >"$WORK/origin/nginx.conf"
+    start_bg origin "$WORK/origin.out" nginx -p "$WORK/origin" -c "$WORK/origin/nginx.conf"
+    for _ in $(seq 50); do
+        [[ $(curl_get "$1" /1k) == "200 1024" ]] && return 0
+        sleep 0.1
+    done
+    die "the origin did not answer on port $1"
+}
+
 has_proxy() { [[ " $PROXIES " == *" $1 "* ]]; }
 
 logfile_of() { echo "$WORK/$1.out"; }

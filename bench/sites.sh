@@ -32,15 +32,7 @@ fi
 [[ -x $BIN ]] || die "not an executable: $BIN"
 read -r ORIGIN_PORT PAL_PORT ADMIN_PORT NGINX_PORT < <(free_ports 4)
 
-mkdir -p "$WORK/origin/www"
-write_bodies "$WORK/origin/www"
-counting_origin_conf "$WORK/origin" "$ORIGIN_PORT" "$WORK/origin/www" "$WORK/origin/access.log" \
-    >"$WORK/origin/nginx.conf"
-start_bg origin "$WORK/origin.out" nginx -p "$WORK/origin" -c "$WORK/origin/nginx.conf"
-for _ in $(seq 50); do
-    [[ $(curl_get "$ORIGIN_PORT" /1k) == "200 1024" ]] && break
-    sleep 0.1
-done
+start_counting_origin "$ORIGIN_PORT"
 
 log "sizes: $SIZES; $CHANGES changes of each kind; binary $BIN"
 python3 "$BENCH_DIR/sites.py" "$BIN" "$WORK" "$ORIGIN_PORT" "$PAL_PORT" "$ADMIN_PORT" \

@@ -71,11 +71,8 @@ impl Defence {
         let mut wait = link::MIN_BACKOFF;
         let mut refresh = tokio::time::interval(REFRESH);
         loop {
-            let Ok(mut con) = link::connect(&self.client, link::RESPONSE_TIMEOUT).await else {
-                link::back_off(&mut wait).await;
-                continue;
-            };
-            wait = link::MIN_BACKOFF;
+            let mut con =
+                link::connect_retrying(&self.client, link::RESPONSE_TIMEOUT, &mut wait).await;
             loop {
                 let sent = tokio::select! {
                     switch = switches.recv() => match switch {

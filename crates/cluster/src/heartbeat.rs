@@ -60,11 +60,8 @@ impl Heart {
         let mut last = (started_at, self.edge.metrics().requests_total());
         let mut wait = link::MIN_BACKOFF;
         loop {
-            let Ok(mut con) = link::connect(&self.client, link::RESPONSE_TIMEOUT).await else {
-                link::back_off(&mut wait).await;
-                continue;
-            };
-            wait = link::MIN_BACKOFF;
+            let mut con =
+                link::connect_retrying(&self.client, link::RESPONSE_TIMEOUT, &mut wait).await;
             loop {
                 let now = now_ms();
                 let total = self.edge.metrics().requests_total();

@@ -70,6 +70,22 @@ pub async fn connect(
         .await
 }
 
+/// A connection, however many attempts it takes: between them it waits `wait` (doubling it,
+/// up to [`MAX_BACKOFF`]); once connected, `wait` starts over.
+pub async fn connect_retrying(
+    client: &redis::Client,
+    response: Duration,
+    wait: &mut Duration,
+) -> MultiplexedConnection {
+    loop {
+        if let Ok(con) = connect(client, response).await {
+            *wait = MIN_BACKOFF;
+            return con;
+        }
+        back_off(wait).await;
+    }
+}
+
 /// Waits before the next connection attempt, and doubles the wait for the one after.
 pub async fn back_off(wait: &mut Duration) {
     tokio::time::sleep(*wait).await;

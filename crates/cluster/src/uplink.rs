@@ -142,13 +142,8 @@ impl Spool {
 pub async fn send(spool: Arc<Spool>, client: redis::Client) {
     let mut wait = link::MIN_BACKOFF;
     loop {
-        let Ok(mut con) = link::connect(&client, link::RESPONSE_TIMEOUT).await else {
-            spool.connected.store(false, Ordering::Relaxed);
-            link::back_off(&mut wait).await;
-            continue;
-        };
+        let mut con = link::connect_retrying(&client, link::RESPONSE_TIMEOUT, &mut wait).await;
         spool.connected.store(true, Ordering::Relaxed);
-        wait = link::MIN_BACKOFF;
         loop {
             let Some(message) = spool.front() else {
                 // Wait for a message, checking the connection now and then.

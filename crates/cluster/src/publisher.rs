@@ -115,18 +115,21 @@ impl Publisher {
 
     /// Sets the snapshot key to every site as it runs now; returns its version.
     async fn publish_snapshot(&self, con: &mut MultiplexedConnection) -> Result<u64, PublishError> {
-        // Changes wait meanwhile: the snapshot's version and its sites (and the base they
-        // compose with) must agree.
-        let _hold = self.plane.hold_changes().await;
-        let base = self.plane.base();
-        let sealer = self.plane.sealer().cloned();
-        let snapshot = self
-            .plane
-            .store
-            .run(move |conn| replica::snapshot(&base, conn, sealer.as_ref()))
-            .await?;
-        // Where an edge that loads it starts reading the stream: what is in it now is either
-        // covered by the snapshot or skipped by version.
+        // Changes wait while it is composed: the snapshot's version and its sites (and the
+        // base they compose with) must agree.
+        let snapshot = {
+            let _hold = self.plane.hold_changes().await;
+            let base = self.plane.base();
+            let sealer = self.plane.sealer().cloned();
+            self.plane
+                .store
+                .run(move |conn| replica::snapshot(&base, conn, sealer.as_ref()))
+                .await?
+        };
+        // Changes go on from here. Where an edge that loads the snapshot starts reading the
+        // stream: what is in it now is covered by the snapshot or skipped by version, and a
+        // change made from now on has a newer version and lands after this position (this
+        // task alone writes the stream).
         let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
             .arg(CHANGES_KEY)
             .arg("+")

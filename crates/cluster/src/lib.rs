@@ -20,6 +20,7 @@
 //! | `snapshot` | a snapshot's body: sites, stream position, sealed challenge keys |
 //! | `status` | connected, version, lag and refusals, for `/metrics` |
 //! | `defence` | attack state shared by every edge: one trips, all challenge |
+//! | `limits` | `scope = "cluster"` rate limits: counts to Redis and back every 250 ms |
 //! | `heartbeat` | each node's heartbeat: role, versions, requests per second |
 //! | `uplink` | what edges send the control node (abuse reports), spooled while Redis is away |
 //! | `view` | the control node's view of the nodes: `GET /api/edges`, `?wait=applied` |
@@ -43,6 +44,7 @@ pub mod defence;
 pub mod envelope;
 pub mod follower;
 pub mod heartbeat;
+pub mod limits;
 pub mod link;
 pub mod persist;
 pub mod publisher;
@@ -214,8 +216,24 @@ impl Node {
         Ok(())
     }
 
-    /// The tasks every node runs beside its edge: heartbeats, and shared attack state.
+    /// The tasks every node runs beside its edge: heartbeats, shared attack state and shared
+    /// rate-limit counts.
     fn beside(&self, edge: Arc<edge::Edge>) {
+        let stats = Arc::new(limits::SyncStats::default());
+        let (shown, sharing) = (Arc::clone(&stats), Arc::clone(edge.limiters().sharing()));
+        edge.metrics()
+            .add_section(Arc::new(move |out: &mut String| {
+                shown.render(out, sharing.untracked())
+            }));
+        tokio::spawn(
+            limits::LimitSync {
+                keys: Arc::clone(&self.keys),
+                client: self.client.clone(),
+                edge: Arc::clone(&edge),
+                stats,
+            }
+            .run(),
+        );
         defence::Defence {
             node: self.settings.node.clone(),
             keys: Arc::clone(&self.keys),

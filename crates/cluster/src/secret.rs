@@ -74,6 +74,9 @@ pub fn init(path: &Path) -> Result<(), SecretError> {
 /// The keys a node signs, checks, seals and opens with.
 pub struct Keys {
     sign: hmac::Key,
+    /// Names rate-limit keys in Redis (`count_field`): a key of its own, so that a name is
+    /// never a signature of anything.
+    count: hmac::Key,
     seal: aead::LessSafeKey,
     random: SystemRandom,
 }
@@ -120,6 +123,7 @@ impl Keys {
             .expect("a 32-byte key is ChaCha20-Poly1305's size");
         Keys {
             sign,
+            count: hmac::Key::new(hmac::HMAC_SHA256, &expand(b"count", 32)),
             seal: aead::LessSafeKey::new(seal),
             random: SystemRandom::new(),
         }
@@ -131,6 +135,13 @@ impl Keys {
         let mut out = [0u8; TAG_BYTES];
         out.copy_from_slice(tag.as_ref());
         out
+    }
+
+    /// The name a shared rate limit's key goes by in Redis: 128 bits of a digest keyed by the
+    /// cluster's secret, as hex. The same on every node; without the secret, nobody can tell
+    /// which address or API key it stands for, or make one that collides with it.
+    pub fn count_field(&self, key_digest: &[u8]) -> String {
+        hex(&hmac::sign(&self.count, key_digest).as_ref()[..16])
     }
 
     /// Whether `tag` signs `bytes` (in constant time).
@@ -272,5 +283,17 @@ mod tests {
         flipped[20] ^= 1;
         assert_eq!(keys.open(&flipped, b"site:blog"), None);
         assert_eq!(keys.open(&sealed[..5], b"site:blog"), None, "too short");
+    }
+
+    #[test]
+    fn a_rate_limit_key_has_one_name_per_cluster_and_it_is_no_signature() {
+        let keys = Keys::from_secret(&[1; 32]);
+        let digest = [7u8; 16];
+        let name = keys.count_field(&digest);
+        assert_eq!(name.len(), 32);
+        assert_eq!(name, Keys::from_secret(&[1; 32]).count_field(&digest));
+        assert_ne!(name, Keys::from_secret(&[2; 32]).count_field(&digest));
+        assert_ne!(name, keys.count_field(&[8u8; 16]));
+        assert!(!hex(&keys.sign(&digest)).starts_with(&name));
     }
 }

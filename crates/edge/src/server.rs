@@ -343,6 +343,12 @@ impl Edge {
             .collect()
     }
 
+    /// The rate limits' counting state: a cluster node activates its sharing and sends the
+    /// `scope = "cluster"` limits' counts to the other edges.
+    pub fn limiters(&self) -> &LimiterRegistry {
+        &self.limiters
+    }
+
     /// The edge's metrics (`/metrics`); other parts add sections of their own to them.
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
         &self.state.metrics

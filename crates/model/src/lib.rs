@@ -53,8 +53,8 @@ pub use duration::{DurationError, parse_duration};
 pub use host::{HostError, HostPattern, normalize_host};
 pub use origin::{Origin, OriginScheme, OriginUrl, OriginUrlError};
 pub use shield::{
-    AttackDetection, AttackFallback, GlobalShield, IpLists, LimitAction, LimitKey, NetError,
-    OriginPressure, OriginQueue, RateLimit, Rule, RuleAction, SiteShield, parse_net,
+    AttackDetection, AttackFallback, GlobalShield, IpLists, LimitAction, LimitKey, LimitScope,
+    NetError, OriginPressure, OriginQueue, RateLimit, Rule, RuleAction, SiteShield, parse_net,
 };
 pub use shown::{SHOWN_CHARS, Shown, shown};
 pub use size::{SizeError, parse_size};

@@ -211,6 +211,19 @@ pub enum LimitAction {
     Log,
 }
 
+/// Where a rate limit counts: on each edge apart, or across every edge of a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitScope {
+    /// Each edge counts the requests it sees (the default).
+    #[default]
+    Edge,
+    /// Every edge of a `[cluster]` counts together: each counts locally first and shares its
+    /// counts through the cluster's Redis (docs/cluster.md states the error). A node without
+    /// `[cluster]` is the whole cluster, so it counts as `edge` does.
+    Cluster,
+}
+
 /// A `[[site.rate_limit]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateLimit {
@@ -231,6 +244,8 @@ pub struct RateLimit {
     pub action: LimitAction,
     /// Once over the limit, the key stays limited this long (at least until its count falls).
     pub penalty: Option<Duration>,
+    /// Counted on this edge alone (default) or across the cluster.
+    pub scope: LimitScope,
 }
 
 /// An IP list entry that is not an address or a CIDR.
@@ -634,6 +649,8 @@ pub(crate) struct FileRateLimit {
     action: LimitAction,
     #[serde(default, with = "as_text_opt")]
     penalty: Option<Duration>,
+    #[serde(default)]
+    scope: LimitScope,
 }
 
 fn default_limit_key() -> Spanned<String> {
@@ -748,6 +765,7 @@ pub(crate) fn validate_rate_limits(
             period: limit.period,
             action: limit.action,
             penalty: limit.penalty,
+            scope: limit.scope,
         });
     }
     Ok(out)
@@ -857,6 +875,10 @@ max_origin_concurrency = 256
         assert_eq!(limit.requests, 100);
         assert_eq!(limit.period, Duration::from_secs(10));
         assert_eq!(limit.penalty, Some(Duration::from_secs(60)));
+        assert_eq!(limit.scope, LimitScope::Edge);
+        let cluster =
+            parse(&ISSUE_EXAMPLE.replace("penalty = \"60s\"", "scope = \"cluster\"")).unwrap();
+        assert_eq!(cluster.sites[0].rate_limits[0].scope, LimitScope::Cluster);
         assert_eq!(site.shield.lists.deny[0].to_string(), "203.0.113.0/24");
         assert_eq!(site.shield.max_origin_concurrency, 256);
         assert_eq!(config.shield.events, 10_000);
@@ -972,6 +994,10 @@ max_origin_concurrency = 256
             (
                 "[[site.rate_limit]]\nid = \"r\"\nrequests = 0\nperiod = \"1s\"\n",
                 "site[0].rate_limit[0].requests",
+            ),
+            (
+                "[[site.rate_limit]]\nid = \"r\"\nrequests = 1\nperiod = \"1s\"\nscope = \"global\"\n",
+                "site[0].rate_limit[0].scope",
             ),
             (
                 "[site.shield]\nattack_factor = 0.5\n",

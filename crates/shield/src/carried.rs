@@ -43,6 +43,11 @@ impl<V> Carried<V> {
         }
     }
 
+    /// The state some snapshot still holds.
+    pub fn live(&self) -> impl Iterator<Item = Arc<V>> + '_ {
+        self.entries.values().filter_map(Weak::upgrade)
+    }
+
     /// How many entries the map holds, dropped state not yet swept included.
     pub fn len(&self) -> usize {
         self.entries.len()

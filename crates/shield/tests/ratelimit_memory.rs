@@ -18,7 +18,11 @@ use std::time::{Duration, Instant};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use model::{LimitAction, LimitKey, RateLimit};
 use shield::RequestFacts;
-use shield::ratelimit::{LimiterRegistry, PENALTY_SLOTS, RateLimiter, SKETCH_WIDTH};
+use shield::ratelimit::{
+    KEYS_PER_LIMIT, KeyBytes, LimiterRegistry, PENALTY_SLOTS, RateLimiter, SKETCH_WIDTH,
+    SharedCounts, Sharing, TABLE_BYTES,
+};
+use std::sync::Arc;
 
 struct CountingAllocator;
 
@@ -28,6 +32,9 @@ thread_local! {
     /// Allocations (and their bytes) made on this thread while measuring: per thread, so tests
     /// running side by side do not count each other's.
     static ALLOCATIONS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+    /// Bytes allocated and not freed while measuring (what was freed was allocated while
+    /// measuring too, in the tests that read this).
+    static LIVE: Cell<isize> = const { Cell::new(0) };
 }
 
 fn count(size: usize) {
@@ -36,6 +43,13 @@ fn count(size: usize) {
             let (n, bytes) = a.get();
             a.set((n + 1, bytes + size));
         });
+        LIVE.with(|l| l.set(l.get() + size as isize));
+    }
+}
+
+fn count_free(size: usize) {
+    if MEASURING.with(Cell::get) {
+        LIVE.with(|l| l.set(l.get() - size as isize));
     }
 }
 
@@ -53,6 +67,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count_free(layout.size());
         unsafe { System.dealloc(ptr, layout) }
     }
 
@@ -63,6 +78,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count(new_size);
+        count_free(layout.size());
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -99,6 +115,7 @@ fn limit(requests: u32, penalty: Option<Duration>) -> RateLimit {
         period: Duration::from_secs(10),
         action: LimitAction::Block,
         penalty,
+        scope: model::LimitScope::Edge,
     }
 }
 
@@ -233,6 +250,36 @@ fn a_million_keys_over_their_limit_are_penalised_in_the_limits_fixed_memory() {
         over.is_some_and(|o| o.retry_after > Duration::from_secs(25)),
         "the newest key's penalty: {over:?}"
     );
+}
+
+#[test]
+fn a_cluster_limits_table_stays_within_its_bound_over_a_million_keys() {
+    let sharing = Arc::new(Sharing::default());
+    sharing.activate();
+    let shared = SharedCounts::new("api:per-key:0".into(), 10_000, Arc::clone(&sharing));
+    let start_ms = 1_800_000_000_000u64;
+    let live_before = LIVE.with(Cell::get);
+    let mut peak = 0isize;
+    for n in 0..KEYS {
+        let unix_ms = start_ms + n * 1_000 / KEYS_PER_SECOND;
+        let hash = xxhash_rust::xxh3::xxh3_64(&n.to_be_bytes());
+        // Every key on its second request, so each may enter the table: the most it can hold.
+        measured(|| shared.hit(hash, KeyBytes::Value(&n.to_be_bytes()), 2.0, unix_ms));
+        peak = peak.max(LIVE.with(Cell::get) - live_before);
+    }
+    eprintln!(
+        "{KEYS} keys in a cluster limit's table: {} held at the end, {} untracked, {peak} bytes at most (bound {TABLE_BYTES})",
+        shared.keys(),
+        sharing.untracked()
+    );
+    assert!(shared.keys() <= KEYS_PER_LIMIT);
+    assert!(
+        (peak as usize) <= TABLE_BYTES,
+        "the table took {peak} bytes, over its {TABLE_BYTES}"
+    );
+    // Windows of 10 s at 10,000 new keys a second: each window's keys leave for the next's,
+    // but each window brings more than the table holds.
+    assert!(sharing.untracked() > 0);
 }
 
 #[test]

@@ -5,18 +5,27 @@
 //! (addresses, paths, API keys) the traffic carries. That state lives in a [`LimiterState`]
 //! that a reload hands on to the new snapshot when the limit is unchanged: a reload must not
 //! give every flooding client a fresh allowance.
+//!
+//! A `scope = "cluster"` limit also keeps a [`SharedCounts`] table (`shared`): what this edge
+//! counted, for the cluster's sync task to send, and what the other edges counted, which the
+//! limit adds to its own count.
 
 mod penalty;
+mod shared;
 mod sketch;
 
 pub use penalty::PenaltyBox;
+pub use shared::{
+    Ask, DIGEST_BYTES, KEYS_PER_LIMIT, KeyBytes, Outgoing, SharedCounts, Sharing, TABLE_BYTES,
+    Totals,
+};
 pub use sketch::WindowCounter;
 
 use crate::RequestFacts;
 use crate::carried::Carried;
 use crate::rules::{Expr, RuleError};
 use http::HeaderName;
-use model::{LimitAction, LimitKey, RateLimit};
+use model::{LimitAction, LimitKey, LimitScope, RateLimit};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,14 +41,17 @@ pub struct LimiterState {
     counter: WindowCounter,
     penalties: PenaltyBox,
     seed: u64,
+    /// A `scope = "cluster"` limit's share of the cluster's counts.
+    shared: Option<Arc<SharedCounts>>,
 }
 
 impl LimiterState {
-    fn new(period: Duration) -> LimiterState {
+    fn new(period: Duration, shared: Option<Arc<SharedCounts>>) -> LimiterState {
         LimiterState {
             counter: WindowCounter::new(period, SKETCH_WIDTH),
             penalties: PenaltyBox::new(PENALTY_SLOTS),
             seed: random_seed(),
+            shared,
         }
     }
 
@@ -57,10 +69,14 @@ pub fn random_seed() -> u64 {
     hasher.finish()
 }
 
-/// Hands a limit's state to the next snapshot when its definition has not changed.
+/// Hands a limit's state to the next snapshot when its definition has not changed, and shows
+/// the cluster's sync task the limits that share their counts.
 #[derive(Debug, Default)]
 pub struct LimiterRegistry {
     states: Mutex<Carried<LimiterState>>,
+    /// The `scope = "cluster"` limits' tables, by the same identity.
+    shared: Mutex<Carried<SharedCounts>>,
+    sharing: Arc<Sharing>,
 }
 
 impl LimiterRegistry {
@@ -68,20 +84,56 @@ impl LimiterRegistry {
         // Everything that changes what a count means is in the key; `requests`, `action` and
         // `penalty` only change what is done with it.
         let identity = format!(
-            "{site}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{}",
+            "{site}\u{0}{}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{}",
             limit.id,
             limit.period,
             limit.key,
+            limit.scope,
             limit.expr.as_deref().unwrap_or("")
         );
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(state) = states.get(&identity) {
             return state;
         }
-        let state = Arc::new(LimiterState::new(limit.period));
+        let shared = (limit.scope == LimitScope::Cluster).then(|| {
+            // Every edge running this definition names it alike, and a changed definition
+            // counts apart from the old one's totals.
+            let digest = ring::digest::digest(&ring::digest::SHA256, identity.as_bytes());
+            let name = format!("{site}:{}:{}", limit.id, hex8(digest.as_ref()));
+            let shared = Arc::new(SharedCounts::new(
+                name,
+                limit.period.as_millis() as u64,
+                Arc::clone(&self.sharing),
+            ));
+            self.shared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(identity.clone(), &shared);
+            shared
+        });
+        let state = Arc::new(LimiterState::new(limit.period, shared));
         states.insert(identity, &state);
         state
     }
+
+    /// Whether this process shares `scope = "cluster"` counts, and what did not fit.
+    pub fn sharing(&self) -> &Arc<Sharing> {
+        &self.sharing
+    }
+
+    /// The `scope = "cluster"` limits the running snapshot holds.
+    pub fn shared_limits(&self) -> Vec<Arc<SharedCounts>> {
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .live()
+            .collect()
+    }
+}
+
+/// The first eight bytes of `bytes` as hex.
+fn hex8(bytes: &[u8]) -> String {
+    bytes.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// What a request's key is made of.
@@ -167,7 +219,11 @@ impl RateLimiter {
                 count: 0.0,
             });
         }
-        let count = self.state.counter.hit(hash, now);
+        let mut count = self.state.counter.hit(hash, now);
+        if let Some(shared) = &self.state.shared {
+            let key = self.key_bytes(facts)?;
+            count += shared.hit(hash, key.as_bytes(), count, unix_ms());
+        }
         if count <= f64::from(self.requests) {
             return None;
         }
@@ -184,7 +240,12 @@ impl RateLimiter {
     /// The key's count over the last period, without counting this request.
     pub fn peek(&self, facts: &RequestFacts<'_>, now: Instant) -> Option<f64> {
         let hash = self.key_hash(facts)?;
-        Some(self.state.counter.count(hash, now))
+        let others = self
+            .state
+            .shared
+            .as_ref()
+            .map_or(0.0, |shared| shared.others(hash, unix_ms()));
+        Some(self.state.counter.count(hash, now) + others)
     }
 
     /// Requests one key may make per [`period`](Self::period).
@@ -204,23 +265,50 @@ impl RateLimiter {
 
     fn key_hash(&self, facts: &RequestFacts<'_>) -> Option<u64> {
         let seed = self.state.seed;
-        let ip = client_prefix(facts.ip);
-        Some(match &self.key {
-            KeyOf::Ip => xxhash_rust::xxh3::xxh3_64_with_seed(&ip, seed),
-            KeyOf::IpPath => {
+        Some(match self.key_bytes(facts)? {
+            Key::Ip(ip) => xxhash_rust::xxh3::xxh3_64_with_seed(&ip, seed),
+            Key::IpPath(ip, path) => {
                 let ip_hash = xxhash_rust::xxh3::xxh3_64_with_seed(&ip, seed);
-                xxhash_rust::xxh3::xxh3_64_with_seed(facts.path.as_bytes(), ip_hash)
+                xxhash_rust::xxh3::xxh3_64_with_seed(path.as_bytes(), ip_hash)
             }
-            KeyOf::Header(name) => {
-                let value = facts.headers.get(name)?;
-                xxhash_rust::xxh3::xxh3_64_with_seed(value.as_bytes(), seed)
-            }
-            KeyOf::Cookie(name) => {
-                let value = cookie_value(facts.headers, name)?;
-                xxhash_rust::xxh3::xxh3_64_with_seed(value, seed)
-            }
+            Key::Value(value) => xxhash_rust::xxh3::xxh3_64_with_seed(value, seed),
         })
     }
+
+    /// What the request's key is made of; `None` when the request carries none.
+    fn key_bytes<'a>(&self, facts: &RequestFacts<'a>) -> Option<Key<'a>> {
+        Some(match &self.key {
+            KeyOf::Ip => Key::Ip(client_prefix(facts.ip)),
+            KeyOf::IpPath => Key::IpPath(client_prefix(facts.ip), facts.path),
+            KeyOf::Header(name) => Key::Value(facts.headers.get(name)?.as_bytes()),
+            KeyOf::Cookie(name) => Key::Value(cookie_value(facts.headers, name)?),
+        })
+    }
+}
+
+/// A request's key, owning its client prefix.
+enum Key<'a> {
+    Ip([u8; 16]),
+    IpPath([u8; 16], &'a str),
+    Value(&'a [u8]),
+}
+
+impl Key<'_> {
+    fn as_bytes(&self) -> KeyBytes<'_> {
+        match self {
+            Key::Ip(ip) => KeyBytes::Ip(ip),
+            Key::IpPath(ip, path) => KeyBytes::IpPath(ip, path),
+            Key::Value(value) => KeyBytes::Value(value),
+        }
+    }
+}
+
+/// Now, in Unix milliseconds: shared counts are numbered by the wall clock, the same on every
+/// edge.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The address a client is counted by: IPv4 whole, IPv6 by its /64 (one host usually holds a
@@ -267,6 +355,7 @@ mod tests {
             period: Duration::from_secs(10),
             action: LimitAction::Block,
             penalty,
+            scope: model::LimitScope::Edge,
         }
     }
 
@@ -385,6 +474,51 @@ mod tests {
         // Another site's limit of the same id counts apart.
         let other = RateLimiter::build("t", &limit(LimitKey::Ip, 1, None), &registry).unwrap();
         assert_eq!(other.hit(&facts("10.0.0.1", "/api/", &h), t), None);
+    }
+
+    #[test]
+    fn a_cluster_limit_adds_what_the_other_edges_counted() {
+        let registry = LimiterRegistry::default();
+        let cluster = RateLimit {
+            scope: LimitScope::Cluster,
+            ..limit(LimitKey::Ip, 3, None)
+        };
+        let h = HeaderMap::new();
+        let t = Instant::now();
+        // Before the node joins a cluster, it counts alone.
+        let limiter = RateLimiter::build("s", &cluster, &registry).unwrap();
+        let edge_only = RateLimiter::build("s", &limit(LimitKey::Ip, 3, None), &registry).unwrap();
+        assert_eq!(
+            registry.shared_limits().len(),
+            1,
+            "only the cluster limit shares"
+        );
+        limiter.hit(&facts("10.0.0.1", "/api/", &h), t);
+        assert!(
+            registry.shared_limits()[0]
+                .collect(unix_ms(), 10)
+                .is_empty()
+        );
+
+        registry.sharing().activate();
+        assert_eq!(limiter.hit(&facts("10.0.0.1", "/api/", &h), t), None);
+        let shared = &registry.shared_limits()[0];
+        assert!(shared.name().starts_with("s:l:"), "{}", shared.name());
+        let sent = shared.collect(unix_ms(), 10);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].current, Ask::Add(1));
+        // Redis answers that the cluster counted 4 in this window: 3 of them elsewhere.
+        let totals = [Totals {
+            current: Some(4),
+            previous: Some(0),
+        }];
+        shared.settle(&sent, Ok(&totals));
+        // 2 here, 3 elsewhere: the next one is over.
+        assert_eq!(limiter.peek(&facts("10.0.0.1", "/api/", &h), t), Some(5.0));
+        let over = limiter.hit(&facts("10.0.0.1", "/api/", &h), t).unwrap();
+        assert_eq!(over.count, 6.0);
+        // The edge-scoped limit of the same key knows nothing of the others.
+        assert_eq!(edge_only.hit(&facts("10.0.0.1", "/api/", &h), t), None);
     }
 
     #[test]

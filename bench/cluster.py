@@ -10,7 +10,10 @@ One control node and three edge nodes over a local redis-server, all the release
     comes once every edge runs it;
   - the request path's cost in cluster mode: wrk for COST_SECS on a cached 1 KiB answer at an
     edge node, beside the same load on the same binary alone (no [cluster]), in CPU
-    microseconds per request (the node's process, from /proc).
+    microseconds per request (the node's process, from /proc);
+  - what a `scope = "cluster"` rate limit costs on that path: the same load on two more sites of
+    the same edge node, each with a limit every request counts against (and none reaches), one
+    `scope = "edge"`, one `scope = "cluster"`.
 
 Usage: cluster.py PALISADE_BIN WORK_DIR ORIGIN_PORT COUNT COST_SECS
 """
@@ -135,13 +138,13 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
-def cost(pid, port):
-    """wrk on a cached /1k: (requests/s, CPU us per request of pid)."""
+def cost(pid, port, host="blog.example"):
+    """wrk on a cached /1k of host: (requests/s, CPU us per request of pid)."""
     for _ in range(2):
-        request(port, "blog.example")
+        request(port, host)
     before = cpu_ticks(pid)
     run = subprocess.run(["wrk", f"-t{COST_CONNS}", f"-c{COST_CONNS}", f"-d{COST_SECS}s",
-                          "-H", "Host: blog.example", f"http://127.0.0.1:{port}/1k"],
+                          "-H", f"Host: {host}", f"http://127.0.0.1:{port}/1k"],
                          capture_output=True, text=True, timeout=COST_SECS + 60)
     ticks = cpu_ticks(pid) - before
     requests = 0
@@ -169,6 +172,14 @@ def main():
                    f'secret_file = "{secret}"\n')
         site = (f'[[site]]\nname = "blog"\nhosts = ["blog.example"]\n'
                 f'origins = ["http://127.0.0.1:{ORIGIN}"]\n')
+        # Two more sites, each with a rate limit every request counts against (and none
+        # reaches): one counted per edge, one across the cluster, for what sharing costs.
+        limited = "".join(
+            f'[[site]]\nname = "limited-{scope}"\nhosts = ["limited-{scope}.example"]\n'
+            f'origins = ["http://127.0.0.1:{ORIGIN}"]\n'
+            f'[[site.rate_limit]]\nid = "all"\nrequests = 4000000000\nperiod = "1m"\n'
+            f'scope = "{scope}"\n'
+            for scope in ("edge", "cluster"))
         nodes = []  # (name, port, admin)
         for name in ["control-1"] + [f"edge-{i}" for i in range(1, EDGES + 1)]:
             port, admin = free_port(), free_port()
@@ -179,7 +190,7 @@ def main():
                           f'data_dir = "{WORK}/{name}-data"\n\n'
                           f'{cluster}node = "{name}"\nrole = "{role}"\n\n')
                 if role == "control":
-                    out.write(site)
+                    out.write(site + limited)
             env = dict(os.environ, PALISADE_BOOTSTRAP_TOKEN=TOKEN)
             procs.append(start(name, config, env))
             nodes.append((name, port, admin))
@@ -219,6 +230,8 @@ def main():
 
         edge_pid = procs[2].pid
         edge_cost = cost(edge_pid, edges[0])
+        limit_costs = [cost(edge_pid, edges[0], f"limited-{scope}.example")
+                       for scope in ("edge", "cluster")]
         # The same binary alone: the edge's own configuration without [cluster], the site in it.
         alone_port, alone_admin = free_port(), free_port()
         alone_config = os.path.join(WORK, "alone.toml")
@@ -250,6 +263,13 @@ def main():
     print(f"{'Palisade edge of a cluster':<28} {edge_cost[0]:>9.0f} {edge_cost[1]:>11.1f}")
     print(f"cluster mode costs {100 * (edge_cost[1] / alone_cost[1] - 1):+.1f}% CPU per request "
           "(goal: under 2%)")
+    print()
+    print("a rate limit every request counts against, on the same edge node")
+    print(f"{'limit':<28} {'req/s':>9} {'CPU us/req':>11}")
+    for scope, (rate, us) in zip(("edge", "cluster"), limit_costs):
+        print(f"{'scope = ' + chr(34) + scope + chr(34):<28} {rate:>9.0f} {us:>11.1f}")
+    print(f"scope = \"cluster\" costs {100 * (limit_costs[1][1] / limit_costs[0][1] - 1):+.1f}% "
+          "CPU per request over scope = \"edge\"")
 
 
 main()

@@ -39,6 +39,10 @@
 //!    black-box `changes_made_while_redis_is_down_reach_every_edge_when_it_returns`.
 //! 4. **An edge serves on without Redis**, restarted too. `persist::tests`, black-box
 //!    `an_edge_restarted_while_redis_is_down_serves_its_last_configuration`.
+//! 5. **A cluster limit counts locally first**: an edge's own count of a key always applies;
+//!    what the others counted only adds to it, so losing Redis leaves each edge's limit whole.
+//!    `shield::ratelimit::tests::a_cluster_limit_adds_what_the_other_edges_counted`, black-box
+//!    `without_redis_each_edge_still_holds_the_limit_on_what_it_sees`.
 
 pub mod defence;
 pub mod envelope;

@@ -123,7 +123,10 @@ impl LimitSync {
         if batches.is_empty() {
             return Ok(());
         }
-        let (pipe, asked) = self.commands(&batches);
+        let (mut pipe, asked) = self.commands(&batches);
+        // One key Redis refuses (a hash overwritten with a string, say) fails its own command,
+        // not the sync: its count is given back, the rest are taken.
+        pipe.ignore_errors();
         let answers =
             tokio::time::timeout(SYNC_TIMEOUT, pipe.query_async::<Vec<redis::Value>>(con))
                 .await
@@ -141,16 +144,15 @@ impl LimitSync {
             .map(|(_, sent)| vec![Totals::default(); sent.len()])
             .collect();
         for (answer, (batch, key, previous)) in answers.into_iter().zip(asked) {
+            // A missing field is a total of 0; a refusal, no answer.
             let total = redis::from_redis_value::<Option<i64>>(answer)
                 .ok()
-                .flatten()
-                .unwrap_or(0)
-                .clamp(0, i64::from(u32::MAX)) as u32;
+                .map(|total| total.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32);
             let slot = &mut totals[batch][key];
             if previous {
-                slot.previous = Some(total);
+                slot.previous = total;
             } else {
-                slot.current = Some(total);
+                slot.current = total;
             }
         }
         let mut keys = 0;

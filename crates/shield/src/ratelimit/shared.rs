@@ -197,7 +197,8 @@ pub struct Outgoing {
     pub previous: Ask,
 }
 
-/// Redis's answers for one [`Outgoing`]: the totals it asked for (`None` for a skip).
+/// Redis's answers for one [`Outgoing`]: the totals it asked for (`None` for a skip, or for a
+/// command Redis refused: an add refused is given back, to be sent again).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
     /// The current window's total.
@@ -206,10 +207,37 @@ pub struct Totals {
     pub previous: Option<u32>,
 }
 
+/// Hashes a key's hash no further: it is the limit's seeded hash already (unknown outside the
+/// process, so nobody can aim keys at one bucket), and hashing it again would be the most
+/// expensive step of a request's count.
+#[derive(Debug, Default, Clone, Copy)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; anything else is folded in, to stay correct.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        // The shard is picked by the top bits, which are then the same for all of a shard's
+        // keys: the table's buckets and tags should come from the others.
+        self.0.rotate_left(32)
+    }
+}
+
+type Entries = HashMap<u64, Entry, std::hash::BuildHasherDefault<Prehashed>>;
+
 /// One independently locked part of a limit's table.
 #[derive(Debug, Default)]
 struct Shard {
-    entries: HashMap<u64, Entry>,
+    entries: Entries,
     /// The window of the last sweep for room: keys leave only as windows pass, so a full
     /// shard is swept once a window, not at every new key (a spray of new keys would
     /// otherwise cost a sweep each).
@@ -364,7 +392,7 @@ impl SharedCounts {
 
     /// Records Redis's answers to what [`collect`](Self::collect) took: `Ok` with one
     /// [`Totals`] per [`Outgoing`], in order; `Err` when the sync failed, which gives the counts
-    /// back to be sent next time (an add that reached Redis before the failure is then counted
+    /// back to be sent next time (as a refused add's are) (an add that reached Redis before the failure is then counted
     /// twice: the error is on the strict side).
     pub fn settle(&self, sent: &[Outgoing], answers: Result<&[Totals], ()>) {
         for (i, outgoing) in sent.iter().enumerate() {
@@ -396,17 +424,17 @@ impl SharedCounts {
                 let Some(side) = entry.side(window) else {
                     continue;
                 };
-                match (ask, totals.is_some()) {
-                    (Ask::Add(n), false) => side.unsent = side.unsent.saturating_add(n),
-                    (Ask::Add(n), true) => {
+                match (ask, total) {
+                    (Ask::Add(n), None) => side.unsent = side.unsent.saturating_add(n),
+                    (Ask::Add(n), Some(total)) => {
                         side.sent = side.sent.saturating_add(n);
-                        side.total = total.unwrap_or(side.sent);
+                        side.total = total;
                     }
-                    (Ask::Read, true) => side.total = total.unwrap_or(0),
-                    (Ask::Read | Ask::Skip, false) | (Ask::Skip, true) => continue,
+                    (Ask::Read, Some(total)) => side.total = total,
+                    (Ask::Read | Ask::Skip, None) | (Ask::Skip, Some(_)) => continue,
                 }
                 // A total read after its window ended holds all of that window, for good.
-                if asked_as_previous && totals.is_some() {
+                if asked_as_previous {
                     entry.previous_read = true;
                 }
             }
@@ -543,6 +571,32 @@ mod tests {
         redis.sync(&b, later);
         // B sees A's 1 now and its 3 before, at full weight at the window's start.
         assert_eq!(b.others(5, later), 4.0);
+    }
+
+    #[test]
+    fn an_add_redis_refused_is_sent_again_and_the_others_are_taken() {
+        let a = counts();
+        let t = 10 * MINUTE;
+        a.hit(1, KeyBytes::Ip(&IP), 1.0, t);
+        a.hit(2, KeyBytes::Ip(&[2; 16]), 1.0, t);
+        let mut sent = a.collect(t, usize::MAX);
+        sent.sort_by_key(|o| o.hash);
+        // Key 1's add refused (its hash is not a hash in Redis, say); key 2's taken.
+        let answers = [
+            Totals {
+                current: None,
+                previous: Some(0),
+            },
+            Totals {
+                current: Some(3),
+                previous: Some(0),
+            },
+        ];
+        a.settle(&sent, Ok(&answers));
+        assert_eq!(a.others(2, t), 2.0);
+        let again = a.collect(t, usize::MAX);
+        assert_eq!(again.len(), 1);
+        assert_eq!((again[0].hash, again[0].current), (1, Ask::Add(1)));
     }
 
     #[test]

@@ -129,8 +129,10 @@ impl Defence {
         // Per site, the other nodes' latest word: on or off, and when.
         let mut words: HashMap<String, HashMap<String, (bool, u64)>> = HashMap::new();
         let mut wait = link::MIN_BACKOFF;
-        // New announcements only: older ones have expired or will be repeated.
-        let mut cursor = "$".to_string();
+        // Where reading goes on from: the stream's end when first connected (older
+        // announcements have expired or will be repeated), then the last one read, so that a
+        // reconnection reads what came meanwhile.
+        let mut cursor: Option<String> = None;
         loop {
             let Ok(mut con) =
                 link::connect(&self.client, link::RESPONSE_TIMEOUT + link::BLOCK).await
@@ -139,7 +141,19 @@ impl Defence {
                 link::back_off(&mut wait).await;
                 continue;
             };
+            if cursor.is_none() {
+                // Not `$` in each read: that means "after whatever is last when this read
+                // starts", and an announcement made between two reads would be missed.
+                match last_id(&mut con).await {
+                    Ok(id) => cursor = Some(id),
+                    Err(_) => {
+                        link::back_off(&mut wait).await;
+                        continue;
+                    }
+                }
+            }
             wait = link::MIN_BACKOFF;
+            let cursor = cursor.get_or_insert_with(|| "0-0".into());
             loop {
                 let reply: redis::RedisResult<Option<redis::streams::StreamReadReply>> =
                     redis::cmd("XREAD")
@@ -149,12 +163,12 @@ impl Defence {
                         .arg(link::BLOCK.as_millis() as u64)
                         .arg("STREAMS")
                         .arg(DEFENCE_KEY)
-                        .arg(&cursor)
+                        .arg(&*cursor)
                         .query_async(&mut con)
                         .await;
                 let Ok(reply) = reply else { break };
                 for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
-                    cursor = entry.id.clone();
+                    *cursor = entry.id.clone();
                     let Some(redis::Value::BulkString(bytes)) = entry.map.get("m") else {
                         self.status.refused(Refused::Malformed);
                         continue;
@@ -226,4 +240,21 @@ impl Defence {
             false
         });
     }
+}
+
+/// The id of the stream's last announcement, or `0-0` while it has none.
+async fn last_id(con: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<String> {
+    let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(DEFENCE_KEY)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(con)
+        .await?;
+    Ok(last
+        .ids
+        .into_iter()
+        .next()
+        .map_or_else(|| "0-0".into(), |entry| entry.id))
 }

@@ -96,9 +96,22 @@ impl LimiterRegistry {
             return state;
         }
         let shared = (limit.scope == LimitScope::Cluster).then(|| {
-            // Every edge running this definition names it alike, and a changed definition
-            // counts apart from the old one's totals.
-            let digest = ring::digest::digest(&ring::digest::SHA256, identity.as_bytes());
+            // Every edge running this definition names it alike, whatever build it runs (so
+            // it is written out as the file writes it, not as a type's debug form), and a
+            // changed definition counts apart from the old one's totals.
+            let key = match &limit.key {
+                LimitKey::Ip => "ip".to_string(),
+                LimitKey::IpPath => "ip_path".to_string(),
+                LimitKey::Header(name) => format!("header:{name}"),
+                LimitKey::Cookie(name) => format!("cookie:{name}"),
+            };
+            let definition = format!(
+                "{site}\u{0}{}\u{0}{}ms\u{0}{key}\u{0}{}",
+                limit.id,
+                limit.period.as_millis(),
+                limit.expr.as_deref().unwrap_or("")
+            );
+            let digest = ring::digest::digest(&ring::digest::SHA256, definition.as_bytes());
             let name = format!("{site}:{}:{}", limit.id, hex8(digest.as_ref()));
             let shared = Arc::new(SharedCounts::new(
                 name,
@@ -503,7 +516,9 @@ mod tests {
         registry.sharing().activate();
         assert_eq!(limiter.hit(&facts("10.0.0.1", "/api/", &h), t), None);
         let shared = &registry.shared_limits()[0];
-        assert!(shared.name().starts_with("s:l:"), "{}", shared.name());
+        // The name every edge gives it, whatever build it runs: the SHA-256 of the definition
+        // as the file writes it ("s", "l", "10000ms", "ip", the filter), joined by NULs.
+        assert_eq!(shared.name(), "s:l:a858087f13810490");
         let sent = shared.collect(unix_ms(), 10);
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].current, Ask::Add(1));

@@ -144,7 +144,7 @@ impl Defence {
             if cursor.is_none() {
                 // Not `$` in each read: that means "after whatever is last when this read
                 // starts", and an announcement made between two reads would be missed.
-                match last_id(&mut con).await {
+                match link::last_id(&mut con, DEFENCE_KEY).await {
                     Ok(id) => cursor = Some(id),
                     Err(_) => {
                         link::back_off(&mut wait).await;
@@ -240,21 +240,4 @@ impl Defence {
             false
         });
     }
-}
-
-/// The id of the stream's last announcement, or `0-0` while it has none.
-async fn last_id(con: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<String> {
-    let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
-        .arg(DEFENCE_KEY)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(con)
-        .await?;
-    Ok(last
-        .ids
-        .into_iter()
-        .next()
-        .map_or_else(|| "0-0".into(), |entry| entry.id))
 }

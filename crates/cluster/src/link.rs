@@ -91,3 +91,22 @@ pub async fn back_off(wait: &mut Duration) {
     tokio::time::sleep(*wait).await;
     *wait = (*wait * 2).min(MAX_BACKOFF);
 }
+
+/// The id of the last entry of the stream `key`, or `0-0` while it has none: where a reader
+/// that wants only what comes next starts (`$` would start after whatever is last when each
+/// read begins, missing what arrives between two reads).
+pub async fn last_id(con: &mut MultiplexedConnection, key: &str) -> redis::RedisResult<String> {
+    let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(key)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(con)
+        .await?;
+    Ok(last
+        .ids
+        .into_iter()
+        .next()
+        .map_or_else(|| "0-0".into(), |entry| entry.id))
+}

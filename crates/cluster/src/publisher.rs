@@ -130,15 +130,7 @@ impl Publisher {
         // stream: what is in it now is covered by the snapshot or skipped by version, and a
         // change made from now on has a newer version and lands after this position (this
         // task alone writes the stream).
-        let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
-            .arg(CHANGES_KEY)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(con)
-            .await?;
-        let after = last.ids.first().map_or("0-0".to_string(), |e| e.id.clone());
+        let after = link::last_id(con, CHANGES_KEY).await?;
         let version = snapshot.version;
         // The control node's own key file (its edge made it at start).
         let challenge_keys =

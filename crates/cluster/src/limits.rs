@@ -67,6 +67,9 @@ impl LimitSync {
         let mut con: Option<MultiplexedConnection> = None;
         let mut wait = link::MIN_BACKOFF;
         let mut retry_at = tokio::time::Instant::now();
+        // Which limit goes first: a different one each sync, so that limits early in the list
+        // cannot take every sync's budget from the others.
+        let mut first = 0usize;
         loop {
             tick.tick().await;
             let limits = self.edge.limiters().shared_limits();
@@ -94,7 +97,14 @@ impl LimitSync {
             let Some(connection) = con.as_mut() else {
                 continue;
             };
-            if self.sync(connection, &limits).await.is_err() {
+            first = first.wrapping_add(1);
+            let turn = first % limits.len();
+            let in_turn: Vec<Arc<SharedCounts>> = limits[turn..]
+                .iter()
+                .chain(&limits[..turn])
+                .cloned()
+                .collect();
+            if self.sync(connection, &in_turn).await.is_err() {
                 con = None;
             }
         }
